@@ -1,0 +1,180 @@
+//! The HTTP surface: an axum router over the library. Handlers parse, call the library off the async
+//! threads, and serialize; they hold no logic of their own.
+pub mod error;
+pub mod openapi;
+pub mod teachers;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use crate::onnx::SessionPool;
+use crate::store::Store;
+use crate::zoo::Zoo;
+pub use error::{ApiError, ErrorBody};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub zoo: Arc<Zoo>,
+    pub store: Store,
+    blocking: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// Opens the state directory and the zoo, and brings the catalog up to date (a blocking call).
+    pub fn open(config: Config) -> Result<Self> {
+        crate::onnx::environment()?;
+        let store = Store::open(&config.data_dir)?;
+        let pool = Arc::new(SessionPool::new(config.intra_threads));
+        let zoo = Arc::new(Zoo::open(&config.zoo, &store, pool, config.infer_batch)?);
+        let report = zoo.rescan()?;
+        tracing::info!(
+            added = report.added.len(),
+            changed = report.changed.len(),
+            removed = report.removed.len(),
+            unchanged = report.unchanged,
+            failed = report.failed.len(),
+            "zoo indexed"
+        );
+        for f in &report.failed {
+            tracing::warn!(teacher = %f.id, "unusable: {}", f.reason);
+        }
+        let blocking = Arc::new(Semaphore::new(config.max_blocking.max(1)));
+        Ok(Self {
+            config: Arc::new(config),
+            zoo,
+            store,
+            blocking,
+        })
+    }
+
+    /// Runs blocking work (inference, hashing, ONNX loading) off the async threads; more than
+    /// `max_blocking` at once is answered with 429.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = self.blocking.clone().try_acquire_owned().map_err(|_| {
+            ApiError(Error::new(
+                ErrorKind::Overloaded,
+                "too many requests in flight; retry shortly",
+            ))
+        })?;
+        let out = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
+        .map_err(|e| ApiError(Error::internal(format!("worker failed: {e}"))))?;
+        out.map_err(ApiError)
+    }
+}
+
+async fn log_requests(req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
+    let start = Instant::now();
+    let span = tracing::info_span!("request", %method, path = %path);
+    let res = {
+        let _e = span.enter();
+        next.run(req)
+    }
+    .await;
+    tracing::info!(%method, path = %path, status = res.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
+    res
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::not_found("no such endpoint; see /openapi.json"))
+}
+
+/// Liveness and a one-line summary.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "Server is up", body = Health)))]
+pub async fn healthz(State(st): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
+    let teachers = st.zoo.all()?;
+    Ok(axum::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        teachers: teachers.len(),
+        usable_teachers: teachers.iter().filter(|t| t.usable).count(),
+    }))
+}
+
+/// Health summary.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub teachers: usize,
+    pub usable_teachers: usize,
+}
+
+/// The whole router.
+pub fn router(state: AppState) -> Router {
+    let upload_limit = state.config.max_upload_bytes.saturating_add(1 << 20) as usize;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::serve))
+        .route(
+            "/v1/teachers",
+            get(teachers::list)
+                .post(teachers::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/v1/teachers/{id}",
+            get(teachers::get_one).delete(teachers::delete),
+        )
+        .route("/v1/teachers/{id}/model.onnx", get(teachers::download))
+        .route("/v1/teachers/{id}/predict", post(teachers::predict))
+        .route("/v1/zoo/rescan", post(teachers::rescan))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+/// Serves until Ctrl-C / SIGTERM.
+pub async fn serve(config: Config) -> Result<()> {
+    let addr = config.addr;
+    let state = tokio::task::spawn_blocking(move || AppState::open(config))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::invalid_input(format!("cannot listen on {addr}: {e}")))?;
+    tracing::info!("faculty listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::internal(format!("server: {e}")))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,53 @@
+//! The OpenAPI document, generated from the handlers' annotations and served at `/openapi.json`.
+//! A copy is checked in as `openapi.json`; a test fails when the two drift.
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{error::ErrorBody, teachers};
+use crate::onnx::{OutputKind, session::Predictor};
+use crate::zoo::catalog::Failed;
+use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "faculty",
+        description = "Find the most related teacher in an ONNX zoo and distill a student from it."
+    ),
+    paths(
+        super::healthz,
+        teachers::list,
+        teachers::get_one,
+        teachers::download,
+        teachers::upload,
+        teachers::delete,
+        teachers::predict,
+        teachers::rescan
+    ),
+    components(schemas(
+        ErrorBody,
+        Teacher,
+        TensorSig,
+        TeacherPage,
+        RescanReport,
+        Failed,
+        Predictor,
+        OutputKind,
+        super::Health,
+        teachers::UploadForm,
+        teachers::PredictRequest,
+        teachers::PredictResponse
+    ))
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON (what `openapi.json` in the repository holds).
+pub fn document() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("OpenAPI serializes")
+}
+
+pub async fn serve() -> Json<serde_json::Value> {
+    Json(serde_json::to_value(ApiDoc::openapi()).expect("OpenAPI serializes"))
+}

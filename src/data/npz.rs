@@ -1,0 +1,285 @@
+//! A strict reader for NumPy `.npy` arrays and `.npz` archives (a zip of `.npy` files, stored or deflated).
+//! Object arrays (pickles) and big-endian data are refused; every size is checked against the bytes that
+//! are really there, and decompression is bounded, so a hostile archive costs at most `max_bytes`.
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::error::{Error, Result};
+
+/// One array from an npy file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyArray {
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    U8(ArrayD<u8>),
+    I64(ArrayD<i64>),
+    /// Fixed-width unicode strings (dtype `<U`), with their shape.
+    Str(Vec<String>, Vec<usize>),
+}
+
+impl NpyArray {
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Self::F32(a) => a.shape().to_vec(),
+            Self::F64(a) => a.shape().to_vec(),
+            Self::U8(a) => a.shape().to_vec(),
+            Self::I64(a) => a.shape().to_vec(),
+            Self::Str(_, s) => s.clone(),
+        }
+    }
+
+    /// The array as float32 (`uint8` is scaled to [0, 1], as image pixels are).
+    pub fn to_f32(&self) -> Result<ArrayD<f32>> {
+        Ok(match self {
+            Self::F32(a) => a.clone(),
+            Self::F64(a) => a.mapv(|v| v as f32),
+            Self::U8(a) => a.mapv(|v| v as f32 / 255.0),
+            Self::I64(a) => a.mapv(|v| v as f32),
+            Self::Str(..) => {
+                return Err(Error::invalid_input(
+                    "expected a numeric array, found strings",
+                ));
+            }
+        })
+    }
+
+    /// The array as integers (floats must be whole numbers).
+    pub fn to_i64(&self) -> Result<ArrayD<i64>> {
+        let whole = |v: f64| {
+            (v.fract() == 0.0 && v.is_finite())
+                .then_some(v as i64)
+                .ok_or_else(|| Error::invalid_input(format!("expected integer labels, found {v}")))
+        };
+        Ok(match self {
+            Self::I64(a) => a.clone(),
+            Self::U8(a) => a.mapv(i64::from),
+            Self::F32(a) => a
+                .iter()
+                .map(|&v| whole(v as f64))
+                .collect::<Result<Vec<_>>>()
+                .map(|v| ArrayD::from_shape_vec(a.raw_dim(), v).expect("same shape"))?,
+            Self::F64(a) => a
+                .iter()
+                .map(|&v| whole(v))
+                .collect::<Result<Vec<_>>>()
+                .map(|v| ArrayD::from_shape_vec(a.raw_dim(), v).expect("same shape"))?,
+            Self::Str(..) => {
+                return Err(Error::invalid_input(
+                    "expected integer labels, found strings",
+                ));
+            }
+        })
+    }
+}
+
+fn header_field<'a>(header: &'a str, key: &str) -> Result<&'a str> {
+    let pat = format!("'{key}':");
+    let at = header
+        .find(&pat)
+        .ok_or_else(|| Error::invalid_input(format!("npy header has no '{key}'")))?;
+    Ok(header[at + pat.len()..].trim_start())
+}
+
+/// Parses one `.npy` file.
+pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
+    let bad = |m: &str| Error::invalid_input(format!("not a valid .npy array: {m}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("missing the \\x93NUMPY magic"));
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(&format!("unsupported format version {v}"))),
+    };
+    if hlen > 1 << 16 || start + hlen > bytes.len() {
+        return Err(bad("header length out of range"));
+    }
+    let header =
+        std::str::from_utf8(&bytes[start..start + hlen]).map_err(|_| bad("header is not text"))?;
+    let descr_s = header_field(header, "descr")?;
+    let descr = descr_s
+        .trim_start_matches('\'')
+        .split('\'')
+        .next()
+        .unwrap_or("");
+    let fortran = header_field(header, "fortran_order")?.starts_with("True");
+    let shape_s = header_field(header, "shape")?;
+    let inner = shape_s
+        .trim_start_matches('(')
+        .split(')')
+        .next()
+        .unwrap_or("");
+    let shape: Vec<usize> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad("shape is not a tuple of integers"))
+        })
+        .collect::<Result<_>>()?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad("shape too large"))?;
+    let data = &bytes[start + hlen..];
+    let (order, kind, width) = {
+        let mut chars = descr.chars();
+        let order = chars.next().unwrap_or(' ');
+        let kind = chars.next().unwrap_or(' ');
+        let width: usize = chars
+            .as_str()
+            .parse()
+            .map_err(|_| bad(&format!("unsupported dtype '{descr}'")))?;
+        (order, kind, width)
+    };
+    if order == '>' {
+        return Err(bad(
+            "big-endian arrays are not supported; save with a little-endian dtype",
+        ));
+    }
+    let item = if kind == 'U' {
+        width.checked_mul(4).ok_or_else(|| bad("dtype too wide"))?
+    } else {
+        width
+    };
+    if count.checked_mul(item) != Some(data.len()) {
+        return Err(bad(&format!(
+            "data holds {} bytes, shape {shape:?} of {descr} needs {}",
+            data.len(),
+            count.saturating_mul(item)
+        )));
+    }
+    // Fortran order: read with the reversed shape, then reverse the axes back.
+    let read_shape: Vec<usize> = if fortran {
+        shape.iter().rev().copied().collect()
+    } else {
+        shape.clone()
+    };
+    fn arr<T: Clone>(v: Vec<T>, s: &[usize], fortran: bool) -> ArrayD<T> {
+        let a = ArrayD::from_shape_vec(IxDyn(s), v).expect("length checked");
+        if fortran {
+            a.reversed_axes().as_standard_layout().into_owned()
+        } else {
+            a
+        }
+    }
+    let chunks = |n: usize| data.chunks_exact(n);
+    Ok(match (kind, width) {
+        ('f', 4) => NpyArray::F32(arr(
+            chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            &read_shape,
+            fortran,
+        )),
+        ('f', 8) => NpyArray::F64(arr(
+            chunks(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            &read_shape,
+            fortran,
+        )),
+        ('u', 1) | ('b', 1) => NpyArray::U8(arr(data.to_vec(), &read_shape, fortran)),
+        ('i', 1) => NpyArray::I64(arr(
+            data.iter().map(|&b| b as i8 as i64).collect(),
+            &read_shape,
+            fortran,
+        )),
+        ('i', 2) => NpyArray::I64(arr(
+            chunks(2)
+                .map(|c| i16::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            &read_shape,
+            fortran,
+        )),
+        ('i', 4) => NpyArray::I64(arr(
+            chunks(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            &read_shape,
+            fortran,
+        )),
+        ('i', 8) => NpyArray::I64(arr(
+            chunks(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            &read_shape,
+            fortran,
+        )),
+        ('u', 2) => NpyArray::I64(arr(
+            chunks(2)
+                .map(|c| u16::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            &read_shape,
+            fortran,
+        )),
+        ('u', 4) => NpyArray::I64(arr(
+            chunks(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
+            &read_shape,
+            fortran,
+        )),
+        ('U', _) => {
+            let strings = chunks(item.max(1))
+                .map(|c| {
+                    c.chunks_exact(4)
+                        .map(|u| u32::from_le_bytes(u.try_into().unwrap()))
+                        .take_while(|&u| u != 0)
+                        .map(|u| char::from_u32(u).unwrap_or('\u{FFFD}'))
+                        .collect()
+                })
+                .collect();
+            NpyArray::Str(strings, shape)
+        }
+        _ => {
+            return Err(bad(&format!(
+                "unsupported dtype '{descr}' (object arrays are refused)"
+            )));
+        }
+    })
+}
+
+/// Reads every `.npy` member of an `.npz` archive, refusing archives that would inflate past `max_bytes`.
+pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArray>> {
+    let bad = |m: String| Error::invalid_input(format!("not a valid .npz archive: {m}"));
+    let mut zip =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    let mut budget = max_bytes;
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+        let name = f.name().to_string();
+        let Some(key) = name.strip_suffix(".npy") else {
+            continue;
+        };
+        if key.contains(['/', '\\']) || key.contains("..") {
+            return Err(bad(format!(
+                "member '{name}' has a path; npz members are plain names"
+            )));
+        }
+        let mut buf = Vec::new();
+        let read = (&mut f)
+            .take(budget + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| bad(format!("{name}: {e}")))?;
+        if read as u64 > budget {
+            return Err(Error::new(
+                crate::error::ErrorKind::PayloadTooLarge,
+                format!("the .npz archive inflates past the {max_bytes}-byte limit"),
+            ));
+        }
+        budget -= read as u64;
+        out.insert(
+            key.to_string(),
+            parse_npy(&buf).map_err(|e| e.context(format!("member '{name}'")))?,
+        );
+    }
+    Ok(out)
+}

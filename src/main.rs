@@ -1,0 +1,186 @@
+//! The `faculty` command: the server and the script-friendly commands that work without one.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use faculty::{Config, onnx, store::Store, zoo};
+
+#[derive(Parser)]
+#[command(
+    name = "faculty",
+    version,
+    about = "Find the most related ONNX teacher for a task and distill a student from it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API over a zoo directory.
+    Serve(Config),
+    /// Look at a zoo without a server.
+    #[command(subcommand)]
+    Zoo(ZooCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum ZooCommand {
+    /// List the teachers of a zoo directory.
+    List {
+        /// Zoo directory.
+        #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
+        zoo: PathBuf,
+        /// Print JSON (the same teacher objects as the REST API).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect one ONNX file: signature, labels, parameters, and whether faculty can use it.
+    Inspect {
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_table(teachers: &[zoo::Teacher]) {
+    println!(
+        "{:<24} {:<8} {:>9} {:>8} {:<14} {:<16} LABELS",
+        "ID", "USABLE", "PARAMS", "KB", "INPUT", "OUTPUT"
+    );
+    for t in teachers {
+        let input = t
+            .inputs
+            .first()
+            .map(|i| format!("{:?}", i.shape))
+            .unwrap_or_default();
+        let output = t
+            .predictor
+            .as_ref()
+            .map(|p| match p.kind {
+                onnx::OutputKind::Probabilities => p.output.clone(),
+                k => format!("{} ({k:?})", p.output).to_lowercase(),
+            })
+            .unwrap_or_default();
+        let mut labels = t
+            .labels
+            .iter()
+            .take(6)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",");
+        if t.labels.len() > 6 {
+            labels.push_str(&format!(",… ({})", t.labels.len()));
+        }
+        if t.label_source == "index" && !t.labels.is_empty() {
+            labels.push_str(" [indices]");
+        }
+        println!(
+            "{:<24} {:<8} {:>9} {:>8} {:<14} {:<16} {}",
+            t.id,
+            if t.usable { "yes" } else { "NO" },
+            t.params,
+            t.bytes / 1024,
+            input,
+            output,
+            if t.usable {
+                labels
+            } else {
+                t.reason.clone().unwrap_or_default()
+            }
+        );
+    }
+}
+
+fn run(cli: Cli) -> faculty::Result<()> {
+    match cli.command {
+        Command::Serve(config) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(faculty::api::serve(config))
+        }
+        Command::Openapi => {
+            println!("{}", faculty::api::openapi::document());
+            Ok(())
+        }
+        Command::Zoo(ZooCommand::List { zoo: dir, json }) => {
+            onnx::environment()?;
+            let store = Store::temporary()?;
+            let z = zoo::Zoo::open(
+                &dir,
+                &store,
+                std::sync::Arc::new(onnx::SessionPool::new(0)),
+                1024,
+            )?;
+            z.rescan()?;
+            let all = z.all()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "teachers": all }))?
+                );
+            } else {
+                print_table(&all);
+            }
+            Ok(())
+        }
+        Command::Zoo(ZooCommand::Inspect { file, json }) => {
+            onnx::environment()?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| faculty::Error::invalid_input(format!("{}: {e}", file.display())))?;
+            let stem = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("model")
+                .to_string();
+            let card_path = file.with_file_name(format!("{stem}.card.json"));
+            let card = std::fs::read_to_string(&card_path).ok();
+            let ident = zoo::teacher::Ident {
+                id: zoo::scan::teacher_id(&stem, None),
+                name: stem,
+                version: "1".into(),
+                path: file.display().to_string(),
+            };
+            let t = zoo::inspect(&bytes, ident, card.as_deref(), 0).teacher;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                print_table(std::slice::from_ref(&t));
+                for w in &t.warnings {
+                    println!("warning: {w}");
+                }
+            }
+            if t.usable {
+                Ok(())
+            } else {
+                Err(faculty::Error::invalid_model(t.reason.unwrap_or_default()))
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "faculty=info,tower_http=info,ort=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e.kind {
+                faculty::ErrorKind::RuntimeUnavailable => 3,
+                faculty::ErrorKind::InvalidInput
+                | faculty::ErrorKind::InvalidModel
+                | faculty::ErrorKind::NotFound => 2,
+                _ => 1,
+            })
+        }
+    }
+}

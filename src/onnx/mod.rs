@@ -1,0 +1,18 @@
+//! Everything that touches ONNX: the generated protobuf types, the ONNX Runtime environment, graph reading
+//! (signature, metadata, parameters, classifier heads), small graph builders, and inference sessions.
+//! Nothing here knows about HTTP or the catalog.
+
+/// Types generated from `proto/onnx.proto` (Apache-2.0, from the ONNX project).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+pub mod build;
+pub mod graph;
+pub mod runtime;
+pub mod session;
+
+pub use graph::ModelInfo;
+pub use runtime::environment;
+pub use session::{OutputKind, Predictor, SessionPool};

@@ -1,0 +1,252 @@
+//! Inference: how to read class probabilities out of a model ([`Predictor`]), and a pool that creates each
+//! model's ONNX Runtime session once and reuses it ([`SessionPool`]). All calls here block: callers on async
+//! threads go through `spawn_blocking`.
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ndarray::{Array2, ArrayViewD, Axis};
+use ort::session::Session;
+use ort::value::{DynMapValueType, DynSequenceValueType, DynValue, TensorRef, ValueType};
+use serde::{Deserialize, Serialize};
+
+use super::runtime::environment;
+use crate::error::{Error, Result};
+
+/// What the chosen output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// A float tensor [N, K] whose rows are probability vectors.
+    Probabilities,
+    /// A float tensor [N, K] of unnormalised scores: faculty applies a softmax.
+    Logits,
+    /// A ZipMap (sequence of {class: probability} maps), as skl2onnx writes by default.
+    Zipmap,
+}
+
+/// How to turn a batch of rows into class probabilities [N, K] with one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Predictor {
+    /// Graph input name.
+    pub input: String,
+    /// Input shape, -1 where dynamic (the first dimension is the batch).
+    pub input_shape: Vec<i64>,
+    /// Name of the output read as class scores.
+    pub output: String,
+    pub kind: OutputKind,
+    pub num_classes: usize,
+}
+
+/// Creates a session for model bytes; failures are the model's fault (kind `invalid_model`).
+pub fn load_session(bytes: &[u8], intra_threads: usize) -> Result<Session> {
+    let env = environment()?;
+    let builder = Session::builder(env).map_err(Error::from)?;
+    let mut builder = builder
+        .with_intra_threads(intra_threads)
+        .map_err(|e| Error::internal(format!("ONNX Runtime options: {e}")))?;
+    builder
+        .commit_from_memory(bytes)
+        .map_err(|e| Error::invalid_model(format!("ONNX Runtime cannot load this model: {e}")))
+}
+
+/// Row-wise numerically stable softmax, in place.
+pub fn softmax_rows(a: &mut Array2<f32>) {
+    for mut row in a.rows_mut() {
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        row.mapv_inplace(|v| (v - m).exp());
+        let s = row.sum();
+        row.mapv_inplace(|v| v / s);
+    }
+}
+
+/// Reads one output value as scores [n, K] (before any softmax).
+pub fn extract_scores(value: &DynValue, kind: OutputKind, n: usize) -> Result<Array2<f32>> {
+    let bad =
+        |what: &str| Error::invalid_model(format!("output is not usable as class scores: {what}"));
+    match kind {
+        OutputKind::Zipmap => {
+            let seq = value
+                .view()
+                .downcast::<DynSequenceValueType>()
+                .map_err(|e| bad(&format!("expected a sequence of maps ({e})")))?;
+            let maps = seq
+                .try_extract_sequence::<DynMapValueType>()
+                .map_err(|e| bad(&e.to_string()))?;
+            let mut rows: Vec<Vec<f32>> = Vec::with_capacity(maps.len());
+            for m in &maps {
+                let row = match m.dtype() {
+                    ValueType::Map {
+                        key: ort::value::TensorElementType::String,
+                        ..
+                    } => {
+                        let mut kv = m.try_extract_key_values::<String, f32>()?;
+                        kv.sort_by(|a, b| a.0.cmp(&b.0));
+                        kv.into_iter().map(|(_, v)| v).collect()
+                    }
+                    _ => {
+                        let mut kv = m.try_extract_key_values::<i64, f32>()?;
+                        kv.sort_by_key(|a| a.0);
+                        kv.into_iter().map(|(_, v)| v).collect()
+                    }
+                };
+                rows.push(row);
+            }
+            let k = rows.first().map_or(0, Vec::len);
+            if rows.len() != n || rows.iter().any(|r| r.len() != k) {
+                return Err(bad("ZipMap rows have different numbers of classes"));
+            }
+            Array2::from_shape_vec((n, k), rows.concat()).map_err(|e| bad(&e.to_string()))
+        }
+        OutputKind::Probabilities | OutputKind::Logits => {
+            let (shape, data): (Vec<i64>, Vec<f32>) =
+                if let Ok((s, d)) = value.try_extract_tensor::<f32>() {
+                    (s.to_vec(), d.to_vec())
+                } else if let Ok((s, d)) = value.try_extract_tensor::<f64>() {
+                    (s.to_vec(), d.iter().map(|&v| v as f32).collect())
+                } else {
+                    return Err(bad("not a float tensor"));
+                };
+            if shape.first().copied() != Some(n as i64) || n == 0 {
+                return Err(bad(&format!(
+                    "shape {shape:?} does not start with the batch size {n}"
+                )));
+            }
+            let k = data.len() / n;
+            Array2::from_shape_vec((n, k), data).map_err(|e| bad(&e.to_string()))
+        }
+    }
+}
+
+impl Predictor {
+    /// Elements in one input row (all dimensions after the batch), if every one is known.
+    pub fn row_len(&self) -> Option<usize> {
+        self.input_shape[1..]
+            .iter()
+            .try_fold(1usize, |acc, &d| (d > 0).then(|| acc * d as usize))
+    }
+
+    /// Checks that rows of shape `row_shape` fit this input (exactly, or by a reshape with the same element
+    /// count) and returns the per-row shape the model will receive.
+    pub fn adapt_row_shape(&self, row_shape: &[usize]) -> Result<Vec<usize>> {
+        let want = &self.input_shape[1..];
+        let exact = want.len() == row_shape.len()
+            && want
+                .iter()
+                .zip(row_shape)
+                .all(|(&w, &h)| w < 0 || w as usize == h);
+        if exact {
+            return Ok(row_shape.to_vec());
+        }
+        let have: usize = row_shape.iter().product();
+        match self.row_len() {
+            Some(n) if n == have => Ok(want.iter().map(|&d| d as usize).collect()),
+            _ => Err(Error::invalid_input(format!(
+                "rows of shape {row_shape:?} do not fit the model input {:?} (batch first)",
+                self.input_shape
+            ))),
+        }
+    }
+
+    /// Class probabilities [N, K] for the rows of `x` (first axis = rows), `batch` rows per call.
+    pub fn predict(
+        &self,
+        session: &mut Session,
+        x: ArrayViewD<'_, f32>,
+        batch: usize,
+    ) -> Result<Array2<f32>> {
+        let n = x.len_of(Axis(0));
+        let row_shape = self.adapt_row_shape(&x.shape()[1..])?;
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid_input(
+                "input contains NaN or infinite values",
+            ));
+        }
+        let x = x.as_standard_layout();
+        let flat = x.as_slice().expect("standard layout is contiguous");
+        let row_len: usize = row_shape.iter().product();
+        let mut out = Array2::<f32>::zeros((n, self.num_classes));
+        let batch = batch.max(1);
+        for start in (0..n).step_by(batch) {
+            let m = batch.min(n - start);
+            let mut shape = vec![m as i64];
+            shape.extend(row_shape.iter().map(|&d| d as i64));
+            let chunk = &flat[start * row_len..(start + m) * row_len];
+            let input = TensorRef::from_array_view((shape, chunk))?;
+            let outputs = session.run(ort::inputs![self.input.as_str() => input])?;
+            let value = outputs.get(&self.output).ok_or_else(|| {
+                Error::invalid_model(format!("model has no output named {}", self.output))
+            })?;
+            let mut scores = extract_scores(value, self.kind, m)?;
+            if scores.ncols() != self.num_classes {
+                return Err(Error::invalid_model(format!(
+                    "model returned {} classes, its signature says {}",
+                    scores.ncols(),
+                    self.num_classes
+                )));
+            }
+            if self.kind == OutputKind::Logits {
+                softmax_rows(&mut scores);
+            }
+            if scores.iter().any(|v| !v.is_finite()) {
+                return Err(Error::invalid_model(
+                    "model produced NaN or infinite outputs",
+                ));
+            }
+            out.slice_mut(ndarray::s![start..start + m, ..])
+                .assign(&scores);
+        }
+        Ok(out)
+    }
+}
+
+/// One session per model (keyed by sha256), created on first use and reused; `run` needs `&mut`, so each
+/// sits behind a mutex.
+#[derive(Default)]
+pub struct SessionPool {
+    intra_threads: usize,
+    sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+}
+
+impl SessionPool {
+    pub fn new(intra_threads: usize) -> Self {
+        Self {
+            intra_threads,
+            sessions: Mutex::default(),
+        }
+    }
+
+    pub fn intra_threads(&self) -> usize {
+        self.intra_threads
+    }
+
+    /// Keeps an already created session (e.g. the one the indexer validated the model with).
+    pub fn insert(&self, sha256: &str, session: Session) {
+        self.sessions
+            .lock()
+            .expect("pool lock")
+            .insert(sha256.into(), Arc::new(Mutex::new(session)));
+    }
+
+    /// The session for this model, loading `path` the first time.
+    pub fn get(&self, sha256: &str, path: &Path) -> Result<Arc<Mutex<Session>>> {
+        if let Some(s) = self.sessions.lock().expect("pool lock").get(sha256) {
+            return Ok(s.clone());
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+        let session = Arc::new(Mutex::new(load_session(&bytes, self.intra_threads)?));
+        Ok(self
+            .sessions
+            .lock()
+            .expect("pool lock")
+            .entry(sha256.into())
+            .or_insert(session)
+            .clone())
+    }
+
+    /// Drops the session of a removed or replaced model.
+    pub fn evict(&self, sha256: &str) {
+        self.sessions.lock().expect("pool lock").remove(sha256);
+    }
+}

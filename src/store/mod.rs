@@ -1,0 +1,38 @@
+//! The on-disk state: one sled database under the data directory, opened once and shared.
+use std::path::Path;
+
+use crate::error::Result;
+
+/// The sled database and the trees faculty keeps in it.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (or creates) `<data_dir>/state.sled`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let db = sled::Config::new()
+            .path(data_dir.join("state.sled"))
+            .open()?;
+        Ok(Self { db })
+    }
+
+    /// A throwaway store (for the CLI's one-shot commands).
+    pub fn temporary() -> Result<Self> {
+        Ok(Self {
+            db: sled::Config::new().temporary(true).open()?,
+        })
+    }
+
+    pub fn tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// Makes every change so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

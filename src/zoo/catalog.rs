@@ -1,0 +1,548 @@
+//! The catalog: every teacher of the zoo directory, indexed into sled. A rescan hashes and inspects only
+//! files whose size or modification time changed, so a restart costs a directory walk. Uploads and deletes
+//! change the directory and the catalog together, under one lock, and validate before they touch either.
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ndarray::{Array2, ArrayViewD};
+use serde::{Deserialize, Serialize};
+
+use super::scan::{Found, discover, teacher_id, valid_name};
+use super::teacher::{Ident, Teacher, inspect};
+use crate::error::{Error, Result};
+use crate::onnx::SessionPool;
+use crate::store::Store;
+
+/// Name of the hidden directory inside the zoo where uploads are staged before the atomic rename.
+pub const STAGING_DIR: &str = ".faculty-staging";
+const CARD_LIMIT: u64 = 1 << 20;
+
+/// Size and modification time of a file: what decides whether it must be re-hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    pub len: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(path: &Path) -> Result<Self> {
+        let m = std::fs::metadata(path)?;
+        let mtime_ns = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        Ok(Self {
+            len: m.len(),
+            mtime_ns,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fingerprint {
+    model: FileStamp,
+    card: Option<FileStamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    teacher: Teacher,
+    fingerprint: Fingerprint,
+}
+
+/// A teacher that could not be used, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Failed {
+    pub id: String,
+    pub reason: String,
+}
+
+/// What a rescan found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RescanReport {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+    /// Teachers (added or changed in this scan) that are not usable.
+    pub failed: Vec<Failed>,
+    /// Files read and hashed in this scan (0 when nothing changed).
+    pub hashed: usize,
+}
+
+/// Filters and paging for listing teachers.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TeacherQuery {
+    /// Case-insensitive text found in the id, name, description or provenance.
+    pub q: Option<String>,
+    /// A class name the teacher predicts (case-insensitive).
+    pub label: Option<String>,
+    /// Row shape after the batch dimension, e.g. `784` or `1,28,28`; dynamic dimensions match anything.
+    pub input_shape: Option<String>,
+    /// Only usable (true) or only unusable (false) teachers.
+    pub usable: Option<bool>,
+    /// Teachers per page (1-500, default 100).
+    pub page_size: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// One page of teachers.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TeacherPage {
+    pub teachers: Vec<Teacher>,
+    /// Pass as `page_token` for the next page; null on the last page.
+    pub next_page_token: Option<String>,
+    /// Teachers matching the filters, over all pages.
+    pub total: usize,
+}
+
+/// What an upload carries besides the file.
+#[derive(Debug, Clone, Default)]
+pub struct Upload {
+    /// Teacher name; defaults to the uploaded file name without `.onnx`.
+    pub name: Option<String>,
+    /// The client's file name (must be a single path component).
+    pub filename: Option<String>,
+    /// Store as `<name>/<version>/model.onnx` instead of a flat `<name>.onnx`.
+    pub version: Option<String>,
+    /// Class names, written to a sidecar card.
+    pub labels: Option<Vec<String>>,
+    /// The sha256 the client expects; refused when the received bytes differ.
+    pub sha256: Option<String>,
+}
+
+/// The zoo: its directory, its sled index, and the inference sessions of its teachers.
+pub struct Zoo {
+    root: PathBuf,
+    tree: sled::Tree,
+    store: Store,
+    pool: Arc<SessionPool>,
+    infer_batch: usize,
+    lock: Mutex<()>,
+}
+
+fn parse_shape(s: &str) -> Result<Vec<i64>> {
+    s.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split([',', 'x', ' '])
+        .filter(|p| !p.is_empty())
+        .map(|p| p.trim().parse::<i64>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| {
+            Error::invalid_input(format!(
+                "input_shape '{s}' is not a list of integers like 1,28,28"
+            ))
+        })
+}
+
+impl TeacherQuery {
+    fn matches(&self, t: &Teacher, shape: Option<&[i64]>) -> bool {
+        if let Some(u) = self.usable
+            && t.usable != u
+        {
+            return false;
+        }
+        if let Some(q) = self
+            .q
+            .as_deref()
+            .map(str::to_lowercase)
+            .filter(|q| !q.is_empty())
+        {
+            let hay = format!(
+                "{} {} {} {}",
+                t.id,
+                t.name,
+                t.description.as_deref().unwrap_or(""),
+                t.provenance.values().cloned().collect::<Vec<_>>().join(" ")
+            )
+            .to_lowercase();
+            if !hay.contains(&q) {
+                return false;
+            }
+        }
+        if let Some(l) = &self.label
+            && !t.labels.iter().any(|x| x.eq_ignore_ascii_case(l))
+        {
+            return false;
+        }
+        if let Some(want) = shape {
+            let ok = t.inputs.first().is_some_and(|i| {
+                let have = &i.shape[1.min(i.shape.len())..];
+                have.len() == want.len() && have.iter().zip(want).all(|(&h, &w)| h < 0 || h == w)
+            });
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn read_card(path: Option<&Path>) -> Result<Option<String>> {
+    match path {
+        None => Ok(None),
+        Some(p) if std::fs::metadata(p)?.len() > CARD_LIMIT => Ok(Some("{}".into())),
+        Some(p) => Ok(Some(
+            String::from_utf8_lossy(&std::fs::read(p)?).into_owned(),
+        )),
+    }
+}
+
+impl Zoo {
+    /// Opens the catalog of `root` in `store` (call [`Zoo::rescan`] to bring it up to date).
+    pub fn open(
+        root: impl Into<PathBuf>,
+        store: &Store,
+        pool: Arc<SessionPool>,
+        infer_batch: usize,
+    ) -> Result<Self> {
+        let root = root.into();
+        if !root.is_dir() {
+            return Err(Error::invalid_input(format!(
+                "zoo directory {} does not exist",
+                root.display()
+            )));
+        }
+        Ok(Self {
+            root,
+            tree: store.tree("teachers")?,
+            store: store.clone(),
+            pool,
+            infer_batch,
+            lock: Mutex::new(()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where uploads are streamed before validation (created on demand, inside the zoo so that the final
+    /// move is an atomic rename).
+    pub fn staging_dir(&self) -> Result<PathBuf> {
+        let d = self.root.join(STAGING_DIR);
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    }
+
+    fn load(&self, id: &str) -> Result<Option<Entry>> {
+        Ok(match self.tree.get(id.as_bytes())? {
+            Some(v) => Some(serde_json::from_slice(&v)?),
+            None => None,
+        })
+    }
+
+    fn index_one(&self, f: &Found, fingerprint: Fingerprint) -> Result<Entry> {
+        let bytes = std::fs::read(&f.model)?;
+        let card = read_card(f.card.as_deref())?;
+        let ins = inspect(
+            &bytes,
+            f.ident.clone(),
+            card.as_deref(),
+            self.pool.intra_threads(),
+        );
+        if let Some(s) = ins.session {
+            self.pool.insert(&ins.teacher.sha256, s);
+        }
+        Ok(Entry {
+            teacher: ins.teacher,
+            fingerprint,
+        })
+    }
+
+    /// Brings the catalog in line with the directory: new files are added, vanished ones removed, files
+    /// whose size or mtime changed re-inspected; unchanged files are not read.
+    pub fn rescan(&self) -> Result<RescanReport> {
+        let _guard = self.lock.lock().expect("zoo lock");
+        let found = discover(&self.root)?;
+        let mut report = RescanReport::default();
+        let mut batch = sled::Batch::default();
+        let mut seen = std::collections::HashSet::new();
+        for f in &found {
+            if !seen.insert(f.ident.id.clone()) {
+                continue; // two files mapped to one id: the first (sorted) wins
+            }
+            let fingerprint = Fingerprint {
+                model: FileStamp::of(&f.model)?,
+                card: f.card.as_deref().map(FileStamp::of).transpose()?,
+            };
+            let old = self.load(&f.ident.id)?;
+            if let Some(old) = &old
+                && old.fingerprint == fingerprint
+                && old.teacher.path == f.ident.path
+            {
+                report.unchanged += 1;
+                continue;
+            }
+            let entry = self.index_one(f, fingerprint)?;
+            report.hashed += 1;
+            match &old {
+                Some(o) => {
+                    if o.teacher.sha256 != entry.teacher.sha256 {
+                        self.pool.evict(&o.teacher.sha256);
+                    }
+                    report.changed.push(f.ident.id.clone());
+                }
+                None => report.added.push(f.ident.id.clone()),
+            }
+            if let Some(reason) = &entry.teacher.reason {
+                report.failed.push(Failed {
+                    id: f.ident.id.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            batch.insert(f.ident.id.as_bytes(), serde_json::to_vec(&entry)?);
+        }
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let id = String::from_utf8_lossy(&k).into_owned();
+            if !seen.contains(&id) {
+                if let Ok(e) = serde_json::from_slice::<Entry>(&v) {
+                    self.pool.evict(&e.teacher.sha256);
+                }
+                batch.remove(k);
+                report.removed.push(id);
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.store.flush()?;
+        Ok(report)
+    }
+
+    /// One teacher by id.
+    pub fn get(&self, id: &str) -> Result<Teacher> {
+        self.load(id)?
+            .map(|e| e.teacher)
+            .ok_or_else(|| Error::not_found(format!("no teacher with id '{id}'")))
+    }
+
+    /// All teachers, in id order.
+    pub fn all(&self) -> Result<Vec<Teacher>> {
+        self.tree
+            .iter()
+            .map(|kv| Ok(serde_json::from_slice::<Entry>(&kv?.1)?.teacher))
+            .collect()
+    }
+
+    /// A filtered page of teachers, in id order.
+    pub fn list(&self, q: &TeacherQuery) -> Result<TeacherPage> {
+        let size = q.page_size.unwrap_or(100);
+        if !(1..=500).contains(&size) {
+            return Err(Error::invalid_input("page_size must be between 1 and 500"));
+        }
+        let after = match &q.page_token {
+            Some(tok) => Some(
+                hex::decode(tok)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        Error::invalid_input("page_token is not a token this server issued")
+                    })?,
+            ),
+            None => None,
+        };
+        let shape = q.input_shape.as_deref().map(parse_shape).transpose()?;
+        let matching: Vec<Teacher> = self
+            .all()?
+            .into_iter()
+            .filter(|t| q.matches(t, shape.as_deref()))
+            .collect();
+        let total = matching.len();
+        let rest: Vec<Teacher> = matching
+            .into_iter()
+            .filter(|t| after.as_ref().is_none_or(|a| t.id.as_str() > a.as_str()))
+            .collect();
+        let more = rest.len() > size;
+        let teachers: Vec<Teacher> = rest.into_iter().take(size).collect();
+        let next_page_token =
+            more.then(|| hex::encode(teachers.last().expect("non-empty page").id.as_bytes()));
+        Ok(TeacherPage {
+            teachers,
+            next_page_token,
+            total,
+        })
+    }
+
+    /// The model file of a teacher, checked to be the file that was indexed.
+    pub fn model_file(&self, id: &str) -> Result<(Teacher, PathBuf)> {
+        let e = self
+            .load(id)?
+            .ok_or_else(|| Error::not_found(format!("no teacher with id '{id}'")))?;
+        let path = self.root.join(&e.teacher.path);
+        match FileStamp::of(&path) {
+            Ok(s) if s == e.fingerprint.model => Ok((e.teacher, path)),
+            _ => Err(Error::conflict(format!(
+                "the file of teacher '{id}' changed on disk since it was indexed; rescan the zoo (POST /v1/zoo/rescan)"
+            ))),
+        }
+    }
+
+    /// Class probabilities [N, K] of a usable teacher for the rows of `x`.
+    pub fn predict(&self, id: &str, x: ArrayViewD<'_, f32>) -> Result<Array2<f32>> {
+        let (t, path) = self.model_file(id)?;
+        let predictor = t.predictor.as_ref().filter(|_| t.usable).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "teacher '{id}' is not usable: {}",
+                t.reason.as_deref().unwrap_or("unknown")
+            ))
+        })?;
+        let session = self.pool.get(&t.sha256, &path)?;
+        let mut session = session.lock().expect("session lock");
+        predictor.predict(&mut session, x, self.infer_batch)
+    }
+
+    /// Validates a staged upload and moves it into the zoo. Nothing in the zoo or the catalog changes
+    /// unless the model is usable and its id is free.
+    pub fn add_upload(&self, staged: &Path, up: Upload) -> Result<Teacher> {
+        let name = match (&up.name, &up.filename) {
+            (Some(n), _) => n.clone(),
+            (None, Some(f)) => {
+                if f.contains(['/', '\\', '\0']) || f == ".." || f == "." {
+                    return Err(Error::invalid_input(format!(
+                        "file name '{f}' must be a single path component (no '/', '\\' or '..')"
+                    )));
+                }
+                f.strip_suffix(".onnx").unwrap_or(f).to_string()
+            }
+            (None, None) => {
+                return Err(Error::invalid_input(
+                    "give the teacher a name (form field `name`)",
+                ));
+            }
+        };
+        if !valid_name(&name) {
+            return Err(Error::invalid_input(format!(
+                "teacher name '{name}' is not allowed: use letters, digits, '_', '-', '.', not starting with '.' or '-'"
+            )));
+        }
+        if let Some(v) = &up.version
+            && !valid_name(v)
+        {
+            return Err(Error::invalid_input(format!(
+                "version '{v}' is not allowed: use letters, digits, '_', '-', '.'"
+            )));
+        }
+        let id = teacher_id(&name, up.version.as_deref());
+        let (rel, card_rel) = match &up.version {
+            None => (format!("{name}.onnx"), format!("{name}.card.json")),
+            Some(v) => (
+                format!("{name}/{v}/model.onnx"),
+                format!("{name}/{v}/card.json"),
+            ),
+        };
+        let card = up
+            .labels
+            .as_ref()
+            .map(|l| serde_json::to_string_pretty(&serde_json::json!({ "labels": l })))
+            .transpose()?;
+        let _guard = self.lock.lock().expect("zoo lock");
+        let target = self.root.join(&rel);
+        if self.load(&id)?.is_some() || target.exists() {
+            return Err(Error::conflict(format!(
+                "a teacher with id '{id}' already exists; delete it first or pick another name/version"
+            )));
+        }
+        let bytes = std::fs::read(staged)?;
+        let ins = inspect(
+            &bytes,
+            Ident {
+                id: id.clone(),
+                name,
+                version: up.version.clone().unwrap_or_else(|| "1".into()),
+                path: rel.clone(),
+            },
+            card.as_deref(),
+            self.pool.intra_threads(),
+        );
+        if let Some(want) = &up.sha256
+            && !want.eq_ignore_ascii_case(&ins.teacher.sha256)
+        {
+            return Err(Error::invalid_input(format!(
+                "sha256 mismatch: the client said {want}, the server received {}",
+                ins.teacher.sha256
+            )));
+        }
+        if !ins.teacher.usable {
+            return Err(Error::invalid_model(
+                ins.teacher.reason.clone().unwrap_or_default(),
+            ));
+        }
+        if let Some(l) = &up.labels
+            && ins.teacher.label_source != "card"
+        {
+            return Err(Error::invalid_input(format!(
+                "labels names {} classes but the model outputs {}",
+                l.len(),
+                ins.teacher.num_classes.unwrap_or(0)
+            )));
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let card_path = self.root.join(&card_rel);
+        if let Some(c) = &card {
+            let tmp = self.staging_dir()?.join(format!("{id}.card.tmp"));
+            std::fs::write(&tmp, c)?;
+            std::fs::rename(&tmp, &card_path)?;
+        }
+        if let Err(e) = std::fs::rename(staged, &target) {
+            if card.is_some() {
+                let _ = std::fs::remove_file(&card_path);
+            }
+            return Err(e.into());
+        }
+        let fingerprint = Fingerprint {
+            model: FileStamp::of(&target)?,
+            card: card
+                .as_ref()
+                .map(|_| FileStamp::of(&card_path))
+                .transpose()?,
+        };
+        let teacher = ins.teacher;
+        self.tree.insert(
+            id.as_bytes(),
+            serde_json::to_vec(&Entry {
+                teacher: teacher.clone(),
+                fingerprint,
+            })?,
+        )?;
+        self.store.flush()?;
+        if let Some(s) = ins.session {
+            self.pool.insert(&teacher.sha256, s);
+        }
+        Ok(teacher)
+    }
+
+    /// Deletes a teacher's file (and its card) from the zoo and the catalog.
+    pub fn remove(&self, id: &str) -> Result<Teacher> {
+        let _guard = self.lock.lock().expect("zoo lock");
+        let e = self
+            .load(id)?
+            .ok_or_else(|| Error::not_found(format!("no teacher with id '{id}'")))?;
+        let model = self.root.join(&e.teacher.path);
+        match std::fs::remove_file(&model) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err.into()),
+        }
+        let dir = model.parent().unwrap_or(&self.root).to_path_buf();
+        if dir == self.root {
+            let _ = std::fs::remove_file(self.root.join(format!("{}.card.json", e.teacher.name)));
+        } else {
+            let _ = std::fs::remove_file(dir.join("card.json"));
+            let _ = std::fs::remove_file(dir.join("LICENSE"));
+            let _ = std::fs::remove_dir(&dir);
+            if let Some(name_dir) = dir.parent().filter(|p| *p != self.root) {
+                let _ = std::fs::remove_dir(name_dir);
+            }
+        }
+        self.tree.remove(id.as_bytes())?;
+        self.store.flush()?;
+        self.pool.evict(&e.teacher.sha256);
+        Ok(e.teacher)
+    }
+}

@@ -1,0 +1,8 @@
+//! The teacher zoo: discovery on disk (`scan`), what one teacher is (`teacher`), and the sled-backed
+//! catalog with rescans, uploads and deletes (`catalog`).
+pub mod catalog;
+pub mod scan;
+pub mod teacher;
+
+pub use catalog::{RescanReport, TeacherPage, TeacherQuery, Upload, Zoo};
+pub use teacher::{Teacher, TensorSig, inspect};

@@ -1,0 +1,491 @@
+//! What faculty knows about one teacher, and how it finds out: [`inspect`] decodes the model, loads it in
+//! ONNX Runtime, picks the class-probability output, reads labels, and runs a small probe batch to learn
+//! the class count and whether the output is logits. It never fails: a model it cannot use comes back with
+//! `usable: false` and the reason.
+use std::collections::BTreeMap;
+
+use ndarray::ArrayD;
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::onnx::session::{Predictor, extract_scores, load_session};
+use crate::onnx::{OutputKind, graph};
+
+/// One graph input or output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TensorSig {
+    pub name: String,
+    /// `float32`, `int64`, ..., or `sequence<map<int64,float32>>` for a ZipMap.
+    pub elem_type: String,
+    /// Dimensions, -1 where dynamic; empty for non-tensors.
+    pub shape: Vec<i64>,
+}
+
+/// A teacher in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Teacher {
+    /// `<name>` for a flat file, `<name>@<version>` in the versioned layout.
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    /// Path of the model file relative to the zoo directory.
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// Learned numbers: initializers, Constant tensors, classic-ML coefficients and thresholds.
+    pub params: u64,
+    /// Class names in output order.
+    pub labels: Vec<String>,
+    /// Where the labels came from: `metadata:<key>`, `card`, `classlabels`, or `index` (no names found).
+    pub label_source: String,
+    pub num_classes: Option<usize>,
+    pub inputs: Vec<TensorSig>,
+    pub outputs: Vec<TensorSig>,
+    /// How class probabilities are read (absent when the model is unusable).
+    pub predictor: Option<Predictor>,
+    /// True when the chosen output holds logits and faculty applies a softmax.
+    pub softmax_applied: bool,
+    pub producer: String,
+    pub opsets: BTreeMap<String, i64>,
+    pub description: Option<String>,
+    /// metadata_props and sidecar card fields (licence, training data, architecture, ...).
+    pub provenance: BTreeMap<String, String>,
+    pub usable: bool,
+    /// Why the teacher is not usable.
+    pub reason: Option<String>,
+    /// Things worth knowing that do not make it unusable.
+    pub warnings: Vec<String>,
+    /// Unix seconds when the file was (re)indexed.
+    pub indexed_at: u64,
+}
+
+/// A sidecar card: JSON next to the model that adds or overrides labels and provenance.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Card {
+    pub labels: Option<Vec<serde_json::Value>>,
+    /// Row shape (without the batch dimension) for models whose input dimensions are dynamic.
+    pub input_shape: Option<Vec<i64>>,
+    pub description: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Where a teacher sits in the zoo.
+#[derive(Debug, Clone)]
+pub struct Ident {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub path: String,
+}
+
+const LABEL_KEYS: &[&str] = &[
+    "labels",
+    "classes",
+    "class_names",
+    "classnames",
+    "class_labels",
+    "label_names",
+    "labelnames",
+    "categories",
+    "id2label",
+];
+const PROB_NAMES: &[&str] = &["prob", "softmax", "score", "logit"];
+
+/// Hex sha256 of a byte string.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn elem_name(t: TensorElementType) -> String {
+    use TensorElementType as T;
+    match t {
+        T::Float32 => "float32",
+        T::Float64 => "float64",
+        T::Float16 => "float16",
+        T::Bfloat16 => "bfloat16",
+        T::Int8 => "int8",
+        T::Int16 => "int16",
+        T::Int32 => "int32",
+        T::Int64 => "int64",
+        T::Uint8 => "uint8",
+        T::Uint16 => "uint16",
+        T::Uint32 => "uint32",
+        T::Uint64 => "uint64",
+        T::Bool => "bool",
+        T::String => "string",
+        _ => "other",
+    }
+    .into()
+}
+
+fn sig(name: &str, ty: &ValueType) -> TensorSig {
+    let (elem_type, shape) = match ty {
+        ValueType::Tensor { ty, shape, .. } => (elem_name(*ty), shape.to_vec()),
+        ValueType::Sequence(inner) => match inner.as_ref() {
+            ValueType::Map { key, value } => (
+                format!("sequence<map<{},{}>>", elem_name(*key), elem_name(*value)),
+                vec![],
+            ),
+            _ => ("sequence".into(), vec![]),
+        },
+        ValueType::Map { key, value } => (
+            format!("map<{},{}>", elem_name(*key), elem_name(*value)),
+            vec![],
+        ),
+        ValueType::Optional(_) => ("optional".into(), vec![]),
+    };
+    TensorSig {
+        name: name.into(),
+        elem_type,
+        shape,
+    }
+}
+
+/// Parses a label list: a JSON list, a JSON object `{index: name}`, or a comma / newline separated list.
+pub fn parse_labels(value: &str) -> Option<Vec<String>> {
+    let show = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    match serde_json::from_str::<serde_json::Value>(value.trim()) {
+        Ok(serde_json::Value::Array(items)) if !items.is_empty() => {
+            return Some(items.iter().map(show).collect());
+        }
+        Ok(serde_json::Value::Object(map)) if !map.is_empty() => {
+            let mut pairs: Vec<(i64, String)> = map
+                .iter()
+                .map(|(k, v)| Some((k.trim().parse().ok()?, show(v))))
+                .collect::<Option<_>>()?;
+            pairs.sort();
+            return Some(pairs.into_iter().map(|(_, v)| v).collect());
+        }
+        _ => {}
+    }
+    let sep = if value.contains('\n') && !value.contains(',') {
+        '\n'
+    } else {
+        ','
+    };
+    let items: Vec<String> = value.split(sep).map(|s| s.trim().to_string()).collect();
+    (items.len() >= 2 && items.iter().all(|s| !s.is_empty())).then_some(items)
+}
+
+/// Finds labels in metadata_props under the common key conventions, with or without a namespace prefix.
+fn metadata_labels(meta: &BTreeMap<String, String>) -> Option<(String, Vec<String>)> {
+    meta.iter().find_map(|(k, v)| {
+        let bare = k
+            .rsplit(['.', ':', '/'])
+            .next()
+            .unwrap_or(k)
+            .trim()
+            .to_ascii_lowercase();
+        LABEL_KEYS
+            .contains(&bare.as_str())
+            .then(|| parse_labels(v).map(|l| (format!("metadata:{k}"), l)))?
+    })
+}
+
+fn is_label_key(k: &str) -> bool {
+    let bare = k
+        .rsplit(['.', ':', '/'])
+        .next()
+        .unwrap_or(k)
+        .trim()
+        .to_ascii_lowercase();
+    LABEL_KEYS.contains(&bare.as_str())
+}
+
+/// Deterministic pseudo-random probe rows in [0, 1).
+fn probe_input(shape: &[usize]) -> ArrayD<f32> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    ArrayD::from_shape_simple_fn(shape.to_vec(), || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    })
+}
+
+fn choose_output(outputs: &[TensorSig]) -> Option<(String, OutputKind)> {
+    let tensor_like = |s: &TensorSig| {
+        (s.elem_type == "float32" || s.elem_type == "float64")
+            && s.shape.len() >= 2
+            && s.shape[1..].iter().all(|&d| d != 0)
+            && s.shape[1..].iter().product::<i64>().abs() != 1
+    };
+    let zipmap = |s: &TensorSig| {
+        s.elem_type.starts_with("sequence<map<") && s.elem_type.ends_with(",float32>>")
+    };
+    let named = |s: &TensorSig| {
+        let n = s.name.to_ascii_lowercase();
+        PROB_NAMES.iter().any(|p| n.contains(p))
+    };
+    let pick = |s: &TensorSig| {
+        let kind = if zipmap(s) {
+            OutputKind::Zipmap
+        } else {
+            OutputKind::Probabilities
+        };
+        (s.name.clone(), kind)
+    };
+    outputs
+        .iter()
+        .find(|s| tensor_like(s) && named(s))
+        .or_else(|| outputs.iter().find(|s| tensor_like(s)))
+        .or_else(|| outputs.iter().find(|s| zipmap(s)))
+        .map(pick)
+}
+
+/// What [`inspect`] learned, plus the session it validated the model with (worth keeping in a pool).
+pub struct Inspection {
+    pub teacher: Teacher,
+    pub session: Option<Session>,
+}
+
+/// Inspects model bytes. `card` is the sidecar card's text, if any.
+pub fn inspect(bytes: &[u8], ident: Ident, card: Option<&str>, intra_threads: usize) -> Inspection {
+    let mut t = Teacher {
+        id: ident.id,
+        name: ident.name,
+        version: ident.version,
+        path: ident.path,
+        sha256: sha256_hex(bytes),
+        bytes: bytes.len() as u64,
+        params: 0,
+        labels: vec![],
+        label_source: "index".into(),
+        num_classes: None,
+        inputs: vec![],
+        outputs: vec![],
+        predictor: None,
+        softmax_applied: false,
+        producer: String::new(),
+        opsets: BTreeMap::new(),
+        description: None,
+        provenance: BTreeMap::new(),
+        usable: false,
+        reason: None,
+        warnings: vec![],
+        indexed_at: now_unix(),
+    };
+    match inspect_into(&mut t, bytes, card, intra_threads) {
+        Ok(session) => {
+            t.usable = true;
+            Inspection {
+                teacher: t,
+                session: Some(session),
+            }
+        }
+        Err(e) => {
+            t.usable = false;
+            t.reason = Some(e.message);
+            t.predictor = None;
+            Inspection {
+                teacher: t,
+                session: None,
+            }
+        }
+    }
+}
+
+fn inspect_into(
+    t: &mut Teacher,
+    bytes: &[u8],
+    card: Option<&str>,
+    threads: usize,
+) -> Result<Session> {
+    use crate::error::Error;
+    let model = graph::decode(bytes)?;
+    let info = graph::info(&model);
+    t.params = info.params;
+    t.producer = info.producer.clone();
+    t.opsets = info.opsets.clone();
+    if let Some(v) = info.model_version.filter(|&v| v > 0 && v != i64::MAX)
+        && !t.path.ends_with("/model.onnx")
+    {
+        t.version = v.to_string();
+    }
+    t.provenance = info
+        .metadata
+        .iter()
+        .filter(|(k, _)| !is_label_key(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    t.description = info
+        .metadata
+        .get("description")
+        .cloned()
+        .or_else(|| (!info.doc.is_empty()).then(|| info.doc.clone()));
+    let mut labels = metadata_labels(&info.metadata);
+    let mut declared_shape: Option<Vec<i64>> = info
+        .metadata
+        .get("input_shape")
+        .and_then(|v| serde_json::from_str(v).ok());
+    if let Some(text) = card {
+        match serde_json::from_str::<Card>(text) {
+            Ok(c) => {
+                if let Some(l) = c.labels.filter(|l| !l.is_empty()) {
+                    let show = |v: &serde_json::Value| {
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                    };
+                    labels = Some(("card".into(), l.iter().map(show).collect()));
+                }
+                if c.input_shape.is_some() {
+                    declared_shape = c.input_shape;
+                }
+                if c.description.is_some() {
+                    t.description = c.description;
+                }
+                for (k, v) in c.extra {
+                    t.provenance
+                        .insert(k, v.as_str().map_or_else(|| v.to_string(), str::to_string));
+                }
+            }
+            Err(e) => t
+                .warnings
+                .push(format!("sidecar card ignored: not valid JSON ({e})")),
+        }
+    }
+    if labels.is_none() {
+        labels = info
+            .classlabels
+            .clone()
+            .map(|l| ("classlabels".to_string(), l));
+    }
+
+    let mut session = load_session(bytes, threads)?;
+    t.inputs = session
+        .inputs()
+        .iter()
+        .map(|o| sig(o.name(), o.dtype()))
+        .collect();
+    t.outputs = session
+        .outputs()
+        .iter()
+        .map(|o| sig(o.name(), o.dtype()))
+        .collect();
+    let input = match t.inputs.as_slice() {
+        [one] => one.clone(),
+        many => {
+            return Err(Error::invalid_model(format!(
+                "teachers must take exactly one input; this model takes {}",
+                many.len()
+            )));
+        }
+    };
+    let mut input = input;
+    if let Some(row) = declared_shape {
+        let fits = row.len() + 1 == input.shape.len()
+            && row
+                .iter()
+                .zip(&input.shape[1..])
+                .all(|(&r, &d)| r > 0 && (d < 0 || d == r));
+        if !fits {
+            return Err(Error::invalid_model(format!(
+                "declared input_shape {row:?} does not fit the model input {:?}",
+                input.shape
+            )));
+        }
+        input.shape.truncate(1);
+        input.shape.extend(row);
+    }
+    if input.elem_type != "float32" {
+        return Err(Error::invalid_model(format!(
+            "input '{}' is {}; faculty feeds teachers float32 tensors",
+            input.name, input.elem_type
+        )));
+    }
+    if input.shape.len() < 2 {
+        return Err(Error::invalid_model(format!(
+            "input '{}' has shape {:?}; expected a batch dimension followed by the row shape",
+            input.name, input.shape
+        )));
+    }
+    let (output, mut kind) = choose_output(&t.outputs).ok_or_else(|| {
+        let found: Vec<String> =
+            t.outputs.iter().map(|o| format!("{} ({} {:?})", o.name, o.elem_type, o.shape)).collect();
+        Error::invalid_model(format!(
+            "no classifier-like output: expected a float tensor [N, K] with K >= 2 or a ZipMap of class \
+             probabilities; the outputs are {}",
+            found.join(", ")
+        ))
+    })?;
+    // Probe: a tiny batch tells the class count and whether the scores are probabilities.
+    let row: Vec<usize> = input.shape[1..]
+        .iter()
+        .map(|&d| (d > 0).then_some(d as usize))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            Error::invalid_model(format!(
+                "input '{}' has unknown dimensions besides the batch ({:?}); faculty cannot tell what rows it takes",
+                input.name, input.shape
+            ))
+        })?;
+    let mut shape = vec![3usize];
+    shape.extend(&row);
+    let x = probe_input(&shape);
+    let scores = {
+        let tensor = ort::value::TensorRef::from_array_view(x.view())?;
+        let outs = session
+            .run(ort::inputs![input.name.as_str() => tensor])
+            .map_err(|e| Error::invalid_model(format!("the model fails on a probe batch: {e}")))?;
+        extract_scores(&outs[output.as_str()], kind, 3)?
+    };
+    let k = scores.ncols();
+    if k < 2 {
+        return Err(Error::invalid_model(format!(
+            "no classifier-like output: '{output}' gives {k} value per row (a classifier gives one per class)"
+        )));
+    }
+    if scores.iter().any(|v| !v.is_finite()) {
+        return Err(Error::invalid_model(format!(
+            "output '{output}' is NaN or infinite on a probe batch"
+        )));
+    }
+    if kind == OutputKind::Probabilities {
+        let probs = scores.iter().all(|&v| (-1e-6..=1.0 + 1e-6).contains(&v))
+            && scores
+                .rows()
+                .into_iter()
+                .all(|r| (r.sum() - 1.0).abs() < 1e-3);
+        if !probs {
+            kind = OutputKind::Logits;
+            t.softmax_applied = true;
+            t.warnings.push(format!(
+                "output '{output}' holds logits (rows do not sum to 1): faculty applies a softmax"
+            ));
+        }
+    }
+    match labels {
+        Some((source, l)) if l.len() == k => {
+            t.labels = l;
+            t.label_source = source;
+        }
+        other => {
+            if let Some((source, l)) = other {
+                t.warnings.push(format!(
+                    "labels from {source} name {} classes but the model outputs {k}: using class indices",
+                    l.len()
+                ));
+            }
+            t.labels = (0..k).map(|i| i.to_string()).collect();
+            t.label_source = "index".into();
+        }
+    }
+    t.num_classes = Some(k);
+    t.predictor = Some(Predictor {
+        input: input.name.clone(),
+        input_shape: input.shape.clone(),
+        output,
+        kind,
+        num_classes: k,
+    });
+    Ok(session)
+}
