@@ -129,3 +129,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
     }
 }
+
+/// `Multipart` whose rejection speaks our error format.
+pub struct ApiMultipart(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for ApiMultipart {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|e| {
+                ApiError(Error::invalid_input(format!(
+                    "expected a multipart/form-data upload: {}",
+                    e.body_text()
+                )))
+            })
+    }
+}

@@ -1,7 +1,7 @@
 //! Teacher endpoints: list, show, download, upload, delete, predict, rescan.
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ndarray::{ArrayD, IxDyn};
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiMultipart, ApiPath, ApiQuery, ErrorBody};
 use crate::error::{Error, ErrorKind};
 use crate::zoo::{RescanReport, Teacher, TeacherPage, TeacherQuery, Upload};
 
@@ -119,7 +119,7 @@ async fn field_text(field: axum::extract::multipart::Field<'_>) -> Result<String
         (status = 413, body = ErrorBody), (status = 422, description = "Not a usable model", body = ErrorBody)))]
 pub async fn upload(
     State(st): State<AppState>,
-    mut mp: Multipart,
+    ApiMultipart(mut mp): ApiMultipart,
 ) -> Result<(StatusCode, Json<Teacher>), ApiError> {
     let limit = st.config.max_upload_bytes;
     let staging = st.zoo.staging_dir()?;

@@ -283,3 +283,99 @@ pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArra
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((header.len() as u16).to_le_bytes());
+        b.extend(header.as_bytes());
+        b.extend(data);
+        b
+    }
+
+    #[test]
+    fn reads_floats_ints_and_strings() {
+        let f: Vec<u8> = [1.5f32, -2.0, 3.25, 0.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let a = parse_npy(&npy("<f4", "(2, 2)", &f)).unwrap();
+        assert_eq!(a.shape(), vec![2, 2]);
+        assert_eq!(a.to_f32().unwrap()[[1, 0]], 3.25);
+        let i: Vec<u8> = [3i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(
+            parse_npy(&npy("<i8", "(2,)", &i))
+                .unwrap()
+                .to_i64()
+                .unwrap()
+                .as_slice()
+                .unwrap(),
+            &[3, -1]
+        );
+        let u = parse_npy(&npy("|u1", "(1,)", &[255])).unwrap();
+        assert_eq!(u.to_f32().unwrap()[[0]], 1.0);
+        let s: Vec<u8> = "ab\0\0c\0\0\0"
+            .chars()
+            .flat_map(|c| (c as u32).to_le_bytes())
+            .collect();
+        assert_eq!(
+            parse_npy(&npy("<U4", "(2,)", &s)).unwrap(),
+            NpyArray::Str(vec!["ab".into(), "c".into()], vec![2])
+        );
+    }
+
+    #[test]
+    fn refuses_hostile_or_inconsistent_arrays() {
+        assert!(parse_npy(b"not numpy at all").is_err());
+        assert!(
+            parse_npy(&npy("|O", "(1,)", &[0; 8]))
+                .unwrap_err()
+                .message
+                .contains("object arrays")
+        );
+        assert!(
+            parse_npy(&npy(">f4", "(1,)", &[0; 4]))
+                .unwrap_err()
+                .message
+                .contains("big-endian")
+        );
+        assert!(
+            parse_npy(&npy("<f4", "(1000000, 1000000)", &[0; 4]))
+                .unwrap_err()
+                .message
+                .contains("needs")
+        );
+        assert!(parse_npy(&npy("<f4", "(99999999999999999999,)", &[0; 4])).is_err());
+        assert!(read_npz(b"PK\x03\x04 truncated", 1000).is_err());
+    }
+
+    #[test]
+    fn npz_inflation_is_bounded() {
+        use std::io::Write;
+        let zeros = vec![0u8; 4 * 250_000];
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut z = zip::ZipWriter::new(&mut buf);
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            z.start_file("x.npy", opts).unwrap();
+            z.write_all(&npy("<f4", "(250000,)", &zeros)).unwrap();
+            z.finish().unwrap();
+        }
+        let bytes = buf.into_inner();
+        assert!(
+            bytes.len() < 10_000,
+            "a small archive that inflates to 1 MB"
+        );
+        let e = read_npz(&bytes, 100_000).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::PayloadTooLarge);
+        assert_eq!(
+            read_npz(&bytes, 2_000_000).unwrap()["x"].shape(),
+            vec![250000]
+        );
+    }
+}

@@ -121,3 +121,21 @@ pub fn discover(root: &Path) -> Result<Vec<Found>> {
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_safe_components() {
+        for ok in ["mnist_cnn", "a.b-c", "V2"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "", "..", "../x", "a/b", "a\\b", ".hidden", "-flag", "sp ace", "é",
+        ] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+        assert_eq!(teacher_id("my model", Some("2")), "my_model@2");
+    }
+}

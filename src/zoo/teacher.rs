@@ -489,3 +489,49 @@ fn inspect_into(
     });
     Ok(session)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_conventions() {
+        assert_eq!(parse_labels("[\"a\", \"b\"]").unwrap(), vec!["a", "b"]);
+        assert_eq!(parse_labels("[0, 1, 2]").unwrap(), vec!["0", "1", "2"]);
+        assert_eq!(
+            parse_labels("{\"1\": \"dog\", \"0\": \"cat\"}").unwrap(),
+            vec!["cat", "dog"]
+        );
+        assert_eq!(
+            parse_labels("cat, dog ,eel").unwrap(),
+            vec!["cat", "dog", "eel"]
+        );
+        assert_eq!(parse_labels("cat\ndog").unwrap(), vec!["cat", "dog"]);
+        assert!(parse_labels("just one").is_none());
+        assert!(parse_labels("a,,b").is_none());
+        let meta: BTreeMap<String, String> =
+            [("com.acme:Class_Names".to_string(), "x,y".to_string())].into();
+        assert_eq!(metadata_labels(&meta).unwrap().1, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn output_choice_prefers_named_probabilities() {
+        let s = |n: &str, t: &str, shape: Vec<i64>| TensorSig {
+            name: n.into(),
+            elem_type: t.into(),
+            shape,
+        };
+        let outs = vec![
+            s("label", "int64", vec![-1]),
+            s("emb", "float32", vec![-1, 8]),
+            s("probs", "float32", vec![-1, 3]),
+        ];
+        assert_eq!(choose_output(&outs).unwrap().0, "probs");
+        let outs = vec![
+            s("output_label", "int64", vec![-1]),
+            s("output_probability", "sequence<map<int64,float32>>", vec![]),
+        ];
+        assert_eq!(choose_output(&outs).unwrap().1, OutputKind::Zipmap);
+        assert!(choose_output(&[s("y", "float32", vec![-1, 1])]).is_none());
+    }
+}

@@ -1,0 +1,17 @@
+# The two commands a newcomer needs: `make serve` and `make test`. Both install what they need first.
+.PHONY: setup serve test bench openapi
+
+setup:
+	@bash scripts/setup.sh
+
+serve: setup
+	cargo run --release -- serve
+
+test: setup
+	cargo test
+
+bench: setup
+	bash benches/inference_vs_python.sh
+
+openapi:
+	cargo run -q -- openapi > openapi.json

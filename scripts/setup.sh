@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what faculty needs on a Debian machine, idempotently (a second run does nothing):
+#   - libopenblas-dev (linear algebra for the ranking metrics)
+#   - ONNX Runtime 1.31.1, the CPU library from the PyPI `onnxruntime` wheel, into .ort/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ORT_VERSION=1.31.1
+sudo=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo=sudo
+if ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
+  echo "setup: installing libopenblas-dev" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenblas-dev >/dev/null
+fi
+if [ ! -f ".ort/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" ]; then
+  echo "setup: installing ONNX Runtime $ORT_VERSION into .ort/" >&2
+  python3 -m pip install -q --disable-pip-version-check --no-deps --target .ort "onnxruntime==$ORT_VERSION"
+fi

@@ -1,0 +1,344 @@
+//! The REST API through the router (no socket), plus one test over a real loopback socket.
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+
+#[tokio::test]
+async fn list_filter_paginate_and_show() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let r = get(&app, "/healthz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "ok");
+
+    let all = get(&app, "/v1/teachers").await.json();
+    let teachers = all["teachers"].as_array().unwrap();
+    assert!(teachers.len() >= 14);
+    assert!(all["next_page_token"].is_null());
+    for t in teachers {
+        for key in [
+            "id", "name", "version", "sha256", "bytes", "params", "labels", "inputs", "outputs",
+            "usable",
+        ] {
+            assert!(!t[key].is_null(), "{key} missing in {}", t["id"]);
+        }
+        assert_eq!(t["inputs"][0]["shape"][0], -1, "dynamic batch shows as -1");
+    }
+    // pagination walks every teacher exactly once
+    let mut seen = vec![];
+    let mut uri = "/v1/teachers?page_size=5".to_string();
+    loop {
+        let page = get(&app, &uri).await.json();
+        seen.extend(
+            page["teachers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_page_token"].as_str() {
+            Some(tok) => uri = format!("/v1/teachers?page_size=5&page_token={tok}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), teachers.len());
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["teachers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // filters
+    let fl = get(&app, "/v1/teachers?input_shape=1,28,28").await.json();
+    assert!(
+        ids(&fl).iter().all(|id| id.contains("cnn")),
+        "{:?}",
+        ids(&fl)
+    );
+    assert_eq!(
+        ids(&get(&app, "/v1/teachers?input_shape=16").await.json()),
+        vec!["letters_mlp", "letters_rf"]
+    );
+    assert_eq!(
+        ids(&get(&app, "/v1/teachers?label=Sneaker").await.json()),
+        vec!["fashion_cnn@1", "fashion_footwear_cnn", "fashion_mlp"]
+    );
+    assert_eq!(
+        ids(&get(&app, "/v1/teachers?q=PaddleOCR").await.json()),
+        vec!["text_direction@1"]
+    );
+    // bad parameters are 400 JSON
+    for bad in [
+        "/v1/teachers?page_size=0",
+        "/v1/teachers?page_token=zz",
+        "/v1/teachers?input_shape=a,b",
+        "/v1/teachers?usable=maybe",
+    ] {
+        let r = get(&app, bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.json()["kind"], "invalid_input");
+    }
+    let one = get(&app, "/v1/teachers/mnist_cnn@2").await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.json()["labels"][3], "3");
+    let missing = get(&app, "/v1/teachers/nope").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json()["kind"], "not_found");
+    assert_eq!(get(&app, "/v2/whatever").await.json()["kind"], "not_found");
+}
+
+#[tokio::test]
+async fn download_with_etag() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let t = get(&app, "/v1/teachers/mnist_logreg").await.json();
+    let sha = t["sha256"].as_str().unwrap();
+    let r = get(&app, "/v1/teachers/mnist_logreg/model.onnx").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["etag"], format!("\"{sha}\""));
+    assert_eq!(faculty::zoo::teacher::sha256_hex(&r.body), sha);
+    assert_eq!(
+        r.body,
+        std::fs::read(sb.zoo().join("mnist_logreg.onnx")).unwrap()
+    );
+    let req = Request::get("/v1/teachers/mnist_logreg/model.onnx")
+        .header("if-none-match", format!("\"{sha}\""))
+        .body(Body::empty())
+        .unwrap();
+    let r = call(&app, req).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.body.is_empty());
+    // a file changed behind the catalog's back is not served under the old ETag
+    std::fs::write(sb.zoo().join("mnist_logreg.onnx"), b"changed").unwrap();
+    let r = get(&app, "/v1/teachers/mnist_logreg/model.onnx").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.json()["error"].as_str().unwrap().contains("rescan"));
+}
+
+#[tokio::test]
+async fn upload_predict_delete_rescan() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let bytes = tiny_classifier();
+    let sha = faculty::zoo::teacher::sha256_hex(&bytes);
+    let r = upload(
+        &app,
+        multipart("tiny.onnx", &bytes, &[("version", "3"), ("sha256", &sha)]),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let t = r.json();
+    assert_eq!(t["id"], "tiny@3");
+    assert_eq!(t["labels"], serde_json::json!(["cat", "dog", "eel"]));
+    assert!(sb.zoo().join("tiny/3/model.onnx").is_file());
+    assert_eq!(
+        get(&app, "/v1/teachers/tiny@3").await.status,
+        StatusCode::OK
+    );
+    // the same id again is a conflict
+    let r = upload(&app, multipart("tiny.onnx", &bytes, &[("version", "3")])).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // labels given at upload land in a card and on the teacher
+    let r = upload(
+        &app,
+        multipart(
+            "x.onnx",
+            &bytes,
+            &[("name", "pets"), ("labels", "[\"a\",\"b\",\"c\"]")],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.json()["label_source"], "card");
+    assert!(sb.zoo().join("pets.card.json").is_file());
+    // predict: rows reshaped to the input, probabilities per row
+    let r = post_json(
+        &app,
+        "/v1/teachers/tiny@3/predict",
+        serde_json::json!({"inputs": [[1, 2, 3, 4], [0, 0, 0, 1]]}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let p = r.json();
+    assert_eq!(p["probabilities"].as_array().unwrap().len(), 2);
+    let s: f64 = p["probabilities"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((s - 1.0).abs() < 1e-5);
+    let r = post_json(
+        &app,
+        "/v1/teachers/tiny@3/predict",
+        serde_json::json!({"inputs": [[1, 2, 3]]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("do not fit"));
+    let r = post_json(
+        &app,
+        "/v1/teachers/tiny@3/predict",
+        serde_json::json!({"rows": []}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // image teacher takes flat rows of 784
+    let row: Vec<f32> = (0..784).map(|i| (i % 7) as f32 / 7.0).collect();
+    let r = post_json(
+        &app,
+        "/v1/teachers/mnist_cnn@2/predict",
+        serde_json::json!({"inputs": [row]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // delete removes file and entry; rescan sees a file dropped in by hand
+    assert_eq!(
+        send(&app, "DELETE", "/v1/teachers/tiny@3").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(!sb.zoo().join("tiny").exists());
+    assert_eq!(
+        get(&app, "/v1/teachers/tiny@3").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&app, "DELETE", "/v1/teachers/tiny@3").await.status,
+        StatusCode::NOT_FOUND
+    );
+    std::fs::write(sb.zoo().join("dropped.onnx"), &bytes).unwrap();
+    let r = send(&app, "POST", "/v1/zoo/rescan").await.json();
+    assert_eq!(r["added"], serde_json::json!(["dropped"]));
+    assert_eq!(r["hashed"], 1);
+}
+
+/// Every bad upload gets a clear 4xx JSON error, and the zoo directory and the catalog are unchanged.
+#[tokio::test]
+async fn bad_uploads_are_refused_and_change_nothing() {
+    let sb = Sandbox::new();
+    let mut config = sb.config();
+    config.max_upload_bytes = 100_000;
+    let app = sb.app_with(config);
+    let files_before = snapshot_files(&sb.zoo());
+    let catalog_before = get(&app, "/v1/teachers").await.body;
+    let real = std::fs::read(sb.zoo().join("fashion_cnn/1/model.onnx")).unwrap();
+    let small_real = std::fs::read(sb.zoo().join("mnist_logreg.onnx")).unwrap();
+    let tiny = tiny_classifier();
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        ("random bytes", multipart("junk.onnx", &random_bytes(5000), &[]), StatusCode::UNPROCESSABLE_ENTITY, "not an ONNX model"),
+        ("truncated ONNX", multipart("half.onnx", &small_real[..small_real.len() / 2], &[]), StatusCode::UNPROCESSABLE_ENTITY, "ONNX"),
+        ("unknown operator", multipart("op.onnx", &unknown_operator_model(), &[]), StatusCode::UNPROCESSABLE_ENTITY, "FacultyNoSuchOp"),
+        ("no classifier output", multipart("reg.onnx", &regression_model(), &[]), StatusCode::UNPROCESSABLE_ENTITY, "no classifier-like output"),
+        ("../ in file name", multipart("../evil.onnx", &tiny, &[]), StatusCode::BAD_REQUEST, "single path component"),
+        ("../ in name field", multipart("ok.onnx", &tiny, &[("name", "../evil")]), StatusCode::BAD_REQUEST, "not allowed"),
+        ("absolute name", multipart("/etc/evil.onnx", &tiny, &[]), StatusCode::BAD_REQUEST, "single path component"),
+        ("traversal in version", multipart("ok.onnx", &tiny, &[("version", "../../x")]), StatusCode::BAD_REQUEST, "not allowed"),
+        ("over the limit", multipart("big.onnx", &real, &[]), StatusCode::PAYLOAD_TOO_LARGE, "limit"),
+        ("sha256 mismatch", multipart("ok.onnx", &tiny, &[("sha256", &"0".repeat(64))]), StatusCode::BAD_REQUEST, "sha256 mismatch"),
+        ("labels do not fit", multipart("ok.onnx", &tiny, &[("labels", "[\"a\",\"b\"]")]), StatusCode::BAD_REQUEST, "outputs 3"),
+        ("empty file", multipart("ok.onnx", b"", &[]), StatusCode::BAD_REQUEST, "empty"),
+        ("no file field", format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nx\r\n--{BOUNDARY}--\r\n").into_bytes(), StatusCode::BAD_REQUEST, "`file` is missing"),
+        ("truncated multipart", multipart("ok.onnx", &tiny, &[])[..300].to_vec(), StatusCode::BAD_REQUEST, "multipart"),
+        ("existing id", multipart("mnist_mlp.onnx", &tiny, &[]), StatusCode::CONFLICT, "already exists"),
+    ];
+    for (what, body, status, needle) in cases {
+        let r = upload(&app, body).await;
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let j = r.json();
+        let msg = j["error"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(needle),
+            "{what}: error '{msg}' lacks '{needle}'"
+        );
+        assert!(j["kind"].is_string(), "{what}");
+        assert_eq!(
+            snapshot_files(&sb.zoo()),
+            files_before,
+            "{what} changed the zoo directory"
+        );
+        assert_eq!(
+            get(&app, "/v1/teachers").await.body,
+            catalog_before,
+            "{what} changed the catalog"
+        );
+    }
+    assert!(!sb.dir.path().join("evil.onnx").exists());
+    // a wrong content type is refused the same way
+    let req = Request::post("/v1/teachers")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let r = call(&app, req).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["kind"], "invalid_input");
+}
+
+#[tokio::test]
+async fn openapi_is_served_and_matches_the_checked_in_copy() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let served = get(&app, "/openapi.json").await.json();
+    for path in [
+        "/v1/teachers",
+        "/v1/teachers/{id}",
+        "/v1/teachers/{id}/model.onnx",
+        "/v1/zoo/rescan",
+        "/healthz",
+    ] {
+        assert!(
+            served["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let generated = faculty::api::openapi::document();
+    let file = repo().join("openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&file, format!("{generated}\n")).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        checked_in.trim_end() == generated.trim_end(),
+        "openapi.json is stale: run `make openapi`"
+    );
+}
+
+#[tokio::test]
+async fn real_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /v1/teachers?page_size=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    assert!(buf.starts_with("HTTP/1.1 200"), "{buf}");
+    let body = &buf[buf.find("\r\n\r\n").unwrap() + 4..];
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["teachers"].as_array().unwrap().len(), 2);
+    assert!(v["next_page_token"].is_string());
+    server.abort();
+}

@@ -1,0 +1,213 @@
+//! Shared test helpers: a private copy of the bundled zoo, an app over a temporary state directory, HTTP
+//! calls through the router, multipart bodies, hostile model fixtures, and state snapshots.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use faculty::Config;
+use faculty::api::{AppState, router};
+use http_body_util::BodyExt;
+use prost::Message;
+use tower::ServiceExt;
+
+pub const BOUNDARY: &str = "faculty-test-boundary-7f3a";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A temporary copy of the bundled zoo plus an empty state directory.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("zoo/teachers"), &dir.path().join("zoo"));
+        std::fs::create_dir_all(dir.path().join("state")).unwrap();
+        Self { dir }
+    }
+    pub fn zoo(&self) -> PathBuf {
+        self.dir.path().join("zoo")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn config(&self) -> Config {
+        Config::new(self.zoo(), self.state())
+    }
+    pub fn app(&self) -> axum::Router {
+        self.app_with(self.config())
+    }
+    pub fn app_with(&self, config: Config) -> axum::Router {
+        router(AppState::open(config).expect("app state"))
+    }
+}
+
+/// Every file under the zoo directory with its sha256 (staging leftovers included).
+pub fn snapshot_files(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.insert(
+                    rel,
+                    faculty::zoo::teacher::sha256_hex(&std::fs::read(&p).unwrap()),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+pub async fn call(app: &axum::Router, req: Request<Body>) -> Reply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(app: &axum::Router, uri: &str) -> Reply {
+    call(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+pub async fn send(app: &axum::Router, method: &str, uri: &str) -> Reply {
+    call(
+        app,
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+pub async fn post_json(app: &axum::Router, uri: &str, body: serde_json::Value) -> Reply {
+    let req = Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    call(app, req).await
+}
+
+/// A multipart body: `file` with the given file name and bytes, plus text fields.
+pub fn multipart(filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (k, v) in fields {
+        b.extend(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    b.extend(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    b.extend(bytes);
+    b.extend(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    b
+}
+
+pub async fn upload(app: &axum::Router, body: Vec<u8>) -> Reply {
+    let req = Request::post("/v1/teachers")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    call(app, req).await
+}
+
+/// A small usable classifier (4 features, 3 classes).
+pub fn tiny_classifier() -> Vec<u8> {
+    let w: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+    faculty::onnx::build::linear_classifier(&w, &[0.1, -0.2, 0.05], 4, &["cat", "dog", "eel"])
+        .encode_to_vec()
+}
+
+/// A model that uses an operator ONNX Runtime does not have.
+pub fn unknown_operator_model() -> Vec<u8> {
+    use faculty::onnx::build::*;
+    model(
+        vec![node("FacultyNoSuchOp", &["input"], "probabilities", vec![])],
+        vec![],
+        vec![value_info("input", &[-1, 4])],
+        vec![value_info("probabilities", &[-1, 3])],
+        &[],
+    )
+    .encode_to_vec()
+}
+
+/// A regression model: one float per row, nothing classifier-like.
+pub fn regression_model() -> Vec<u8> {
+    use faculty::onnx::build::*;
+    model(
+        vec![node("Gemm", &["input", "W", "b"], "y", vec![])],
+        vec![
+            tensor_f32("W", &[4, 1], &[0.5, -0.5, 1.0, 2.0]),
+            tensor_f32("b", &[1], &[0.0]),
+        ],
+        vec![value_info("input", &[-1, 4])],
+        vec![value_info("y", &[-1, 1])],
+        &[],
+    )
+    .encode_to_vec()
+}
+
+/// Deterministic junk.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut s: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 32) as u8
+        })
+        .collect()
+}

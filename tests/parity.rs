@@ -1,0 +1,56 @@
+//! Every bundled teacher, run through faculty's inference path, matches Python onnxruntime's probabilities
+//! (committed by the zoo builder in zoo/reference) to 1e-5.
+mod common;
+
+use std::sync::Arc;
+
+use faculty::data::npz::read_npz;
+use faculty::onnx::SessionPool;
+use faculty::store::Store;
+use faculty::zoo::Zoo;
+
+#[test]
+fn every_bundled_teacher_matches_python_onnxruntime() {
+    let sb = common::Sandbox::new();
+    let store = Store::open(&sb.state()).unwrap();
+    // Batch 5 forces several ONNX Runtime calls per reference batch of 16 rows.
+    let zoo = Zoo::open(sb.zoo(), &store, Arc::new(SessionPool::new(1)), 5).unwrap();
+    zoo.rescan().unwrap();
+    let teachers = zoo.all().unwrap();
+    assert!(
+        teachers.len() >= 14,
+        "the bundled zoo has {} teachers",
+        teachers.len()
+    );
+    let mut checked = 0;
+    for t in &teachers {
+        assert!(t.usable, "{} unusable: {:?}", t.id, t.reason);
+        let path = common::repo().join(format!("zoo/reference/{}.npz", t.id));
+        let arrays = read_npz(&std::fs::read(&path).unwrap(), 1 << 30).unwrap();
+        let x = arrays["x"].to_f32().unwrap();
+        let want = arrays["probs"].to_f32().unwrap();
+        let got = zoo.predict(&t.id, x.view()).unwrap();
+        assert_eq!(got.shape(), want.shape(), "{}", t.id);
+        let max_diff = got
+            .iter()
+            .zip(want.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max_diff <= 1e-5,
+            "{}: max |faculty - python| = {max_diff:e}",
+            t.id
+        );
+        // rows are probability vectors, including for the logits and ZipMap teachers
+        for row in got.rows() {
+            assert!(
+                (row.sum() - 1.0).abs() < 1e-4,
+                "{}: row sums to {}",
+                t.id,
+                row.sum()
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, teachers.len());
+}

@@ -1,0 +1,176 @@
+//! The indexer on the real bundled zoo: what it reads from each kind of teacher, restarts that do not
+//! re-hash, and rescans that report added / removed / changed / failed.
+mod common;
+
+use std::sync::Arc;
+
+use faculty::onnx::{OutputKind, SessionPool};
+use faculty::store::Store;
+use faculty::zoo::{Teacher, Zoo};
+
+fn open(sb: &common::Sandbox) -> (Store, Zoo) {
+    let store = Store::open(&sb.state()).unwrap();
+    let zoo = Zoo::open(sb.zoo(), &store, Arc::new(SessionPool::new(1)), 256).unwrap();
+    (store, zoo)
+}
+
+fn by_id(all: &[Teacher], id: &str) -> Teacher {
+    all.iter()
+        .find(|t| t.id == id)
+        .unwrap_or_else(|| panic!("{id} not indexed"))
+        .clone()
+}
+
+#[test]
+fn bundled_zoo_is_understood() {
+    let sb = common::Sandbox::new();
+    let (_s, zoo) = open(&sb);
+    let report = zoo.rescan().unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let all = zoo.all().unwrap();
+    assert!(all.len() >= 14);
+    for t in &all {
+        assert_eq!(t.sha256.len(), 64);
+        assert!(t.bytes > 0 && t.params > 0, "{}", t.id);
+        assert_eq!(t.labels.len(), t.num_classes.unwrap(), "{}", t.id);
+        assert!(!t.inputs.is_empty() && !t.outputs.is_empty());
+    }
+    // versioned layout
+    let cnn = by_id(&all, "mnist_cnn@2");
+    assert_eq!(
+        (cnn.name.as_str(), cnn.version.as_str()),
+        ("mnist_cnn", "2")
+    );
+    assert_eq!(cnn.inputs[0].shape, vec![-1, 1, 28, 28]);
+    assert_eq!(cnn.params, 52138);
+    // labels: JSON list, comma list, namespaced key, sidecar card, classifier attribute
+    assert_eq!(cnn.label_source, "metadata:labels");
+    assert_eq!(
+        by_id(&all, "mnist_lowdata_mlp").label_source,
+        "metadata:classes"
+    );
+    let sub = by_id(&all, "mnist_04_cnn");
+    assert_eq!(sub.label_source, "metadata:faculty.class_names");
+    assert_eq!(sub.labels, vec!["0", "1", "2", "3", "4"]);
+    let letters = by_id(&all, "letters_mlp");
+    assert_eq!(letters.label_source, "card");
+    assert_eq!(letters.labels.len(), 26);
+    assert_eq!(letters.labels[0], "A");
+    let rf = by_id(&all, "letters_rf");
+    assert_eq!(rf.label_source, "classlabels");
+    assert_eq!(rf.labels[25], "Z");
+    assert_eq!(by_id(&all, "fashion_mlp").labels[9], "Ankle boot");
+    // logits detected and recorded
+    let mlp = by_id(&all, "mnist_mlp");
+    assert!(mlp.softmax_applied);
+    assert_eq!(mlp.predictor.as_ref().unwrap().kind, OutputKind::Logits);
+    assert!(!cnn.softmax_applied);
+    // ZipMap picked over the label output
+    let lr = by_id(&all, "mnist_logreg");
+    let p = lr.predictor.unwrap();
+    assert_eq!(
+        (p.output.as_str(), p.kind),
+        ("output_probability", OutputKind::Zipmap)
+    );
+    assert_eq!(lr.outputs.len(), 2);
+    // several outputs (label + probabilities): the probabilities by name
+    assert_eq!(
+        by_id(&all, "mnist_rf").predictor.unwrap().output,
+        "probabilities"
+    );
+    // the third-party model: dynamic spatial dims pinned by its card, licence in provenance
+    let td = by_id(&all, "text_direction@1");
+    assert_eq!(
+        td.predictor.as_ref().unwrap().input_shape,
+        vec![-1, 3, 48, 192]
+    );
+    assert_eq!(td.labels, vec!["0", "180"]);
+    assert_eq!(
+        td.provenance.get("license").map(String::as_str),
+        Some("Apache-2.0")
+    );
+}
+
+#[test]
+fn restart_does_not_rehash_and_rescan_reports_every_change() {
+    let sb = common::Sandbox::new();
+    let n = {
+        let (_s, zoo) = open(&sb);
+        let r = zoo.rescan().unwrap();
+        assert_eq!(r.hashed, r.added.len());
+        r.added.len()
+    };
+    // a restart: the catalog is on disk, nothing is read again
+    let (_s, zoo) = open(&sb);
+    let r = zoo.rescan().unwrap();
+    assert_eq!((r.hashed, r.unchanged), (0, n), "{r:?}");
+    assert!(r.added.is_empty() && r.removed.is_empty() && r.changed.is_empty());
+
+    // added (usable), added (broken), removed, changed
+    std::fs::write(sb.zoo().join("tiny.onnx"), common::tiny_classifier()).unwrap();
+    std::fs::write(sb.zoo().join("junk.onnx"), common::random_bytes(3000)).unwrap();
+    std::fs::remove_file(sb.zoo().join("mnist_parity_mlp.onnx")).unwrap();
+    std::fs::copy(
+        sb.zoo().join("mnist_mlp.onnx"),
+        sb.zoo().join("fashion_mlp.onnx"),
+    )
+    .unwrap();
+    let r = zoo.rescan().unwrap();
+    assert_eq!(r.added, vec!["junk", "tiny"]);
+    assert_eq!(r.removed, vec!["mnist_parity_mlp"]);
+    assert_eq!(r.changed, vec!["fashion_mlp"]);
+    assert_eq!(r.failed.len(), 1);
+    assert_eq!(r.failed[0].id, "junk");
+    assert!(
+        r.failed[0].reason.contains("not an ONNX model"),
+        "{}",
+        r.failed[0].reason
+    );
+    assert_eq!(r.hashed, 3);
+    let junk = zoo.get("junk").unwrap();
+    assert!(!junk.usable && junk.reason.is_some());
+    let tiny = zoo.get("tiny").unwrap();
+    assert_eq!(tiny.labels, vec!["cat", "dog", "eel"]);
+    assert_eq!(tiny.params, 15);
+    // the changed file is re-hashed: it now has the other file's bytes
+    assert_eq!(
+        zoo.get("fashion_mlp").unwrap().sha256,
+        zoo.get("mnist_mlp").unwrap().sha256
+    );
+}
+
+#[test]
+fn labels_fall_back_to_indices_and_are_marked() {
+    use faculty::onnx::build::*;
+    use prost::Message;
+    let m = model(
+        vec![
+            node("Gemm", &["input", "W", "b"], "z", vec![]),
+            node("Softmax", &["z"], "p", vec![attr_int("axis", 1)]),
+        ],
+        vec![
+            tensor_f32("W", &[2, 3], &[1.0, 0.0, -1.0, 0.5, 0.5, 0.5]),
+            tensor_f32("b", &[3], &[0.0; 3]),
+        ],
+        vec![value_info("input", &[-1, 2])],
+        vec![value_info("p", &[-1, 3])],
+        &[("labels", "[\"only\", \"two\"]")],
+    );
+    let ident = faculty::zoo::teacher::Ident {
+        id: "m".into(),
+        name: "m".into(),
+        version: "1".into(),
+        path: "m.onnx".into(),
+    };
+    let t = faculty::zoo::inspect(&m.encode_to_vec(), ident, None, 1).teacher;
+    assert!(t.usable, "{:?}", t.reason);
+    assert_eq!(t.labels, vec!["0", "1", "2"]);
+    assert_eq!(t.label_source, "index");
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.contains("name 2 classes but the model outputs 3")),
+        "{:?}",
+        t.warnings
+    );
+}
