@@ -132,10 +132,11 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
         let mut chars = descr.chars();
         let order = chars.next().unwrap_or(' ');
         let kind = chars.next().unwrap_or(' ');
-        let width: usize = chars
-            .as_str()
-            .parse()
-            .map_err(|_| bad(&format!("unsupported dtype '{descr}'")))?;
+        let width: usize = chars.as_str().parse().map_err(|_| {
+            bad(&format!(
+                "unsupported dtype '{descr}' (object arrays are refused)"
+            ))
+        })?;
         (order, kind, width)
     };
     if order == '>' {
