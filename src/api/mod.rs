@@ -88,11 +88,7 @@ async fn log_requests(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let start = Instant::now();
     let span = tracing::info_span!("request", %method, path = %path);
-    let res = {
-        let _e = span.enter();
-        next.run(req)
-    }
-    .await;
+    let res = tracing::Instrument::instrument(next.run(req), span).await;
     tracing::info!(%method, path = %path, status = res.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
     res
 }

@@ -177,21 +177,7 @@ pub fn parse_labels(value: &str) -> Option<Vec<String>> {
     (items.len() >= 2 && items.iter().all(|s| !s.is_empty())).then_some(items)
 }
 
-/// Finds labels in metadata_props under the common key conventions, with or without a namespace prefix.
-fn metadata_labels(meta: &BTreeMap<String, String>) -> Option<(String, Vec<String>)> {
-    meta.iter().find_map(|(k, v)| {
-        let bare = k
-            .rsplit(['.', ':', '/'])
-            .next()
-            .unwrap_or(k)
-            .trim()
-            .to_ascii_lowercase();
-        LABEL_KEYS
-            .contains(&bare.as_str())
-            .then(|| parse_labels(v).map(|l| (format!("metadata:{k}"), l)))?
-    })
-}
-
+/// Whether a metadata key names the class labels (`labels`, `acme.class_names`, `ns:classes`, ...).
 fn is_label_key(k: &str) -> bool {
     let bare = k
         .rsplit(['.', ':', '/'])
@@ -200,6 +186,13 @@ fn is_label_key(k: &str) -> bool {
         .trim()
         .to_ascii_lowercase();
     LABEL_KEYS.contains(&bare.as_str())
+}
+
+/// Finds labels in metadata_props under the common key conventions, with or without a namespace prefix.
+fn metadata_labels(meta: &BTreeMap<String, String>) -> Option<(String, Vec<String>)> {
+    meta.iter()
+        .filter(|(k, _)| is_label_key(k))
+        .find_map(|(k, v)| parse_labels(v).map(|l| (format!("metadata:{k}"), l)))
 }
 
 /// Deterministic pseudo-random probe rows in [0, 1).
