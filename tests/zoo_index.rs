@@ -174,3 +174,24 @@ fn labels_fall_back_to_indices_and_are_marked() {
         t.warnings
     );
 }
+
+#[test]
+fn predict_refuses_nan_and_wrong_shapes() {
+    let sb = common::Sandbox::new();
+    let (_s, zoo) = open(&sb);
+    zoo.rescan().unwrap();
+    let mut x = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[3, 784]));
+    let p = zoo.predict("mnist_cnn@2", x.view()).unwrap(); // [N,784] reshaped to [N,1,28,28]
+    assert_eq!(p.shape(), &[3, 10]);
+    x[[1, 5]] = f32::NAN;
+    let e = zoo.predict("mnist_cnn@2", x.view()).unwrap_err();
+    assert_eq!(e.kind, faculty::ErrorKind::InvalidInput);
+    assert!(e.message.contains("NaN"));
+    x[[1, 5]] = f32::INFINITY;
+    assert!(zoo.predict("mnist_mlp", x.view()).is_err());
+    let wrong = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[2, 16]));
+    let e = zoo.predict("mnist_cnn@2", wrong.view()).unwrap_err();
+    assert!(e.message.contains("do not fit"), "{}", e.message);
+    assert_eq!(zoo.predict("letters_mlp", wrong.view()).unwrap().shape(), &[2, 26]);
+    assert_eq!(zoo.predict("nope", wrong.view()).unwrap_err().kind, faculty::ErrorKind::NotFound);
+}
