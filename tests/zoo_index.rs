@@ -192,6 +192,12 @@ fn predict_refuses_nan_and_wrong_shapes() {
     let wrong = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[2, 16]));
     let e = zoo.predict("mnist_cnn@2", wrong.view()).unwrap_err();
     assert!(e.message.contains("do not fit"), "{}", e.message);
-    assert_eq!(zoo.predict("letters_mlp", wrong.view()).unwrap().shape(), &[2, 26]);
-    assert_eq!(zoo.predict("nope", wrong.view()).unwrap_err().kind, faculty::ErrorKind::NotFound);
+    assert_eq!(
+        zoo.predict("letters_mlp", wrong.view()).unwrap().shape(),
+        &[2, 26]
+    );
+    assert_eq!(
+        zoo.predict("nope", wrong.view()).unwrap_err().kind,
+        faculty::ErrorKind::NotFound
+    );
 }
