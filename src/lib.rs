@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod onnx;
+pub mod ot;
 pub mod store;
 pub mod zoo;
 

@@ -190,14 +190,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", default=os.path.join(HERE, ".data"), help="fetched sources (build.sh)")
     ap.add_argument("--out", default=HERE)
+    ap.add_argument("--extras-only", action="store_true",
+                    help="only (re)build the scikit-learn letters extras into an existing zoo")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     tdir = os.path.join(args.out, "teachers")
     rdir = os.path.join(args.out, "reference")
     kdir = os.path.join(args.out, "tasks")
     for d in (tdir, rdir, kdir):
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
+        if not args.extras_only:
+            shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d, exist_ok=True)
     built = []
 
     def path_for(name, version):
@@ -222,6 +225,44 @@ def main():
                           bytes=os.path.getsize(path), heldout_accuracy=None if acc is None else round(acc, 4),
                           outputs_logits=logits, notes=notes))
         print(f"{tid:28s} {arch:22s} params={params:8d} acc={acc}")
+
+    def letters_extras(lx, ly_i, letters, ldata):
+        """Deterministic scikit-learn letters teachers, so the tabular task has several candidates: a full
+        26-way linear model, one on the first half of the alphabet, and a forest trained on 300 rows."""
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.linear_model import LogisticRegression
+        tr_x, tr_y, ho_x, ho_y = lx[:12000], ly_i[:12000], lx[12000:14000], ly_i[12000:14000]
+        specs = [
+            ("letters_logreg", LogisticRegression(max_iter=3000), np.ones(len(tr_y), bool), "logistic-regression",
+             "26-way linear model on raw features"),
+            ("letters_am_logreg", LogisticRegression(max_iter=3000), tr_y < 13, "logistic-regression",
+             "letters A-M only (class subset)"),
+            ("letters_lowdata_rf", RandomForestClassifier(n_estimators=8, max_depth=6, random_state=0),
+             np.arange(len(tr_y)) < 300, "random-forest-8x6", "deliberately trained on 300 rows"),
+        ]
+        for name, clf, sel, arch, notes in specs:
+            clf.fit(tr_x[sel], tr_y[sel])
+            classes = [letters[c] for c in clf.classes_]
+            path, tid = path_for(name, None)
+            export_sklearn(clf, 16, path, zipmap=False)
+            add_metadata(path, {"labels": json.dumps(classes), "train_data": ldata, "arch": arch,
+                                "exporter": "skl2onnx", "license": "Apache-2.0"})
+            hsel = np.isin(ho_y, clf.classes_)
+            pred = clf.classes_[run_probs(path, ho_x[hsel]).argmax(1)]
+            record(name, None, path, tid, data=ldata, classes=classes, arch=arch, exporter="skl2onnx (zipmap=False)",
+                   acc=float((pred == ho_y[hsel]).mean()), ref_x=ho_x[:16], notes=notes)
+
+    if args.extras_only:
+        with open(os.path.join(args.out, "teachers.json")) as f:
+            built.extend(t for t in json.load(f)["teachers"] if not t["id"].startswith(
+                ("letters_logreg", "letters_am_logreg", "letters_lowdata_rf")))
+        lx, ly = load_letters(args.src)
+        letters = sorted(set(ly.tolist()))
+        ly_i = np.asarray([letters.index(v) for v in ly], dtype=np.int64)
+        letters_extras(lx, ly_i, letters, "UCI Letter Recognition (Debian r-cran-mlbench) permuted rows [0,12000)")
+        with open(os.path.join(args.out, "teachers.json"), "w") as f:
+            json.dump({"seed": SEED, "teachers": built}, f, indent=1)
+        return
 
     # --- MNIST: teachers see permuted rows [0, 6000): [0, 5000) train, [5000, 6000) held out
     mx, my = load_mnist(args.src)
@@ -342,6 +383,8 @@ def main():
            exporter="skl2onnx (zipmap=False, string labels)",
            acc=float((run_probs(path, lx[12000:14000]).argmax(1) == ly_i[12000:14000]).mean()),
            ref_x=lx[12000:12016], notes="string class labels")
+
+    letters_extras(lx, ly_i, letters, ldata)
 
     # --- sklearn digits 8x8: permuted rows [0, 1000) train, [1000, 1200) held out
     dx, dy = load_digits8()

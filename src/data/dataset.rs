@@ -1,0 +1,484 @@
+//! A task dataset in memory (rows, labels with -1 for unlabeled, class names) and the three upload formats
+//! that produce one: `.npz`, `.csv` and a `.zip` of image folders. Every parser refuses bad input with an
+//! `InvalidInput` (or `PayloadTooLarge`) error that names the problem; nothing here touches disk.
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+
+use ndarray::{ArrayD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::npz::{NpyArray, read_npz};
+use crate::error::{Error, ErrorKind, Result};
+
+/// The row label of an unlabeled row.
+pub const UNLABELED: i64 = -1;
+/// The folder of a zip whose images carry no label.
+pub const UNLABELED_FOLDER: &str = "_unlabeled";
+
+/// Rows `x` [N, ...] (float32), labels `y` (class index, or -1), and class names.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub x: ArrayD<f32>,
+    pub y: Vec<i64>,
+    pub labels: Vec<String>,
+}
+
+/// Which upload format a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Npz,
+    Csv,
+    Zip,
+}
+
+impl Format {
+    /// From a file name's extension, else from the leading bytes.
+    pub fn detect(filename: Option<&str>, bytes: &[u8]) -> Result<Self> {
+        let ext = filename
+            .and_then(|f| f.rsplit_once('.'))
+            .map(|(_, e)| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("npz") => return Ok(Self::Npz),
+            Some("csv") => return Ok(Self::Csv),
+            Some("zip") => return Ok(Self::Zip),
+            _ => {}
+        }
+        if bytes.starts_with(b"PK\x03\x04") {
+            // an npz is a zip whose members end in .npy
+            let is_npz = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+                .map(|z| z.file_names().any(|n| n.ends_with(".npy")))
+                .unwrap_or(false);
+            return Ok(if is_npz { Self::Npz } else { Self::Zip });
+        }
+        if std::str::from_utf8(&bytes[..bytes.len().min(4096)]).is_ok() {
+            return Ok(Self::Csv);
+        }
+        Err(Error::invalid_input(
+            "unrecognised dataset format: upload a .npz, .csv or .zip of image folders",
+        ))
+    }
+}
+
+/// Options a user may give with an upload.
+#[derive(Debug, Clone, Default)]
+pub struct ParseOptions {
+    /// CSV: the label column (default `label`).
+    pub label_column: Option<String>,
+    /// Class names (npz: index i names class i; csv: fixes the class order).
+    pub labels: Option<Vec<String>>,
+    /// Largest number of bytes an archive may inflate to, and of decoded pixels * 4.
+    pub max_bytes: u64,
+}
+
+impl Dataset {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+
+    /// The shape of one row.
+    pub fn row_shape(&self) -> Vec<usize> {
+        self.x.shape()[1..].to_vec()
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Indices of the labeled rows.
+    pub fn labeled(&self) -> Vec<usize> {
+        (0..self.rows()).filter(|&i| self.y[i] >= 0).collect()
+    }
+
+    /// Labeled rows per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.labels.len()];
+        for &v in &self.y {
+            if v >= 0 {
+                c[v as usize] += 1;
+            }
+        }
+        c
+    }
+
+    /// The rows as [N, D] (a view when `x` is contiguous).
+    pub fn flat(&self) -> ndarray::ArrayView2<'_, f32> {
+        let n = self.rows();
+        let d = self.x.len() / n.max(1);
+        self.x
+            .view()
+            .into_shape_with_order((n, d))
+            .expect("x is standard layout")
+    }
+
+    /// Checks what every dataset must satisfy, whatever format it came from.
+    pub fn validate(self) -> Result<Self> {
+        let n = self.x.shape().first().copied().unwrap_or(0);
+        if self.x.ndim() < 2 {
+            return Err(Error::invalid_input(format!(
+                "x must have shape [N, ...features], got {:?}",
+                self.x.shape()
+            )));
+        }
+        if n == 0 || self.x.len() == 0 {
+            return Err(Error::invalid_input("the dataset has no rows"));
+        }
+        if n != self.y.len() {
+            return Err(Error::invalid_input(format!(
+                "x has {n} rows but y has {} labels",
+                self.y.len()
+            )));
+        }
+        let x = self.x.as_standard_layout().into_owned();
+        if let Some(pos) = x.iter().position(|v| !v.is_finite()) {
+            let d = x.len() / n;
+            return Err(Error::invalid_input(format!(
+                "x contains NaN or infinity (row {}, feature {})",
+                pos / d,
+                pos % d
+            )));
+        }
+        let k = self.labels.len() as i64;
+        if let Some((i, v)) = self
+            .y
+            .iter()
+            .enumerate()
+            .find(|(_, v)| **v < UNLABELED || **v >= k)
+        {
+            return Err(Error::invalid_input(format!(
+                "label {v} in row {i} is out of range: labels are 0..{} (-1 = unlabeled)",
+                k - 1
+            )));
+        }
+        let ds = Self { x, ..self };
+        let counts = ds.class_counts();
+        if let Some(j) = counts.iter().position(|&c| c == 0) {
+            return Err(Error::invalid_input(format!(
+                "class '{}' has no labeled rows; drop it from the label names or label some rows",
+                ds.labels[j]
+            )));
+        }
+        if counts.len() < 2 {
+            return Err(Error::invalid_input(format!(
+                "a task needs at least 2 classes with labeled rows, found {}",
+                counts.len()
+            )));
+        }
+        Ok(ds)
+    }
+
+    /// sha256 of the canonical content (shape, float bits, labels, class names): the same data uploaded
+    /// twice, in any format, gets the same id.
+    pub fn sha256(&self) -> String {
+        let mut h = Sha256::new();
+        for d in self.x.shape() {
+            h.update((*d as u64).to_le_bytes());
+        }
+        for v in self.x.iter() {
+            h.update(v.to_le_bytes());
+        }
+        for v in &self.y {
+            h.update(v.to_le_bytes());
+        }
+        for l in &self.labels {
+            h.update((l.len() as u64).to_le_bytes());
+            h.update(l.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// A dataset made of some rows of this one (labels kept or hidden per row).
+    pub fn subset(&self, rows: &[usize], hide_label: impl Fn(usize) -> bool) -> Self {
+        let x = self.x.select(Axis(0), rows);
+        let y = rows
+            .iter()
+            .map(|&i| if hide_label(i) { UNLABELED } else { self.y[i] })
+            .collect();
+        Self {
+            x,
+            y,
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// Parses an upload in the given format.
+pub fn parse(format: Format, bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+    if bytes.is_empty() {
+        return Err(Error::invalid_input("the uploaded file is empty"));
+    }
+    let ds = match format {
+        Format::Npz => parse_npz(bytes, opts),
+        Format::Csv => parse_csv(bytes, opts),
+        Format::Zip => parse_image_zip(bytes, opts),
+    }?;
+    ds.validate()
+}
+
+fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+    let mut arrays = read_npz(bytes, opts.max_bytes)?;
+    let x = arrays.remove("x").ok_or_else(|| {
+        Error::invalid_input(format!(
+            "the .npz has no array named 'x' (found: {})",
+            arrays.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    if !matches!(x, NpyArray::F32(_) | NpyArray::U8(_) | NpyArray::F64(_)) {
+        return Err(Error::invalid_input(
+            "x must be float32, float64 or uint8 (uint8 is scaled to [0, 1])",
+        ));
+    }
+    let x = x.to_f32().map_err(|e| e.context("x"))?;
+    let y = arrays.remove("y").ok_or_else(|| {
+        Error::invalid_input("the .npz has no array named 'y' (integer labels, -1 = unlabeled)")
+    })?;
+    if y.shape().len() != 1 {
+        return Err(Error::invalid_input(format!(
+            "y must be one label per row, got shape {:?}",
+            y.shape()
+        )));
+    }
+    let y: Vec<i64> = y
+        .to_i64()
+        .map_err(|e| e.context("y"))?
+        .into_iter()
+        .collect();
+    let labels = match (&opts.labels, arrays.remove("labels")) {
+        (Some(l), _) => l.clone(),
+        (None, Some(NpyArray::Str(l, _))) => l,
+        _ => {
+            let k = y.iter().copied().max().unwrap_or(-1) + 1;
+            (0..k.max(0)).map(|i| i.to_string()).collect()
+        }
+    };
+    Ok(Dataset { x, y, labels })
+}
+
+fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+    let column = opts.label_column.as_deref().unwrap_or("label");
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let headers = rdr
+        .headers()
+        .map_err(|e| Error::invalid_input(format!("cannot read the CSV header: {e}")))?
+        .clone();
+    let label_at = headers.iter().position(|h| h == column).ok_or_else(|| {
+        Error::invalid_input(format!(
+            "the CSV has no label column '{column}' (columns: {}); name it with the `label_column` field",
+            headers.iter().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let width = headers.len();
+    if width < 2 {
+        return Err(Error::invalid_input(
+            "the CSV needs a label column and at least one feature column",
+        ));
+    }
+    let mut values: Vec<f32> = Vec::new();
+    let mut raw_labels: Vec<Option<String>> = Vec::new();
+    for (r, rec) in rdr.records().enumerate() {
+        let line = r + 2;
+        let rec = rec.map_err(|e| Error::invalid_input(format!("CSV line {line}: {e}")))?;
+        if rec.len() != width {
+            return Err(Error::invalid_input(format!(
+                "CSV line {line} has {} cells, the header has {width} (ragged rows)",
+                rec.len()
+            )));
+        }
+        for (c, cell) in rec.iter().enumerate() {
+            if c == label_at {
+                raw_labels.push((!cell.is_empty()).then(|| cell.to_string()));
+                continue;
+            }
+            let v: f32 = cell.parse().map_err(|_| {
+                Error::invalid_input(format!(
+                    "CSV line {line}, column '{}': '{cell}' is not a number",
+                    &headers[c]
+                ))
+            })?;
+            if !v.is_finite() {
+                return Err(Error::invalid_input(format!(
+                    "CSV line {line}, column '{}': NaN or infinity is not allowed",
+                    &headers[c]
+                )));
+            }
+            values.push(v);
+        }
+    }
+    let n = raw_labels.len();
+    let labels = match &opts.labels {
+        Some(l) => l.clone(),
+        None => {
+            let present: BTreeSet<&str> = raw_labels.iter().flatten().map(String::as_str).collect();
+            let mut l: Vec<String> = present.into_iter().map(str::to_string).collect();
+            // numeric class names sort as numbers (2 before 10)
+            if l.iter().all(|s| s.parse::<f64>().is_ok()) {
+                l.sort_by(|a, b| {
+                    a.parse::<f64>()
+                        .unwrap()
+                        .total_cmp(&b.parse::<f64>().unwrap())
+                });
+            }
+            l
+        }
+    };
+    let index: BTreeMap<&str, i64> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i as i64))
+        .collect();
+    let y = raw_labels
+        .iter()
+        .enumerate()
+        .map(|(r, l)| match l {
+            None => Ok(UNLABELED),
+            Some(l) => index.get(l.as_str()).copied().ok_or_else(|| {
+                Error::invalid_input(format!(
+                    "CSV line {}: label '{l}' is not one of the given label names",
+                    r + 2
+                ))
+            }),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let x = ArrayD::from_shape_vec(IxDyn(&[n, width - 1]), values)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok(Dataset { x, y, labels })
+}
+
+fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+    let bad = |m: String| Error::invalid_input(format!("image archive: {m}"));
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| bad(format!("not a readable zip ({e})")))?;
+    // (class folder, file name) -> bytes, after checking every member's path
+    let mut files: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let mut budget = opts.max_bytes;
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+        let name = f.name().to_string();
+        if f.enclosed_name().is_none() || name.contains('\\') {
+            return Err(bad(format!("member '{name}' escapes the archive")));
+        }
+        if f.is_dir() {
+            continue;
+        }
+        let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
+        let file = *parts.last().expect("non-empty name");
+        if file.starts_with('.') || parts.iter().any(|p| *p == "__MACOSX") {
+            continue; // macOS and editor droppings
+        }
+        let ext = file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        if !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+            return Err(bad(format!("member '{name}' is not a .png or .jpg image")));
+        }
+        if parts.len() < 2 {
+            return Err(bad(format!(
+                "member '{name}' is not inside a class folder (<class>/<file>.png)"
+            )));
+        }
+        let class = parts[parts.len() - 2].to_string();
+        let mut buf = Vec::new();
+        let read = (&mut f)
+            .take(budget + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| bad(format!("{name}: {e}")))?;
+        if read as u64 > budget {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "the image archive inflates past the {}-byte limit",
+                    opts.max_bytes
+                ),
+            ));
+        }
+        budget -= read as u64;
+        files.push((class, name, buf));
+    }
+    if files.is_empty() {
+        return Err(bad("no images found (expected <class>/<file>.png)".into()));
+    }
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    let labels: Vec<String> = files
+        .iter()
+        .map(|f| f.0.clone())
+        .filter(|c| c != UNLABELED_FOLDER)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut decoded = Vec::with_capacity(files.len());
+    let mut pixel_budget = opts.max_bytes / 4;
+    for (_, name, buf) in &files {
+        let mut reader = image::ImageReader::new(std::io::Cursor::new(buf))
+            .with_guessed_format()
+            .map_err(|e| bad(format!("{name}: {e}")))?;
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(opts.max_bytes.min(512 << 20));
+        reader.limits(limits);
+        let img = reader
+            .decode()
+            .map_err(|e| bad(format!("cannot decode '{name}': {e}")))?;
+        let px = u64::from(img.width()) * u64::from(img.height()) * 3;
+        if px > pixel_budget {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                "the images decode to more pixels than the upload limit allows",
+            ));
+        }
+        pixel_budget -= px;
+        decoded.push(img);
+    }
+    let (w, h) = (decoded[0].width(), decoded[0].height());
+    if let Some((i, d)) = decoded
+        .iter()
+        .enumerate()
+        .find(|(_, d)| d.width() != w || d.height() != h)
+    {
+        return Err(bad(format!(
+            "images differ in size: '{}' is {}x{}, '{}' is {w}x{h}; resize them to one size",
+            files[i].1,
+            d.width(),
+            d.height(),
+            files[0].1
+        )));
+    }
+    let gray = decoded.iter().all(|d| {
+        matches!(
+            d.color(),
+            image::ColorType::L8
+                | image::ColorType::L16
+                | image::ColorType::La8
+                | image::ColorType::La16
+        )
+    });
+    let c = if gray { 1 } else { 3 };
+    let (w, h) = (w as usize, h as usize);
+    let mut x = Vec::with_capacity(decoded.len() * c * h * w);
+    for d in &decoded {
+        if gray {
+            x.extend(d.to_luma8().as_raw().iter().map(|&v| v as f32 / 255.0));
+        } else {
+            let rgb = d.to_rgb8();
+            let raw = rgb.as_raw();
+            for ch in 0..3 {
+                x.extend((0..h * w).map(|p| raw[p * 3 + ch] as f32 / 255.0));
+            }
+        }
+    }
+    let y = files
+        .iter()
+        .map(|f| {
+            labels
+                .iter()
+                .position(|l| *l == f.0)
+                .map_or(UNLABELED, |i| i as i64)
+        })
+        .collect();
+    let x = ArrayD::from_shape_vec(IxDyn(&[decoded.len(), c, h, w]), x)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok(Dataset { x, y, labels })
+}

@@ -1,0 +1,180 @@
+//! Datasets at rest: content-addressed by the sha256 of their canonical content. The rows live in
+//! `<data_dir>/datasets/<sha256>.f32` (little-endian float32, written to a temporary file and renamed), the
+//! description, labels and class names in the sled tree `datasets`. A dataset is visible only once both exist.
+use std::io::Write;
+use std::path::PathBuf;
+
+use ndarray::{ArrayD, IxDyn};
+use serde::{Deserialize, Serialize};
+
+use super::dataset::{Dataset, Format};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Labeled rows of one class.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClassCount {
+    pub name: String,
+    pub count: usize,
+}
+
+/// What `GET /v1/datasets/{id}` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DatasetInfo {
+    /// `ds_` + the first 16 hex digits of the sha256.
+    pub id: String,
+    pub sha256: String,
+    /// The uploaded file's name (or the name given).
+    pub name: String,
+    pub format: Format,
+    pub rows: usize,
+    /// The shape of one row, e.g. [1, 28, 28].
+    pub row_shape: Vec<usize>,
+    pub labeled: usize,
+    pub unlabeled: usize,
+    /// Labeled rows per class, in class-index order.
+    pub classes: Vec<ClassCount>,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    info: DatasetInfo,
+    y: Vec<i64>,
+}
+
+/// The stored datasets.
+pub struct DatasetStore {
+    dir: PathBuf,
+    tree: sled::Tree,
+}
+
+/// The id a dataset with this sha256 gets.
+pub fn dataset_id(sha256: &str) -> String {
+    format!("ds_{}", &sha256[..16])
+}
+
+impl DatasetStore {
+    pub fn open(store: &Store, data_dir: &std::path::Path) -> Result<Self> {
+        let dir = data_dir.join("datasets");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            tree: store.tree("datasets")?,
+        })
+    }
+
+    fn rows_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}.f32"))
+    }
+
+    /// Stores a validated dataset; storing the same content again returns the existing entry.
+    pub fn put(&self, ds: &Dataset, name: &str, format: Format) -> Result<(DatasetInfo, bool)> {
+        let sha256 = ds.sha256();
+        let id = dataset_id(&sha256);
+        if let Some(existing) = self.info(&id).ok() {
+            return Ok((existing, false));
+        }
+        let counts = ds.class_counts();
+        let labeled = counts.iter().sum();
+        let info = DatasetInfo {
+            id: id.clone(),
+            sha256: sha256.clone(),
+            name: name.to_string(),
+            format,
+            rows: ds.rows(),
+            row_shape: ds.row_shape(),
+            labeled,
+            unlabeled: ds.rows() - labeled,
+            classes: ds
+                .labels
+                .iter()
+                .zip(counts)
+                .map(|(name, count)| ClassCount {
+                    name: name.clone(),
+                    count,
+                })
+                .collect(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        {
+            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+            for v in ds.x.iter() {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            w.flush()?;
+        }
+        tmp.as_file().sync_all()?;
+        tmp.persist(self.rows_path(&sha256))
+            .map_err(|e| Error::from(e.error))?;
+        let rec = Record {
+            info: info.clone(),
+            y: ds.y.clone(),
+        };
+        self.tree.insert(id.as_bytes(), serde_json::to_vec(&rec)?)?;
+        self.tree.flush()?;
+        Ok((info, true))
+    }
+
+    fn record(&self, id: &str) -> Result<Record> {
+        let raw = self
+            .tree
+            .get(id.as_bytes())?
+            .ok_or_else(|| Error::not_found(format!("no dataset '{id}'")))?;
+        Ok(serde_json::from_slice(&raw)?)
+    }
+
+    /// The description of a stored dataset.
+    pub fn info(&self, id: &str) -> Result<DatasetInfo> {
+        Ok(self.record(id)?.info)
+    }
+
+    /// Every stored dataset, newest first.
+    pub fn list(&self) -> Result<Vec<DatasetInfo>> {
+        let mut out = Vec::new();
+        for kv in self.tree.iter() {
+            let (_, v) = kv?;
+            out.push(serde_json::from_slice::<Record>(&v)?.info);
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Loads the rows back.
+    pub fn load(&self, id: &str) -> Result<(DatasetInfo, Dataset)> {
+        let rec = self.record(id)?;
+        let bytes = std::fs::read(self.rows_path(&rec.info.sha256))
+            .map_err(|e| Error::internal(format!("dataset {id}: rows file unreadable: {e}")))?;
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let mut shape = vec![rec.info.rows];
+        shape.extend(&rec.info.row_shape);
+        let x = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| {
+            Error::internal(format!("dataset {id}: rows file has the wrong size: {e}"))
+        })?;
+        let labels = rec.info.classes.iter().map(|c| c.name.clone()).collect();
+        Ok((
+            rec.info,
+            Dataset {
+                x,
+                y: rec.y,
+                labels,
+            },
+        ))
+    }
+
+    /// Deletes a dataset (its catalog entry first, so a crash never leaves a visible half).
+    pub fn delete(&self, id: &str) -> Result<DatasetInfo> {
+        let info = self.info(id)?;
+        self.tree.remove(id.as_bytes())?;
+        self.tree.flush()?;
+        let _ = std::fs::remove_file(self.rows_path(&info.sha256));
+        Ok(info)
+    }
+}

@@ -1,0 +1,134 @@
+//! The OT solvers against POT's answers on committed fixtures, and their invariants on random problems.
+use faculty::ot::{self, SinkhornOptions};
+use ndarray::{Array1, Array2};
+use proptest::prelude::*;
+
+fn arr2(v: &[Vec<f64>]) -> Array2<f64> {
+    Array2::from_shape_fn((v.len(), v[0].len()), |(i, j)| v[i][j])
+}
+
+fn max_abs(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    (a - b).iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+fn cases() -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ot_pot.json"
+    ))
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["cases"].as_array().unwrap().clone()
+}
+
+fn vecf(v: &serde_json::Value) -> Vec<f64> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn matf(v: &serde_json::Value) -> Array2<f64> {
+    arr2(&serde_json::from_value::<Vec<Vec<f64>>>(v.clone()).unwrap())
+}
+
+#[test]
+fn solvers_agree_with_pot() {
+    for (k, c) in cases().iter().enumerate() {
+        let a = Array1::from(vecf(&c["a"]));
+        let b = Array1::from(vecf(&c["b"]));
+        let m = matf(&c["M"]);
+        let eps = c["eps"].as_f64().unwrap();
+        let opts = SinkhornOptions {
+            eps,
+            max_iter: 20000,
+            tol: 1e-12,
+            eps_scaling: None,
+        };
+        let s = ot::sinkhorn_log(a.view(), b.view(), m.view(), &opts).unwrap();
+        let err = max_abs(&s.plan, &matf(&c["sinkhorn_plan"]));
+        assert!(
+            err < 1e-8,
+            "case {k}: sinkhorn plan differs from POT by {err}"
+        );
+        assert!(
+            (s.cost - c["sinkhorn_cost"].as_f64().unwrap()).abs() < 1e-8,
+            "case {k}: cost"
+        );
+        // epsilon scaling reaches the same solution
+        let scaled = SinkhornOptions {
+            eps_scaling: Some((64.0, 4.0)),
+            ..opts
+        };
+        let s2 = ot::sinkhorn_log(a.view(), b.view(), m.view(), &scaled).unwrap();
+        assert!(
+            max_abs(&s2.plan, &s.plan) < 1e-8,
+            "case {k}: eps scaling changed the plan"
+        );
+        let u = ot::sinkhorn_unbalanced(
+            a.view(),
+            b.view(),
+            m.view(),
+            c["unbalanced_reg_m"].as_f64().unwrap(),
+            &opts,
+        )
+        .unwrap();
+        let err = max_abs(&u.plan, &matf(&c["unbalanced_plan"]));
+        assert!(
+            err < 1e-7,
+            "case {k}: unbalanced plan differs from POT by {err}"
+        );
+        let e = ot::emd(a.view(), b.view(), m.view()).unwrap();
+        let want = c["emd_cost"].as_f64().unwrap();
+        assert!(
+            (e.cost - want).abs() < 1e-10,
+            "case {k}: emd cost {} vs POT {want}",
+            e.cost
+        );
+        // the batched solver, fed the same problem twice
+        let ab = ndarray::stack![ndarray::Axis(0), a, a];
+        let bb = ndarray::stack![ndarray::Axis(0), b, b];
+        let (costs, _) = ot::sinkhorn_batch(ab.view(), bb.view(), m.view(), &opts).unwrap();
+        for cst in costs {
+            assert!(
+                (cst - s.cost).abs() < 1e-7,
+                "case {k}: batched cost {cst} vs {}",
+                s.cost
+            );
+        }
+    }
+}
+
+fn simplex(v: Vec<f64>) -> Array1<f64> {
+    let s: f64 = v.iter().sum();
+    Array1::from(v) / s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sinkhorn_invariants(
+        av in prop::collection::vec(0.01f64..1.0, 2..12),
+        bv in prop::collection::vec(0.01f64..1.0, 2..12),
+        seed in 0u64..1000,
+        eps in 0.02f64..1.0,
+    ) {
+        let (a, b) = (simplex(av), simplex(bv));
+        let (n, k) = (a.len(), b.len());
+        let m = Array2::from_shape_fn((n, k), |(i, j)| (((i * 31 + j * 17) as u64 * 2654435761 + seed) % 1000) as f64 / 1000.0);
+        let opts = SinkhornOptions { eps, max_iter: 20000, tol: 1e-10, eps_scaling: None };
+        let s = ot::sinkhorn_log(a.view(), b.view(), m.view(), &opts).unwrap();
+        prop_assert!(s.plan.iter().all(|&p| p >= 0.0));
+        let (r, c) = ot::marginals(&s.plan);
+        prop_assert!((&r - &a).iter().all(|x| x.abs() < 1e-7), "row marginals");
+        prop_assert!((&c - &b).iter().all(|x| x.abs() < 1e-7), "column marginals");
+        // the entropic plan is feasible, so it costs at least the exact optimum and at most max M
+        let e = ot::emd(a.view(), b.view(), m.view()).unwrap();
+        let mmax = m.iter().copied().fold(0.0, f64::max);
+        prop_assert!(s.cost >= e.cost - 1e-9 && s.cost <= mmax + 1e-9);
+        let (er, ec) = ot::marginals(&e.plan);
+        prop_assert!((&er - &a).iter().all(|x| x.abs() < 1e-9) && (&ec - &b).iter().all(|x| x.abs() < 1e-9));
+        prop_assert!(e.plan.iter().all(|&p| p >= 0.0));
+        // the exact cost is a lower bound on the cost of the independent plan a b^T
+        let indep: f64 = (0..n).flat_map(|i| (0..k).map(move |j| (i, j))).map(|(i, j)| a[i] * b[j] * m[[i, j]]).sum();
+        prop_assert!(e.cost <= indep + 1e-12);
+    }
+}

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Measures the ground truth that faculty's ranking is judged against.
+
+For every few-shot student task below and every input-compatible teacher in the bundled zoo, a student is
+distilled from the teacher and its held-out accuracy measured, over several draws of the labeled shots; the
+same student trained on the labeled shots alone is the scratch baseline. Run it after the zoo is built:
+
+    /opt/zoo-venv/bin/python zoo/ground_truth.py          (or ZOO_VENV=... zoo/build.sh ground-truth)
+
+Writes
+  zoo/ground_truth/<task>.npz   pool x / y, test x / y, label names, and per draw the labeled and unlabeled
+                                pool indices (faculty eval-ranking builds each draw's dataset from them)
+  zoo/ground_truth.json         the protocol and, per task, the scratch and per-teacher accuracies
+
+The tasks use only rows no teacher saw (zoo/build_zoo.py documents the split).
+
+Protocol (the "distilled student" the ranking is asked to predict):
+  student  MLP(d_in, 128, C), inputs flattened; tabular inputs standardised with the task's own statistics
+  scratch  cross-entropy on the labeled shots, Adam lr 3e-3, 300 full-batch steps, weight decay 1e-4
+  teacher  teacher t's probabilities p_t(x) on the labeled and unlabeled rows are carried into the student's
+           label space through P(j | i), the teacher-class -> student-class map estimated from the labeled
+           shots (soft joint, add-0.1 smoothing): q_t(x)_j = sum_i p_t(x)_i P(j | i). The student minimises
+           CE(labeled) + KL(q_t || student) over labeled + unlabeled rows, same optimiser and steps.
+  This is cross-label distillation with a data-driven label map; it needs no shared label names.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from build_zoo import DIGITS, FASHION, SEED, load_digits8, load_fashion, load_letters, load_mnist  # noqa: E402
+
+DRAWS = 3
+UNLABELED = 500
+STEPS = 300
+
+
+def upsample_digits(x8):
+    """sklearn 8x8 digits (0-16) drawn like MNIST: a 20x20 bilinear resize centred in 28x28, in [0, 1]."""
+    t = torch.from_numpy(x8.reshape(-1, 1, 8, 8) / 16.0).float()
+    t = nn.functional.interpolate(t, size=(20, 20), mode="bilinear", align_corners=False)
+    t = nn.functional.pad(t, (4, 4, 4, 4))
+    return np.rint(t.clamp(0, 1).numpy() * 255).astype(np.uint8)
+
+
+def build_tasks(src):
+    mx, my = load_mnist(src)
+    (fx, fy), (fxt, fyt) = load_fashion(src)
+    lx, ly = load_letters(src)
+    letters = sorted(set(ly.tolist()))
+    ly_i = np.asarray([letters.index(v) for v in ly], dtype=np.int64)
+    dx, dy = load_digits8()
+    img = lambda a: a.reshape(-1, 1, 28, 28)  # noqa: E731
+    tasks = []
+
+    def add(name, desc, kind, x, y, xt, yt, labels, shots):
+        tasks.append(dict(name=name, desc=desc, kind=kind, x=x, y=y, x_test=xt, y_test=yt, labels=labels,
+                          shots=shots))
+
+    pool, test = slice(6000, 8000), slice(8000, 10000)
+    add("mnist_10way", "MNIST digits 0-9 (the teachers' own label space)", "same labels",
+        img(mx[pool]), my[pool], img(mx[test]), my[test], DIGITS, 5)
+    sel, selt = my[pool] >= 5, my[test] >= 5
+    add("mnist_59_5way", "MNIST digits 5-9 only (a label subset; the 0-4 teacher has none of them)", "label subset",
+        img(mx[pool][sel]), my[pool][sel] - 5, img(mx[test][selt]), my[test][selt] - 5, DIGITS[5:], 10)
+    keep = [0, 1, 2, 3, 4, 6]
+    s = np.isin(fyt, keep)
+    fx6, fy6 = img(fxt[s]), np.asarray([keep.index(v) for v in fyt[s]])
+    add("fashion_clothing_6way", "Fashion-MNIST test set, the six clothing classes", "label subset",
+        fx6[:3000], fy6[:3000], fx6[3000:], fy6[3000:], [FASHION[i] for i in keep], 10)
+    coarse = {0: 0, 2: 0, 4: 0, 6: 0, 1: 1, 3: 1, 5: 2, 7: 2, 8: 2, 9: 2}
+    fyc = np.asarray([coarse[int(v)] for v in fyt])
+    add("fashion_3way_coarse", "Fashion-MNIST test set relabelled: top / bottom or dress / shoe or bag",
+        "coarse relabelling", img(fxt[:5000]), fyc[:5000], img(fxt[5000:]), fyc[5000:],
+        ["top", "bottom or dress", "shoe or bag"], 10)
+    d28 = upsample_digits(dx[1200:])
+    add("digits_upsampled", "sklearn 8x8 digits (rows [1200,1797)) upsampled to 28x28: domain shift",
+        "domain shift", d28[:400], dy[1200:1600], d28[400:], dy[1600:], DIGITS, 5)
+    add("letters_26way", "UCI letters rows [14000,20000), 16 raw features", "tabular",
+        lx[14000:17000], ly_i[14000:17000], lx[17000:], ly_i[17000:], letters, 10)
+    for i, t in enumerate(tasks):
+        rng = np.random.default_rng(SEED + 101 * i)
+        lab, unl = [], []
+        for _ in range(DRAWS):
+            idx = np.concatenate([rng.choice(np.flatnonzero(t["y"] == c), t["shots"], replace=False)
+                                  for c in range(len(t["labels"]))])
+            rest = np.setdiff1d(np.arange(len(t["y"])), idx)
+            lab.append(np.sort(idx))
+            unl.append(np.sort(rng.choice(rest, min(UNLABELED, len(rest)), replace=False)))
+        t["labeled"], t["unlabeled"] = np.stack(lab), np.stack(unl)
+    return tasks
+
+
+# ----------------------------------------------------------------------------------------------- teachers
+def teacher_list():
+    with open(os.path.join(HERE, "teachers.json")) as f:
+        return json.load(f)["teachers"]
+
+
+class Teacher:
+    def __init__(self, meta):
+        self.id = meta["id"]
+        self.path = os.path.join(HERE, meta["file"])
+        self.logits = meta["outputs_logits"]
+        self.sess = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+        shape = self.sess.get_inputs()[0].shape
+        self.shape = [d if isinstance(d, int) else -1 for d in shape[1:]]
+        props = {p.key: p.value for p in onnx.load(self.path).metadata_props}
+        self.mean = np.asarray(json.loads(props["input_mean"]), np.float32) if "input_mean" in props else None
+        self.std = np.asarray(json.loads(props["input_std"]), np.float32) if "input_std" in props else None
+
+    def accepts(self, row_shape):
+        if any(d < 0 for d in self.shape):
+            return False
+        return int(np.prod(self.shape)) == int(np.prod(row_shape))
+
+    def probs(self, x):
+        from build_zoo import run_probs
+        x = x.reshape((-1,) + tuple(self.shape))
+        if self.mean is not None:
+            x = ((x - self.mean) / self.std).astype(np.float32)
+        return run_probs(self.path, x, self.logits)
+
+
+def as_float(x):
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- students
+def label_map(p_lab, y_lab, c_s, smooth=0.1):
+    """P(j | i): teacher class i -> student class j, from the labeled rows' soft joint."""
+    joint = np.zeros((p_lab.shape[1], c_s))
+    for j in range(c_s):
+        joint[:, j] = p_lab[y_lab == j].sum(0)
+    joint += smooth / c_s
+    return joint / joint.sum(1, keepdims=True)
+
+
+def train_student(x_lab, y_lab, x_all, q_all, c_s, x_test, seed):
+    torch.manual_seed(seed)
+    d = x_lab.shape[1]
+    model = nn.Sequential(nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, c_s))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    xl, yl = torch.from_numpy(x_lab), torch.from_numpy(y_lab)
+    xa = torch.from_numpy(x_all)
+    qa = None if q_all is None else torch.from_numpy(q_all.astype(np.float32))
+    for _ in range(STEPS):
+        loss = nn.functional.cross_entropy(model(xl), yl)
+        if qa is not None:
+            logq = nn.functional.log_softmax(model(xa), dim=1)
+            loss = loss + nn.functional.kl_div(logq, qa, reduction="batchmean")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return model(torch.from_numpy(x_test)).argmax(1).numpy()
+
+
+def main():
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    src = os.path.join(HERE, ".data")
+    out_dir = os.path.join(HERE, "ground_truth")
+    os.makedirs(out_dir, exist_ok=True)
+    teachers = [Teacher(m) for m in teacher_list()]
+    report = {"seed": SEED, "draws": DRAWS, "unlabeled_per_draw": UNLABELED, "protocol": __doc__.split(
+        "Protocol")[1].strip(), "tasks": []}
+    for t in build_tasks(src):
+        np.savez_compressed(os.path.join(out_dir, f"{t['name']}.npz"), x=t["x"], y=t["y"].astype(np.int64),
+                            x_test=t["x_test"], y_test=t["y_test"].astype(np.int64), labels=np.asarray(t["labels"]),
+                            labeled=t["labeled"], unlabeled=t["unlabeled"])
+        c_s = len(t["labels"])
+        row_shape = t["x"].shape[1:]
+        xf, xtf = as_float(t["x"]), as_float(t["x_test"])
+        flat, flat_t = xf.reshape(len(xf), -1), xtf.reshape(len(xtf), -1)
+        if t["kind"] == "tabular":
+            mu, sd = flat.mean(0), flat.std(0) + 1e-6
+            flat, flat_t = (flat - mu) / sd, (flat_t - mu) / sd
+        flat, flat_t = flat.astype(np.float32), flat_t.astype(np.float32)
+        entry = {"name": t["name"], "description": t["desc"], "kind": t["kind"], "classes": t["labels"],
+                 "shots": t["shots"], "pool_rows": len(t["y"]), "test_rows": len(t["y_test"]),
+                 "scratch": [], "teachers": {}, "incompatible": []}
+        compat = [te for te in teachers if te.accepts(row_shape)]
+        entry["incompatible"] = [te.id for te in teachers if te not in compat]
+        probs = {te.id: te.probs(xf) for te in compat}
+        for d in range(DRAWS):
+            lab, unl = t["labeled"][d], t["unlabeled"][d]
+            both = np.concatenate([lab, unl])
+            y_lab = t["y"][lab].astype(np.int64)
+            pred = train_student(flat[lab], y_lab, flat[both], None, c_s, flat_t, SEED + d)
+            entry["scratch"].append(round(float((pred == t["y_test"]).mean()), 4))
+            for te in compat:
+                p = probs[te.id]
+                pm = label_map(p[lab], y_lab, c_s)
+                q = p[both] @ pm
+                pred = train_student(flat[lab], y_lab, flat[both], q, c_s, flat_t, SEED + d)
+                entry["teachers"].setdefault(te.id, []).append(round(float((pred == t["y_test"]).mean()), 4))
+        entry["scratch_mean"] = round(float(np.mean(entry["scratch"])), 4)
+        entry["teacher_mean"] = {k: round(float(np.mean(v)), 4) for k, v in entry["teachers"].items()}
+        best = max(entry["teacher_mean"].values())
+        entry["best_teacher_mean"] = best
+        entry["teacher_helps"] = bool(best > entry["scratch_mean"])
+        report["tasks"].append(entry)
+        order = sorted(entry["teacher_mean"].items(), key=lambda kv: -kv[1])
+        print(f"{t['name']:24s} scratch={entry['scratch_mean']:.3f}  " +
+              "  ".join(f"{k}={v:.3f}" for k, v in order), flush=True)
+    with open(os.path.join(HERE, "ground_truth.json"), "w") as f:
+        json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
