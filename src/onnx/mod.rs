@@ -12,6 +12,7 @@ pub mod build;
 pub mod graph;
 pub mod runtime;
 pub mod session;
+pub mod surgery;
 
 pub use graph::ModelInfo;
 pub use runtime::environment;

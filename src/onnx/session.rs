@@ -155,6 +155,18 @@ impl Predictor {
         x: ArrayViewD<'_, f32>,
         batch: usize,
     ) -> Result<Array2<f32>> {
+        Ok(self.predict_with_features(session, x, batch, None)?.0)
+    }
+
+    /// Like [`Predictor::predict`], also reading the float output `features` ([N, D]) when given (a model
+    /// with its penultimate layer exposed, see `onnx::surgery`).
+    pub fn predict_with_features(
+        &self,
+        session: &mut Session,
+        x: ArrayViewD<'_, f32>,
+        batch: usize,
+        features: Option<&str>,
+    ) -> Result<(Array2<f32>, Option<Array2<f32>>)> {
         let n = x.len_of(Axis(0));
         let row_shape = self.adapt_row_shape(&x.shape()[1..])?;
         let x = x.as_standard_layout();
@@ -168,6 +180,7 @@ impl Predictor {
         }
         let row_len: usize = row_shape.iter().product();
         let mut out = Array2::<f32>::zeros((n, self.num_classes));
+        let mut feats: Option<Array2<f32>> = None;
         let batch = batch.max(1);
         for start in (0..n).step_by(batch) {
             let m = batch.min(n - start);
@@ -197,8 +210,19 @@ impl Predictor {
             }
             out.slice_mut(ndarray::s![start..start + m, ..])
                 .assign(&scores);
+            if let Some(name) = features {
+                let value = outputs.get(name).ok_or_else(|| {
+                    Error::invalid_model(format!("model has no output named {name}"))
+                })?;
+                let f = extract_scores(value, OutputKind::Probabilities, m)?;
+                let all = feats.get_or_insert_with(|| Array2::zeros((n, f.ncols())));
+                if all.ncols() != f.ncols() {
+                    return Err(Error::invalid_model("feature width changed between batches"));
+                }
+                all.slice_mut(ndarray::s![start..start + m, ..]).assign(&f);
+            }
         }
-        Ok(out)
+        Ok((out, feats))
     }
 }
 
