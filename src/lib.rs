@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod onnx;
 pub mod ot;
+pub mod rank;
 pub mod store;
 pub mod zoo;
 

@@ -25,6 +25,45 @@ enum Command {
     Zoo(ZooCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// Rank a zoo's teachers for a dataset file (.npz, .csv or .zip of image folders), without a server.
+    Rank {
+        /// Zoo directory.
+        #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
+        zoo: PathBuf,
+        /// The task's dataset file.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// CSV: the label column.
+        #[arg(long)]
+        label_column: Option<String>,
+        /// Class names as a JSON list (npz: index i names class i).
+        #[arg(long)]
+        labels: Option<String>,
+        /// Only these teachers (comma-separated ids).
+        #[arg(long, value_delimiter = ',')]
+        teachers: Option<Vec<String>>,
+        /// Only these metrics (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        metrics: Option<Vec<String>>,
+        /// The metric that orders the teachers.
+        #[arg(long)]
+        primary_metric: Option<String>,
+        /// Print JSON (the same ranking object as the REST API).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Judge every ranking metric against the measured ground truth (zoo/ground_truth.json).
+    EvalRanking {
+        /// Zoo directory.
+        #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
+        zoo: PathBuf,
+        /// The ground-truth file written by zoo/ground_truth.py.
+        #[arg(long, default_value = "zoo/ground_truth.json")]
+        ground_truth: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +135,63 @@ fn print_table(teachers: &[zoo::Teacher]) {
     }
 }
 
+/// A zoo indexed into a throwaway store, so a one-shot command never fights a server for the database.
+fn open_zoo(dir: &std::path::Path) -> faculty::Result<zoo::Zoo> {
+    onnx::environment()?;
+    let store = Store::temporary()?;
+    let z = zoo::Zoo::open(
+        dir,
+        &store,
+        std::sync::Arc::new(onnx::SessionPool::new(0)),
+        1024,
+    )?;
+    z.rescan()?;
+    Ok(z)
+}
+
+fn print_ranking(r: &faculty::rank::Ranking) {
+    println!(
+        "dataset: {} rows ({} labeled); primary metric: {} ({} is better)",
+        r.rows,
+        r.labeled_rows,
+        r.primary_metric,
+        match r.directions.get(&r.primary_metric) {
+            Some(faculty::rank::Direction::Lower) => "lower",
+            _ => "higher",
+        }
+    );
+    let cols: Vec<&String> = r.directions.keys().collect();
+    print!("{:>4}  {:<24}", "RANK", "TEACHER");
+    for c in &cols {
+        print!(" {:>15}", c);
+    }
+    println!();
+    for t in &r.results {
+        let rank = t.rank.map_or("-".to_string(), |v| v.to_string());
+        print!("{:>4}  {:<24}", rank, t.teacher_id);
+        if !t.compatible {
+            println!(" incompatible: {}", t.reason.as_deref().unwrap_or(""));
+            continue;
+        }
+        for c in &cols {
+            match t.scores.get(*c) {
+                Some(v) => print!(" {:>15.4}", v),
+                None => print!(" {:>15}", "n/a"),
+            }
+        }
+        println!();
+    }
+    println!(
+        "verdict: {}",
+        if r.verdict.teacher_helps {
+            "a teacher helps"
+        } else {
+            "no teacher is likely to help"
+        }
+    );
+    println!("  {}", r.verdict.reason);
+}
+
 fn run(cli: Cli) -> faculty::Result<()> {
     match cli.command {
         Command::Serve(config) => {
@@ -106,16 +202,67 @@ fn run(cli: Cli) -> faculty::Result<()> {
             println!("{}", faculty::api::openapi::document());
             Ok(())
         }
+        Command::Rank {
+            zoo: dir,
+            dataset,
+            label_column,
+            labels,
+            teachers,
+            metrics,
+            primary_metric,
+            json,
+        } => {
+            let bytes = std::fs::read(&dataset).map_err(|e| {
+                faculty::Error::invalid_input(format!("{}: {e}", dataset.display()))
+            })?;
+            let labels = labels
+                .map(|l| {
+                    zoo::teacher::parse_labels(&l).ok_or_else(|| {
+                        faculty::Error::invalid_input("--labels must be a JSON list of class names")
+                    })
+                })
+                .transpose()?;
+            let opts = faculty::data::ParseOptions {
+                label_column,
+                labels,
+                max_bytes: 4 << 30,
+            };
+            let name = dataset.file_name().and_then(|s| s.to_str());
+            let format = faculty::data::Format::detect(name, &bytes)?;
+            let ds = faculty::data::parse(format, &bytes, &opts)?;
+            let z = open_zoo(&dir)?;
+            let req = faculty::rank::RankRequest {
+                dataset_id: String::new(),
+                teachers,
+                metrics,
+                primary_metric,
+            };
+            let r = faculty::rank::rank(&z, None, &ds, &ds.sha256(), &req)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_ranking(&r);
+            }
+            Ok(())
+        }
+        Command::EvalRanking {
+            zoo: dir,
+            ground_truth,
+            json,
+        } => {
+            let z = open_zoo(&dir)?;
+            let report = faculty::rank::eval::evaluate(&z, &ground_truth, |t| {
+                eprintln!("evaluating {t} ...")
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", faculty::rank::eval::render(&report));
+            }
+            Ok(())
+        }
         Command::Zoo(ZooCommand::List { zoo: dir, json }) => {
-            onnx::environment()?;
-            let store = Store::temporary()?;
-            let z = zoo::Zoo::open(
-                &dir,
-                &store,
-                std::sync::Arc::new(onnx::SessionPool::new(0)),
-                1024,
-            )?;
-            z.rescan()?;
+            let z = open_zoo(&dir)?;
             let all = z.all()?;
             if json {
                 println!(

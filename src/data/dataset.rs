@@ -190,12 +190,19 @@ impl Dataset {
         hex::encode(h.finalize())
     }
 
-    /// A dataset made of some rows of this one (labels kept or hidden per row).
-    pub fn subset(&self, rows: &[usize], hide_label: impl Fn(usize) -> bool) -> Self {
+    /// A dataset made of some rows of this one; rows after the first `keep_labels` become unlabeled.
+    pub fn subset(&self, rows: &[usize], keep_labels: usize) -> Self {
         let x = self.x.select(Axis(0), rows);
         let y = rows
             .iter()
-            .map(|&i| if hide_label(i) { UNLABELED } else { self.y[i] })
+            .enumerate()
+            .map(|(k, &i)| {
+                if k < keep_labels {
+                    self.y[i]
+                } else {
+                    UNLABELED
+                }
+            })
             .collect();
         Self {
             x,

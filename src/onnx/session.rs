@@ -217,7 +217,9 @@ impl Predictor {
                 let f = extract_scores(value, OutputKind::Probabilities, m)?;
                 let all = feats.get_or_insert_with(|| Array2::zeros((n, f.ncols())));
                 if all.ncols() != f.ncols() {
-                    return Err(Error::invalid_model("feature width changed between batches"));
+                    return Err(Error::invalid_model(
+                        "feature width changed between batches",
+                    ));
                 }
                 all.slice_mut(ndarray::s![start..start + m, ..]).assign(&f);
             }
@@ -271,8 +273,30 @@ impl SessionPool {
             .clone())
     }
 
+    /// The session stored under `key`, created from `bytes()` the first time (derived models, such as a
+    /// teacher with its penultimate layer exposed).
+    pub fn get_or_load(
+        &self,
+        key: &str,
+        bytes: impl FnOnce() -> Vec<u8>,
+    ) -> Result<Arc<Mutex<Session>>> {
+        if let Some(s) = self.sessions.lock().expect("pool lock").get(key) {
+            return Ok(s.clone());
+        }
+        let session = Arc::new(Mutex::new(load_session(&bytes(), self.intra_threads)?));
+        Ok(self
+            .sessions
+            .lock()
+            .expect("pool lock")
+            .entry(key.into())
+            .or_insert(session)
+            .clone())
+    }
+
     /// Drops the session of a removed or replaced model.
     pub fn evict(&self, sha256: &str) {
-        self.sessions.lock().expect("pool lock").remove(sha256);
+        let mut s = self.sessions.lock().expect("pool lock");
+        s.remove(sha256);
+        s.remove(&format!("{sha256}#penultimate"));
     }
 }

@@ -73,7 +73,11 @@ pub fn expose_penultimate(model: &ModelProto, prob_output: &str) -> Option<Penul
                 // bias add: follow the non-constant operand
                 let a = node.input.first()?;
                 let b = node.input.get(1)?;
-                tensor = if consts.contains_key(a.as_str()) { b } else { a };
+                tensor = if consts.contains_key(a.as_str()) {
+                    b
+                } else {
+                    a
+                };
             }
             "Gemm" | "MatMul" => {
                 let feat = node.input.first()?;

@@ -395,6 +395,38 @@ impl Zoo {
         predictor.predict(&mut session, x, self.infer_batch)
     }
 
+    /// Class probabilities [N, K] and, when the teacher ends in a linear classifier, its penultimate
+    /// features [N, D] and classifier rows [K, D] (one run of a copy of the model with the classifier's
+    /// input exposed; see `onnx::surgery`).
+    pub fn predict_with_penultimate(
+        &self,
+        id: &str,
+        x: ArrayViewD<'_, f32>,
+    ) -> Result<(Array2<f32>, Option<(Array2<f32>, Array2<f32>)>)> {
+        let (t, path) = self.model_file(id)?;
+        let predictor = t.predictor.as_ref().filter(|_| t.usable).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "teacher '{id}' is not usable: {}",
+                t.reason.as_deref().unwrap_or("unknown")
+            ))
+        })?;
+        let bytes = std::fs::read(&path)?;
+        let model = crate::onnx::graph::decode(&bytes)?;
+        let Some(pen) = crate::onnx::surgery::expose_penultimate(&model, &predictor.output) else {
+            return Ok((self.predict(id, x)?, None));
+        };
+        let key = format!("{}#penultimate", t.sha256);
+        let session = self.pool.get_or_load(&key, || pen.model_bytes.clone())?;
+        let mut session = session.lock().expect("session lock");
+        let (p, f) = predictor.predict_with_features(
+            &mut session,
+            x,
+            self.infer_batch,
+            Some(&pen.output),
+        )?;
+        Ok((p, f.map(|f| (f, pen.weights))))
+    }
+
     /// Validates a staged upload and moves it into the zoo. Nothing in the zoo or the catalog changes
     /// unless the model is usable and its id is free.
     pub fn add_upload(&self, staged: &Path, up: Upload) -> Result<Teacher> {

@@ -1,0 +1,410 @@
+//! Judging the metrics against the measured ground truth (`zoo/ground_truth.json` and the task files in
+//! `zoo/ground_truth/`, written by `zoo/ground_truth.py`). For every task and every draw of the labeled
+//! shots, the zoo is ranked by every metric; per metric we report whether its top pick is within 1 point of
+//! the best teacher's distilled-student accuracy, Spearman, Kendall tau-b and weighted tau against that
+//! accuracy, and whether the verdict ("a teacher helps") was right. Per-draw values are averaged.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ndarray::Axis;
+use serde::{Deserialize, Serialize};
+
+use super::{Direction, Entry, METRICS, TeacherOutputs, TeacherResult, direction, finish, outputs};
+use crate::data::Dataset;
+use crate::data::npz::{NpyArray, read_npz};
+use crate::error::{Error, Result};
+use crate::zoo::Zoo;
+
+#[derive(Debug, Deserialize)]
+struct GtFile {
+    tasks: Vec<GtTask>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GtTask {
+    name: String,
+    kind: String,
+    scratch_mean: f64,
+    teacher_mean: BTreeMap<String, f64>,
+}
+
+/// One metric on one task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricOnTask {
+    /// Fraction of draws whose top pick was within 1 point of the best teacher.
+    pub top_within_1pt: f64,
+    /// Mean ground-truth accuracy of the top pick over draws.
+    pub top_pick_accuracy: f64,
+    pub spearman: f64,
+    pub kendall: f64,
+    pub weighted_tau: f64,
+    /// Fraction of draws whose verdict matched the ground truth.
+    pub verdict_right: f64,
+}
+
+/// One task's evaluation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskEval {
+    pub task: String,
+    pub kind: String,
+    pub teachers: usize,
+    pub best_teacher: String,
+    pub best_accuracy: f64,
+    pub scratch_accuracy: f64,
+    pub teacher_helps: bool,
+    pub metrics: BTreeMap<String, MetricOnTask>,
+}
+
+/// The whole evaluation, with per-metric summaries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub tasks: Vec<TaskEval>,
+    /// metric -> (mean Spearman, mean Kendall, mean weighted tau, tasks with top pick within 1 point in
+    /// every draw, tasks with the verdict right in every draw)
+    pub summary: BTreeMap<String, MetricSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricSummary {
+    pub mean_spearman: f64,
+    pub mean_kendall: f64,
+    pub mean_weighted_tau: f64,
+    pub tasks_top_within_1pt: usize,
+    pub tasks_verdict_right: usize,
+    pub tasks: usize,
+}
+
+fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for k in i..=j {
+            r[idx[k]] = (i + j) as f64 / 2.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    if va == 0.0 || vb == 0.0 {
+        0.0
+    } else {
+        cov / (va * vb).sqrt()
+    }
+}
+
+/// Spearman's rho (average ranks for ties).
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    pearson(&average_ranks(a), &average_ranks(b))
+}
+
+/// Kendall's tau-b.
+pub fn kendall(a: &[f64], b: &[f64]) -> f64 {
+    weighted(a, b, |_, _| 1.0)
+}
+
+fn weighted(a: &[f64], b: &[f64], w: impl Fn(usize, usize) -> f64) -> f64 {
+    let (mut s, mut ta, mut tb) = (0.0, 0.0, 0.0);
+    for i in 0..a.len() {
+        for j in i + 1..a.len() {
+            let (da, db) = ((a[i] - a[j]).signum(), (b[i] - b[j]).signum());
+            let wij = w(i, j);
+            if a[i] != a[j] {
+                ta += wij;
+            }
+            if b[i] != b[j] {
+                tb += wij;
+            }
+            if a[i] != a[j] && b[i] != b[j] {
+                s += wij * da * db;
+            }
+        }
+    }
+    if ta == 0.0 || tb == 0.0 {
+        0.0
+    } else {
+        s / (ta * tb).sqrt()
+    }
+}
+
+/// Weighted tau (Vigna 2015) with additive hyperbolic weights 1/(r+1), r the rank by decreasing `a` (ties
+/// broken by `b`) and by decreasing `b`, averaged over the two: swaps near the top cost more.
+pub fn weighted_tau(a: &[f64], b: &[f64]) -> f64 {
+    let rank_by = |x: &[f64], y: &[f64]| {
+        let mut idx: Vec<usize> = (0..x.len()).collect();
+        idx.sort_by(|&i, &j| x[j].total_cmp(&x[i]).then(y[j].total_cmp(&y[i])));
+        let mut r = vec![0usize; x.len()];
+        for (pos, &i) in idx.iter().enumerate() {
+            r[i] = pos;
+        }
+        r
+    };
+    let (ra, rb) = (rank_by(a, b), rank_by(b, a));
+    let wa = weighted(a, b, |i, j| {
+        1.0 / (ra[i] + 1) as f64 + 1.0 / (ra[j] + 1) as f64
+    });
+    let wb = weighted(a, b, |i, j| {
+        1.0 / (rb[i] + 1) as f64 + 1.0 / (rb[j] + 1) as f64
+    });
+    (wa + wb) / 2.0
+}
+
+fn array_i64(arrays: &BTreeMap<String, NpyArray>, k: &str) -> Result<ndarray::ArrayD<i64>> {
+    arrays
+        .get(k)
+        .ok_or_else(|| Error::invalid_input(format!("ground-truth file has no '{k}'")))?
+        .to_i64()
+}
+
+/// Evaluates every metric on every ground-truth task. `gt_json` is `zoo/ground_truth.json`; the task files
+/// are next to it in `ground_truth/`.
+pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<EvalReport> {
+    let gt: GtFile = serde_json::from_slice(&std::fs::read(gt_json)?)?;
+    let dir = gt_json.with_extension("");
+    let metric_names: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
+    let all = zoo.all()?;
+    let mut tasks = Vec::new();
+    for task in &gt.tasks {
+        progress(&task.name);
+        let bytes = std::fs::read(dir.join(format!("{}.npz", task.name)))?;
+        let arrays = read_npz(&bytes, 1 << 31)?;
+        let x = arrays
+            .get("x")
+            .ok_or_else(|| Error::invalid_input("ground-truth file has no 'x'"))?
+            .to_f32()?;
+        let y: Vec<i64> = array_i64(&arrays, "y")?.into_iter().collect();
+        let labels = match arrays.get("labels") {
+            Some(NpyArray::Str(l, _)) => l.clone(),
+            _ => return Err(Error::invalid_input("ground-truth file has no label names")),
+        };
+        let labeled = array_i64(&arrays, "labeled")?;
+        let unlabeled = array_i64(&arrays, "unlabeled")?;
+        let pool = Dataset { x, y, labels };
+        let row_shape = pool.row_shape();
+        // every teacher's outputs on the whole pool, once
+        let mut full: Vec<(TeacherResult, Option<(TeacherOutputs, Vec<String>)>)> = Vec::new();
+        for t in all.iter().filter(|t| task.teacher_mean.contains_key(&t.id)) {
+            let r = TeacherResult {
+                teacher_id: t.id.clone(),
+                name: t.name.clone(),
+                rank: None,
+                score: None,
+                scores: BTreeMap::new(),
+                compatible: true,
+                reason: None,
+                notes: outputs::compatibility(t, &row_shape).map_err(Error::invalid_input)?,
+                num_classes: t.num_classes.unwrap_or(0),
+                params: t.params,
+                cached: false,
+            };
+            let o = outputs::compute(zoo, t, &pool)?;
+            full.push((r, Some((o, t.labels.clone()))));
+        }
+        let truth_of = |id: &str| task.teacher_mean[id];
+        let (best_id, best) = task
+            .teacher_mean
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(k, v)| (k.clone(), *v))
+            .ok_or_else(|| Error::invalid_input("a ground-truth task has no teachers"))?;
+        let helps = best > task.scratch_mean;
+        let draws = labeled.shape()[0];
+        let mut per_metric: BTreeMap<String, Vec<[f64; 6]>> = BTreeMap::new();
+        for d in 0..draws {
+            let lab: Vec<usize> = labeled
+                .index_axis(Axis(0), d)
+                .iter()
+                .map(|&v| v as usize)
+                .collect();
+            let unl: Vec<usize> = unlabeled
+                .index_axis(Axis(0), d)
+                .iter()
+                .map(|&v| v as usize)
+                .collect();
+            let rows: Vec<usize> = lab.iter().chain(&unl).copied().collect();
+            let n_lab = lab.len();
+            let ds = pool.subset(&rows, n_lab);
+            let entries: Vec<Entry> = full
+                .iter()
+                .map(|(r, o)| {
+                    let o = o.as_ref().map(|(o, l)| {
+                        (
+                            TeacherOutputs {
+                                probs: o.probs.select(Axis(0), &rows),
+                                penultimate: o
+                                    .penultimate
+                                    .as_ref()
+                                    .map(|(f, w)| (f.select(Axis(0), &rows), w.clone())),
+                            },
+                            l.clone(),
+                        )
+                    });
+                    (r.clone(), o)
+                })
+                .collect();
+            for m in &metric_names {
+                let ranking = finish(m, &metric_names, entries.clone(), &ds)?;
+                let scored: Vec<&TeacherResult> = ranking
+                    .results
+                    .iter()
+                    .filter(|r| r.score.is_some())
+                    .collect();
+                if scored.len() < 2 {
+                    continue;
+                }
+                let sign = if direction(m) == Some(Direction::Lower) {
+                    -1.0
+                } else {
+                    1.0
+                };
+                let s: Vec<f64> = scored.iter().map(|r| sign * r.score.unwrap()).collect();
+                let t: Vec<f64> = scored.iter().map(|r| truth_of(&r.teacher_id)).collect();
+                let top = truth_of(&scored[0].teacher_id);
+                per_metric.entry(m.clone()).or_default().push([
+                    f64::from(u8::from(best - top <= 0.01 + 1e-9)),
+                    top,
+                    spearman(&s, &t),
+                    kendall(&s, &t),
+                    weighted_tau(&s, &t),
+                    f64::from(u8::from(ranking.verdict.teacher_helps == helps)),
+                ]);
+            }
+        }
+        let metrics = per_metric
+            .into_iter()
+            .map(|(m, v)| {
+                let mean = |k: usize| v.iter().map(|r| r[k]).sum::<f64>() / v.len() as f64;
+                (
+                    m,
+                    MetricOnTask {
+                        top_within_1pt: mean(0),
+                        top_pick_accuracy: mean(1),
+                        spearman: mean(2),
+                        kendall: mean(3),
+                        weighted_tau: mean(4),
+                        verdict_right: mean(5),
+                    },
+                )
+            })
+            .collect();
+        tasks.push(TaskEval {
+            task: task.name.clone(),
+            kind: task.kind.clone(),
+            teachers: full.len(),
+            best_teacher: best_id,
+            best_accuracy: best,
+            scratch_accuracy: task.scratch_mean,
+            teacher_helps: helps,
+            metrics,
+        });
+    }
+    let mut summary = BTreeMap::new();
+    for m in &metric_names {
+        let on: Vec<&MetricOnTask> = tasks.iter().filter_map(|t| t.metrics.get(m)).collect();
+        if on.is_empty() {
+            continue;
+        }
+        let mean =
+            |f: fn(&MetricOnTask) -> f64| on.iter().map(|x| f(x)).sum::<f64>() / on.len() as f64;
+        summary.insert(
+            m.clone(),
+            MetricSummary {
+                mean_spearman: mean(|x| x.spearman),
+                mean_kendall: mean(|x| x.kendall),
+                mean_weighted_tau: mean(|x| x.weighted_tau),
+                tasks_top_within_1pt: on.iter().filter(|x| x.top_within_1pt == 1.0).count(),
+                tasks_verdict_right: on.iter().filter(|x| x.verdict_right == 1.0).count(),
+                tasks: on.len(),
+            },
+        );
+    }
+    Ok(EvalReport { tasks, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_correlations_match_known_values() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let b = [5.0, 6.0, 7.0, 8.0, 7.0];
+        // scipy.stats: spearmanr -> 0.8207826816681233, kendalltau (tau-b) -> 0.7378647873726218
+        assert!((spearman(&a, &b) - 0.8207826816681233).abs() < 1e-12);
+        assert!((kendall(&a, &b) - 0.7378647873726218).abs() < 1e-12);
+        assert!((weighted_tau(&a, &a) - 1.0).abs() < 1e-12);
+        let rev: Vec<f64> = a.iter().rev().copied().collect();
+        assert!((weighted_tau(&a, &rev) + 1.0).abs() < 1e-12);
+    }
+}
+
+/// The report as Markdown tables: one per task (metric columns), then the summary.
+pub fn render(r: &EvalReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let metrics: Vec<&String> = r.summary.keys().collect();
+    for t in &r.tasks {
+        let _ = writeln!(
+            s,
+            "\n### {} ({}; {} teachers; best {} = {:.3}; scratch {:.3}; a teacher helps: {})\n",
+            t.task,
+            t.kind,
+            t.teachers,
+            t.best_teacher,
+            t.best_accuracy,
+            t.scratch_accuracy,
+            t.teacher_helps
+        );
+        let _ = writeln!(
+            s,
+            "| metric | top pick within 1 pt | top pick acc | Spearman | Kendall | weighted tau | verdict right |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        for m in &metrics {
+            if let Some(v) = t.metrics.get(*m) {
+                let _ = writeln!(
+                    s,
+                    "| {m} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                    v.top_within_1pt,
+                    v.top_pick_accuracy,
+                    v.spearman,
+                    v.kendall,
+                    v.weighted_tau,
+                    v.verdict_right
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "\n### Summary over {} tasks\n", r.tasks.len());
+    let _ = writeln!(
+        s,
+        "| metric | mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (all draws) | tasks: verdict right (all draws) |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    for (m, v) in &r.summary {
+        let _ = writeln!(
+            s,
+            "| {m} | {:.3} | {:.3} | {:.3} | {}/{} | {}/{} |",
+            v.mean_spearman,
+            v.mean_kendall,
+            v.mean_weighted_tau,
+            v.tasks_top_within_1pt,
+            v.tasks,
+            v.tasks_verdict_right,
+            v.tasks
+        );
+    }
+    s
+}

@@ -1,0 +1,331 @@
+//! Transferability scores of one teacher on one task, computed from the teacher's soft outputs `p` [N, C_t]
+//! (and penultimate features `f` [N, D] where the teacher has a linear head) on the task's LABELED rows.
+//! Each function documents its direction. ALGORITHMS.md sections 2-3 describe them; the OT score and the
+//! verdict's estimates are cross-fitted (leave-one-out) so a teacher is not rewarded for fitting the labels
+//! it is scored on.
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray_linalg::{Eigh, Inverse, UPLO};
+
+use crate::error::{Error, Result};
+
+/// Pseudo-count spread over the student classes of every teacher class, so an unseen teacher class maps
+/// uniformly instead of dividing by zero.
+const SMOOTH: f64 = 1e-3;
+
+/// Soft joint counts J[i, j] = sum over rows of class j of p_i.
+fn joint_counts(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> Array2<f64> {
+    let mut j = Array2::zeros((p.ncols(), c_s));
+    for (row, &c) in p.rows().into_iter().zip(y) {
+        let mut col = j.column_mut(c);
+        col += &row;
+    }
+    j
+}
+
+/// P(j | i) from joint counts, with the smoothing pseudo-count and an optional prior (added counts).
+fn conditional(j: &Array2<f64>, prior: Option<&Array2<f64>>) -> Array2<f64> {
+    let c_s = j.ncols() as f64;
+    let mut p = j.mapv(|v| v.max(0.0) + SMOOTH / c_s);
+    if let Some(pr) = prior {
+        p += pr;
+    }
+    let s = p.sum_axis(Axis(1)).insert_axis(Axis(1));
+    p / s
+}
+
+/// LEEP (Nguyen et al. 2020): mean log-likelihood of the labels under the teacher's outputs pushed through
+/// the empirical P(y | z). Higher is better.
+pub fn leep(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> f64 {
+    let cond = conditional(&joint_counts(p, y, c_s), None);
+    let q = p.dot(&cond);
+    y.iter()
+        .enumerate()
+        .map(|(n, &c)| q[[n, c]].max(1e-300).ln())
+        .sum::<f64>()
+        / y.len() as f64
+}
+
+/// NCE (Tran et al. 2019): -H(Y | Z), Z the teacher's hard prediction. Higher is better (max 0).
+pub fn nce(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> f64 {
+    let c_t = p.ncols();
+    let mut joint = Array2::<f64>::zeros((c_t, c_s));
+    for (row, &c) in p.rows().into_iter().zip(y) {
+        let z = argmax(row);
+        joint[[z, c]] += 1.0;
+    }
+    let n = y.len() as f64;
+    let mut h = 0.0;
+    for i in 0..c_t {
+        let pz: f64 = joint.row(i).sum();
+        for j in 0..c_s {
+            let v = joint[[i, j]];
+            if v > 0.0 {
+                h += v / n * (v / pz).ln();
+            }
+        }
+    }
+    h
+}
+
+pub(crate) fn argmax(row: ArrayView1<f64>) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0
+}
+
+/// Cross-fitted label maps: for every labeled row, P(j | i) estimated without that row.
+fn loo_conditionals<'a>(
+    p: ArrayView2<'a, f64>,
+    y: &'a [usize],
+    c_s: usize,
+    prior: Option<&'a Array2<f64>>,
+) -> impl Iterator<Item = (usize, Array2<f64>)> + 'a {
+    let full = joint_counts(p, y, c_s);
+    (0..y.len()).map(move |n| {
+        let mut j = full.clone();
+        let mut col = j.column_mut(y[n]);
+        col -= &p.row(n);
+        (n, conditional(&j, prior))
+    })
+}
+
+/// A prior pseudo-count matrix from label names: `strength` on (i, j) when teacher class i and student
+/// class j have the same name (case and surrounding space ignored). `None` when no names match.
+pub fn name_prior(teacher: &[String], student: &[String], strength: f64) -> Option<Array2<f64>> {
+    let norm = |s: &str| s.trim().to_lowercase();
+    let mut m = Array2::zeros((teacher.len(), student.len()));
+    let mut any = false;
+    for (i, t) in teacher.iter().enumerate() {
+        for (j, s) in student.iter().enumerate() {
+            if norm(t) == norm(s) {
+                m[[i, j]] = strength;
+                any = true;
+            }
+        }
+    }
+    any.then_some(m)
+}
+
+/// The OT relatedness score with the data-driven cost of ALGORITHMS.md 2a (M[i, j] = 1 - P(j | i)),
+/// cross-fitted leave-one-out, optionally with a label-name prior (2c) in P(j | i). With a one-hot target
+/// the only feasible plan is P[:, y] = p, so W = sum_i p_i M[i, y] exactly. Returns the mean transport
+/// cost: LOWER is better; 1 - cost is the expected probability the mapped teacher gives the true label.
+pub fn ot_data(p: ArrayView2<f64>, y: &[usize], c_s: usize, prior: Option<&Array2<f64>>) -> f64 {
+    let total: f64 = loo_conditionals(p, y, c_s, prior)
+        .map(|(n, cond)| {
+            p.row(n)
+                .iter()
+                .zip(cond.column(y[n]))
+                .map(|(pi, pj)| pi * (1.0 - pj))
+                .sum::<f64>()
+        })
+        .sum();
+    total / y.len() as f64
+}
+
+/// Leave-one-out accuracy of the teacher's outputs mapped through P(j | i): what the teacher, carried into
+/// the student's label space, gets right on rows it was not fitted on.
+pub fn mapped_accuracy(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> f64 {
+    let hits = loo_conditionals(p, y, c_s, None)
+        .filter(|(n, cond)| argmax(p.row(*n).dot(cond).view()) == y[*n])
+        .count();
+    hits as f64 / y.len() as f64
+}
+
+/// The OT score with the prototype cost of ALGORITHMS.md 2b: M[i, j] = 1 - cos(w_i, mu_j), w_i the
+/// teacher's classifier row and mu_j the mean penultimate feature of student class j (leave-one-out).
+/// LOWER is better.
+pub fn ot_prototype(
+    p: ArrayView2<f64>,
+    f: ArrayView2<f64>,
+    w: ArrayView2<f64>,
+    y: &[usize],
+    c_s: usize,
+) -> f64 {
+    let d = f.ncols();
+    let mut sums = Array2::<f64>::zeros((c_s, d));
+    let mut counts = vec![0.0; c_s];
+    for (row, &c) in f.rows().into_iter().zip(y) {
+        let mut s = sums.row_mut(c);
+        s += &row;
+        counts[c] += 1.0;
+    }
+    let wn: Vec<f64> = w
+        .rows()
+        .into_iter()
+        .map(|r| r.dot(&r).sqrt().max(1e-12))
+        .collect();
+    let mut total = 0.0;
+    for (n, &c) in y.iter().enumerate() {
+        // prototype of the row's own class without the row
+        let k = counts[c] - 1.0;
+        let mu: Array1<f64> = if k > 0.0 {
+            (&sums.row(c) - &f.row(n)) / k
+        } else {
+            sums.row(c).to_owned()
+        };
+        let mun = mu.dot(&mu).sqrt().max(1e-12);
+        let cost: f64 = w
+            .rows()
+            .into_iter()
+            .enumerate()
+            .map(|(i, wi)| p[[n, i]] * (1.0 - wi.dot(&mu) / (wn[i] * mun)))
+            .sum();
+        total += cost;
+    }
+    total / y.len() as f64
+}
+
+fn centered(f: ArrayView2<f64>) -> Array2<f64> {
+    let mean = f.mean_axis(Axis(0)).expect("rows");
+    &f - &mean
+}
+
+/// LogME (You et al. 2021): the per-row log evidence of a Bayesian linear model on the features,
+/// averaged over one-vs-rest class targets, by the fixed-point iteration on (alpha, beta). Higher is better.
+pub fn logme(f: ArrayView2<f64>, y: &[usize], c_s: usize) -> Result<f64> {
+    let (n, d) = f.dim();
+    let (nf, df) = (n as f64, d as f64);
+    let ftf = f.t().dot(&f);
+    let (s, v) = ftf
+        .eigh(UPLO::Lower)
+        .map_err(|e| Error::internal(format!("LogME eigendecomposition: {e}")))?;
+    let s = s.mapv(|x| x.max(0.0));
+    let mut total = 0.0;
+    for c in 0..c_s {
+        let yk: Array1<f64> = y.iter().map(|&v| if v == c { 1.0 } else { 0.0 }).collect();
+        let tmp = v.t().dot(&f.t().dot(&yk));
+        let (mut alpha, mut beta) = (1.0f64, 1.0f64);
+        let mut lam = alpha / beta;
+        let (mut alpha_de, mut beta_de) = (0.0, 0.0);
+        for _ in 0..11 {
+            let gamma: f64 = s.iter().map(|&si| si / (si + lam)).sum();
+            let scale: Array1<f64> = s.mapv(|si| beta / (alpha + beta * si));
+            let m = v.dot(&(&tmp * &scale));
+            alpha_de = m.dot(&m);
+            alpha = gamma / (alpha_de + 1e-5);
+            let resid = &yk - &f.dot(&m);
+            beta_de = resid.dot(&resid);
+            beta = (nf - gamma) / (beta_de + 1e-5);
+            let new_lam = alpha / beta;
+            let done = ((new_lam - lam) / lam).abs() < 0.01;
+            lam = new_lam;
+            if done {
+                break;
+            }
+        }
+        let evidence = df / 2.0 * alpha.ln() + nf / 2.0 * beta.ln()
+            - 0.5 * s.iter().map(|&si| (alpha + beta * si).ln()).sum::<f64>()
+            - beta / 2.0 * (beta_de + 1e-5)
+            - alpha / 2.0 * (alpha_de + 1e-5)
+            - nf / 2.0 * (2.0 * std::f64::consts::PI).ln();
+        total += evidence / nf;
+    }
+    Ok(total / c_s as f64)
+}
+
+/// H-score (Bao et al. 2019) with shrinkage for few rows: tr(cov(f)^-1 cov(E[f | y])), the feature
+/// covariance shrunk toward its scaled identity by D / (N + D). Higher is better.
+pub fn hscore(f: ArrayView2<f64>, y: &[usize], c_s: usize) -> Result<f64> {
+    let (n, d) = f.dim();
+    let fc = centered(f);
+    let cov = fc.t().dot(&fc) / n as f64;
+    let shrink = d as f64 / (n + d) as f64;
+    let tr = cov.diag().sum() / d as f64;
+    let reg = cov * (1.0 - shrink) + Array2::<f64>::eye(d) * (shrink * tr.max(1e-12));
+    let mut means = Array2::<f64>::zeros((c_s, d));
+    let mut counts = vec![0.0f64; c_s];
+    for (row, &c) in fc.rows().into_iter().zip(y) {
+        let mut m = means.row_mut(c);
+        m += &row;
+        counts[c] += 1.0;
+    }
+    let mut g = Array2::<f64>::zeros((n, d));
+    for (mut gr, &c) in g.rows_mut().into_iter().zip(y) {
+        gr.assign(&(&means.row(c) / counts[c].max(1.0)));
+    }
+    let cov_g = g.t().dot(&g) / n as f64;
+    let inv = reg
+        .inv()
+        .map_err(|e| Error::internal(format!("H-score inverse: {e}")))?;
+    Ok(inv.dot(&cov_g).diag().sum())
+}
+
+/// Leave-one-out accuracy of a ridge classifier on the raw (standardised) rows: a cheap estimate of what
+/// the student learns from the labeled rows alone, for the verdict. Uses the dual (kernel) form when there
+/// are fewer rows than features.
+pub fn scratch_accuracy(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64) -> Result<f64> {
+    let (n, d) = x.dim();
+    let mean = x.mean_axis(Axis(0)).expect("rows");
+    let sd = x.std_axis(Axis(0), 0.0).mapv(|s| s.max(1e-3));
+    let xs = (&x - &mean) / &sd / (d as f64).sqrt();
+    let mut t = Array2::<f64>::zeros((n, c_s));
+    for (i, &c) in y.iter().enumerate() {
+        t[[i, c]] = 1.0;
+    }
+    let tmean = t.mean_axis(Axis(0)).expect("rows");
+    let tc = &t - &tmean;
+    // hat matrix H = X (X^T X + l I)^-1 X^T = K (K + l I)^-1
+    let hat = if n <= d {
+        let k = xs.dot(&xs.t());
+        let inv = (&k + &(Array2::<f64>::eye(n) * lambda))
+            .inv()
+            .map_err(|e| Error::internal(format!("ridge inverse: {e}")))?;
+        k.dot(&inv)
+    } else {
+        let g = xs.t().dot(&xs);
+        let inv = (&g + &(Array2::<f64>::eye(d) * lambda))
+            .inv()
+            .map_err(|e| Error::internal(format!("ridge inverse: {e}")))?;
+        xs.dot(&inv).dot(&xs.t())
+    };
+    let pred = hat.dot(&tc);
+    let mut hits = 0;
+    for i in 0..n {
+        let h = hat[[i, i]].min(1.0 - 1e-9);
+        // leave-one-out prediction for ridge: (yhat - h y) / (1 - h)
+        let row: Array1<f64> = (&pred.row(i) - &(&tc.row(i) * h)) / (1.0 - h) + &tmean;
+        if argmax(row.view()) == y[i] {
+            hits += 1;
+        }
+    }
+    Ok(hits as f64 / n as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn ot_data_bounds_leep_and_perfect_teachers_score_well() {
+        // a teacher that is right and confident on a 2-class task
+        let p = array![[0.95, 0.05], [0.9, 0.1], [0.1, 0.9], [0.05, 0.95]];
+        let y = [0, 0, 1, 1];
+        let good = ot_data(p.view(), &y, 2, None);
+        let bad_p = array![[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]];
+        let bad = ot_data(bad_p.view(), &y, 2, None);
+        assert!(good < 0.2 && bad > 0.45, "good {good} bad {bad}");
+        // Jensen: the log-cost version of the score bounds -LEEP from above; the linear one is below 1
+        assert!(leep(p.view(), &y, 2) > leep(bad_p.view(), &y, 2));
+        assert!(nce(p.view(), &y, 2) > nce(bad_p.view(), &y, 2) - 1e-12);
+        assert_eq!(mapped_accuracy(p.view(), &y, 2), 1.0);
+    }
+
+    #[test]
+    fn feature_metrics_prefer_separable_features() {
+        let y: Vec<usize> = (0..40).map(|i| i % 2).collect();
+        let sep = Array2::from_shape_fn((40, 3), |(i, j)| {
+            (if i % 2 == 0 { 1.0 } else { -1.0 }) * (j as f64 + 1.0)
+                + ((i * 7 + j) % 5) as f64 * 0.05
+        });
+        let noise = Array2::from_shape_fn((40, 3), |(i, j)| ((i * 13 + j * 7) % 11) as f64 / 11.0);
+        assert!(logme(sep.view(), &y, 2).unwrap() > logme(noise.view(), &y, 2).unwrap());
+        assert!(hscore(sep.view(), &y, 2).unwrap() > hscore(noise.view(), &y, 2).unwrap());
+        assert!(scratch_accuracy(sep.view(), &y, 2, 1.0).unwrap() > 0.95);
+    }
+}

@@ -1,0 +1,426 @@
+//! Ranking: which teacher should a task learn from. For every teacher: is it compatible with the task's
+//! rows (and if not, why), its cached outputs, every metric, and the primary metric's order; then a verdict
+//! on whether learning from the recommended teacher is expected to beat training on the labeled rows alone.
+//! Rankings are stored in the sled tree `rankings`. `eval` judges the metrics against a measured ground truth.
+pub mod eval;
+pub mod metrics;
+pub mod outputs;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ndarray::{Array2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::zoo::Zoo;
+pub use outputs::{OutputCache, TeacherOutputs};
+
+/// Every metric faculty computes, with its direction.
+pub const METRICS: &[(&str, Direction, &str)] = &[
+    (
+        "ot",
+        Direction::Lower,
+        "OT transport cost, data-driven label cost (2a) + label-name prior (2c), cross-fitted",
+    ),
+    (
+        "ot_prototype",
+        Direction::Lower,
+        "OT transport cost, prototype cost (2b): 1 - cos(classifier row, class mean feature)",
+    ),
+    (
+        "leep",
+        Direction::Higher,
+        "LEEP: log-likelihood through the empirical label map",
+    ),
+    (
+        "nce",
+        Direction::Higher,
+        "NCE: -H(Y | teacher's hard prediction)",
+    ),
+    (
+        "logme",
+        Direction::Higher,
+        "LogME: evidence of a linear model on penultimate features",
+    ),
+    (
+        "hscore",
+        Direction::Higher,
+        "H-score (shrinkage) on penultimate features",
+    ),
+    (
+        "mapped_accuracy",
+        Direction::Higher,
+        "leave-one-out accuracy of the teacher mapped into the task's labels",
+    ),
+];
+
+/// The default primary metric, chosen by `faculty eval-ranking` on the ground truth (README).
+pub const DEFAULT_METRIC: &str = "leep";
+
+/// Pseudo-count the label-name prior adds per matching name pair (in rows).
+const NAME_PRIOR: f64 = 2.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Higher,
+    Lower,
+}
+
+pub fn direction(metric: &str) -> Option<Direction> {
+    METRICS.iter().find(|m| m.0 == metric).map(|m| m.1)
+}
+
+/// What to rank.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+pub struct RankRequest {
+    pub dataset_id: String,
+    /// Only these teacher ids (default: the whole zoo).
+    pub teachers: Option<Vec<String>>,
+    /// Only these metrics (default: all). The primary metric is always computed.
+    pub metrics: Option<Vec<String>>,
+    /// The metric that orders the results (default: the measured best, see README).
+    pub primary_metric: Option<String>,
+}
+
+/// One teacher's line in a ranking.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TeacherResult {
+    pub teacher_id: String,
+    pub name: String,
+    /// 1 = recommended; absent for incompatible teachers.
+    pub rank: Option<usize>,
+    /// The primary metric's value.
+    pub score: Option<f64>,
+    pub scores: BTreeMap<String, f64>,
+    pub compatible: bool,
+    /// Why the teacher is incompatible.
+    pub reason: Option<String>,
+    /// Adaptations applied and caveats (e.g. soft-output metrics only).
+    pub notes: Vec<String>,
+    pub num_classes: usize,
+    pub params: u64,
+    /// Outputs came from the cache.
+    pub cached: bool,
+}
+
+/// Whether learning from the top teacher should beat training on the labeled rows alone.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Verdict {
+    pub teacher_helps: bool,
+    pub reason: String,
+    /// Leave-one-out accuracy of the recommended teacher mapped into the task's labels.
+    pub teacher_estimate: Option<f64>,
+    /// Leave-one-out accuracy of a ridge classifier on the labeled rows alone.
+    pub scratch_estimate: Option<f64>,
+}
+
+/// A finished ranking.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Ranking {
+    pub id: String,
+    pub dataset_id: String,
+    pub primary_metric: String,
+    /// "higher" or "lower" is better, per metric.
+    pub directions: BTreeMap<String, Direction>,
+    pub results: Vec<TeacherResult>,
+    pub verdict: Verdict,
+    pub labeled_rows: usize,
+    pub rows: usize,
+    pub elapsed_ms: u64,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+fn f64s(a: &Array2<f32>, rows: &[usize]) -> Array2<f64> {
+    a.select(Axis(0), rows).mapv(f64::from)
+}
+
+/// Rows used for the ridge scratch estimate at most (it inverts a min(N, D)-square matrix).
+const SCRATCH_MAX_ROWS: usize = 1500;
+
+/// Ranks the zoo's teachers for a dataset. `cache` keeps teacher outputs across calls.
+pub fn rank(
+    zoo: &Zoo,
+    cache: Option<&OutputCache>,
+    ds: &Dataset,
+    ds_sha: &str,
+    req: &RankRequest,
+) -> Result<Ranking> {
+    let start = Instant::now();
+    let primary = req
+        .primary_metric
+        .clone()
+        .unwrap_or_else(|| DEFAULT_METRIC.to_string());
+    if direction(&primary).is_none() {
+        return Err(Error::invalid_input(format!(
+            "unknown metric '{primary}'; known: {}",
+            METRICS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let wanted: Vec<String> = match &req.metrics {
+        None => METRICS.iter().map(|m| m.0.to_string()).collect(),
+        Some(ms) => {
+            for m in ms {
+                if direction(m).is_none() {
+                    return Err(Error::invalid_input(format!("unknown metric '{m}'")));
+                }
+            }
+            let mut v = ms.clone();
+            if !v.contains(&primary) {
+                v.push(primary.clone());
+            }
+            v
+        }
+    };
+    let all = zoo.all()?;
+    let teachers: Vec<_> = match &req.teachers {
+        None => all,
+        Some(ids) => {
+            ids.iter()
+                .map(|id| {
+                    all.iter().find(|t| &t.id == id).cloned().ok_or_else(|| {
+                        Error::invalid_input(format!("no teacher '{id}' in the zoo"))
+                    })
+                })
+                .collect::<Result<_>>()?
+        }
+    };
+    let mut entries = Vec::new();
+    for t in &teachers {
+        let mut r = TeacherResult {
+            teacher_id: t.id.clone(),
+            name: t.name.clone(),
+            rank: None,
+            score: None,
+            scores: BTreeMap::new(),
+            compatible: false,
+            reason: None,
+            notes: Vec::new(),
+            num_classes: t.num_classes.unwrap_or(0),
+            params: t.params,
+            cached: false,
+        };
+        let mut out = None;
+        match outputs::compatibility(t, &ds.row_shape()) {
+            Err(reason) => r.reason = Some(reason),
+            Ok(notes) => {
+                r.notes = notes;
+                let (o, hit) = outputs::cached(zoo, cache, t, ds, ds_sha)?;
+                r.cached = hit;
+                r.compatible = true;
+                out = Some((o, t.labels.clone()));
+            }
+        }
+        entries.push((r, out));
+    }
+    if let Some(c) = cache {
+        c.flush()?;
+    }
+    let mut ranking = finish(&primary, &wanted, entries, ds)?;
+    ranking.dataset_id = crate::data::dataset_id(ds_sha);
+    ranking.elapsed_ms = start.elapsed().as_millis() as u64;
+    Ok(ranking)
+}
+
+/// A teacher's result line so far, and (when compatible) its outputs on the dataset's rows and its labels.
+pub type Entry = (TeacherResult, Option<(TeacherOutputs, Vec<String>)>);
+
+/// Scores every compatible teacher, orders them by the primary metric and decides the verdict.
+pub fn finish(
+    primary: &str,
+    wanted: &[String],
+    entries: Vec<Entry>,
+    ds: &Dataset,
+) -> Result<Ranking> {
+    let labeled = ds.labeled();
+    let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
+    let c_s = ds.classes();
+    let mut results = Vec::new();
+    for (mut r, out) in entries {
+        if let Some((o, labels)) = out {
+            score_teacher(&mut r, &o, &labels, ds, &labeled, &y, c_s, wanted)?;
+        }
+        results.push(r);
+    }
+    let dir = direction(primary)
+        .ok_or_else(|| Error::invalid_input(format!("unknown metric '{primary}'")))?;
+    for r in &mut results {
+        r.score = r.scores.get(primary).copied();
+    }
+    results.sort_by(|a, b| match (a.score, b.score) {
+        (Some(x), Some(y)) => match dir {
+            Direction::Higher => y.total_cmp(&x),
+            Direction::Lower => x.total_cmp(&y),
+        },
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.teacher_id.cmp(&b.teacher_id),
+    });
+    let mut next = 1;
+    for r in &mut results {
+        if r.score.is_some() {
+            r.rank = Some(next);
+            next += 1;
+        }
+    }
+    let verdict = verdict(&results, ds, &labeled, &y, c_s)?;
+    for r in &mut results {
+        r.scores.retain(|k, _| wanted.contains(k));
+    }
+    Ok(Ranking {
+        id: String::new(),
+        dataset_id: String::new(),
+        primary_metric: primary.to_string(),
+        directions: wanted
+            .iter()
+            .filter_map(|m| Some((m.clone(), direction(m)?)))
+            .collect(),
+        results,
+        verdict,
+        labeled_rows: labeled.len(),
+        rows: ds.rows(),
+        elapsed_ms: 0,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn score_teacher(
+    r: &mut TeacherResult,
+    o: &TeacherOutputs,
+    teacher_labels: &[String],
+    ds: &Dataset,
+    labeled: &[usize],
+    y: &[usize],
+    c_s: usize,
+    wanted: &[String],
+) -> Result<()> {
+    let p = f64s(&o.probs, labeled);
+    let want = |m: &str| wanted.iter().any(|w| w == m);
+    let prior = metrics::name_prior(teacher_labels, &ds.labels, NAME_PRIOR);
+    let s = &mut r.scores;
+    // mapped accuracy always: the verdict needs it
+    s.insert(
+        "mapped_accuracy".into(),
+        metrics::mapped_accuracy(p.view(), y, c_s),
+    );
+    if want("ot") {
+        s.insert(
+            "ot".into(),
+            metrics::ot_data(p.view(), y, c_s, prior.as_ref()),
+        );
+    }
+    if want("leep") {
+        s.insert("leep".into(), metrics::leep(p.view(), y, c_s));
+    }
+    if want("nce") {
+        s.insert("nce".into(), metrics::nce(p.view(), y, c_s));
+    }
+    match &o.penultimate {
+        None => r.notes.push(
+            "no linear classifier head in the graph: soft-output metrics only (no LogME, H-score, ot_prototype)"
+                .into(),
+        ),
+        Some((f, w)) => {
+            let f = f64s(f, labeled);
+            let w = w.mapv(f64::from);
+            if want("logme") {
+                s.insert("logme".into(), metrics::logme(f.view(), y, c_s)?);
+            }
+            if want("hscore") {
+                s.insert("hscore".into(), metrics::hscore(f.view(), y, c_s)?);
+            }
+            if want("ot_prototype") && w.nrows() == p.ncols() {
+                s.insert("ot_prototype".into(), metrics::ot_prototype(p.view(), f.view(), w.view(), y, c_s));
+            }
+        }
+    }
+    s.retain(|_, v| v.is_finite());
+    Ok(())
+}
+
+fn verdict(
+    results: &[TeacherResult],
+    ds: &Dataset,
+    labeled: &[usize],
+    y: &[usize],
+    c_s: usize,
+) -> Result<Verdict> {
+    let Some(top) = results.iter().find(|r| r.rank == Some(1)) else {
+        return Ok(Verdict {
+            teacher_helps: false,
+            reason: "no teacher in the zoo accepts this task's rows".into(),
+            teacher_estimate: None,
+            scratch_estimate: None,
+        });
+    };
+    let teacher = top.scores.get("mapped_accuracy").copied();
+    let step = labeled.len().div_ceil(SCRATCH_MAX_ROWS).max(1);
+    let pick: Vec<usize> = (0..labeled.len()).step_by(step).collect();
+    let rows: Vec<usize> = pick.iter().map(|&i| labeled[i]).collect();
+    let ys: Vec<usize> = pick.iter().map(|&i| y[i]).collect();
+    let x = ds.flat().select(Axis(0), &rows).mapv(f64::from);
+    let scratch = metrics::scratch_accuracy(x.view(), &ys, c_s, 1.0)?;
+    let t = teacher.unwrap_or(0.0);
+    let helps = t > scratch;
+    Ok(Verdict {
+        teacher_helps: helps,
+        reason: format!(
+            "{} carried into this task's labels gets {:.1}% of the labeled rows right when each is held out \
+             (leave-one-out), against {:.1}% for a ridge classifier trained on the labeled rows alone: {}",
+            top.teacher_id,
+            100.0 * t,
+            100.0 * scratch,
+            if helps {
+                "learning from it is expected to beat training from scratch"
+            } else {
+                "no teacher is likely to help; train the student on your labeled rows"
+            }
+        ),
+        teacher_estimate: teacher,
+        scratch_estimate: Some(scratch),
+    })
+}
+
+/// Stored rankings (the sled tree `rankings`).
+pub struct RankingStore {
+    tree: sled::Tree,
+}
+
+impl RankingStore {
+    pub fn open(store: &Store) -> Result<Self> {
+        Ok(Self {
+            tree: store.tree("rankings")?,
+        })
+    }
+
+    /// Gives the ranking an id and stores it.
+    pub fn put(&self, mut r: Ranking) -> Result<Ranking> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut h = sha2::Sha256::default();
+        sha2::Digest::update(
+            &mut h,
+            format!("{}{nanos}{}", r.dataset_id, r.primary_metric),
+        );
+        r.id = format!("rk_{}", &hex::encode(sha2::Digest::finalize(h))[..16]);
+        self.tree.insert(r.id.as_bytes(), serde_json::to_vec(&r)?)?;
+        self.tree.flush()?;
+        Ok(r)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Ranking> {
+        let raw = self
+            .tree
+            .get(id.as_bytes())?
+            .ok_or_else(|| Error::not_found(format!("no ranking '{id}'")))?;
+        Ok(serde_json::from_slice(&raw)?)
+    }
+}

@@ -1,0 +1,182 @@
+//! Teacher outputs on a dataset (probabilities, and penultimate features plus classifier rows where the
+//! teacher has a linear head), computed once per (teacher sha256, dataset sha256) and cached in the sled
+//! tree `outputs` as little-endian float32 blocks, so re-ranking is near-instant and survives restarts.
+//! Also how a dataset's rows are adapted to a teacher's input, or why they cannot be.
+use ndarray::{Array2, ArrayD, ArrayViewD};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::zoo::{Teacher, Zoo};
+
+/// What a teacher says about every row of a dataset.
+#[derive(Debug, Clone)]
+pub struct TeacherOutputs {
+    /// [N, C_t]
+    pub probs: Array2<f32>,
+    /// Penultimate features [N, D] and classifier rows [C_t, D], when the graph has a linear head.
+    pub penultimate: Option<(Array2<f32>, Array2<f32>)>,
+}
+
+/// How rows reach a teacher: `Ok(notes)` (adaptations applied, possibly none) or `Err(reason)`.
+pub fn compatibility(
+    teacher: &Teacher,
+    row_shape: &[usize],
+) -> std::result::Result<Vec<String>, String> {
+    let Some(pred) = teacher.predictor.as_ref().filter(|_| teacher.usable) else {
+        return Err(format!(
+            "teacher is not usable: {}",
+            teacher.reason.as_deref().unwrap_or("unknown")
+        ));
+    };
+    let to = pred.adapt_row_shape(row_shape).map_err(|e| e.message)?;
+    let mut notes = Vec::new();
+    if to != row_shape {
+        notes.push(format!(
+            "rows reshaped {row_shape:?} -> {to:?} (same element count)"
+        ));
+    }
+    if standardisation(teacher, row_shape.iter().product()).is_some() {
+        notes.push("rows standardised with the teacher's input_mean / input_std metadata".into());
+    }
+    Ok(notes)
+}
+
+/// The teacher's declared input standardisation (`input_mean` / `input_std` JSON lists in its metadata or
+/// card), when it has one per feature.
+fn standardisation(teacher: &Teacher, row_len: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+    let read = |k: &str| -> Option<Vec<f32>> {
+        serde_json::from_str::<Vec<f32>>(teacher.provenance.get(k)?).ok()
+    };
+    let (m, s) = (read("input_mean")?, read("input_std")?);
+    (m.len() == row_len && s.len() == row_len && s.iter().all(|v| *v > 0.0)).then_some((m, s))
+}
+
+fn adapt(teacher: &Teacher, x: ArrayViewD<'_, f32>) -> ArrayD<f32> {
+    let n = x.shape()[0];
+    let d = x.len() / n.max(1);
+    match standardisation(teacher, d) {
+        None => x.to_owned(),
+        Some((m, s)) => {
+            let mut out = x.as_standard_layout().into_owned();
+            for row in out.as_slice_mut().expect("standard layout").chunks_mut(d) {
+                for ((v, mu), sd) in row.iter_mut().zip(&m).zip(&s) {
+                    *v = (*v - mu) / sd;
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Runs a teacher over every row of a dataset.
+pub fn compute(zoo: &Zoo, teacher: &Teacher, ds: &Dataset) -> Result<TeacherOutputs> {
+    compatibility(teacher, &ds.row_shape()).map_err(Error::invalid_input)?;
+    let x = adapt(teacher, ds.x.view());
+    let (probs, penultimate) = zoo.predict_with_penultimate(&teacher.id, x.view())?;
+    Ok(TeacherOutputs { probs, penultimate })
+}
+
+/// The `outputs` tree.
+#[derive(Clone)]
+pub struct OutputCache {
+    tree: sled::Tree,
+}
+
+fn push(buf: &mut Vec<u8>, a: &Array2<f32>) {
+    buf.extend((a.nrows() as u64).to_le_bytes());
+    buf.extend((a.ncols() as u64).to_le_bytes());
+    for v in a.iter() {
+        buf.extend(v.to_le_bytes());
+    }
+}
+
+fn take(buf: &mut &[u8]) -> Option<Array2<f32>> {
+    let rd = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize;
+    if buf.len() < 16 {
+        return None;
+    }
+    let (r, c) = (rd(&buf[..8]), rd(&buf[8..16]));
+    let len = r.checked_mul(c)?.checked_mul(4)?;
+    let body = buf.get(16..16 + len)?;
+    let v = body
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    *buf = &buf[16 + len..];
+    Array2::from_shape_vec((r, c), v).ok()
+}
+
+impl OutputCache {
+    pub fn open(store: &Store) -> Result<Self> {
+        Ok(Self {
+            tree: store.tree("outputs")?,
+        })
+    }
+
+    fn key(teacher_sha: &str, dataset_sha: &str) -> Vec<u8> {
+        format!("{teacher_sha}:{dataset_sha}").into_bytes()
+    }
+
+    pub fn get(&self, teacher_sha: &str, dataset_sha: &str) -> Result<Option<TeacherOutputs>> {
+        let Some(raw) = self.tree.get(Self::key(teacher_sha, dataset_sha))? else {
+            return Ok(None);
+        };
+        let mut b: &[u8] = &raw;
+        let decoded = (|| {
+            let probs = take(&mut b)?;
+            let penultimate = match b.first()? {
+                0 => None,
+                _ => {
+                    b = &b[1..];
+                    Some((take(&mut b)?, take(&mut b)?))
+                }
+            };
+            Some(TeacherOutputs { probs, penultimate })
+        })();
+        // an unreadable entry is recomputed, never trusted
+        Ok(decoded)
+    }
+
+    pub fn put(&self, teacher_sha: &str, dataset_sha: &str, o: &TeacherOutputs) -> Result<()> {
+        let mut buf = Vec::new();
+        push(&mut buf, &o.probs);
+        match &o.penultimate {
+            None => buf.push(0),
+            Some((f, w)) => {
+                buf.push(1);
+                push(&mut buf, f);
+                push(&mut buf, w);
+            }
+        }
+        self.tree.insert(Self::key(teacher_sha, dataset_sha), buf)?;
+        Ok(())
+    }
+
+    /// Makes the cache durable (called once per ranking, not per teacher).
+    pub fn flush(&self) -> Result<()> {
+        self.tree.flush()?;
+        Ok(())
+    }
+}
+
+/// The outputs from the cache, or computed and cached. The bool says whether they came from the cache.
+pub fn cached(
+    zoo: &Zoo,
+    cache: Option<&OutputCache>,
+    teacher: &Teacher,
+    ds: &Dataset,
+    ds_sha: &str,
+) -> Result<(TeacherOutputs, bool)> {
+    if let Some(c) = cache
+        && let Some(o) = c.get(&teacher.sha256, ds_sha)?
+        && o.probs.nrows() == ds.rows()
+    {
+        return Ok((o, true));
+    }
+    let o = compute(zoo, teacher, ds)?;
+    if let Some(c) = cache {
+        c.put(&teacher.sha256, ds_sha, &o)?;
+    }
+    Ok((o, false))
+}
