@@ -195,7 +195,11 @@ fn print_ranking(r: &faculty::rank::Ranking) {
 fn run(cli: Cli) -> faculty::Result<()> {
     match cli.command {
         Command::Serve(config) => {
-            let rt = tokio::runtime::Runtime::new()?;
+            // 8 MiB stacks: LAPACK routines keep large buffers on the stack of the blocking threads
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(8 << 20)
+                .build()?;
             rt.block_on(faculty::api::serve(config))
         }
         Command::Openapi => {

@@ -61,7 +61,13 @@ async fn list_filter_paginate_and_show() {
     );
     assert_eq!(
         ids(&get(&app, "/v1/teachers?input_shape=16").await.json()),
-        vec!["letters_mlp", "letters_rf"]
+        vec![
+            "letters_am_logreg",
+            "letters_logreg",
+            "letters_lowdata_rf",
+            "letters_mlp",
+            "letters_rf"
+        ]
     );
     assert_eq!(
         ids(&get(&app, "/v1/teachers?label=Sneaker").await.json()),

@@ -1,5 +1,6 @@
 //! The HTTP surface: an axum router over the library. Handlers parse, call the library off the async
 //! threads, and serialize; they hold no logic of their own.
+pub mod datasets;
 pub mod error;
 pub mod openapi;
 pub mod teachers;
@@ -15,8 +16,10 @@ use axum::routing::{get, post};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::data::DatasetStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::onnx::SessionPool;
+use crate::rank::{OutputCache, RankingStore};
 use crate::store::Store;
 use crate::zoo::Zoo;
 pub use error::{ApiError, ErrorBody};
@@ -27,6 +30,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub zoo: Arc<Zoo>,
     pub store: Store,
+    pub datasets: Arc<DatasetStore>,
+    pub outputs: OutputCache,
+    pub rankings: Arc<RankingStore>,
     blocking: Arc<Semaphore>,
 }
 
@@ -50,10 +56,16 @@ impl AppState {
             tracing::warn!(teacher = %f.id, "unusable: {}", f.reason);
         }
         let blocking = Arc::new(Semaphore::new(config.max_blocking.max(1)));
+        let datasets = Arc::new(DatasetStore::open(&store, &config.data_dir)?);
+        let outputs = OutputCache::open(&store)?;
+        let rankings = Arc::new(RankingStore::open(&store)?);
         Ok(Self {
             config: Arc::new(config),
             zoo,
             store,
+            datasets,
+            outputs,
+            rankings,
             blocking,
         })
     }
@@ -138,6 +150,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/teachers/{id}/model.onnx", get(teachers::download))
         .route("/v1/teachers/{id}/predict", post(teachers::predict))
         .route("/v1/zoo/rescan", post(teachers::rescan))
+        .route(
+            "/v1/datasets",
+            get(datasets::list)
+                .post(datasets::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/v1/datasets/{id}",
+            get(datasets::get_one).delete(datasets::delete),
+        )
+        .route("/v1/rankings", post(datasets::create_ranking))
+        .route("/v1/rankings/{id}", get(datasets::get_ranking))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(log_requests))
         .with_state(state)

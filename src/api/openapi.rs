@@ -3,8 +3,10 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{error::ErrorBody, teachers};
+use super::{datasets, error::ErrorBody, teachers};
+use crate::data::{ClassCount, DatasetInfo, Format};
 use crate::onnx::{OutputKind, session::Predictor};
+use crate::rank::{Direction, RankRequest, Ranking, TeacherResult, Verdict};
 use crate::zoo::catalog::Failed;
 use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
 
@@ -22,7 +24,13 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         teachers::upload,
         teachers::delete,
         teachers::predict,
-        teachers::rescan
+        teachers::rescan,
+        datasets::upload,
+        datasets::list,
+        datasets::get_one,
+        datasets::delete,
+        datasets::create_ranking,
+        datasets::get_ranking
     ),
     components(schemas(
         ErrorBody,
@@ -36,7 +44,17 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         super::Health,
         teachers::UploadForm,
         teachers::PredictRequest,
-        teachers::PredictResponse
+        teachers::PredictResponse,
+        datasets::DatasetForm,
+        datasets::DatasetList,
+        DatasetInfo,
+        ClassCount,
+        Format,
+        RankRequest,
+        Ranking,
+        TeacherResult,
+        Verdict,
+        Direction
     ))
 )]
 pub struct ApiDoc;

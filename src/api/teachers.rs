@@ -93,7 +93,7 @@ pub struct UploadForm {
     sha256: Option<String>,
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError(Error::new(
             ErrorKind::PayloadTooLarge,
@@ -107,7 +107,9 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     }
 }
 
-async fn field_text(field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+pub(crate) async fn field_text(
+    field: axum::extract::multipart::Field<'_>,
+) -> Result<String, ApiError> {
     field.text().await.map_err(multipart_error)
 }
 

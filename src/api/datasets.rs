@@ -1,0 +1,168 @@
+//! Dataset and ranking endpoints: upload / list / show / delete a task dataset, rank the zoo for it, and
+//! read a stored ranking back.
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::AppState;
+use super::error::{ApiError, ApiJson, ApiMultipart, ApiPath, ErrorBody};
+use super::teachers::{field_text, multipart_error};
+use crate::data::{DatasetInfo, Format, ParseOptions};
+use crate::error::{Error, ErrorKind};
+use crate::rank::{RankRequest, Ranking};
+
+/// The multipart form of a dataset upload.
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+pub struct DatasetForm {
+    /// `.npz` (x, y; -1 = unlabeled; optional labels), `.csv` (header, label column, numeric features;
+    /// empty label = unlabeled) or `.zip` of image folders (`<class>/<file>.png|jpg`, `_unlabeled/`).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// A display name (default: the file name).
+    name: Option<String>,
+    /// CSV: the label column (default `label`).
+    label_column: Option<String>,
+    /// Class names as a JSON list.
+    labels: Option<String>,
+}
+
+/// Datasets, newest first.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DatasetList {
+    pub datasets: Vec<DatasetInfo>,
+}
+
+/// Uploads a task dataset. The same content uploaded again returns the stored entry (200 instead of 201).
+#[utoipa::path(post, path = "/v1/datasets", tag = "datasets",
+    request_body(content = DatasetForm, content_type = "multipart/form-data"),
+    responses((status = 201, body = DatasetInfo), (status = 200, description = "Already stored", body = DatasetInfo),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn upload(
+    State(st): State<AppState>,
+    ApiMultipart(mut mp): ApiMultipart,
+) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
+    let limit = st.config.max_upload_bytes;
+    let mut file: Option<(Option<String>, Vec<u8>)> = None;
+    let mut opts = ParseOptions {
+        max_bytes: limit.saturating_mul(4),
+        ..ParseOptions::default()
+    };
+    let mut name = None;
+    while let Some(mut field) = mp.next_field().await.map_err(multipart_error)? {
+        match field.name().unwrap_or("") {
+            "file" => {
+                let fname = field.file_name().map(str::to_string);
+                let mut buf = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    if (buf.len() + chunk.len()) as u64 > limit {
+                        return Err(ApiError(Error::new(
+                            ErrorKind::PayloadTooLarge,
+                            format!("upload exceeds the {limit}-byte limit"),
+                        )));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                file = Some((fname, buf));
+            }
+            "name" => name = Some(field_text(field).await?.trim().to_string()),
+            "label_column" => opts.label_column = Some(field_text(field).await?.trim().to_string()),
+            "labels" => {
+                let text = field_text(field).await?;
+                opts.labels = Some(crate::zoo::teacher::parse_labels(&text).ok_or_else(|| {
+                    Error::invalid_input("labels must be a JSON list of class names")
+                })?);
+            }
+            _ => {}
+        }
+    }
+    let (fname, bytes) =
+        file.ok_or_else(|| ApiError(Error::invalid_input("multipart field `file` is missing")))?;
+    let datasets = st.datasets.clone();
+    let (info, created) = st
+        .blocking(move || {
+            let format = Format::detect(fname.as_deref(), &bytes)?;
+            let ds = crate::data::parse(format, &bytes, &opts)?;
+            let display = name
+                .filter(|n| !n.is_empty())
+                .or(fname)
+                .unwrap_or_else(|| "dataset".into());
+            datasets.put(&ds, &display, format)
+        })
+        .await?;
+    tracing::info!(dataset = %info.id, rows = info.rows, created, "dataset stored");
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(info),
+    ))
+}
+
+/// Lists stored datasets.
+#[utoipa::path(get, path = "/v1/datasets", tag = "datasets",
+    responses((status = 200, body = DatasetList)))]
+pub async fn list(State(st): State<AppState>) -> Result<Json<DatasetList>, ApiError> {
+    Ok(Json(DatasetList {
+        datasets: st.datasets.list()?,
+    }))
+}
+
+/// One dataset: rows, row shape, labeled / unlabeled counts, per-class counts.
+#[utoipa::path(get, path = "/v1/datasets/{id}", tag = "datasets", params(("id" = String, Path)),
+    responses((status = 200, body = DatasetInfo), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<DatasetInfo>, ApiError> {
+    Ok(Json(st.datasets.info(&id)?))
+}
+
+/// Deletes a dataset.
+#[utoipa::path(delete, path = "/v1/datasets/{id}", tag = "datasets", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    st.datasets.delete(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ranks the zoo's teachers for a dataset. Teacher outputs are cached per (teacher, dataset), so ranking
+/// the same dataset again (other metrics, other teachers) is near-instant.
+#[utoipa::path(post, path = "/v1/rankings", tag = "rankings", request_body = RankRequest,
+    responses((status = 201, body = Ranking), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create_ranking(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<RankRequest>,
+) -> Result<(StatusCode, Json<Ranking>), ApiError> {
+    let (zoo, datasets, cache, rankings) = (
+        st.zoo.clone(),
+        st.datasets.clone(),
+        st.outputs.clone(),
+        st.rankings.clone(),
+    );
+    let r = st
+        .blocking(move || {
+            let (info, ds) = datasets.load(&req.dataset_id)?;
+            let r = crate::rank::rank(&zoo, Some(&cache), &ds, &info.sha256, &req)?;
+            rankings.put(r)
+        })
+        .await?;
+    tracing::info!(ranking = %r.id, dataset = %r.dataset_id, ms = r.elapsed_ms, "ranked");
+    Ok((StatusCode::CREATED, Json(r)))
+}
+
+/// A stored ranking.
+#[utoipa::path(get, path = "/v1/rankings/{id}", tag = "rankings", params(("id" = String, Path)),
+    responses((status = 200, body = Ranking), (status = 404, body = ErrorBody)))]
+pub async fn get_ranking(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Ranking>, ApiError> {
+    Ok(Json(st.rankings.get(&id)?))
+}

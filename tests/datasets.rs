@@ -1,0 +1,566 @@
+//! Task datasets and rankings over HTTP: the three upload formats, every kind of bad input (each refused
+//! with a 4xx JSON error that names the problem and leaves the stored datasets exactly as they were), and
+//! ranking the bundled zoo with cached teacher outputs that survive a restart.
+mod common;
+
+use std::io::Write;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+
+async fn post_dataset(app: &axum::Router, body: Vec<u8>) -> Reply {
+    let req = Request::post("/v1/datasets")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    call(app, req).await
+}
+
+fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims = match shape {
+        [n] => format!("({n},)"),
+        s => format!(
+            "({})",
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}\n");
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((header.len() as u16).to_le_bytes());
+    b.extend(header.as_bytes());
+    b.extend(data);
+    b
+}
+
+fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in members {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+/// An npz with x float32 [n, d] and y int64.
+fn npz(x: &[f32], d: usize, y: &[i64]) -> Vec<u8> {
+    let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let yb: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
+    zip_of(&[
+        ("x.npy", npy("<f4", &[x.len() / d, d], &xb)),
+        ("y.npy", npy("<i8", &[y.len()], &yb)),
+    ])
+}
+
+fn png(w: u32, h: u32, shade: u8) -> Vec<u8> {
+    let img = image::GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([shade.wrapping_add((x * 7 + y * 3) as u8)])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// The stored datasets and the files behind them.
+async fn state(
+    app: &axum::Router,
+    sb: &Sandbox,
+) -> (
+    serde_json::Value,
+    std::collections::BTreeMap<String, String>,
+) {
+    let list = get(app, "/v1/datasets").await.json();
+    let dir = sb.state().join("datasets");
+    (
+        list,
+        if dir.exists() {
+            snapshot_files(&dir)
+        } else {
+            Default::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn formats_parse_and_store_content_addressed() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    // npz: the bundled task (uint8 images, -1 = unlabeled, label names inside)
+    let bytes = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let r = post_dataset(&app, multipart("mnist.npz", &bytes, &[])).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let d = r.json();
+    assert_eq!(d["rows"], 550);
+    assert_eq!(d["labeled"], 50);
+    assert_eq!(d["unlabeled"], 500);
+    assert_eq!(d["row_shape"], serde_json::json!([1, 28, 28]));
+    assert_eq!(
+        d["classes"][3],
+        serde_json::json!({"name": "3", "count": 5})
+    );
+    let id = d["id"].as_str().unwrap().to_string();
+    // the same content again: same id, 200, nothing new on disk
+    let again = post_dataset(&app, multipart("copy.npz", &bytes, &[])).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["id"], id.as_str());
+    assert_eq!(
+        get(&app, &format!("/v1/datasets/{id}")).await.json()["rows"],
+        550
+    );
+
+    // csv: a custom label column, string classes, an empty label = unlabeled
+    let csv = "a,b,kind\n1,2,cat\n1.5,2.5,dog\n0,1,\n3,4,cat\n";
+    let r = post_dataset(
+        &app,
+        multipart("t.csv", csv.as_bytes(), &[("label_column", "kind")]),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let d = r.json();
+    assert_eq!(d["row_shape"], serde_json::json!([2]));
+    assert_eq!(d["unlabeled"], 1);
+    assert_eq!(
+        d["classes"],
+        serde_json::json!([{"name": "cat", "count": 2}, {"name": "dog", "count": 1}])
+    );
+
+    // zip of image folders, inside a top folder, with an unlabeled folder and macOS droppings
+    let zip = zip_of(&[
+        ("pets/cat/1.png", png(6, 5, 10)),
+        ("pets/cat/2.png", png(6, 5, 40)),
+        ("pets/dog/1.png", png(6, 5, 200)),
+        ("pets/_unlabeled/9.png", png(6, 5, 90)),
+        ("__MACOSX/pets/cat/._1.png", b"junk".to_vec()),
+    ]);
+    let r = post_dataset(&app, multipart("pets.zip", &zip, &[])).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let d = r.json();
+    assert_eq!(d["row_shape"], serde_json::json!([1, 5, 6]));
+    assert_eq!(d["labeled"], 3);
+    assert_eq!(d["unlabeled"], 1);
+    assert_eq!(
+        get(&app, "/v1/datasets").await.json()["datasets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        send(&app, "DELETE", &format!("/v1/datasets/{id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        get(&app, &format!("/v1/datasets/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_datasets_are_refused_and_change_nothing() {
+    let sb = Sandbox::new();
+    let mut config = sb.config();
+    config.max_upload_bytes = 300_000;
+    let app = sb.app_with(config);
+    // something stored already, which must survive every bad upload
+    let ok = npz(&[0.0, 1.0, 1.0, 0.0], 2, &[0, 1]);
+    assert_eq!(
+        post_dataset(&app, multipart("ok.npz", &ok, &[]))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let before = state(&app, &sb).await;
+
+    let nan = npz(&[0.0, f32::NAN, 1.0, 0.0], 2, &[0, 1]);
+    let inf = npz(&[0.0, f32::INFINITY, 1.0, 0.0], 2, &[0, 1]);
+    let mismatch = npz(&[0.0, 1.0, 1.0, 0.0], 2, &[0, 1, 1]);
+    let one_class = npz(&[0.0, 1.0, 1.0, 0.0], 2, &[0, 0]);
+    let out_of_range = npz(&[0.0, 1.0, 1.0, 0.0], 2, &[0, 7]);
+    let no_y = zip_of(&[("x.npy", npy("<f4", &[1, 1], &[0; 4]))]);
+    let pickled = zip_of(&[
+        ("x.npy", npy("|O", &[1], &[0; 8])),
+        ("y.npy", npy("<i8", &[1], &[0; 8])),
+    ]);
+    let mut truncated = npz(&[0.0, 1.0, 1.0, 0.0], 2, &[0, 1]);
+    truncated.truncate(truncated.len() / 2);
+    let bomb_member = npy("<f4", &[500_000], &vec![0u8; 2_000_000]);
+    let npz_bomb = zip_of(&[("x.npy", bomb_member), ("y.npy", npy("<i8", &[1], &[0; 8]))]);
+    let png_bomb = zip_of(&[("a/1.png", vec![0u8; 3_000_000]), ("b/1.png", png(4, 4, 1))]);
+    let traversal = zip_of(&[("../evil/1.png", png(4, 4, 1)), ("b/1.png", png(4, 4, 1))]);
+    let undecodable = zip_of(&[
+        ("a/1.png", b"\x89PNG not really".to_vec()),
+        ("b/1.png", png(4, 4, 1)),
+    ]);
+    let sizes = zip_of(&[("a/1.png", png(4, 4, 1)), ("b/1.png", png(5, 4, 1))]);
+    let loose = zip_of(&[("1.png", png(4, 4, 1)), ("b/1.png", png(4, 4, 1))]);
+    let not_image = zip_of(&[("a/1.txt", b"hello".to_vec()), ("b/1.png", png(4, 4, 1))]);
+    let huge = vec![b'1'; 400_000];
+    let labels_unused = ("labels", r#"["a","b","never seen"]"#);
+    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, StatusCode, &str)> = vec![
+        ("nan.npz", nan, vec![], StatusCode::BAD_REQUEST, "NaN"),
+        ("inf.npz", inf, vec![], StatusCode::BAD_REQUEST, "infinity"),
+        (
+            "m.npz",
+            mismatch,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "2 rows but y has 3",
+        ),
+        (
+            "one.npz",
+            one_class,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "at least 2 classes",
+        ),
+        (
+            "r.npz",
+            out_of_range,
+            vec![("labels", r#"["a","b"]"#)],
+            StatusCode::BAD_REQUEST,
+            "out of range",
+        ),
+        (
+            "e.npz",
+            npz(&[0.0, 1.0, 1.0, 0.0], 2, &[0, 1]),
+            vec![labels_unused],
+            StatusCode::BAD_REQUEST,
+            "has no labeled rows",
+        ),
+        (
+            "noy.npz",
+            no_y,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "no array named 'y'",
+        ),
+        (
+            "p.npz",
+            pickled,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "object arrays",
+        ),
+        ("t.npz", truncated, vec![], StatusCode::BAD_REQUEST, "npz"),
+        (
+            "bomb.npz",
+            npz_bomb,
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "inflates",
+        ),
+        (
+            "ragged.csv",
+            b"a,b,label\n1,2,x\n3,y\n".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "ragged",
+        ),
+        (
+            "text.csv",
+            b"a,b,label\n1,2,x\n3,abc,y\n".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "'abc' is not a number",
+        ),
+        (
+            "nan.csv",
+            b"a,b,label\n1,2,x\n3,NaN,y\n".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "NaN",
+        ),
+        (
+            "one.csv",
+            b"a,b,label\n1,2,x\n3,4,x\n".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "at least 2 classes",
+        ),
+        (
+            "nolabel.csv",
+            b"a,b\n1,2\n".to_vec(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "no label column 'label'",
+        ),
+        (
+            "bomb.zip",
+            png_bomb,
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "inflates",
+        ),
+        (
+            "trav.zip",
+            traversal,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "escapes the archive",
+        ),
+        (
+            "bad.zip",
+            undecodable,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "cannot decode",
+        ),
+        (
+            "sizes.zip",
+            sizes,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "differ in size",
+        ),
+        (
+            "loose.zip",
+            loose,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "class folder",
+        ),
+        (
+            "txt.zip",
+            not_image,
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "not a .png",
+        ),
+        (
+            "huge.csv",
+            huge,
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit",
+        ),
+        (
+            "empty.npz",
+            vec![],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "empty",
+        ),
+        (
+            "x.bin",
+            vec![0xff, 0xfe, 0x00, 0x81],
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "unrecognised dataset format",
+        ),
+    ];
+    for (name, bytes, fields, status, needle) in cases {
+        let r = post_dataset(&app, multipart(name, &bytes, &fields)).await;
+        let body = r.json();
+        assert_eq!(r.status, status, "{name}: {body}");
+        let msg = body["error"].as_str().unwrap();
+        assert!(
+            msg.contains(needle),
+            "{name}: '{msg}' should mention '{needle}'"
+        );
+        assert!(body["kind"].is_string());
+        assert_eq!(
+            state(&app, &sb).await,
+            before,
+            "{name} changed the stored datasets"
+        );
+    }
+    // a multipart body cut off mid-file, and one without the file field
+    let mut cut = multipart("ok2.npz", &npz(&[5.0, 1.0, 1.0, 0.0], 2, &[0, 1]), &[]);
+    cut.truncate(cut.len() - 60);
+    assert_eq!(
+        post_dataset(&app, cut).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let nofile = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nx\r\n--{BOUNDARY}--\r\n"
+    );
+    let r = post_dataset(&app, nofile.into_bytes()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("`file`"));
+    assert_eq!(state(&app, &sb).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rankings_recommend_cache_and_survive_restart() {
+    let sb = Sandbox::new();
+    let bytes = std::fs::read(repo().join("zoo/tasks/fashion_clothing_6way.npz")).unwrap();
+    let (ranking, id) = {
+        let app = sb.app();
+        let ds = post_dataset(&app, multipart("fashion.npz", &bytes, &[]))
+            .await
+            .json();
+        let id = ds["id"].as_str().unwrap().to_string();
+        let r = post_json(
+            &app,
+            "/v1/rankings",
+            serde_json::json!({ "dataset_id": id }),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let rk = r.json();
+        assert_eq!(rk["dataset_id"], id.as_str());
+        let results = rk["results"].as_array().unwrap();
+        // every teacher listed: the incompatible ones with a reason and no rank
+        assert_eq!(
+            results.len(),
+            get(&app, "/v1/teachers").await.json()["total"]
+                .as_u64()
+                .unwrap() as usize
+        );
+        assert_eq!(results[0]["rank"], 1);
+        assert!(
+            results[0]["teacher_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("fashion_"),
+            "{}",
+            results[0]
+        );
+        let letters = results
+            .iter()
+            .find(|r| r["teacher_id"] == "letters_mlp")
+            .unwrap();
+        assert_eq!(letters["compatible"], false);
+        assert!(letters["reason"].as_str().unwrap().contains("do not fit"));
+        assert!(letters["rank"].is_null());
+        let rf = results
+            .iter()
+            .find(|r| r["teacher_id"] == "mnist_rf")
+            .unwrap();
+        assert!(
+            rf["scores"].get("logme").is_none(),
+            "a forest has no penultimate layer"
+        );
+        assert!(rf["notes"].to_string().contains("soft-output metrics only"));
+        let cnn = results
+            .iter()
+            .find(|r| r["teacher_id"] == "fashion_cnn@1")
+            .unwrap();
+        for m in ["leep", "nce", "logme", "hscore", "ot", "ot_prototype"] {
+            assert!(
+                cnn["scores"][m].is_number(),
+                "{m} missing for a CNN teacher: {cnn}"
+            );
+        }
+        assert_eq!(rk["verdict"]["teacher_helps"], true, "{}", rk["verdict"]);
+        assert!(
+            rk["verdict"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("leave-one-out")
+        );
+        let again = get(
+            &app,
+            &format!("/v1/rankings/{}", rk["id"].as_str().unwrap()),
+        )
+        .await
+        .json();
+        assert_eq!(again, rk);
+        // bad requests
+        let r = post_json(
+            &app,
+            "/v1/rankings",
+            serde_json::json!({ "dataset_id": "ds_nope" }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let r = post_json(
+            &app,
+            "/v1/rankings",
+            serde_json::json!({ "dataset_id": id, "primary_metric": "vibes" }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.json()["error"].as_str().unwrap().contains("vibes"));
+        let r = post_json(
+            &app,
+            "/v1/rankings",
+            serde_json::json!({ "dataset_id": id, "teachers": ["ghost"] }),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            get(&app, "/v1/rankings/rk_nope").await.status,
+            StatusCode::NOT_FOUND
+        );
+        (rk, id)
+    };
+    // a restart: outputs come from the cache, results are identical
+    let app = sb.app();
+    let r = post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({ "dataset_id": id }),
+    )
+    .await
+    .json();
+    for (a, b) in r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(ranking["results"].as_array().unwrap())
+    {
+        assert_eq!(a["teacher_id"], b["teacher_id"]);
+        assert_eq!(a["scores"], b["scores"]);
+        if a["compatible"] == true {
+            assert_eq!(
+                a["cached"], true,
+                "{} recomputed after restart",
+                a["teacher_id"]
+            );
+        }
+    }
+    // a chosen primary metric orders by that metric, lower-is-better respected
+    let r = post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({ "dataset_id": id, "primary_metric": "ot", "metrics": ["ot", "leep"] }),
+    )
+    .await
+    .json();
+    assert_eq!(
+        r["directions"],
+        serde_json::json!({"leep": "higher", "ot": "lower"})
+    );
+    let scores: Vec<f64> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["score"].as_f64())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] <= w[1]), "{scores:?}");
+}
