@@ -123,3 +123,61 @@ fn serve_process_answers_over_loopback() {
     // state is on disk under --data-dir
     assert!(sb.state().join("state.sled").exists());
 }
+
+#[test]
+fn rank_without_a_server() {
+    // the tabular task: letters teachers are compatible (one standardises rows from its metadata),
+    // image teachers are listed as incompatible
+    let out = faculty()
+        .args(["rank", "--dataset", "zoo/tasks/letters_26way.npz", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results[0]["rank"], 1);
+    assert!(
+        results[0]["teacher_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("letters_")
+    );
+    let mlp = results
+        .iter()
+        .find(|t| t["teacher_id"] == "letters_mlp")
+        .unwrap();
+    assert!(mlp["notes"].to_string().contains("input_mean"), "{mlp}");
+    assert!(
+        results
+            .iter()
+            .any(|t| t["compatible"] == false && t["reason"].is_string())
+    );
+    assert_eq!(r["verdict"]["teacher_helps"], true);
+    // table output, another primary metric
+    let out = faculty()
+        .args([
+            "rank",
+            "--dataset",
+            "zoo/tasks/letters_26way.npz",
+            "--primary-metric",
+            "ot",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("primary metric: ot (lower is better)") && text.contains("verdict:"),
+        "{text}"
+    );
+    // a bad dataset file is exit code 2 with a message
+    let out = faculty()
+        .args(["rank", "--dataset", "Cargo.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error:"));
+}

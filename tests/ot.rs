@@ -132,3 +132,32 @@ proptest! {
         prop_assert!(e.cost <= indep + 1e-12);
     }
 }
+
+#[test]
+fn tiny_epsilon_falls_back_to_the_log_domain_and_approaches_exact_ot() {
+    // exp(-M/eps) underflows to 0 at eps = 1e-3: the kernel iterations cannot run, the log domain can
+    let (n, k) = (6, 5);
+    let a = simplex((0..n).map(|i| 1.0 + i as f64).collect());
+    let b = simplex((0..k).map(|j| 2.0 + (j % 3) as f64).collect());
+    let m = Array2::from_shape_fn((n, k), |(i, j)| {
+        0.5 + 0.5 * ((i as f64) - (j as f64)).abs() / 6.0
+    });
+    let opts = SinkhornOptions {
+        eps: 1e-3,
+        max_iter: 50_000,
+        tol: 1e-9,
+        eps_scaling: Some((100.0, 2.0)),
+    };
+    let s = ot::sinkhorn_log(a.view(), b.view(), m.view(), &opts).unwrap();
+    assert!(s.plan.iter().all(|p| p.is_finite() && *p >= 0.0));
+    let (r, c) = ot::marginals(&s.plan);
+    assert!((&r - &a).iter().all(|x| x.abs() < 1e-6) && (&c - &b).iter().all(|x| x.abs() < 1e-6));
+    let e = ot::emd(a.view(), b.view(), m.view()).unwrap();
+    assert!(
+        s.cost >= e.cost - 1e-9 && s.cost - e.cost < 5e-3,
+        "entropic {} exact {}",
+        s.cost,
+        e.cost
+    );
+    assert!(s.f.iter().chain(s.g.iter()).all(|x| x.is_finite()));
+}

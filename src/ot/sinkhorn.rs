@@ -1,4 +1,5 @@
-//! Entropic optimal transport. `sinkhorn_log` (balanced, log domain, optional epsilon scaling) returns the
+//! Entropic optimal transport. `sinkhorn_log` (balanced, log-domain potentials with absorption
+//! stabilisation, falling back to pure log-domain updates; optional epsilon scaling) returns the
 //! plan, the transport cost <P, M> and the dual potentials; `sinkhorn_unbalanced` relaxes the marginals
 //! with KL penalties (POT's `reg_type="kl"`); `sinkhorn_batch` solves many problems that share one cost
 //! matrix, building the kernel exp(-M/eps) once. Conventions follow POT so fixtures compare directly:
@@ -118,6 +119,121 @@ fn iterate_log(
     (max_iter, false)
 }
 
+/// The same iteration as [`iterate_log`], run on the kernel K = exp(-M/eps + lu_i + lv_j) with scalings
+/// (u, v) that are absorbed into the log potentials (lu, lv) whenever they leave [1e-13, 1e13]
+/// (Schmitzer's absorption stabilisation): one exponential per entry per absorption instead of per
+/// iteration, so an iteration is two matrix-vector products. Returns `None` (potentials left at their last
+/// valid value) when the kernel under/overflows anyway, and the caller falls back to the log domain.
+fn iterate_stabilized(
+    a: ArrayView1<f64>,
+    b: ArrayView1<f64>,
+    mr: &Array2<f64>,
+    lu: &mut Array1<f64>,
+    lv: &mut Array1<f64>,
+    max_iter: usize,
+    tol: f64,
+) -> Option<(usize, bool)> {
+    const BOUND: f64 = 30.0;
+    let (n, m) = mr.dim();
+    let build = |lu: &Array1<f64>, lv: &Array1<f64>| {
+        let mut k = mr.clone();
+        for ((i, j), x) in k.indexed_iter_mut() {
+            *x = (*x + lu[i] + lv[j]).exp();
+        }
+        k
+    };
+    let mut k = build(lu, lv);
+    let (mut u, mut v) = (vec![1.0f64; n], vec![1.0f64; m]);
+    let (mut ktu, mut kv) = (vec![0.0f64; m], vec![0.0f64; n]);
+    let absorb = |lu: &mut Array1<f64>, lv: &mut Array1<f64>, u: &[f64], v: &[f64]| {
+        for (l, x) in lu.iter_mut().zip(u) {
+            *l += ln(*x);
+        }
+        for (l, x) in lv.iter_mut().zip(v) {
+            *l += ln(*x);
+        }
+    };
+    for it in 1..=max_iter + 1 {
+        ktu.fill(0.0);
+        for (i, row) in k.rows().into_iter().enumerate() {
+            let ui = u[i];
+            if ui != 0.0 {
+                for (t, x) in ktu.iter_mut().zip(row) {
+                    *t += x * ui;
+                }
+            }
+        }
+        // the column marginal of the plan after iteration it-1
+        if it > 1 && ((it - 1) % 10 == 0 || it == max_iter + 1) {
+            let err = v
+                .iter()
+                .zip(&ktu)
+                .zip(b.iter())
+                .map(|((vj, t), bj)| (vj * t - bj).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if err < tol || it == max_iter + 1 {
+                absorb(lu, lv, &u, &v);
+                return Some((it - 1, err < tol));
+            }
+        }
+        for j in 0..m {
+            v[j] = if b[j] > 0.0 { b[j] / ktu[j] } else { 0.0 };
+        }
+        for (i, row) in k.rows().into_iter().enumerate() {
+            kv[i] = row.iter().zip(&v).map(|(x, y)| x * y).sum();
+            u[i] = if a[i] > 0.0 { a[i] / kv[i] } else { 0.0 };
+        }
+        let live = |x: &f64| *x != 0.0;
+        if !u.iter().chain(&v).all(|x| x.is_finite())
+            || u.iter().zip(a.iter()).any(|(x, ai)| *ai > 0.0 && !live(x))
+        {
+            return None;
+        }
+        let big = u
+            .iter()
+            .chain(&v)
+            .filter(|x| live(x))
+            .any(|x| x.ln().abs() > BOUND);
+        if big {
+            absorb(lu, lv, &u, &v);
+            k = build(lu, lv);
+            u.fill(1.0);
+            v.fill(1.0);
+            for (x, ai) in u.iter_mut().zip(a.iter()) {
+                if *ai <= 0.0 {
+                    *x = 0.0;
+                }
+            }
+        }
+    }
+    unreachable!("the loop returns at max_iter + 1")
+}
+
+/// Stabilised kernel iterations, or the log domain when the kernel cannot represent the problem.
+#[allow(clippy::too_many_arguments)]
+fn iterate(
+    a: ArrayView1<f64>,
+    b: ArrayView1<f64>,
+    loga: &Array1<f64>,
+    logb: &Array1<f64>,
+    mr: &Array2<f64>,
+    u: &mut Array1<f64>,
+    v: &mut Array1<f64>,
+    max_iter: usize,
+    tol: f64,
+) -> (usize, bool) {
+    let (su, sv) = (u.clone(), v.clone());
+    match iterate_stabilized(a, b, mr, u, v, max_iter, tol) {
+        Some(r) => r,
+        None => {
+            *u = su;
+            *v = sv;
+            iterate_log(loga, logb, mr, u, v, max_iter, tol, b)
+        }
+    }
+}
+
 fn assemble(
     m: ArrayView2<f64>,
     mr: &Array2<f64>,
@@ -163,7 +279,7 @@ pub fn sinkhorn_log(
             u.mapv_inplace(|x| x * prev / eps);
             v.mapv_inplace(|x| x * prev / eps);
             let mr = m.mapv(|x| -x / eps);
-            total += iterate_log(&loga, &logb, &mr, &mut u, &mut v, 50, opts.tol, b).0;
+            total += iterate(a, b, &loga, &logb, &mr, &mut u, &mut v, 50, opts.tol).0;
             prev = eps;
             eps /= factor;
         }

@@ -254,8 +254,9 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                     (r.clone(), o)
                 })
                 .collect();
+            let scratch = super::scratch_estimate(&ds)?;
             for m in &metric_names {
-                let ranking = finish(m, &metric_names, entries.clone(), &ds)?;
+                let ranking = finish(m, &metric_names, entries.clone(), &ds, Some(scratch))?;
                 let scored: Vec<&TeacherResult> = ranking
                     .results
                     .iter()

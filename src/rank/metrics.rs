@@ -4,7 +4,7 @@
 //! verdict's estimates are cross-fitted (leave-one-out) so a teacher is not rewarded for fitting the labels
 //! it is scored on.
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
-use ndarray_linalg::{Eigh, UPLO};
+use ndarray_linalg::{Eigh, InverseC, UPLO};
 
 use crate::error::{Error, Result};
 
@@ -77,20 +77,32 @@ pub(crate) fn argmax(row: ArrayView1<f64>) -> usize {
         .0
 }
 
-/// Cross-fitted label maps: for every labeled row, P(j | i) estimated without that row.
-fn loo_conditionals<'a>(
-    p: ArrayView2<'a, f64>,
-    y: &'a [usize],
-    c_s: usize,
-    prior: Option<&'a Array2<f64>>,
-) -> impl Iterator<Item = (usize, Array2<f64>)> + 'a {
-    let full = joint_counts(p, y, c_s);
-    (0..y.len()).map(move |n| {
-        let mut j = full.clone();
-        let mut col = j.column_mut(y[n]);
-        col -= &p.row(n);
-        (n, conditional(&j, prior))
-    })
+/// Cross-fitted label maps in closed form: leaving row n out changes only column y_n of the joint counts,
+/// so P(j | i) without row n is (J[i, j] - [j = y_n] p_n[i] + prior[i, j] + s / C) / (R_i - p_n[i] + s + Pr_i)
+/// with R and Pr the row sums of J and of the prior. No per-row matrices are built.
+struct LooMap {
+    joint: Array2<f64>,
+    row_sums: Array1<f64>,
+}
+
+impl LooMap {
+    fn new(p: ArrayView2<f64>, y: &[usize], c_s: usize, prior: Option<&Array2<f64>>) -> Self {
+        let mut joint = joint_counts(p, y, c_s);
+        joint.mapv_inplace(|v| v + SMOOTH / c_s as f64);
+        if let Some(pr) = prior {
+            joint += pr;
+        }
+        let row_sums = joint.sum_axis(Axis(1));
+        Self { joint, row_sums }
+    }
+
+    /// P(j | i) with row n (probabilities `pn`, label `yn`) left out.
+    #[inline]
+    fn cond(&self, i: usize, j: usize, pn: &ArrayView1<f64>, yn: usize) -> f64 {
+        let own = if j == yn { pn[i] } else { 0.0 };
+        let num = (self.joint[[i, j]] - own).max(0.0);
+        num / (self.row_sums[i] - pn[i]).max(1e-300)
+    }
 }
 
 /// A prior pseudo-count matrix from label names: `strength` on (i, j) when teacher class i and student
@@ -115,24 +127,38 @@ pub fn name_prior(teacher: &[String], student: &[String], strength: f64) -> Opti
 /// the only feasible plan is P[:, y] = p, so W = sum_i p_i M[i, y] exactly. Returns the mean transport
 /// cost: LOWER is better; 1 - cost is the expected probability the mapped teacher gives the true label.
 pub fn ot_data(p: ArrayView2<f64>, y: &[usize], c_s: usize, prior: Option<&Array2<f64>>) -> f64 {
-    let total: f64 = loo_conditionals(p, y, c_s, prior)
-        .map(|(n, cond)| {
-            p.row(n)
-                .iter()
-                .zip(cond.column(y[n]))
-                .map(|(pi, pj)| pi * (1.0 - pj))
-                .sum::<f64>()
-        })
-        .sum();
+    let map = LooMap::new(p, y, c_s, prior);
+    let mut total = 0.0;
+    for (n, &yn) in y.iter().enumerate() {
+        let pn = p.row(n);
+        total += (0..p.ncols())
+            .map(|i| pn[i] * (1.0 - map.cond(i, yn, &pn, yn)))
+            .sum::<f64>();
+    }
     total / y.len() as f64
 }
 
 /// Leave-one-out accuracy of the teacher's outputs mapped through P(j | i): what the teacher, carried into
 /// the student's label space, gets right on rows it was not fitted on.
 pub fn mapped_accuracy(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> f64 {
-    let hits = loo_conditionals(p, y, c_s, None)
-        .filter(|(n, cond)| argmax(p.row(*n).dot(cond).view()) == y[*n])
-        .count();
+    let map = LooMap::new(p, y, c_s, None);
+    let mut q = vec![0.0; c_s];
+    let mut hits = 0;
+    for (n, &yn) in y.iter().enumerate() {
+        let pn = p.row(n);
+        q.fill(0.0);
+        for i in 0..p.ncols() {
+            if pn[i] == 0.0 {
+                continue;
+            }
+            for (j, qj) in q.iter_mut().enumerate() {
+                *qj += pn[i] * map.cond(i, j, &pn, yn);
+            }
+        }
+        if argmax(ndarray::ArrayView1::from(&q[..])) == yn {
+            hits += 1;
+        }
+    }
     hits as f64 / y.len() as f64
 }
 
@@ -180,10 +206,24 @@ pub fn ot_prototype(
     total / y.len() as f64
 }
 
+unsafe extern "C" {
+    fn openblas_set_num_threads(n: std::ffi::c_int);
+}
+
+/// OpenBLAS's own thread pool spins in `sched_yield` on these small (D <= a few hundred) problems and
+/// fights ONNX Runtime's threads; faculty parallelises across requests instead. Called before any LAPACK
+/// use; the first call wins.
+fn single_threaded_blas() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: a plain setter in the linked OpenBLAS, called once before concurrent LAPACK use.
+    ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
+}
+
 /// Inverse of a symmetric positive-definite matrix through its eigendecomposition. (LAPACK's LU `getrf`
 /// in OpenBLAS recurses with large stack frames and overflows the 2 MiB stacks of tokio's blocking
 /// threads; the symmetric eigensolver does not.)
 fn sym_inverse(a: &Array2<f64>, what: &str) -> Result<Array2<f64>> {
+    single_threaded_blas();
     let (s, v) = a
         .eigh(UPLO::Lower)
         .map_err(|e| Error::internal(format!("{what}: eigendecomposition failed: {e}")))?;
@@ -192,25 +232,56 @@ fn sym_inverse(a: &Array2<f64>, what: &str) -> Result<Array2<f64>> {
     Ok((&v * &inv_s).dot(&v.t()))
 }
 
-fn centered(f: ArrayView2<f64>) -> Array2<f64> {
-    let mean = f.mean_axis(Axis(0)).expect("rows");
-    &f - &mean
+/// What LogME and H-score need from penultimate features, in one pass: the Gram matrix F^T F and the
+/// per-class feature sums and counts (one-hot targets make F^T y_k the class-k sum).
+pub struct FeatureStats {
+    pub n: usize,
+    pub gram: Array2<f64>,
+    pub sums: Array2<f64>,
+    pub counts: Vec<f64>,
+}
+
+impl FeatureStats {
+    pub fn new(f: ArrayView2<f64>, y: &[usize], c_s: usize) -> Self {
+        let d = f.ncols();
+        let mut sums = Array2::<f64>::zeros((c_s, d));
+        let mut counts = vec![0.0; c_s];
+        for (row, &c) in f.rows().into_iter().zip(y) {
+            let mut s = sums.row_mut(c);
+            s += &row;
+            counts[c] += 1.0;
+        }
+        Self {
+            n: f.nrows(),
+            gram: f.t().dot(&f),
+            sums,
+            counts,
+        }
+    }
 }
 
 /// LogME (You et al. 2021): the per-row log evidence of a Bayesian linear model on the features,
 /// averaged over one-vs-rest class targets, by the fixed-point iteration on (alpha, beta). Higher is better.
 pub fn logme(f: ArrayView2<f64>, y: &[usize], c_s: usize) -> Result<f64> {
-    let (n, d) = f.dim();
-    let (nf, df) = (n as f64, d as f64);
-    let ftf = f.t().dot(&f);
-    let (s, v) = ftf
+    logme_stats(&FeatureStats::new(f, y, c_s))
+}
+
+/// LogME from precomputed [`FeatureStats`]: everything is D-dimensional, whatever N is.
+pub fn logme_stats(st: &FeatureStats) -> Result<f64> {
+    single_threaded_blas();
+    let d = st.gram.nrows();
+    let (nf, df) = (st.n as f64, d as f64);
+    let (s, v) = st
+        .gram
         .eigh(UPLO::Lower)
         .map_err(|e| Error::internal(format!("LogME eigendecomposition: {e}")))?;
     let s = s.mapv(|x| x.max(0.0));
+    let c_s = st.counts.len();
     let mut total = 0.0;
     for c in 0..c_s {
-        let yk: Array1<f64> = y.iter().map(|&v| if v == c { 1.0 } else { 0.0 }).collect();
-        let tmp = v.t().dot(&f.t().dot(&yk));
+        let fty = st.sums.row(c).to_owned();
+        let yy = st.counts[c];
+        let tmp = v.t().dot(&fty);
         let (mut alpha, mut beta) = (1.0f64, 1.0f64);
         let mut lam = alpha / beta;
         let (mut alpha_de, mut beta_de) = (0.0, 0.0);
@@ -220,8 +291,8 @@ pub fn logme(f: ArrayView2<f64>, y: &[usize], c_s: usize) -> Result<f64> {
             let m = v.dot(&(&tmp * &scale));
             alpha_de = m.dot(&m);
             alpha = gamma / (alpha_de + 1e-5);
-            let resid = &yk - &f.dot(&m);
-            beta_de = resid.dot(&resid);
+            // ||y - F m||^2 = y.y - 2 m.F^T y + m^T F^T F m
+            beta_de = (yy - 2.0 * m.dot(&fty) + m.dot(&st.gram.dot(&m))).max(0.0);
             beta = (nf - gamma) / (beta_de + 1e-5);
             let new_lam = alpha / beta;
             let done = ((new_lam - lam) / lam).abs() < 0.01;
@@ -243,25 +314,34 @@ pub fn logme(f: ArrayView2<f64>, y: &[usize], c_s: usize) -> Result<f64> {
 /// H-score (Bao et al. 2019) with shrinkage for few rows: tr(cov(f)^-1 cov(E[f | y])), the feature
 /// covariance shrunk toward its scaled identity by D / (N + D). Higher is better.
 pub fn hscore(f: ArrayView2<f64>, y: &[usize], c_s: usize) -> Result<f64> {
-    let (n, d) = f.dim();
-    let fc = centered(f);
-    let cov = fc.t().dot(&fc) / n as f64;
-    let shrink = d as f64 / (n + d) as f64;
+    hscore_stats(&FeatureStats::new(f, y, c_s))
+}
+
+/// H-score from precomputed [`FeatureStats`].
+pub fn hscore_stats(st: &FeatureStats) -> Result<f64> {
+    let (n, d) = (st.n as f64, st.gram.nrows());
+    let mean = st.sums.sum_axis(Axis(0)) / n;
+    let outer = |a: &Array1<f64>| {
+        let col = a.view().insert_axis(Axis(1));
+        col.dot(&col.t())
+    };
+    let cov = &st.gram / n - &outer(&mean);
+    let shrink = d as f64 / (n + d as f64);
     let tr = cov.diag().sum() / d as f64;
     let reg = cov * (1.0 - shrink) + Array2::<f64>::eye(d) * (shrink * tr.max(1e-12));
-    let mut means = Array2::<f64>::zeros((c_s, d));
-    let mut counts = vec![0.0f64; c_s];
-    for (row, &c) in fc.rows().into_iter().zip(y) {
-        let mut m = means.row_mut(c);
-        m += &row;
-        counts[c] += 1.0;
+    let mut cov_g = Array2::<f64>::zeros((d, d));
+    for (c, &k) in st.counts.iter().enumerate() {
+        if k > 0.0 {
+            let dm = &st.sums.row(c) / k - &mean;
+            cov_g = cov_g + outer(&dm) * (k / n);
+        }
     }
-    let mut g = Array2::<f64>::zeros((n, d));
-    for (mut gr, &c) in g.rows_mut().into_iter().zip(y) {
-        gr.assign(&(&means.row(c) / counts[c].max(1.0)));
-    }
-    let cov_g = g.t().dot(&g) / n as f64;
-    let inv = sym_inverse(&reg, "H-score")?;
+    // reg is positive definite (shrunk toward a positive multiple of I): Cholesky, not an eigensolver
+    single_threaded_blas();
+    let inv = match reg.invc() {
+        Ok(inv) => inv,
+        Err(_) => sym_inverse(&reg, "H-score")?,
+    };
     Ok(inv.dot(&cov_g).diag().sum())
 }
 

@@ -140,7 +140,7 @@ fn f64s(a: &Array2<f32>, rows: &[usize]) -> Array2<f64> {
 }
 
 /// Rows used for the ridge scratch estimate at most (it inverts a min(N, D)-square matrix).
-const SCRATCH_MAX_ROWS: usize = 1500;
+const SCRATCH_MAX_ROWS: usize = 600;
 
 /// Ranks the zoo's teachers for a dataset. `cache` keeps teacher outputs across calls.
 pub fn rank(
@@ -217,10 +217,20 @@ pub fn rank(
         }
         entries.push((r, out));
     }
+    let scratch = match cache.map(|c| c.scratch(ds_sha)).transpose()?.flatten() {
+        Some(v) => v,
+        None => {
+            let v = scratch_estimate(ds)?;
+            if let Some(c) = cache {
+                c.put_scratch(ds_sha, v)?;
+            }
+            v
+        }
+    };
     if let Some(c) = cache {
         c.flush()?;
     }
-    let mut ranking = finish(&primary, &wanted, entries, ds)?;
+    let mut ranking = finish(&primary, &wanted, entries, ds, Some(scratch))?;
     ranking.dataset_id = crate::data::dataset_id(ds_sha);
     ranking.elapsed_ms = start.elapsed().as_millis() as u64;
     Ok(ranking)
@@ -230,11 +240,13 @@ pub fn rank(
 pub type Entry = (TeacherResult, Option<(TeacherOutputs, Vec<String>)>);
 
 /// Scores every compatible teacher, orders them by the primary metric and decides the verdict.
+/// `scratch` is the dataset's scratch estimate when already known (see [`scratch_estimate`]).
 pub fn finish(
     primary: &str,
     wanted: &[String],
     entries: Vec<Entry>,
     ds: &Dataset,
+    scratch: Option<f64>,
 ) -> Result<Ranking> {
     let labeled = ds.labeled();
     let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
@@ -267,7 +279,11 @@ pub fn finish(
             next += 1;
         }
     }
-    let verdict = verdict(&results, ds, &labeled, &y, c_s)?;
+    let scratch = match scratch {
+        Some(v) => v,
+        None => scratch_estimate(ds)?,
+    };
+    let verdict = verdict(&results, scratch);
     for r in &mut results {
         r.scores.retain(|k, _| wanted.contains(k));
     }
@@ -330,11 +346,12 @@ fn score_teacher(
         Some((f, w)) => {
             let f = f64s(f, labeled);
             let w = w.mapv(f64::from);
+            let stats = metrics::FeatureStats::new(f.view(), y, c_s);
             if want("logme") {
-                s.insert("logme".into(), metrics::logme(f.view(), y, c_s)?);
+                s.insert("logme".into(), metrics::logme_stats(&stats)?);
             }
             if want("hscore") {
-                s.insert("hscore".into(), metrics::hscore(f.view(), y, c_s)?);
+                s.insert("hscore".into(), metrics::hscore_stats(&stats)?);
             }
             if want("ot_prototype") && w.nrows() == p.ncols() {
                 s.insert("ot_prototype".into(), metrics::ot_prototype(p.view(), f.view(), w.view(), y, c_s));
@@ -345,31 +362,30 @@ fn score_teacher(
     Ok(())
 }
 
-fn verdict(
-    results: &[TeacherResult],
-    ds: &Dataset,
-    labeled: &[usize],
-    y: &[usize],
-    c_s: usize,
-) -> Result<Verdict> {
+/// Leave-one-out accuracy of a ridge classifier on (at most `SCRATCH_MAX_ROWS` of) the labeled rows:
+/// what the student is expected to reach without a teacher.
+pub fn scratch_estimate(ds: &Dataset) -> Result<f64> {
+    let labeled = ds.labeled();
+    let step = labeled.len().div_ceil(SCRATCH_MAX_ROWS).max(1);
+    let rows: Vec<usize> = labeled.iter().step_by(step).copied().collect();
+    let ys: Vec<usize> = rows.iter().map(|&i| ds.y[i] as usize).collect();
+    let x = ds.flat().select(Axis(0), &rows).mapv(f64::from);
+    metrics::scratch_accuracy(x.view(), &ys, ds.classes(), 1.0)
+}
+
+fn verdict(results: &[TeacherResult], scratch: f64) -> Verdict {
     let Some(top) = results.iter().find(|r| r.rank == Some(1)) else {
-        return Ok(Verdict {
+        return Verdict {
             teacher_helps: false,
-            reason: "no teacher in the zoo accepts this task's rows".into(),
+            reason: "no teacher in the zoo accepts this task's rows: train the student on your labeled rows".into(),
             teacher_estimate: None,
-            scratch_estimate: None,
-        });
+            scratch_estimate: Some(scratch),
+        };
     };
     let teacher = top.scores.get("mapped_accuracy").copied();
-    let step = labeled.len().div_ceil(SCRATCH_MAX_ROWS).max(1);
-    let pick: Vec<usize> = (0..labeled.len()).step_by(step).collect();
-    let rows: Vec<usize> = pick.iter().map(|&i| labeled[i]).collect();
-    let ys: Vec<usize> = pick.iter().map(|&i| y[i]).collect();
-    let x = ds.flat().select(Axis(0), &rows).mapv(f64::from);
-    let scratch = metrics::scratch_accuracy(x.view(), &ys, c_s, 1.0)?;
     let t = teacher.unwrap_or(0.0);
     let helps = t > scratch;
-    Ok(Verdict {
+    Verdict {
         teacher_helps: helps,
         reason: format!(
             "{} carried into this task's labels gets {:.1}% of the labeled rows right when each is held out \
@@ -385,7 +401,7 @@ fn verdict(
         ),
         teacher_estimate: teacher,
         scratch_estimate: Some(scratch),
-    })
+    }
 }
 
 /// Stored rankings (the sled tree `rankings`).

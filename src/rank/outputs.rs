@@ -153,6 +153,20 @@ impl OutputCache {
         Ok(())
     }
 
+    /// The verdict's scratch estimate for a dataset (it does not depend on the teachers).
+    pub fn scratch(&self, dataset_sha: &str) -> Result<Option<f64>> {
+        Ok(self
+            .tree
+            .get(format!("scratch:{dataset_sha}"))?
+            .and_then(|v| Some(f64::from_le_bytes(v.as_ref().try_into().ok()?))))
+    }
+
+    pub fn put_scratch(&self, dataset_sha: &str, v: f64) -> Result<()> {
+        self.tree
+            .insert(format!("scratch:{dataset_sha}"), &v.to_le_bytes())?;
+        Ok(())
+    }
+
     /// Makes the cache durable (called once per ranking, not per teacher).
     pub fn flush(&self) -> Result<()> {
         self.tree.flush()?;
