@@ -287,7 +287,9 @@ pub fn sinkhorn_log(
         v.mapv_inplace(|x| x * prev / opts.eps);
     }
     let mr = m.mapv(|x| -x / opts.eps);
-    let (it, converged) = iterate_log(
+    let (it, converged) = iterate(
+        a,
+        b,
         &loga,
         &logb,
         &mr,
@@ -295,7 +297,6 @@ pub fn sinkhorn_log(
         &mut v,
         opts.max_iter,
         opts.tol,
-        b,
     );
     Ok(assemble(m, &mr, u, v, opts.eps, total + it, converged))
 }
