@@ -346,12 +346,14 @@ fn score_teacher(
         Some((f, w)) => {
             let f = f64s(f, labeled);
             let w = w.mapv(f64::from);
-            let stats = metrics::FeatureStats::new(f.view(), y, c_s);
-            if want("logme") {
-                s.insert("logme".into(), metrics::logme_stats(&stats)?);
-            }
-            if want("hscore") {
-                s.insert("hscore".into(), metrics::hscore_stats(&stats)?);
+            if want("logme") || want("hscore") {
+                let stats = metrics::FeatureStats::new(f.view(), y, c_s);
+                if want("logme") {
+                    s.insert("logme".into(), metrics::logme_stats(&stats)?);
+                }
+                if want("hscore") {
+                    s.insert("hscore".into(), metrics::hscore_stats(&stats)?);
+                }
             }
             if want("ot_prototype") && w.nrows() == p.ncols() {
                 s.insert("ot_prototype".into(), metrics::ot_prototype(p.view(), f.view(), w.view(), y, c_s));
