@@ -343,11 +343,14 @@ fn score_teacher(
             "no linear classifier head in the graph: soft-output metrics only (no LogME, H-score, ot_prototype)"
                 .into(),
         ),
-        Some((f, w)) => {
-            let f = f64s(f, labeled);
+        Some((f32s, w)) => {
+            let sel = f32s.select(Axis(0), labeled);
+            let f = sel.mapv(f64::from);
             let w = w.mapv(f64::from);
             if want("logme") || want("hscore") {
-                let stats = metrics::FeatureStats::new(f.view(), y, c_s);
+                // the Gram matrix in float32 (sgemm), accumulated to float64 afterwards
+                let gram = sel.t().dot(&sel).mapv(f64::from);
+                let stats = metrics::FeatureStats::with_gram(f.view(), y, c_s, gram);
                 if want("logme") {
                     s.insert("logme".into(), metrics::logme_stats(&stats)?);
                 }
