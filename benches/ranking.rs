@@ -1,6 +1,7 @@
 //! Ranking and OT speed. `ranking/cold`: a 16-teacher zoo (the bundled one minus four tabular teachers)
 //! ranked for 2,000 labeled MNIST rows with no cached outputs (every teacher runs, features included);
-//! `ranking/warm`: the same with the outputs cached. `sinkhorn/100x100`: one log-domain solve;
+//! `ranking/warm`: the same again (outputs and per-teacher scores cached: what re-ranking costs);
+//! `ranking/warm_rescore`: outputs cached, every metric recomputed from them. `sinkhorn/100x100`: one log-domain solve;
 //! `sinkhorn/batch_10000x10x10`: 10,000 10x10 problems sharing a cost matrix. The OT problems come from a
 //! 32-bit LCG that `benches/ranking_python.py` reproduces, so POT solves the very same problems.
 //! `benches/ranking_vs_python.sh` runs this and the Python side and prints the ratios.

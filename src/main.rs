@@ -240,6 +240,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 teachers,
                 metrics,
                 primary_metric,
+                recompute_scores: false,
             };
             let r = faculty::rank::rank(&z, None, &ds, &ds.sha256(), &req)?;
             if json {

@@ -544,6 +544,24 @@ async fn rankings_recommend_cache_and_survive_restart() {
             );
         }
     }
+    // recomputing every score from the cached outputs gives the memoised scores back
+    let fresh = post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({ "dataset_id": id, "recompute_scores": true }),
+    )
+    .await
+    .json();
+    for (a, b) in fresh["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["results"].as_array().unwrap())
+    {
+        assert_eq!(a["teacher_id"], b["teacher_id"]);
+        assert_eq!(a["scores"], b["scores"]);
+        assert_eq!(a["notes"], b["notes"]);
+    }
     // a chosen primary metric orders by that metric, lower-is-better respected
     let r = post_json(
         &app,

@@ -84,6 +84,9 @@ pub struct RankRequest {
     pub metrics: Option<Vec<String>>,
     /// The metric that orders the results (default: the measured best, see README).
     pub primary_metric: Option<String>,
+    /// Recompute every score from the cached teacher outputs instead of reusing the cached scores.
+    #[serde(default)]
+    pub recompute_scores: bool,
 }
 
 /// One teacher's line in a ranking.
@@ -189,6 +192,9 @@ pub fn rank(
                 .collect::<Result<_>>()?
         }
     };
+    let labeled = ds.labeled();
+    let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
+    let c_s = ds.classes();
     let mut entries = Vec::new();
     for t in &teachers {
         let mut r = TeacherResult {
@@ -209,10 +215,39 @@ pub fn rank(
             Err(reason) => r.reason = Some(reason),
             Ok(notes) => {
                 r.notes = notes;
-                let (o, hit) = outputs::cached(zoo, cache, t, ds, ds_sha)?;
-                r.cached = hit;
                 r.compatible = true;
-                out = Some((o, t.labels.clone()));
+                let memo = match cache {
+                    Some(c) if !req.recompute_scores => c.scores(&t.sha256, ds_sha)?,
+                    _ => None,
+                };
+                match (memo, cache) {
+                    (Some(m), _) => {
+                        r.scores = m.scores;
+                        r.notes.extend(m.notes);
+                        r.cached = true;
+                    }
+                    (None, Some(c)) => {
+                        // score every metric once and keep the scores: they depend only on
+                        // (teacher, dataset), so re-ranking by another metric or subset is a lookup
+                        let (o, hit) = outputs::cached(zoo, cache, t, ds, ds_sha)?;
+                        r.cached = hit;
+                        let before = r.notes.len();
+                        let all: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
+                        score_teacher(&mut r, &o, &t.labels, ds, &labeled, &y, c_s, &all)?;
+                        c.put_scores(
+                            &t.sha256,
+                            ds_sha,
+                            &outputs::ScoreMemo {
+                                scores: r.scores.clone(),
+                                notes: r.notes[before..].to_vec(),
+                            },
+                        )?;
+                    }
+                    (None, None) => {
+                        let (o, _) = outputs::cached(zoo, cache, t, ds, ds_sha)?;
+                        out = Some((o, t.labels.clone()));
+                    }
+                }
             }
         }
         entries.push((r, out));

@@ -77,6 +77,13 @@ pub fn compute(zoo: &Zoo, teacher: &Teacher, ds: &Dataset) -> Result<TeacherOutp
     Ok(TeacherOutputs { probs, penultimate })
 }
 
+/// A teacher's metrics on a dataset and the notes scoring produced, kept so re-ranking is a lookup.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ScoreMemo {
+    pub scores: std::collections::BTreeMap<String, f64>,
+    pub notes: Vec<String>,
+}
+
 /// The `outputs` tree.
 #[derive(Clone)]
 pub struct OutputCache {
@@ -150,6 +157,22 @@ impl OutputCache {
             }
         }
         self.tree.insert(Self::key(teacher_sha, dataset_sha), buf)?;
+        Ok(())
+    }
+
+    /// Every metric of a (teacher, dataset) pair, computed once.
+    pub fn scores(&self, teacher_sha: &str, dataset_sha: &str) -> Result<Option<ScoreMemo>> {
+        Ok(self
+            .tree
+            .get(format!("scores:v1:{teacher_sha}:{dataset_sha}"))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    pub fn put_scores(&self, teacher_sha: &str, dataset_sha: &str, m: &ScoreMemo) -> Result<()> {
+        self.tree.insert(
+            format!("scores:v1:{teacher_sha}:{dataset_sha}"),
+            serde_json::to_vec(m)?,
+        )?;
         Ok(())
     }
 
