@@ -107,6 +107,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("warm", |b| {
         b.iter(|| rank(&zoo, Some(&cache), &ds, &sha, &req).unwrap())
     });
+    let rescore = RankRequest {
+        recompute_scores: true,
+        ..RankRequest::default()
+    };
+    g.bench_function("warm_rescore", |b| {
+        b.iter(|| rank(&zoo, Some(&cache), &ds, &sha, &rescore).unwrap())
+    });
     g.finish();
 
     let mut g = c.benchmark_group("sinkhorn");
