@@ -5,19 +5,11 @@ mod common;
 
 use std::io::Write;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::*;
 
 async fn post_dataset(app: &axum::Router, body: Vec<u8>) -> Reply {
-    let req = Request::post("/v1/datasets")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(Body::from(body))
-        .unwrap();
-    call(app, req).await
+    post_multipart(app, "/v1/datasets", body).await
 }
 
 fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {

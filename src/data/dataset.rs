@@ -2,7 +2,6 @@
 //! that produce one: `.npz`, `.csv` and a `.zip` of image folders. Every parser refuses bad input with an
 //! `InvalidInput` (or `PayloadTooLarge`) error that names the problem; nothing here touches disk.
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -389,21 +388,13 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
             )));
         }
         let class = parts[parts.len() - 2].to_string();
-        let mut buf = Vec::new();
-        let read = (&mut f)
-            .take(budget + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| bad(format!("{name}: {e}")))?;
-        if read as u64 > budget {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "the image archive inflates past the {}-byte limit",
-                    opts.max_bytes
-                ),
-            ));
-        }
-        budget -= read as u64;
+        let buf = super::npz::read_member_bounded(
+            &mut f,
+            &name,
+            &mut budget,
+            opts.max_bytes,
+            "image archive",
+        )?;
         files.push((class, name, buf));
     }
     if files.is_empty() {

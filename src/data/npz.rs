@@ -247,6 +247,30 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
     })
 }
 
+/// Reads one archive member, charging its inflated size to `budget`; past it the whole archive is refused
+/// with `PayloadTooLarge` ("the {what} inflates past the {limit}-byte limit").
+pub(crate) fn read_member_bounded(
+    f: &mut impl Read,
+    name: &str,
+    budget: &mut u64,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let read = f
+        .take(*budget + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::invalid_input(format!("{what}: {name}: {e}")))?;
+    if read as u64 > *budget {
+        return Err(Error::new(
+            crate::error::ErrorKind::PayloadTooLarge,
+            format!("the {what} inflates past the {limit}-byte limit"),
+        ));
+    }
+    *budget -= read as u64;
+    Ok(buf)
+}
+
 /// Reads every `.npy` member of an `.npz` archive, refusing archives that would inflate past `max_bytes`.
 pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArray>> {
     let bad = |m: String| Error::invalid_input(format!("not a valid .npz archive: {m}"));
@@ -265,18 +289,7 @@ pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArra
                 "member '{name}' has a path; npz members are plain names"
             )));
         }
-        let mut buf = Vec::new();
-        let read = (&mut f)
-            .take(budget + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| bad(format!("{name}: {e}")))?;
-        if read as u64 > budget {
-            return Err(Error::new(
-                crate::error::ErrorKind::PayloadTooLarge,
-                format!("the .npz archive inflates past the {max_bytes}-byte limit"),
-            ));
-        }
-        budget -= read as u64;
+        let buf = read_member_bounded(&mut f, &name, &mut budget, max_bytes, ".npz archive")?;
         out.insert(
             key.to_string(),
             parse_npy(&buf).map_err(|e| e.context(format!("member '{name}'")))?,

@@ -197,17 +197,9 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         let mut full: Vec<(TeacherResult, Option<(TeacherOutputs, Vec<String>)>)> = Vec::new();
         for t in all.iter().filter(|t| task.teacher_mean.contains_key(&t.id)) {
             let r = TeacherResult {
-                teacher_id: t.id.clone(),
-                name: t.name.clone(),
-                rank: None,
-                score: None,
-                scores: BTreeMap::new(),
                 compatible: true,
-                reason: None,
                 notes: outputs::compatibility(t, &row_shape).map_err(Error::invalid_input)?,
-                num_classes: t.num_classes.unwrap_or(0),
-                params: t.params,
-                cached: false,
+                ..TeacherResult::unscored(t)
             };
             let o = outputs::compute(zoo, t, &pool)?;
             full.push((r, Some((o, t.labels.clone()))));

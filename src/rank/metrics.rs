@@ -12,14 +12,21 @@ use crate::error::{Error, Result};
 /// uniformly instead of dividing by zero.
 const SMOOTH: f64 = 1e-3;
 
+/// Per-class sums of the rows of `a` ([C_s, D]) and per-class row counts.
+fn class_sums(a: ArrayView2<f64>, y: &[usize], c_s: usize) -> (Array2<f64>, Vec<f64>) {
+    let mut sums = Array2::<f64>::zeros((c_s, a.ncols()));
+    let mut counts = vec![0.0; c_s];
+    for (row, &c) in a.rows().into_iter().zip(y) {
+        let mut s = sums.row_mut(c);
+        s += &row;
+        counts[c] += 1.0;
+    }
+    (sums, counts)
+}
+
 /// Soft joint counts J[i, j] = sum over rows of class j of p_i.
 fn joint_counts(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> Array2<f64> {
-    let mut j = Array2::zeros((p.ncols(), c_s));
-    for (row, &c) in p.rows().into_iter().zip(y) {
-        let mut col = j.column_mut(c);
-        col += &row;
-    }
-    j
+    class_sums(p, y, c_s).0.reversed_axes()
 }
 
 /// P(j | i) from joint counts, with the smoothing pseudo-count and an optional prior (added counts).
@@ -172,14 +179,7 @@ pub fn ot_prototype(
     y: &[usize],
     c_s: usize,
 ) -> f64 {
-    let d = f.ncols();
-    let mut sums = Array2::<f64>::zeros((c_s, d));
-    let mut counts = vec![0.0; c_s];
-    for (row, &c) in f.rows().into_iter().zip(y) {
-        let mut s = sums.row_mut(c);
-        s += &row;
-        counts[c] += 1.0;
-    }
+    let (sums, counts) = class_sums(f, y, c_s);
     let wn: Vec<f64> = w
         .rows()
         .into_iter()
@@ -258,14 +258,7 @@ impl FeatureStats {
 
     /// With a Gram matrix computed elsewhere (e.g. in float32 from the cached features, twice as fast).
     pub fn with_gram(f: ArrayView2<f64>, y: &[usize], c_s: usize, gram: Array2<f64>) -> Self {
-        let d = f.ncols();
-        let mut sums = Array2::<f64>::zeros((c_s, d));
-        let mut counts = vec![0.0; c_s];
-        for (row, &c) in f.rows().into_iter().zip(y) {
-            let mut s = sums.row_mut(c);
-            s += &row;
-            counts[c] += 1.0;
-        }
+        let (sums, counts) = class_sums(f, y, c_s);
         Self {
             n: f.nrows(),
             gram,

@@ -110,6 +110,25 @@ pub struct TeacherResult {
     pub cached: bool,
 }
 
+impl TeacherResult {
+    /// A teacher's line before compatibility and scores are known.
+    pub fn unscored(t: &crate::zoo::Teacher) -> Self {
+        Self {
+            teacher_id: t.id.clone(),
+            name: t.name.clone(),
+            rank: None,
+            score: None,
+            scores: BTreeMap::new(),
+            compatible: false,
+            reason: None,
+            notes: Vec::new(),
+            num_classes: t.num_classes.unwrap_or(0),
+            params: t.params,
+            cached: false,
+        }
+    }
+}
+
 /// Whether learning from the top teacher should beat training on the labeled rows alone.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verdict {
@@ -197,19 +216,7 @@ pub fn rank(
     let c_s = ds.classes();
     let mut entries = Vec::new();
     for t in &teachers {
-        let mut r = TeacherResult {
-            teacher_id: t.id.clone(),
-            name: t.name.clone(),
-            rank: None,
-            score: None,
-            scores: BTreeMap::new(),
-            compatible: false,
-            reason: None,
-            notes: Vec::new(),
-            num_classes: t.num_classes.unwrap_or(0),
-            params: t.params,
-            cached: false,
-        };
+        let mut r = TeacherResult::unscored(t);
         let mut out = None;
         match outputs::compatibility(t, &ds.row_shape()) {
             Err(reason) => r.reason = Some(reason),

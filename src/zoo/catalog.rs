@@ -384,12 +384,7 @@ impl Zoo {
     /// Class probabilities [N, K] of a usable teacher for the rows of `x`.
     pub fn predict(&self, id: &str, x: ArrayViewD<'_, f32>) -> Result<Array2<f32>> {
         let (t, path) = self.model_file(id)?;
-        let predictor = t.predictor.as_ref().filter(|_| t.usable).ok_or_else(|| {
-            Error::invalid_input(format!(
-                "teacher '{id}' is not usable: {}",
-                t.reason.as_deref().unwrap_or("unknown")
-            ))
-        })?;
+        let predictor = usable_predictor(&t)?;
         let session = self.pool.get(&t.sha256, &path)?;
         let mut session = session.lock().expect("session lock");
         predictor.predict(&mut session, x, self.infer_batch)
@@ -404,12 +399,7 @@ impl Zoo {
         x: ArrayViewD<'_, f32>,
     ) -> Result<(Array2<f32>, Option<(Array2<f32>, Array2<f32>)>)> {
         let (t, path) = self.model_file(id)?;
-        let predictor = t.predictor.as_ref().filter(|_| t.usable).ok_or_else(|| {
-            Error::invalid_input(format!(
-                "teacher '{id}' is not usable: {}",
-                t.reason.as_deref().unwrap_or("unknown")
-            ))
-        })?;
+        let predictor = usable_predictor(&t)?;
         let bytes = std::fs::read(&path)?;
         let model = crate::onnx::graph::decode(&bytes)?;
         let Some(pen) = crate::onnx::surgery::expose_penultimate(&model, &predictor.output) else {
@@ -577,4 +567,15 @@ impl Zoo {
         self.pool.evict(&e.teacher.sha256);
         Ok(e.teacher)
     }
+}
+
+/// How to read a teacher's probabilities, or why it cannot be used.
+fn usable_predictor(t: &Teacher) -> Result<&crate::onnx::Predictor> {
+    t.predictor.as_ref().filter(|_| t.usable).ok_or_else(|| {
+        Error::invalid_input(format!(
+            "teacher '{}' is not usable: {}",
+            t.id,
+            t.reason.as_deref().unwrap_or("unknown")
+        ))
+    })
 }

@@ -152,8 +152,14 @@ pub fn multipart(filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Vec<u
     b
 }
 
+/// Uploads a teacher (a body from [`multipart`]).
 pub async fn upload(app: &axum::Router, body: Vec<u8>) -> Reply {
-    let req = Request::post("/v1/teachers")
+    post_multipart(app, "/v1/teachers", body).await
+}
+
+/// POSTs a multipart body from [`multipart`] to `uri`.
+pub async fn post_multipart(app: &axum::Router, uri: &str, body: Vec<u8>) -> Reply {
+    let req = Request::post(uri)
         .header(
             "content-type",
             format!("multipart/form-data; boundary={BOUNDARY}"),
