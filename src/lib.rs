@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod data;
+pub mod distill;
 pub mod error;
 pub mod onnx;
 pub mod ot;

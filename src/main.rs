@@ -52,6 +52,60 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Distill a student from a dataset file without a server, with a progress bar; writes the ONNX file
+    /// and its card (`<out>.card.json`).
+    Distill {
+        /// Zoo directory.
+        #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
+        zoo: PathBuf,
+        /// The task's dataset file (.npz, .csv or .zip of image folders).
+        #[arg(long)]
+        dataset: PathBuf,
+        /// CSV: the label column.
+        #[arg(long)]
+        label_column: Option<String>,
+        /// Class names as a JSON list (npz: index i names class i).
+        #[arg(long)]
+        labels: Option<String>,
+        /// scratch, kd or faculty.
+        #[arg(long, default_value = "faculty")]
+        method: String,
+        /// A teacher id, or auto (the ranking's recommendation).
+        #[arg(long, default_value = "auto")]
+        teacher: String,
+        /// linear, mlp[:W1,W2][:relu|tanh|sigmoid] or cnn[:C1,C2][:HIDDEN].
+        #[arg(long, default_value = "mlp:256")]
+        student: String,
+        /// Training settings as JSON, e.g. '{"max_epochs": 50, "seed": 3}'.
+        #[arg(long)]
+        config: Option<String>,
+        /// Where to write the student.
+        #[arg(long, default_value = "student.onnx")]
+        out: PathBuf,
+        /// Print the card as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Distill on every ground-truth task (faculty with teacher auto, and scratch) and print test accuracies.
+    EvalDistill {
+        /// Zoo directory.
+        #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
+        zoo: PathBuf,
+        /// The ground-truth file written by zoo/ground_truth.py.
+        #[arg(long, default_value = "zoo/ground_truth.json")]
+        ground_truth: PathBuf,
+        #[arg(long, default_value = "mlp:256")]
+        student: String,
+        /// Only these tasks (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Option<Vec<String>>,
+        /// Also distill with a forced teacher: TASK=TEACHER (repeatable).
+        #[arg(long = "with")]
+        with: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Judge every ranking metric against the measured ground truth (zoo/ground_truth.json).
     EvalRanking {
         /// Zoo directory.
@@ -149,6 +203,73 @@ fn open_zoo(dir: &std::path::Path) -> faculty::Result<zoo::Zoo> {
     Ok(z)
 }
 
+/// A dataset file parsed the way the server parses an upload.
+fn read_dataset(
+    path: &std::path::Path,
+    label_column: Option<String>,
+    labels: Option<String>,
+) -> faculty::Result<faculty::data::Dataset> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| faculty::Error::invalid_input(format!("{}: {e}", path.display())))?;
+    let labels = labels
+        .map(|l| {
+            zoo::teacher::parse_labels(&l).ok_or_else(|| {
+                faculty::Error::invalid_input("--labels must be a JSON list of class names")
+            })
+        })
+        .transpose()?;
+    let opts = faculty::data::ParseOptions {
+        label_column,
+        labels,
+        max_bytes: 4 << 30,
+    };
+    let name = path.file_name().and_then(|s| s.to_str());
+    let format = faculty::data::Format::detect(name, &bytes)?;
+    faculty::data::parse(format, &bytes, &opts)
+}
+
+/// A one-line progress bar on stderr.
+struct Bar {
+    last: std::time::Instant,
+}
+
+impl Bar {
+    fn draw(&self, progress: f64, text: &str) {
+        let width = 30;
+        let done = ((progress.clamp(0.0, 1.0)) * width as f64).round() as usize;
+        eprint!(
+            "\r[{}{}] {:>3.0}% {:<60}",
+            "#".repeat(done),
+            ".".repeat(width - done),
+            progress * 100.0,
+            text
+        );
+    }
+}
+
+impl faculty::distill::Progress for Bar {
+    fn phase(&mut self, phase: &str, progress: f64) {
+        self.draw(progress, phase);
+        if phase == "done" {
+            eprintln!();
+        }
+    }
+    fn epoch(&mut self, phase: &str, m: &faculty::distill::EpochMetrics, progress: f64) {
+        if self.last.elapsed().as_millis() < 100 {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let val = m.val_accuracy.map_or(String::new(), |a| format!(" val acc {a:.3}"));
+        self.draw(
+            progress,
+            &format!("{phase} epoch {} loss {:.4}{val}", m.epoch, m.train_loss),
+        );
+    }
+    fn teacher(&mut self, t: &faculty::distill::TeacherRef) {
+        eprintln!("\rteacher: {} ({}){:60}", t.id, t.selected_by, "");
+    }
+}
+
 fn print_ranking(r: &faculty::rank::Ranking) {
     println!(
         "dataset: {} rows ({} labeled); primary metric: {} ({} is better)",
@@ -216,24 +337,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             primary_metric,
             json,
         } => {
-            let bytes = std::fs::read(&dataset).map_err(|e| {
-                faculty::Error::invalid_input(format!("{}: {e}", dataset.display()))
-            })?;
-            let labels = labels
-                .map(|l| {
-                    zoo::teacher::parse_labels(&l).ok_or_else(|| {
-                        faculty::Error::invalid_input("--labels must be a JSON list of class names")
-                    })
-                })
-                .transpose()?;
-            let opts = faculty::data::ParseOptions {
-                label_column,
-                labels,
-                max_bytes: 4 << 30,
-            };
-            let name = dataset.file_name().and_then(|s| s.to_str());
-            let format = faculty::data::Format::detect(name, &bytes)?;
-            let ds = faculty::data::parse(format, &bytes, &opts)?;
+            let ds = read_dataset(&dataset, label_column, labels)?;
             let z = open_zoo(&dir)?;
             let req = faculty::rank::RankRequest {
                 dataset_id: String::new(),
@@ -247,6 +351,99 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print_ranking(&r);
+            }
+            Ok(())
+        }
+        Command::Distill {
+            zoo: dir,
+            dataset,
+            label_column,
+            labels,
+            method,
+            teacher,
+            student,
+            config,
+            out,
+            json,
+        } => {
+            let ds = read_dataset(&dataset, label_column, labels)?;
+            let method: faculty::distill::Method =
+                serde_json::from_value(serde_json::Value::String(method.clone())).map_err(|_| {
+                    faculty::Error::invalid_input(format!(
+                        "unknown method '{method}'; use scratch, kd or faculty"
+                    ))
+                })?;
+            let mut req = faculty::distill::DistillRequest::new("", method, &teacher, &student);
+            if let Some(c) = config {
+                req.config = serde_json::from_str(&c)
+                    .map_err(|e| faculty::Error::invalid_input(format!("--config: {e}")))?;
+            }
+            req.name = dataset.file_stem().and_then(|s| s.to_str()).map(|s| format!("{s} {}", method.as_str()));
+            let z = open_zoo(&dir)?;
+            let store = Store::temporary()?;
+            let cache = faculty::rank::OutputCache::open(&store)?;
+            let sha = ds.sha256();
+            req.dataset_id = faculty::data::dataset_id(&sha);
+            let mut bar = Bar {
+                last: std::time::Instant::now(),
+            };
+            let outcome = faculty::distill::run(&z, &cache, &ds, &sha, &req, None, &mut bar)?
+                .ok_or_else(|| faculty::Error::internal("cancelled"))?;
+            std::fs::write(&out, &outcome.onnx)?;
+            let card_path = out.with_extension("card.json");
+            std::fs::write(&card_path, serde_json::to_vec_pretty(&outcome.card)?)?;
+            let c = &outcome.card;
+            if json {
+                println!("{}", serde_json::to_string_pretty(c)?);
+            } else {
+                let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+                println!("student {} -> {} ({} parameters, {} bytes)", c.id, out.display(), c.parameters, c.file_size);
+                println!(
+                    "validation accuracy ({} rows): student {}, scratch {}, teacher {}",
+                    c.accuracy.validation_rows,
+                    pct(c.accuracy.student),
+                    pct(c.accuracy.scratch),
+                    pct(c.accuracy.teacher)
+                );
+                if let Some(t) = c.teacher_chain.first() {
+                    println!("teacher: {} ({})", t.id, t.selected_by);
+                }
+                println!("latency: {:.3} ms per row (ONNX Runtime, 1 thread); card: {}", c.latency_ms, card_path.display());
+                for n in &c.notes {
+                    println!("note: {n}");
+                }
+            }
+            Ok(())
+        }
+        Command::EvalDistill {
+            zoo: dir,
+            ground_truth,
+            student,
+            tasks,
+            with,
+            json,
+        } => {
+            let z = open_zoo(&dir)?;
+            let extra = with
+                .iter()
+                .map(|w| {
+                    w.split_once('=')
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .ok_or_else(|| faculty::Error::invalid_input("--with takes TASK=TEACHER"))
+                })
+                .collect::<faculty::Result<Vec<_>>>()?;
+            let lines = faculty::distill::eval::evaluate(
+                &z,
+                &ground_truth,
+                &student,
+                tasks.as_deref(),
+                &extra,
+                |t| eprintln!("{t} ..."),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lines)?);
+            } else {
+                print!("{}", faculty::distill::eval::render(&lines));
             }
             Ok(())
         }

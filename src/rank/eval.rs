@@ -168,6 +168,61 @@ fn array_i64(arrays: &BTreeMap<String, NpyArray>, k: &str) -> Result<ndarray::Ar
         .to_i64()
 }
 
+/// One ground-truth task's data: the pool the draws index into, the held-out test rows, and per draw the
+/// labeled and unlabeled row indices.
+pub struct GroundTruthTask {
+    pub pool: Dataset,
+    pub x_test: ndarray::ArrayD<f32>,
+    pub y_test: Vec<i64>,
+    pub draws: Vec<(Vec<usize>, Vec<usize>)>,
+}
+
+/// Reads `<dir>/<name>.npz` as written by `zoo/ground_truth.py`.
+pub fn load_task(dir: &Path, name: &str) -> Result<GroundTruthTask> {
+    let bytes = std::fs::read(dir.join(format!("{name}.npz")))?;
+    let arrays = read_npz(&bytes, 1 << 31)?;
+    let get = |k: &str| {
+        arrays
+            .get(k)
+            .ok_or_else(|| Error::invalid_input(format!("ground-truth file has no '{k}'")))
+    };
+    let labels = match arrays.get("labels") {
+        Some(NpyArray::Str(l, _)) => l.clone(),
+        _ => return Err(Error::invalid_input("ground-truth file has no label names")),
+    };
+    let rows_of = |a: &ndarray::ArrayD<i64>, d: usize| -> Vec<usize> {
+        a.index_axis(Axis(0), d).iter().map(|&v| v as usize).collect()
+    };
+    let labeled = array_i64(&arrays, "labeled")?;
+    let unlabeled = array_i64(&arrays, "unlabeled")?;
+    let draws = (0..labeled.shape()[0])
+        .map(|d| (rows_of(&labeled, d), rows_of(&unlabeled, d)))
+        .collect();
+    Ok(GroundTruthTask {
+        pool: Dataset {
+            x: get("x")?.to_f32()?,
+            y: array_i64(&arrays, "y")?.into_iter().collect(),
+            labels,
+        },
+        x_test: get("x_test")?.to_f32()?,
+        y_test: array_i64(&arrays, "y_test")?.into_iter().collect(),
+        draws,
+    })
+}
+
+/// The ground-truth file's tasks: (name, kind, scratch mean, best teacher mean, teacher helps).
+pub fn tasks(gt_json: &Path) -> Result<Vec<(String, String, f64, f64, bool)>> {
+    let gt: GtFile = serde_json::from_slice(&std::fs::read(gt_json)?)?;
+    Ok(gt
+        .tasks
+        .into_iter()
+        .map(|t| {
+            let best = t.teacher_mean.values().copied().fold(f64::MIN, f64::max);
+            (t.name, t.kind, t.scratch_mean, best, best > t.scratch_mean)
+        })
+        .collect())
+}
+
 /// Evaluates every metric on every ground-truth task. `gt_json` is `zoo/ground_truth.json`; the task files
 /// are next to it in `ground_truth/`.
 pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<EvalReport> {
@@ -178,20 +233,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
     let mut tasks = Vec::new();
     for task in &gt.tasks {
         progress(&task.name);
-        let bytes = std::fs::read(dir.join(format!("{}.npz", task.name)))?;
-        let arrays = read_npz(&bytes, 1 << 31)?;
-        let x = arrays
-            .get("x")
-            .ok_or_else(|| Error::invalid_input("ground-truth file has no 'x'"))?
-            .to_f32()?;
-        let y: Vec<i64> = array_i64(&arrays, "y")?.into_iter().collect();
-        let labels = match arrays.get("labels") {
-            Some(NpyArray::Str(l, _)) => l.clone(),
-            _ => return Err(Error::invalid_input("ground-truth file has no label names")),
-        };
-        let labeled = array_i64(&arrays, "labeled")?;
-        let unlabeled = array_i64(&arrays, "unlabeled")?;
-        let pool = Dataset { x, y, labels };
+        let GroundTruthTask { pool, draws: draw_rows, .. } = load_task(&dir, &task.name)?;
         let row_shape = pool.row_shape();
         // every teacher's outputs on the whole pool, once
         let mut full: Vec<(TeacherResult, Option<(TeacherOutputs, Vec<String>)>)> = Vec::new();
@@ -212,22 +254,10 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
             .map(|(k, v)| (k.clone(), *v))
             .ok_or_else(|| Error::invalid_input("a ground-truth task has no teachers"))?;
         let helps = best > task.scratch_mean;
-        let draws = labeled.shape()[0];
         let mut per_metric: BTreeMap<String, Vec<[f64; 6]>> = BTreeMap::new();
-        for d in 0..draws {
-            let lab: Vec<usize> = labeled
-                .index_axis(Axis(0), d)
-                .iter()
-                .map(|&v| v as usize)
-                .collect();
-            let unl: Vec<usize> = unlabeled
-                .index_axis(Axis(0), d)
-                .iter()
-                .map(|&v| v as usize)
-                .collect();
-            let rows: Vec<usize> = lab.iter().chain(&unl).copied().collect();
-            let n_lab = lab.len();
-            let ds = pool.subset(&rows, n_lab);
+        for (lab, unl) in &draw_rows {
+            let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
+            let ds = pool.subset(&rows, lab.len());
             let entries: Vec<Entry> = full
                 .iter()
                 .map(|(r, o)| {

@@ -31,8 +31,26 @@ fn joint_counts(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> Array2<f64> {
 
 /// P(j | i) from joint counts, with the smoothing pseudo-count and an optional prior (added counts).
 fn conditional(j: &Array2<f64>, prior: Option<&Array2<f64>>) -> Array2<f64> {
+    conditional_smoothed(j, prior, SMOOTH)
+}
+
+/// The teacher-class -> student-class map P(j | i) [C_t, C_s] from the soft joint of the teacher's
+/// outputs `p` on labeled rows with labels `y`, `smooth` pseudo-rows spread over the student classes and
+/// an optional label-name prior (added counts). Distillation carries the teacher into the student's labels
+/// with it.
+pub fn label_map(
+    p: ArrayView2<f64>,
+    y: &[usize],
+    c_s: usize,
+    prior: Option<&Array2<f64>>,
+    smooth: f64,
+) -> Array2<f64> {
+    conditional_smoothed(&joint_counts(p, y, c_s), prior, smooth)
+}
+
+fn conditional_smoothed(j: &Array2<f64>, prior: Option<&Array2<f64>>, smooth: f64) -> Array2<f64> {
     let c_s = j.ncols() as f64;
-    let mut p = j.mapv(|v| v.max(0.0) + SMOOTH / c_s);
+    let mut p = j.mapv(|v| v.max(0.0) + smooth / c_s);
     if let Some(pr) = prior {
         p += pr;
     }

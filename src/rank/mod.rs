@@ -61,7 +61,7 @@ pub const METRICS: &[(&str, Direction, &str)] = &[
 pub const DEFAULT_METRIC: &str = "leep";
 
 /// Pseudo-count the label-name prior adds per matching name pair (in rows).
-const NAME_PRIOR: f64 = 2.0;
+pub const NAME_PRIOR: f64 = 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,530 @@
+//! Student architectures: the user's spec (`"mlp:256"`, `"cnn:16,32"`, `{"kind": "mlp", ...}`), the concrete
+//! architecture for a dataset (input shape, classes, input standardisation), its parameters as plain
+//! vectors (seeded init, checkpoints, ONNX export all use them), and the burn module built from them.
+use burn::module::{Module, Param};
+use burn::tensor::activation;
+use burn::tensor::module::{conv2d, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Hidden-layer activation of MLP and CNN students.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+impl Activation {
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "relu" => Ok(Self::Relu),
+            "tanh" => Ok(Self::Tanh),
+            "sigmoid" => Ok(Self::Sigmoid),
+            _ => Err(Error::invalid_input(format!(
+                "unknown activation '{s}'; known: relu, tanh, sigmoid"
+            ))),
+        }
+    }
+    /// The ONNX operator computing it.
+    pub fn onnx_op(self) -> &'static str {
+        match self {
+            Self::Relu => "Relu",
+            Self::Tanh => "Tanh",
+            Self::Sigmoid => "Sigmoid",
+        }
+    }
+    fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Relu => activation::relu(x),
+            Self::Tanh => activation::tanh(x),
+            Self::Sigmoid => activation::sigmoid(x),
+        }
+    }
+}
+
+/// Which student to train, as the user says it. The string forms are `linear`, `mlp[:W1,W2,..][:act]`
+/// (default `mlp:256`) and `cnn[:C1,C2,..][:HIDDEN]` (default `cnn:16,32:64`, conv 3x3 + ReLU + 2x2 max
+/// pool per block, then a hidden dense layer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StudentSpec {
+    Linear,
+    Mlp {
+        #[serde(default = "default_hidden")]
+        hidden: Vec<usize>,
+        #[serde(default)]
+        activation: Activation,
+    },
+    Cnn {
+        #[serde(default = "default_channels")]
+        channels: Vec<usize>,
+        #[serde(default = "default_cnn_hidden")]
+        hidden: usize,
+    },
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![256]
+}
+fn default_channels() -> Vec<usize> {
+    vec![16, 32]
+}
+fn default_cnn_hidden() -> usize {
+    64
+}
+
+/// Largest width or channel count a spec may ask for, and the most layers.
+const MAX_WIDTH: usize = 8192;
+const MAX_LAYERS: usize = 8;
+
+impl Default for StudentSpec {
+    fn default() -> Self {
+        Self::Mlp {
+            hidden: default_hidden(),
+            activation: Activation::Relu,
+        }
+    }
+}
+
+impl StudentSpec {
+    /// Parses the compact string form.
+    pub fn parse(s: &str) -> Result<Self> {
+        let mut parts = s.trim().split(':');
+        let kind = parts.next().unwrap_or_default();
+        let list = |p: &str| -> Result<Vec<usize>> {
+            p.split(',')
+                .map(|w| {
+                    w.trim().parse::<usize>().map_err(|_| {
+                        Error::invalid_input(format!(
+                            "student '{s}': '{w}' is not a positive integer width"
+                        ))
+                    })
+                })
+                .collect()
+        };
+        let spec = match kind {
+            "linear" => Self::Linear,
+            "mlp" => {
+                let hidden = match parts.next() {
+                    None | Some("") => default_hidden(),
+                    Some(p) => list(p)?,
+                };
+                let activation = parts
+                    .next()
+                    .map(Activation::parse)
+                    .transpose()?
+                    .unwrap_or_default();
+                Self::Mlp { hidden, activation }
+            }
+            "cnn" => {
+                let channels = match parts.next() {
+                    None | Some("") => default_channels(),
+                    Some(p) => list(p)?,
+                };
+                let hidden = match parts.next() {
+                    None => default_cnn_hidden(),
+                    Some(p) => *list(p)?.first().unwrap_or(&0),
+                };
+                Self::Cnn { channels, hidden }
+            }
+            _ => {
+                return Err(Error::invalid_input(format!(
+                    "unknown student '{s}'; use linear, mlp[:W1,W2][:relu|tanh|sigmoid] or cnn[:C1,C2][:HIDDEN]"
+                )));
+            }
+        };
+        if parts.next().is_some() {
+            return Err(Error::invalid_input(format!(
+                "student '{s}' has too many ':' parts"
+            )));
+        }
+        spec.check()?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<()> {
+        let widths: Vec<usize> = match self {
+            Self::Linear => vec![],
+            Self::Mlp { hidden, .. } => hidden.clone(),
+            Self::Cnn { channels, hidden } => {
+                if channels.is_empty() {
+                    return Err(Error::invalid_input("a cnn student needs at least one conv block"));
+                }
+                channels.iter().copied().chain([*hidden]).collect()
+            }
+        };
+        if widths.len() > MAX_LAYERS {
+            return Err(Error::invalid_input(format!(
+                "student has {} layers; at most {MAX_LAYERS}",
+                widths.len()
+            )));
+        }
+        if let Some(w) = widths.iter().find(|w| **w == 0 || **w > MAX_WIDTH) {
+            return Err(Error::invalid_input(format!(
+                "student width {w} is out of range 1..={MAX_WIDTH}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The compact string form (inverse of [`StudentSpec::parse`]).
+    pub fn describe(&self) -> String {
+        let join = |v: &[usize]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",");
+        match self {
+            Self::Linear => "linear".into(),
+            Self::Mlp { hidden, activation } => format!(
+                "mlp:{}:{}",
+                join(hidden),
+                serde_json::to_value(activation)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ),
+            Self::Cnn { channels, hidden } => format!("cnn:{}:{hidden}", join(channels)),
+        }
+    }
+}
+
+/// A student spec bound to a dataset: everything needed to build, train and export it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Arch {
+    pub spec: StudentSpec,
+    /// One row's shape as the dataset stores it (the ONNX input is [N, ..row_shape]).
+    pub row_shape: Vec<usize>,
+    /// [C, H, W] the conv blocks see (CNN only).
+    pub image: Option<[usize; 3]>,
+    pub classes: usize,
+    /// Input standardisation `(x - mean) / std`: per feature (length D) or one value for all (length 1).
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// One parameter tensor: shape and row-major values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamTensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// Every parameter of a student in a fixed order: per conv block weight [O, I, 3, 3] and bias [O], then per
+/// dense layer weight [I, O] and bias [O].
+pub type Params = Vec<ParamTensor>;
+
+impl Arch {
+    /// Binds a spec to a dataset's row shape and class count; standardisation comes from `x` (flat rows).
+    pub fn new(
+        spec: &StudentSpec,
+        row_shape: &[usize],
+        classes: usize,
+        x: ndarray::ArrayView2<'_, f32>,
+    ) -> Result<Self> {
+        spec.check()?;
+        let d: usize = row_shape.iter().product();
+        let image = match spec {
+            StudentSpec::Cnn { channels, .. } => {
+                let img = image_shape(row_shape).ok_or_else(|| {
+                    Error::invalid_input(format!(
+                        "a cnn student needs image-shaped rows ([C,H,W], [H,W] or a square number of \
+                         features); these rows are {row_shape:?}; use an mlp or linear student"
+                    ))
+                })?;
+                if img[1] >> channels.len() == 0 || img[2] >> channels.len() == 0 {
+                    return Err(Error::invalid_input(format!(
+                        "{} conv blocks halve {}x{} images to nothing; use fewer blocks",
+                        channels.len(),
+                        img[1],
+                        img[2]
+                    )));
+                }
+                Some(img)
+            }
+            _ => None,
+        };
+        let (mean, std) = if image.is_some() {
+            let v: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
+            let (m, s) = mean_std(&v);
+            (vec![m], vec![s])
+        } else {
+            let mut m = Vec::with_capacity(d);
+            let mut s = Vec::with_capacity(d);
+            for col in x.columns() {
+                let v: Vec<f64> = col.iter().map(|v| f64::from(*v)).collect();
+                let (a, b) = mean_std(&v);
+                m.push(a);
+                s.push(b);
+            }
+            (m, s)
+        };
+        Ok(Self {
+            spec: spec.clone(),
+            row_shape: row_shape.to_vec(),
+            image,
+            classes,
+            mean,
+            std,
+        })
+    }
+
+    /// Flat input length D.
+    pub fn d_in(&self) -> usize {
+        self.row_shape.iter().product()
+    }
+
+    pub fn activation(&self) -> Activation {
+        match &self.spec {
+            StudentSpec::Mlp { activation, .. } => *activation,
+            _ => Activation::Relu,
+        }
+    }
+
+    /// Conv blocks as (in, out) channels.
+    pub fn conv_layers(&self) -> Vec<(usize, usize)> {
+        match (&self.spec, self.image) {
+            (StudentSpec::Cnn { channels, .. }, Some([c, _, _])) => {
+                let mut ins = vec![c];
+                ins.extend(channels.iter().copied());
+                ins.into_iter().zip(channels.iter().copied()).collect()
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Dense layers as (in, out).
+    pub fn dense_layers(&self) -> Vec<(usize, usize)> {
+        let widths: Vec<usize> = match (&self.spec, self.image) {
+            (StudentSpec::Linear, _) => vec![self.d_in()],
+            (StudentSpec::Mlp { hidden, .. }, _) => {
+                std::iter::once(self.d_in()).chain(hidden.iter().copied()).collect()
+            }
+            (StudentSpec::Cnn { channels, hidden }, Some([_, h, w])) => {
+                let k = channels.len();
+                let last = *channels.last().unwrap_or(&1);
+                vec![last * (h >> k) * (w >> k), *hidden]
+            }
+            (StudentSpec::Cnn { .. }, None) => vec![self.d_in()],
+        };
+        let mut v: Vec<(usize, usize)> = widths.windows(2).map(|p| (p[0], p[1])).collect();
+        v.push((*widths.last().unwrap_or(&1), self.classes));
+        v
+    }
+
+    /// Number of trainable parameters.
+    pub fn param_count(&self) -> usize {
+        self.conv_layers().iter().map(|(i, o)| i * o * 9 + o).sum::<usize>()
+            + self.dense_layers().iter().map(|(i, o)| i * o + o).sum::<usize>()
+    }
+
+    /// Seeded initialisation, uniform in +-1/sqrt(fan_in) (PyTorch's default for Linear and Conv2d).
+    pub fn init(&self, seed: u64) -> Params {
+        let mut rng = SplitMix(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let mut out = Vec::new();
+        let mut uniform = |shape: Vec<usize>, fan_in: usize| {
+            let k = 1.0 / (fan_in as f64).sqrt();
+            let n: usize = shape.iter().product();
+            let values = (0..n).map(|_| ((rng.next_f64() * 2.0 - 1.0) * k) as f32).collect();
+            ParamTensor { shape, values }
+        };
+        for (i, o) in self.conv_layers() {
+            out.push(uniform(vec![o, i, 3, 3], i * 9));
+            out.push(uniform(vec![o], i * 9));
+        }
+        for (i, o) in self.dense_layers() {
+            out.push(uniform(vec![i, o], i));
+            out.push(uniform(vec![o], i));
+        }
+        out
+    }
+
+    /// Standardises flat rows in place the way the exported model will.
+    pub fn standardise(&self, x: &mut ndarray::Array2<f32>) {
+        let d = x.ncols();
+        for mut row in x.rows_mut() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let k = if self.mean.len() == d { j } else { 0 };
+                *v = (*v - self.mean[k]) / self.std[k];
+            }
+        }
+    }
+}
+
+/// The mean and standard deviation of values, with a standard deviation of 1 for constant columns.
+fn mean_std(v: &[f64]) -> (f32, f32) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n;
+    let s = var.sqrt();
+    (m as f32, if s < 1e-6 { 1.0 } else { s as f32 })
+}
+
+/// [C, H, W] for image-shaped rows: [C,H,W], [H,W], or a flat row of square length.
+fn image_shape(row: &[usize]) -> Option<[usize; 3]> {
+    match *row {
+        [c, h, w] if c <= 4 && h >= 2 && w >= 2 => Some([c, h, w]),
+        [h, w] if h >= 2 && w >= 2 => Some([1, h, w]),
+        [d] => {
+            let s = (d as f64).sqrt().round() as usize;
+            (s >= 4 && s * s == d).then_some([1, s, s])
+        }
+        _ => None,
+    }
+}
+
+/// A tiny deterministic generator (SplitMix64) so initialisation and shuffling do not depend on the
+/// backend's global random state.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    pub weight: Param<Tensor<4>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+#[derive(Module, Debug)]
+pub struct Dense {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+/// The burn module of a student. Input: standardised flat rows [N, D]; output: logits [N, C].
+#[derive(Module, Debug)]
+pub struct Net {
+    pub convs: Vec<ConvBlock>,
+    pub dense: Vec<Dense>,
+}
+
+fn tensor<const D: usize>(p: &ParamTensor, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(p.values.clone(), p.shape.clone()), device)
+}
+
+fn values<const D: usize>(t: &Param<Tensor<D>>) -> ParamTensor {
+    let v = t.val();
+    ParamTensor {
+        shape: v.dims().to_vec(),
+        values: v.into_data().try_to_vec::<f32>().expect("float parameters"),
+    }
+}
+
+impl Net {
+    /// Builds the module from parameters in [`Params`] order.
+    pub fn from_params(arch: &Arch, params: &Params, device: &Device) -> Self {
+        let n_conv = arch.conv_layers().len();
+        let convs = (0..n_conv)
+            .map(|k| ConvBlock {
+                weight: Param::from_tensor(tensor(&params[2 * k], device)),
+                bias: Param::from_tensor(tensor(&params[2 * k + 1], device)),
+            })
+            .collect();
+        let dense = (0..arch.dense_layers().len())
+            .map(|k| Dense {
+                weight: Param::from_tensor(tensor(&params[2 * (n_conv + k)], device)),
+                bias: Param::from_tensor(tensor(&params[2 * (n_conv + k) + 1], device)),
+            })
+            .collect();
+        Self { convs, dense }
+    }
+
+    /// The parameters as plain vectors, in [`Params`] order.
+    pub fn params(&self) -> Params {
+        let mut out = Vec::new();
+        for c in &self.convs {
+            out.push(values(&c.weight));
+            out.push(values(&c.bias));
+        }
+        for d in &self.dense {
+            out.push(values(&d.weight));
+            out.push(values(&d.bias));
+        }
+        out
+    }
+
+    /// Logits for standardised flat rows.
+    pub fn forward(&self, arch: &Arch, x: Tensor<2>) -> Tensor<2> {
+        let n = x.dims()[0];
+        let mut h = x;
+        if let Some([c, hh, ww]) = arch.image {
+            let mut t: Tensor<4> = h.reshape([n, c, hh, ww]);
+            for b in &self.convs {
+                t = conv2d(
+                    t,
+                    b.weight.val(),
+                    Some(b.bias.val()),
+                    ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+                );
+                t = max_pool2d(activation::relu(t), MaxPoolOptions::new([2, 2]));
+            }
+            let [_, a, b, cc] = t.dims();
+            h = t.reshape([n, a * b * cc]);
+        }
+        let act = arch.activation();
+        let last = self.dense.len().saturating_sub(1);
+        for (k, d) in self.dense.iter().enumerate() {
+            h = h.matmul(d.weight.val()) + d.bias.val().unsqueeze::<2>();
+            if k < last {
+                h = act.apply(h);
+            }
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_describe() {
+        assert_eq!(StudentSpec::parse("linear").unwrap(), StudentSpec::Linear);
+        let m = StudentSpec::parse("mlp:256,128:tanh").unwrap();
+        assert_eq!(m.describe(), "mlp:256,128:tanh");
+        assert_eq!(StudentSpec::parse(&m.describe()).unwrap(), m);
+        assert_eq!(StudentSpec::parse("mlp").unwrap(), StudentSpec::default());
+        let c = StudentSpec::parse("cnn:8,16:32").unwrap();
+        assert_eq!(StudentSpec::parse(&c.describe()).unwrap(), c);
+        for bad in ["mlp:0", "mlp:abc", "transformer", "mlp:64:swish", "cnn::", "mlp:1:relu:x", "mlp:99999"] {
+            assert!(StudentSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shapes_and_param_counts() {
+        let x = ndarray::Array2::<f32>::zeros((4, 784));
+        let a = Arch::new(&StudentSpec::parse("mlp:256").unwrap(), &[784], 10, x.view()).unwrap();
+        assert_eq!(a.param_count(), 784 * 256 + 256 + 256 * 10 + 10);
+        let c = Arch::new(&StudentSpec::parse("cnn:8,16:32").unwrap(), &[1, 28, 28], 5, x.view()).unwrap();
+        assert_eq!(c.dense_layers(), vec![(16 * 7 * 7, 32), (32, 5)]);
+        let p = c.init(7);
+        assert_eq!(p, c.init(7), "seeded init is reproducible");
+        assert_ne!(p, c.init(8));
+        assert_eq!(p.iter().map(|t| t.values.len()).sum::<usize>(), c.param_count());
+        let t = ndarray::Array2::<f32>::zeros((4, 16));
+        assert!(Arch::new(&StudentSpec::parse("cnn").unwrap(), &[16], 2, t.view()).is_ok());
+        assert!(Arch::new(&StudentSpec::parse("cnn").unwrap(), &[26], 2, t.view()).is_err());
+    }
+}

@@ -1,0 +1,530 @@
+//! The training loop shared by every method: a stratified validation split, mini-batches that pair
+//! labeled rows (cross-entropy) with rows from the distillation pool (labeled + unlabeled; the teacher
+//! term), AdamW with warm-up and cosine decay, early stopping on validation accuracy, cancellation and
+//! resumable checkpoints. The losses are tensor ops here; the OT term's gradient is the envelope
+//! gradient from `ot::sinkhorn_batch` (see [`faculty_potentials`]).
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ndarray::{Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use super::student::{Arch, Net, Params, SplitMix};
+use crate::error::{Error, Result};
+use crate::ot::{SinkhornOptions, sinkhorn_batch};
+
+/// Training settings (every field has a default; the job request may override any).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Most passes over the distillation pool (over the labeled rows for `scratch`).
+    pub max_epochs: usize,
+    /// Stop after this many epochs without a better validation result.
+    pub patience: usize,
+    pub batch_size: usize,
+    /// Peak AdamW learning rate (linear warm-up over the first 5% of steps, cosine decay to 5% of it).
+    pub lr: f64,
+    pub weight_decay: f32,
+    /// Share of each class's labeled rows held out for validation (classes with one row keep it).
+    pub val_fraction: f64,
+    /// KD: softmax temperature and the weight of the cross-entropy term.
+    pub temperature: f32,
+    pub alpha: f32,
+    /// faculty: weight of the OT term and its entropic regularisation (the cost lies in [0, 1]).
+    pub ot_weight: f32,
+    pub ot_epsilon: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            max_epochs: 100,
+            patience: 25,
+            batch_size: 128,
+            lr: 3e-3,
+            weight_decay: 1e-4,
+            val_fraction: 0.2,
+            temperature: 4.0,
+            alpha: 0.5,
+            ot_weight: 1.0,
+            ot_epsilon: 0.05,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::invalid_input(format!("config: {m}")));
+        if self.max_epochs == 0 || self.max_epochs > 10_000 {
+            return bad("max_epochs must be in 1..=10000");
+        }
+        if self.batch_size == 0 || self.batch_size > 65_536 {
+            return bad("batch_size must be in 1..=65536");
+        }
+        if !(self.lr > 0.0 && self.lr < 10.0) {
+            return bad("lr must be in (0, 10)");
+        }
+        if !(0.0..0.9).contains(&self.val_fraction) {
+            return bad("val_fraction must be in [0, 0.9)");
+        }
+        if !(self.temperature > 0.0 && self.temperature <= 100.0) {
+            return bad("temperature must be in (0, 100]");
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return bad("alpha must be in [0, 1]");
+        }
+        if !(self.ot_weight >= 0.0 && self.ot_weight <= 100.0) {
+            return bad("ot_weight must be in [0, 100]");
+        }
+        if !(self.ot_epsilon >= 1e-3 && self.ot_epsilon <= 10.0) {
+            return bad("ot_epsilon must be in [0.001, 10]");
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay < 1.0) {
+            return bad("weight_decay must be in [0, 1)");
+        }
+        Ok(())
+    }
+}
+
+/// What the teacher contributes to the loss.
+#[derive(Debug, Clone)]
+pub enum Signal {
+    /// `scratch`: labeled rows only.
+    None,
+    /// `kd`: the teacher's probabilities in the student's label order [N, C].
+    Kd { target: Array2<f32> },
+    /// `faculty`: the teacher's probabilities [N, C_t] and the cost between its labels and the
+    /// student's [C_t, C] (values in [0, 1]).
+    Faculty { probs: Array2<f64>, cost: Array2<f64> },
+}
+
+/// Labeled rows split for training and validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    /// Unlabeled rows (distillation pool only).
+    pub unlabeled: Vec<usize>,
+}
+
+impl Split {
+    /// A seeded stratified split of the labeled rows (`y >= 0`).
+    pub fn stratified(y: &[i64], classes: usize, val_fraction: f64, seed: u64) -> Self {
+        let mut rng = SplitMix(seed.wrapping_add(17));
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        for c in 0..classes as i64 {
+            let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == c).collect();
+            rng.shuffle(&mut rows);
+            let k = if rows.len() >= 2 {
+                ((rows.len() as f64 * val_fraction).round() as usize)
+                    .max(usize::from(val_fraction > 0.0))
+                    .min(rows.len() - 1)
+            } else {
+                0
+            };
+            val.extend_from_slice(&rows[..k]);
+            train.extend_from_slice(&rows[k..]);
+        }
+        train.sort_unstable();
+        val.sort_unstable();
+        let unlabeled = (0..y.len()).filter(|&i| y[i] < 0).collect();
+        Self {
+            train,
+            val,
+            unlabeled,
+        }
+    }
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// The teacher term's share of the loss (KD's KL or the OT cost), when there is one.
+    pub distill_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub lr: f64,
+}
+
+/// Everything needed to continue training after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The next epoch to run.
+    pub epoch: usize,
+    pub params: Params,
+    pub best: Option<(Params, EpochMetrics)>,
+    pub history: Vec<EpochMetrics>,
+}
+
+/// What the loop reports to its caller; `on_epoch` may persist the checkpoint. Returning `false` from
+/// `keep_going` stops training (cancellation).
+pub trait Hooks {
+    fn on_epoch(&mut self, _m: &EpochMetrics, _total_epochs: usize, _ck: &Checkpoint) -> Result<()> {
+        Ok(())
+    }
+    fn keep_going(&self) -> bool {
+        true
+    }
+}
+
+/// Hooks that only watch a cancel flag.
+pub struct Flag<'a>(pub &'a AtomicBool);
+
+impl Hooks for Flag<'_> {
+    fn keep_going(&self) -> bool {
+        !self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The trained student.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    pub params: Params,
+    /// The epoch whose parameters were kept (best validation result).
+    pub best: Option<EpochMetrics>,
+    pub history: Vec<EpochMetrics>,
+    pub stopped_early: bool,
+    pub cancelled: bool,
+}
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+fn gather(x: ArrayView2<'_, f32>, rows: &[usize]) -> Vec<f32> {
+    let d = x.ncols();
+    let mut out = Vec::with_capacity(rows.len() * d);
+    for &r in rows {
+        out.extend(x.row(r).iter());
+    }
+    out
+}
+
+fn matrix(v: Vec<f32>, rows: usize, cols: usize, dev: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v, [rows, cols]), dev)
+}
+
+/// Learning rate at `step` of `total`: 5% linear warm-up, then cosine decay to 5% of the peak.
+pub fn lr_at(peak: f64, step: usize, total: usize) -> f64 {
+    let warm = (total / 20).max(1);
+    if step < warm {
+        return peak * (step + 1) as f64 / warm as f64;
+    }
+    let t = (step - warm) as f64 / (total - warm).max(1) as f64;
+    peak * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos()))
+}
+
+/// The envelope gradient of the entropic OT cost W(p, q; M) with respect to the student marginal q:
+/// the student-side dual potential g, centred per row (only its component tangent to the simplex
+/// matters). Returns (mean cost, centred potentials [B, C]).
+pub fn faculty_potentials(
+    p: ArrayView2<'_, f64>,
+    q: ArrayView2<'_, f64>,
+    cost: ArrayView2<'_, f64>,
+    eps: f64,
+) -> Result<(f64, Array2<f64>)> {
+    // keep every student class reachable: a zero marginal entry has an unbounded potential
+    let mut q = q.mapv(|v| v.max(1e-9));
+    for mut r in q.rows_mut() {
+        let s = r.sum();
+        r /= s;
+    }
+    let opts = SinkhornOptions {
+        eps,
+        max_iter: 200,
+        tol: 1e-6,
+        eps_scaling: None,
+    };
+    let (costs, mut g) = sinkhorn_batch(p, q.view(), cost, &opts)?;
+    let mean = g.mean_axis(Axis(1)).expect("non-empty").insert_axis(Axis(1));
+    g -= &mean;
+    Ok((costs.mean().unwrap_or(0.0), g))
+}
+
+fn cross_entropy(logits: Tensor<2>, y: &[usize], dev: &Device) -> Tensor<1> {
+    let idx = Tensor::<1, Int>::from_data(
+        TensorData::new(y.iter().map(|&v| v as i64).collect::<Vec<_>>(), [y.len()]),
+        dev,
+    );
+    let lp = log_softmax(logits, 1);
+    lp.gather(1, idx.unsqueeze_dim::<2>(1)).mean().neg()
+}
+
+/// Validation accuracy and mean cross-entropy of `net` on rows `rows`.
+fn evaluate(net: &Net, arch: &Arch, x: ArrayView2<'_, f32>, y: &[i64], rows: &[usize]) -> (f64, f64) {
+    let probs = predict(net, arch, x, rows);
+    let mut correct = 0usize;
+    let mut loss = 0.0;
+    for (k, &r) in rows.iter().enumerate() {
+        let row = probs.row(k);
+        let t = y[r] as usize;
+        if super::argmax(row.iter().copied()) == t {
+            correct += 1;
+        }
+        loss -= f64::from(row[t].max(1e-12)).ln();
+    }
+    let n = rows.len().max(1) as f64;
+    (correct as f64 / n, loss / n)
+}
+
+/// Class probabilities of `net` for the given rows of standardised x, in chunks.
+pub fn predict(net: &Net, arch: &Arch, x: ArrayView2<'_, f32>, rows: &[usize]) -> Array2<f32> {
+    let dev = Device::flex();
+    let net = net.valid();
+    let mut out = Array2::zeros((rows.len(), arch.classes));
+    for (c, chunk) in rows.chunks(1024).enumerate() {
+        let xb = matrix(gather(x, chunk), chunk.len(), x.ncols(), &dev);
+        let p = softmax(net.forward(arch, xb), 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("float output");
+        let block = Array2::from_shape_vec((chunk.len(), arch.classes), p).expect("shape");
+        out.slice_mut(ndarray::s![c * 1024..c * 1024 + chunk.len(), ..])
+            .assign(&block);
+    }
+    out
+}
+
+/// Trains a student. `x` holds every row standardised for `arch` ([N, D]); `y` is -1 for unlabeled rows.
+pub fn train(
+    arch: &Arch,
+    x: ArrayView2<'_, f32>,
+    y: &[i64],
+    signal: &Signal,
+    split: &Split,
+    cfg: &TrainConfig,
+    resume: Option<Checkpoint>,
+    hooks: &mut dyn Hooks,
+) -> Result<Trained> {
+    cfg.check()?;
+    if split.train.is_empty() {
+        return Err(Error::invalid_input("no labeled rows to train on"));
+    }
+    let dev = device();
+    let c = arch.classes;
+    let d = x.ncols();
+    let mut rng = SplitMix(cfg.seed.wrapping_mul(31).wrapping_add(7));
+    let (start, params, mut best, mut history) = match resume {
+        Some(ck) => (ck.epoch, ck.params, ck.best, ck.history),
+        None => (0, arch.init(cfg.seed), None, Vec::new()),
+    };
+    let mut net = Net::from_params(arch, &params, &dev);
+    let mut opt = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .init();
+    // the distillation pool: every training row the teacher term sees
+    let pool: Vec<usize> = match signal {
+        Signal::None => vec![],
+        _ => {
+            let mut p = split.train.clone();
+            p.extend_from_slice(&split.unlabeled);
+            p
+        }
+    };
+    let n_epoch_rows = if pool.is_empty() { split.train.len() } else { pool.len() };
+    let bl = cfg.batch_size.min(split.train.len());
+    let bd = cfg.batch_size.min(pool.len());
+    let steps_per_epoch = n_epoch_rows.div_ceil(cfg.batch_size).max(1);
+    let total = steps_per_epoch * cfg.max_epochs;
+    let mut lab_order = split.train.clone();
+    let mut pool_order = pool.clone();
+    let (mut li, mut pi) = (lab_order.len(), pool_order.len());
+    let next = |order: &mut Vec<usize>, at: &mut usize, k: usize, rng: &mut SplitMix| {
+        let mut out = Vec::with_capacity(k);
+        while out.len() < k {
+            if *at >= order.len() {
+                rng.shuffle(order);
+                *at = 0;
+            }
+            out.push(order[*at]);
+            *at += 1;
+        }
+        out
+    };
+    let mut stopped_early = false;
+    let mut cancelled = false;
+    let mut epoch = start;
+    while epoch < cfg.max_epochs {
+        let mut loss_sum = 0.0;
+        let mut distill_sum = 0.0;
+        let mut lr = cfg.lr;
+        for s in 0..steps_per_epoch {
+            if !hooks.keep_going() {
+                cancelled = true;
+                break;
+            }
+            let lab = next(&mut lab_order, &mut li, bl, &mut rng);
+            let dis = if bd > 0 { next(&mut pool_order, &mut pi, bd, &mut rng) } else { vec![] };
+            let mut xb = gather(x, &lab);
+            xb.extend(gather(x, &dis));
+            let logits = net.forward(arch, matrix(xb, lab.len() + dis.len(), d, &dev));
+            let yl: Vec<usize> = lab.iter().map(|&r| y[r] as usize).collect();
+            let ce = cross_entropy(logits.clone().narrow(0, 0, lab.len()), &yl, &dev);
+            let (loss, distill): (Tensor<1>, Option<f64>) = match signal {
+                Signal::None => (ce, None),
+                Signal::Kd { target } => {
+                    let t = cfg.temperature;
+                    let z = logits.narrow(0, lab.len(), dis.len()) / t;
+                    let mut tv = Vec::with_capacity(dis.len() * c);
+                    for &r in &dis {
+                        // the teacher at temperature t: softmax(log p / t)
+                        let lp: Vec<f32> = target.row(r).iter().map(|v| v.max(1e-8).ln() / t).collect();
+                        let m = lp.iter().copied().fold(f32::MIN, f32::max);
+                        let e: Vec<f32> = lp.iter().map(|v| (v - m).exp()).collect();
+                        let s: f32 = e.iter().sum();
+                        tv.extend(e.iter().map(|v| v / s));
+                    }
+                    let pt = matrix(tv, dis.len(), c, &dev);
+                    let log_pt = pt.clone().clamp_min(1e-8).log();
+                    let kl = (pt * (log_pt - log_softmax(z, 1))).sum_dim(1).mean();
+                    let kl_v = f64::from(kl.clone().into_scalar::<f32>());
+                    let loss = ce * cfg.alpha + kl * ((1.0 - cfg.alpha) * t * t);
+                    (loss, Some(kl_v))
+                }
+                Signal::Faculty { probs, cost } => {
+                    let z = logits.narrow(0, lab.len(), dis.len());
+                    let q = softmax(z, 1);
+                    let qv = q.clone().detach().into_data().try_to_vec::<f32>().expect("floats");
+                    let q64 = Array2::from_shape_vec(
+                        (dis.len(), c),
+                        qv.into_iter().map(f64::from).collect(),
+                    )
+                    .expect("shape");
+                    let p = probs.select(Axis(0), &dis);
+                    let (w, g) = faculty_potentials(p.view(), q64.view(), cost.view(), cfg.ot_epsilon)?;
+                    let gt = matrix(g.iter().map(|v| *v as f32).collect(), dis.len(), c, &dev);
+                    // d/dq of sum(q * g) is g: the envelope gradient of W at the current q
+                    let surrogate = (q * gt).sum_dim(1).mean();
+                    (ce + surrogate * cfg.ot_weight, Some(w))
+                }
+            };
+            lr = lr_at(cfg.lr, epoch * steps_per_epoch + s, total);
+            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+            distill_sum += distill.unwrap_or(0.0);
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = opt.step(lr, net, grads);
+        }
+        if cancelled {
+            break;
+        }
+        let (val_accuracy, val_loss) = if split.val.is_empty() {
+            (None, None)
+        } else {
+            let (a, l) = evaluate(&net, arch, x, y, &split.val);
+            (Some(a), Some(l))
+        };
+        if !(loss_sum.is_finite()) {
+            return Err(Error::invalid_input(
+                "training diverged (the loss is not finite); try a lower lr",
+            ));
+        }
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / steps_per_epoch as f64,
+            distill_loss: (!matches!(signal, Signal::None))
+                .then(|| distill_sum / steps_per_epoch as f64),
+            val_accuracy,
+            val_loss,
+            lr,
+        };
+        let better = match &best {
+            None => true,
+            Some((_, b)) => match (m.val_accuracy, b.val_accuracy) {
+                (Some(a), Some(ba)) => {
+                    a > ba + 1e-12
+                        || ((a - ba).abs() <= 1e-12 && m.val_loss < b.val_loss)
+                }
+                // without validation rows the last epoch is the model
+                _ => true,
+            },
+        };
+        let params = net.params();
+        if better {
+            best = Some((params.clone(), m.clone()));
+        }
+        history.push(m.clone());
+        epoch += 1;
+        let ck = Checkpoint {
+            epoch,
+            params,
+            best: best.clone(),
+            history: history.clone(),
+        };
+        hooks.on_epoch(&m, cfg.max_epochs, &ck)?;
+        let best_epoch = best.as_ref().map(|b| b.1.epoch).unwrap_or(0);
+        if epoch - best_epoch >= cfg.patience && epoch < cfg.max_epochs {
+            stopped_early = true;
+            break;
+        }
+    }
+    let (params, best_m) = match best {
+        Some((p, m)) => (p, Some(m)),
+        None => (net.params(), None),
+    };
+    Ok(Trained {
+        params,
+        best: best_m,
+        history,
+        stopped_early,
+        cancelled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ot::{SinkhornOptions, sinkhorn_log};
+    use ndarray::array;
+
+    #[test]
+    fn envelope_gradient_matches_finite_differences() {
+        // d W(p, q) / d q along a simplex direction equals <g - mean(g), direction>
+        let p = array![[0.6, 0.3, 0.1]];
+        let q = array![[0.2, 0.5, 0.3]];
+        let m = array![[0.0, 0.9, 0.4], [0.7, 0.1, 0.8], [0.5, 0.6, 0.2]];
+        let eps = 0.1;
+        let (_, g) = faculty_potentials(p.view(), q.view(), m.view(), eps).unwrap();
+        let opts = SinkhornOptions {
+            eps,
+            max_iter: 10_000,
+            tol: 1e-13,
+            eps_scaling: None,
+        };
+        // the dual objective <p, f> + <q, g> is W plus eps * entropy terms; its derivative in q is g
+        let dual = |qq: ndarray::Array1<f64>| {
+            let s = sinkhorn_log(p.row(0), qq.view(), m.view(), &opts).unwrap();
+            s.f.dot(&p.row(0)) + s.g.dot(&qq)
+        };
+        let dir = array![1.0, -0.5, -0.5];
+        let h = 1e-5;
+        let fd = (dual(&q.row(0) + &(&dir * h)) - dual(&q.row(0) - &(&dir * h))) / (2.0 * h);
+        let an = g.row(0).dot(&dir);
+        assert!((fd - an).abs() < 1e-3, "finite difference {fd} vs envelope {an}");
+    }
+
+    #[test]
+    fn split_is_stratified_and_seeded() {
+        let y: Vec<i64> = (0..50).map(|i| if i % 10 == 9 { -1 } else { i % 3 }).collect();
+        let s = Split::stratified(&y, 3, 0.2, 1);
+        assert_eq!(s, Split::stratified(&y, 3, 0.2, 1));
+        assert_eq!(s.unlabeled.len(), 5);
+        assert_eq!(s.train.len() + s.val.len(), 45);
+        for c in 0..3 {
+            assert!(s.val.iter().any(|&i| y[i] == c));
+        }
+    }
+
+    #[test]
+    fn lr_schedule_warms_up_and_decays() {
+        assert!(lr_at(1.0, 0, 100) < 0.5);
+        assert!((lr_at(1.0, 5, 100) - 1.0).abs() < 1e-9);
+        assert!((lr_at(1.0, 99, 100) - 0.05).abs() < 0.01);
+    }
+}
