@@ -27,6 +27,9 @@ pub struct Config {
     /// Blocking jobs (inference, scans) allowed at once before requests get 429.
     #[arg(long, env = "FACULTY_MAX_BLOCKING", default_value_t = 8)]
     pub max_blocking: usize,
+    /// Distillation jobs that train at once; the rest wait in the queue.
+    #[arg(long, env = "FACULTY_MAX_JOBS", default_value_t = 1)]
+    pub max_jobs: usize,
 }
 
 impl Config {
@@ -40,6 +43,7 @@ impl Config {
             intra_threads: 0,
             infer_batch: 1024,
             max_blocking: 8,
+            max_jobs: 1,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! threads, and serialize; they hold no logic of their own.
 pub mod datasets;
 pub mod error;
+pub mod jobs;
 pub mod openapi;
 pub mod teachers;
 
@@ -18,6 +19,7 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::data::DatasetStore;
 use crate::error::{Error, ErrorKind, Result};
+use crate::jobs::{JobManager, StudentStore};
 use crate::onnx::SessionPool;
 use crate::rank::{OutputCache, RankingStore};
 use crate::store::Store;
@@ -33,6 +35,7 @@ pub struct AppState {
     pub datasets: Arc<DatasetStore>,
     pub outputs: OutputCache,
     pub rankings: Arc<RankingStore>,
+    pub jobs: JobManager,
     blocking: Arc<Semaphore>,
 }
 
@@ -59,6 +62,15 @@ impl AppState {
         let datasets = Arc::new(DatasetStore::open(&store, &config.data_dir)?);
         let outputs = OutputCache::open(&store)?;
         let rankings = Arc::new(RankingStore::open(&store)?);
+        let students = StudentStore::open(&store, &config.data_dir)?;
+        let jobs = JobManager::open(
+            &store,
+            zoo.clone(),
+            datasets.clone(),
+            outputs.clone(),
+            students,
+            config.max_jobs,
+        )?;
         Ok(Self {
             config: Arc::new(config),
             zoo,
@@ -66,6 +78,7 @@ impl AppState {
             datasets,
             outputs,
             rankings,
+            jobs,
             blocking,
         })
     }
@@ -162,6 +175,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/rankings", post(datasets::create_ranking))
         .route("/v1/rankings/{id}", get(datasets::get_ranking))
+        .route("/v1/jobs", get(jobs::list).post(jobs::create))
+        .route("/v1/jobs/{id}", get(jobs::get_one))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/students", get(jobs::list_students))
+        .route(
+            "/v1/students/{id}",
+            get(jobs::get_student).delete(jobs::delete_student),
+        )
+        .route("/v1/students/{id}/model.onnx", get(jobs::download_student))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(log_requests))
         .with_state(state)

@@ -3,7 +3,12 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{datasets, error::ErrorBody, teachers};
+use super::{datasets, error::ErrorBody, jobs, teachers};
+use crate::distill::{
+    Accuracy, Activation, DistillRequest, EpochMetrics, Method, StudentArg, StudentCard, StudentSpec,
+    TeacherRef, TrainConfig,
+};
+use crate::jobs::{Job, JobState};
 use crate::data::{ClassCount, DatasetInfo, Format};
 use crate::onnx::{OutputKind, session::Predictor};
 use crate::rank::{Direction, RankRequest, Ranking, TeacherResult, Verdict};
@@ -30,7 +35,16 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         datasets::get_one,
         datasets::delete,
         datasets::create_ranking,
-        datasets::get_ranking
+        datasets::get_ranking,
+        jobs::create,
+        jobs::list,
+        jobs::get_one,
+        jobs::cancel,
+        jobs::events,
+        jobs::list_students,
+        jobs::get_student,
+        jobs::delete_student,
+        jobs::download_student
     ),
     components(schemas(
         ErrorBody,
@@ -54,7 +68,21 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         Ranking,
         TeacherResult,
         Verdict,
-        Direction
+        Direction,
+        DistillRequest,
+        Method,
+        StudentArg,
+        StudentSpec,
+        Activation,
+        TrainConfig,
+        Job,
+        JobState,
+        EpochMetrics,
+        TeacherRef,
+        StudentCard,
+        Accuracy,
+        jobs::JobList,
+        jobs::StudentList
     ))
 )]
 pub struct ApiDoc;

@@ -44,7 +44,19 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (teacher, path) = st.zoo.model_file(&id)?;
-    let etag = format!("\"{}\"", teacher.sha256);
+    let filename = format!("{}.onnx", teacher.id.replace('@', "-v"));
+    file_response(&path, &teacher.sha256, teacher.bytes, &filename, &headers).await
+}
+
+/// A model file download with `ETag` = its sha256 (and 304 for a matching `If-None-Match`).
+pub(crate) async fn file_response(
+    path: &std::path::Path,
+    sha256: &str,
+    bytes: u64,
+    filename: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let etag = format!("\"{sha256}\"");
     let etag_value = HeaderValue::from_str(&etag).map_err(|e| Error::internal(e.to_string()))?;
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -53,18 +65,15 @@ pub async fn download(
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
     }
-    let file = tokio::fs::File::open(&path).await?;
-    let disposition = format!(
-        "attachment; filename=\"{}.onnx\"",
-        teacher.id.replace('@', "-v")
-    );
+    let file = tokio::fs::File::open(path).await?;
+    let disposition = format!("attachment; filename=\"{filename}\"");
     Ok((
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             ),
-            (header::CONTENT_LENGTH, HeaderValue::from(teacher.bytes)),
+            (header::CONTENT_LENGTH, HeaderValue::from(bytes)),
             (header::ETAG, etag_value),
             (
                 header::CONTENT_DISPOSITION,

@@ -65,7 +65,7 @@ fn auto() -> String {
 }
 
 /// What to distill.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DistillRequest {
     pub dataset_id: String,

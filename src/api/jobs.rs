@@ -1,0 +1,159 @@
+//! Job and student endpoints: submit a distillation job (202), list / show / cancel it, follow it as
+//! server-sent events, and list, show, download or delete the students jobs produce.
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::distill::{DistillRequest, StudentCard};
+use crate::jobs::Job;
+
+/// Jobs, newest first.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
+
+/// Students, newest first.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StudentList {
+    pub students: Vec<StudentCard>,
+}
+
+/// Starts a distillation job. Every check that needs no training runs first: a bad request (unknown
+/// dataset or teacher, incompatible teacher, impossible student, no labeled rows) gets a 4xx and creates
+/// nothing. The job runs in the background; follow it with `GET /v1/jobs/{id}` or `/events`.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = DistillRequest,
+    responses((status = 202, body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<DistillRequest>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let jobs = st.jobs.clone();
+    let job = st.blocking(move || jobs.submit(req)).await?;
+    tracing::info!(job = %job.id, dataset = %job.dataset_id, method = job.request.method.as_str(), "job queued");
+    Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// Lists jobs.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = JobList)))]
+pub async fn list(State(st): State<AppState>) -> Result<Json<JobList>, ApiError> {
+    Ok(Json(JobList {
+        jobs: st.jobs.list()?,
+    }))
+}
+
+/// One job: state, phase, progress, epoch metrics, and `student_id` once it succeeded.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(st.jobs.get(&id)?))
+}
+
+/// Cancels a job: a queued one at once, a running one at its next training step (the job then reads
+/// `cancelled`). A finished job gives 409.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(st.jobs.cancel(&id)?))
+}
+
+/// The job as server-sent events: one `job` event with the whole job object now and at every change
+/// (phase, epoch, state), ending after the final state.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, description = "text/event-stream of `job` events", content_type = "text/event-stream"),
+        (status = 404, body = ErrorBody)))]
+pub async fn events(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let (first, rx) = st.jobs.subscribe(&id)?;
+    let event = |j: &Job| {
+        Event::default()
+            .event("job")
+            .json_data(j)
+            .unwrap_or_else(|_| Event::default().event("job"))
+    };
+    // state: (the next job to send, the receiver, done)
+    let stream = futures_util::stream::unfold(
+        (Some(first), rx, false),
+        move |(pending, mut rx, done)| async move {
+            if done {
+                return None;
+            }
+            if let Some(j) = pending {
+                let fin = j.state.finished() || rx.is_none();
+                return Some((Ok(event(&j)), (None, rx, fin)));
+            }
+            let r = rx.as_mut()?;
+            match r.changed().await {
+                Ok(()) => {
+                    let j = r.borrow_and_update().clone();
+                    let fin = j.state.finished();
+                    Some((Ok(event(&j)), (None, rx, fin)))
+                }
+                // the job finished and its channel closed: nothing more will come
+                Err(_) => None,
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Lists students.
+#[utoipa::path(get, path = "/v1/students", tag = "students", responses((status = 200, body = StudentList)))]
+pub async fn list_students(State(st): State<AppState>) -> Result<Json<StudentList>, ApiError> {
+    Ok(Json(StudentList {
+        students: st.jobs.students().list()?,
+    }))
+}
+
+/// A student's card: held-out accuracy next to the scratch baseline and the teacher's, parameters, file
+/// size, measured latency, teacher chain, training history.
+#[utoipa::path(get, path = "/v1/students/{id}", tag = "students", params(("id" = String, Path)),
+    responses((status = 200, body = StudentCard), (status = 404, body = ErrorBody)))]
+pub async fn get_student(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<StudentCard>, ApiError> {
+    Ok(Json(st.jobs.students().get(&id)?))
+}
+
+/// Deletes a student (its card and file).
+#[utoipa::path(delete, path = "/v1/students/{id}", tag = "students", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete_student(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    st.jobs.students().delete(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Downloads the student's ONNX file. The ETag is its sha256; `If-None-Match` gives 304.
+#[utoipa::path(get, path = "/v1/students/{id}/model.onnx", tag = "students", params(("id" = String, Path)),
+    responses((status = 200, description = "The ONNX file", content_type = "application/octet-stream"),
+        (status = 304, description = "Not modified"), (status = 404, body = ErrorBody)))]
+pub async fn download_student(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let card = st.jobs.students().get(&id)?;
+    let path = st.jobs.students().file(&id)?;
+    let filename = format!("{}.onnx", card.id);
+    super::teachers::file_response(&path, &card.sha256, card.file_size, &filename, &headers).await
+}
