@@ -230,7 +230,7 @@ impl Arch {
             StudentSpec::Cnn { channels, .. } => {
                 let img = image_shape(row_shape).ok_or_else(|| {
                     Error::invalid_input(format!(
-                        "a cnn student needs image-shaped rows ([C,H,W], [H,W] or a square number of \
+                        "a cnn student needs image-shaped rows ([C,H,W], [H,W] or a square number >= 64 of \
                          features); these rows are {row_shape:?}; use an mlp or linear student"
                     ))
                 })?;
@@ -369,7 +369,7 @@ fn image_shape(row: &[usize]) -> Option<[usize; 3]> {
         [h, w] if h >= 2 && w >= 2 => Some([1, h, w]),
         [d] => {
             let s = (d as f64).sqrt().round() as usize;
-            (s >= 4 && s * s == d).then_some([1, s, s])
+            (s >= 8 && s * s == d).then_some([1, s, s])
         }
         _ => None,
     }
@@ -523,8 +523,8 @@ mod tests {
         assert_eq!(p, c.init(7), "seeded init is reproducible");
         assert_ne!(p, c.init(8));
         assert_eq!(p.iter().map(|t| t.values.len()).sum::<usize>(), c.param_count());
-        let t = ndarray::Array2::<f32>::zeros((4, 16));
-        assert!(Arch::new(&StudentSpec::parse("cnn").unwrap(), &[16], 2, t.view()).is_ok());
-        assert!(Arch::new(&StudentSpec::parse("cnn").unwrap(), &[26], 2, t.view()).is_err());
+        let t = ndarray::Array2::<f32>::zeros((4, 64));
+        assert!(Arch::new(&StudentSpec::parse("cnn").unwrap(), &[64], 2, t.view()).is_ok());
+        assert!(Arch::new(&StudentSpec::parse("cnn").unwrap(), &[16], 2, t.view()).is_err());
     }
 }

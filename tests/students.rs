@@ -1,0 +1,178 @@
+//! Students end to end in the library: every architecture trains, exports to ONNX that ONNX Runtime runs
+//! to within 1e-4 of burn and that passes `onnx.checker` (full check, Python `onnx` from .ort/py), training
+//! is reproducible from a seed, and the OT term teaches across label spaces.
+use faculty::distill::student::{Arch, Net, StudentSpec};
+use faculty::distill::train::{self, Flag, Signal, Split, TrainConfig};
+use faculty::distill::{export, onnx_accuracy, student_predictor};
+use ndarray::{Array2, ArrayD, IxDyn};
+use std::sync::atomic::AtomicBool;
+
+/// Gaussian blobs: `classes` clusters in `d` dimensions, deterministic.
+fn blobs(n: usize, d: usize, classes: usize, seed: u64) -> (Array2<f32>, Vec<i64>) {
+    let mut rng = faculty::distill::student::SplitMix(seed);
+    let centres: Vec<Vec<f32>> = (0..classes)
+        .map(|_| (0..d).map(|_| (rng.next_f64() * 4.0 - 2.0) as f32).collect())
+        .collect();
+    let mut x = Array2::zeros((n, d));
+    let mut y = Vec::new();
+    for i in 0..n {
+        let c = i % classes;
+        for j in 0..d {
+            // sum of uniforms: roughly normal noise
+            let noise: f64 = (0..4).map(|_| rng.next_f64() - 0.5).sum();
+            x[[i, j]] = centres[c][j] + noise as f32 * 1.5;
+        }
+        y.push(c as i64);
+    }
+    (x, y)
+}
+
+fn checker(bytes: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("student.onnx");
+    std::fs::write(&path, bytes).unwrap();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("python3")
+        .env("PYTHONPATH", format!("{repo}/.ort/py"))
+        .args([
+            "-c",
+            "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True); print('ok')",
+        ])
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "onnx.checker failed (run scripts/setup.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Trains `spec` briefly on rows of shape `row_shape`, exports it, and checks ORT against burn and the
+/// ONNX checker.
+fn export_roundtrip(spec: &str, row_shape: &[usize]) {
+    let d: usize = row_shape.iter().product();
+    let (mut x, y) = blobs(120, d, 3, 5);
+    if row_shape.len() == 3 {
+        // images: class c lights up band c of rows, on top of the noise
+        let (h, w) = (row_shape[1], row_shape[2]);
+        for (i, c) in y.iter().enumerate() {
+            for r in 0..h {
+                for k in 0..w {
+                    let band = (r * 3 / h) as i64 == *c;
+                    x[[i, r * w + k]] = x[[i, r * w + k]] * 0.3 + if band { 2.0 } else { 0.0 };
+                }
+            }
+        }
+    }
+    let spec = StudentSpec::parse(spec).unwrap();
+    let arch = Arch::new(&spec, row_shape, 3, x.view()).unwrap();
+    let mut xs = x.clone();
+    arch.standardise(&mut xs);
+    let split = Split::stratified(&y, 3, 0.2, 0);
+    let cfg = TrainConfig {
+        max_epochs: 25,
+        ..Default::default()
+    };
+    let stop = AtomicBool::new(false);
+    let t = train::train(&arch, xs.view(), &y, &Signal::None, &split, &cfg, None, &mut Flag(&stop))
+        .unwrap();
+    let onnx = export::to_onnx(&arch, &t.params, &[("labels", "[\"a\",\"b\",\"c\"]")]);
+    checker(&onnx);
+    let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
+    let rows: Vec<usize> = (0..x.nrows()).collect();
+    let burn_p = train::predict(&net, &arch, xs.view(), &rows);
+    let mut shape = vec![x.nrows()];
+    shape.extend_from_slice(row_shape);
+    let raw = ArrayD::from_shape_vec(IxDyn(&shape), x.iter().copied().collect()).unwrap();
+    let mut session = faculty::onnx::session::load_session(&onnx, 1).unwrap();
+    let ort_p = student_predictor(row_shape, 3)
+        .predict(&mut session, raw.view(), 64)
+        .unwrap();
+    let diff = (&ort_p - &burn_p).iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(diff < 1e-4, "{spec:?}: ORT and burn differ by {diff}");
+    // the probabilities are not trivially equal: the model learned something
+    let acc = onnx_accuracy(&onnx, raw.view(), &y, 3).unwrap();
+    assert!(acc > 0.5, "{spec:?} accuracy {acc}");
+}
+
+#[test]
+fn linear_student_exports_and_matches() {
+    export_roundtrip("linear", &[20]);
+}
+
+#[test]
+fn mlp_student_exports_and_matches() {
+    export_roundtrip("mlp:32,16:tanh", &[20]);
+}
+
+#[test]
+fn cnn_student_exports_and_matches() {
+    export_roundtrip("cnn:4,8:16", &[1, 8, 8]);
+}
+
+#[test]
+fn training_is_reproducible_from_the_seed() {
+    let (x, y) = blobs(90, 10, 3, 9);
+    let arch = Arch::new(&StudentSpec::parse("mlp:16").unwrap(), &[10], 3, x.view()).unwrap();
+    let split = Split::stratified(&y, 3, 0.2, 0);
+    let stop = AtomicBool::new(false);
+    let run = |seed| {
+        let cfg = TrainConfig {
+            max_epochs: 4,
+            seed,
+            ..Default::default()
+        };
+        train::train(&arch, x.view(), &y, &Signal::None, &split, &cfg, None, &mut Flag(&stop))
+            .unwrap()
+            .params
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn the_ot_term_teaches_across_label_spaces() {
+    // a 6-class problem; the student sees 2 labeled rows per class, the teacher knows 6 classes under
+    // other names and in another order: only the OT term through the cost can carry its knowledge
+    let (x, y_full) = blobs(600, 8, 6, 21);
+    let labeled: Vec<usize> = (0..12).collect();
+    let y: Vec<i64> = (0..600).map(|i| if i < 12 { y_full[i] } else { -1 }).collect();
+    let perm = [3usize, 5, 0, 1, 4, 2];
+    let mut probs = Array2::<f64>::from_elem((600, 6), 0.02);
+    for i in 0..600 {
+        probs[[i, perm[y_full[i] as usize]]] = 0.9;
+    }
+    // cost: 0 where the teacher's class is the student's, 1 elsewhere (what the label map learns)
+    let mut cost = Array2::<f64>::ones((6, 6));
+    for (s, &t) in perm.iter().enumerate() {
+        cost[[t, s]] = 0.0;
+    }
+    let arch = Arch::new(&StudentSpec::parse("mlp:32").unwrap(), &[8], 6, x.view()).unwrap();
+    let mut xs = x.clone();
+    arch.standardise(&mut xs);
+    let split = Split::stratified(&y, 6, 0.0, 0);
+    assert_eq!(split.train, labeled);
+    let cfg = TrainConfig {
+        max_epochs: 30,
+        ..Default::default()
+    };
+    let stop = AtomicBool::new(false);
+    let test: Vec<usize> = (12..600).collect();
+    let acc = |signal: &Signal| {
+        let t = train::train(&arch, xs.view(), &y, signal, &split, &cfg, None, &mut Flag(&stop)).unwrap();
+        let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
+        let p = train::predict(&net, &arch, xs.view(), &test);
+        let hits = test
+            .iter()
+            .enumerate()
+            .filter(|(k, r)| faculty::distill::argmax(p.row(*k).iter().copied()) as i64 == y_full[**r])
+            .count();
+        hits as f64 / test.len() as f64
+    };
+    let scratch = acc(&Signal::None);
+    let faculty = acc(&Signal::Faculty { probs, cost });
+    eprintln!("scratch {scratch:.3}, faculty {faculty:.3}");
+    assert!(faculty > 0.8, "faculty accuracy {faculty}");
+    assert!(faculty > scratch + 0.02, "faculty {faculty} vs scratch {scratch}");
+}
