@@ -83,14 +83,13 @@ fn missing_runtime_says_how_to_install_it() {
     );
 }
 
-#[test]
-fn serve_process_answers_over_loopback() {
-    let sb = common::Sandbox::new();
+/// A `faculty serve` process on a free loopback port; its log is drained in the background.
+fn spawn_server(zoo: &std::path::Path, state: &std::path::Path) -> (std::process::Child, u16) {
     let mut child = faculty()
         .args(["serve", "--addr", "127.0.0.1:0", "--zoo"])
-        .arg(sb.zoo())
+        .arg(zoo)
         .arg("--data-dir")
-        .arg(sb.state())
+        .arg(state)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -111,17 +110,182 @@ fn serve_process_answers_over_loopback() {
         }
     };
     std::thread::spawn(move || lines.for_each(drop)); // keep draining the log
+    (child, port)
+}
+
+/// One HTTP/1.1 request over loopback: (status, body).
+fn http(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /v1/teachers/mnist_cnn@1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head[9..12].parse().unwrap();
+    let mut body = buf[split + 4..].to_vec();
+    if head.to_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 4 + n..];
+        }
+        body = out;
+    }
+    (status, body)
+}
+
+fn http_json(port: u16, method: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let (status, b) = http(port, method, path, "application/json", body.to_string().as_bytes());
+    (status, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+}
+
+fn wait_job(port: u16, id: &str, until: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (_, j) = http_json(port, "GET", &format!("/v1/jobs/{id}"), serde_json::Value::Null);
+        if until(&j) {
+            return j;
+        }
+        assert!(start.elapsed().as_secs() < 300, "job never got there: {j}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_process_answers_over_loopback() {
+    let sb = common::Sandbox::new();
+    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let (status, body) = http(port, "GET", "/v1/teachers/mnist_cnn@1", "text/plain", b"");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(buf.starts_with("HTTP/1.1 200"), "{buf}");
+    let buf = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{buf}");
     assert!(buf.contains("\"labels\":[\"0\",\"1\""), "{buf}");
     // state is on disk under --data-dir
     assert!(sb.state().join("state.sled").exists());
+}
+
+#[test]
+fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
+    let sb = common::Sandbox::new();
+    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let task = std::fs::read("zoo/tasks/mnist_10way_5shot.npz").unwrap();
+    let body = common::multipart("mnist.npz", &task, &[]);
+    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
+    let (status, ds) = http(port, "POST", "/v1/datasets", &ct, &body);
+    assert_eq!(status, 201);
+    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    // a short job that finishes before the kill: its student must survive
+    let (status, done) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        serde_json::json!({"dataset_id": ds["id"], "method": "scratch", "student": "mlp:16",
+                           "config": {"max_epochs": 3}}),
+    );
+    assert_eq!(status, 202, "{done}");
+    let done = wait_job(port, done["id"].as_str().unwrap(), |j| j["state"] == "succeeded");
+    let student = done["student_id"].as_str().unwrap().to_string();
+    // a long job, killed mid-training after its first checkpoint
+    let (_, long) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        serde_json::json!({"dataset_id": ds["id"], "method": "kd", "teacher": "mnist_mlp",
+                           "student": "mlp:32", "config": {"max_epochs": 400, "val_fraction": 0.0}}),
+    );
+    let id = long["id"].as_str().unwrap().to_string();
+    let before = wait_job(port, &id, |j| {
+        j["phase"] == "training" && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let ck = before["checkpoint_epoch"].as_u64().unwrap();
+    assert!(ck < 400, "the job finished before the kill");
+    // restart on the same state directory
+    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let (_, after) = http_json(port, "GET", &format!("/v1/jobs/{id}"), serde_json::Value::Null);
+    assert!(
+        ["queued", "running", "succeeded"].contains(&after["state"].as_str().unwrap()),
+        "{after}"
+    );
+    assert_eq!(after["restarts"], 1, "{after}");
+    let note = after["notes"].to_string();
+    assert!(note.contains("resumed from the checkpoint after epoch"), "{note}");
+    let fin = wait_job(port, &id, |j| j["state"].as_str().is_some_and(|s| s != "queued" && s != "running"));
+    assert_eq!(fin["state"], "succeeded", "{fin}");
+    // the epochs continue the checkpoint's history rather than starting over
+    let epochs: Vec<u64> = fin["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, (1..=400).collect::<Vec<_>>());
+    // the student finished before the kill is still listed and downloadable, byte for byte
+    let (_, card) = http_json(port, "GET", &format!("/v1/students/{student}"), serde_json::Value::Null);
+    let (status, file) = http(port, "GET", &format!("/v1/students/{student}/model.onnx"), "text/plain", b"");
+    assert_eq!(status, 200);
+    assert_eq!(faculty::zoo::teacher::sha256_hex(&file), card["sha256"].as_str().unwrap());
+    let (_, done_after) = http_json(port, "GET", &format!("/v1/jobs/{}", done["id"].as_str().unwrap()), serde_json::Value::Null);
+    assert_eq!(done_after["state"], "succeeded");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn distill_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("student.onnx");
+    let out = faculty()
+        .args([
+            "distill",
+            "--dataset",
+            "zoo/tasks/letters_26way.npz",
+            "--method",
+            "faculty",
+            "--teacher",
+            "auto",
+            "--student",
+            "mlp:64",
+            "--config",
+            r#"{"max_epochs": 8}"#,
+            "--out",
+        ])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("training epoch") && err.contains('%'), "a progress bar: {err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("validation accuracy") && text.contains("teacher: letters_"), "{text}");
+    let bytes = std::fs::read(&out_path).unwrap();
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("student.card.json")).unwrap()).unwrap();
+    assert_eq!(card["sha256"], faculty::zoo::teacher::sha256_hex(&bytes));
+    assert_eq!(card["labels"].as_array().unwrap().len(), 26);
+    // the file is a classifier faculty itself can index
+    let out = faculty().args(["zoo", "inspect", "--json"]).arg(&out_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // a bad method is exit code 2 with a message
+    let out = faculty()
+        .args(["distill", "--dataset", "zoo/tasks/letters_26way.npz", "--method", "magic"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown method"));
 }
 
 #[test]
