@@ -13,6 +13,7 @@ test: setup
 bench: setup
 	bash benches/inference_vs_python.sh
 	bash benches/ranking_vs_python.sh
+	bash benches/training_vs_python.sh
 
 openapi:
 	cargo run -q -- openapi > openapi.json

@@ -464,6 +464,28 @@ impl Net {
         out
     }
 
+    /// The gradient of every parameter after `loss.backward()`, in [`Params`] order (zeros for a
+    /// parameter the loss does not reach). Read with `TensorData::as_slice::<f32>()`, without a copy.
+    pub fn grads(&self, grads: &burn::tensor::Gradients) -> Vec<TensorData> {
+        fn g<const D: usize>(p: &Param<Tensor<D>>, grads: &burn::tensor::Gradients) -> TensorData {
+            let v = p.val();
+            match v.grad(grads) {
+                Some(t) => t.into_data(),
+                None => TensorData::new(vec![0f32; v.dims().iter().product()], v.dims().to_vec()),
+            }
+        }
+        let mut out = Vec::new();
+        for c in &self.convs {
+            out.push(g(&c.weight, grads));
+            out.push(g(&c.bias, grads));
+        }
+        for d in &self.dense {
+            out.push(g(&d.weight, grads));
+            out.push(g(&d.bias, grads));
+        }
+        out
+    }
+
     /// Logits for standardised flat rows.
     pub fn forward(&self, arch: &Arch, x: Tensor<2>) -> Tensor<2> {
         let n = x.dims()[0];
