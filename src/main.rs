@@ -102,6 +102,9 @@ enum Command {
         /// Also distill with a forced teacher: TASK=TEACHER (repeatable).
         #[arg(long = "with")]
         with: Vec<String>,
+        /// Training settings as JSON for every run, e.g. '{"ot_epsilon": 0.1}'.
+        #[arg(long)]
+        config: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -421,9 +424,15 @@ fn run(cli: Cli) -> faculty::Result<()> {
             student,
             tasks,
             with,
+            config,
             json,
         } => {
             let z = open_zoo(&dir)?;
+            let config: faculty::distill::TrainConfig = match config {
+                Some(c) => serde_json::from_str(&c)
+                    .map_err(|e| faculty::Error::invalid_input(format!("--config: {e}")))?,
+                None => Default::default(),
+            };
             let extra = with
                 .iter()
                 .map(|w| {
@@ -436,6 +445,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 &z,
                 &ground_truth,
                 &student,
+                &config,
                 tasks.as_deref(),
                 &extra,
                 |t| eprintln!("{t} ..."),

@@ -42,6 +42,7 @@ pub fn evaluate(
     zoo: &Zoo,
     gt_json: &Path,
     student: &str,
+    config: &super::TrainConfig,
     only: Option<&[String]>,
     extra: &[(String, String)],
     progress: impl Fn(&str),
@@ -70,7 +71,8 @@ pub fn evaluate(
                 let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
                 let ds = task.pool.subset(&rows, lab.len());
                 let sha = ds.sha256();
-                let req = DistillRequest::new(&crate::data::dataset_id(&sha), method, &teacher, student);
+                let mut req = DistillRequest::new(&crate::data::dataset_id(&sha), method, &teacher, student);
+                req.config = config.clone();
                 let out = run(zoo, &cache, &ds, &sha, &req, None, &mut Quiet)?
                     .ok_or_else(|| Error::internal("evaluation run was cancelled"))?;
                 acc.push(onnx_accuracy(&out.onnx, task.x_test.view(), &task.y_test, c)?);

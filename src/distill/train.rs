@@ -50,7 +50,7 @@ impl Default for TrainConfig {
             temperature: 4.0,
             alpha: 0.5,
             ot_weight: 1.0,
-            ot_epsilon: 0.05,
+            ot_epsilon: 0.02,
             seed: 0,
         }
     }
