@@ -15,7 +15,13 @@ fn bench(c: &mut Criterion) {
     let mut rng = SplitMix(1);
     let x = Array2::from_shape_fn((n, d), |_| rng.next_f64() as f32);
     let y: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
-    let arch = Arch::new(&StudentSpec::parse("mlp:256:relu").unwrap(), &[d], k, x.view()).unwrap();
+    let arch = Arch::new(
+        &StudentSpec::parse("mlp:256:relu").unwrap(),
+        &[d],
+        k,
+        x.view(),
+    )
+    .unwrap();
     let split = Split::stratified(&y, k, 0.0, 0);
     let cfg = TrainConfig {
         max_epochs: 1,
@@ -29,7 +35,19 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("training");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.bench_function("mlp_784_256_10_epoch", |b| {
-        b.iter(|| train(&arch, x.view(), &y, &Signal::None, &split, &cfg, None, &mut Flag(&stop)).unwrap())
+        b.iter(|| {
+            train(
+                &arch,
+                x.view(),
+                &y,
+                &Signal::None,
+                &split,
+                &cfg,
+                None,
+                &mut Flag(&stop),
+            )
+            .unwrap()
+        })
     });
     g.finish();
 }

@@ -262,7 +262,9 @@ impl faculty::distill::Progress for Bar {
             return;
         }
         self.last = std::time::Instant::now();
-        let val = m.val_accuracy.map_or(String::new(), |a| format!(" val acc {a:.3}"));
+        let val = m
+            .val_accuracy
+            .map_or(String::new(), |a| format!(" val acc {a:.3}"));
         self.draw(
             progress,
             &format!("{phase} epoch {} loss {:.4}{val}", m.epoch, m.train_loss),
@@ -370,18 +372,23 @@ fn run(cli: Cli) -> faculty::Result<()> {
             json,
         } => {
             let ds = read_dataset(&dataset, label_column, labels)?;
-            let method: faculty::distill::Method =
-                serde_json::from_value(serde_json::Value::String(method.clone())).map_err(|_| {
-                    faculty::Error::invalid_input(format!(
-                        "unknown method '{method}'; use scratch, kd or faculty"
-                    ))
-                })?;
+            let method: faculty::distill::Method = serde_json::from_value(
+                serde_json::Value::String(method.clone()),
+            )
+            .map_err(|_| {
+                faculty::Error::invalid_input(format!(
+                    "unknown method '{method}'; use scratch, kd or faculty"
+                ))
+            })?;
             let mut req = faculty::distill::DistillRequest::new("", method, &teacher, &student);
             if let Some(c) = config {
                 req.config = serde_json::from_str(&c)
                     .map_err(|e| faculty::Error::invalid_input(format!("--config: {e}")))?;
             }
-            req.name = dataset.file_stem().and_then(|s| s.to_str()).map(|s| format!("{s} {}", method.as_str()));
+            req.name = dataset
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(|s| format!("{s} {}", method.as_str()));
             let z = open_zoo(&dir)?;
             let store = Store::temporary()?;
             let cache = faculty::rank::OutputCache::open(&store)?;
@@ -399,8 +406,15 @@ fn run(cli: Cli) -> faculty::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(c)?);
             } else {
-                let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
-                println!("student {} -> {} ({} parameters, {} bytes)", c.id, out.display(), c.parameters, c.file_size);
+                let pct =
+                    |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+                println!(
+                    "student {} -> {} ({} parameters, {} bytes)",
+                    c.id,
+                    out.display(),
+                    c.parameters,
+                    c.file_size
+                );
                 println!(
                     "validation accuracy ({} rows): student {}, scratch {}, teacher {}",
                     c.accuracy.validation_rows,
@@ -411,7 +425,11 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 if let Some(t) = c.teacher_chain.first() {
                     println!("teacher: {} ({})", t.id, t.selected_by);
                 }
-                println!("latency: {:.3} ms per row (ONNX Runtime, 1 thread); card: {}", c.latency_ms, card_path.display());
+                println!(
+                    "latency: {:.3} ms per row (ONNX Runtime, 1 thread); card: {}",
+                    c.latency_ms,
+                    card_path.display()
+                );
                 for n in &c.notes {
                     println!("note: {n}");
                 }

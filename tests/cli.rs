@@ -133,7 +133,8 @@ fn http(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) ->
         let mut rest = &body[..];
         loop {
             let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
             if n == 0 {
                 break;
             }
@@ -145,15 +146,34 @@ fn http(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) ->
     (status, body)
 }
 
-fn http_json(port: u16, method: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let (status, b) = http(port, method, path, "application/json", body.to_string().as_bytes());
-    (status, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+fn http_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let (status, b) = http(
+        port,
+        method,
+        path,
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    (
+        status,
+        serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn wait_job(port: u16, id: &str, until: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let start = std::time::Instant::now();
     loop {
-        let (_, j) = http_json(port, "GET", &format!("/v1/jobs/{id}"), serde_json::Value::Null);
+        let (_, j) = http_json(
+            port,
+            "GET",
+            &format!("/v1/jobs/{id}"),
+            serde_json::Value::Null,
+        );
         if until(&j) {
             return j;
         }
@@ -195,7 +215,9 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
                            "config": {"max_epochs": 3}}),
     );
     assert_eq!(status, 202, "{done}");
-    let done = wait_job(port, done["id"].as_str().unwrap(), |j| j["state"] == "succeeded");
+    let done = wait_job(port, done["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
     let student = done["student_id"].as_str().unwrap().to_string();
     // a long job, killed mid-training after its first checkpoint
     let (_, long) = http_json(
@@ -215,15 +237,27 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
     assert!(ck < 400, "the job finished before the kill");
     // restart on the same state directory
     let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
-    let (_, after) = http_json(port, "GET", &format!("/v1/jobs/{id}"), serde_json::Value::Null);
+    let (_, after) = http_json(
+        port,
+        "GET",
+        &format!("/v1/jobs/{id}"),
+        serde_json::Value::Null,
+    );
     assert!(
         ["queued", "running", "succeeded"].contains(&after["state"].as_str().unwrap()),
         "{after}"
     );
     assert_eq!(after["restarts"], 1, "{after}");
     let note = after["notes"].to_string();
-    assert!(note.contains("resumed from the checkpoint after epoch"), "{note}");
-    let fin = wait_job(port, &id, |j| j["state"].as_str().is_some_and(|s| s != "queued" && s != "running"));
+    assert!(
+        note.contains("resumed from the checkpoint after epoch"),
+        "{note}"
+    );
+    let fin = wait_job(port, &id, |j| {
+        j["state"]
+            .as_str()
+            .is_some_and(|s| s != "queued" && s != "running")
+    });
     assert_eq!(fin["state"], "succeeded", "{fin}");
     // the epochs continue the checkpoint's history rather than starting over
     let epochs: Vec<u64> = fin["epochs"]
@@ -234,11 +268,30 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
         .collect();
     assert_eq!(epochs, (1..=400).collect::<Vec<_>>());
     // the student finished before the kill is still listed and downloadable, byte for byte
-    let (_, card) = http_json(port, "GET", &format!("/v1/students/{student}"), serde_json::Value::Null);
-    let (status, file) = http(port, "GET", &format!("/v1/students/{student}/model.onnx"), "text/plain", b"");
+    let (_, card) = http_json(
+        port,
+        "GET",
+        &format!("/v1/students/{student}"),
+        serde_json::Value::Null,
+    );
+    let (status, file) = http(
+        port,
+        "GET",
+        &format!("/v1/students/{student}/model.onnx"),
+        "text/plain",
+        b"",
+    );
     assert_eq!(status, 200);
-    assert_eq!(faculty::zoo::teacher::sha256_hex(&file), card["sha256"].as_str().unwrap());
-    let (_, done_after) = http_json(port, "GET", &format!("/v1/jobs/{}", done["id"].as_str().unwrap()), serde_json::Value::Null);
+    assert_eq!(
+        faculty::zoo::teacher::sha256_hex(&file),
+        card["sha256"].as_str().unwrap()
+    );
+    let (_, done_after) = http_json(
+        port,
+        "GET",
+        &format!("/v1/jobs/{}", done["id"].as_str().unwrap()),
+        serde_json::Value::Null,
+    );
     assert_eq!(done_after["state"], "succeeded");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -268,20 +321,41 @@ fn distill_without_a_server() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("training epoch") && err.contains('%'), "a progress bar: {err}");
+    assert!(
+        err.contains("training epoch") && err.contains('%'),
+        "a progress bar: {err}"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("validation accuracy") && text.contains("teacher: letters_"), "{text}");
+    assert!(
+        text.contains("validation accuracy") && text.contains("teacher: letters_"),
+        "{text}"
+    );
     let bytes = std::fs::read(&out_path).unwrap();
     let card: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("student.card.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("student.card.json")).unwrap())
+            .unwrap();
     assert_eq!(card["sha256"], faculty::zoo::teacher::sha256_hex(&bytes));
     assert_eq!(card["labels"].as_array().unwrap().len(), 26);
     // the file is a classifier faculty itself can index
-    let out = faculty().args(["zoo", "inspect", "--json"]).arg(&out_path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = faculty()
+        .args(["zoo", "inspect", "--json"])
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // a bad method is exit code 2 with a message
     let out = faculty()
-        .args(["distill", "--dataset", "zoo/tasks/letters_26way.npz", "--method", "magic"])
+        .args([
+            "distill",
+            "--dataset",
+            "zoo/tasks/letters_26way.npz",
+            "--method",
+            "magic",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

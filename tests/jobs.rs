@@ -12,7 +12,11 @@ use serde_json::json;
 async fn upload_task(app: &axum::Router, path: &str) -> String {
     let bytes = std::fs::read(repo().join(path)).unwrap();
     let r = upload_dataset(app, &bytes, path.rsplit('/').next().unwrap()).await;
-    assert!(r.status.is_success(), "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     r.json()["id"].as_str().unwrap().to_string()
 }
 
@@ -20,7 +24,11 @@ async fn upload_dataset(app: &axum::Router, bytes: &[u8], name: &str) -> Reply {
     post_multipart(app, "/v1/datasets", multipart(name, bytes, &[])).await
 }
 
-async fn wait_for(app: &axum::Router, id: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+async fn wait_for(
+    app: &axum::Router,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let start = Instant::now();
     loop {
         let j = get(app, &format!("/v1/jobs/{id}")).await.json();
@@ -44,7 +52,12 @@ async fn a_job_trains_streams_and_leaves_a_student() {
                "config": {"max_epochs": 12}}),
     )
     .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let job = r.json();
     let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(job["state"], "queued");
@@ -52,7 +65,12 @@ async fn a_job_trains_streams_and_leaves_a_student() {
     // the event stream: the job object at every change, ending with the final state
     let ev = get(&app, &format!("/v1/jobs/{id}/events")).await;
     assert_eq!(ev.status, StatusCode::OK);
-    assert!(ev.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        ev.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let text = String::from_utf8(ev.body).unwrap();
     let events: Vec<serde_json::Value> = text
         .lines()
@@ -62,9 +80,19 @@ async fn a_job_trains_streams_and_leaves_a_student() {
     assert!(text.contains("event: job"));
     assert!(events.len() >= 3, "{text}");
     assert_eq!(events.last().unwrap()["state"], "succeeded");
-    let progress: Vec<f64> = events.iter().map(|e| e["progress"].as_f64().unwrap()).collect();
-    assert!(progress.windows(2).all(|w| w[1] >= w[0] - 1e-9), "{progress:?}");
-    assert!(events.iter().any(|e| e["phase"] == "training" && !e["epochs"].as_array().unwrap().is_empty()));
+    let progress: Vec<f64> = events
+        .iter()
+        .map(|e| e["progress"].as_f64().unwrap())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[1] >= w[0] - 1e-9),
+        "{progress:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["phase"] == "training" && !e["epochs"].as_array().unwrap().is_empty())
+    );
     // the job
     let j = get(&app, &format!("/v1/jobs/{id}")).await.json();
     assert_eq!(j["state"], "succeeded");
@@ -73,7 +101,12 @@ async fn a_job_trains_streams_and_leaves_a_student() {
     assert!(!epochs.is_empty() && epochs.len() <= 12);
     assert!(epochs[0]["train_loss"].as_f64().unwrap().is_finite());
     assert!(epochs[0]["val_accuracy"].as_f64().is_some());
-    assert!(j["teacher"]["selected_by"].as_str().unwrap().starts_with("auto"));
+    assert!(
+        j["teacher"]["selected_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("auto")
+    );
     let sid = j["student_id"].as_str().unwrap().to_string();
     // the card
     let list = get(&app, "/v1/students").await.json();
@@ -105,17 +138,37 @@ async fn a_job_trains_streams_and_leaves_a_student() {
         .iter()
         .map(|p| (p.key.clone().unwrap(), p.value.clone().unwrap()))
         .collect();
-    for k in ["labels", "method", "teachers", "metrics", "created", "faculty_version"] {
+    for k in [
+        "labels",
+        "method",
+        "teachers",
+        "metrics",
+        "created",
+        "faculty_version",
+    ] {
         assert!(meta.contains_key(k), "metadata lacks {k}: {meta:?}");
     }
     assert_eq!(meta["method"], "faculty");
     assert!(meta["teachers"].contains(j["teacher"]["sha256"].as_str().unwrap()));
     // the events of a finished job: one event, then the stream ends
     let ev = get(&app, &format!("/v1/jobs/{id}/events")).await;
-    assert_eq!(String::from_utf8(ev.body).unwrap().matches("data:").count(), 1);
+    assert_eq!(
+        String::from_utf8(ev.body).unwrap().matches("data:").count(),
+        1
+    );
     // the zoo can take the student back as a teacher: it is a valid classifier to faculty itself
-    let r = post_multipart(&app, "/v1/teachers", multipart("student.onnx", &dl.body, &[("name", "my_student")])).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    let r = post_multipart(
+        &app,
+        "/v1/teachers",
+        multipart("student.onnx", &dl.body, &[("name", "my_student")]),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(r.json()["labels"].as_array().unwrap().len(), 10);
 }
 
@@ -127,46 +180,131 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
     let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
     let clothing = upload_task(&app, "zoo/tasks/fashion_clothing_6way.npz").await;
     let cases: Vec<(serde_json::Value, StatusCode, &str)> = vec![
-        (json!({"dataset_id": "ds_0000000000000000"}), StatusCode::NOT_FOUND, "ds_0000000000000000"),
-        (json!({"dataset_id": mnist, "teacher": "no_such_teacher"}), StatusCode::NOT_FOUND, "no_such_teacher"),
-        (json!({"dataset_id": mnist, "teacher": "letters_mlp"}), StatusCode::BAD_REQUEST, "cannot teach"),
-        (json!({"dataset_id": mnist, "method": "kd", "teacher": "fashion_mlp"}), StatusCode::BAD_REQUEST, "label names"),
-        (json!({"dataset_id": letters, "student": "cnn:8,16"}), StatusCode::BAD_REQUEST, "rows"),
-        (json!({"dataset_id": mnist, "student": "transformer:12"}), StatusCode::BAD_REQUEST, "unknown student"),
-        (json!({"dataset_id": mnist, "student": "mlp:0"}), StatusCode::BAD_REQUEST, "width"),
-        (json!({"dataset_id": mnist, "student": {"kind": "cnn", "channels": [8, 8, 8, 8, 8, 8]}}), StatusCode::BAD_REQUEST, "blocks"),
-        (json!({"dataset_id": mnist, "method": "distill"}), StatusCode::BAD_REQUEST, "method"),
-        (json!({"dataset_id": mnist, "config": {"lr": -1.0}}), StatusCode::BAD_REQUEST, "lr"),
-        (json!({"dataset_id": mnist, "config": {"max_epochs": 0}}), StatusCode::BAD_REQUEST, "max_epochs"),
-        (json!({"dataset_id": mnist, "config": {"learning_rate": 0.1}}), StatusCode::BAD_REQUEST, "learning_rate"),
-        (json!({"dataset_id": clothing, "method": "kd", "teacher": "auto"}), StatusCode::BAD_REQUEST, "no teacher"),
-        (json!({"method": "faculty"}), StatusCode::BAD_REQUEST, "dataset_id"),
+        (
+            json!({"dataset_id": "ds_0000000000000000"}),
+            StatusCode::NOT_FOUND,
+            "ds_0000000000000000",
+        ),
+        (
+            json!({"dataset_id": mnist, "teacher": "no_such_teacher"}),
+            StatusCode::NOT_FOUND,
+            "no_such_teacher",
+        ),
+        (
+            json!({"dataset_id": mnist, "teacher": "letters_mlp"}),
+            StatusCode::BAD_REQUEST,
+            "cannot teach",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "kd", "teacher": "fashion_mlp"}),
+            StatusCode::BAD_REQUEST,
+            "label names",
+        ),
+        (
+            json!({"dataset_id": letters, "student": "cnn:8,16"}),
+            StatusCode::BAD_REQUEST,
+            "rows",
+        ),
+        (
+            json!({"dataset_id": mnist, "student": "transformer:12"}),
+            StatusCode::BAD_REQUEST,
+            "unknown student",
+        ),
+        (
+            json!({"dataset_id": mnist, "student": "mlp:0"}),
+            StatusCode::BAD_REQUEST,
+            "width",
+        ),
+        (
+            json!({"dataset_id": mnist, "student": {"kind": "cnn", "channels": [8, 8, 8, 8, 8, 8]}}),
+            StatusCode::BAD_REQUEST,
+            "blocks",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "distill"}),
+            StatusCode::BAD_REQUEST,
+            "method",
+        ),
+        (
+            json!({"dataset_id": mnist, "config": {"lr": -1.0}}),
+            StatusCode::BAD_REQUEST,
+            "lr",
+        ),
+        (
+            json!({"dataset_id": mnist, "config": {"max_epochs": 0}}),
+            StatusCode::BAD_REQUEST,
+            "max_epochs",
+        ),
+        (
+            json!({"dataset_id": mnist, "config": {"learning_rate": 0.1}}),
+            StatusCode::BAD_REQUEST,
+            "learning_rate",
+        ),
+        (
+            json!({"dataset_id": clothing, "method": "kd", "teacher": "auto"}),
+            StatusCode::BAD_REQUEST,
+            "no teacher",
+        ),
+        (
+            json!({"method": "faculty"}),
+            StatusCode::BAD_REQUEST,
+            "dataset_id",
+        ),
     ];
     for (body, status, needle) in cases {
         let r = post_json(&app, "/v1/jobs", body.clone()).await;
         let text = String::from_utf8_lossy(&r.body).to_string();
         assert_eq!(r.status, status, "{body}: {text}");
-        assert!(text.contains(needle), "{body}: {text} should name '{needle}'");
-        assert!(r.json()["error"].is_string() && r.json()["kind"].is_string(), "{text}");
-        assert_eq!(get(&app, "/v1/jobs").await.json()["jobs"], json!([]), "{body} created a job");
-        assert_eq!(get(&app, "/v1/students").await.json()["students"], json!([]));
+        assert!(
+            text.contains(needle),
+            "{body}: {text} should name '{needle}'"
+        );
+        assert!(
+            r.json()["error"].is_string() && r.json()["kind"].is_string(),
+            "{text}"
+        );
+        assert_eq!(
+            get(&app, "/v1/jobs").await.json()["jobs"],
+            json!([]),
+            "{body} created a job"
+        );
+        assert_eq!(
+            get(&app, "/v1/students").await.json()["students"],
+            json!([])
+        );
     }
     // zero labeled rows: refused at upload already, so no job can name such a dataset
     let x: Vec<u8> = (0..40).map(|i| i as u8).collect();
     let unlabeled = zip_npz(&x, &[-1i64; 10]);
     let r = upload_dataset(&app, &unlabeled, "unlabeled.npz").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     // and the library refuses one built by hand
     let zoo_dir = sb.zoo();
     let store = faculty::store::Store::temporary().unwrap();
-    let zoo = faculty::zoo::Zoo::open(&zoo_dir, &store, std::sync::Arc::new(faculty::onnx::SessionPool::new(1)), 64).unwrap();
+    let zoo = faculty::zoo::Zoo::open(
+        &zoo_dir,
+        &store,
+        std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
+        64,
+    )
+    .unwrap();
     zoo.rescan().unwrap();
     let ds = faculty::data::Dataset {
         x: ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 784])),
         y: vec![-1; 4],
         labels: vec!["a".into(), "b".into()],
     };
-    let req = faculty::distill::DistillRequest::new("x", faculty::distill::Method::Scratch, "auto", "mlp");
+    let req = faculty::distill::DistillRequest::new(
+        "x",
+        faculty::distill::Method::Scratch,
+        "auto",
+        "mlp",
+    );
     let e = faculty::distill::validate(&zoo, &ds, &req).unwrap_err();
     assert!(e.message.contains("no labeled rows"), "{}", e.message);
 }
@@ -175,7 +313,8 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
 fn zip_npz(x: &[u8], y: &[i64]) -> Vec<u8> {
     use std::io::Write;
     let npy = |descr: &str, shape: &str, data: &[u8]| {
-        let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+        let header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
         let mut b = b"\x93NUMPY\x01\x00".to_vec();
         b.extend((header.len() as u16).to_le_bytes());
         b.extend(header.as_bytes());
@@ -187,10 +326,12 @@ fn zip_npz(x: &[u8], y: &[i64]) -> Vec<u8> {
         let mut z = zip::ZipWriter::new(&mut buf);
         let opts = zip::write::SimpleFileOptions::default();
         z.start_file("x.npy", opts).unwrap();
-        z.write_all(&npy("|u1", &format!("({}, 4)", y.len()), x)).unwrap();
+        z.write_all(&npy("|u1", &format!("({}, 4)", y.len()), x))
+            .unwrap();
         z.start_file("y.npy", opts).unwrap();
         let yb: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
-        z.write_all(&npy("<i8", &format!("({},)", y.len()), &yb)).unwrap();
+        z.write_all(&npy("<i8", &format!("({},)", y.len()), &yb))
+            .unwrap();
         z.finish().unwrap();
     }
     buf.into_inner()
@@ -207,10 +348,19 @@ async fn jobs_queue_and_cancel() {
                       "config": {"max_epochs": 10000, "patience": 10000}});
     let first = post_json(&app, "/v1/jobs", long.clone()).await.json();
     let second = post_json(&app, "/v1/jobs", long).await.json();
-    let (a, b) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
-    wait_for(&app, a, |j| j["state"] == "running" && !j["epochs"].as_array().unwrap().is_empty()).await;
+    let (a, b) = (
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    );
+    wait_for(&app, a, |j| {
+        j["state"] == "running" && !j["epochs"].as_array().unwrap().is_empty()
+    })
+    .await;
     // one slot: the second waits
-    assert_eq!(get(&app, &format!("/v1/jobs/{b}")).await.json()["state"], "queued");
+    assert_eq!(
+        get(&app, &format!("/v1/jobs/{b}")).await.json()["state"],
+        "queued"
+    );
     let listed = get(&app, "/v1/jobs").await.json();
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 2);
     // cancelling the queued one is immediate
@@ -225,10 +375,24 @@ async fn jobs_queue_and_cancel() {
     assert!(j["student_id"].is_null());
     // a finished job cannot be cancelled; an unknown one is 404
     let r = post_json(&app, &format!("/v1/jobs/{a}/cancel"), json!({})).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let r = post_json(&app, "/v1/jobs/job_0123456789abcdef/cancel", json!({})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(get(&app, "/v1/students").await.json()["students"], json!([]));
-    assert_eq!(get(&app, "/v1/students/st_0123456789abcdef").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(get(&app, "/v1/students/../../etc/model.onnx").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/v1/students").await.json()["students"],
+        json!([])
+    );
+    assert_eq!(
+        get(&app, "/v1/students/st_0123456789abcdef").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/v1/students/../../etc/model.onnx").await.status,
+        StatusCode::NOT_FOUND
+    );
 }

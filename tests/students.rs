@@ -11,7 +11,11 @@ use std::sync::atomic::AtomicBool;
 fn blobs(n: usize, d: usize, classes: usize, seed: u64) -> (Array2<f32>, Vec<i64>) {
     let mut rng = faculty::distill::student::SplitMix(seed);
     let centres: Vec<Vec<f32>> = (0..classes)
-        .map(|_| (0..d).map(|_| (rng.next_f64() * 4.0 - 2.0) as f32).collect())
+        .map(|_| {
+            (0..d)
+                .map(|_| (rng.next_f64() * 4.0 - 2.0) as f32)
+                .collect()
+        })
         .collect();
     let mut x = Array2::zeros((n, d));
     let mut y = Vec::new();
@@ -75,8 +79,17 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
         ..Default::default()
     };
     let stop = AtomicBool::new(false);
-    let t = train::train(&arch, xs.view(), &y, &Signal::None, &split, &cfg, None, &mut Flag(&stop))
-        .unwrap();
+    let t = train::train(
+        &arch,
+        xs.view(),
+        &y,
+        &Signal::None,
+        &split,
+        &cfg,
+        None,
+        &mut Flag(&stop),
+    )
+    .unwrap();
     let onnx = export::to_onnx(&arch, &t.params, &[("labels", "[\"a\",\"b\",\"c\"]")]);
     checker(&onnx);
     let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
@@ -123,9 +136,18 @@ fn training_is_reproducible_from_the_seed() {
             seed,
             ..Default::default()
         };
-        train::train(&arch, x.view(), &y, &Signal::None, &split, &cfg, None, &mut Flag(&stop))
-            .unwrap()
-            .params
+        train::train(
+            &arch,
+            x.view(),
+            &y,
+            &Signal::None,
+            &split,
+            &cfg,
+            None,
+            &mut Flag(&stop),
+        )
+        .unwrap()
+        .params
     };
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
@@ -137,7 +159,9 @@ fn the_ot_term_teaches_across_label_spaces() {
     // other names and in another order: only the OT term through the cost can carry its knowledge
     let (x, y_full) = blobs(600, 8, 6, 21);
     let labeled: Vec<usize> = (0..12).collect();
-    let y: Vec<i64> = (0..600).map(|i| if i < 12 { y_full[i] } else { -1 }).collect();
+    let y: Vec<i64> = (0..600)
+        .map(|i| if i < 12 { y_full[i] } else { -1 })
+        .collect();
     let perm = [3usize, 5, 0, 1, 4, 2];
     let mut probs = Array2::<f64>::from_elem((600, 6), 0.02);
     for i in 0..600 {
@@ -160,13 +184,25 @@ fn the_ot_term_teaches_across_label_spaces() {
     let stop = AtomicBool::new(false);
     let test: Vec<usize> = (12..600).collect();
     let acc = |signal: &Signal| {
-        let t = train::train(&arch, xs.view(), &y, signal, &split, &cfg, None, &mut Flag(&stop)).unwrap();
+        let t = train::train(
+            &arch,
+            xs.view(),
+            &y,
+            signal,
+            &split,
+            &cfg,
+            None,
+            &mut Flag(&stop),
+        )
+        .unwrap();
         let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
         let p = train::predict(&net, &arch, xs.view(), &test);
         let hits = test
             .iter()
             .enumerate()
-            .filter(|(k, r)| faculty::distill::argmax(p.row(*k).iter().copied()) as i64 == y_full[**r])
+            .filter(|(k, r)| {
+                faculty::distill::argmax(p.row(*k).iter().copied()) as i64 == y_full[**r]
+            })
             .count();
         hits as f64 / test.len() as f64
     };
@@ -174,5 +210,8 @@ fn the_ot_term_teaches_across_label_spaces() {
     let faculty = acc(&Signal::Faculty { probs, cost });
     eprintln!("scratch {scratch:.3}, faculty {faculty:.3}");
     assert!(faculty > 0.8, "faculty accuracy {faculty}");
-    assert!(faculty > scratch + 0.02, "faculty {faculty} vs scratch {scratch}");
+    assert!(
+        faculty > scratch + 0.02,
+        "faculty {faculty} vs scratch {scratch}"
+    );
 }

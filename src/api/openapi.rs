@@ -4,12 +4,12 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{datasets, error::ErrorBody, jobs, teachers};
+use crate::data::{ClassCount, DatasetInfo, Format};
 use crate::distill::{
-    Accuracy, Activation, DistillRequest, EpochMetrics, Method, StudentArg, StudentCard, StudentSpec,
-    TeacherRef, TrainConfig,
+    Accuracy, Activation, DistillRequest, EpochMetrics, Method, StudentArg, StudentCard,
+    StudentSpec, TeacherRef, TrainConfig,
 };
 use crate::jobs::{Job, JobState};
-use crate::data::{ClassCount, DatasetInfo, Format};
 use crate::onnx::{OutputKind, session::Predictor};
 use crate::rank::{Direction, RankRequest, Ranking, TeacherResult, Verdict};
 use crate::zoo::catalog::Failed;

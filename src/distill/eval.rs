@@ -61,7 +61,12 @@ pub fn evaluate(
             (Method::Scratch, "-".into()),
             (Method::Faculty, "auto".into()),
         ];
-        runs.extend(extra.iter().filter(|e| e.0 == name).map(|e| (Method::Faculty, e.1.clone())));
+        runs.extend(
+            extra
+                .iter()
+                .filter(|e| e.0 == name)
+                .map(|e| (Method::Faculty, e.1.clone())),
+        );
         let mut scratch_mean = f64::NAN;
         for (method, teacher) in runs {
             progress(&format!("{name}: {} teacher {teacher}", method.as_str()));
@@ -71,11 +76,17 @@ pub fn evaluate(
                 let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
                 let ds = task.pool.subset(&rows, lab.len());
                 let sha = ds.sha256();
-                let mut req = DistillRequest::new(&crate::data::dataset_id(&sha), method, &teacher, student);
+                let mut req =
+                    DistillRequest::new(&crate::data::dataset_id(&sha), method, &teacher, student);
                 req.config = config.clone();
                 let out = run(zoo, &cache, &ds, &sha, &req, None, &mut Quiet)?
                     .ok_or_else(|| Error::internal("evaluation run was cancelled"))?;
-                acc.push(onnx_accuracy(&out.onnx, task.x_test.view(), &task.y_test, c)?);
+                acc.push(onnx_accuracy(
+                    &out.onnx,
+                    task.x_test.view(),
+                    &task.y_test,
+                    c,
+                )?);
                 chosen.push(
                     out.card
                         .teacher_chain

@@ -11,20 +11,37 @@ pub fn to_onnx(arch: &Arch, params: &Params, metadata: &[(&str, &str)]) -> Vec<u
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
     let c = arch.classes as i64;
-    let stat_dims: Vec<i64> = if arch.mean.len() == 1 { vec![1] } else { vec![arch.mean.len() as i64] };
+    let stat_dims: Vec<i64> = if arch.mean.len() == 1 {
+        vec![1]
+    } else {
+        vec![arch.mean.len() as i64]
+    };
     inits.push(tensor_f32("input_mean", &stat_dims, &arch.mean));
     inits.push(tensor_f32("input_std", &stat_dims, &arch.std));
     let mut cur = "input".to_string();
     if arch.image.is_none() {
-        nodes.push(node("Flatten", &["input"], "flat", vec![attr_int("axis", 1)]));
+        nodes.push(node(
+            "Flatten",
+            &["input"],
+            "flat",
+            vec![attr_int("axis", 1)],
+        ));
         cur = "flat".into();
     }
     nodes.push(node("Sub", &[&cur, "input_mean"], "centred", vec![]));
-    nodes.push(node("Div", &["centred", "input_std"], "standardised", vec![]));
+    nodes.push(node(
+        "Div",
+        &["centred", "input_std"],
+        "standardised",
+        vec![],
+    ));
     cur = "standardised".into();
     let n_conv = arch.conv_layers().len();
     if let Some([ch, h, w]) = arch.image {
-        inits.push(tensor_i64("image_shape", &[-1, ch as i64, h as i64, w as i64]));
+        inits.push(tensor_i64(
+            "image_shape",
+            &[-1, ch as i64, h as i64, w as i64],
+        ));
         nodes.push(node("Reshape", &[&cur, "image_shape"], "image", vec![]));
         cur = "image".into();
         for k in 0..n_conv {
@@ -37,7 +54,10 @@ pub fn to_onnx(arch: &Arch, params: &Params, metadata: &[(&str, &str)]) -> Vec<u
                 "Conv",
                 &[&cur, &wn, &bn],
                 &conv,
-                vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])],
+                vec![
+                    attr_ints("kernel_shape", &[3, 3]),
+                    attr_ints("pads", &[1, 1, 1, 1]),
+                ],
             ));
             let relu = format!("conv{k}.relu");
             nodes.push(node("Relu", &[&conv], &relu, vec![]));
@@ -46,11 +66,19 @@ pub fn to_onnx(arch: &Arch, params: &Params, metadata: &[(&str, &str)]) -> Vec<u
                 "MaxPool",
                 &[&relu],
                 &pool,
-                vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])],
+                vec![
+                    attr_ints("kernel_shape", &[2, 2]),
+                    attr_ints("strides", &[2, 2]),
+                ],
             ));
             cur = pool;
         }
-        nodes.push(node("Flatten", &[&cur], "features", vec![attr_int("axis", 1)]));
+        nodes.push(node(
+            "Flatten",
+            &[&cur],
+            "features",
+            vec![attr_int("axis", 1)],
+        ));
         cur = "features".into();
     }
     let dense = arch.dense_layers();
@@ -60,7 +88,11 @@ pub fn to_onnx(arch: &Arch, params: &Params, metadata: &[(&str, &str)]) -> Vec<u
         inits.push(tensor_f32(&wn, &dims(&wp.shape), &wp.values));
         inits.push(tensor_f32(&bn, &dims(&bp.shape), &bp.values));
         let last = k + 1 == dense.len();
-        let out = if last { "logits".to_string() } else { format!("dense{k}") };
+        let out = if last {
+            "logits".to_string()
+        } else {
+            format!("dense{k}")
+        };
         nodes.push(node("Gemm", &[&cur, &wn, &bn], &out, vec![]));
         cur = out;
         if !last {
@@ -69,14 +101,22 @@ pub fn to_onnx(arch: &Arch, params: &Params, metadata: &[(&str, &str)]) -> Vec<u
             cur = act;
         }
     }
-    nodes.push(node("Softmax", &["logits"], "probabilities", vec![attr_int("axis", 1)]));
+    nodes.push(node(
+        "Softmax",
+        &["logits"],
+        "probabilities",
+        vec![attr_int("axis", 1)],
+    ));
     let mut input_dims = vec![-1i64];
     input_dims.extend(arch.row_shape.iter().map(|&d| d as i64));
     model(
         nodes,
         inits,
         vec![value_info("input", &input_dims)],
-        vec![value_info("probabilities", &[-1, c]), value_info("logits", &[-1, c])],
+        vec![
+            value_info("probabilities", &[-1, c]),
+            value_info("logits", &[-1, c]),
+        ],
         metadata,
     )
     .encode_to_vec()

@@ -219,17 +219,34 @@ fn usable_for(t: &Teacher, ds: &Dataset, method: Method) -> std::result::Result<
 /// existence, compatibility and label space.
 pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validated> {
     req.config.check()?;
-    let spec = req.student.as_ref().map(StudentArg::spec).transpose()?.unwrap_or_default();
-    Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.flat().slice(s![..0, ..]))?;
+    let spec = req
+        .student
+        .as_ref()
+        .map(StudentArg::spec)
+        .transpose()?
+        .unwrap_or_default();
+    Arch::new(
+        &spec,
+        &ds.row_shape(),
+        ds.classes(),
+        ds.flat().slice(s![..0, ..]),
+    )?;
     let counts = ds.class_counts();
     if counts.iter().sum::<usize>() == 0 {
-        return Err(Error::invalid_input("the dataset has no labeled rows; a student needs some"));
+        return Err(Error::invalid_input(
+            "the dataset has no labeled rows; a student needs some",
+        ));
     }
     if counts.iter().filter(|c| **c > 0).count() < 2 {
-        return Err(Error::invalid_input("a student needs labeled rows of at least 2 classes"));
+        return Err(Error::invalid_input(
+            "a student needs labeled rows of at least 2 classes",
+        ));
     }
     if req.method == Method::Scratch {
-        return Ok(Validated { spec, teacher: None });
+        return Ok(Validated {
+            spec,
+            teacher: None,
+        });
     }
     if req.teacher == "auto" {
         let all = zoo.all()?;
@@ -241,12 +258,19 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
                 ds.labels
             )));
         }
-        return Ok(Validated { spec, teacher: None });
+        return Ok(Validated {
+            spec,
+            teacher: None,
+        });
     }
     let t = zoo.get(&req.teacher)?;
-    usable_for(&t, ds, req.method)
-        .map_err(|r| Error::invalid_input(format!("teacher '{}' cannot teach this dataset: {r}", t.id)))?;
-    Ok(Validated { spec, teacher: Some(t) })
+    usable_for(&t, ds, req.method).map_err(|r| {
+        Error::invalid_input(format!("teacher '{}' cannot teach this dataset: {r}", t.id))
+    })?;
+    Ok(Validated {
+        spec,
+        teacher: Some(t),
+    })
 }
 
 /// Index of the largest value (first on ties).
@@ -322,7 +346,10 @@ pub fn run(
                 .results
                 .iter()
                 .filter(|r| r.rank.is_some())
-                .find(|r| zoo.get(&r.teacher_id).is_ok_and(|t| usable_for(&t, ds, method).is_ok()))
+                .find(|r| {
+                    zoo.get(&r.teacher_id)
+                        .is_ok_and(|t| usable_for(&t, ds, method).is_ok())
+                })
                 .ok_or_else(|| Error::invalid_input("no compatible teacher to distill from"))?;
             if !ranking.verdict.teacher_helps {
                 notes.push(format!(
@@ -345,7 +372,9 @@ pub fn run(
     // 2. data, split, architecture
     let split = Split::stratified(&ds.y, c_s, cfg.val_fraction, cfg.seed);
     if split.val.is_empty() {
-        notes.push("no class has 2 labeled rows: no validation split, the last epoch is kept".into());
+        notes.push(
+            "no class has 2 labeled rows: no validation split, the last epoch is kept".into(),
+        );
     }
     let arch = Arch::new(&v.spec, &ds.row_shape(), c_s, ds.flat())?;
     let mut x = ds.flat().to_owned();
@@ -370,7 +399,12 @@ pub fn run(
                         let s = r.sum().max(1e-12);
                         r /= s;
                     }
-                    (Signal::Kd { target: norm.clone() }, norm)
+                    (
+                        Signal::Kd {
+                            target: norm.clone(),
+                        },
+                        norm,
+                    )
                 }
                 _ => {
                     let p = o.probs.mapv(f64::from);
@@ -384,7 +418,13 @@ pub fn run(
                         MAP_SMOOTH,
                     );
                     let mapped = p.dot(&map).mapv(|v| v as f32);
-                    (Signal::Faculty { probs: p, cost: map.mapv(|v| 1.0 - v) }, mapped)
+                    (
+                        Signal::Faculty {
+                            probs: p,
+                            cost: map.mapv(|v| 1.0 - v),
+                        },
+                        mapped,
+                    )
                 }
             };
             let acc = accuracy_of(&mapped, &ds.y, &split.val);
@@ -425,7 +465,13 @@ pub fn run(
     let dev = burn::tensor::Device::flex();
     let net = student::Net::from_params(&arch, &trained.params, &dev);
     let student_acc = (!split.val.is_empty())
-        .then(|| accuracy_of(&train::predict(&net, &arch, x.view(), &split.val), &ds.y, &split.val))
+        .then(|| {
+            accuracy_of(
+                &train::predict(&net, &arch, x.view(), &split.val),
+                &ds.y,
+                &split.val,
+            )
+        })
         .flatten();
     // 5. the scratch baseline on the same split
     let scratch_acc = if teacher.is_none() {
@@ -452,7 +498,11 @@ pub fn run(
             return Ok(None);
         }
         let bnet = student::Net::from_params(&arch, &base.params, &dev);
-        accuracy_of(&train::predict(&bnet, &arch, x.view(), &split.val), &ds.y, &split.val)
+        accuracy_of(
+            &train::predict(&bnet, &arch, x.view(), &split.val),
+            &ds.y,
+            &split.val,
+        )
     };
     // 6. export, parity, latency
     progress.phase("export", 0.96);
@@ -496,9 +546,10 @@ pub fn run(
         )));
     }
     let sha256 = crate::zoo::teacher::sha256_hex(&onnx);
-    let name = req.name.clone().unwrap_or_else(|| {
-        format!("{} {} {}", &dataset_id, req.method.as_str(), spec_s)
-    });
+    let name = req
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{} {} {}", &dataset_id, req.method.as_str(), spec_s));
     let card = StudentCard {
         id: format!("st_{}", &sha256[..16]),
         name,
@@ -546,7 +597,12 @@ fn accuracy_of(p: &Array2<f32>, y: &[i64], rows: &[usize]) -> Option<f64> {
 
 /// Runs the exported model in ONNX Runtime on `rows` (raw, unstandardised: the graph standardises) and
 /// measures the median single-row latency.
-fn ort_check(onnx: &[u8], ds: &Dataset, rows: &[usize], classes: usize) -> Result<(Array2<f32>, f64)> {
+fn ort_check(
+    onnx: &[u8],
+    ds: &Dataset,
+    rows: &[usize],
+    classes: usize,
+) -> Result<(Array2<f32>, f64)> {
     let mut session = crate::onnx::session::load_session(onnx, 1)?;
     let pred = student_predictor(&ds.row_shape(), classes);
     let x = ds.x.select(Axis(0), rows);
@@ -578,7 +634,12 @@ pub fn student_predictor(row_shape: &[usize], classes: usize) -> crate::onnx::Pr
 }
 
 /// Accuracy of an exported student on rows `x` (first axis = rows) with labels `y`, in ONNX Runtime.
-pub fn onnx_accuracy(onnx: &[u8], x: ndarray::ArrayViewD<'_, f32>, y: &[i64], classes: usize) -> Result<f64> {
+pub fn onnx_accuracy(
+    onnx: &[u8],
+    x: ndarray::ArrayViewD<'_, f32>,
+    y: &[i64],
+    classes: usize,
+) -> Result<f64> {
     let mut session = crate::onnx::session::load_session(onnx, 0)?;
     let pred = student_predictor(&x.shape()[1..], classes);
     let p = pred.predict(&mut session, x, 1024)?;

@@ -154,7 +154,9 @@ impl StudentSpec {
             Self::Mlp { hidden, .. } => hidden.clone(),
             Self::Cnn { channels, hidden } => {
                 if channels.is_empty() {
-                    return Err(Error::invalid_input("a cnn student needs at least one conv block"));
+                    return Err(Error::invalid_input(
+                        "a cnn student needs at least one conv block",
+                    ));
                 }
                 channels.iter().copied().chain([*hidden]).collect()
             }
@@ -175,7 +177,12 @@ impl StudentSpec {
 
     /// The compact string form (inverse of [`StudentSpec::parse`]).
     pub fn describe(&self) -> String {
-        let join = |v: &[usize]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(",");
+        let join = |v: &[usize]| {
+            v.iter()
+                .map(|w| w.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         match self {
             Self::Linear => "linear".into(),
             Self::Mlp { hidden, activation } => format!(
@@ -299,9 +306,9 @@ impl Arch {
     pub fn dense_layers(&self) -> Vec<(usize, usize)> {
         let widths: Vec<usize> = match (&self.spec, self.image) {
             (StudentSpec::Linear, _) => vec![self.d_in()],
-            (StudentSpec::Mlp { hidden, .. }, _) => {
-                std::iter::once(self.d_in()).chain(hidden.iter().copied()).collect()
-            }
+            (StudentSpec::Mlp { hidden, .. }, _) => std::iter::once(self.d_in())
+                .chain(hidden.iter().copied())
+                .collect(),
             (StudentSpec::Cnn { channels, hidden }, Some([_, h, w])) => {
                 let k = channels.len();
                 let last = *channels.last().unwrap_or(&1);
@@ -316,8 +323,15 @@ impl Arch {
 
     /// Number of trainable parameters.
     pub fn param_count(&self) -> usize {
-        self.conv_layers().iter().map(|(i, o)| i * o * 9 + o).sum::<usize>()
-            + self.dense_layers().iter().map(|(i, o)| i * o + o).sum::<usize>()
+        self.conv_layers()
+            .iter()
+            .map(|(i, o)| i * o * 9 + o)
+            .sum::<usize>()
+            + self
+                .dense_layers()
+                .iter()
+                .map(|(i, o)| i * o + o)
+                .sum::<usize>()
     }
 
     /// Seeded initialisation, uniform in +-1/sqrt(fan_in) (PyTorch's default for Linear and Conv2d).
@@ -327,7 +341,9 @@ impl Arch {
         let mut uniform = |shape: Vec<usize>, fan_in: usize| {
             let k = 1.0 / (fan_in as f64).sqrt();
             let n: usize = shape.iter().product();
-            let values = (0..n).map(|_| ((rng.next_f64() * 2.0 - 1.0) * k) as f32).collect();
+            let values = (0..n)
+                .map(|_| ((rng.next_f64() * 2.0 - 1.0) * k) as f32)
+                .collect();
             ParamTensor { shape, values }
         };
         for (i, o) in self.conv_layers() {
@@ -529,7 +545,15 @@ mod tests {
         assert_eq!(StudentSpec::parse("mlp").unwrap(), StudentSpec::default());
         let c = StudentSpec::parse("cnn:8,16:32").unwrap();
         assert_eq!(StudentSpec::parse(&c.describe()).unwrap(), c);
-        for bad in ["mlp:0", "mlp:abc", "transformer", "mlp:64:swish", "cnn::", "mlp:1:relu:x", "mlp:99999"] {
+        for bad in [
+            "mlp:0",
+            "mlp:abc",
+            "transformer",
+            "mlp:64:swish",
+            "cnn::",
+            "mlp:1:relu:x",
+            "mlp:99999",
+        ] {
             assert!(StudentSpec::parse(bad).is_err(), "{bad}");
         }
     }
@@ -537,14 +561,29 @@ mod tests {
     #[test]
     fn shapes_and_param_counts() {
         let x = ndarray::Array2::<f32>::zeros((4, 784));
-        let a = Arch::new(&StudentSpec::parse("mlp:256").unwrap(), &[784], 10, x.view()).unwrap();
+        let a = Arch::new(
+            &StudentSpec::parse("mlp:256").unwrap(),
+            &[784],
+            10,
+            x.view(),
+        )
+        .unwrap();
         assert_eq!(a.param_count(), 784 * 256 + 256 + 256 * 10 + 10);
-        let c = Arch::new(&StudentSpec::parse("cnn:8,16:32").unwrap(), &[1, 28, 28], 5, x.view()).unwrap();
+        let c = Arch::new(
+            &StudentSpec::parse("cnn:8,16:32").unwrap(),
+            &[1, 28, 28],
+            5,
+            x.view(),
+        )
+        .unwrap();
         assert_eq!(c.dense_layers(), vec![(16 * 7 * 7, 32), (32, 5)]);
         let p = c.init(7);
         assert_eq!(p, c.init(7), "seeded init is reproducible");
         assert_ne!(p, c.init(8));
-        assert_eq!(p.iter().map(|t| t.values.len()).sum::<usize>(), c.param_count());
+        assert_eq!(
+            p.iter().map(|t| t.values.len()).sum::<usize>(),
+            c.param_count()
+        );
         let t = ndarray::Array2::<f32>::zeros((4, 64));
         assert!(Arch::new(&StudentSpec::parse("cnn").unwrap(), &[64], 2, t.view()).is_ok());
         assert!(Arch::new(&StudentSpec::parse("cnn").unwrap(), &[16], 2, t.view()).is_err());

@@ -99,7 +99,10 @@ pub enum Signal {
     Kd { target: Array2<f32> },
     /// `faculty`: the teacher's probabilities [N, C_t] and the cost between its labels and the
     /// student's [C_t, C] (values in [0, 1]).
-    Faculty { probs: Array2<f64>, cost: Array2<f64> },
+    Faculty {
+        probs: Array2<f64>,
+        cost: Array2<f64>,
+    },
 }
 
 /// Labeled rows split for training and validation.
@@ -165,7 +168,12 @@ pub struct Checkpoint {
 /// What the loop reports to its caller; `on_epoch` may persist the checkpoint. Returning `false` from
 /// `keep_going` stops training (cancellation).
 pub trait Hooks {
-    fn on_epoch(&mut self, _m: &EpochMetrics, _total_epochs: usize, _ck: &Checkpoint) -> Result<()> {
+    fn on_epoch(
+        &mut self,
+        _m: &EpochMetrics,
+        _total_epochs: usize,
+        _ck: &Checkpoint,
+    ) -> Result<()> {
         Ok(())
     }
     fn keep_going(&self) -> bool {
@@ -312,7 +320,10 @@ pub fn faculty_potentials(
         eps_scaling: None,
     };
     let (costs, mut g) = sinkhorn_batch(p, q.view(), cost, &opts)?;
-    let mean = g.mean_axis(Axis(1)).expect("non-empty").insert_axis(Axis(1));
+    let mean = g
+        .mean_axis(Axis(1))
+        .expect("non-empty")
+        .insert_axis(Axis(1));
     g -= &mean;
     Ok((costs.mean().unwrap_or(0.0), g))
 }
@@ -327,7 +338,13 @@ fn cross_entropy(logits: Tensor<2>, y: &[usize], dev: &Device) -> Tensor<1> {
 }
 
 /// Validation accuracy and mean cross-entropy of `net` on rows `rows`.
-fn evaluate(net: &Net, arch: &Arch, x: ArrayView2<'_, f32>, y: &[i64], rows: &[usize]) -> (f64, f64) {
+fn evaluate(
+    net: &Net,
+    arch: &Arch,
+    x: ArrayView2<'_, f32>,
+    y: &[i64],
+    rows: &[usize],
+) -> (f64, f64) {
     let probs = predict(net, arch, x, rows);
     let mut correct = 0usize;
     let mut loss = 0.0;
@@ -394,7 +411,11 @@ pub fn train(
             p
         }
     };
-    let n_epoch_rows = if pool.is_empty() { split.train.len() } else { pool.len() };
+    let n_epoch_rows = if pool.is_empty() {
+        split.train.len()
+    } else {
+        pool.len()
+    };
     let bl = cfg.batch_size.min(split.train.len());
     let bd = cfg.batch_size.min(pool.len());
     let steps_per_epoch = n_epoch_rows.div_ceil(cfg.batch_size).max(1);
@@ -427,7 +448,11 @@ pub fn train(
                 break;
             }
             let lab = next(&mut lab_order, &mut li, bl, &mut rng);
-            let dis = if bd > 0 { next(&mut pool_order, &mut pi, bd, &mut rng) } else { vec![] };
+            let dis = if bd > 0 {
+                next(&mut pool_order, &mut pi, bd, &mut rng)
+            } else {
+                vec![]
+            };
             let mut xb = gather(x, &lab);
             xb.extend(gather(x, &dis));
             let net = Net::from_params(arch, &params, &dev);
@@ -442,7 +467,8 @@ pub fn train(
                     let mut tv = Vec::with_capacity(dis.len() * c);
                     for &r in &dis {
                         // the teacher at temperature t: softmax(log p / t)
-                        let lp: Vec<f32> = target.row(r).iter().map(|v| v.max(1e-8).ln() / t).collect();
+                        let lp: Vec<f32> =
+                            target.row(r).iter().map(|v| v.max(1e-8).ln() / t).collect();
                         let m = lp.iter().copied().fold(f32::MIN, f32::max);
                         let e: Vec<f32> = lp.iter().map(|v| (v - m).exp()).collect();
                         let s: f32 = e.iter().sum();
@@ -458,14 +484,20 @@ pub fn train(
                 Signal::Faculty { probs, cost } => {
                     let z = logits.narrow(0, lab.len(), dis.len());
                     let q = softmax(z, 1);
-                    let qv = q.clone().detach().into_data().try_to_vec::<f32>().expect("floats");
+                    let qv = q
+                        .clone()
+                        .detach()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("floats");
                     let q64 = Array2::from_shape_vec(
                         (dis.len(), c),
                         qv.into_iter().map(f64::from).collect(),
                     )
                     .expect("shape");
                     let p = probs.select(Axis(0), &dis);
-                    let (w, g) = faculty_potentials(p.view(), q64.view(), cost.view(), cfg.ot_epsilon)?;
+                    let (w, g) =
+                        faculty_potentials(p.view(), q64.view(), cost.view(), cfg.ot_epsilon)?;
                     let gt = matrix(g.iter().map(|v| *v as f32).collect(), dis.len(), c, &dev);
                     // d/dq of sum(q * g) is g: the envelope gradient of W at the current q
                     let surrogate = (q * gt).sum_dim(1).mean();
@@ -506,8 +538,7 @@ pub fn train(
             None => true,
             Some((_, b)) => match (m.val_accuracy, b.val_accuracy) {
                 (Some(a), Some(ba)) => {
-                    a > ba + 1e-12
-                        || ((a - ba).abs() <= 1e-12 && m.val_loss < b.val_loss)
+                    a > ba + 1e-12 || ((a - ba).abs() <= 1e-12 && m.val_loss < b.val_loss)
                 }
                 // without validation rows the last epoch is the model
                 _ => true,
@@ -573,12 +604,17 @@ mod tests {
         let h = 1e-5;
         let fd = (dual(&q.row(0) + &(&dir * h)) - dual(&q.row(0) - &(&dir * h))) / (2.0 * h);
         let an = g.row(0).dot(&dir);
-        assert!((fd - an).abs() < 1e-3, "finite difference {fd} vs envelope {an}");
+        assert!(
+            (fd - an).abs() < 1e-3,
+            "finite difference {fd} vs envelope {an}"
+        );
     }
 
     #[test]
     fn split_is_stratified_and_seeded() {
-        let y: Vec<i64> = (0..50).map(|i| if i % 10 == 9 { -1 } else { i % 3 }).collect();
+        let y: Vec<i64> = (0..50)
+            .map(|i| if i % 10 == 9 { -1 } else { i % 3 })
+            .collect();
         let s = Split::stratified(&y, 3, 0.2, 1);
         assert_eq!(s, Split::stratified(&y, 3, 0.2, 1));
         assert_eq!(s.unlabeled.len(), 5);

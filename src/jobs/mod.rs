@@ -194,7 +194,9 @@ impl JobManager {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let h = crate::zoo::teacher::sha256_hex(format!("{nanos}:{n}:{}", std::process::id()).as_bytes());
+        let h = crate::zoo::teacher::sha256_hex(
+            format!("{nanos}:{n}:{}", std::process::id()).as_bytes(),
+        );
         format!("job_{}", &h[..16])
     }
 

@@ -26,7 +26,10 @@ impl StudentStore {
 
     /// Path of a student's ONNX file (the id is checked: it never escapes the directory).
     pub fn file(&self, id: &str) -> Result<PathBuf> {
-        if !id.starts_with("st_") || !id[3..].chars().all(|c| c.is_ascii_hexdigit()) || id.len() != 19 {
+        if !id.starts_with("st_")
+            || !id[3..].chars().all(|c| c.is_ascii_hexdigit())
+            || id.len() != 19
+        {
             return Err(Error::not_found(format!("no student '{id}'")));
         }
         Ok(self.dir.join(format!("{id}.onnx")))

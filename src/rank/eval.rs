@@ -191,7 +191,10 @@ pub fn load_task(dir: &Path, name: &str) -> Result<GroundTruthTask> {
         _ => return Err(Error::invalid_input("ground-truth file has no label names")),
     };
     let rows_of = |a: &ndarray::ArrayD<i64>, d: usize| -> Vec<usize> {
-        a.index_axis(Axis(0), d).iter().map(|&v| v as usize).collect()
+        a.index_axis(Axis(0), d)
+            .iter()
+            .map(|&v| v as usize)
+            .collect()
     };
     let labeled = array_i64(&arrays, "labeled")?;
     let unlabeled = array_i64(&arrays, "unlabeled")?;
@@ -233,7 +236,11 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
     let mut tasks = Vec::new();
     for task in &gt.tasks {
         progress(&task.name);
-        let GroundTruthTask { pool, draws: draw_rows, .. } = load_task(&dir, &task.name)?;
+        let GroundTruthTask {
+            pool,
+            draws: draw_rows,
+            ..
+        } = load_task(&dir, &task.name)?;
         let row_shape = pool.row_shape();
         // every teacher's outputs on the whole pool, once
         let mut full: Vec<(TeacherResult, Option<(TeacherOutputs, Vec<String>)>)> = Vec::new();
