@@ -27,18 +27,8 @@ enum Command {
     Openapi,
     /// Rank a zoo's teachers for a dataset file (.npz, .csv or .zip of image folders), without a server.
     Rank {
-        /// Zoo directory.
-        #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
-        zoo: PathBuf,
-        /// The task's dataset file.
-        #[arg(long)]
-        dataset: PathBuf,
-        /// CSV: the label column.
-        #[arg(long)]
-        label_column: Option<String>,
-        /// Class names as a JSON list (npz: index i names class i).
-        #[arg(long)]
-        labels: Option<String>,
+        #[command(flatten)]
+        task: TaskArgs,
         /// Only these teachers (comma-separated ids).
         #[arg(long, value_delimiter = ',')]
         teachers: Option<Vec<String>>,
@@ -55,18 +45,8 @@ enum Command {
     /// Distill a student from a dataset file without a server, with a progress bar; writes the ONNX file
     /// and its card (`<out>.card.json`).
     Distill {
-        /// Zoo directory.
-        #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
-        zoo: PathBuf,
-        /// The task's dataset file (.npz, .csv or .zip of image folders).
-        #[arg(long)]
-        dataset: PathBuf,
-        /// CSV: the label column.
-        #[arg(long)]
-        label_column: Option<String>,
-        /// Class names as a JSON list (npz: index i names class i).
-        #[arg(long)]
-        labels: Option<String>,
+        #[command(flatten)]
+        task: TaskArgs,
         /// scratch, kd or faculty.
         #[arg(long, default_value = "faculty")]
         method: String,
@@ -121,6 +101,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A zoo and a task dataset file, as the one-shot commands take them.
+#[derive(clap::Args)]
+struct TaskArgs {
+    /// Zoo directory.
+    #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
+    zoo: PathBuf,
+    /// The task's dataset file (.npz, .csv or .zip of image folders).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// CSV: the label column.
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Class names as a JSON list (npz: index i names class i).
+    #[arg(long)]
+    labels: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -206,29 +203,37 @@ fn open_zoo(dir: &std::path::Path) -> faculty::Result<zoo::Zoo> {
     Ok(z)
 }
 
-/// A dataset file parsed the way the server parses an upload.
-fn read_dataset(
-    path: &std::path::Path,
-    label_column: Option<String>,
-    labels: Option<String>,
-) -> faculty::Result<faculty::data::Dataset> {
+/// The task's dataset file parsed the way the server parses an upload.
+fn read_dataset(task: &TaskArgs) -> faculty::Result<faculty::data::Dataset> {
+    let path = &task.dataset;
     let bytes = std::fs::read(path)
         .map_err(|e| faculty::Error::invalid_input(format!("{}: {e}", path.display())))?;
-    let labels = labels
+    let labels = task
+        .labels
+        .as_deref()
         .map(|l| {
-            zoo::teacher::parse_labels(&l).ok_or_else(|| {
+            zoo::teacher::parse_labels(l).ok_or_else(|| {
                 faculty::Error::invalid_input("--labels must be a JSON list of class names")
             })
         })
         .transpose()?;
     let opts = faculty::data::ParseOptions {
-        label_column,
+        label_column: task.label_column.clone(),
         labels,
         max_bytes: 4 << 30,
     };
     let name = path.file_name().and_then(|s| s.to_str());
     let format = faculty::data::Format::detect(name, &bytes)?;
     faculty::data::parse(format, &bytes, &opts)
+}
+
+/// Training settings from a `--config` JSON string (defaults when absent).
+fn parse_config(config: Option<String>) -> faculty::Result<faculty::distill::TrainConfig> {
+    match config {
+        Some(c) => serde_json::from_str(&c)
+            .map_err(|e| faculty::Error::invalid_input(format!("--config: {e}"))),
+        None => Ok(Default::default()),
+    }
 }
 
 /// A one-line progress bar on stderr.
@@ -333,17 +338,14 @@ fn run(cli: Cli) -> faculty::Result<()> {
             Ok(())
         }
         Command::Rank {
-            zoo: dir,
-            dataset,
-            label_column,
-            labels,
+            task,
             teachers,
             metrics,
             primary_metric,
             json,
         } => {
-            let ds = read_dataset(&dataset, label_column, labels)?;
-            let z = open_zoo(&dir)?;
+            let ds = read_dataset(&task)?;
+            let z = open_zoo(&task.zoo)?;
             let req = faculty::rank::RankRequest {
                 dataset_id: String::new(),
                 teachers,
@@ -360,10 +362,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             Ok(())
         }
         Command::Distill {
-            zoo: dir,
-            dataset,
-            label_column,
-            labels,
+            task,
             method,
             teacher,
             student,
@@ -371,7 +370,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             out,
             json,
         } => {
-            let ds = read_dataset(&dataset, label_column, labels)?;
+            let ds = read_dataset(&task)?;
             let method: faculty::distill::Method = serde_json::from_value(
                 serde_json::Value::String(method.clone()),
             )
@@ -381,15 +380,13 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 ))
             })?;
             let mut req = faculty::distill::DistillRequest::new("", method, &teacher, &student);
-            if let Some(c) = config {
-                req.config = serde_json::from_str(&c)
-                    .map_err(|e| faculty::Error::invalid_input(format!("--config: {e}")))?;
-            }
-            req.name = dataset
+            req.config = parse_config(config)?;
+            req.name = task
+                .dataset
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .map(|s| format!("{s} {}", method.as_str()));
-            let z = open_zoo(&dir)?;
+            let z = open_zoo(&task.zoo)?;
             let store = Store::temporary()?;
             let cache = faculty::rank::OutputCache::open(&store)?;
             let sha = ds.sha256();
@@ -446,11 +443,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             json,
         } => {
             let z = open_zoo(&dir)?;
-            let config: faculty::distill::TrainConfig = match config {
-                Some(c) => serde_json::from_str(&c)
-                    .map_err(|e| faculty::Error::invalid_input(format!("--config: {e}")))?,
-                None => Default::default(),
-            };
+            let config = parse_config(config)?;
             let extra = with
                 .iter()
                 .map(|w| {

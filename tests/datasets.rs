@@ -3,47 +3,11 @@
 //! ranking the bundled zoo with cached teacher outputs that survive a restart.
 mod common;
 
-use std::io::Write;
-
 use axum::http::StatusCode;
 use common::*;
 
 async fn post_dataset(app: &axum::Router, body: Vec<u8>) -> Reply {
     post_multipart(app, "/v1/datasets", body).await
-}
-
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims = match shape {
-        [n] => format!("({n},)"),
-        s => format!(
-            "({})",
-            s.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}\n");
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend((header.len() as u16).to_le_bytes());
-    b.extend(header.as_bytes());
-    b.extend(data);
-    b
-}
-
-fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        for (name, bytes) in members {
-            z.start_file(*name, opts).unwrap();
-            z.write_all(bytes).unwrap();
-        }
-        z.finish().unwrap();
-    }
-    buf.into_inner()
 }
 
 /// An npz with x float32 [n, d] and y int64.

@@ -275,7 +275,11 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
     }
     // zero labeled rows: refused at upload already, so no job can name such a dataset
     let x: Vec<u8> = (0..40).map(|i| i as u8).collect();
-    let unlabeled = zip_npz(&x, &[-1i64; 10]);
+    let yb: Vec<u8> = [-1i64; 10].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let unlabeled = zip_of(&[
+        ("x.npy", npy("|u1", &[10, 4], &x)),
+        ("y.npy", npy("<i8", &[10], &yb)),
+    ]);
     let r = upload_dataset(&app, &unlabeled, "unlabeled.npz").await;
     assert_eq!(
         r.status,
@@ -307,34 +311,6 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
     );
     let e = faculty::distill::validate(&zoo, &ds, &req).unwrap_err();
     assert!(e.message.contains("no labeled rows"), "{}", e.message);
-}
-
-/// An npz of x uint8 [n, 4] and y int64.
-fn zip_npz(x: &[u8], y: &[i64]) -> Vec<u8> {
-    use std::io::Write;
-    let npy = |descr: &str, shape: &str, data: &[u8]| {
-        let header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
-        let mut b = b"\x93NUMPY\x01\x00".to_vec();
-        b.extend((header.len() as u16).to_le_bytes());
-        b.extend(header.as_bytes());
-        b.extend(data);
-        b
-    };
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let opts = zip::write::SimpleFileOptions::default();
-        z.start_file("x.npy", opts).unwrap();
-        z.write_all(&npy("|u1", &format!("({}, 4)", y.len()), x))
-            .unwrap();
-        z.start_file("y.npy", opts).unwrap();
-        let yb: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
-        z.write_all(&npy("<i8", &format!("({},)", y.len()), &yb))
-            .unwrap();
-        z.finish().unwrap();
-    }
-    buf.into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

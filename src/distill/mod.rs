@@ -169,8 +169,9 @@ pub trait Progress {
     fn epoch(&mut self, _phase: &str, _m: &EpochMetrics, _progress: f64) {}
     /// The teacher is known (after ranking, for `auto`).
     fn teacher(&mut self, _t: &TeacherRef) {}
-    /// A checkpoint of the main training to keep for a restart.
-    fn checkpoint(&mut self, _ck: &Checkpoint) -> Result<()> {
+    /// An epoch of the main training ended: `make` builds a checkpoint to keep for a restart (call it
+    /// only when one is due; it copies the parameters and the history).
+    fn checkpoint(&mut self, _make: &dyn Fn() -> Checkpoint) -> Result<()> {
         Ok(())
     }
     fn cancelled(&self) -> bool {
@@ -297,7 +298,12 @@ struct Stage<'a> {
 }
 
 impl train::Hooks for Stage<'_> {
-    fn on_epoch(&mut self, m: &EpochMetrics, total: usize, ck: &Checkpoint) -> Result<()> {
+    fn on_epoch(
+        &mut self,
+        m: &EpochMetrics,
+        total: usize,
+        ck: &dyn Fn() -> Checkpoint,
+    ) -> Result<()> {
         let f = self.from + (self.to - self.from) * (m.epoch as f64 / total.max(1) as f64);
         self.p.epoch(self.phase, m, f.min(self.to));
         if self.checkpoints {
@@ -390,21 +396,17 @@ pub fn run(
                 "teacher outputs {} the ranking cache",
                 if hit { "read from" } else { "computed into" }
             ));
-            let (signal, mapped) = match req.method {
+            // the signal, and the teacher's predictions in the student's labels on the validation rows
+            let (signal, mapped_val) = match req.method {
                 Method::Kd => {
                     let perm = kd_permutation(t, ds).expect("validated");
-                    let target = o.probs.select(Axis(1), &perm);
-                    let mut norm = target.clone();
-                    for mut r in norm.rows_mut() {
+                    let mut target = o.probs.select(Axis(1), &perm);
+                    for mut r in target.rows_mut() {
                         let s = r.sum().max(1e-12);
                         r /= s;
                     }
-                    (
-                        Signal::Kd {
-                            target: norm.clone(),
-                        },
-                        norm,
-                    )
+                    let mapped_val = target.select(Axis(0), &split.val);
+                    (Signal::Kd { target }, mapped_val)
                 }
                 _ => {
                     let p = o.probs.mapv(f64::from);
@@ -417,17 +419,17 @@ pub fn run(
                         prior.as_ref(),
                         MAP_SMOOTH,
                     );
-                    let mapped = p.dot(&map).mapv(|v| v as f32);
+                    let mapped_val = p.select(Axis(0), &split.val).dot(&map).mapv(|v| v as f32);
                     (
                         Signal::Faculty {
                             probs: p,
                             cost: map.mapv(|v| 1.0 - v),
                         },
-                        mapped,
+                        mapped_val,
                     )
                 }
             };
-            let acc = accuracy_of(&mapped, &ds.y, &split.val);
+            let acc = accuracy_of(&mapped_val, &ds.y, &split.val);
             let r = TeacherRef {
                 id: t.id.clone(),
                 name: t.name.clone(),
@@ -578,19 +580,15 @@ pub fn run(
     Ok(Some(Outcome { card, onnx }))
 }
 
-/// Accuracy of row-wise predictions `p` (rows aligned with the dataset) on `rows`.
+/// Accuracy of predictions `p` on dataset rows `rows` (row k of `p` predicts row `rows[k]`).
 fn accuracy_of(p: &Array2<f32>, y: &[i64], rows: &[usize]) -> Option<f64> {
     if rows.is_empty() {
         return None;
     }
-    let aligned = p.nrows() == y.len();
     let hits = rows
         .iter()
-        .enumerate()
-        .filter(|(k, r)| {
-            let row = if aligned { p.row(**r) } else { p.row(*k) };
-            argmax(row.iter().copied()) as i64 == y[**r]
-        })
+        .zip(p.rows())
+        .filter(|(r, pr)| argmax(pr.iter().copied()) as i64 == y[**r])
         .count();
     Some(hits as f64 / rows.len() as f64)
 }

@@ -439,14 +439,6 @@ fn tensor<const D: usize>(p: &ParamTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(p.values.clone(), p.shape.clone()), device)
 }
 
-fn values<const D: usize>(t: &Param<Tensor<D>>) -> ParamTensor {
-    let v = t.val();
-    ParamTensor {
-        shape: v.dims().to_vec(),
-        values: v.into_data().try_to_vec::<f32>().expect("float parameters"),
-    }
-}
-
 impl Net {
     /// Builds the module from parameters in [`Params`] order.
     pub fn from_params(arch: &Arch, params: &Params, device: &Device) -> Self {
@@ -464,20 +456,6 @@ impl Net {
             })
             .collect();
         Self { convs, dense }
-    }
-
-    /// The parameters as plain vectors, in [`Params`] order.
-    pub fn params(&self) -> Params {
-        let mut out = Vec::new();
-        for c in &self.convs {
-            out.push(values(&c.weight));
-            out.push(values(&c.bias));
-        }
-        for d in &self.dense {
-            out.push(values(&d.weight));
-            out.push(values(&d.bias));
-        }
-        out
     }
 
     /// The gradient of every parameter after `loss.backward()`, in [`Params`] order (zeros for a

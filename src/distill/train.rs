@@ -165,14 +165,14 @@ pub struct Checkpoint {
     pub history: Vec<EpochMetrics>,
 }
 
-/// What the loop reports to its caller; `on_epoch` may persist the checkpoint. Returning `false` from
+/// What the loop reports to its caller; `on_epoch` may build (by calling `ck`) and persist a checkpoint. Returning `false` from
 /// `keep_going` stops training (cancellation).
 pub trait Hooks {
     fn on_epoch(
         &mut self,
         _m: &EpochMetrics,
         _total_epochs: usize,
-        _ck: &Checkpoint,
+        _ck: &dyn Fn() -> Checkpoint,
     ) -> Result<()> {
         Ok(())
     }
@@ -435,6 +435,20 @@ pub fn train(
         }
         out
     };
+    // KD: the teacher at temperature t, softmax(log p / t), once for every row
+    let soft_teacher = match signal {
+        Signal::Kd { target } => {
+            let mut soft = target.mapv(|v| v.max(1e-8).ln() / cfg.temperature);
+            for mut r in soft.rows_mut() {
+                let m = r.fold(f32::MIN, |a, b| a.max(*b));
+                r.mapv_inplace(|v| (v - m).exp());
+                let s = r.sum();
+                r /= s;
+            }
+            Some(soft)
+        }
+        _ => None,
+    };
     let mut stopped_early = false;
     let mut cancelled = false;
     let mut epoch = start;
@@ -461,20 +475,11 @@ pub fn train(
             let ce = cross_entropy(logits.clone().narrow(0, 0, lab.len()), &yl, &dev);
             let (loss, distill): (Tensor<1>, Option<f64>) = match signal {
                 Signal::None => (ce, None),
-                Signal::Kd { target } => {
+                Signal::Kd { .. } => {
                     let t = cfg.temperature;
                     let z = logits.narrow(0, lab.len(), dis.len()) / t;
-                    let mut tv = Vec::with_capacity(dis.len() * c);
-                    for &r in &dis {
-                        // the teacher at temperature t: softmax(log p / t)
-                        let lp: Vec<f32> =
-                            target.row(r).iter().map(|v| v.max(1e-8).ln() / t).collect();
-                        let m = lp.iter().copied().fold(f32::MIN, f32::max);
-                        let e: Vec<f32> = lp.iter().map(|v| (v - m).exp()).collect();
-                        let s: f32 = e.iter().sum();
-                        tv.extend(e.iter().map(|v| v / s));
-                    }
-                    let pt = matrix(tv, dis.len(), c, &dev);
+                    let soft = soft_teacher.as_ref().expect("set for kd");
+                    let pt = matrix(gather(soft.view(), &dis), dis.len(), c, &dev);
                     let log_pt = pt.clone().clamp_min(1e-8).log();
                     let kl = (pt * (log_pt - log_softmax(z, 1))).sum_dim(1).mean();
                     let kl_v = f64::from(kl.clone().into_scalar::<f32>());
@@ -549,7 +554,7 @@ pub fn train(
         }
         history.push(m.clone());
         epoch += 1;
-        let ck = Checkpoint {
+        let ck = || Checkpoint {
             epoch,
             params: params.clone(),
             best: best.clone(),

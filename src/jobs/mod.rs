@@ -168,11 +168,17 @@ impl JobManager {
 
     /// Every job, newest first.
     pub fn list(&self) -> Result<Vec<Job>> {
+        let live = self.inner.live.lock().expect("live lock");
         let mut v = Vec::new();
         for kv in self.inner.jobs.iter() {
-            let (k, _) = kv?;
-            v.push(self.get(&String::from_utf8_lossy(&k))?);
+            let (_, val) = kv?;
+            let stored: Job = serde_json::from_slice(&val)?;
+            v.push(match live.get(&stored.id) {
+                Some(tx) => tx.borrow().clone(),
+                None => stored,
+            });
         }
+        drop(live);
         v.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
         Ok(v)
     }
@@ -462,7 +468,7 @@ impl distill::Progress for JobProgress {
         self.job.teacher = Some(t.clone());
         self.update(true);
     }
-    fn checkpoint(&mut self, ck: &Checkpoint) -> Result<()> {
+    fn checkpoint(&mut self, make: &dyn Fn() -> Checkpoint) -> Result<()> {
         if self
             .last_checkpoint
             .is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY)
@@ -470,8 +476,9 @@ impl distill::Progress for JobProgress {
             return Ok(());
         }
         self.last_checkpoint = Some(Instant::now());
+        let ck = make();
         let tree = &self.m.inner.checkpoints;
-        tree.insert(self.job.id.as_bytes(), serde_json::to_vec(ck)?)?;
+        tree.insert(self.job.id.as_bytes(), serde_json::to_vec(&ck)?)?;
         tree.flush()?;
         self.job.checkpoint_epoch = Some(ck.epoch);
         self.update(true);
