@@ -435,47 +435,79 @@ pub struct Net {
     pub dense: Vec<Dense>,
 }
 
-fn tensor<const D: usize>(p: &ParamTensor, device: &Device) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(p.values.clone(), p.shape.clone()), device)
+impl ParamTensor {
+    /// The values as burn tensor data (a copy).
+    pub fn to_data(&self) -> TensorData {
+        TensorData::new(self.values.clone(), self.shape.clone())
+    }
 }
 
 impl Net {
     /// Builds the module from parameters in [`Params`] order.
     pub fn from_params(arch: &Arch, params: &Params, device: &Device) -> Self {
+        Self::from_data(
+            arch,
+            params.iter().map(ParamTensor::to_data).collect(),
+            device,
+        )
+    }
+
+    /// Builds the module from parameter data in [`Params`] order, taking the buffers without a copy.
+    pub fn from_data(arch: &Arch, data: Vec<TensorData>, device: &Device) -> Self {
         let n_conv = arch.conv_layers().len();
+        let mut data = data.into_iter();
+        let mut next = || data.next().expect("one tensor per parameter");
         let convs = (0..n_conv)
-            .map(|k| ConvBlock {
-                weight: Param::from_tensor(tensor(&params[2 * k], device)),
-                bias: Param::from_tensor(tensor(&params[2 * k + 1], device)),
+            .map(|_| ConvBlock {
+                weight: Param::from_tensor(Tensor::from_data(next(), device)),
+                bias: Param::from_tensor(Tensor::from_data(next(), device)),
             })
             .collect();
         let dense = (0..arch.dense_layers().len())
-            .map(|k| Dense {
-                weight: Param::from_tensor(tensor(&params[2 * (n_conv + k)], device)),
-                bias: Param::from_tensor(tensor(&params[2 * (n_conv + k) + 1], device)),
+            .map(|_| Dense {
+                weight: Param::from_tensor(Tensor::from_data(next(), device)),
+                bias: Param::from_tensor(Tensor::from_data(next(), device)),
             })
             .collect();
         Self { convs, dense }
     }
 
+    /// The parameter data in [`Params`] order; a buffer nothing else holds moves out without a copy.
+    pub fn into_data(self) -> Vec<TensorData> {
+        let mut out = Vec::new();
+        for c in self.convs {
+            out.push(c.weight.into_value().into_data());
+            out.push(c.bias.into_value().into_data());
+        }
+        for d in self.dense {
+            out.push(d.weight.into_value().into_data());
+            out.push(d.bias.into_value().into_data());
+        }
+        out
+    }
+
     /// The gradient of every parameter after `loss.backward()`, in [`Params`] order (zeros for a
-    /// parameter the loss does not reach). Read with `TensorData::as_slice::<f32>()`, without a copy.
-    pub fn grads(&self, grads: &burn::tensor::Gradients) -> Vec<TensorData> {
-        fn g<const D: usize>(p: &Param<Tensor<D>>, grads: &burn::tensor::Gradients) -> TensorData {
+    /// parameter the loss does not reach). Each gradient is taken out of `grads`, so its buffer moves
+    /// into the `TensorData` without a copy; read it with `TensorData::as_slice::<f32>()`.
+    pub fn grads(&self, mut grads: burn::tensor::Gradients) -> Vec<TensorData> {
+        fn g<const D: usize>(
+            p: &Param<Tensor<D>>,
+            grads: &mut burn::tensor::Gradients,
+        ) -> TensorData {
             let v = p.val();
-            match v.grad(grads) {
+            match v.grad_remove(grads) {
                 Some(t) => t.into_data(),
                 None => TensorData::new(vec![0f32; v.dims().iter().product()], v.dims().to_vec()),
             }
         }
         let mut out = Vec::new();
         for c in &self.convs {
-            out.push(g(&c.weight, grads));
-            out.push(g(&c.bias, grads));
+            out.push(g(&c.weight, &mut grads));
+            out.push(g(&c.bias, &mut grads));
         }
         for d in &self.dense {
-            out.push(g(&d.weight, grads));
-            out.push(g(&d.bias, grads));
+            out.push(g(&d.weight, &mut grads));
+            out.push(g(&d.bias, &mut grads));
         }
         out
     }

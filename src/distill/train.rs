@@ -9,6 +9,7 @@ use burn::module::Module;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ndarray::{Array2, ArrayView2, Axis};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::student::{Arch, Net, Params, SplitMix};
@@ -240,8 +241,8 @@ fn gather(x: ArrayView2<'_, f32>, rows: &[usize]) -> Vec<f32> {
 }
 
 /// AdamW (decoupled weight decay, bias-corrected moments; PyTorch's `torch.optim.AdamW` update) fused
-/// into one pass over each parameter's values. The parameters live here as plain vectors; burn builds
-/// the module from them each step and computes the gradients.
+/// into one pass over each parameter's values. The parameters move between this update and burn's
+/// module (which computes the gradients) without copies.
 struct AdamW {
     m: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
@@ -264,23 +265,79 @@ impl AdamW {
         }
     }
 
-    fn step(&mut self, params: &mut Params, grads: &[TensorData], lr: f64) {
+    fn step(&mut self, params: &mut [TensorData], grads: &[TensorData], lr: f64) {
         self.t += 1;
         let lr = lr as f32;
+        // PyTorch's arrangement: w -= (lr / c1) * m / (sqrt(v) / sqrt(c2) + eps), one division
         let c1 = 1.0 - Self::BETA1.powi(self.t);
         let c2 = 1.0 - Self::BETA2.powi(self.t);
-        let decay = 1.0 - lr * self.weight_decay;
-        for (k, p) in params.iter_mut().enumerate() {
-            // zipped iterators: no bounds checks, so the loop vectorises
-            let moments = self.m[k].iter_mut().zip(self.v[k].iter_mut());
-            let g = grads[k].as_slice::<f32>().expect("float gradients");
-            for ((w, g), (m, v)) in p.values.iter_mut().zip(g).zip(moments) {
-                *m = Self::BETA1 * *m + (1.0 - Self::BETA1) * g;
-                *v = Self::BETA2 * *v + (1.0 - Self::BETA2) * g * g;
-                let step = (*m / c1) / ((*v / c2).sqrt() + Self::EPS);
-                *w = *w * decay - lr * step;
+        let k = AdamStep {
+            step_size: lr / c1,
+            inv_sqrt_c2: 1.0 / c2.sqrt(),
+            decay: 1.0 - lr * self.weight_decay,
+        };
+        for (i, p) in params.iter_mut().enumerate() {
+            let w = p.as_mut_slice::<f32>().expect("float parameters");
+            let g = grads[i].as_slice::<f32>().expect("float gradients");
+            // chunks of 16K values: the large layers are shared between the cores, the rest stay on one
+            const CHUNK: usize = 1 << 14;
+            let chunks = w
+                .par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(self.m[i].par_chunks_mut(CHUNK))
+                .zip(self.v[i].par_chunks_mut(CHUNK));
+            chunks.for_each(|(((w, g), m), v)| k.run(w, g, m, v));
+        }
+    }
+}
+
+/// One AdamW update over matching slices of weights, gradients and moments. The loop is compiled
+/// three times (AVX-512, AVX2+FMA, baseline) and the widest the CPU has is chosen at run time: the
+/// release build targets baseline x86-64, whose 4-wide loop made the update a tenth of an epoch.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    step_size: f32,
+    inv_sqrt_c2: f32,
+    decay: f32,
+}
+
+impl AdamStep {
+    #[inline(always)]
+    fn body(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        const B1: f32 = AdamW::BETA1;
+        const B2: f32 = AdamW::BETA2;
+        // zipped iterators: no bounds checks, so the loop vectorises
+        for ((w, g), (m, v)) in w.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut())) {
+            *m = B1 * *m + (1.0 - B1) * g;
+            *v = B2 * *v + (1.0 - B2) * g * g;
+            let denom = v.sqrt() * self.inv_sqrt_c2 + AdamW::EPS;
+            *w = *w * self.decay - self.step_size * *m / denom;
+        }
+    }
+
+    fn run(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn avx512(k: AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+                k.body(w, g, m, v)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(k: AdamStep, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+                k.body(w, g, m, v)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the feature
+                return unsafe { avx512(self, w, g, m, v) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU has the features
+                return unsafe { avx2(self, w, g, m, v) };
             }
         }
+        self.body(w, g, m, v)
     }
 }
 
@@ -402,6 +459,8 @@ pub fn train(
         None => (0, arch.init(cfg.seed), None, Vec::new()),
     };
     let mut opt = AdamW::new(&params, cfg.weight_decay);
+    // the parameters while an epoch runs: moved into the module for each step and back out for the update
+    let mut state: Vec<TensorData> = params.iter().map(|p| p.to_data()).collect();
     // the distillation pool: every training row the teacher term sees
     let pool: Vec<usize> = match signal {
         Signal::None => vec![],
@@ -469,7 +528,7 @@ pub fn train(
             };
             let mut xb = gather(x, &lab);
             xb.extend(gather(x, &dis));
-            let net = Net::from_params(arch, &params, &dev);
+            let net = Net::from_data(arch, std::mem::take(&mut state), &dev);
             let logits = net.forward(arch, matrix(xb, lab.len() + dis.len(), d, &dev));
             let yl: Vec<usize> = lab.iter().map(|&r| y[r] as usize).collect();
             let ce = cross_entropy(logits.clone().narrow(0, 0, lab.len()), &yl, &dev);
@@ -512,8 +571,13 @@ pub fn train(
             lr = lr_at(cfg.lr, epoch * steps_per_epoch + s, total);
             loss_sum += f64::from(loss.clone().into_scalar::<f32>());
             distill_sum += distill.unwrap_or(0.0);
-            let grads = net.grads(&loss.backward());
-            opt.step(&mut params, &grads, lr);
+            let grads = net.grads(loss.backward());
+            state = net.into_data();
+            opt.step(&mut state, &grads, lr);
+        }
+        for (p, d) in params.iter_mut().zip(&state) {
+            p.values
+                .copy_from_slice(d.as_slice::<f32>().expect("float parameters"));
         }
         if cancelled {
             break;
