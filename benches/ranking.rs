@@ -4,11 +4,13 @@
 //! `ranking/warm_rescore`: outputs cached, every metric recomputed from them. `sinkhorn/100x100`: one log-domain solve;
 //! `sinkhorn/batch_10000x10x10`: 10,000 10x10 problems sharing a cost matrix. The OT problems come from a
 //! 32-bit LCG that `benches/ranking_python.py` reproduces, so POT solves the very same problems.
-//! `benches/ranking_vs_python.sh` runs this and the Python side and prints the ratios.
+//! `benches/ranking_vs_python.sh` runs this and the Python side and prints the ratios. `BENCH_INFER_BATCH`
+//! overrides the rows per ONNX Runtime call (default: the server's `infer_batch`).
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use faculty::config::Config;
 use faculty::data::Dataset;
 use faculty::data::npz::read_npz;
 use faculty::onnx::SessionPool;
@@ -89,7 +91,10 @@ fn bench(c: &mut Criterion) {
         dir.path(),
         &store,
         Arc::new(SessionPool::new(threads())),
-        1024,
+        std::env::var("BENCH_INFER_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Config::new("", "").infer_batch),
     )
     .unwrap();
     zoo.rescan().unwrap();

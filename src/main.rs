@@ -85,6 +85,11 @@ enum Command {
         /// Training settings as JSON for every run, e.g. '{"ot_epsilon": 0.1}'.
         #[arg(long)]
         config: Option<String>,
+        /// Instead: measure a ground truth with faculty's own distiller (a faculty student from every
+        /// teacher the ground truth lists, per task and draw) and write it to this file, for
+        /// `eval-ranking --ground-truth`.
+        #[arg(long)]
+        truth: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -440,10 +445,30 @@ fn run(cli: Cli) -> faculty::Result<()> {
             tasks,
             with,
             config,
+            truth,
             json,
         } => {
             let z = open_zoo(&dir)?;
             let config = parse_config(config)?;
+            if let Some(out) = truth {
+                // the task data stays where it is; the new file names that folder relative to itself
+                let data = std::path::absolute(faculty::rank::eval::task_dir(&ground_truth)?)?;
+                let home = std::path::absolute(&out)?;
+                let home = home.parent().unwrap_or(std::path::Path::new("/"));
+                let data = data.strip_prefix(home).unwrap_or(&data);
+                let t = faculty::distill::eval::truth(
+                    &z,
+                    &ground_truth,
+                    &data.to_string_lossy(),
+                    &student,
+                    &config,
+                    tasks.as_deref(),
+                    |t| eprintln!("{t} ..."),
+                )?;
+                std::fs::write(&out, serde_json::to_vec_pretty(&t)?)?;
+                eprintln!("wrote {}", out.display());
+                return Ok(());
+            }
             let extra = with
                 .iter()
                 .map(|w| {

@@ -2,6 +2,7 @@
 //! labeled shots, a `faculty` student with `teacher: auto` and a `scratch` student of the same
 //! architecture, both measured on the task's held-out test rows in ONNX Runtime (the exported file, as a
 //! user would run it). Extra (task, teacher) pairs force a teacher, e.g. a coarse teacher for a fine task.
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -9,7 +10,7 @@ use serde::Serialize;
 use super::{DistillRequest, Method, Quiet, onnx_accuracy, run};
 use crate::error::{Error, Result};
 use crate::rank::OutputCache;
-use crate::rank::eval::{load_task, tasks};
+use crate::rank::eval::{GroundTruthTask, load_task, tasks};
 use crate::store::Store;
 use crate::zoo::Zoo;
 
@@ -47,7 +48,7 @@ pub fn evaluate(
     extra: &[(String, String)],
     progress: impl Fn(&str),
 ) -> Result<Vec<EvalLine>> {
-    let dir = gt_json.with_extension("");
+    let dir = crate::rank::eval::task_dir(gt_json)?;
     let store = Store::temporary()?;
     let cache = OutputCache::open(&store)?;
     let mut lines = Vec::new();
@@ -56,7 +57,6 @@ pub fn evaluate(
             continue;
         }
         let task = load_task(&dir, &name)?;
-        let c = task.pool.classes();
         let mut runs: Vec<(Method, String)> = vec![
             (Method::Scratch, "-".into()),
             (Method::Faculty, "auto".into()),
@@ -71,29 +71,8 @@ pub fn evaluate(
         for (method, teacher) in runs {
             progress(&format!("{name}: {} teacher {teacher}", method.as_str()));
             let start = std::time::Instant::now();
-            let (mut acc, mut chosen) = (Vec::new(), Vec::new());
-            for (lab, unl) in &task.draws {
-                let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
-                let ds = task.pool.subset(&rows, lab.len());
-                let sha = ds.sha256();
-                let mut req =
-                    DistillRequest::new(&crate::data::dataset_id(&sha), method, &teacher, student);
-                req.config = config.clone();
-                let out = run(zoo, &cache, &ds, &sha, &req, None, &mut Quiet)?
-                    .ok_or_else(|| Error::internal("evaluation run was cancelled"))?;
-                acc.push(onnx_accuracy(
-                    &out.onnx,
-                    task.x_test.view(),
-                    &task.y_test,
-                    c,
-                )?);
-                chosen.push(
-                    out.card
-                        .teacher_chain
-                        .first()
-                        .map_or("-".to_string(), |t| t.id.clone()),
-                );
-            }
+            let (acc, chosen) =
+                distill_draws(zoo, &cache, &task, method, &teacher, student, config)?;
             let m = mean(&acc);
             if method == Method::Scratch {
                 scratch_mean = m;
@@ -113,6 +92,130 @@ pub fn evaluate(
         }
     }
     Ok(lines)
+}
+
+/// Distills one student per draw of the task's labeled shots and scores each on the held-out test rows
+/// (the exported ONNX file in ONNX Runtime). Returns the accuracies and the teacher each draw used.
+fn distill_draws(
+    zoo: &Zoo,
+    cache: &OutputCache,
+    task: &GroundTruthTask,
+    method: Method,
+    teacher: &str,
+    student: &str,
+    config: &super::TrainConfig,
+) -> Result<(Vec<f64>, Vec<String>)> {
+    let c = task.pool.classes();
+    let (mut acc, mut chosen) = (Vec::new(), Vec::new());
+    for (lab, unl) in &task.draws {
+        let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
+        let ds = task.pool.subset(&rows, lab.len());
+        let sha = ds.sha256();
+        let mut req = DistillRequest::new(&crate::data::dataset_id(&sha), method, teacher, student);
+        req.config = config.clone();
+        let out = run(zoo, cache, &ds, &sha, &req, None, &mut Quiet)?
+            .ok_or_else(|| Error::internal("evaluation run was cancelled"))?;
+        acc.push(onnx_accuracy(
+            &out.onnx,
+            task.x_test.view(),
+            &task.y_test,
+            c,
+        )?);
+        chosen.push(
+            out.card
+                .teacher_chain
+                .first()
+                .map_or("-".to_string(), |t| t.id.clone()),
+        );
+    }
+    Ok((acc, chosen))
+}
+
+/// One task of a ground truth measured with faculty's own distillation: test accuracy per draw of a
+/// scratch student and of a `faculty` student from every compatible teacher. Same fields as
+/// `zoo/ground_truth.json`'s tasks, so `eval-ranking --ground-truth` reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TruthTask {
+    pub name: String,
+    pub kind: String,
+    pub scratch: Vec<f64>,
+    pub teachers: BTreeMap<String, Vec<f64>>,
+    pub scratch_mean: f64,
+    pub teacher_mean: BTreeMap<String, f64>,
+    pub best_teacher_mean: f64,
+    pub teacher_helps: bool,
+}
+
+/// The whole file: where the task data lives (relative to the file) and how it was measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Truth {
+    pub task_dir: String,
+    pub protocol: String,
+    pub student: String,
+    pub config: super::TrainConfig,
+    pub tasks: Vec<TruthTask>,
+}
+
+/// Measures the ground truth with faculty's own distiller: on every task and draw, a scratch student and
+/// a `faculty` student from every teacher the task's inputs fit (the teachers `zoo/ground_truth.json`
+/// lists for the task, so both truths cover the same pairs). `task_dir` is the task data's folder as the
+/// written file should name it (relative to that file).
+pub fn truth(
+    zoo: &Zoo,
+    gt_json: &Path,
+    task_dir: &str,
+    student: &str,
+    config: &super::TrainConfig,
+    only: Option<&[String]>,
+    progress: impl Fn(&str),
+) -> Result<Truth> {
+    let dir = crate::rank::eval::task_dir(gt_json)?;
+    let listed = crate::rank::eval::task_teachers(gt_json)?;
+    let store = Store::temporary()?;
+    let cache = OutputCache::open(&store)?;
+    let mut tasks_out = Vec::new();
+    for (name, kind, _, _, _) in tasks(gt_json)? {
+        if only.is_some_and(|o| !o.contains(&name)) {
+            continue;
+        }
+        let task = load_task(&dir, &name)?;
+        progress(&format!("{name}: scratch"));
+        let (scratch, _) =
+            distill_draws(zoo, &cache, &task, Method::Scratch, "-", student, config)?;
+        let mut teachers = BTreeMap::new();
+        for id in listed.get(&name).into_iter().flatten() {
+            progress(&format!("{name}: faculty from {id}"));
+            let (acc, _) = distill_draws(zoo, &cache, &task, Method::Faculty, id, student, config)?;
+            teachers.insert(id.clone(), acc);
+        }
+        let teacher_mean: BTreeMap<String, f64> =
+            teachers.iter().map(|(k, v)| (k.clone(), mean(v))).collect();
+        let best = teacher_mean.values().copied().fold(f64::MIN, f64::max);
+        let scratch_mean = mean(&scratch);
+        tasks_out.push(TruthTask {
+            name,
+            kind,
+            scratch,
+            teachers,
+            scratch_mean,
+            best_teacher_mean: best,
+            teacher_helps: best > scratch_mean,
+            teacher_mean,
+        });
+    }
+    Ok(Truth {
+        task_dir: task_dir.into(),
+        protocol: format!(
+            "faculty's own distillation: per task and draw of labeled shots (the draws of {}), a scratch \
+             student and a `faculty` student (CE + OT through the label map, labeled + unlabeled rows) from \
+             each teacher, student `{student}`, the training config below; accuracy on the task's test rows \
+             by the exported ONNX file in ONNX Runtime",
+            gt_json.display()
+        ),
+        student: student.into(),
+        config: config.clone(),
+        tasks: tasks_out,
+    })
 }
 
 /// The evaluation as a markdown table.

@@ -42,8 +42,13 @@ pub struct Predictor {
 pub fn load_session(bytes: &[u8], intra_threads: usize) -> Result<Session> {
     let env = environment()?;
     let builder = Session::builder(env).map_err(Error::from)?;
+    // Each session has its own intra-op pool, whose threads by default keep spinning after a run returns.
+    // With many models (a ranking runs every teacher in turn) those spinning threads starved the next
+    // session and faculty's own scoring: stopping them when a run returns halved the cold ranking
+    // (benches/ranking.rs), at a cost of a few microseconds per call on back-to-back tiny batches.
     let mut builder = builder
         .with_intra_threads(intra_threads)
+        .and_then(|b| b.with_config_entry("session.force_spinning_stop", "1"))
         .map_err(|e| Error::internal(format!("ONNX Runtime options: {e}")))?;
     builder
         .commit_from_memory(bytes)

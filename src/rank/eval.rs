@@ -17,7 +17,31 @@ use crate::zoo::Zoo;
 
 #[derive(Debug, Deserialize)]
 struct GtFile {
+    /// The task data's folder, relative to the file; default: the file's name without `.json`.
+    #[serde(default)]
+    task_dir: Option<String>,
     tasks: Vec<GtTask>,
+}
+
+fn read_gt(gt_json: &Path) -> Result<GtFile> {
+    Ok(serde_json::from_slice(&std::fs::read(gt_json)?)?)
+}
+
+/// Where a ground-truth file's task data (`<name>.npz`) lives.
+pub fn task_dir(gt_json: &Path) -> Result<std::path::PathBuf> {
+    Ok(match read_gt(gt_json)?.task_dir {
+        Some(d) => gt_json.parent().unwrap_or(Path::new(".")).join(d),
+        None => gt_json.with_extension(""),
+    })
+}
+
+/// Per task, the teachers the ground truth measured.
+pub fn task_teachers(gt_json: &Path) -> Result<BTreeMap<String, Vec<String>>> {
+    Ok(read_gt(gt_json)?
+        .tasks
+        .into_iter()
+        .map(|t| (t.name, t.teacher_mean.into_keys().collect()))
+        .collect())
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,7 +239,7 @@ pub fn load_task(dir: &Path, name: &str) -> Result<GroundTruthTask> {
 
 /// The ground-truth file's tasks: (name, kind, scratch mean, best teacher mean, teacher helps).
 pub fn tasks(gt_json: &Path) -> Result<Vec<(String, String, f64, f64, bool)>> {
-    let gt: GtFile = serde_json::from_slice(&std::fs::read(gt_json)?)?;
+    let gt = read_gt(gt_json)?;
     Ok(gt
         .tasks
         .into_iter()
@@ -226,11 +250,11 @@ pub fn tasks(gt_json: &Path) -> Result<Vec<(String, String, f64, f64, bool)>> {
         .collect())
 }
 
-/// Evaluates every metric on every ground-truth task. `gt_json` is `zoo/ground_truth.json`; the task files
-/// are next to it in `ground_truth/`.
+/// Evaluates every metric on every ground-truth task. `gt_json` is `zoo/ground_truth.json` (the task files
+/// are next to it in `ground_truth/`) or another truth over the same tasks (`task_dir` names their folder).
 pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<EvalReport> {
-    let gt: GtFile = serde_json::from_slice(&std::fs::read(gt_json)?)?;
-    let dir = gt_json.with_extension("");
+    let gt = read_gt(gt_json)?;
+    let dir = task_dir(gt_json)?;
     let metric_names: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
     let all = zoo.all()?;
     let mut tasks = Vec::new();

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ndarray::{Array2, Axis};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
@@ -214,7 +215,9 @@ pub fn rank(
     let labeled = ds.labeled();
     let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
     let c_s = ds.classes();
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    // (entry index, notes before scoring, outputs, labels) of teachers to score for the memo
+    let mut to_memo = Vec::new();
     for t in &teachers {
         let mut r = TeacherResult::unscored(t);
         let mut out = None;
@@ -233,22 +236,12 @@ pub fn rank(
                         r.notes.extend(m.notes);
                         r.cached = true;
                     }
-                    (None, Some(c)) => {
-                        // score every metric once and keep the scores: they depend only on
+                    (None, Some(_)) => {
+                        // scored below, every metric, and the scores kept: they depend only on
                         // (teacher, dataset), so re-ranking by another metric or subset is a lookup
                         let (o, hit) = outputs::cached(zoo, cache, t, ds, ds_sha)?;
                         r.cached = hit;
-                        let before = r.notes.len();
-                        let all: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
-                        score_teacher(&mut r, &o, &t.labels, ds, &labeled, &y, c_s, &all)?;
-                        c.put_scores(
-                            &t.sha256,
-                            ds_sha,
-                            &outputs::ScoreMemo {
-                                scores: r.scores.clone(),
-                                notes: r.notes[before..].to_vec(),
-                            },
-                        )?;
+                        to_memo.push((entries.len(), r.notes.len(), o, t.labels.clone()));
                     }
                     (None, None) => {
                         let (o, _) = outputs::cached(zoo, cache, t, ds, ds_sha)?;
@@ -258,6 +251,29 @@ pub fn rank(
             }
         }
         entries.push((r, out));
+    }
+    if let Some(c) = cache {
+        let all: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
+        // teachers are scored in parallel: each is independent, and with outputs cached it is all the work
+        let mut scored: Vec<(usize, usize, TeacherResult)> = to_memo
+            .into_par_iter()
+            .map(|(k, before, o, labels)| {
+                let mut r = entries[k].0.clone();
+                score_teacher(&mut r, &o, &labels, ds, &labeled, &y, c_s, &all)?;
+                Ok((k, before, r))
+            })
+            .collect::<Result<_>>()?;
+        for (k, before, r) in scored.drain(..) {
+            c.put_scores(
+                &teachers[k].sha256,
+                ds_sha,
+                &outputs::ScoreMemo {
+                    scores: r.scores.clone(),
+                    notes: r.notes[before..].to_vec(),
+                },
+            )?;
+            entries[k].0 = r;
+        }
     }
     let scratch = match cache.map(|c| c.scratch(ds_sha)).transpose()?.flatten() {
         Some(v) => v,
@@ -293,13 +309,15 @@ pub fn finish(
     let labeled = ds.labeled();
     let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
     let c_s = ds.classes();
-    let mut results = Vec::new();
-    for (mut r, out) in entries {
-        if let Some((o, labels)) = out {
-            score_teacher(&mut r, &o, &labels, ds, &labeled, &y, c_s, wanted)?;
-        }
-        results.push(r);
-    }
+    let mut results: Vec<TeacherResult> = entries
+        .into_par_iter()
+        .map(|(mut r, out)| {
+            if let Some((o, labels)) = out {
+                score_teacher(&mut r, &o, &labels, ds, &labeled, &y, c_s, wanted)?;
+            }
+            Ok(r)
+        })
+        .collect::<Result<_>>()?;
     let dir = direction(primary)
         .ok_or_else(|| Error::invalid_input(format!("unknown metric '{primary}'")))?;
     for r in &mut results {
