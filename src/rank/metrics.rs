@@ -241,6 +241,7 @@ fn single_threaded_blas() {
 /// eigenvectors as columns, like `ndarray_linalg::Eigh`, but by LAPACK's divide-and-conquer `dsyevd`:
 /// `Eigh`'s `dsyev` (QR iterations) was a fifth of re-scoring a zoo from cached outputs.
 pub fn eigh_sym(a: &Array2<f64>) -> Result<(Array1<f64>, Array2<f64>)> {
+    use std::ffi::{c_char, c_int};
     single_threaded_blas();
     let n = a.nrows();
     if n != a.ncols() {
@@ -253,52 +254,41 @@ pub fn eigh_sym(a: &Array2<f64>) -> Result<(Array1<f64>, Array2<f64>)> {
     // row-major buffer holds as row j, hence the transpose at the end
     let mut buf: Vec<f64> = a.iter().copied().collect();
     let mut w = vec![0.0f64; n];
-    let ni = n as std::ffi::c_int;
-    let (jobz, uplo) = (b'V' as std::ffi::c_char, b'U' as std::ffi::c_char);
-    let mut info: std::ffi::c_int = 0;
-    let (mut wq, mut iwq) = (0.0f64, 0 as std::ffi::c_int);
-    let query: std::ffi::c_int = -1;
-    // SAFETY: buffers sized as LAPACK documents (n*n matrix, n eigenvalues; workspace from the query)
-    unsafe {
-        lapack_sys::dsyevd_(
-            &jobz,
-            &uplo,
-            &ni,
-            buf.as_mut_ptr(),
-            &ni,
-            w.as_mut_ptr(),
-            &mut wq,
-            &query,
-            &mut iwq,
-            &query,
-            &mut info,
-        );
-    }
+    let ni = n as c_int;
+    let (jobz, uplo) = (b'V' as c_char, b'U' as c_char);
+    // one call shape for the workspace query (sizes -1) and the solve
+    let mut dsyevd = |work: &mut [f64], lwork: c_int, iwork: &mut [c_int], liwork: c_int| {
+        let mut info: c_int = 0;
+        // SAFETY: buffers sized as LAPACK documents (n*n matrix, n eigenvalues; the workspace slices
+        // hold at least lwork / liwork values, or one for the query)
+        unsafe {
+            lapack_sys::dsyevd_(
+                &jobz,
+                &uplo,
+                &ni,
+                buf.as_mut_ptr(),
+                &ni,
+                w.as_mut_ptr(),
+                work.as_mut_ptr(),
+                &lwork,
+                iwork.as_mut_ptr(),
+                &liwork,
+                &mut info,
+            );
+        }
+        info
+    };
+    let (mut wq, mut iwq) = ([0.0f64], [0 as c_int]);
+    let info = dsyevd(&mut wq, -1, &mut iwq, -1);
     if info != 0 {
         return Err(Error::internal(format!(
             "dsyevd workspace query failed ({info})"
         )));
     }
-    let lwork = wq as std::ffi::c_int;
-    let liwork = iwq;
+    let (lwork, liwork) = (wq[0] as c_int, iwq[0]);
     let mut work = vec![0.0f64; lwork.max(1) as usize];
-    let mut iwork = vec![0 as std::ffi::c_int; liwork.max(1) as usize];
-    // SAFETY: as above, with the queried workspace sizes
-    unsafe {
-        lapack_sys::dsyevd_(
-            &jobz,
-            &uplo,
-            &ni,
-            buf.as_mut_ptr(),
-            &ni,
-            w.as_mut_ptr(),
-            work.as_mut_ptr(),
-            &lwork,
-            iwork.as_mut_ptr(),
-            &liwork,
-            &mut info,
-        );
-    }
+    let mut iwork = vec![0 as c_int; liwork.max(1) as usize];
+    let info = dsyevd(&mut work, lwork, &mut iwork, liwork);
     if info != 0 {
         return Err(Error::internal(format!(
             "eigendecomposition did not converge ({info})"

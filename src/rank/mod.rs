@@ -255,7 +255,7 @@ pub fn rank(
     if let Some(c) = cache {
         let all: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
         // teachers are scored in parallel: each is independent, and with outputs cached it is all the work
-        let mut scored: Vec<(usize, usize, TeacherResult)> = to_memo
+        let scored: Vec<(usize, usize, TeacherResult)> = to_memo
             .into_par_iter()
             .map(|(k, before, o, labels)| {
                 let mut r = entries[k].0.clone();
@@ -263,7 +263,7 @@ pub fn rank(
                 Ok((k, before, r))
             })
             .collect::<Result<_>>()?;
-        for (k, before, r) in scored.drain(..) {
+        for (k, before, r) in scored {
             c.put_scores(
                 &teachers[k].sha256,
                 ds_sha,
