@@ -426,12 +426,40 @@ async fn rankings_recommend_cache_and_survive_restart() {
             .iter()
             .find(|r| r["teacher_id"] == "fashion_cnn@1")
             .unwrap();
-        for m in ["leep", "nce", "logme", "hscore", "ot", "ot_prototype"] {
+        for m in [
+            "leep",
+            "nce",
+            "logme",
+            "hscore",
+            "ot",
+            "ot_labeled",
+            "ot_prototype",
+        ] {
             assert!(
                 cnn["scores"][m].is_number(),
                 "{m} missing for a CNN teacher: {cnn}"
             );
         }
+        // the task has a 500-row unlabeled pool: `ot` adds the pool term (a disagreement rate) on top
+        // of the labeled-row cost; a teacher of another domain disagrees with the ridge student on much
+        // of the pool, the same-domain top pick on little of it
+        let pool_term = |r: &serde_json::Value| {
+            r["scores"]["ot"].as_f64().unwrap() - r["scores"]["ot_labeled"].as_f64().unwrap()
+        };
+        let digits = results
+            .iter()
+            .find(|r| r["teacher_id"] == "mnist_mlp")
+            .unwrap();
+        assert!(
+            (0.0..=1.0).contains(&pool_term(&results[0])),
+            "{}",
+            results[0]
+        );
+        assert!(
+            pool_term(digits) > pool_term(&results[0]) + 0.2,
+            "{digits} vs {}",
+            results[0]
+        );
         assert_eq!(rk["verdict"]["teacher_helps"], true, "{}", rk["verdict"]);
         assert!(
             rk["verdict"]["reason"]

@@ -308,8 +308,16 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 })
                 .collect();
             let scratch = super::scratch_estimate(&ds)?;
+            let pool = super::pool(&ds)?;
             for m in &metric_names {
-                let ranking = finish(m, &metric_names, entries.clone(), &ds, Some(scratch))?;
+                let ranking = finish(
+                    m,
+                    &metric_names,
+                    entries.clone(),
+                    &ds,
+                    Some(scratch),
+                    pool.as_ref(),
+                )?;
                 let scored: Vec<&TeacherResult> = ranking
                     .results
                     .iter()

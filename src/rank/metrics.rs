@@ -427,20 +427,32 @@ pub fn hscore_stats(st: &FeatureStats) -> Result<f64> {
     Ok(inv.dot(&cov_g).diag().sum())
 }
 
+/// Column standardisation fitted on `x` (sd floored at 1e-3), scaled by 1/sqrt(D) so one ridge penalty
+/// means the same at any row width.
+fn standardiser(x: ArrayView2<f64>) -> impl Fn(ArrayView2<f64>) -> Array2<f64> {
+    let d = x.ncols() as f64;
+    let mean = x.mean_axis(Axis(0)).expect("rows");
+    let sd = x.std_axis(Axis(0), 0.0).mapv(|s| s.max(1e-3) * d.sqrt());
+    move |a| (&a - &mean) / &sd
+}
+
+/// One-hot targets [N, C_s], centred, and their column means.
+fn centred_onehot(y: &[usize], c_s: usize) -> (Array2<f64>, Array1<f64>) {
+    let mut t = Array2::<f64>::zeros((y.len(), c_s));
+    for (i, &c) in y.iter().enumerate() {
+        t[[i, c]] = 1.0;
+    }
+    let tmean = t.mean_axis(Axis(0)).expect("rows");
+    (t - &tmean, tmean)
+}
+
 /// Leave-one-out accuracy of a ridge classifier on the raw (standardised) rows: a cheap estimate of what
 /// the student learns from the labeled rows alone, for the verdict. Uses the dual (kernel) form when there
 /// are fewer rows than features.
 pub fn scratch_accuracy(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64) -> Result<f64> {
     let (n, d) = x.dim();
-    let mean = x.mean_axis(Axis(0)).expect("rows");
-    let sd = x.std_axis(Axis(0), 0.0).mapv(|s| s.max(1e-3));
-    let xs = (&x - &mean) / &sd / (d as f64).sqrt();
-    let mut t = Array2::<f64>::zeros((n, c_s));
-    for (i, &c) in y.iter().enumerate() {
-        t[[i, c]] = 1.0;
-    }
-    let tmean = t.mean_axis(Axis(0)).expect("rows");
-    let tc = &t - &tmean;
+    let xs = standardiser(x)(x);
+    let (tc, tmean) = centred_onehot(y, c_s);
     // hat matrix H = X (X^T X + l I)^-1 X^T = K (K + l I)^-1
     let hat = if n <= d {
         let k = xs.dot(&xs.t());
@@ -464,6 +476,56 @@ pub fn scratch_accuracy(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64
     Ok(hits as f64 / n as f64)
 }
 
+/// The decisions on the `pool` rows of the same ridge classifier as [`scratch_accuracy`], trained on all
+/// the labeled rows `x`: what a student that learned from the labeled rows alone predicts there.
+pub fn ridge_decisions(
+    x: ArrayView2<f64>,
+    y: &[usize],
+    c_s: usize,
+    pool: ArrayView2<f64>,
+    lambda: f64,
+) -> Result<Vec<usize>> {
+    let (n, d) = x.dim();
+    let st = standardiser(x);
+    let (xs, ps) = (st(x), st(pool));
+    let (tc, tmean) = centred_onehot(y, c_s);
+    let pred = if n <= d {
+        let k = xs.dot(&xs.t());
+        let a = pd_inverse(&(&k + &(Array2::<f64>::eye(n) * lambda)), "ridge")?.dot(&tc);
+        ps.dot(&xs.t()).dot(&a)
+    } else {
+        let g = xs.t().dot(&xs);
+        let w =
+            pd_inverse(&(&g + &(Array2::<f64>::eye(d) * lambda)), "ridge")?.dot(&xs.t().dot(&tc));
+        ps.dot(&w)
+    } + &tmean;
+    Ok(pred.rows().into_iter().map(argmax).collect())
+}
+
+/// The pool term of the OT score: on the unlabeled rows, the teacher's decision carried into the task's
+/// labels (argmax of p P(j | i), the map fitted on all labeled rows, which the pool rows are not part of)
+/// transported onto the decision `cheap` of a student trained on the labeled rows alone, with the 0/1
+/// cost; between two one-hot distributions that is the fraction of rows where they disagree. LOWER is
+/// better.
+pub fn ot_pool(
+    p_lab: ArrayView2<f64>,
+    y: &[usize],
+    c_s: usize,
+    prior: Option<&Array2<f64>>,
+    p_pool: ArrayView2<f64>,
+    cheap: &[usize],
+) -> f64 {
+    let map = label_map(p_lab, y, c_s, prior, SMOOTH);
+    let q = p_pool.dot(&map);
+    let differ = q
+        .rows()
+        .into_iter()
+        .zip(cheap)
+        .filter(|(row, c)| argmax(*row) != **c)
+        .count();
+    differ as f64 / cheap.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +544,27 @@ mod tests {
         assert!(leep(p.view(), &y, 2) > leep(bad_p.view(), &y, 2));
         assert!(nce(p.view(), &y, 2) > nce(bad_p.view(), &y, 2) - 1e-12);
         assert_eq!(mapped_accuracy(p.view(), &y, 2), 1.0);
+    }
+
+    #[test]
+    fn pool_term_counts_disagreements_with_the_ridge_student() {
+        // two well separated blobs; the ridge student trained on 4 labeled rows gets the pool right
+        let x = array![[0.0, 0.1], [0.1, 0.0], [1.0, 0.9], [0.9, 1.0]];
+        let y = [0, 0, 1, 1];
+        let u = array![[0.05, 0.0], [0.0, 0.2], [1.0, 1.0], [0.95, 0.8], [0.8, 0.9]];
+        let cheap = ridge_decisions(x.view(), &y, 2, u.view(), 1.0).unwrap();
+        assert_eq!(cheap, vec![0, 0, 1, 1, 1]);
+        // a teacher with swapped class names is carried through P(j | i): no disagreement
+        let p_lab = array![[0.1, 0.9], [0.2, 0.8], [0.9, 0.1], [0.8, 0.2]];
+        let p_pool = array![[0.1, 0.9], [0.3, 0.7], [0.9, 0.1], [0.7, 0.3], [0.6, 0.4]];
+        assert_eq!(
+            ot_pool(p_lab.view(), &y, 2, None, p_pool.view(), &cheap),
+            0.0
+        );
+        // one that is wrong on two pool rows pays 2/5
+        let p_bad = array![[0.9, 0.1], [0.3, 0.7], [0.1, 0.9], [0.7, 0.3], [0.6, 0.4]];
+        let c = ot_pool(p_lab.view(), &y, 2, None, p_bad.view(), &cheap);
+        assert!((c - 0.4).abs() < 1e-12, "{c}");
     }
 
     #[test]

@@ -24,7 +24,14 @@ pub const METRICS: &[(&str, Direction, &str)] = &[
     (
         "ot",
         Direction::Lower,
-        "OT transport cost, data-driven label cost (2a) + label-name prior (2c), cross-fitted",
+        "OT transport cost: ot_labeled, plus (with an unlabeled pool) the teacher's mapped decisions on the \
+         pool transported onto a labeled-rows-only ridge student's decisions (0/1 cost)",
+    ),
+    (
+        "ot_labeled",
+        Direction::Lower,
+        "OT transport cost on the labeled rows: data-driven label cost (2a) + label-name prior (2c), \
+         cross-fitted",
     ),
     (
         "ot_prototype",
@@ -165,6 +172,42 @@ fn f64s(a: &Array2<f32>, rows: &[usize]) -> Array2<f64> {
 /// Rows used for the ridge scratch estimate at most (it inverts a min(N, D)-square matrix).
 const SCRATCH_MAX_ROWS: usize = 600;
 
+/// Unlabeled rows the `ot` score's pool term looks at, at most (evenly spaced over the pool).
+const POOL_MAX_ROWS: usize = 2000;
+
+/// The unlabeled pool as the `ot` score sees it: which rows, and what a ridge student trained on the
+/// labeled rows alone decides on each.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub rows: Vec<usize>,
+    pub decisions: Vec<usize>,
+}
+
+/// `rows`, evenly spaced, at most `max` of them.
+fn spaced(rows: Vec<usize>, max: usize) -> Vec<usize> {
+    let step = rows.len().div_ceil(max).max(1);
+    rows.into_iter().step_by(step).collect()
+}
+
+/// The dataset's unlabeled pool (at most `POOL_MAX_ROWS` rows) with the ridge student's decisions on it;
+/// `None` when every row is labeled.
+pub fn pool(ds: &Dataset) -> Result<Option<Pool>> {
+    let rows = spaced(
+        (0..ds.rows()).filter(|&i| ds.y[i] < 0).collect(),
+        POOL_MAX_ROWS,
+    );
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let labeled = spaced(ds.labeled(), SCRATCH_MAX_ROWS);
+    let ys: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
+    let flat = ds.flat();
+    let x = flat.select(Axis(0), &labeled).mapv(f64::from);
+    let u = flat.select(Axis(0), &rows).mapv(f64::from);
+    let decisions = metrics::ridge_decisions(x.view(), &ys, ds.classes(), u.view(), 1.0)?;
+    Ok(Some(Pool { rows, decisions }))
+}
+
 /// Ranks the zoo's teachers for a dataset. `cache` keeps teacher outputs across calls.
 pub fn rank(
     zoo: &Zoo,
@@ -252,6 +295,12 @@ pub fn rank(
         }
         entries.push((r, out));
     }
+    // the ridge student's decisions on the pool, only when some teacher is scored here
+    let pool = if !to_memo.is_empty() || entries.iter().any(|e| e.1.is_some()) {
+        pool(ds)?
+    } else {
+        None
+    };
     if let Some(c) = cache {
         let all: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
         // teachers are scored in parallel: each is independent, and with outputs cached it is all the work
@@ -259,7 +308,17 @@ pub fn rank(
             .into_par_iter()
             .map(|(k, before, o, labels)| {
                 let mut r = entries[k].0.clone();
-                score_teacher(&mut r, &o, &labels, ds, &labeled, &y, c_s, &all)?;
+                score_teacher(
+                    &mut r,
+                    &o,
+                    &labels,
+                    ds,
+                    &labeled,
+                    &y,
+                    c_s,
+                    &all,
+                    pool.as_ref(),
+                )?;
                 Ok((k, before, r))
             })
             .collect::<Result<_>>()?;
@@ -288,7 +347,7 @@ pub fn rank(
     if let Some(c) = cache {
         c.flush()?;
     }
-    let mut ranking = finish(&primary, &wanted, entries, ds, Some(scratch))?;
+    let mut ranking = finish(&primary, &wanted, entries, ds, Some(scratch), pool.as_ref())?;
     ranking.dataset_id = crate::data::dataset_id(ds_sha);
     ranking.elapsed_ms = start.elapsed().as_millis() as u64;
     Ok(ranking)
@@ -298,13 +357,15 @@ pub fn rank(
 pub type Entry = (TeacherResult, Option<(TeacherOutputs, Vec<String>)>);
 
 /// Scores every compatible teacher, orders them by the primary metric and decides the verdict.
-/// `scratch` is the dataset's scratch estimate when already known (see [`scratch_estimate`]).
+/// `scratch` is the dataset's scratch estimate when already known (see [`scratch_estimate`]); `pool` its
+/// unlabeled pool (see [`pool`]), needed when an entry still has outputs to score.
 pub fn finish(
     primary: &str,
     wanted: &[String],
     entries: Vec<Entry>,
     ds: &Dataset,
     scratch: Option<f64>,
+    pool: Option<&Pool>,
 ) -> Result<Ranking> {
     let labeled = ds.labeled();
     let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
@@ -313,7 +374,7 @@ pub fn finish(
         .into_par_iter()
         .map(|(mut r, out)| {
             if let Some((o, labels)) = out {
-                score_teacher(&mut r, &o, &labels, ds, &labeled, &y, c_s, wanted)?;
+                score_teacher(&mut r, &o, &labels, ds, &labeled, &y, c_s, wanted, pool)?;
             }
             Ok(r)
         })
@@ -376,6 +437,7 @@ fn score_teacher(
     y: &[usize],
     c_s: usize,
     wanted: &[String],
+    pool: Option<&Pool>,
 ) -> Result<()> {
     let p = f64s(&o.probs, labeled);
     let want = |m: &str| wanted.iter().any(|w| w == m);
@@ -386,11 +448,14 @@ fn score_teacher(
         "mapped_accuracy".into(),
         metrics::mapped_accuracy(p.view(), y, c_s),
     );
-    if want("ot") {
-        s.insert(
-            "ot".into(),
-            metrics::ot_data(p.view(), y, c_s, prior.as_ref()),
-        );
+    if want("ot") || want("ot_labeled") {
+        let on_labeled = metrics::ot_data(p.view(), y, c_s, prior.as_ref());
+        let on_pool = pool.map_or(0.0, |u| {
+            let pu = f64s(&o.probs, &u.rows);
+            metrics::ot_pool(p.view(), y, c_s, prior.as_ref(), pu.view(), &u.decisions)
+        });
+        s.insert("ot_labeled".into(), on_labeled);
+        s.insert("ot".into(), on_labeled + on_pool);
     }
     if want("leep") {
         s.insert("leep".into(), metrics::leep(p.view(), y, c_s));
@@ -430,9 +495,7 @@ fn score_teacher(
 /// Leave-one-out accuracy of a ridge classifier on (at most `SCRATCH_MAX_ROWS` of) the labeled rows:
 /// what the student is expected to reach without a teacher.
 pub fn scratch_estimate(ds: &Dataset) -> Result<f64> {
-    let labeled = ds.labeled();
-    let step = labeled.len().div_ceil(SCRATCH_MAX_ROWS).max(1);
-    let rows: Vec<usize> = labeled.iter().step_by(step).copied().collect();
+    let rows = spaced(ds.labeled(), SCRATCH_MAX_ROWS);
     let ys: Vec<usize> = rows.iter().map(|&i| ds.y[i] as usize).collect();
     let x = ds.flat().select(Axis(0), &rows).mapv(f64::from);
     metrics::scratch_accuracy(x.view(), &ys, ds.classes(), 1.0)
