@@ -79,6 +79,9 @@ enum Command {
         /// Only these tasks (comma-separated).
         #[arg(long, value_delimiter = ',')]
         tasks: Option<Vec<String>>,
+        /// Distill on the first N draws of labeled shots of each task.
+        #[arg(long, default_value_t = 3)]
+        draws: usize,
         /// Also distill with a forced teacher: TASK=TEACHER (repeatable).
         #[arg(long = "with")]
         with: Vec<String>,
@@ -443,12 +446,14 @@ fn run(cli: Cli) -> faculty::Result<()> {
             ground_truth,
             student,
             tasks,
+            draws,
             with,
             config,
             truth,
             json,
         } => {
             let z = open_zoo(&dir)?;
+            let scope = faculty::distill::eval::Scope { tasks, draws };
             let config = parse_config(config)?;
             if let Some(out) = truth {
                 // the task data stays where it is; the new file names that folder relative to itself
@@ -462,7 +467,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
                     &data.to_string_lossy(),
                     &student,
                     &config,
-                    tasks.as_deref(),
+                    &scope,
                     |t| eprintln!("{t} ..."),
                 )?;
                 std::fs::write(&out, serde_json::to_vec_pretty(&t)?)?;
@@ -482,7 +487,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 &ground_truth,
                 &student,
                 &config,
-                tasks.as_deref(),
+                &scope,
                 &extra,
                 |t| eprintln!("{t} ..."),
             )?;

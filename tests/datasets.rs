@@ -432,7 +432,7 @@ async fn rankings_recommend_cache_and_survive_restart() {
             "logme",
             "hscore",
             "ot",
-            "ot_labeled",
+            "ot_pool",
             "ot_prototype",
         ] {
             assert!(
@@ -440,11 +440,11 @@ async fn rankings_recommend_cache_and_survive_restart() {
                 "{m} missing for a CNN teacher: {cnn}"
             );
         }
-        // the task has a 500-row unlabeled pool: `ot` adds the pool term (a disagreement rate) on top
-        // of the labeled-row cost; a teacher of another domain disagrees with the ridge student on much
+        // the task has a 500-row unlabeled pool: `ot_pool` adds the pool term (a disagreement rate) to
+        // the labeled-row cost `ot`; a teacher of another domain disagrees with the ridge student on much
         // of the pool, the same-domain top pick on little of it
         let pool_term = |r: &serde_json::Value| {
-            r["scores"]["ot"].as_f64().unwrap() - r["scores"]["ot_labeled"].as_f64().unwrap()
+            r["scores"]["ot_pool"].as_f64().unwrap() - r["scores"]["ot"].as_f64().unwrap()
         };
         let digits = results
             .iter()

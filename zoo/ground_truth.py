@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from build_zoo import DIGITS, FASHION, SEED, load_digits8, load_fashion, load_letters, load_mnist  # noqa: E402
 
-DRAWS = 3
+DRAWS = 10
 UNLABELED = 500
 STEPS = 300
 

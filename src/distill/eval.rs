@@ -38,13 +38,35 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// Which of a ground truth's tasks, and how many of each task's draws (the first ones), to distill.
+pub struct Scope {
+    pub tasks: Option<Vec<String>>,
+    pub draws: usize,
+}
+
+impl Scope {
+    /// The task's data with at most `draws` draws; `None` when the task is not selected.
+    fn load(&self, dir: &Path, name: &str) -> Result<Option<GroundTruthTask>> {
+        if self
+            .tasks
+            .as_ref()
+            .is_some_and(|o| !o.contains(&name.to_string()))
+        {
+            return Ok(None);
+        }
+        let mut task = load_task(dir, name)?;
+        task.draws.truncate(self.draws);
+        Ok(Some(task))
+    }
+}
+
 /// Runs the evaluation. `extra` lists (task, teacher id) pairs to distill with a forced teacher.
 pub fn evaluate(
     zoo: &Zoo,
     gt_json: &Path,
     student: &str,
     config: &super::TrainConfig,
-    only: Option<&[String]>,
+    scope: &Scope,
     extra: &[(String, String)],
     progress: impl Fn(&str),
 ) -> Result<Vec<EvalLine>> {
@@ -53,10 +75,9 @@ pub fn evaluate(
     let cache = OutputCache::open(&store)?;
     let mut lines = Vec::new();
     for (name, kind, _, _, helps) in tasks(gt_json)? {
-        if only.is_some_and(|o| !o.contains(&name)) {
+        let Some(task) = scope.load(&dir, &name)? else {
             continue;
-        }
-        let task = load_task(&dir, &name)?;
+        };
         let mut runs: Vec<(Method, String)> = vec![
             (Method::Scratch, "-".into()),
             (Method::Faculty, "auto".into()),
@@ -166,7 +187,7 @@ pub fn truth(
     task_dir: &str,
     student: &str,
     config: &super::TrainConfig,
-    only: Option<&[String]>,
+    scope: &Scope,
     progress: impl Fn(&str),
 ) -> Result<Truth> {
     let dir = crate::rank::eval::task_dir(gt_json)?;
@@ -175,10 +196,9 @@ pub fn truth(
     let cache = OutputCache::open(&store)?;
     let mut tasks_out = Vec::new();
     for (name, kind, _, _, _) in tasks(gt_json)? {
-        if only.is_some_and(|o| !o.contains(&name)) {
+        let Some(task) = scope.load(&dir, &name)? else {
             continue;
-        }
-        let task = load_task(&dir, &name)?;
+        };
         progress(&format!("{name}: scratch"));
         let (scratch, _) =
             distill_draws(zoo, &cache, &task, Method::Scratch, "-", student, config)?;

@@ -48,6 +48,9 @@ pub fn task_teachers(gt_json: &Path) -> Result<BTreeMap<String, Vec<String>>> {
 struct GtTask {
     name: String,
     kind: String,
+    /// Per draw: a ground truth measured on fewer draws than the task file holds is judged on those.
+    #[serde(default)]
+    scratch: Vec<f64>,
     scratch_mean: f64,
     teacher_mean: BTreeMap<String, f64>,
 }
@@ -262,9 +265,12 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         progress(&task.name);
         let GroundTruthTask {
             pool,
-            draws: draw_rows,
+            draws: mut draw_rows,
             ..
         } = load_task(&dir, &task.name)?;
+        if !task.scratch.is_empty() {
+            draw_rows.truncate(task.scratch.len());
+        }
         let row_shape = pool.row_shape();
         // every teacher's outputs on the whole pool, once
         let mut full: Vec<(TeacherResult, Option<(TeacherOutputs, Vec<String>)>)> = Vec::new();

@@ -24,14 +24,14 @@ pub const METRICS: &[(&str, Direction, &str)] = &[
     (
         "ot",
         Direction::Lower,
-        "OT transport cost: ot_labeled, plus (with an unlabeled pool) the teacher's mapped decisions on the \
-         pool transported onto a labeled-rows-only ridge student's decisions (0/1 cost)",
-    ),
-    (
-        "ot_labeled",
-        Direction::Lower,
         "OT transport cost on the labeled rows: data-driven label cost (2a) + label-name prior (2c), \
          cross-fitted",
+    ),
+    (
+        "ot_pool",
+        Direction::Lower,
+        "ot plus, with an unlabeled pool, the teacher's mapped decisions on the pool transported onto a \
+         labeled-rows-only ridge student's decisions (0/1 cost)",
     ),
     (
         "ot_prototype",
@@ -66,7 +66,7 @@ pub const METRICS: &[(&str, Direction, &str)] = &[
 ];
 
 /// The default primary metric, chosen by `faculty eval-ranking` on the ground truth (README).
-pub const DEFAULT_METRIC: &str = "leep";
+pub const DEFAULT_METRIC: &str = "ot";
 
 /// Pseudo-count the label-name prior adds per matching name pair (in rows).
 pub const NAME_PRIOR: f64 = 2.0;
@@ -172,10 +172,10 @@ fn f64s(a: &Array2<f32>, rows: &[usize]) -> Array2<f64> {
 /// Rows used for the ridge scratch estimate at most (it inverts a min(N, D)-square matrix).
 const SCRATCH_MAX_ROWS: usize = 600;
 
-/// Unlabeled rows the `ot` score's pool term looks at, at most (evenly spaced over the pool).
+/// Unlabeled rows the `ot_pool` score's pool term looks at, at most (evenly spaced over the pool).
 const POOL_MAX_ROWS: usize = 2000;
 
-/// The unlabeled pool as the `ot` score sees it: which rows, and what a ridge student trained on the
+/// The unlabeled pool as the `ot_pool` score sees it: which rows, and what a ridge student trained on the
 /// labeled rows alone decides on each.
 #[derive(Debug, Clone)]
 pub struct Pool {
@@ -448,14 +448,14 @@ fn score_teacher(
         "mapped_accuracy".into(),
         metrics::mapped_accuracy(p.view(), y, c_s),
     );
-    if want("ot") || want("ot_labeled") {
+    if want("ot") || want("ot_pool") {
         let on_labeled = metrics::ot_data(p.view(), y, c_s, prior.as_ref());
         let on_pool = pool.map_or(0.0, |u| {
             let pu = f64s(&o.probs, &u.rows);
             metrics::ot_pool(p.view(), y, c_s, prior.as_ref(), pu.view(), &u.decisions)
         });
-        s.insert("ot_labeled".into(), on_labeled);
-        s.insert("ot".into(), on_labeled + on_pool);
+        s.insert("ot".into(), on_labeled);
+        s.insert("ot_pool".into(), on_labeled + on_pool);
     }
     if want("leep") {
         s.insert("leep".into(), metrics::leep(p.view(), y, c_s));
