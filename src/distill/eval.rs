@@ -50,7 +50,7 @@ impl Scope {
         if self
             .tasks
             .as_ref()
-            .is_some_and(|o| !o.contains(&name.to_string()))
+            .is_some_and(|o| !o.iter().any(|t| t == name))
         {
             return Ok(None);
         }

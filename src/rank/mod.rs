@@ -199,13 +199,18 @@ pub fn pool(ds: &Dataset) -> Result<Option<Pool>> {
     if rows.is_empty() {
         return Ok(None);
     }
-    let labeled = spaced(ds.labeled(), SCRATCH_MAX_ROWS);
-    let ys: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
-    let flat = ds.flat();
-    let x = flat.select(Axis(0), &labeled).mapv(f64::from);
-    let u = flat.select(Axis(0), &rows).mapv(f64::from);
+    let (x, ys) = ridge_rows(ds);
+    let u = ds.flat().select(Axis(0), &rows).mapv(f64::from);
     let decisions = metrics::ridge_decisions(x.view(), &ys, ds.classes(), u.view(), 1.0)?;
     Ok(Some(Pool { rows, decisions }))
+}
+
+/// The labeled rows the ridge student learns from (at most `SCRATCH_MAX_ROWS`, evenly spaced), flattened,
+/// and their labels.
+fn ridge_rows(ds: &Dataset) -> (Array2<f64>, Vec<usize>) {
+    let rows = spaced(ds.labeled(), SCRATCH_MAX_ROWS);
+    let ys = rows.iter().map(|&i| ds.y[i] as usize).collect();
+    (ds.flat().select(Axis(0), &rows).mapv(f64::from), ys)
 }
 
 /// Ranks the zoo's teachers for a dataset. `cache` keeps teacher outputs across calls.
@@ -295,8 +300,11 @@ pub fn rank(
         }
         entries.push((r, out));
     }
-    // the ridge student's decisions on the pool, only when some teacher is scored here
-    let pool = if !to_memo.is_empty() || entries.iter().any(|e| e.1.is_some()) {
+    // the ridge student's decisions on the pool, only when some teacher is scored here with ot_pool
+    // (memoised scoring computes every metric)
+    let pool = if !to_memo.is_empty()
+        || (wanted.iter().any(|m| m == "ot_pool") && entries.iter().any(|e| e.1.is_some()))
+    {
         pool(ds)?
     } else {
         None
@@ -450,12 +458,14 @@ fn score_teacher(
     );
     if want("ot") || want("ot_pool") {
         let on_labeled = metrics::ot_data(p.view(), y, c_s, prior.as_ref());
-        let on_pool = pool.map_or(0.0, |u| {
-            let pu = f64s(&o.probs, &u.rows);
-            metrics::ot_pool(p.view(), y, c_s, prior.as_ref(), pu.view(), &u.decisions)
-        });
         s.insert("ot".into(), on_labeled);
-        s.insert("ot_pool".into(), on_labeled + on_pool);
+        if want("ot_pool") {
+            let on_pool = pool.map_or(0.0, |u| {
+                let pu = f64s(&o.probs, &u.rows);
+                metrics::ot_pool(p.view(), y, c_s, prior.as_ref(), pu.view(), &u.decisions)
+            });
+            s.insert("ot_pool".into(), on_labeled + on_pool);
+        }
     }
     if want("leep") {
         s.insert("leep".into(), metrics::leep(p.view(), y, c_s));
@@ -495,9 +505,7 @@ fn score_teacher(
 /// Leave-one-out accuracy of a ridge classifier on (at most `SCRATCH_MAX_ROWS` of) the labeled rows:
 /// what the student is expected to reach without a teacher.
 pub fn scratch_estimate(ds: &Dataset) -> Result<f64> {
-    let rows = spaced(ds.labeled(), SCRATCH_MAX_ROWS);
-    let ys: Vec<usize> = rows.iter().map(|&i| ds.y[i] as usize).collect();
-    let x = ds.flat().select(Axis(0), &rows).mapv(f64::from);
+    let (x, ys) = ridge_rows(ds);
     metrics::scratch_accuracy(x.view(), &ys, ds.classes(), 1.0)
 }
 
