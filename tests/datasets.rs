@@ -461,6 +461,31 @@ async fn rankings_recommend_cache_and_survive_restart() {
             results[0]
         );
         assert_eq!(rk["verdict"]["teacher_helps"], true, "{}", rk["verdict"]);
+        // ties with the top teacher: paired over the labeled rows; rank 1 has no gap, another domain's
+        // teacher is far behind, and `tied_with_top` is exactly a gap under 2 standard errors
+        assert!(results[0]["gap_z"].is_null(), "{}", results[0]);
+        let mut tied = Vec::new();
+        for r in results
+            .iter()
+            .filter(|r| r["rank"].as_u64().is_some_and(|k| k > 1))
+        {
+            let z = r["gap_z"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no gap_z: {r}"));
+            assert_eq!(r["tied_with_top"], z < 2.0, "{r}");
+            if z < 2.0 {
+                tied.push(r["teacher_id"].clone());
+            }
+        }
+        assert!(digits["gap_z"].as_f64().unwrap() > 2.0, "{digits}");
+        assert_eq!(rk["verdict"]["tied"], serde_json::Value::from(tied));
+        let z = rk["verdict"]["z"].as_f64().unwrap();
+        assert_eq!(rk["verdict"]["confident"], z.abs() >= 2.0);
+        assert!(
+            z > 0.0,
+            "the fashion teacher is ahead of the ridge student: {}",
+            rk["verdict"]
+        );
         assert!(
             rk["verdict"]["reason"]
                 .as_str()
@@ -520,6 +545,9 @@ async fn rankings_recommend_cache_and_survive_restart() {
     {
         assert_eq!(a["teacher_id"], b["teacher_id"]);
         assert_eq!(a["scores"], b["scores"]);
+        // the per-row terms behind the ties are memoised with the scores
+        assert_eq!(a["gap_z"], b["gap_z"]);
+        assert_eq!(a["tied_with_top"], b["tied_with_top"]);
         if a["compatible"] == true {
             assert_eq!(
                 a["cached"], true,
@@ -546,6 +574,7 @@ async fn rankings_recommend_cache_and_survive_restart() {
         assert_eq!(a["scores"], b["scores"]);
         assert_eq!(a["notes"], b["notes"]);
     }
+    assert_eq!(r["verdict"], ranking["verdict"]);
     // a chosen primary metric orders by that metric, lower-is-better respected
     let r = post_json(
         &app,

@@ -67,6 +67,15 @@ pub struct MetricOnTask {
     pub weighted_tau: f64,
     /// Fraction of draws whose verdict matched the ground truth.
     pub verdict_right: f64,
+    /// Fraction of draws where the top set (rank 1 and the teachers `tied_with_top`) holds a teacher within
+    /// 1 point of the best one.
+    pub top_set_within_1pt: f64,
+    /// Mean size of the top set.
+    pub top_set_size: f64,
+    /// Fraction of draws whose verdict was `confident`.
+    pub verdict_confident: f64,
+    /// Fraction of draws whose verdict was `confident` and wrong.
+    pub confident_wrong: f64,
 }
 
 /// One task's evaluation.
@@ -98,6 +107,11 @@ pub struct MetricSummary {
     pub mean_weighted_tau: f64,
     pub tasks_top_within_1pt: usize,
     pub tasks_verdict_right: usize,
+    /// Tasks whose top set holds a teacher within 1 point of the best one in every draw.
+    pub tasks_top_set_within_1pt: usize,
+    pub mean_top_set_size: f64,
+    /// Tasks with a confident verdict that was wrong in some draw.
+    pub tasks_confident_wrong: usize,
     pub tasks: usize,
 }
 
@@ -291,7 +305,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
             .map(|(k, v)| (k.clone(), *v))
             .ok_or_else(|| Error::invalid_input("a ground-truth task has no teachers"))?;
         let helps = best > task.scratch_mean;
-        let mut per_metric: BTreeMap<String, Vec<[f64; 6]>> = BTreeMap::new();
+        let mut per_metric: BTreeMap<String, Vec<[f64; 10]>> = BTreeMap::new();
         for (lab, unl) in &draw_rows {
             let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
             let ds = pool.subset(&rows, lab.len());
@@ -321,7 +335,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                     &metric_names,
                     entries.clone(),
                     &ds,
-                    Some(scratch),
+                    Some(scratch.clone()),
                     pool.as_ref(),
                 )?;
                 let scored: Vec<&TeacherResult> = ranking
@@ -340,13 +354,25 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 let s: Vec<f64> = scored.iter().map(|r| sign * r.score.unwrap()).collect();
                 let t: Vec<f64> = scored.iter().map(|r| truth_of(&r.teacher_id)).collect();
                 let top = truth_of(&scored[0].teacher_id);
+                let top_set: Vec<f64> = scored
+                    .iter()
+                    .filter(|r| r.rank == Some(1) || r.tied_with_top)
+                    .map(|r| truth_of(&r.teacher_id))
+                    .collect();
+                let set_best = top_set.iter().copied().fold(f64::MIN, f64::max);
+                let right = ranking.verdict.teacher_helps == helps;
+                let confident = ranking.verdict.confident;
                 per_metric.entry(m.clone()).or_default().push([
                     f64::from(u8::from(best - top <= 0.01 + 1e-9)),
                     top,
                     spearman(&s, &t),
                     kendall(&s, &t),
                     weighted_tau(&s, &t),
-                    f64::from(u8::from(ranking.verdict.teacher_helps == helps)),
+                    f64::from(u8::from(right)),
+                    f64::from(u8::from(best - set_best <= 0.01 + 1e-9)),
+                    top_set.len() as f64,
+                    f64::from(u8::from(confident)),
+                    f64::from(u8::from(confident && !right)),
                 ]);
             }
         }
@@ -363,6 +389,10 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                         kendall: mean(3),
                         weighted_tau: mean(4),
                         verdict_right: mean(5),
+                        top_set_within_1pt: mean(6),
+                        top_set_size: mean(7),
+                        verdict_confident: mean(8),
+                        confident_wrong: mean(9),
                     },
                 )
             })
@@ -394,6 +424,9 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 mean_weighted_tau: mean(|x| x.weighted_tau),
                 tasks_top_within_1pt: on.iter().filter(|x| x.top_within_1pt == 1.0).count(),
                 tasks_verdict_right: on.iter().filter(|x| x.verdict_right == 1.0).count(),
+                tasks_top_set_within_1pt: on.iter().filter(|x| x.top_set_within_1pt == 1.0).count(),
+                mean_top_set_size: mean(|x| x.top_set_size),
+                tasks_confident_wrong: on.iter().filter(|x| x.confident_wrong > 0.0).count(),
                 tasks: on.len(),
             },
         );
@@ -437,20 +470,24 @@ pub fn render(r: &EvalReport) -> String {
         );
         let _ = writeln!(
             s,
-            "| metric | top pick within 1 pt | top pick acc | Spearman | Kendall | weighted tau | verdict right |"
+            "| metric | top pick within 1 pt | top pick acc | Spearman | Kendall | weighted tau | verdict right | top set within 1 pt | top set size | verdict confident | confident & wrong |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for m in &metrics {
             if let Some(v) = t.metrics.get(*m) {
                 let _ = writeln!(
                     s,
-                    "| {m} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                    "| {m} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} |",
                     v.top_within_1pt,
                     v.top_pick_accuracy,
                     v.spearman,
                     v.kendall,
                     v.weighted_tau,
-                    v.verdict_right
+                    v.verdict_right,
+                    v.top_set_within_1pt,
+                    v.top_set_size,
+                    v.verdict_confident,
+                    v.confident_wrong
                 );
             }
         }
@@ -458,19 +495,24 @@ pub fn render(r: &EvalReport) -> String {
     let _ = writeln!(s, "\n### Summary over {} tasks\n", r.tasks.len());
     let _ = writeln!(
         s,
-        "| metric | mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (all draws) | tasks: verdict right (all draws) |"
+        "| metric | mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (all draws) | tasks: verdict right (all draws) | tasks: top set within 1 pt (all draws) | mean top set size | tasks: a confident verdict wrong |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (m, v) in &r.summary {
         let _ = writeln!(
             s,
-            "| {m} | {:.3} | {:.3} | {:.3} | {}/{} | {}/{} |",
+            "| {m} | {:.3} | {:.3} | {:.3} | {}/{} | {}/{} | {}/{} | {:.2} | {}/{} |",
             v.mean_spearman,
             v.mean_kendall,
             v.mean_weighted_tau,
             v.tasks_top_within_1pt,
             v.tasks,
             v.tasks_verdict_right,
+            v.tasks,
+            v.tasks_top_set_within_1pt,
+            v.tasks,
+            v.mean_top_set_size,
+            v.tasks_confident_wrong,
             v.tasks
         );
     }

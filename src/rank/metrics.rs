@@ -61,13 +61,42 @@ fn conditional_smoothed(j: &Array2<f64>, prior: Option<&Array2<f64>>, smooth: f6
 /// LEEP (Nguyen et al. 2020): mean log-likelihood of the labels under the teacher's outputs pushed through
 /// the empirical P(y | z). Higher is better.
 pub fn leep(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> f64 {
+    mean(&leep_rows(p, y, c_s))
+}
+
+/// LEEP's per-row terms (log-likelihood of each row's label); LEEP is their mean.
+pub fn leep_rows(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> Vec<f64> {
     let cond = conditional(&joint_counts(p, y, c_s), None);
     let q = p.dot(&cond);
     y.iter()
         .enumerate()
         .map(|(n, &c)| q[[n, c]].max(1e-300).ln())
-        .sum::<f64>()
-        / y.len() as f64
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// How many standard errors `a` is above `b` on average, paired row by row (the same rows scored two
+/// ways): mean(a - b) / (sd(a - b) / sqrt(n)), clamped to +-99 (a difference with no spread at all).
+/// `None` with fewer than two rows.
+pub fn paired_z(a: &[f64], b: &[f64]) -> Option<f64> {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return None;
+    }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let m = mean(&d);
+    let var = d.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1) as f64;
+    let se = (var / n as f64).sqrt();
+    Some(if se > 1e-12 {
+        (m / se).clamp(-99.0, 99.0)
+    } else if m.abs() <= 1e-12 {
+        0.0
+    } else {
+        99.0 * m.signum()
+    })
 }
 
 /// NCE (Tran et al. 2019): -H(Y | Z), Z the teacher's hard prediction. Higher is better (max 0).
@@ -152,23 +181,39 @@ pub fn name_prior(teacher: &[String], student: &[String], strength: f64) -> Opti
 /// the only feasible plan is P[:, y] = p, so W = sum_i p_i M[i, y] exactly. Returns the mean transport
 /// cost: LOWER is better; 1 - cost is the expected probability the mapped teacher gives the true label.
 pub fn ot_data(p: ArrayView2<f64>, y: &[usize], c_s: usize, prior: Option<&Array2<f64>>) -> f64 {
+    mean(&ot_data_rows(p, y, c_s, prior))
+}
+
+/// The OT score's per-row transport costs; [`ot_data`] is their mean.
+pub fn ot_data_rows(
+    p: ArrayView2<f64>,
+    y: &[usize],
+    c_s: usize,
+    prior: Option<&Array2<f64>>,
+) -> Vec<f64> {
     let map = LooMap::new(p, y, c_s, prior);
-    let mut total = 0.0;
-    for (n, &yn) in y.iter().enumerate() {
-        let pn = p.row(n);
-        total += (0..p.ncols())
-            .map(|i| pn[i] * (1.0 - map.cond(i, yn, &pn, yn)))
-            .sum::<f64>();
-    }
-    total / y.len() as f64
+    y.iter()
+        .enumerate()
+        .map(|(n, &yn)| {
+            let pn = p.row(n);
+            (0..p.ncols())
+                .map(|i| pn[i] * (1.0 - map.cond(i, yn, &pn, yn)))
+                .sum::<f64>()
+        })
+        .collect()
 }
 
 /// Leave-one-out accuracy of the teacher's outputs mapped through P(j | i): what the teacher, carried into
 /// the student's label space, gets right on rows it was not fitted on.
 pub fn mapped_accuracy(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> f64 {
+    mean(&mapped_hits(p, y, c_s))
+}
+
+/// Per labeled row, 1 when the mapped teacher (leave-one-out) gets it right, else 0.
+pub fn mapped_hits(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> Vec<f64> {
     let map = LooMap::new(p, y, c_s, None);
     let mut q = vec![0.0; c_s];
-    let mut hits = 0;
+    let mut hits = Vec::with_capacity(y.len());
     for (n, &yn) in y.iter().enumerate() {
         let pn = p.row(n);
         q.fill(0.0);
@@ -180,11 +225,11 @@ pub fn mapped_accuracy(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> f64 {
                 *qj += pn[i] * map.cond(i, j, &pn, yn);
             }
         }
-        if argmax(ndarray::ArrayView1::from(&q[..])) == yn {
-            hits += 1;
-        }
+        hits.push(f64::from(u8::from(
+            argmax(ndarray::ArrayView1::from(&q[..])) == yn,
+        )));
     }
-    hits as f64 / y.len() as f64
+    hits
 }
 
 /// The OT score with the prototype cost of ALGORITHMS.md 2b: M[i, j] = 1 - cos(w_i, mu_j), w_i the
@@ -467,6 +512,11 @@ fn centred_onehot(y: &[usize], c_s: usize) -> (Array2<f64>, Array1<f64>) {
 /// the student learns from the labeled rows alone, for the verdict. Uses the dual (kernel) form when there
 /// are fewer rows than features.
 pub fn scratch_accuracy(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64) -> Result<f64> {
+    Ok(mean(&scratch_hits(x, y, c_s, lambda)?))
+}
+
+/// Per row of `x`, 1 when the ridge classifier of [`scratch_accuracy`] gets it right held out, else 0.
+pub fn scratch_hits(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64) -> Result<Vec<f64>> {
     let (n, d) = x.dim();
     let xs = standardiser(x)(x);
     let (tc, tmean) = centred_onehot(y, c_s);
@@ -481,16 +531,14 @@ pub fn scratch_accuracy(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64
         xs.dot(&inv).dot(&xs.t())
     };
     let pred = hat.dot(&tc);
-    let mut hits = 0;
-    for i in 0..n {
-        let h = hat[[i, i]].min(1.0 - 1e-9);
-        // leave-one-out prediction for ridge: (yhat - h y) / (1 - h)
-        let row: Array1<f64> = (&pred.row(i) - &(&tc.row(i) * h)) / (1.0 - h) + &tmean;
-        if argmax(row.view()) == y[i] {
-            hits += 1;
-        }
-    }
-    Ok(hits as f64 / n as f64)
+    Ok((0..n)
+        .map(|i| {
+            let h = hat[[i, i]].min(1.0 - 1e-9);
+            // leave-one-out prediction for ridge: (yhat - h y) / (1 - h)
+            let row: Array1<f64> = (&pred.row(i) - &(&tc.row(i) * h)) / (1.0 - h) + &tmean;
+            f64::from(u8::from(argmax(row.view()) == y[i]))
+        })
+        .collect())
 }
 
 /// The decisions on the `pool` rows of the same ridge classifier as [`scratch_accuracy`], trained on all
@@ -567,6 +615,32 @@ mod tests {
         assert!(leep(p.view(), &y, 2) > leep(bad_p.view(), &y, 2));
         assert!(nce(p.view(), &y, 2) > nce(bad_p.view(), &y, 2) - 1e-12);
         assert_eq!(mapped_accuracy(p.view(), &y, 2), 1.0);
+    }
+
+    #[test]
+    fn per_row_terms_average_to_the_scores_and_paired_z_is_a_paired_t() {
+        let p = array![
+            [0.7, 0.3],
+            [0.6, 0.4],
+            [0.45, 0.55],
+            [0.2, 0.8],
+            [0.55, 0.45]
+        ];
+        let y = [0, 0, 1, 1, 1];
+        let rows = ot_data_rows(p.view(), &y, 2, None);
+        let m = rows.iter().sum::<f64>() / 5.0;
+        assert!((ot_data(p.view(), &y, 2, None) - m).abs() < 1e-15);
+        let l = leep_rows(p.view(), &y, 2);
+        assert!((leep(p.view(), &y, 2) - l.iter().sum::<f64>() / 5.0).abs() < 1e-15);
+        let h = mapped_hits(p.view(), &y, 2);
+        assert!(h.iter().all(|&v| v == 0.0 || v == 1.0));
+        assert!((mapped_accuracy(p.view(), &y, 2) - h.iter().sum::<f64>() / 5.0).abs() < 1e-15);
+        // scipy.stats.ttest_rel([1, 2, 3, 5], [0, 2, 1, 2]).statistic = 2.32379000772445
+        let z = paired_z(&[1.0, 2.0, 3.0, 5.0], &[0.0, 2.0, 1.0, 2.0]).unwrap();
+        assert!((z - 2.32379000772445).abs() < 1e-12, "{z}");
+        assert_eq!(paired_z(&[1.0, 2.0], &[1.0, 2.0]), Some(0.0));
+        assert_eq!(paired_z(&[2.0, 3.0], &[1.0, 2.0]), Some(99.0));
+        assert_eq!(paired_z(&[1.0], &[0.0]), None);
     }
 
     #[test]

@@ -71,6 +71,14 @@ pub const DEFAULT_METRIC: &str = "ot";
 /// Pseudo-count the label-name prior adds per matching name pair (in rows).
 pub const NAME_PRIOR: f64 = 2.0;
 
+/// Standard errors (paired over the same labeled rows) below which two estimates are called a tie: a
+/// teacher this close to the top one is `tied_with_top`, and a verdict this close is not `confident`.
+/// About a 95% two-sided test; not tuned on the ground truth.
+pub const TIE_Z: f64 = 2.0;
+
+/// Metrics that are a mean of per-labeled-row terms, whose ties with the top teacher can be tested.
+const ROW_METRICS: &[&str] = &["ot", "leep"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
@@ -116,6 +124,39 @@ pub struct TeacherResult {
     pub params: u64,
     /// Outputs came from the cache.
     pub cached: bool,
+    /// How many standard errors the rank-1 teacher is ahead of this one in the primary metric, paired
+    /// over the same labeled rows (absent for rank 1, and for primary metrics that are not a mean over
+    /// labeled rows: only `ot` and `leep` are).
+    #[serde(default)]
+    pub gap_z: Option<f64>,
+    /// Within noise of the rank-1 teacher (`gap_z` below 2): the labeled rows cannot tell them apart, so
+    /// distilling from this teacher too and keeping the better student is worth it.
+    #[serde(default)]
+    pub tied_with_top: bool,
+    /// Per-row terms of the metrics, for the paired tests; not part of the API.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub rows: Option<RowTerms>,
+}
+
+/// Per labeled row (at most `SCRATCH_MAX_ROWS`, evenly spaced: the same rows the scratch estimate holds
+/// out) the terms whose mean is a metric: `ot`, `leep`, and `mapped_accuracy` (1 right, 0 wrong). Ties
+/// with the top teacher and the verdict's confidence are paired tests over these rows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RowTerms(pub BTreeMap<String, Vec<f32>>);
+
+impl RowTerms {
+    fn get(&self, metric: &str) -> Option<Vec<f64>> {
+        Some(self.0.get(metric)?.iter().map(|&v| f64::from(v)).collect())
+    }
+}
+
+/// The verdict's scratch estimate: a ridge classifier's leave-one-out accuracy on the labeled rows, and
+/// per row (the `RowTerms` rows) whether it was right.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScratchEstimate {
+    pub accuracy: f64,
+    pub hits: Vec<f32>,
 }
 
 impl TeacherResult {
@@ -133,6 +174,9 @@ impl TeacherResult {
             num_classes: t.num_classes.unwrap_or(0),
             params: t.params,
             cached: false,
+            gap_z: None,
+            tied_with_top: false,
+            rows: None,
         }
     }
 }
@@ -146,6 +190,17 @@ pub struct Verdict {
     pub teacher_estimate: Option<f64>,
     /// Leave-one-out accuracy of a ridge classifier on the labeled rows alone.
     pub scratch_estimate: Option<f64>,
+    /// How many standard errors the teacher estimate is above the scratch estimate, paired over the same
+    /// held-out labeled rows (negative: below).
+    #[serde(default)]
+    pub z: Option<f64>,
+    /// The two estimates are at least 2 standard errors apart. When false the verdict is a lean, not a
+    /// finding: few labeled rows cannot separate them.
+    #[serde(default)]
+    pub confident: bool,
+    /// Teachers within noise of the recommended one (see `tied_with_top`).
+    #[serde(default)]
+    pub tied: Vec<String>,
 }
 
 /// A finished ranking.
@@ -205,10 +260,19 @@ pub fn pool(ds: &Dataset) -> Result<Option<Pool>> {
     Ok(Some(Pool { rows, decisions }))
 }
 
-/// The labeled rows the ridge student learns from (at most `SCRATCH_MAX_ROWS`, evenly spaced), flattened,
-/// and their labels.
+/// Positions (within the labeled rows) of the rows the ridge student learns from and the per-row terms are
+/// kept for: at most `SCRATCH_MAX_ROWS`, evenly spaced.
+fn term_positions(labeled: usize) -> Vec<usize> {
+    spaced((0..labeled).collect(), SCRATCH_MAX_ROWS)
+}
+
+/// The labeled rows the ridge student learns from (see [`term_positions`]), flattened, and their labels.
 fn ridge_rows(ds: &Dataset) -> (Array2<f64>, Vec<usize>) {
-    let rows = spaced(ds.labeled(), SCRATCH_MAX_ROWS);
+    let labeled = ds.labeled();
+    let rows: Vec<usize> = term_positions(labeled.len())
+        .into_iter()
+        .map(|k| labeled[k])
+        .collect();
     let ys = rows.iter().map(|&i| ds.y[i] as usize).collect();
     (ds.flat().select(Axis(0), &rows).mapv(f64::from), ys)
 }
@@ -282,6 +346,7 @@ pub fn rank(
                     (Some(m), _) => {
                         r.scores = m.scores;
                         r.notes.extend(m.notes);
+                        r.rows = m.rows;
                         r.cached = true;
                     }
                     (None, Some(_)) => {
@@ -337,6 +402,7 @@ pub fn rank(
                 &outputs::ScoreMemo {
                     scores: r.scores.clone(),
                     notes: r.notes[before..].to_vec(),
+                    rows: r.rows.clone(),
                 },
             )?;
             entries[k].0 = r;
@@ -347,7 +413,7 @@ pub fn rank(
         None => {
             let v = scratch_estimate(ds)?;
             if let Some(c) = cache {
-                c.put_scratch(ds_sha, v)?;
+                c.put_scratch(ds_sha, &v)?;
             }
             v
         }
@@ -372,7 +438,7 @@ pub fn finish(
     wanted: &[String],
     entries: Vec<Entry>,
     ds: &Dataset,
-    scratch: Option<f64>,
+    scratch: Option<ScratchEstimate>,
     pool: Option<&Pool>,
 ) -> Result<Ranking> {
     let labeled = ds.labeled();
@@ -408,11 +474,12 @@ pub fn finish(
             next += 1;
         }
     }
+    mark_ties(&mut results, primary, dir);
     let scratch = match scratch {
         Some(v) => v,
         None => scratch_estimate(ds)?,
     };
-    let verdict = verdict(&results, scratch);
+    let verdict = verdict(&results, &scratch);
     for r in &mut results {
         r.scores.retain(|k, _| wanted.contains(k));
     }
@@ -451,13 +518,23 @@ fn score_teacher(
     let want = |m: &str| wanted.iter().any(|w| w == m);
     let prior = metrics::name_prior(teacher_labels, &ds.labels, NAME_PRIOR);
     let s = &mut r.scores;
+    let positions = term_positions(y.len());
+    let mut rows = RowTerms::default();
+    let mut keep = |name: &str, terms: &[f64]| -> f64 {
+        rows.0.insert(
+            name.into(),
+            positions.iter().map(|&k| terms[k] as f32).collect(),
+        );
+        terms.iter().sum::<f64>() / terms.len().max(1) as f64
+    };
     // mapped accuracy always: the verdict needs it
-    s.insert(
-        "mapped_accuracy".into(),
-        metrics::mapped_accuracy(p.view(), y, c_s),
-    );
+    let hits = metrics::mapped_hits(p.view(), y, c_s);
+    s.insert("mapped_accuracy".into(), keep("mapped_accuracy", &hits));
     if want("ot") || want("ot_pool") {
-        let on_labeled = metrics::ot_data(p.view(), y, c_s, prior.as_ref());
+        let on_labeled = keep(
+            "ot",
+            &metrics::ot_data_rows(p.view(), y, c_s, prior.as_ref()),
+        );
         s.insert("ot".into(), on_labeled);
         if want("ot_pool") {
             let on_pool = pool.map_or(0.0, |u| {
@@ -468,8 +545,13 @@ fn score_teacher(
         }
     }
     if want("leep") {
-        s.insert("leep".into(), metrics::leep(p.view(), y, c_s));
+        s.insert(
+            "leep".into(),
+            keep("leep", &metrics::leep_rows(p.view(), y, c_s)),
+        );
     }
+    r.rows = Some(rows);
+    let s = &mut r.scores;
     if want("nce") {
         s.insert("nce".into(), metrics::nce(p.view(), y, c_s));
     }
@@ -504,39 +586,103 @@ fn score_teacher(
 
 /// Leave-one-out accuracy of a ridge classifier on (at most `SCRATCH_MAX_ROWS` of) the labeled rows:
 /// what the student is expected to reach without a teacher.
-pub fn scratch_estimate(ds: &Dataset) -> Result<f64> {
+pub fn scratch_estimate(ds: &Dataset) -> Result<ScratchEstimate> {
     let (x, ys) = ridge_rows(ds);
-    metrics::scratch_accuracy(x.view(), &ys, ds.classes(), 1.0)
+    let hits = metrics::scratch_hits(x.view(), &ys, ds.classes(), 1.0)?;
+    Ok(ScratchEstimate {
+        accuracy: hits.iter().sum::<f64>() / hits.len().max(1) as f64,
+        hits: hits.iter().map(|&v| v as f32).collect(),
+    })
 }
 
-fn verdict(results: &[TeacherResult], scratch: f64) -> Verdict {
+/// Sets `gap_z` and `tied_with_top` on every scored teacher below rank 1, when the primary metric is a
+/// mean of per-row terms both teachers kept.
+fn mark_ties(results: &mut [TeacherResult], primary: &str, dir: Direction) {
+    if !ROW_METRICS.contains(&primary) {
+        return;
+    }
+    let Some(top) = results
+        .iter()
+        .find(|r| r.rank == Some(1))
+        .and_then(|r| r.rows.as_ref()?.get(primary))
+    else {
+        return;
+    };
+    for r in results.iter_mut().filter(|r| r.rank.is_some_and(|k| k > 1)) {
+        let Some(other) = r.rows.as_ref().and_then(|t| t.get(primary)) else {
+            continue;
+        };
+        // the top teacher's advantage, row by row, in the metric's better direction
+        let z = match dir {
+            Direction::Higher => metrics::paired_z(&top, &other),
+            Direction::Lower => metrics::paired_z(&other, &top),
+        };
+        r.gap_z = z;
+        r.tied_with_top = z.is_some_and(|z| z < TIE_Z);
+    }
+}
+
+fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
+    let scratch_acc = scratch.accuracy;
     let Some(top) = results.iter().find(|r| r.rank == Some(1)) else {
         return Verdict {
             teacher_helps: false,
             reason: "no teacher in the zoo accepts this task's rows: train the student on your labeled rows".into(),
             teacher_estimate: None,
-            scratch_estimate: Some(scratch),
+            scratch_estimate: Some(scratch_acc),
+            z: None,
+            confident: true,
+            tied: Vec::new(),
         };
     };
     let teacher = top.scores.get("mapped_accuracy").copied();
     let t = teacher.unwrap_or(0.0);
-    let helps = t > scratch;
+    // a tie goes to the teacher: the distilled student learns from the labeled rows too, so a teacher as
+    // accurate as the labeled-rows-only classifier adds supervision on the unlabeled rows, not replaces it
+    let helps = t >= scratch_acc;
+    let hits = top.rows.as_ref().and_then(|r| r.get("mapped_accuracy"));
+    let s_hits: Vec<f64> = scratch.hits.iter().map(|&v| f64::from(v)).collect();
+    let z = hits.and_then(|h| metrics::paired_z(&h, &s_hits));
+    let confident = z.is_some_and(|z| z.abs() >= TIE_Z);
+    let tied: Vec<String> = results
+        .iter()
+        .filter(|r| r.tied_with_top)
+        .map(|r| r.teacher_id.clone())
+        .collect();
+    let mut reason = format!(
+        "{} carried into this task's labels gets {:.1}% of the labeled rows right when each is held out \
+         (leave-one-out), against {:.1}% for a ridge classifier trained on the labeled rows alone: {}",
+        top.teacher_id,
+        100.0 * t,
+        100.0 * scratch_acc,
+        if helps {
+            "learning from it is expected to beat training from scratch"
+        } else {
+            "no teacher is likely to help; train the student on your labeled rows"
+        }
+    );
+    if let Some(z) = z.filter(|_| !confident) {
+        reason.push_str(&format!(
+            ". The gap is within noise for {} labeled rows (paired z = {z:.1}): treat this as a lean, not a \
+             finding; label more rows, or distill and compare with the scratch baseline the job reports",
+            s_hits.len()
+        ));
+    }
+    if !tied.is_empty() {
+        reason.push_str(&format!(
+            ". Within noise of {}: {} (distill from each and keep the better student)",
+            top.teacher_id,
+            tied.join(", ")
+        ));
+    }
     Verdict {
         teacher_helps: helps,
-        reason: format!(
-            "{} carried into this task's labels gets {:.1}% of the labeled rows right when each is held out \
-             (leave-one-out), against {:.1}% for a ridge classifier trained on the labeled rows alone: {}",
-            top.teacher_id,
-            100.0 * t,
-            100.0 * scratch,
-            if helps {
-                "learning from it is expected to beat training from scratch"
-            } else {
-                "no teacher is likely to help; train the student on your labeled rows"
-            }
-        ),
+        reason,
         teacher_estimate: teacher,
-        scratch_estimate: Some(scratch),
+        scratch_estimate: Some(scratch_acc),
+        z,
+        confident,
+        tied,
     }
 }
 

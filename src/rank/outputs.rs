@@ -82,6 +82,9 @@ pub fn compute(zoo: &Zoo, teacher: &Teacher, ds: &Dataset) -> Result<TeacherOutp
 pub struct ScoreMemo {
     pub scores: std::collections::BTreeMap<String, f64>,
     pub notes: Vec<String>,
+    /// Per-row terms for the paired tests (ties, the verdict's confidence).
+    #[serde(default)]
+    pub rows: Option<super::RowTerms>,
 }
 
 /// The `outputs` tree.
@@ -164,29 +167,29 @@ impl OutputCache {
     pub fn scores(&self, teacher_sha: &str, dataset_sha: &str) -> Result<Option<ScoreMemo>> {
         Ok(self
             .tree
-            .get(format!("scores:v1:{teacher_sha}:{dataset_sha}"))?
+            .get(format!("scores:v2:{teacher_sha}:{dataset_sha}"))?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     pub fn put_scores(&self, teacher_sha: &str, dataset_sha: &str, m: &ScoreMemo) -> Result<()> {
         self.tree.insert(
-            format!("scores:v1:{teacher_sha}:{dataset_sha}"),
+            format!("scores:v2:{teacher_sha}:{dataset_sha}"),
             serde_json::to_vec(m)?,
         )?;
         Ok(())
     }
 
     /// The verdict's scratch estimate for a dataset (it does not depend on the teachers).
-    pub fn scratch(&self, dataset_sha: &str) -> Result<Option<f64>> {
+    pub fn scratch(&self, dataset_sha: &str) -> Result<Option<super::ScratchEstimate>> {
         Ok(self
             .tree
-            .get(format!("scratch:{dataset_sha}"))?
-            .and_then(|v| Some(f64::from_le_bytes(v.as_ref().try_into().ok()?))))
+            .get(format!("scratch:v2:{dataset_sha}"))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
-    pub fn put_scratch(&self, dataset_sha: &str, v: f64) -> Result<()> {
+    pub fn put_scratch(&self, dataset_sha: &str, v: &super::ScratchEstimate) -> Result<()> {
         self.tree
-            .insert(format!("scratch:{dataset_sha}"), &v.to_le_bytes())?;
+            .insert(format!("scratch:v2:{dataset_sha}"), serde_json::to_vec(v)?)?;
         Ok(())
     }
 
