@@ -306,7 +306,11 @@ fn print_ranking(r: &faculty::rank::Ranking) {
     }
     println!();
     for t in &r.results {
-        let rank = t.rank.map_or("-".to_string(), |v| v.to_string());
+        let rank = match t.rank {
+            None => "-".to_string(),
+            Some(v) if t.tied_with_top => format!("{v}="),
+            Some(v) => v.to_string(),
+        };
         print!("{:>4}  {:<24}", rank, t.teacher_id);
         if !t.compatible {
             println!(" incompatible: {}", t.reason.as_deref().unwrap_or(""));
@@ -320,12 +324,22 @@ fn print_ranking(r: &faculty::rank::Ranking) {
         }
         println!();
     }
+    if r.results.iter().any(|t| t.tied_with_top) {
+        println!(
+            "  (= within noise of rank 1: under 2 standard errors behind on the labeled rows)"
+        );
+    }
     println!(
-        "verdict: {}",
+        "verdict: {}{}",
         if r.verdict.teacher_helps {
             "a teacher helps"
         } else {
             "no teacher is likely to help"
+        },
+        if r.verdict.confident {
+            ""
+        } else {
+            " (a lean: within noise)"
         }
     );
     println!("  {}", r.verdict.reason);
