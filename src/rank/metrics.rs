@@ -74,7 +74,8 @@ pub fn leep_rows(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> Vec<f64> {
         .collect()
 }
 
-fn mean(v: &[f64]) -> f64 {
+/// The mean of per-row terms (0 for none).
+pub(crate) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 

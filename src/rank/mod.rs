@@ -151,12 +151,22 @@ impl RowTerms {
     }
 }
 
-/// The verdict's scratch estimate: a ridge classifier's leave-one-out accuracy on the labeled rows, and
-/// per row (the `RowTerms` rows) whether it was right.
+/// The verdict's scratch estimate: per labeled row (the `RowTerms` rows), whether a ridge classifier
+/// trained on the others got it right (1) or not (0).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScratchEstimate {
-    pub accuracy: f64,
     pub hits: Vec<f32>,
+}
+
+impl ScratchEstimate {
+    fn hits(&self) -> Vec<f64> {
+        self.hits.iter().map(|&v| f64::from(v)).collect()
+    }
+
+    /// The ridge classifier's leave-one-out accuracy.
+    pub fn accuracy(&self) -> f64 {
+        metrics::mean(&self.hits())
+    }
 }
 
 impl TeacherResult {
@@ -520,12 +530,13 @@ fn score_teacher(
     let s = &mut r.scores;
     let positions = term_positions(y.len());
     let mut rows = RowTerms::default();
+    // keeps a metric's per-row terms and returns the metric (their mean)
     let mut keep = |name: &str, terms: &[f64]| -> f64 {
         rows.0.insert(
             name.into(),
             positions.iter().map(|&k| terms[k] as f32).collect(),
         );
-        terms.iter().sum::<f64>() / terms.len().max(1) as f64
+        metrics::mean(terms)
     };
     // mapped accuracy always: the verdict needs it
     let hits = metrics::mapped_hits(p.view(), y, c_s);
@@ -550,8 +561,6 @@ fn score_teacher(
             keep("leep", &metrics::leep_rows(p.view(), y, c_s)),
         );
     }
-    r.rows = Some(rows);
-    let s = &mut r.scores;
     if want("nce") {
         s.insert("nce".into(), metrics::nce(p.view(), y, c_s));
     }
@@ -581,6 +590,7 @@ fn score_teacher(
         }
     }
     s.retain(|_, v| v.is_finite());
+    r.rows = Some(rows);
     Ok(())
 }
 
@@ -590,7 +600,6 @@ pub fn scratch_estimate(ds: &Dataset) -> Result<ScratchEstimate> {
     let (x, ys) = ridge_rows(ds);
     let hits = metrics::scratch_hits(x.view(), &ys, ds.classes(), 1.0)?;
     Ok(ScratchEstimate {
-        accuracy: hits.iter().sum::<f64>() / hits.len().max(1) as f64,
         hits: hits.iter().map(|&v| v as f32).collect(),
     })
 }
@@ -623,7 +632,7 @@ fn mark_ties(results: &mut [TeacherResult], primary: &str, dir: Direction) {
 }
 
 fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
-    let scratch_acc = scratch.accuracy;
+    let scratch_acc = scratch.accuracy();
     let Some(top) = results.iter().find(|r| r.rank == Some(1)) else {
         return Verdict {
             teacher_helps: false,
@@ -641,7 +650,7 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
     // accurate as the labeled-rows-only classifier adds supervision on the unlabeled rows, not replaces it
     let helps = t >= scratch_acc;
     let hits = top.rows.as_ref().and_then(|r| r.get("mapped_accuracy"));
-    let s_hits: Vec<f64> = scratch.hits.iter().map(|&v| f64::from(v)).collect();
+    let s_hits = scratch.hits();
     let z = hits.and_then(|h| metrics::paired_z(&h, &s_hits));
     let confident = z.is_some_and(|z| z.abs() >= TIE_Z);
     let tied: Vec<String> = results
