@@ -1,5 +1,5 @@
-//! The `faculty` binary as scripts use it: `zoo list`, `zoo inspect`, the missing-runtime message, and a
-//! real `serve` process answering over loopback.
+//! The `faculty` binary as scripts use it: `zoo list`, `zoo inspect`, `rank`, `distill`, `eval-ranking`, the
+//! missing-runtime message, and a real `serve` process answering over loopback.
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -418,4 +418,59 @@ fn rank_without_a_server() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error:"));
+}
+
+#[test]
+fn eval_ranking_judges_each_draw_and_the_task() {
+    // the coarse Fashion task alone (10 draws, 13 teachers), read from the committed ground truth
+    let repo = common::repo();
+    let mut gt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("zoo/ground_truth.json")).unwrap())
+            .unwrap();
+    let tasks = gt["tasks"].as_array_mut().unwrap();
+    tasks.retain(|t| t["name"] == "fashion_3way_coarse");
+    let truth: std::collections::BTreeMap<String, f64> =
+        serde_json::from_value(tasks[0]["teacher_mean"].clone()).unwrap();
+    gt["task_dir"] = repo.join("zoo/ground_truth").to_str().unwrap().into();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("coarse.json");
+    std::fs::write(&file, gt.to_string()).unwrap();
+    let out = faculty()
+        .args(["eval-ranking", "--json", "--ground-truth"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let task = &r["tasks"][0];
+    assert_eq!(task["task"], "fashion_3way_coarse");
+    let best = truth.values().copied().fold(f64::MIN, f64::max);
+    assert_eq!(task["best_accuracy"].as_f64().unwrap(), best);
+    for (m, v) in task["metrics"].as_object().unwrap() {
+        let pick = v["consensus_pick"].as_str().unwrap();
+        let within = best - truth[pick] <= 0.01 + 1e-9;
+        assert_eq!(v["consensus_within_1pt"], within, "{m}: {v}");
+        for k in ["top_within_1pt", "verdict_right", "top_set_within_1pt"] {
+            let f = v[k].as_f64().unwrap();
+            // a fraction of 10 draws
+            assert!(
+                (0.0..=1.0).contains(&f) && (f * 10.0 - (f * 10.0).round()).abs() < 1e-9,
+                "{m} {k}: {f}"
+            );
+        }
+    }
+    // the default metric on this task: the order tracks the truth, the consensus pick and the top set
+    // hold a teacher within 1 point, and the majority verdict ("a teacher helps") is right
+    let ot = &task["metrics"]["ot"];
+    assert!(ot["spearman"].as_f64().unwrap() >= 0.85, "{ot}");
+    assert_eq!(ot["consensus_within_1pt"], true, "{ot}");
+    assert_eq!(ot["top_set_within_1pt"], 1.0, "{ot}");
+    assert_eq!(ot["consensus_verdict_right"], true, "{ot}");
+    let s = &r["summary"]["ot"];
+    assert_eq!(s["tasks"], 1);
+    assert_eq!(s["tasks_consensus_within_1pt"], 1);
 }

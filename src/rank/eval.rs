@@ -2,7 +2,9 @@
 //! `zoo/ground_truth/`, written by `zoo/ground_truth.py`). For every task and every draw of the labeled
 //! shots, the zoo is ranked by every metric; per metric we report whether its top pick is within 1 point of
 //! the best teacher's distilled-student accuracy, Spearman, Kendall tau-b and weighted tau against that
-//! accuracy, and whether the verdict ("a teacher helps") was right. Per-draw values are averaged.
+//! accuracy, and whether the verdict ("a teacher helps") was right. Per-draw values are averaged. The
+//! truth is per task (a mean over draws), so the task-level answer is judged too: the consensus pick (the
+//! teacher ranked first on the most draws) and the majority verdict.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -76,6 +78,13 @@ pub struct MetricOnTask {
     pub verdict_confident: f64,
     /// Fraction of draws whose verdict was `confident` and wrong.
     pub confident_wrong: f64,
+    /// The task's consensus pick: the teacher ranked first on the most draws (a tie in count goes to the
+    /// higher mean score over draws). The ground truth is a mean over draws; this is the ranking's.
+    pub consensus_pick: String,
+    /// Whether the consensus pick is within 1 point of the best teacher.
+    pub consensus_within_1pt: bool,
+    /// Whether the verdict given on most draws (a tie goes to "a teacher helps") matches the ground truth.
+    pub consensus_verdict_right: bool,
 }
 
 /// One task's evaluation.
@@ -95,8 +104,7 @@ pub struct TaskEval {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalReport {
     pub tasks: Vec<TaskEval>,
-    /// metric -> (mean Spearman, mean Kendall, mean weighted tau, tasks with top pick within 1 point in
-    /// every draw, tasks with the verdict right in every draw)
+    /// metric -> its summary over the tasks.
     pub summary: BTreeMap<String, MetricSummary>,
 }
 
@@ -112,6 +120,10 @@ pub struct MetricSummary {
     pub mean_top_set_size: f64,
     /// Tasks with a confident verdict that was wrong in some draw.
     pub tasks_confident_wrong: usize,
+    /// Tasks whose consensus pick (the teacher ranked first on most draws) is within 1 point of the best.
+    pub tasks_consensus_within_1pt: usize,
+    /// Tasks whose majority verdict is right.
+    pub tasks_consensus_verdict_right: usize,
     pub tasks: usize,
 }
 
@@ -267,6 +279,41 @@ pub fn tasks(gt_json: &Path) -> Result<Vec<(String, String, f64, f64, bool)>> {
         .collect())
 }
 
+/// One draw's ranking, as the consensus needs it: the top pick, the verdict, every teacher's signed score
+/// (higher is better).
+struct DrawPick {
+    top: String,
+    helps: bool,
+    scores: BTreeMap<String, f64>,
+}
+
+/// The task-level answer over draws: the teacher ranked first on the most draws (a tie in count goes to
+/// the higher mean signed score) and the majority verdict (a tie goes to "a teacher helps", as within a
+/// draw).
+fn consensus(draws: &[DrawPick]) -> (String, bool) {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in draws {
+        *count.entry(&d.top).or_default() += 1;
+    }
+    let mean_score = |id: &str| {
+        let v: Vec<f64> = draws
+            .iter()
+            .filter_map(|d| d.scores.get(id).copied())
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let pick = count
+        .iter()
+        .max_by(|a, b| {
+            a.1.cmp(b.1)
+                .then(mean_score(a.0).total_cmp(&mean_score(b.0)))
+        })
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_default();
+    let helps = 2 * draws.iter().filter(|d| d.helps).count() >= draws.len();
+    (pick, helps)
+}
+
 /// Evaluates every metric on every ground-truth task. `gt_json` is `zoo/ground_truth.json` (the task files
 /// are next to it in `ground_truth/`) or another truth over the same tasks (`task_dir` names their folder).
 pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<EvalReport> {
@@ -306,6 +353,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
             .ok_or_else(|| Error::invalid_input("a ground-truth task has no teachers"))?;
         let helps = best > task.scratch_mean;
         let mut per_metric: BTreeMap<String, Vec<[f64; 10]>> = BTreeMap::new();
+        let mut picks: BTreeMap<String, Vec<DrawPick>> = BTreeMap::new();
         for (lab, unl) in &draw_rows {
             let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
             let ds = pool.subset(&rows, lab.len());
@@ -360,6 +408,15 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                     .map(|r| truth_of(&r.teacher_id))
                     .collect();
                 let set_best = top_set.iter().copied().fold(f64::MIN, f64::max);
+                picks.entry(m.clone()).or_default().push(DrawPick {
+                    top: scored[0].teacher_id.clone(),
+                    helps: ranking.verdict.teacher_helps,
+                    scores: scored
+                        .iter()
+                        .map(|r| r.teacher_id.clone())
+                        .zip(s.iter().copied())
+                        .collect(),
+                });
                 let right = ranking.verdict.teacher_helps == helps;
                 let confident = ranking.verdict.confident;
                 per_metric.entry(m.clone()).or_default().push([
@@ -380,9 +437,14 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
             .into_iter()
             .map(|(m, v)| {
                 let mean = |k: usize| v.iter().map(|r| r[k]).sum::<f64>() / v.len() as f64;
+                let (pick, majority_helps) = consensus(&picks[&m]);
+                let consensus_within_1pt = best - truth_of(&pick) <= 0.01 + 1e-9;
                 (
                     m,
                     MetricOnTask {
+                        consensus_pick: pick,
+                        consensus_within_1pt,
+                        consensus_verdict_right: majority_helps == helps,
                         top_within_1pt: mean(0),
                         top_pick_accuracy: mean(1),
                         spearman: mean(2),
@@ -427,6 +489,11 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 tasks_top_set_within_1pt: on.iter().filter(|x| x.top_set_within_1pt == 1.0).count(),
                 mean_top_set_size: mean(|x| x.top_set_size),
                 tasks_confident_wrong: on.iter().filter(|x| x.confident_wrong > 0.0).count(),
+                tasks_consensus_within_1pt: on.iter().filter(|x| x.consensus_within_1pt).count(),
+                tasks_consensus_verdict_right: on
+                    .iter()
+                    .filter(|x| x.consensus_verdict_right)
+                    .count(),
                 tasks: on.len(),
             },
         );
@@ -449,6 +516,35 @@ mod tests {
         let rev: Vec<f64> = a.iter().rev().copied().collect();
         assert!((weighted_tau(&a, &rev) + 1.0).abs() < 1e-12);
     }
+
+    fn draw(top: &str, helps: bool, scores: &[(&str, f64)]) -> DrawPick {
+        DrawPick {
+            top: top.into(),
+            helps,
+            scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn consensus_is_the_most_frequent_pick_then_the_higher_mean_score() {
+        let d = [
+            draw("a", true, &[("a", 0.9), ("b", 0.1)]),
+            draw("b", false, &[("a", 0.1), ("b", 0.2)]),
+            draw("b", false, &[("a", 0.1), ("b", 0.2)]),
+        ];
+        assert_eq!(consensus(&d), ("b".to_string(), false));
+        // one pick each: "a" has the higher mean score (0.5 vs 0.15); 1 of 2 verdicts says helps -> helps
+        assert_eq!(consensus(&d[..2]), ("a".to_string(), true));
+        let flipped = [
+            draw("a", true, &[("a", 0.1), ("b", 0.9)]),
+            draw("b", true, &[("a", 0.1), ("b", 0.9)]),
+        ];
+        assert_eq!(consensus(&flipped).0, "b");
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
 }
 
 /// The report as Markdown tables: one per task (metric columns), then the summary.
@@ -470,14 +566,17 @@ pub fn render(r: &EvalReport) -> String {
         );
         let _ = writeln!(
             s,
-            "| metric | top pick within 1 pt | top pick acc | Spearman | Kendall | weighted tau | verdict right | top set within 1 pt | top set size | verdict confident | confident & wrong |"
+            "| metric | top pick within 1 pt | top pick acc | Spearman | Kendall | weighted tau | verdict right | top set within 1 pt | top set size | verdict confident | confident & wrong | consensus pick | consensus within 1 pt | majority verdict right |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
+        );
         for m in &metrics {
             if let Some(v) = t.metrics.get(*m) {
                 let _ = writeln!(
                     s,
-                    "| {m} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} |",
+                    "| {m} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} | {} | {} | {} |",
                     v.top_within_1pt,
                     v.top_pick_accuracy,
                     v.spearman,
@@ -487,7 +586,10 @@ pub fn render(r: &EvalReport) -> String {
                     v.top_set_within_1pt,
                     v.top_set_size,
                     v.verdict_confident,
-                    v.confident_wrong
+                    v.confident_wrong,
+                    v.consensus_pick,
+                    yes_no(v.consensus_within_1pt),
+                    yes_no(v.consensus_verdict_right)
                 );
             }
         }
@@ -495,13 +597,13 @@ pub fn render(r: &EvalReport) -> String {
     let _ = writeln!(s, "\n### Summary over {} tasks\n", r.tasks.len());
     let _ = writeln!(
         s,
-        "| metric | mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (all draws) | tasks: verdict right (all draws) | tasks: top set within 1 pt (all draws) | mean top set size | tasks: a confident verdict wrong |"
+        "| metric | mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (all draws) | tasks: verdict right (all draws) | tasks: top set within 1 pt (all draws) | mean top set size | tasks: a confident verdict wrong | tasks: consensus pick within 1 pt | tasks: majority verdict right |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (m, v) in &r.summary {
         let _ = writeln!(
             s,
-            "| {m} | {:.3} | {:.3} | {:.3} | {}/{} | {}/{} | {}/{} | {:.2} | {}/{} |",
+            "| {m} | {:.3} | {:.3} | {:.3} | {}/{} | {}/{} | {}/{} | {:.2} | {}/{} | {}/{} | {}/{} |",
             v.mean_spearman,
             v.mean_kendall,
             v.mean_weighted_tau,
@@ -513,6 +615,10 @@ pub fn render(r: &EvalReport) -> String {
             v.tasks,
             v.mean_top_set_size,
             v.tasks_confident_wrong,
+            v.tasks,
+            v.tasks_consensus_within_1pt,
+            v.tasks,
+            v.tasks_consensus_verdict_right,
             v.tasks
         );
     }
