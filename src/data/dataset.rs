@@ -122,7 +122,7 @@ impl Dataset {
                 self.x.shape()
             )));
         }
-        if n == 0 || self.x.len() == 0 {
+        if n == 0 || self.x.is_empty() {
             return Err(Error::invalid_input("the dataset has no rows"));
         }
         if n != self.y.len() {
@@ -375,7 +375,7 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
         }
         let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
         let file = *parts.last().expect("non-empty name");
-        if file.starts_with('.') || parts.iter().any(|p| *p == "__MACOSX") {
+        if file.starts_with('.') || parts.contains(&"__MACOSX") {
             continue; // macOS and editor droppings
         }
         let ext = file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());

@@ -73,7 +73,7 @@ impl DatasetStore {
     pub fn put(&self, ds: &Dataset, name: &str, format: Format) -> Result<(DatasetInfo, bool)> {
         let sha256 = ds.sha256();
         let id = dataset_id(&sha256);
-        if let Some(existing) = self.info(&id).ok() {
+        if let Ok(existing) = self.info(&id) {
             return Ok((existing, false));
         }
         let counts = ds.class_counts();

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{DistillRequest, Method, Quiet, onnx_accuracy, run};
 use crate::error::{Error, Result};
 use crate::rank::OutputCache;
-use crate::rank::eval::{GroundTruthTask, load_task, tasks};
+use crate::rank::eval::{GroundTruthTask, TaskHeader, load_task, tasks};
 use crate::store::Store;
 use crate::zoo::Zoo;
 
@@ -74,7 +74,12 @@ pub fn evaluate(
     let store = Store::temporary()?;
     let cache = OutputCache::open(&store)?;
     let mut lines = Vec::new();
-    for (name, kind, _, _, helps) in tasks(gt_json)? {
+    for TaskHeader {
+        name,
+        kind,
+        teacher_helps: helps,
+    } in tasks(gt_json)?
+    {
         let Some(task) = scope.load(&dir, &name)? else {
             continue;
         };
@@ -195,7 +200,7 @@ pub fn truth(
     let store = Store::temporary()?;
     let cache = OutputCache::open(&store)?;
     let mut tasks_out = Vec::new();
-    for (name, kind, _, _, _) in tasks(gt_json)? {
+    for TaskHeader { name, kind, .. } in tasks(gt_json)? {
         let Some(task) = scope.load(&dir, &name)? else {
             continue;
         };

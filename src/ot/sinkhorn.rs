@@ -311,7 +311,7 @@ pub fn sinkhorn_unbalanced(
     opts: &SinkhornOptions,
 ) -> Result<Solution> {
     check(a, b, m, opts.eps)?;
-    if !(reg_m > 0.0) {
+    if reg_m.is_nan() || reg_m <= 0.0 {
         return Err(Error::invalid_input("reg_m must be positive"));
     }
     let fi = if reg_m.is_infinite() {

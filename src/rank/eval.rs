@@ -266,15 +266,27 @@ pub fn load_task(dir: &Path, name: &str) -> Result<GroundTruthTask> {
     })
 }
 
-/// The ground-truth file's tasks: (name, kind, scratch mean, best teacher mean, teacher helps).
-pub fn tasks(gt_json: &Path) -> Result<Vec<(String, String, f64, f64, bool)>> {
+/// A ground-truth task as the distillation evaluation needs it.
+pub struct TaskHeader {
+    pub name: String,
+    pub kind: String,
+    /// Whether the best teacher's mean accuracy beats the scratch mean.
+    pub teacher_helps: bool,
+}
+
+/// The ground-truth file's tasks.
+pub fn tasks(gt_json: &Path) -> Result<Vec<TaskHeader>> {
     let gt = read_gt(gt_json)?;
     Ok(gt
         .tasks
         .into_iter()
         .map(|t| {
             let best = t.teacher_mean.values().copied().fold(f64::MIN, f64::max);
-            (t.name, t.kind, t.scratch_mean, best, best > t.scratch_mean)
+            TaskHeader {
+                teacher_helps: best > t.scratch_mean,
+                name: t.name,
+                kind: t.kind,
+            }
         })
         .collect())
 }
@@ -334,7 +346,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         }
         let row_shape = pool.row_shape();
         // every teacher's outputs on the whole pool, once
-        let mut full: Vec<(TeacherResult, Option<(TeacherOutputs, Vec<String>)>)> = Vec::new();
+        let mut full: Vec<Entry> = Vec::new();
         for t in all.iter().filter(|t| task.teacher_mean.contains_key(&t.id)) {
             let r = TeacherResult {
                 compatible: true,

@@ -117,11 +117,37 @@ fn take(buf: &mut &[u8]) -> Option<Array2<f32>> {
     Array2::from_shape_vec((r, c), v).ok()
 }
 
+/// The memo keys' current prefixes. A change to what a memo holds bumps its version; entries under an
+/// older prefix (the families below) are removed when the cache is opened.
+const SCORES: &str = "scores:v2:";
+const SCRATCH: &str = "scratch:v2:";
+const MEMO_FAMILIES: [(&str, &str); 2] = [("scores:", SCORES), ("scratch:", SCRATCH)];
+
 impl OutputCache {
     pub fn open(store: &Store) -> Result<Self> {
-        Ok(Self {
+        let cache = Self {
             tree: store.tree("outputs")?,
-        })
+        };
+        let stale = cache.drop_stale_memos()?;
+        if stale > 0 {
+            tracing::info!(stale, "removed score memos written by an older version");
+        }
+        Ok(cache)
+    }
+
+    /// Removes memo entries under a retired key version; returns how many.
+    fn drop_stale_memos(&self) -> Result<usize> {
+        let mut n = 0;
+        for (family, current) in MEMO_FAMILIES {
+            for kv in self.tree.scan_prefix(family) {
+                let (k, _) = kv?;
+                if !k.starts_with(current.as_bytes()) {
+                    self.tree.remove(k)?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn key(teacher_sha: &str, dataset_sha: &str) -> Vec<u8> {
@@ -167,13 +193,13 @@ impl OutputCache {
     pub fn scores(&self, teacher_sha: &str, dataset_sha: &str) -> Result<Option<ScoreMemo>> {
         Ok(self
             .tree
-            .get(format!("scores:v2:{teacher_sha}:{dataset_sha}"))?
+            .get(format!("{SCORES}{teacher_sha}:{dataset_sha}"))?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     pub fn put_scores(&self, teacher_sha: &str, dataset_sha: &str, m: &ScoreMemo) -> Result<()> {
         self.tree.insert(
-            format!("scores:v2:{teacher_sha}:{dataset_sha}"),
+            format!("{SCORES}{teacher_sha}:{dataset_sha}"),
             serde_json::to_vec(m)?,
         )?;
         Ok(())
@@ -183,13 +209,13 @@ impl OutputCache {
     pub fn scratch(&self, dataset_sha: &str) -> Result<Option<super::ScratchEstimate>> {
         Ok(self
             .tree
-            .get(format!("scratch:v2:{dataset_sha}"))?
+            .get(format!("{SCRATCH}{dataset_sha}"))?
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     pub fn put_scratch(&self, dataset_sha: &str, v: &super::ScratchEstimate) -> Result<()> {
         self.tree
-            .insert(format!("scratch:v2:{dataset_sha}"), serde_json::to_vec(v)?)?;
+            .insert(format!("{SCRATCH}{dataset_sha}"), serde_json::to_vec(v)?)?;
         Ok(())
     }
 
@@ -219,4 +245,33 @@ pub fn cached(
         c.put(&teacher.sha256, ds_sha, &o)?;
     }
     Ok((o, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_the_cache_drops_memos_of_older_versions_only() {
+        let store = Store::temporary().unwrap();
+        let tree = store.tree("outputs").unwrap();
+        for k in [
+            "scores:v1:aa:bb",
+            "scratch:bb",
+            "scores:v2:aa:bb",
+            "scratch:v2:bb",
+            "aa:bb",
+        ] {
+            tree.insert(k, b"x".as_slice()).unwrap();
+        }
+        let cache = OutputCache::open(&store).unwrap();
+        let keys: Vec<String> = cache
+            .tree
+            .iter()
+            .keys()
+            .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(keys, ["aa:bb", "scores:v2:aa:bb", "scratch:v2:bb"]);
+        assert_eq!(cache.drop_stale_memos().unwrap(), 0);
+    }
 }
