@@ -609,7 +609,7 @@ pub fn render(r: &EvalReport) -> String {
     let _ = writeln!(s, "\n### Summary over {} tasks\n", r.tasks.len());
     let _ = writeln!(
         s,
-        "| metric | mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (all draws) | tasks: verdict right (all draws) | tasks: top set within 1 pt (all draws) | mean top set size | tasks: a confident verdict wrong | tasks: consensus pick within 1 pt | tasks: majority verdict right |"
+        "| metric | mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (every draw) | tasks: verdict right (every draw) | tasks: top set within 1 pt (every draw) | mean top set size | tasks: a confident verdict wrong | tasks: consensus pick within 1 pt | tasks: majority verdict right |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (m, v) in &r.summary {
