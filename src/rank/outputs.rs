@@ -135,16 +135,26 @@ impl OutputCache {
         Ok(cache)
     }
 
-    /// Removes memo entries under a retired key version; returns how many.
+    /// Removes memo entries under a retired key version; returns how many. Only the key ranges around
+    /// the current prefix are visited, so startup does not read the live memos.
     fn drop_stale_memos(&self) -> Result<usize> {
+        // the first key after every key that starts with `p` (prefixes here end in ':', never 0xff)
+        let after = |p: &str| {
+            let mut b = p.as_bytes().to_vec();
+            *b.last_mut().expect("non-empty prefix") += 1;
+            b
+        };
         let mut n = 0;
         for (family, current) in MEMO_FAMILIES {
-            for kv in self.tree.scan_prefix(family) {
-                let (k, _) = kv?;
-                if !k.starts_with(current.as_bytes()) {
-                    self.tree.remove(k)?;
-                    n += 1;
-                }
+            let stale: Vec<sled::IVec> = self
+                .tree
+                .range(family.as_bytes()..current.as_bytes())
+                .chain(self.tree.range(after(current)..after(family)))
+                .map(|kv| kv.map(|(k, _)| k))
+                .collect::<std::result::Result<_, _>>()?;
+            for k in stale {
+                self.tree.remove(k)?;
+                n += 1;
             }
         }
         Ok(n)
@@ -257,10 +267,12 @@ mod tests {
         let tree = store.tree("outputs").unwrap();
         for k in [
             "scores:v1:aa:bb",
+            "scores:v3:aa:bb",
             "scratch:bb",
             "scores:v2:aa:bb",
             "scratch:v2:bb",
             "aa:bb",
+            "scores;",
         ] {
             tree.insert(k, b"x".as_slice()).unwrap();
         }
@@ -271,7 +283,10 @@ mod tests {
             .keys()
             .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
             .collect();
-        assert_eq!(keys, ["aa:bb", "scores:v2:aa:bb", "scratch:v2:bb"]);
+        assert_eq!(
+            keys,
+            ["aa:bb", "scores:v2:aa:bb", "scores;", "scratch:v2:bb"]
+        );
         assert_eq!(cache.drop_stale_memos().unwrap(), 0);
     }
 }
