@@ -13,18 +13,25 @@ fn faculty() -> Command {
     c
 }
 
-#[test]
-fn zoo_list_json_and_table() {
-    let out = faculty()
-        .args(["zoo", "list", "--json", "--zoo", "zoo/teachers"])
-        .output()
-        .unwrap();
+/// Runs the command, requires success (showing stderr otherwise) and returns its output.
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    out
+}
+
+/// Runs the command, requires success and parses its stdout as JSON.
+fn json_of(cmd: &mut Command) -> serde_json::Value {
+    serde_json::from_slice(&run_ok(cmd).stdout).unwrap()
+}
+
+#[test]
+fn zoo_list_json_and_table() {
+    let v = json_of(faculty().args(["zoo", "list", "--json", "--zoo", "zoo/teachers"]));
     let teachers = v["teachers"].as_array().unwrap();
     assert!(teachers.len() >= 14);
     assert!(
@@ -43,12 +50,7 @@ fn zoo_list_json_and_table() {
 
 #[test]
 fn zoo_inspect_good_and_bad() {
-    let out = faculty()
-        .args(["zoo", "inspect", "--json", "zoo/teachers/mnist_mlp.onnx"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = json_of(faculty().args(["zoo", "inspect", "--json", "zoo/teachers/mnist_mlp.onnx"]));
     assert_eq!(t["softmax_applied"], true);
     assert_eq!(t["num_classes"], 10);
     let dir = tempfile::tempdir().unwrap();
@@ -337,16 +339,7 @@ fn distill_without_a_server() {
     assert_eq!(card["sha256"], faculty::zoo::teacher::sha256_hex(&bytes));
     assert_eq!(card["labels"].as_array().unwrap().len(), 26);
     // the file is a classifier faculty itself can index
-    let out = faculty()
-        .args(["zoo", "inspect", "--json"])
-        .arg(&out_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(faculty().args(["zoo", "inspect", "--json"]).arg(&out_path));
     // a bad method is exit code 2 with a message
     let out = faculty()
         .args([
@@ -366,16 +359,7 @@ fn distill_without_a_server() {
 fn rank_without_a_server() {
     // the tabular task: letters teachers are compatible (one standardises rows from its metadata),
     // image teachers are listed as incompatible
-    let out = faculty()
-        .args(["rank", "--dataset", "zoo/tasks/letters_26way.npz", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = json_of(faculty().args(["rank", "--dataset", "zoo/tasks/letters_26way.npz", "--json"]));
     let results = r["results"].as_array().unwrap();
     assert_eq!(results[0]["rank"], 1);
     assert!(
@@ -435,17 +419,11 @@ fn eval_ranking_judges_each_draw_and_the_task() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("coarse.json");
     std::fs::write(&file, gt.to_string()).unwrap();
-    let out = faculty()
-        .args(["eval-ranking", "--json", "--ground-truth"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json_of(
+        faculty()
+            .args(["eval-ranking", "--json", "--ground-truth"])
+            .arg(&file),
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let task = &r["tasks"][0];
     assert_eq!(task["task"], "fashion_3way_coarse");
     let best = truth.values().copied().fold(f64::MIN, f64::max);
