@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use faculty::distill::student::{Arch, SplitMix, StudentSpec};
-use faculty::distill::train::{Flag, Signal, Split, TrainConfig, train};
+use faculty::distill::train::{Flag, Lesson, Split, Start, TrainConfig, train};
 use ndarray::Array2;
 
 fn bench(c: &mut Criterion) {
@@ -39,11 +39,9 @@ fn bench(c: &mut Criterion) {
             train(
                 &arch,
                 x.view(),
-                &y,
-                &Signal::None,
-                &split,
+                &Lesson::scratch(&y, &split),
                 &cfg,
-                None,
+                Start::Fresh,
                 &mut Flag(&stop),
             )
             .unwrap()

@@ -47,7 +47,7 @@ enum Command {
     Distill {
         #[command(flatten)]
         task: TaskArgs,
-        /// scratch, kd or faculty.
+        /// scratch, kd, faculty or transfer.
         #[arg(long, default_value = "faculty")]
         method: String,
         /// A teacher id, or auto (the ranking's recommendation).
@@ -398,7 +398,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             )
             .map_err(|_| {
                 faculty::Error::invalid_input(format!(
-                    "unknown method '{method}'; use scratch, kd or faculty"
+                    "unknown method '{method}'; use scratch, kd, faculty or transfer"
                 ))
             })?;
             let mut req = faculty::distill::DistillRequest::new("", method, &teacher, &student);

@@ -221,6 +221,57 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             "blocks",
         ),
         (
+            json!({"dataset_id": mnist, "student": "tree:0"}),
+            StatusCode::BAD_REQUEST,
+            "tree depth 0",
+        ),
+        (
+            json!({"dataset_id": mnist, "student": {"kind": "tree", "depth": 40}}),
+            StatusCode::BAD_REQUEST,
+            "tree depth 40",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "transfer", "student": "linear"}),
+            StatusCode::BAD_REQUEST,
+            "hidden layer",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "transfer", "student": "tree:3"}),
+            StatusCode::BAD_REQUEST,
+            "hidden layer",
+        ),
+        (
+            json!({"dataset_id": mnist, "teacher": "mnist_logreg", "weighting": "profweight"}),
+            StatusCode::BAD_REQUEST,
+            "no inner layers",
+        ),
+        (
+            json!({"dataset_id": letters, "teacher": "letters_rf", "weighting": "sratio"}),
+            StatusCode::BAD_REQUEST,
+            "no inner layers",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "scratch", "weighting": "sratio"}),
+            StatusCode::BAD_REQUEST,
+            "needs a teacher",
+        ),
+        (
+            json!({"dataset_id": mnist, "teacher": "mnist_cnn@2", "weighting": "profweight",
+                   "probes": ["/no/such/Relu"]}),
+            StatusCode::BAD_REQUEST,
+            "no probe layer '/no/such/Relu'",
+        ),
+        (
+            json!({"dataset_id": mnist, "weighting": "heavy"}),
+            StatusCode::BAD_REQUEST,
+            "weighting",
+        ),
+        (
+            json!({"dataset_id": mnist, "config": {"sratio_beta": 0.0}}),
+            StatusCode::BAD_REQUEST,
+            "sratio_beta",
+        ),
+        (
             json!({"dataset_id": mnist, "method": "distill"}),
             StatusCode::BAD_REQUEST,
             "method",
@@ -311,6 +362,256 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
     );
     let e = faculty::distill::validate(&zoo, &ds, &req).unwrap_err();
     assert!(e.message.contains("no labeled rows"), "{}", e.message);
+}
+
+/// Runs a job to its end and returns (job, card).
+async fn run_job(
+    app: &axum::Router,
+    body: serde_json::Value,
+) -> (serde_json::Value, serde_json::Value) {
+    let r = post_json(app, "/v1/jobs", body.clone()).await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{body}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let j = wait_for(app, &id, |j| {
+        j["state"] != "queued" && j["state"] != "running"
+    })
+    .await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let card = get(
+        app,
+        &format!("/v1/students/{}", j["student_id"].as_str().unwrap()),
+    )
+    .await
+    .json();
+    (j, card)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_and_transfer_students() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    // a depth-4 tree from the recommended teacher: an ONNX TreeEnsembleClassifier with readable rules
+    let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
+    let (_, card) = run_job(
+        &app,
+        json!({"dataset_id": letters, "method": "kd", "teacher": "letters_mlp", "student": "tree:4",
+               "config": {"scratch_fallback": false}}),
+    )
+    .await;
+    assert_eq!(card["student"], "tree:4");
+    assert_eq!(card["delivered"], "distilled");
+    assert!(card["onnx_max_abs_diff"].as_f64().unwrap() < 1e-5, "{card}");
+    let rules = card["rules"].as_array().unwrap();
+    assert!(rules.len() > 1 && rules.len() <= 16, "{card}");
+    assert!(rules[0].as_str().unwrap().starts_with("if x["), "{card}");
+    assert!(card["epochs_run"] == 0 && card["history"] == json!([]));
+    let sid = card["id"].as_str().unwrap();
+    let dl = get(&app, &format!("/v1/students/{sid}/model.onnx")).await;
+    let model = faculty::onnx::graph::decode(&dl.body).unwrap();
+    let ops: Vec<String> = model
+        .graph
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type.clone().unwrap())
+        .collect();
+    assert_eq!(ops, ["Flatten", "TreeEnsembleClassifier"]);
+    // transfer: three stages (mimic the teacher in its own labels, fit a head, fine-tune), all visible
+    let mnist = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
+    let (j, card) = run_job(
+        &app,
+        json!({"dataset_id": mnist, "method": "transfer", "teacher": "mnist_04_cnn",
+               "student": "mlp:32", "config": {"max_epochs": 4}}),
+    )
+    .await;
+    let stages: Vec<&str> = card["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stage"].as_str().unwrap())
+        .collect();
+    for s in ["mimic", "head", "fine-tune"] {
+        assert!(stages.contains(&s), "{stages:?}");
+    }
+    assert_eq!(stages[0], "mimic");
+    assert_eq!(j["epochs"].as_array().unwrap().len(), stages.len(), "{j}");
+    assert_eq!(card["method"], "transfer");
+    assert_eq!(card["parameters"], 784 * 32 + 32 + 32 * 10 + 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profweight_and_sratio_weight_rows_by_probes_on_the_teachers_layers() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let mnist = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
+    let job = |weighting: &str| {
+        json!({"dataset_id": mnist, "method": "kd", "teacher": "mnist_cnn@2", "student": "mlp:32",
+               "weighting": weighting, "config": {"max_epochs": 6}})
+    };
+    let (j, card) = run_job(&app, job("profweight")).await;
+    let w = &card["weighting"];
+    assert_eq!(w["kind"], "profweight", "{card}");
+    // the CNN's three ReLU layers (two conv maps as channel means, the dense layer), first layer first
+    let probes = w["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 3, "{w}");
+    let widths: Vec<u64> = probes
+        .iter()
+        .map(|p| p["features"].as_u64().unwrap())
+        .collect();
+    assert_eq!(widths, [8, 16, 64], "{w}");
+    assert!(probes.iter().any(|p| p["used"] == true));
+    for p in probes {
+        let a = p["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&a), "{p}");
+    }
+    // the deepest probe of a 95% teacher reads its labels well on 40 labeled + 500 pool rows
+    assert!(probes[2]["accuracy"].as_f64().unwrap() > 0.7, "{w}");
+    assert_eq!(w["rows"], 540);
+    assert_eq!(w["dropped"], 0);
+    let (lo, mean, hi) = (
+        w["weight_min"].as_f64().unwrap(),
+        w["weight_mean"].as_f64().unwrap(),
+        w["weight_max"].as_f64().unwrap(),
+    );
+    assert!(0.0 < lo && lo < mean && mean < hi && hi <= 1.0, "{w}");
+    assert!(w["note"].as_str().unwrap().contains("teacher's top class"));
+    assert!(card["accuracy"]["scratch"].as_f64().is_some(), "{j}");
+    // sratio with a low beta drops rows the simple model finds much harder than the probes do
+    let mut body = job("sratio");
+    body["config"]["sratio_beta"] = json!(1.5);
+    let (_, card) = run_job(&app, body).await;
+    let w = &card["weighting"];
+    assert_eq!(w["kind"], "sratio");
+    let dropped = w["dropped"].as_u64().unwrap();
+    assert!(dropped > 0 && dropped < 540, "{w}");
+    assert!(w["weight_max"].as_f64().unwrap() <= 1.5 + 1e-6, "{w}");
+}
+
+/// A 3-class task in 4 dimensions (well separated blobs) and a linear teacher with the same label names
+/// that is confidently wrong: it calls every class by the next one's name.
+fn misleading_teacher_task() -> (Vec<u8>, Vec<u8>) {
+    let (n, labeled) = (330usize, 30usize);
+    let mut s: u64 = 7;
+    let mut noise = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.0
+    };
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n {
+        let c = i % 3;
+        for f in 0..4 {
+            x.push(if f == c { 3.0 } else { 0.0 } + noise());
+        }
+        y.push(if i < labeled { c as i64 } else { -1 });
+    }
+    let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let yb: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let npz = zip_of(&[
+        ("x.npy", npy("<f4", &[n, 4], &xb)),
+        ("y.npy", npy("<i8", &[n], &yb)),
+    ]);
+    // column k of W reads feature (k + 2) % 3: rows of class c get class (c + 1) % 3
+    let mut w = vec![0f32; 4 * 3];
+    for k in 0..3 {
+        w[((k + 2) % 3) * 3 + k] = 4.0;
+    }
+    let teacher = faculty::onnx::build::linear_classifier(&w, &[0.0; 3], 4, &["cat", "dog", "eel"]);
+    (npz, prost::Message::encode_to_vec(&teacher))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_student_is_never_worse_than_scratch_on_validation() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let (npz, teacher) = misleading_teacher_task();
+    let r = post_multipart(
+        &app,
+        "/v1/teachers",
+        multipart("liar.onnx", &teacher, &[("name", "liar")]),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = post_multipart(
+        &app,
+        "/v1/datasets",
+        multipart(
+            "blobs.npz",
+            &npz,
+            &[("labels", "[\"cat\", \"dog\", \"eel\"]")],
+        ),
+    )
+    .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let ds = r.json()["id"].as_str().unwrap().to_string();
+    let job = |fallback: bool| {
+        json!({"dataset_id": ds, "method": "kd", "teacher": "liar", "student": "mlp:16",
+               "config": {"max_epochs": 30, "scratch_fallback": fallback}})
+    };
+    // without the fallback the misled student is delivered, and it is worse than scratch
+    let (_, misled) = run_job(&app, job(false)).await;
+    let acc = &misled["accuracy"];
+    assert_eq!(misled["delivered"], "distilled");
+    assert!(
+        acc["teacher"].as_f64().unwrap() < 0.01,
+        "the teacher is always wrong: {acc}"
+    );
+    assert!(
+        acc["distilled"].as_f64().unwrap() + 0.3 < acc["scratch"].as_f64().unwrap(),
+        "the misleading teacher should hurt: {acc}"
+    );
+    // with it (the default), the scratch student is delivered and the card says why
+    let (_, card) = run_job(&app, job(true)).await;
+    let acc = &card["accuracy"];
+    assert_eq!(card["delivered"], "scratch", "{card}");
+    assert_eq!(acc["student"], acc["scratch"]);
+    assert_eq!(
+        acc["distilled"], misled["accuracy"]["distilled"],
+        "same seed, same split"
+    );
+    assert!(
+        card["notes"]
+            .to_string()
+            .contains("delivered the scratch student"),
+        "{card}"
+    );
+    let dl = get(
+        &app,
+        &format!("/v1/students/{}/model.onnx", card["id"].as_str().unwrap()),
+    )
+    .await;
+    let model = faculty::onnx::graph::decode(&dl.body).unwrap();
+    let method = model
+        .metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some("method"))
+        .unwrap();
+    assert_eq!(method.value.as_deref(), Some("scratch"));
+    // on a task where the teacher helps, the distilled student stays
+    let mnist = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
+    let (_, card) = run_job(
+        &app,
+        json!({"dataset_id": mnist, "method": "kd", "teacher": "mnist_cnn@2", "student": "mlp:32",
+               "config": {"max_epochs": 15}}),
+    )
+    .await;
+    assert_eq!(card["delivered"], "distilled", "{card}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

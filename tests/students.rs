@@ -2,7 +2,7 @@
 //! to within 1e-4 of burn and that passes `onnx.checker` (full check, Python `onnx` from .ort/py), training
 //! is reproducible from a seed, and the OT term teaches across label spaces.
 use faculty::distill::student::{Arch, Net, StudentSpec};
-use faculty::distill::train::{self, Flag, Signal, Split, TrainConfig};
+use faculty::distill::train::{self, Flag, Lesson, Split, Start, Term, TrainConfig};
 use faculty::distill::{export, onnx_accuracy, student_predictor};
 use ndarray::{Array2, ArrayD, IxDyn};
 use std::sync::atomic::AtomicBool;
@@ -82,11 +82,9 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
     let t = train::train(
         &arch,
         xs.view(),
-        &y,
-        &Signal::None,
-        &split,
+        &Lesson::scratch(&y, &split),
         &cfg,
-        None,
+        Start::Fresh,
         &mut Flag(&stop),
     )
     .unwrap();
@@ -125,6 +123,38 @@ fn cnn_student_exports_and_matches() {
 }
 
 #[test]
+fn tree_student_exports_and_matches() {
+    // a depth-3 tree on image-shaped rows: the ONNX file flattens them itself, passes the full checker,
+    // and ONNX Runtime's TreeEnsembleClassifier gives the tree's own probabilities
+    use faculty::distill::tree::{Tree, TreeLesson};
+    let (x, y) = blobs(150, 16, 3, 11);
+    let split = Split::stratified(&y, 3, 0.0, 0);
+    let lesson = Lesson::scratch(&y, &split);
+    let tree = Tree::fit(x.view(), &TreeLesson::from_lesson(&lesson, 3), 3, 3);
+    assert!(tree.nodes.len() > 3, "the tree should split: {tree:?}");
+    let onnx = tree.to_onnx(&[1, 4, 4], &[("labels", "[\"a\",\"b\",\"c\"]")]);
+    checker(&onnx);
+    let rows: Vec<usize> = (0..x.nrows()).collect();
+    let own = tree.predict(x.view(), &rows);
+    let raw =
+        ArrayD::from_shape_vec(IxDyn(&[x.nrows(), 1, 4, 4]), x.iter().copied().collect()).unwrap();
+    let mut session = faculty::onnx::session::load_session(&onnx, 1).unwrap();
+    let ort = student_predictor(&[1, 4, 4], 3)
+        .predict(&mut session, raw.view(), 64)
+        .unwrap();
+    let diff = (&ort - &own).iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(diff < 1e-6, "ONNX Runtime vs the tree: {diff}");
+    let acc = onnx_accuracy(&onnx, raw.view(), &y, 3).unwrap();
+    assert!(
+        acc > 0.8,
+        "training accuracy of a depth-3 tree on blobs: {acc}"
+    );
+    let rules = tree.rules(&[1, 4, 4], &["a".into(), "b".into(), "c".into()]);
+    assert_eq!(rules.len(), tree.nodes.len().div_ceil(2));
+    assert!(rules[0].starts_with("if x[0,"), "{rules:?}");
+}
+
+#[test]
 fn training_is_reproducible_from_the_seed() {
     let (x, y) = blobs(90, 10, 3, 9);
     let arch = Arch::new(&StudentSpec::parse("mlp:16").unwrap(), &[10], 3, x.view()).unwrap();
@@ -139,11 +169,9 @@ fn training_is_reproducible_from_the_seed() {
         train::train(
             &arch,
             x.view(),
-            &y,
-            &Signal::None,
-            &split,
+            &Lesson::scratch(&y, &split),
             &cfg,
-            None,
+            Start::Fresh,
             &mut Flag(&stop),
         )
         .unwrap()
@@ -183,15 +211,17 @@ fn the_ot_term_teaches_across_label_spaces() {
     };
     let stop = AtomicBool::new(false);
     let test: Vec<usize> = (12..600).collect();
-    let acc = |signal: &Signal| {
+    let acc = |term: Term| {
+        let lesson = Lesson {
+            term,
+            ..Lesson::scratch(&y, &split)
+        };
         let t = train::train(
             &arch,
             xs.view(),
-            &y,
-            signal,
-            &split,
+            &lesson,
             &cfg,
-            None,
+            Start::Fresh,
             &mut Flag(&stop),
         )
         .unwrap();
@@ -206,8 +236,8 @@ fn the_ot_term_teaches_across_label_spaces() {
             .count();
         hits as f64 / test.len() as f64
     };
-    let scratch = acc(&Signal::None);
-    let faculty = acc(&Signal::Faculty { probs, cost });
+    let scratch = acc(Term::None);
+    let faculty = acc(Term::Transport { probs, cost });
     eprintln!("scratch {scratch:.3}, faculty {faculty:.3}");
     assert!(faculty > 0.8, "faculty accuracy {faculty}");
     assert!(

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 use super::{datasets, error::ErrorBody, jobs, teachers};
 use crate::data::{ClassCount, DatasetInfo, Format};
 use crate::distill::{
-    Accuracy, Activation, DistillRequest, EpochMetrics, Method, StudentArg, StudentCard,
+    Accuracy, Activation, Delivered, DistillRequest, EpochMetrics, Method, StudentArg, StudentCard,
     StudentSpec, TeacherRef, TrainConfig,
 };
 use crate::jobs::{Job, JobState};
@@ -80,6 +80,7 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         EpochMetrics,
         TeacherRef,
         StudentCard,
+        Delivered,
         Accuracy,
         jobs::JobList,
         jobs::StudentList

@@ -4,8 +4,11 @@
 //! training, a scratch baseline on the same split, export, and an ONNX Runtime parity and latency check).
 pub mod eval;
 pub mod export;
+pub mod methods;
 pub mod student;
 pub mod train;
+pub mod tree;
+pub mod weighting;
 
 use std::time::Instant;
 
@@ -14,10 +17,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::rank::{self, OutputCache, RankRequest, metrics, outputs};
+use crate::rank::{self, OutputCache, RankRequest, outputs};
 use crate::zoo::{Teacher, Zoo};
+use methods::kd_permutation;
 pub use student::{Activation, Arch, StudentSpec};
-pub use train::{Checkpoint, EpochMetrics, Signal, Split, TrainConfig};
+pub use train::{Checkpoint, EpochMetrics, Lesson, Split, Start, Term, TrainConfig};
+pub use weighting::{ProbeReport, Weighting, WeightingReport};
 
 /// How the student learns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -31,6 +36,10 @@ pub enum Method {
     /// predictions through the teacher-to-student label cost.
     #[default]
     Faculty,
+    /// Representation transfer: the student's trunk learns to reproduce the teacher's outputs in the
+    /// teacher's own label space on every row, then a new head is fitted on the labeled rows and the
+    /// whole student fine-tuned with them.
+    Transfer,
 }
 
 impl Method {
@@ -39,6 +48,7 @@ impl Method {
             Self::Scratch => "scratch",
             Self::Kd => "kd",
             Self::Faculty => "faculty",
+            Self::Transfer => "transfer",
         }
     }
 }
@@ -55,7 +65,7 @@ impl StudentArg {
     pub fn spec(&self) -> Result<StudentSpec> {
         match self {
             Self::Text(s) => StudentSpec::parse(s),
-            Self::Spec(s) => Ok(s.clone()),
+            Self::Spec(s) => s.check().map(|_| s.clone()),
         }
     }
 }
@@ -79,6 +89,13 @@ pub struct DistillRequest {
     pub student: Option<StudentArg>,
     #[serde(default)]
     pub config: TrainConfig,
+    /// Sample weights from probes on the teacher's inner layers: `none` (default), `profweight` or
+    /// `sratio` (needs a neural teacher).
+    #[serde(default)]
+    pub weighting: Weighting,
+    /// The teacher's tensors the probes read (default: its deepest activation layers, up to 4).
+    #[serde(default)]
+    pub probes: Option<Vec<String>>,
     /// A name for the student (default: dataset name, method and spec).
     #[serde(default)]
     pub name: Option<String>,
@@ -92,6 +109,8 @@ impl DistillRequest {
             teacher: teacher.into(),
             student: Some(StudentArg::Text(student.into())),
             config: TrainConfig::default(),
+            weighting: Weighting::None,
+            probes: None,
             name: None,
         }
     }
@@ -112,7 +131,11 @@ pub struct TeacherRef {
 /// Held-out (validation split) accuracies, side by side.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accuracy {
+    /// The delivered student.
     pub student: Option<f64>,
+    /// The distilled student (the delivered one unless the scratch student was better).
+    #[serde(default)]
+    pub distilled: Option<f64>,
     /// A scratch student of the same architecture trained on the same split.
     pub scratch: Option<f64>,
     /// The teacher, carried into the student's labels.
@@ -139,6 +162,10 @@ pub struct StudentCard {
     pub file_size: u64,
     pub sha256: String,
     pub teacher_chain: Vec<TeacherRef>,
+    /// Which student the file holds: the distilled one, or the scratch baseline when distillation lost to
+    /// it on the validation rows (the notes say by how much).
+    #[serde(default)]
+    pub delivered: Delivered,
     pub accuracy: Accuracy,
     /// Median ONNX Runtime latency for one row, one thread.
     pub latency_ms: f64,
@@ -148,10 +175,25 @@ pub struct StudentCard {
     pub epochs_run: usize,
     pub stopped_early: bool,
     pub history: Vec<EpochMetrics>,
+    /// ProfWeight / SRatio: the probes, the simple model and the weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighting: Option<WeightingReport>,
+    /// A tree student's rules, one per leaf, readable (empty for networks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
     pub config: TrainConfig,
     pub notes: Vec<String>,
     pub created: u64,
     pub faculty_version: String,
+}
+
+/// Which of the two trained students a job delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivered {
+    #[default]
+    Distilled,
+    Scratch,
 }
 
 /// A finished distillation: the card and the ONNX bytes.
@@ -191,22 +233,17 @@ pub struct Validated {
     pub teacher: Option<Teacher>,
 }
 
-/// For `kd`: position of each student class in the teacher's output, when the teacher names the same
-/// classes (in any order).
-fn kd_permutation(teacher: &Teacher, ds: &Dataset) -> Option<Vec<usize>> {
-    let norm = |s: &str| s.trim().to_lowercase();
-    if teacher.labels.len() != ds.labels.len() {
-        return None;
-    }
-    ds.labels
-        .iter()
-        .map(|l| teacher.labels.iter().position(|t| norm(t) == norm(l)))
-        .collect()
-}
-
-fn usable_for(t: &Teacher, ds: &Dataset, method: Method) -> std::result::Result<(), String> {
+fn usable_for(
+    zoo: &Zoo,
+    t: &Teacher,
+    ds: &Dataset,
+    req: &DistillRequest,
+) -> std::result::Result<(), String> {
     outputs::compatibility(t, &ds.row_shape())?;
-    if method == Method::Kd && kd_permutation(t, ds).is_none() {
+    if req.weighting != Weighting::None {
+        weighting::probe_layers(zoo, t, req.probes.as_deref()).map_err(|e| e.message)?;
+    }
+    if req.method == Method::Kd && kd_permutation(t, ds).is_none() {
         return Err(format!(
             "kd needs a teacher with the dataset's label names {:?}; teacher '{}' has {:?} (method \
              faculty distills across label spaces)",
@@ -226,12 +263,14 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
         .map(StudentArg::spec)
         .transpose()?
         .unwrap_or_default();
-    Arch::new(
-        &spec,
-        &ds.row_shape(),
-        ds.classes(),
-        ds.flat().slice(s![..0, ..]),
-    )?;
+    if !matches!(spec, StudentSpec::Tree { .. }) {
+        Arch::new(
+            &spec,
+            &ds.row_shape(),
+            ds.classes(),
+            ds.flat().slice(s![..0, ..]),
+        )?;
+    }
     let counts = ds.class_counts();
     if counts.iter().sum::<usize>() == 0 {
         return Err(Error::invalid_input(
@@ -243,6 +282,21 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
             "a student needs labeled rows of at least 2 classes",
         ));
     }
+    if req.method == Method::Transfer
+        && matches!(spec, StudentSpec::Linear | StudentSpec::Tree { .. })
+    {
+        return Err(Error::invalid_input(format!(
+            "method transfer needs a network student with a hidden layer (its trunk learns the \
+             teacher's representation); student '{}' has none: use faculty or kd",
+            spec.describe()
+        )));
+    }
+    if req.method == Method::Scratch && req.weighting != Weighting::None {
+        return Err(Error::invalid_input(format!(
+            "weighting {} needs a teacher (its probes read the teacher's layers); method scratch has none",
+            req.weighting.as_str()
+        )));
+    }
     if req.method == Method::Scratch {
         return Ok(Validated {
             spec,
@@ -251,10 +305,12 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
     }
     if req.teacher == "auto" {
         let all = zoo.all()?;
-        if !all.iter().any(|t| usable_for(t, ds, req.method).is_ok()) {
+        if !all.iter().any(|t| usable_for(zoo, t, ds, req).is_ok()) {
             return Err(Error::invalid_input(format!(
-                "no teacher in the zoo can teach this dataset with method {} (rows {:?}, labels {:?})",
+                "no teacher in the zoo can teach this dataset with method {} and weighting {} (rows \
+                 {:?}, labels {:?})",
                 req.method.as_str(),
+                req.weighting.as_str(),
                 ds.row_shape(),
                 ds.labels
             )));
@@ -265,7 +321,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
         });
     }
     let t = zoo.get(&req.teacher)?;
-    usable_for(&t, ds, req.method).map_err(|r| {
+    usable_for(zoo, &t, ds, req).map_err(|r| {
         Error::invalid_input(format!("teacher '{}' cannot teach this dataset: {r}", t.id))
     })?;
     Ok(Validated {
@@ -285,29 +341,39 @@ pub fn argmax(v: impl Iterator<Item = f32>) -> usize {
     best.0
 }
 
-/// Smoothing (pseudo-rows) of the teacher-to-student label map used for distillation.
-const MAP_SMOOTH: f64 = 0.1;
-
-/// Hooks for one training run inside `run`: progress mapped onto [from, to], checkpoints optional.
-struct Stage<'a> {
+/// Hooks for one training inside `run`: progress mapped onto [from, to], the stage's name on its epochs,
+/// and checkpoints of the delivered student's trainings tagged with their stage.
+struct StageHooks<'a> {
     p: &'a mut dyn Progress,
     phase: &'static str,
-    from: f64,
-    to: f64,
-    checkpoints: bool,
+    index: usize,
+    span: (f64, f64),
 }
 
-impl train::Hooks for Stage<'_> {
+impl StageHooks<'_> {
+    fn stage_name(&self) -> Option<String> {
+        self.phase.strip_prefix("training: ").map(String::from)
+    }
+}
+
+impl train::Hooks for StageHooks<'_> {
     fn on_epoch(
         &mut self,
         m: &EpochMetrics,
         total: usize,
         ck: &dyn Fn() -> Checkpoint,
     ) -> Result<()> {
-        let f = self.from + (self.to - self.from) * (m.epoch as f64 / total.max(1) as f64);
-        self.p.epoch(self.phase, m, f.min(self.to));
-        if self.checkpoints {
-            self.p.checkpoint(ck)?;
+        let (from, to) = self.span;
+        let f = from + (to - from) * (m.epoch as f64 / total.max(1) as f64);
+        let mut m = m.clone();
+        m.stage = self.stage_name();
+        self.p.epoch(self.phase, &m, f.min(to));
+        if self.phase != BASELINE {
+            let index = self.index;
+            self.p.checkpoint(&|| Checkpoint {
+                stage: index,
+                ..ck()
+            })?;
         }
         Ok(())
     }
@@ -316,8 +382,377 @@ impl train::Hooks for Stage<'_> {
     }
 }
 
-/// Trains, evaluates and exports a student. Returns `None` when cancelled. `resume` continues the main
-/// training from a checkpoint.
+/// The phase of the scratch baseline: never checkpointed (it is cheap to redo).
+const BASELINE: &str = "baseline";
+
+/// The trainings of one job: the standardised rows, the config, the checkpoint to resume, progress.
+struct Trainer<'a> {
+    /// The rows standardised for a network student.
+    x: Array2<f32>,
+    /// The rows as they are (flat), for a tree student.
+    raw: ndarray::ArrayView2<'a, f32>,
+    cfg: &'a TrainConfig,
+    resume: Option<Checkpoint>,
+    progress: &'a mut dyn Progress,
+}
+
+impl Trainer<'_> {
+    /// The stage a resumed job continues from (0 when not resuming): earlier stages are skipped, since
+    /// the checkpoint's parameters already descend from them.
+    fn resume_stage(&self) -> usize {
+        self.resume.as_ref().map_or(0, |c| c.stage)
+    }
+
+    /// One training: stage `index` (resumed from the checkpoint when it is this stage's), phase shown to
+    /// the caller, progress over `span`. `None` when cancelled.
+    fn stage(
+        &mut self,
+        index: usize,
+        phase: &'static str,
+        arch: &Arch,
+        lesson: &Lesson,
+        start: Start,
+        cfg: &TrainConfig,
+        span: (f64, f64),
+    ) -> Result<Option<train::Trained>> {
+        let start = match self
+            .resume
+            .take_if(|c| c.stage == index && phase != BASELINE)
+        {
+            Some(ck) => Start::Resume(ck),
+            None => start,
+        };
+        self.progress.phase(phase, span.0);
+        let mut hooks = StageHooks {
+            p: &mut *self.progress,
+            phase,
+            index,
+            span,
+        };
+        let mut t = train::train(arch, self.x.view(), lesson, cfg, start, &mut hooks)?;
+        if t.cancelled {
+            return Ok(None);
+        }
+        let name = hooks.stage_name();
+        for m in &mut t.history {
+            m.stage = name.clone();
+        }
+        Ok(Some(t))
+    }
+
+    /// Class probabilities of a trained student on dataset rows `rows`.
+    fn predict(&self, m: &Model, rows: &[usize]) -> Array2<f32> {
+        match m {
+            Model::Net { arch, params } => {
+                let net = student::Net::from_params(arch, params, &burn::tensor::Device::flex());
+                train::predict(&net, arch, self.x.view(), rows)
+            }
+            Model::Tree(t) => t.predict(self.raw, rows),
+        }
+    }
+
+    /// A trained student's accuracy on `rows` (`None` without rows).
+    fn accuracy(&self, m: &Model, y: &[i64], rows: &[usize]) -> Option<f64> {
+        accuracy_of(&self.predict(m, rows), y, rows)
+    }
+
+    /// Teaches `lesson` to a student of `kind`: one training of a network, or growing a tree.
+    fn learn(
+        &mut self,
+        kind: &Kind,
+        lesson: &Lesson,
+        (index, phase): (usize, &'static str),
+        span: (f64, f64),
+    ) -> Result<Option<Fitted>> {
+        match kind {
+            Kind::Net(arch) => {
+                let cfg = self.cfg;
+                let t = self.stage(index, phase, arch, lesson, Start::Fresh, cfg, span)?;
+                Ok(t.map(|t| Fitted::net(arch, t)))
+            }
+            Kind::Tree(depth) => {
+                self.progress.phase(phase, span.0);
+                let classes = lesson.classes();
+                let tl = tree::TreeLesson::from_lesson(lesson, classes);
+                let t = tree::Tree::fit(self.raw, &tl, classes, *depth);
+                Ok(Some(Fitted {
+                    model: Model::Tree(t),
+                    training: Training::default(),
+                }))
+            }
+        }
+    }
+}
+
+/// What kind of student a job builds.
+enum Kind {
+    Net(Arch),
+    Tree(usize),
+}
+
+/// A trained student of either kind.
+enum Model {
+    Net { arch: Arch, params: student::Params },
+    Tree(tree::Tree),
+}
+
+impl Model {
+    fn parameters(&self) -> usize {
+        match self {
+            Self::Net { arch, .. } => arch.param_count(),
+            Self::Tree(t) => t.parameters(),
+        }
+    }
+}
+
+/// How a student's training went (empty for a tree: it has no epochs).
+#[derive(Default)]
+struct Training {
+    best: Option<EpochMetrics>,
+    history: Vec<EpochMetrics>,
+    stopped_early: bool,
+}
+
+/// A trained student and its training.
+struct Fitted {
+    model: Model,
+    training: Training,
+}
+
+impl Fitted {
+    fn net(arch: &Arch, t: train::Trained) -> Self {
+        Self {
+            model: Model::Net {
+                arch: arch.clone(),
+                params: t.params,
+            },
+            training: Training {
+                best: t.best,
+                history: t.history,
+                stopped_early: t.stopped_early,
+            },
+        }
+    }
+}
+
+/// Fine-tuning a transferred student (after its head is fitted) runs at this share of the learning rate,
+/// so that a few labeled rows adjust the trunk rather than overwrite it.
+const FINE_TUNE_LR: f64 = 0.1;
+
+/// `transfer`: mimic the teacher in its own label space (stage 0), fit a new head on the labeled rows
+/// with the trunk fixed (stage 1), fine-tune everything on them at a lower rate (stage 2); delivers the
+/// fine-tuned student unless the fitted head alone was better on validation.
+fn transfer(
+    tr: &mut Trainer<'_>,
+    taught: &Taught,
+    ds: &Dataset,
+    split: &Split,
+    arch: &Arch,
+    (from, to): (f64, f64),
+) -> Result<Option<train::Trained>> {
+    let (probs, weights) = (&taught.probs, &taught.weights);
+    let cfg = tr.cfg.clone();
+    let at = tr.resume_stage();
+    let third = (to - from) / 3.0;
+    let mut history = Vec::new();
+    let head_start = if at == 0 {
+        let teacher_arch = Arch {
+            classes: probs.ncols(),
+            ..arch.clone()
+        };
+        let lesson = Lesson {
+            weights: weights.clone(),
+            ..methods::mimic(probs, split)
+        };
+        let span = (from, from + third);
+        let Some(m) = tr.stage(
+            0,
+            "training: mimic",
+            &teacher_arch,
+            &lesson,
+            Start::Fresh,
+            &cfg,
+            span,
+        )?
+        else {
+            return Ok(None);
+        };
+        history.extend(m.history);
+        Start::From(methods::with_new_head(&m.params, arch, cfg.seed))
+    } else {
+        Start::Fresh
+    };
+    let scratch = Lesson {
+        weights: weights.clone(),
+        ..Lesson::scratch(&ds.y, split)
+    };
+    let head = if at <= 1 {
+        let lesson = Lesson {
+            frozen: arch.init(0).len() - 2,
+            ..scratch.clone()
+        };
+        let span = (from + third, from + 2.0 * third);
+        let Some(h) = tr.stage(1, "training: head", arch, &lesson, head_start, &cfg, span)? else {
+            return Ok(None);
+        };
+        history.extend(h.history.iter().cloned());
+        Some(h)
+    } else {
+        None
+    };
+    let tune_cfg = TrainConfig {
+        lr: cfg.lr * FINE_TUNE_LR,
+        ..cfg.clone()
+    };
+    let tune_start = head
+        .as_ref()
+        .map_or(Start::Fresh, |h| Start::From(h.params.clone()));
+    let span = (from + 2.0 * third, to);
+    let Some(tune) = tr.stage(
+        2,
+        "training: fine-tune",
+        arch,
+        &scratch,
+        tune_start,
+        &tune_cfg,
+        span,
+    )?
+    else {
+        return Ok(None);
+    };
+    history.extend(tune.history.iter().cloned());
+    let acc = |t: &train::Trained| t.best.as_ref().and_then(|b| b.val_accuracy);
+    let keep = match head {
+        Some(h) if acc(&h) > acc(&tune) => h,
+        _ => tune,
+    };
+    Ok(Some(train::Trained { history, ..keep }))
+}
+
+/// The teacher a job learns from, with its outputs on the dataset's rows.
+struct Taught {
+    teacher: Teacher,
+    /// Its probabilities in its own labels [N, C_t], and carried into the student's labels [N, C].
+    probs: Array2<f32>,
+    carried: Array2<f32>,
+    /// ProfWeight / SRatio sample weights per dataset row, when asked for.
+    weights: Option<Vec<f32>>,
+}
+
+impl Taught {
+    /// The rows sample weights are computed on: labeled training rows and the unlabeled pool.
+    fn rows(&self, split: &Split) -> Vec<usize> {
+        let mut r: Vec<usize> = split
+            .train
+            .iter()
+            .chain(&split.unlabeled)
+            .copied()
+            .collect();
+        r.sort_unstable();
+        r
+    }
+}
+
+/// ProfWeight / SRatio weights from probes on the teacher's inner layers; `simple` holds the scratch
+/// student's probabilities on `taught.rows(split)`.
+fn sample_weights(
+    zoo: &Zoo,
+    ds: &Dataset,
+    req: &DistillRequest,
+    taught: &Taught,
+    simple: &Array2<f32>,
+    split: &Split,
+) -> Result<(Vec<f32>, WeightingReport)> {
+    let names = weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref())?;
+    let feats = outputs::inner(zoo, &taught.teacher, ds, &names)?;
+    let rows = taught.rows(split);
+    let y = weighting::probe_labels(&taught.carried, &ds.y);
+    weighting::weights(weighting::WeightingInput {
+        kind: req.weighting,
+        layers: names.into_iter().zip(feats).collect(),
+        rows: &rows,
+        y: &y,
+        classes: ds.classes(),
+        simple: simple.clone(),
+        beta: req.config.sratio_beta,
+        seed: req.config.seed,
+    })
+}
+
+/// Picks the ranking's best teacher usable for `method` (for `teacher: auto`), with how it was chosen.
+fn pick_teacher(
+    zoo: &Zoo,
+    cache: &OutputCache,
+    ds: &Dataset,
+    ds_sha: &str,
+    req: &DistillRequest,
+    notes: &mut Vec<String>,
+) -> Result<(Teacher, String)> {
+    let ranking = rank::rank(
+        zoo,
+        Some(cache),
+        ds,
+        ds_sha,
+        &RankRequest {
+            dataset_id: crate::data::dataset_id(ds_sha),
+            ..Default::default()
+        },
+    )?;
+    let pick = ranking
+        .results
+        .iter()
+        .filter(|r| r.rank.is_some())
+        .find(|r| {
+            zoo.get(&r.teacher_id)
+                .is_ok_and(|t| usable_for(zoo, &t, ds, req).is_ok())
+        })
+        .ok_or_else(|| Error::invalid_input("no compatible teacher to distill from"))?;
+    if !ranking.verdict.teacher_helps {
+        notes.push(format!(
+            "the ranking's verdict is that no teacher is likely to help ({}); distilled from the top \
+             pick anyway, and kept the scratch student if it is better",
+            ranking.verdict.reason
+        ));
+    }
+    let why = format!(
+        "auto: rank {} by {} ({:.4})",
+        pick.rank.unwrap_or(0),
+        ranking.primary_metric,
+        pick.score.unwrap_or(f64::NAN)
+    );
+    Ok((zoo.get(&pick.teacher_id)?, why))
+}
+
+/// Trains the distilled student (or the scratch one for `scratch`). `None` when cancelled.
+fn teach(
+    tr: &mut Trainer<'_>,
+    method: Method,
+    taught: Option<&Taught>,
+    ds: &Dataset,
+    split: &Split,
+    kind: &Kind,
+    span: (f64, f64),
+) -> Result<Option<Fitted>> {
+    let mut lesson = match (method, taught) {
+        (Method::Kd, Some(t)) => methods::kd(&t.teacher, &t.probs, ds, split),
+        (Method::Faculty, Some(t)) => methods::faculty(&t.teacher, &t.probs, ds, split),
+        (Method::Transfer, Some(t)) => {
+            let Kind::Net(arch) = kind else {
+                return Err(Error::invalid_input(
+                    "method transfer needs a network student",
+                ));
+            };
+            let trained = transfer(tr, t, ds, split, arch, span)?;
+            return Ok(trained.map(|t| Fitted::net(arch, t)));
+        }
+        _ => Lesson::scratch(&ds.y, split),
+    };
+    lesson.weights = taught.and_then(|t| t.weights.clone());
+    tr.learn(kind, &lesson, (0, "training"), span)
+}
+
+/// Trains, evaluates and exports a student. Returns `None` when cancelled. `resume` continues the
+/// training its checkpoint belongs to.
 pub fn run(
     zoo: &Zoo,
     cache: &OutputCache,
@@ -331,200 +766,215 @@ pub fn run(
     let cfg = &req.config;
     let mut notes = Vec::new();
     let c_s = ds.classes();
-    let dataset_id = crate::data::dataset_id(ds_sha);
     // 1. the teacher
-    let (teacher, selected_by) = match (&v.teacher, req.method) {
-        (_, Method::Scratch) => (None, String::new()),
-        (Some(t), _) => (Some(t.clone()), "requested".to_string()),
-        (None, method) => {
+    let teacher = match (&v.teacher, req.method) {
+        (_, Method::Scratch) => None,
+        (Some(t), _) => Some((t.clone(), "requested".to_string())),
+        (None, _) => {
             progress.phase("ranking", 0.0);
-            let ranking = rank::rank(
-                zoo,
-                Some(cache),
-                ds,
-                ds_sha,
-                &RankRequest {
-                    dataset_id: dataset_id.clone(),
-                    ..Default::default()
-                },
-            )?;
-            let pick = ranking
-                .results
-                .iter()
-                .filter(|r| r.rank.is_some())
-                .find(|r| {
-                    zoo.get(&r.teacher_id)
-                        .is_ok_and(|t| usable_for(&t, ds, method).is_ok())
-                })
-                .ok_or_else(|| Error::invalid_input("no compatible teacher to distill from"))?;
-            if !ranking.verdict.teacher_helps {
-                notes.push(format!(
-                    "the ranking's verdict is that no teacher is likely to help ({}); distilled from \
-                     the top pick anyway, compare with the scratch accuracy",
-                    ranking.verdict.reason
-                ));
-            }
-            (
-                Some(zoo.get(&pick.teacher_id)?),
-                format!(
-                    "auto: rank {} by {} ({:.4})",
-                    pick.rank.unwrap_or(0),
-                    ranking.primary_metric,
-                    pick.score.unwrap_or(f64::NAN)
-                ),
-            )
+            Some(pick_teacher(zoo, cache, ds, ds_sha, req, &mut notes)?)
         }
     };
-    // 2. data, split, architecture
+    // 2. split, the kind of student, standardised rows
     let split = Split::stratified(&ds.y, c_s, cfg.val_fraction, cfg.seed);
     if split.val.is_empty() {
         notes.push(
             "no class has 2 labeled rows: no validation split, the last epoch is kept".into(),
         );
     }
-    let arch = Arch::new(&v.spec, &ds.row_shape(), c_s, ds.flat())?;
     let mut x = ds.flat().to_owned();
-    arch.standardise(&mut x);
-    // 3. the teacher's signal
+    let kind = match v.spec {
+        StudentSpec::Tree { depth } => Kind::Tree(depth),
+        _ => {
+            let arch = Arch::new(&v.spec, &ds.row_shape(), c_s, ds.flat())?;
+            arch.standardise(&mut x);
+            Kind::Net(arch)
+        }
+    };
+    let mut tr = Trainer {
+        x,
+        raw: ds.flat(),
+        cfg,
+        resume,
+        progress,
+    };
+    // 3. the teacher's outputs, and its accuracy in the student's labels
     let mut chain = Vec::new();
-    let signal = match &teacher {
-        None => Signal::None,
-        Some(t) => {
-            progress.phase("teacher outputs", 0.02);
-            let (o, hit) = outputs::cached(zoo, Some(cache), t, ds, ds_sha)?;
+    let mut taught = match teacher {
+        None => None,
+        Some((t, selected_by)) => {
+            tr.progress.phase("teacher outputs", 0.02);
+            let (o, hit) = outputs::cached(zoo, Some(cache), &t, ds, ds_sha)?;
             notes.push(format!(
                 "teacher outputs {} the ranking cache",
                 if hit { "read from" } else { "computed into" }
             ));
-            // the signal, and the teacher's predictions in the student's labels on the validation rows
-            let (signal, mapped_val) = match req.method {
-                Method::Kd => {
-                    let perm = kd_permutation(t, ds).expect("validated");
-                    let mut target = o.probs.select(Axis(1), &perm);
-                    for mut r in target.rows_mut() {
-                        let s = r.sum().max(1e-12);
-                        r /= s;
-                    }
-                    let mapped_val = target.select(Axis(0), &split.val);
-                    (Signal::Kd { target }, mapped_val)
-                }
-                _ => {
-                    let p = o.probs.mapv(f64::from);
-                    let yl: Vec<usize> = split.train.iter().map(|&r| ds.y[r] as usize).collect();
-                    let prior = metrics::name_prior(&t.labels, &ds.labels, rank::NAME_PRIOR);
-                    let map = metrics::label_map(
-                        p.select(Axis(0), &split.train).view(),
-                        &yl,
-                        c_s,
-                        prior.as_ref(),
-                        MAP_SMOOTH,
-                    );
-                    let mapped_val = p.select(Axis(0), &split.val).dot(&map).mapv(|v| v as f32);
-                    (
-                        Signal::Faculty {
-                            probs: p,
-                            cost: map.mapv(|v| 1.0 - v),
-                        },
-                        mapped_val,
-                    )
-                }
-            };
-            let acc = accuracy_of(&mapped_val, &ds.y, &split.val);
+            let carried = methods::carried(&t, &o.probs, ds, &split);
             let r = TeacherRef {
                 id: t.id.clone(),
                 name: t.name.clone(),
                 sha256: t.sha256.clone(),
-                accuracy: acc,
-                selected_by: selected_by.clone(),
+                accuracy: accuracy_of(&carried.select(Axis(0), &split.val), &ds.y, &split.val),
+                selected_by,
             };
-            progress.teacher(&r);
+            tr.progress.teacher(&r);
             chain.push(r);
-            signal
+            Some(Taught {
+                teacher: t,
+                probs: o.probs,
+                carried,
+                weights: None,
+            })
         }
     };
-    // 4. train
-    let main_to = if teacher.is_some() { 0.85 } else { 0.95 };
-    progress.phase("training", 0.05);
-    let trained = train::train(
-        &arch,
-        x.view(),
-        &ds.y,
-        &signal,
-        &split,
-        cfg,
-        resume,
-        &mut Stage {
-            p: progress,
-            phase: "training",
-            from: 0.05,
-            to: main_to,
-            checkpoints: true,
-        },
-    )?;
-    if trained.cancelled {
-        return Ok(None);
-    }
-    let dev = burn::tensor::Device::flex();
-    let net = student::Net::from_params(&arch, &trained.params, &dev);
-    let student_acc = (!split.val.is_empty())
-        .then(|| {
-            accuracy_of(
-                &train::predict(&net, &arch, x.view(), &split.val),
-                &ds.y,
-                &split.val,
-            )
-        })
-        .flatten();
-    // 5. the scratch baseline on the same split
-    let scratch_acc = if teacher.is_none() {
-        student_acc
-    } else {
-        progress.phase("baseline", main_to);
-        let base = train::train(
-            &arch,
-            x.view(),
-            &ds.y,
-            &Signal::None,
-            &split,
-            cfg,
-            None,
-            &mut Stage {
-                p: progress,
-                phase: "baseline",
-                from: main_to,
-                to: 0.95,
-                checkpoints: false,
-            },
-        )?;
-        if base.cancelled {
+    // 4. the scratch baseline (the fallback, and the simple model of ProfWeight / SRatio), the sample
+    //    weights, then the distilled student, all on the same split
+    let mut base = None;
+    let mut weighting_report = None;
+    if let Some(t) = taught.as_mut() {
+        let lesson = Lesson::scratch(&ds.y, &split);
+        let Some(b) = tr.learn(&kind, &lesson, (usize::MAX, BASELINE), (0.05, 0.15))? else {
             return Ok(None);
+        };
+        if req.weighting != Weighting::None {
+            tr.progress.phase("probes", 0.15);
+            let (w, r) = sample_weights(
+                zoo,
+                ds,
+                req,
+                t,
+                &tr.predict(&b.model, &t.rows(&split)),
+                &split,
+            )?;
+            t.weights = Some(w);
+            weighting_report = Some(r);
         }
-        let bnet = student::Net::from_params(&arch, &base.params, &dev);
-        accuracy_of(
-            &train::predict(&bnet, &arch, x.view(), &split.val),
-            &ds.y,
-            &split.val,
-        )
+        base = Some(b);
+    }
+    let span = (if base.is_some() { 0.2 } else { 0.05 }, 0.95);
+    let Some(fitted) = teach(
+        &mut tr,
+        req.method,
+        taught.as_ref(),
+        ds,
+        &split,
+        &kind,
+        span,
+    )?
+    else {
+        return Ok(None);
     };
-    // 6. export, parity, latency
-    progress.phase("export", 0.96);
+    let distilled = tr.accuracy(&fitted.model, &ds.y, &split.val);
+    let scratch_acc = match &base {
+        Some(b) => tr.accuracy(&b.model, &ds.y, &split.val),
+        None => distilled,
+    };
+    // 5. never worse than scratch: deliver the baseline when it won on validation
+    let (mut model, mut delivered) = (None, Delivered::Distilled);
+    if let Some(b) = base
+        && cfg.scratch_fallback
+        && scratch_acc > distilled
+    {
+        notes.push(format!(
+            "the scratch student beat the distilled one on the validation rows ({:.1}% vs {:.1}%): \
+             delivered the scratch student (config scratch_fallback: false keeps the distilled one)",
+            100.0 * scratch_acc.unwrap_or(0.0),
+            100.0 * distilled.unwrap_or(0.0)
+        ));
+        delivered = Delivered::Scratch;
+        model = Some(b.model);
+    }
     let accuracy = Accuracy {
-        student: student_acc,
+        student: if delivered == Delivered::Scratch {
+            scratch_acc
+        } else {
+            distilled
+        },
+        distilled,
         scratch: scratch_acc,
         teacher: chain.first().and_then(|t| t.accuracy),
         validation_rows: split.val.len(),
         train_rows: split.train.len(),
         unlabeled_rows: split.unlabeled.len(),
     };
+    // 6. export, parity, latency
+    tr.progress.phase("export", 0.96);
+    let check_rows: Vec<usize> = if split.val.is_empty() {
+        (0..ds.rows().min(256)).collect()
+    } else {
+        split.val.iter().copied().take(1024).collect()
+    };
+    let Fitted {
+        model: distilled_model,
+        training,
+    } = fitted;
+    let model = model.unwrap_or(distilled_model);
+    let expected = tr.predict(&model, &check_rows);
+    let student = Student {
+        spec: &v.spec,
+        model: &model,
+        expected,
+        check_rows,
+        delivered,
+    };
+    let report = Report {
+        chain,
+        accuracy,
+        weighting: weighting_report,
+        notes,
+    };
+    let card = finish(ds, ds_sha, req, &student, training, report)?;
+    tr.progress.phase("done", 1.0);
+    Ok(Some(card))
+}
+
+/// The student to export, with its own predictions on `check_rows` for the ONNX Runtime parity check.
+struct Student<'a> {
+    spec: &'a StudentSpec,
+    model: &'a Model,
+    expected: Array2<f32>,
+    check_rows: Vec<usize>,
+    delivered: Delivered,
+}
+
+/// What the card says beside the student itself.
+struct Report {
+    chain: Vec<TeacherRef>,
+    accuracy: Accuracy,
+    weighting: Option<WeightingReport>,
+    notes: Vec<String>,
+}
+
+/// Exports the student to ONNX, checks it in ONNX Runtime against its own predictions, and writes its
+/// card. `training` says how the distilled student's training went.
+fn finish(
+    ds: &Dataset,
+    ds_sha: &str,
+    req: &DistillRequest,
+    s: &Student<'_>,
+    training: Training,
+    report: Report,
+) -> Result<Outcome> {
+    let Report {
+        chain,
+        accuracy,
+        weighting,
+        notes,
+    } = report;
+    let dataset_id = crate::data::dataset_id(ds_sha);
     let created = crate::store::now_unix();
     let labels_json = serde_json::to_string(&ds.labels)?;
     let chain_json = serde_json::to_string(&chain)?;
     let acc_json = serde_json::to_string(&accuracy)?;
-    let spec_s = v.spec.describe();
+    let spec_s = s.spec.describe();
     let created_s = created.to_string();
+    let method = match s.delivered {
+        Delivered::Distilled => req.method.as_str(),
+        Delivered::Scratch => "scratch",
+    };
     let meta: Vec<(&str, &str)> = vec![
         ("labels", &labels_json),
-        ("method", req.method.as_str()),
+        ("method", method),
         ("teachers", &chain_json),
         ("metrics", &acc_json),
         ("student", &spec_s),
@@ -533,15 +983,17 @@ pub fn run(
         ("faculty_version", env!("CARGO_PKG_VERSION")),
         ("producer", "faculty"),
     ];
-    let onnx = export::to_onnx(&arch, &trained.params, &meta);
-    let check_rows: Vec<usize> = if split.val.is_empty() {
-        (0..ds.rows().min(256)).collect()
-    } else {
-        split.val.iter().copied().take(1024).collect()
+    let (onnx, rules) = match s.model {
+        Model::Net { arch, params } => (export::to_onnx(arch, params, &meta), vec![]),
+        Model::Tree(t) => (
+            t.to_onnx(&ds.row_shape(), &meta),
+            t.rules(&ds.row_shape(), &ds.labels),
+        ),
     };
-    let burn_p = train::predict(&net, &arch, x.view(), &check_rows);
-    let (ort_p, latency_ms) = ort_check(&onnx, ds, &check_rows, c_s)?;
-    let diff = (&ort_p - &burn_p).iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    let (ort_p, latency_ms) = ort_check(&onnx, ds, &s.check_rows, ds.classes())?;
+    let diff = (&ort_p - &s.expected)
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs())) as f64;
     if diff > 1e-3 {
         return Err(Error::internal(format!(
             "the exported ONNX model disagrees with the trained model by {diff:.2e}"
@@ -560,24 +1012,26 @@ pub fn run(
         student: spec_s,
         labels: ds.labels.clone(),
         input_shape: ds.row_shape(),
-        parameters: arch.param_count(),
+        parameters: s.model.parameters(),
         file_size: onnx.len() as u64,
         sha256,
         teacher_chain: chain,
+        delivered: s.delivered,
         accuracy,
         latency_ms,
         onnx_max_abs_diff: diff,
-        best_epoch: trained.best.as_ref().map(|b| b.epoch),
-        epochs_run: trained.history.len(),
-        stopped_early: trained.stopped_early,
-        history: trained.history,
-        config: cfg.clone(),
+        best_epoch: training.best.as_ref().map(|b| b.epoch),
+        epochs_run: training.history.len(),
+        stopped_early: training.stopped_early,
+        history: training.history,
+        weighting,
+        rules,
+        config: req.config.clone(),
         notes,
         created,
         faculty_version: env!("CARGO_PKG_VERSION").into(),
     };
-    progress.phase("done", 1.0);
-    Ok(Some(Outcome { card, onnx }))
+    Ok(Outcome { card, onnx })
 }
 
 /// Accuracy of predictions `p` on dataset rows `rows` (row k of `p` predicts row `rows[k]`).

@@ -67,6 +67,15 @@ pub enum StudentSpec {
         #[serde(default = "default_cnn_hidden")]
         hidden: usize,
     },
+    /// A CART classification tree of at most `depth` levels (see `distill::tree`).
+    Tree {
+        #[serde(default = "default_tree_depth")]
+        depth: usize,
+    },
+}
+
+fn default_tree_depth() -> usize {
+    4
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -133,9 +142,16 @@ impl StudentSpec {
                 };
                 Self::Cnn { channels, hidden }
             }
+            "tree" => Self::Tree {
+                depth: match parts.next() {
+                    None | Some("") => default_tree_depth(),
+                    Some(p) => *list(p)?.first().unwrap_or(&0),
+                },
+            },
             _ => {
                 return Err(Error::invalid_input(format!(
-                    "unknown student '{s}'; use linear, mlp[:W1,W2][:relu|tanh|sigmoid] or cnn[:C1,C2][:HIDDEN]"
+                    "unknown student '{s}'; use linear, mlp[:W1,W2][:relu|tanh|sigmoid], \
+                     cnn[:C1,C2][:HIDDEN] or tree[:DEPTH]"
                 )));
             }
         };
@@ -148,9 +164,19 @@ impl StudentSpec {
         Ok(spec)
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks the spec's own ranges (widths, layers, depth); the rows are checked by [`Arch::new`].
+    pub fn check(&self) -> Result<()> {
         let widths: Vec<usize> = match self {
             Self::Linear => vec![],
+            Self::Tree { depth } => {
+                let max = super::tree::MAX_DEPTH;
+                if *depth == 0 || *depth > max {
+                    return Err(Error::invalid_input(format!(
+                        "tree depth {depth} is out of range 1..={max}"
+                    )));
+                }
+                vec![]
+            }
             Self::Mlp { hidden, .. } => hidden.clone(),
             Self::Cnn { channels, hidden } => {
                 if channels.is_empty() {
@@ -194,6 +220,7 @@ impl StudentSpec {
                     .unwrap_or_default()
             ),
             Self::Cnn { channels, hidden } => format!("cnn:{}:{hidden}", join(channels)),
+            Self::Tree { depth } => format!("tree:{depth}"),
         }
     }
 }
@@ -232,6 +259,11 @@ impl Arch {
         x: ndarray::ArrayView2<'_, f32>,
     ) -> Result<Self> {
         spec.check()?;
+        if let StudentSpec::Tree { .. } = spec {
+            return Err(Error::internal(
+                "a tree student has no network architecture",
+            ));
+        }
         let d: usize = row_shape.iter().product();
         let image = match spec {
             StudentSpec::Cnn { channels, .. } => {
@@ -305,7 +337,7 @@ impl Arch {
     /// Dense layers as (in, out).
     pub fn dense_layers(&self) -> Vec<(usize, usize)> {
         let widths: Vec<usize> = match (&self.spec, self.image) {
-            (StudentSpec::Linear, _) => vec![self.d_in()],
+            (StudentSpec::Linear | StudentSpec::Tree { .. }, _) => vec![self.d_in()],
             (StudentSpec::Mlp { hidden, .. }, _) => std::iter::once(self.d_in())
                 .chain(hidden.iter().copied())
                 .collect(),
@@ -553,6 +585,13 @@ mod tests {
         assert_eq!(m.describe(), "mlp:256,128:tanh");
         assert_eq!(StudentSpec::parse(&m.describe()).unwrap(), m);
         assert_eq!(StudentSpec::parse("mlp").unwrap(), StudentSpec::default());
+        let t = StudentSpec::parse("tree:3").unwrap();
+        assert_eq!(t, StudentSpec::Tree { depth: 3 });
+        assert_eq!(StudentSpec::parse(&t.describe()).unwrap(), t);
+        assert_eq!(
+            StudentSpec::parse("tree").unwrap(),
+            StudentSpec::Tree { depth: 4 }
+        );
         let c = StudentSpec::parse("cnn:8,16:32").unwrap();
         assert_eq!(StudentSpec::parse(&c.describe()).unwrap(), c);
         for bad in [
@@ -563,6 +602,9 @@ mod tests {
             "cnn::",
             "mlp:1:relu:x",
             "mlp:99999",
+            "tree:0",
+            "tree:17",
+            "tree:x",
         ] {
             assert!(StudentSpec::parse(bad).is_err(), "{bad}");
         }

@@ -37,6 +37,10 @@ pub struct TrainConfig {
     pub ot_weight: f32,
     pub ot_epsilon: f64,
     pub seed: u64,
+    /// Deliver the scratch baseline instead of the distilled student when it is better on validation.
+    pub scratch_fallback: bool,
+    /// SRatio: rows whose probe-to-simple-model confidence ratio is above this are dropped.
+    pub sratio_beta: f32,
 }
 
 impl Default for TrainConfig {
@@ -53,6 +57,8 @@ impl Default for TrainConfig {
             ot_weight: 1.0,
             ot_epsilon: 0.02,
             seed: 0,
+            scratch_fallback: true,
+            sratio_beta: 3.0,
         }
     }
 }
@@ -84,6 +90,9 @@ impl TrainConfig {
         if !(self.ot_epsilon >= 1e-3 && self.ot_epsilon <= 10.0) {
             return bad("ot_epsilon must be in [0.001, 10]");
         }
+        if !(self.sratio_beta > 0.0 && self.sratio_beta <= 1000.0) {
+            return bad("sratio_beta must be in (0, 1000]");
+        }
         if !(self.weight_decay >= 0.0 && self.weight_decay < 1.0) {
             return bad("weight_decay must be in [0, 1)");
         }
@@ -91,19 +100,82 @@ impl TrainConfig {
     }
 }
 
-/// What the teacher contributes to the loss.
+/// What the teacher says about the rows of the distillation pool (labeled training rows + unlabeled).
 #[derive(Debug, Clone)]
-pub enum Signal {
-    /// `scratch`: labeled rows only.
+pub enum Term {
+    /// No teacher: cross-entropy on the labeled rows only.
     None,
-    /// `kd`: the teacher's probabilities in the student's label order [N, C].
-    Kd { target: Array2<f32> },
-    /// `faculty`: the teacher's probabilities [N, C_t] and the cost between its labels and the
-    /// student's [C_t, C] (values in [0, 1]).
-    Faculty {
+    /// Soft targets in the student's label order, one row per dataset row [N, C] (KD: the loss is
+    /// alpha * CE + (1 - alpha) * T^2 * KL(targets^T || student^T)).
+    Soft { targets: Array2<f32> },
+    /// The teacher's probabilities [N, C_t] and the cost between its labels and the student's
+    /// [C_t, C] (values in [0, 1]): CE + ot_weight * OT_eps(teacher, student; cost).
+    Transport {
         probs: Array2<f64>,
         cost: Array2<f64>,
     },
+}
+
+/// What the student is taught, row by row. Every method builds lessons; [`train`] only consumes them and
+/// never asks which method made one.
+#[derive(Debug, Clone)]
+pub struct Lesson {
+    /// Each dataset row's label in the student's label space (-1 = none): cross-entropy on
+    /// `split.train`, validation on `split.val`.
+    pub y: Vec<i64>,
+    pub split: Split,
+    /// The teacher term, on `split.train` + `split.unlabeled`.
+    pub term: Term,
+    /// Per-row sample weights (index = dataset row) for every term; `None` = all 1.
+    pub weights: Option<Vec<f32>>,
+    /// How many leading parameter tensors stay fixed (a transferred trunk while its new head is fitted).
+    pub frozen: usize,
+}
+
+impl Lesson {
+    /// Cross-entropy on the labeled rows alone.
+    pub fn scratch(y: &[i64], split: &Split) -> Self {
+        Self {
+            y: y.to_vec(),
+            split: split.clone(),
+            term: Term::None,
+            weights: None,
+            frozen: 0,
+        }
+    }
+
+    /// The number of classes the lesson teaches (its targets' width, or its labels' range).
+    pub fn classes(&self) -> usize {
+        match &self.term {
+            Term::Soft { targets } => targets.ncols(),
+            Term::Transport { cost, .. } => cost.ncols(),
+            Term::None => self.y.iter().copied().max().map_or(0, |m| m as usize + 1),
+        }
+    }
+
+    /// The rows the teacher term sees: the labeled training rows and the unlabeled pool.
+    pub fn pool(&self) -> Vec<usize> {
+        match self.term {
+            Term::None => vec![],
+            _ => {
+                let mut p = self.split.train.clone();
+                p.extend_from_slice(&self.split.unlabeled);
+                p
+            }
+        }
+    }
+}
+
+/// Where training starts.
+#[derive(Debug, Clone, Default)]
+pub enum Start {
+    /// Seeded initialisation.
+    #[default]
+    Fresh,
+    /// Given parameters (a transferred trunk, a previous hop, a stage's result).
+    From(Params),
+    /// A checkpoint of this same training.
+    Resume(Checkpoint),
 }
 
 /// Labeled rows split for training and validation.
@@ -154,11 +226,17 @@ pub struct EpochMetrics {
     pub val_accuracy: Option<f64>,
     pub val_loss: Option<f64>,
     pub lr: f64,
+    /// The stage of a method with several trainings (`transfer`: mimic, head, fine-tune).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// Everything needed to continue training after a restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// Which training of the job this is (methods with several stages resume the right one).
+    #[serde(default)]
+    pub stage: usize,
     /// The next epoch to run.
     pub epoch: usize,
     pub params: Params,
@@ -248,6 +326,8 @@ struct AdamW {
     v: Vec<Vec<f32>>,
     t: i32,
     weight_decay: f32,
+    /// Leading parameter tensors left untouched.
+    frozen: usize,
 }
 
 impl AdamW {
@@ -255,13 +335,14 @@ impl AdamW {
     const BETA2: f32 = 0.999;
     const EPS: f32 = 1e-8;
 
-    fn new(params: &Params, weight_decay: f32) -> Self {
+    fn new(params: &Params, weight_decay: f32, frozen: usize) -> Self {
         let zeros = || params.iter().map(|p| vec![0.0; p.values.len()]).collect();
         Self {
             m: zeros(),
             v: zeros(),
             t: 0,
             weight_decay,
+            frozen,
         }
     }
 
@@ -276,7 +357,7 @@ impl AdamW {
             inv_sqrt_c2: 1.0 / c2.sqrt(),
             decay: 1.0 - lr * self.weight_decay,
         };
-        for (i, p) in params.iter_mut().enumerate() {
+        for (i, p) in params.iter_mut().enumerate().skip(self.frozen) {
             let w = p.as_mut_slice::<f32>().expect("float parameters");
             let g = grads[i].as_slice::<f32>().expect("float gradients");
             // chunks of 16K values: the large layers are shared between the cores, the rest stay on one
@@ -385,13 +466,16 @@ pub fn faculty_potentials(
     Ok((costs.mean().unwrap_or(0.0), g))
 }
 
-fn cross_entropy(logits: Tensor<2>, y: &[usize], dev: &Device) -> Tensor<1> {
+/// Per-row cross-entropy [B].
+fn cross_entropy_rows(logits: Tensor<2>, y: &[usize], dev: &Device) -> Tensor<1> {
     let idx = Tensor::<1, Int>::from_data(
         TensorData::new(y.iter().map(|&v| v as i64).collect::<Vec<_>>(), [y.len()]),
         dev,
     );
     let lp = log_softmax(logits, 1);
-    lp.gather(1, idx.unsqueeze_dim::<2>(1)).mean().neg()
+    lp.gather(1, idx.unsqueeze_dim::<2>(1))
+        .squeeze_dim::<1>(1)
+        .neg()
 }
 
 /// Validation accuracy and mean cross-entropy of `net` on rows `rows`.
@@ -435,18 +519,78 @@ pub fn predict(net: &Net, arch: &Arch, x: ArrayView2<'_, f32>, rows: &[usize]) -
     out
 }
 
-/// Trains a student. `x` holds every row standardised for `arch` ([N, D]); `y` is -1 for unlabeled rows.
+/// The per-row weights of `rows` as a [B] tensor scaled to mean 1 over the batch, or `None` without
+/// weights (every row counts the same).
+fn batch_weights(weights: Option<&[f32]>, rows: &[usize], dev: &Device) -> Option<Tensor<1>> {
+    let w = weights?;
+    let v: Vec<f32> = rows.iter().map(|&r| w[r].max(0.0)).collect();
+    let mean = v.iter().sum::<f32>() / v.len().max(1) as f32;
+    let v = if mean > 0.0 {
+        v.into_iter().map(|x| x / mean).collect()
+    } else {
+        vec![1.0; rows.len()]
+    };
+    Some(Tensor::from_data(TensorData::new(v, [rows.len()]), dev))
+}
+
+/// The mean of per-row losses [B], weighted when weights are given.
+fn row_mean(per_row: Tensor<1>, w: &Option<Tensor<1>>) -> Tensor<1> {
+    match w {
+        Some(w) => (per_row * w.clone()).mean(),
+        None => per_row.mean(),
+    }
+}
+
+/// The teacher at temperature t, softmax(log p / t), once for every row.
+fn soften(targets: &Array2<f32>, t: f32) -> Array2<f32> {
+    let mut soft = targets.mapv(|v| v.max(1e-8).ln() / t);
+    for mut r in soft.rows_mut() {
+        let m = r.fold(f32::MIN, |a, b| a.max(*b));
+        r.mapv_inplace(|v| (v - m).exp());
+        let s = r.sum();
+        r /= s;
+    }
+    soft
+}
+
+/// Cycles through rows in a freshly shuffled order each pass.
+struct Batches {
+    order: Vec<usize>,
+    at: usize,
+}
+
+impl Batches {
+    fn new(rows: &[usize]) -> Self {
+        Self {
+            order: rows.to_vec(),
+            at: rows.len(),
+        }
+    }
+    fn next(&mut self, k: usize, rng: &mut SplitMix) -> Vec<usize> {
+        let mut out = Vec::with_capacity(k);
+        while out.len() < k && !self.order.is_empty() {
+            if self.at >= self.order.len() {
+                rng.shuffle(&mut self.order);
+                self.at = 0;
+            }
+            out.push(self.order[self.at]);
+            self.at += 1;
+        }
+        out
+    }
+}
+
+/// Trains a student on a lesson. `x` holds every row standardised for `arch` ([N, D]).
 pub fn train(
     arch: &Arch,
     x: ArrayView2<'_, f32>,
-    y: &[i64],
-    signal: &Signal,
-    split: &Split,
+    lesson: &Lesson,
     cfg: &TrainConfig,
-    resume: Option<Checkpoint>,
+    start: Start,
     hooks: &mut dyn Hooks,
 ) -> Result<Trained> {
     cfg.check()?;
+    let (y, split) = (&lesson.y, &lesson.split);
     if split.train.is_empty() {
         return Err(Error::invalid_input("no labeled rows to train on"));
     }
@@ -454,22 +598,15 @@ pub fn train(
     let c = arch.classes;
     let d = x.ncols();
     let mut rng = SplitMix(cfg.seed.wrapping_mul(31).wrapping_add(7));
-    let (start, mut params, mut best, mut history) = match resume {
-        Some(ck) => (ck.epoch, ck.params, ck.best, ck.history),
-        None => (0, arch.init(cfg.seed), None, Vec::new()),
+    let (start, mut params, mut best, mut history) = match start {
+        Start::Resume(ck) => (ck.epoch, ck.params, ck.best, ck.history),
+        Start::From(p) => (0, p, None, Vec::new()),
+        Start::Fresh => (0, arch.init(cfg.seed), None, Vec::new()),
     };
-    let mut opt = AdamW::new(&params, cfg.weight_decay);
+    let mut opt = AdamW::new(&params, cfg.weight_decay, lesson.frozen);
     // the parameters while an epoch runs: moved into the module for each step and back out for the update
     let mut state: Vec<TensorData> = params.iter().map(|p| p.to_data()).collect();
-    // the distillation pool: every training row the teacher term sees
-    let pool: Vec<usize> = match signal {
-        Signal::None => vec![],
-        _ => {
-            let mut p = split.train.clone();
-            p.extend_from_slice(&split.unlabeled);
-            p
-        }
-    };
+    let pool = lesson.pool();
     let n_epoch_rows = if pool.is_empty() {
         split.train.len()
     } else {
@@ -479,35 +616,13 @@ pub fn train(
     let bd = cfg.batch_size.min(pool.len());
     let steps_per_epoch = n_epoch_rows.div_ceil(cfg.batch_size).max(1);
     let total = steps_per_epoch * cfg.max_epochs;
-    let mut lab_order = split.train.clone();
-    let mut pool_order = pool.clone();
-    let (mut li, mut pi) = (lab_order.len(), pool_order.len());
-    let next = |order: &mut Vec<usize>, at: &mut usize, k: usize, rng: &mut SplitMix| {
-        let mut out = Vec::with_capacity(k);
-        while out.len() < k {
-            if *at >= order.len() {
-                rng.shuffle(order);
-                *at = 0;
-            }
-            out.push(order[*at]);
-            *at += 1;
-        }
-        out
-    };
-    // KD: the teacher at temperature t, softmax(log p / t), once for every row
-    let soft_teacher = match signal {
-        Signal::Kd { target } => {
-            let mut soft = target.mapv(|v| v.max(1e-8).ln() / cfg.temperature);
-            for mut r in soft.rows_mut() {
-                let m = r.fold(f32::MIN, |a, b| a.max(*b));
-                r.mapv_inplace(|v| (v - m).exp());
-                let s = r.sum();
-                r /= s;
-            }
-            Some(soft)
-        }
+    let mut labeled = Batches::new(&split.train);
+    let mut pooled = Batches::new(&pool);
+    let soft_teacher = match &lesson.term {
+        Term::Soft { targets } => Some(soften(targets, cfg.temperature)),
         _ => None,
     };
+    let weights = lesson.weights.as_deref();
     let mut stopped_early = false;
     let mut cancelled = false;
     let mut epoch = start;
@@ -520,32 +635,36 @@ pub fn train(
                 cancelled = true;
                 break;
             }
-            let lab = next(&mut lab_order, &mut li, bl, &mut rng);
-            let dis = if bd > 0 {
-                next(&mut pool_order, &mut pi, bd, &mut rng)
-            } else {
-                vec![]
-            };
+            let lab = labeled.next(bl, &mut rng);
+            let dis = pooled.next(bd, &mut rng);
             let mut xb = gather(x, &lab);
             xb.extend(gather(x, &dis));
             let net = Net::from_data(arch, std::mem::take(&mut state), &dev);
             let logits = net.forward(arch, matrix(xb, lab.len() + dis.len(), d, &dev));
             let yl: Vec<usize> = lab.iter().map(|&r| y[r] as usize).collect();
-            let ce = cross_entropy(logits.clone().narrow(0, 0, lab.len()), &yl, &dev);
-            let (loss, distill): (Tensor<1>, Option<f64>) = match signal {
-                Signal::None => (ce, None),
-                Signal::Kd { .. } => {
+            let wl = batch_weights(weights, &lab, &dev);
+            let ce = row_mean(
+                cross_entropy_rows(logits.clone().narrow(0, 0, lab.len()), &yl, &dev),
+                &wl,
+            );
+            let wd = batch_weights(weights, &dis, &dev);
+            let (loss, distill): (Tensor<1>, Option<f64>) = match &lesson.term {
+                Term::None => (ce, None),
+                Term::Soft { .. } => {
                     let t = cfg.temperature;
                     let z = logits.narrow(0, lab.len(), dis.len()) / t;
-                    let soft = soft_teacher.as_ref().expect("set for kd");
+                    let soft = soft_teacher.as_ref().expect("set for soft targets");
                     let pt = matrix(gather(soft.view(), &dis), dis.len(), c, &dev);
                     let log_pt = pt.clone().clamp_min(1e-8).log();
-                    let kl = (pt * (log_pt - log_softmax(z, 1))).sum_dim(1).mean();
+                    let kl_rows = (pt * (log_pt - log_softmax(z, 1)))
+                        .sum_dim(1)
+                        .squeeze_dim::<1>(1);
+                    let kl = row_mean(kl_rows, &wd);
                     let kl_v = f64::from(kl.clone().into_scalar::<f32>());
                     let loss = ce * cfg.alpha + kl * ((1.0 - cfg.alpha) * t * t);
                     (loss, Some(kl_v))
                 }
-                Signal::Faculty { probs, cost } => {
+                Term::Transport { probs, cost } => {
                     let z = logits.narrow(0, lab.len(), dis.len());
                     let q = softmax(z, 1);
                     let qv = q
@@ -564,7 +683,7 @@ pub fn train(
                         faculty_potentials(p.view(), q64.view(), cost.view(), cfg.ot_epsilon)?;
                     let gt = matrix(g.iter().map(|v| *v as f32).collect(), dis.len(), c, &dev);
                     // d/dq of sum(q * g) is g: the envelope gradient of W at the current q
-                    let surrogate = (q * gt).sum_dim(1).mean();
+                    let surrogate = row_mean((q * gt).sum_dim(1).squeeze_dim::<1>(1), &wd);
                     (ce + surrogate * cfg.ot_weight, Some(w))
                 }
             };
@@ -597,28 +716,20 @@ pub fn train(
         let m = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / steps_per_epoch as f64,
-            distill_loss: (!matches!(signal, Signal::None))
+            distill_loss: (!matches!(lesson.term, Term::None))
                 .then(|| distill_sum / steps_per_epoch as f64),
             val_accuracy,
             val_loss,
             lr,
+            stage: None,
         };
-        let better = match &best {
-            None => true,
-            Some((_, b)) => match (m.val_accuracy, b.val_accuracy) {
-                (Some(a), Some(ba)) => {
-                    a > ba + 1e-12 || ((a - ba).abs() <= 1e-12 && m.val_loss < b.val_loss)
-                }
-                // without validation rows the last epoch is the model
-                _ => true,
-            },
-        };
-        if better {
+        if better(&m, best.as_ref().map(|b| &b.1)) {
             best = Some((params.clone(), m.clone()));
         }
         history.push(m.clone());
         epoch += 1;
         let ck = || Checkpoint {
+            stage: 0,
             epoch,
             params: params.clone(),
             best: best.clone(),
@@ -642,6 +753,20 @@ pub fn train(
         stopped_early,
         cancelled,
     })
+}
+
+/// Whether epoch `m` beats the best so far: higher validation accuracy, then lower validation loss;
+/// without validation rows the last epoch is the model.
+pub fn better(m: &EpochMetrics, best: Option<&EpochMetrics>) -> bool {
+    match best {
+        None => true,
+        Some(b) => match (m.val_accuracy, b.val_accuracy) {
+            (Some(a), Some(ba)) => {
+                a > ba + 1e-12 || ((a - ba).abs() <= 1e-12 && m.val_loss < b.val_loss)
+            }
+            _ => true,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -459,7 +459,7 @@ impl distill::Progress for JobProgress {
     }
     fn epoch(&mut self, phase: &str, m: &EpochMetrics, progress: f64) {
         self.job.progress = progress;
-        if phase == "training" {
+        if phase.starts_with("training") {
             self.job.epochs.push(m.clone());
         }
         self.update(false);

@@ -20,6 +20,11 @@ pub fn tensor_f32(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
 
 /// A float tensor value info; a negative dimension becomes the symbolic batch dimension `N`.
 pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+    typed_value_info(name, dims, DataType::Float)
+}
+
+/// A tensor value info of element type `ty`; a negative dimension becomes the symbolic batch dimension `N`.
+pub fn typed_value_info(name: &str, dims: &[i64], ty: DataType) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|&d| Dimension {
@@ -35,8 +40,23 @@ pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Float as i32),
+                elem_type: Some(ty as i32),
                 shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A float tensor value info with no shape (the runtime infers it): for exposing inner tensors.
+pub fn float_value_info_any_shape(name: &str) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(DataType::Float as i32),
+                shape: None,
             })),
             ..Default::default()
         }),
@@ -60,6 +80,36 @@ pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Ints as i32),
         ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A float-list attribute.
+pub fn attr_floats(name: &str, v: &[f32]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Floats as i32),
+        floats: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A string attribute.
+pub fn attr_string(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(v.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
+/// A string-list attribute.
+pub fn attr_strings(name: &str, v: &[&str]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Strings as i32),
+        strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
         ..Default::default()
     }
 }

@@ -123,6 +123,29 @@ pub fn extract_scores(value: &DynValue, kind: OutputKind, n: usize) -> Result<Ar
     }
 }
 
+/// Reads an inner float tensor [n, ...] as one row per input: [n, D] as it is, a feature map
+/// [n, C, d1, ...] as its channel means [n, C] (what a linear probe can use with few rows).
+pub fn extract_pooled(value: &DynValue, n: usize) -> Result<Array2<f32>> {
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| Error::invalid_model(format!("inner tensor is not float: {e}")))?;
+    if shape.first().copied() != Some(n as i64) || n == 0 {
+        return Err(Error::invalid_model(format!(
+            "inner tensor of shape {shape:?} does not start with the batch size {n}"
+        )));
+    }
+    let per_row = data.len() / n;
+    if shape.len() <= 2 {
+        return Ok(Array2::from_shape_vec((n, per_row), data.to_vec()).expect("n rows"));
+    }
+    let c = shape[1].max(1) as usize;
+    let s = per_row / c;
+    Ok(Array2::from_shape_fn((n, c), |(i, k)| {
+        let block = &data[i * per_row + k * s..i * per_row + (k + 1) * s];
+        block.iter().sum::<f32>() / s.max(1) as f32
+    }))
+}
+
 impl Predictor {
     /// Elements in one input row (all dimensions after the batch), if every one is known.
     pub fn row_len(&self) -> Option<usize> {
@@ -160,18 +183,19 @@ impl Predictor {
         x: ArrayViewD<'_, f32>,
         batch: usize,
     ) -> Result<Array2<f32>> {
-        Ok(self.predict_with_features(session, x, batch, None)?.0)
+        Ok(self.predict_with_features(session, x, batch, &[])?.0)
     }
 
-    /// Like [`Predictor::predict`], also reading the float output `features` ([N, D]) when given (a model
-    /// with its penultimate layer exposed, see `onnx::surgery`).
+    /// Like [`Predictor::predict`], also reading the float outputs `features` of a model whose inner
+    /// tensors were exposed (see `onnx::surgery`), one row per input each: [N, D] as they are, feature
+    /// maps [N, C, ...] as channel means [N, C].
     pub fn predict_with_features(
         &self,
         session: &mut Session,
         x: ArrayViewD<'_, f32>,
         batch: usize,
-        features: Option<&str>,
-    ) -> Result<(Array2<f32>, Option<Array2<f32>>)> {
+        features: &[String],
+    ) -> Result<(Array2<f32>, Vec<Array2<f32>>)> {
         let n = x.len_of(Axis(0));
         let row_shape = self.adapt_row_shape(&x.shape()[1..])?;
         let x = x.as_standard_layout();
@@ -185,7 +209,7 @@ impl Predictor {
         }
         let row_len: usize = row_shape.iter().product();
         let mut out = Array2::<f32>::zeros((n, self.num_classes));
-        let mut feats: Option<Array2<f32>> = None;
+        let mut feats: Vec<Array2<f32>> = Vec::with_capacity(features.len());
         let batch = batch.max(1);
         for start in (0..n).step_by(batch) {
             let m = batch.min(n - start);
@@ -215,18 +239,22 @@ impl Predictor {
             }
             out.slice_mut(ndarray::s![start..start + m, ..])
                 .assign(&scores);
-            if let Some(name) = features {
+            for (k, name) in features.iter().enumerate() {
                 let value = outputs.get(name).ok_or_else(|| {
                     Error::invalid_model(format!("model has no output named {name}"))
                 })?;
-                let f = extract_scores(value, OutputKind::Probabilities, m)?;
-                let all = feats.get_or_insert_with(|| Array2::zeros((n, f.ncols())));
-                if all.ncols() != f.ncols() {
+                let f = extract_pooled(value, m)?;
+                if feats.len() == k {
+                    feats.push(Array2::zeros((n, f.ncols())));
+                }
+                if feats[k].ncols() != f.ncols() {
                     return Err(Error::invalid_model(
                         "feature width changed between batches",
                     ));
                 }
-                all.slice_mut(ndarray::s![start..start + m, ..]).assign(&f);
+                feats[k]
+                    .slice_mut(ndarray::s![start..start + m, ..])
+                    .assign(&f);
             }
         }
         Ok((out, feats))

@@ -1,7 +1,8 @@
-//! Graph surgery for ranking: find a teacher's final linear classifier (Gemm / MatMul (+Add), optionally
+//! Graph surgery: find a teacher's final linear classifier (Gemm / MatMul (+Add), optionally
 //! followed by Softmax / Identity) behind its probability output, read the classifier's weight rows, and
 //! expose the classifier's INPUT (the penultimate features) as an extra graph output. Models without such a
-//! head (tree ensembles, classic-ML operators) get `None`: their rankings use soft outputs only.
+//! head (tree ensembles, classic-ML operators) get `None`: their rankings use soft outputs only. For
+//! ProfWeight / SRatio probes, list the activation tensors the output depends on and expose any of them.
 use std::collections::HashMap;
 
 use ndarray::Array2;
@@ -110,4 +111,65 @@ pub fn expose_penultimate(model: &ModelProto, prob_output: &str) -> Option<Penul
         }
     }
     None
+}
+
+/// Activation operators whose outputs probes read (one per layer of a network).
+const PROBE_OPS: &[&str] = &[
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Gelu",
+    "Tanh",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Softplus",
+    "Clip",
+];
+
+/// The inner tensors a linear probe can read: outputs of activation nodes that `output` depends on, in
+/// graph order (first layer first). Empty for models without such layers (linear models, forests).
+pub fn probe_tensors(model: &ModelProto, output: &str) -> Vec<String> {
+    let Some(graph) = model.graph.as_ref() else {
+        return vec![];
+    };
+    let producer: HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut needed = vec![false; graph.node.len()];
+    let mut stack = vec![output];
+    while let Some(t) = stack.pop() {
+        if let Some(&i) = producer.get(t)
+            && !needed[i]
+        {
+            needed[i] = true;
+            stack.extend(graph.node[i].input.iter().map(String::as_str));
+        }
+    }
+    graph
+        .node
+        .iter()
+        .zip(needed)
+        .filter(|(n, need)| *need && PROBE_OPS.contains(&n.op_type.as_deref().unwrap_or("")))
+        .filter_map(|(n, _)| n.output.first().cloned())
+        .collect()
+}
+
+/// The model with the tensors `names` added as float graph outputs (shapes left to the runtime), encoded.
+pub fn expose(model: &ModelProto, names: &[String]) -> Vec<u8> {
+    let mut m = model.clone();
+    if let Some(g) = m.graph.as_mut() {
+        for name in names {
+            if !g.output.iter().any(|o| o.name.as_ref() == Some(name)) {
+                g.output
+                    .push(super::build::float_value_info_any_shape(name));
+            }
+        }
+    }
+    m.encode_to_vec()
 }

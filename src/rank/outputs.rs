@@ -77,6 +77,19 @@ pub fn compute(zoo: &Zoo, teacher: &Teacher, ds: &Dataset) -> Result<TeacherOutp
     Ok(TeacherOutputs { probs, penultimate })
 }
 
+/// A teacher's inner tensors `names` on every row of a dataset (for probes; see
+/// `Zoo::predict_inner`).
+pub fn inner(
+    zoo: &Zoo,
+    teacher: &Teacher,
+    ds: &Dataset,
+    names: &[String],
+) -> Result<Vec<Array2<f32>>> {
+    compatibility(teacher, &ds.row_shape()).map_err(Error::invalid_input)?;
+    let x = adapt(teacher, ds.x.view());
+    zoo.predict_inner(&teacher.id, x.view(), names)
+}
+
 /// A teacher's metrics on a dataset and the notes scoring produced, kept so re-ranking is a lookup.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ScoreMemo {

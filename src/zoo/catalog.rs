@@ -408,13 +408,44 @@ impl Zoo {
         let key = format!("{}#penultimate", t.sha256);
         let session = self.pool.get_or_load(&key, || pen.model_bytes.clone())?;
         let mut session = session.lock().expect("session lock");
-        let (p, f) = predictor.predict_with_features(
+        let (p, mut f) = predictor.predict_with_features(
             &mut session,
             x,
             self.infer_batch,
-            Some(&pen.output),
+            std::slice::from_ref(&pen.output),
         )?;
-        Ok((p, f.map(|f| (f, pen.weights))))
+        Ok((p, f.pop().map(|f| (f, pen.weights))))
+    }
+
+    /// The inner tensors `names` of a usable teacher for the rows of `x`, one row per input each
+    /// (feature maps as channel means; see `onnx::surgery::expose` and `Predictor::predict_with_features`).
+    pub fn predict_inner(
+        &self,
+        id: &str,
+        x: ArrayViewD<'_, f32>,
+        names: &[String],
+    ) -> Result<Vec<Array2<f32>>> {
+        let (t, path) = self.model_file(id)?;
+        let predictor = usable_predictor(&t)?;
+        let model = crate::onnx::graph::decode(&std::fs::read(&path)?)?;
+        let key = format!(
+            "{}#inner:{}",
+            t.sha256,
+            &crate::zoo::teacher::sha256_hex(names.join("\n").as_bytes())[..16]
+        );
+        let session = self
+            .pool
+            .get_or_load(&key, || crate::onnx::surgery::expose(&model, names))?;
+        let mut session = session.lock().expect("session lock");
+        Ok(predictor
+            .predict_with_features(&mut session, x, self.infer_batch, names)?
+            .1)
+    }
+
+    /// The teacher's ONNX graph, decoded.
+    pub fn graph(&self, id: &str) -> Result<crate::onnx::proto::ModelProto> {
+        let (_, path) = self.model_file(id)?;
+        crate::onnx::graph::decode(&std::fs::read(&path)?)
     }
 
     /// Validates a staged upload and moves it into the zoo. Nothing in the zoo or the catalog changes

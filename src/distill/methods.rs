@@ -1,0 +1,125 @@
+//! The methods as lessons: each turns a teacher's outputs on the dataset's rows into what the student is
+//! taught ([`Lesson`]), and says how well the teacher itself does in the student's labels. `kd` gives soft
+//! targets (same label names), `faculty` the teacher's probabilities with a label cost for the OT term
+//! (any label space), and `transfer` a first lesson in the teacher's own label space (the student's trunk
+//! mimics the teacher on every row) whose trunk then gets a new head fitted on the labeled rows. The
+//! training itself is in `train`; the order of stages and the choice of what to deliver are in `mod.rs`.
+use ndarray::{Array2, Axis};
+
+use super::student::{Arch, ParamTensor, Params};
+use super::train::{Lesson, Split, Term};
+use crate::data::Dataset;
+use crate::rank::{self, metrics};
+use crate::zoo::Teacher;
+
+/// Smoothing (pseudo-rows) of the teacher-to-student label map used for distillation.
+const MAP_SMOOTH: f64 = 0.1;
+
+/// For `kd`: position of each student class in the teacher's output, when the teacher names the same
+/// classes (in any order).
+pub fn kd_permutation(teacher: &Teacher, ds: &Dataset) -> Option<Vec<usize>> {
+    let norm = |s: &str| s.trim().to_lowercase();
+    if teacher.labels.len() != ds.labels.len() {
+        return None;
+    }
+    ds.labels
+        .iter()
+        .map(|l| teacher.labels.iter().position(|t| norm(t) == norm(l)))
+        .collect()
+}
+
+/// P(student class | teacher class) [C_t, C], estimated from the training rows with the label-name prior.
+fn label_map(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Array2<f64> {
+    let yl: Vec<usize> = split.train.iter().map(|&r| ds.y[r] as usize).collect();
+    let prior = metrics::name_prior(&teacher.labels, &ds.labels, rank::NAME_PRIOR);
+    metrics::label_map(
+        probs.select(Axis(0), &split.train).mapv(f64::from).view(),
+        &yl,
+        ds.classes(),
+        prior.as_ref(),
+        MAP_SMOOTH,
+    )
+}
+
+/// The teacher's probabilities carried into the student's labels [N, C]: columns permuted for a teacher
+/// with the same label names, else through the label map.
+pub fn carried(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Array2<f32> {
+    match kd_permutation(teacher, ds) {
+        Some(perm) => {
+            let mut target = probs.select(Axis(1), &perm);
+            for mut r in target.rows_mut() {
+                let s = r.sum().max(1e-12);
+                r /= s;
+            }
+            target
+        }
+        None => probs
+            .mapv(f64::from)
+            .dot(&label_map(teacher, probs, ds, split))
+            .mapv(|v| v as f32),
+    }
+}
+
+/// `kd`: the teacher's probabilities in the student's label order as soft targets.
+pub fn kd(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Lesson {
+    Lesson {
+        term: Term::Soft {
+            targets: carried(teacher, probs, ds, split),
+        },
+        ..Lesson::scratch(&ds.y, split)
+    }
+}
+
+/// `faculty`: the teacher's probabilities in its own labels and the label cost 1 - P(student | teacher)
+/// for the OT term.
+pub fn faculty(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Lesson {
+    Lesson {
+        term: Term::Transport {
+            probs: probs.mapv(f64::from),
+            cost: label_map(teacher, probs, ds, split).mapv(|v| 1.0 - v),
+        },
+        ..Lesson::scratch(&ds.y, split)
+    }
+}
+
+/// `transfer`, first stage: in the teacher's label space, every row (labeled, unlabeled) is labeled with
+/// the teacher's top class and taught the teacher's probabilities as soft targets; validation measures
+/// agreement with the teacher on the validation rows.
+pub fn mimic(probs: &Array2<f32>, split: &Split) -> Lesson {
+    let y: Vec<i64> = probs
+        .rows()
+        .into_iter()
+        .map(|r| super::argmax(r.iter().copied()) as i64)
+        .collect();
+    let mut train: Vec<usize> = split
+        .train
+        .iter()
+        .chain(&split.unlabeled)
+        .copied()
+        .collect();
+    train.sort_unstable();
+    Lesson {
+        y,
+        split: Split {
+            train,
+            val: split.val.clone(),
+            unlabeled: vec![],
+        },
+        term: Term::Soft {
+            targets: probs.clone(),
+        },
+        weights: None,
+        frozen: 0,
+    }
+}
+
+/// A trunk's parameters (every tensor but the last layer's) with a new, seeded head for `arch`.
+pub fn with_new_head(trunk: &Params, arch: &Arch, seed: u64) -> Params {
+    let fresh = arch.init(seed);
+    let n = fresh.len();
+    trunk[..n - 2]
+        .iter()
+        .cloned()
+        .chain(fresh[n - 2..].iter().cloned())
+        .collect::<Vec<ParamTensor>>()
+}
