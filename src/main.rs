@@ -47,13 +47,20 @@ enum Command {
     Distill {
         #[command(flatten)]
         task: TaskArgs,
-        /// scratch, kd, faculty or transfer.
+        /// scratch, kd, faculty, transfer, auto (the best of kd / faculty / transfer on validation) or
+        /// multihop.
         #[arg(long, default_value = "faculty")]
         method: String,
+        /// Sample weights from probes on the teacher's layers: none, profweight or sratio.
+        #[arg(long, default_value = "none")]
+        weighting: String,
+        /// Multihop settings as JSON, e.g. '{"max_hops": 2, "candidates": ["mlp:64", "mlp:16"]}'.
+        #[arg(long)]
+        multihop: Option<String>,
         /// A teacher id, or auto (the ranking's recommendation).
         #[arg(long, default_value = "auto")]
         teacher: String,
-        /// linear, mlp[:W1,W2][:relu|tanh|sigmoid] or cnn[:C1,C2][:HIDDEN].
+        /// linear, mlp[:W1,W2][:relu|tanh|sigmoid], cnn[:C1,C2][:HIDDEN] or tree[:DEPTH].
         #[arg(long, default_value = "mlp:256")]
         student: String,
         /// Training settings as JSON, e.g. '{"max_epochs": 50, "seed": 3}'.
@@ -286,6 +293,19 @@ impl faculty::distill::Progress for Bar {
     fn teacher(&mut self, t: &faculty::distill::TeacherRef) {
         eprintln!("\rteacher: {} ({}){:60}", t.id, t.selected_by, "");
     }
+    fn trial(&mut self, t: &faculty::distill::HopTrial) {
+        let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        eprintln!(
+            "\rhop {}: {} ({} params) via {}: own {}, student {}{:30}",
+            t.hop,
+            t.model,
+            t.parameters,
+            t.method.as_str(),
+            pct(t.val_accuracy),
+            pct(t.student_val_accuracy),
+            ""
+        );
+    }
 }
 
 fn print_ranking(r: &faculty::rank::Ranking) {
@@ -386,6 +406,8 @@ fn run(cli: Cli) -> faculty::Result<()> {
         Command::Distill {
             task,
             method,
+            weighting,
+            multihop,
             teacher,
             student,
             config,
@@ -398,11 +420,24 @@ fn run(cli: Cli) -> faculty::Result<()> {
             )
             .map_err(|_| {
                 faculty::Error::invalid_input(format!(
-                    "unknown method '{method}'; use scratch, kd, faculty or transfer"
+                    "unknown method '{method}'; use scratch, kd, faculty, transfer, auto or multihop"
                 ))
             })?;
             let mut req = faculty::distill::DistillRequest::new("", method, &teacher, &student);
             req.config = parse_config(config)?;
+            req.weighting = serde_json::from_value(serde_json::Value::String(weighting.clone()))
+                .map_err(|_| {
+                    faculty::Error::invalid_input(format!(
+                        "unknown weighting '{weighting}'; use none, profweight or sratio"
+                    ))
+                })?;
+            req.multihop = multihop
+                .map(|m| {
+                    serde_json::from_str(&m).map_err(|e| {
+                        faculty::Error::invalid_input(format!("--multihop is not valid: {e}"))
+                    })
+                })
+                .transpose()?;
             req.name = task
                 .dataset
                 .file_stem()
@@ -419,6 +454,12 @@ fn run(cli: Cli) -> faculty::Result<()> {
             let outcome = faculty::distill::run(&z, &cache, &ds, &sha, &req, None, &mut bar)?
                 .ok_or_else(|| faculty::Error::internal("cancelled"))?;
             std::fs::write(&out, &outcome.onnx)?;
+            for (k, inter) in outcome.intermediates.iter().enumerate() {
+                std::fs::write(
+                    out.with_extension(format!("hop{}.onnx", k + 1)),
+                    &inter.onnx,
+                )?;
+            }
             let card_path = out.with_extension("card.json");
             std::fs::write(&card_path, serde_json::to_vec_pretty(&outcome.card)?)?;
             let c = &outcome.card;
@@ -449,6 +490,20 @@ fn run(cli: Cli) -> faculty::Result<()> {
                     c.latency_ms,
                     card_path.display()
                 );
+                if let Some(m) = &c.multihop {
+                    let chain: Vec<String> = m
+                        .chain
+                        .iter()
+                        .map(|h| format!("{} ({} params)", h.model, h.parameters))
+                        .collect();
+                    println!(
+                        "chain: teacher -> {}student: validation {} (best 1-hop {}); intermediates \
+                         written next to the student as .hopK.onnx",
+                        chain.iter().map(|c| format!("{c} -> ")).collect::<String>(),
+                        pct(m.chain_accuracy),
+                        pct(m.one_hop_accuracy)
+                    );
+                }
                 for n in &c.notes {
                     println!("note: {n}");
                 }

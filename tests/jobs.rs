@@ -272,6 +272,48 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             "sratio_beta",
         ),
         (
+            json!({"dataset_id": mnist, "method": "multihop", "teacher": "mnist_cnn@2",
+                   "student": "mlp:256"}),
+            StatusCode::BAD_REQUEST,
+            "smaller than the teacher",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "multihop", "multihop": {"max_hops": 0}}),
+            StatusCode::BAD_REQUEST,
+            "max_hops 0",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "multihop", "multihop": {"max_hops": 6}}),
+            StatusCode::BAD_REQUEST,
+            "max_hops 6",
+        ),
+        (
+            json!({"dataset_id": letters, "method": "multihop", "student": "linear",
+                   "multihop": {"candidates": ["cnn:8"]}}),
+            StatusCode::BAD_REQUEST,
+            "does not fit the rows",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "multihop", "multihop": {"candidates": ["tree:2"]}}),
+            StatusCode::BAD_REQUEST,
+            "must be a network",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "multihop", "multihop": {"candidates": "some"}}),
+            StatusCode::BAD_REQUEST,
+            "candidates",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "multihop", "multihop": {"hop_methods": ["scratch"]}}),
+            StatusCode::BAD_REQUEST,
+            "hop_methods",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "faculty", "multihop": {"max_hops": 2}}),
+            StatusCode::BAD_REQUEST,
+            "for method multihop",
+        ),
+        (
             json!({"dataset_id": mnist, "method": "distill"}),
             StatusCode::BAD_REQUEST,
             "method",
@@ -490,6 +532,115 @@ async fn profweight_and_sratio_weight_rows_by_probes_on_the_teachers_layers() {
     let dropped = w["dropped"].as_u64().unwrap();
     assert!(dropped > 0 && dropped < 540, "{w}");
     assert!(w["weight_max"].as_f64().unwrap() <= 1.5 + 1e-6, "{w}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
+    let (j, card) = run_job(
+        &app,
+        json!({"dataset_id": letters, "method": "multihop", "teacher": "letters_rf", "student": "tree:10",
+               "multihop": {"candidates": ["mlp:256", "mlp:8"], "hop_methods": ["kd"], "min_gain": 0},
+               "config": {"max_epochs": 25}}),
+    )
+    .await;
+    let m = &card["multihop"];
+    let trials = m["trials"].as_array().unwrap();
+    // the 1-hop answer (kd only, as asked), then every candidate of hop 1
+    let hop1: Vec<&str> = trials
+        .iter()
+        .filter(|t| t["hop"] == 1)
+        .map(|t| t["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(hop1, ["kd"], "{m}");
+    let hop2: Vec<&str> = trials
+        .iter()
+        .filter(|t| t["hop"] == 2)
+        .map(|t| t["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(hop2, ["mlp:256:relu", "mlp:8:relu"], "{m}");
+    assert_eq!(trials[1]["parameters"], 16 * 256 + 256 + 256 * 26 + 26);
+    // the job showed the same search as it went
+    assert_eq!(&j["search"], &m["trials"], "{j}");
+    // never worse than 1-hop on validation; a kept hop gained at least min_gain (0 here) and is a student
+    let (one, chain_acc) = (
+        m["one_hop_accuracy"].as_f64().unwrap(),
+        m["chain_accuracy"].as_f64().unwrap(),
+    );
+    assert!(chain_acc >= one, "{m}");
+    let chain = m["chain"].as_array().unwrap();
+    assert_eq!(chain.is_empty(), chain_acc == one, "{m}");
+    // here a depth-10 tree learns more from an MLP than from the forest itself (6 validation rows)
+    assert_eq!(chain[0]["model"], "mlp:256:relu", "{m}");
+    for (k, hop) in chain.iter().enumerate() {
+        assert_eq!(hop["kept"], true);
+        let sid = hop["student_id"].as_str().unwrap();
+        let inter = get(&app, &format!("/v1/students/{sid}")).await.json();
+        assert_eq!(inter["student"], hop["model"], "{inter}");
+        assert!(
+            inter["notes"]
+                .to_string()
+                .contains(&format!("intermediate {}", k + 1)),
+            "{inter}"
+        );
+        let dl = get(&app, &format!("/v1/students/{sid}/model.onnx")).await;
+        assert_eq!(dl.status, StatusCode::OK);
+    }
+    assert_eq!(card["student"], "tree:10");
+    // auto: the 1-hop search alone, the best method kept
+    let (_, card) = run_job(
+        &app,
+        json!({"dataset_id": letters, "method": "auto", "teacher": "letters_mlp", "student": "mlp:16",
+               "config": {"max_epochs": 10}}),
+    )
+    .await;
+    let m = &card["multihop"];
+    let methods: Vec<&str> = m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["kd", "faculty", "transfer"], "{m}");
+    assert_eq!(m["chain"], json!([]));
+    let best = m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["val_accuracy"].as_f64())
+        .fold(0.0, f64::max);
+    assert_eq!(m["one_hop_accuracy"].as_f64().unwrap(), best);
+    assert_eq!(card["accuracy"]["distilled"].as_f64().unwrap(), best);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multihop_job_cancels_mid_chain() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let mnist = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
+    let r = post_json(
+        &app,
+        "/v1/jobs",
+        json!({"dataset_id": mnist, "method": "multihop", "teacher": "mnist_cnn@2", "student": "linear",
+               "config": {"max_epochs": 3000, "patience": 3000}}),
+    )
+    .await;
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    wait_for(&app, &id, |j| {
+        j["phase"].as_str().unwrap().starts_with("training: 1-hop")
+            && !j["epochs"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let r = post_json(&app, &format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let j = wait_for(&app, &id, |j| j["state"] != "running").await;
+    assert_eq!(j["state"], "cancelled", "{j}");
+    assert_eq!(
+        get(&app, "/v1/students").await.json()["students"],
+        json!([])
+    );
 }
 
 /// A 3-class task in 4 dimensions (well separated blobs) and a linear teacher with the same label names

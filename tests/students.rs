@@ -122,6 +122,48 @@ fn cnn_student_exports_and_matches() {
     export_roundtrip("cnn:4,8:16", &[1, 8, 8]);
 }
 
+/// Trains a tree of `depth` on `x` (rows of `row_shape`) with labels `y`, exports it, runs the checker, and
+/// returns the largest |ONNX Runtime - tree| probability difference.
+fn tree_parity(
+    x: &Array2<f32>,
+    y: &[i64],
+    classes: usize,
+    depth: usize,
+    row_shape: &[usize],
+) -> f32 {
+    use faculty::distill::tree::{Tree, TreeLesson};
+    let split = Split::stratified(y, classes, 0.0, 0);
+    let lesson = Lesson::scratch(y, &split);
+    let tree = Tree::fit(
+        x.view(),
+        &TreeLesson::from_lesson(&lesson, classes),
+        classes,
+        depth,
+    );
+    let onnx = tree.to_onnx(row_shape, &[]);
+    checker(&onnx);
+    let rows: Vec<usize> = (0..x.nrows()).collect();
+    let own = tree.predict(x.view(), &rows);
+    let mut shape = vec![x.nrows()];
+    shape.extend_from_slice(row_shape);
+    let raw = ArrayD::from_shape_vec(IxDyn(&shape), x.iter().copied().collect()).unwrap();
+    let mut session = faculty::onnx::session::load_session(&onnx, 1).unwrap();
+    let ort = student_predictor(row_shape, classes)
+        .predict(&mut session, raw.view(), 64)
+        .unwrap();
+    (&ort - &own).iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
+#[test]
+fn tree_parity_holds_with_many_classes_and_integer_features() {
+    for (classes, depth) in [(26, 3), (26, 6), (10, 4), (2, 5)] {
+        let (x, y) = blobs(520, 16, classes, 13);
+        let x = x.mapv(|v| (v * 2.0).round());
+        let diff = tree_parity(&x, &y, classes, depth, &[16]);
+        assert!(diff < 1e-6, "{classes} classes, depth {depth}: {diff}");
+    }
+}
+
 #[test]
 fn tree_student_exports_and_matches() {
     // a depth-3 tree on image-shaped rows: the ONNX file flattens them itself, passes the full checker,

@@ -6,8 +6,9 @@ use utoipa::OpenApi;
 use super::{datasets, error::ErrorBody, jobs, teachers};
 use crate::data::{ClassCount, DatasetInfo, Format};
 use crate::distill::{
-    Accuracy, Activation, Delivered, DistillRequest, EpochMetrics, Method, StudentArg, StudentCard,
-    StudentSpec, TeacherRef, TrainConfig,
+    Accuracy, Activation, Delivered, DistillRequest, EpochMetrics, HopTrial, Method,
+    MultihopOptions, MultihopReport, ProbeReport, StudentArg, StudentCard, StudentSpec, TeacherRef,
+    TrainConfig, Weighting, WeightingReport,
 };
 use crate::jobs::{Job, JobState};
 use crate::onnx::{OutputKind, session::Predictor};
@@ -81,6 +82,13 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         TeacherRef,
         StudentCard,
         Delivered,
+        Weighting,
+        WeightingReport,
+        ProbeReport,
+        MultihopOptions,
+        crate::distill::multihop::Candidates,
+        MultihopReport,
+        HopTrial,
         Accuracy,
         jobs::JobList,
         jobs::StudentList

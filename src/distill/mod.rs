@@ -5,6 +5,7 @@
 pub mod eval;
 pub mod export;
 pub mod methods;
+pub mod multihop;
 pub mod student;
 pub mod train;
 pub mod tree;
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::rank::{self, OutputCache, RankRequest, outputs};
 use crate::zoo::{Teacher, Zoo};
 use methods::kd_permutation;
+pub use multihop::{HopTrial, MultihopOptions, MultihopReport};
 pub use student::{Activation, Arch, StudentSpec};
 pub use train::{Checkpoint, EpochMetrics, Lesson, Split, Start, Term, TrainConfig};
 pub use weighting::{ProbeReport, Weighting, WeightingReport};
@@ -40,6 +42,11 @@ pub enum Method {
     /// teacher's own label space on every row, then a new head is fitted on the labeled rows and the
     /// whole student fine-tuned with them.
     Transfer,
+    /// The best of kd, faculty and transfer on the validation rows (each where it applies).
+    Auto,
+    /// A chain of intermediate students from the teacher to the student, searched on validation (see
+    /// `multihop`); never worse than the best 1-hop answer on validation.
+    Multihop,
 }
 
 impl Method {
@@ -49,6 +56,8 @@ impl Method {
             Self::Kd => "kd",
             Self::Faculty => "faculty",
             Self::Transfer => "transfer",
+            Self::Auto => "auto",
+            Self::Multihop => "multihop",
         }
     }
 }
@@ -96,6 +105,9 @@ pub struct DistillRequest {
     /// The teacher's tensors the probes read (default: its deepest activation layers, up to 4).
     #[serde(default)]
     pub probes: Option<Vec<String>>,
+    /// Settings of the multihop search (method `multihop`; defaults when absent).
+    #[serde(default)]
+    pub multihop: Option<MultihopOptions>,
     /// A name for the student (default: dataset name, method and spec).
     #[serde(default)]
     pub name: Option<String>,
@@ -111,6 +123,7 @@ impl DistillRequest {
             config: TrainConfig::default(),
             weighting: Weighting::None,
             probes: None,
+            multihop: None,
             name: None,
         }
     }
@@ -175,6 +188,9 @@ pub struct StudentCard {
     pub epochs_run: usize,
     pub stopped_early: bool,
     pub history: Vec<EpochMetrics>,
+    /// Multihop / auto: every candidate tried and the chain kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multihop: Option<MultihopReport>,
     /// ProfWeight / SRatio: the probes, the simple model and the weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weighting: Option<WeightingReport>,
@@ -201,6 +217,8 @@ pub enum Delivered {
 pub struct Outcome {
     pub card: StudentCard,
     pub onnx: Vec<u8>,
+    /// A multihop chain's intermediate students, teacher side first (stored as students too).
+    pub intermediates: Vec<Outcome>,
 }
 
 /// What a running distillation tells its caller, and asks it.
@@ -211,6 +229,8 @@ pub trait Progress {
     fn epoch(&mut self, _phase: &str, _m: &EpochMetrics, _progress: f64) {}
     /// The teacher is known (after ranking, for `auto`).
     fn teacher(&mut self, _t: &TeacherRef) {}
+    /// A candidate of a method search (`auto`, `multihop`) was trained and judged.
+    fn trial(&mut self, _t: &HopTrial) {}
     /// An epoch of the main training ended: `make` builds a checkpoint to keep for a restart (call it
     /// only when one is due; it copies the parameters and the history).
     fn checkpoint(&mut self, _make: &dyn Fn() -> Checkpoint) -> Result<()> {
@@ -243,6 +263,22 @@ fn usable_for(
     if req.weighting != Weighting::None {
         weighting::probe_layers(zoo, t, req.probes.as_deref()).map_err(|e| e.message)?;
     }
+    if req.method == Method::Multihop
+        && let Some(p) = target_params(req, ds)
+        && p as u64 >= t.params
+    {
+        return Err(format!(
+            "multihop needs a student smaller than the teacher; student '{}' has {p} parameters, \
+             teacher '{}' {}",
+            req.student
+                .as_ref()
+                .and_then(|s| s.spec().ok())
+                .unwrap_or_default()
+                .describe(),
+            t.id,
+            t.params
+        ));
+    }
     if req.method == Method::Kd && kd_permutation(t, ds).is_none() {
         return Err(format!(
             "kd needs a teacher with the dataset's label names {:?}; teacher '{}' has {:?} (method \
@@ -251,6 +287,27 @@ fn usable_for(
         ));
     }
     Ok(())
+}
+
+/// The parameter count of the requested network student on this dataset (`None` for a tree or a bad
+/// spec: a tree's size is known once grown).
+fn target_params(req: &DistillRequest, ds: &Dataset) -> Option<usize> {
+    let spec = req
+        .student
+        .as_ref()
+        .map_or(Ok(StudentSpec::default()), StudentArg::spec)
+        .ok()?;
+    if matches!(spec, StudentSpec::Tree { .. }) {
+        return None;
+    }
+    Arch::new(
+        &spec,
+        &ds.row_shape(),
+        ds.classes(),
+        ds.flat().slice(s![..0, ..]),
+    )
+    .ok()
+    .map(|a| a.param_count())
 }
 
 /// Every check that needs no training: config, student spec against the rows, labeled rows, teacher
@@ -289,6 +346,16 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
             "method transfer needs a network student with a hidden layer (its trunk learns the \
              teacher's representation); student '{}' has none: use faculty or kd",
             spec.describe()
+        )));
+    }
+    if req.method == Method::Multihop {
+        let opts = req.multihop.clone().unwrap_or_default();
+        opts.check()?;
+        opts.candidates(ds)?;
+    } else if req.multihop.is_some() {
+        return Err(Error::invalid_input(format!(
+            "multihop settings are for method multihop, not {}",
+            req.method.as_str()
         )));
     }
     if req.method == Method::Scratch && req.weighting != Weighting::None {
@@ -345,7 +412,7 @@ pub fn argmax(v: impl Iterator<Item = f32>) -> usize {
 /// and checkpoints of the delivered student's trainings tagged with their stage.
 struct StageHooks<'a> {
     p: &'a mut dyn Progress,
-    phase: &'static str,
+    phase: &'a str,
     index: usize,
     span: (f64, f64),
 }
@@ -385,36 +452,54 @@ impl train::Hooks for StageHooks<'_> {
 /// The phase of the scratch baseline: never checkpointed (it is cheap to redo).
 const BASELINE: &str = "baseline";
 
-/// The trainings of one job: the standardised rows, the config, the checkpoint to resume, progress.
+/// The trainings of one job: the rows, the config, the checkpoint to resume, progress.
 struct Trainer<'a> {
-    /// The rows standardised for a network student.
-    x: Array2<f32>,
-    /// The rows as they are (flat), for a tree student.
+    /// The rows as they are (flat). A tree reads them so; a network reads them standardised its way.
     raw: ndarray::ArrayView2<'a, f32>,
+    /// The rows standardised the last way asked for (networks of one kind share it).
+    standardised: std::cell::RefCell<Option<(Vec<f32>, Vec<f32>, std::rc::Rc<Array2<f32>>)>>,
     cfg: &'a TrainConfig,
     resume: Option<Checkpoint>,
     progress: &'a mut dyn Progress,
+    /// The number of the next training. A job's trainings run in the same order every time (they are
+    /// seeded), so a checkpoint names the training it belongs to by this number.
+    next: usize,
+    /// What a search is training now (shown in the phase, e.g. `training: 1-hop kd`).
+    tag: Option<String>,
 }
 
 impl Trainer<'_> {
-    /// The stage a resumed job continues from (0 when not resuming): earlier stages are skipped, since
-    /// the checkpoint's parameters already descend from them.
-    fn resume_stage(&self) -> usize {
-        self.resume.as_ref().map_or(0, |c| c.stage)
+    /// How many trainings ahead of the next one the checkpoint to resume is (0 without one): a method
+    /// whose trainings each start from the previous one's result may skip that many.
+    fn resume_ahead(&self) -> usize {
+        self.resume
+            .as_ref()
+            .and_then(|c| c.stage.checked_sub(self.next))
+            .unwrap_or(0)
     }
 
-    /// One training: stage `index` (resumed from the checkpoint when it is this stage's), phase shown to
-    /// the caller, progress over `span`. `None` when cancelled.
+    /// Skips the next training (its result is superseded by the checkpoint being resumed).
+    fn skip(&mut self) {
+        self.next += 1;
+    }
+
+    /// One training (resumed from the checkpoint when it is this training's), with its phase shown to
+    /// the caller and progress over `span`. `None` when cancelled.
     fn stage(
         &mut self,
-        index: usize,
-        phase: &'static str,
+        phase: &str,
         arch: &Arch,
         lesson: &Lesson,
         start: Start,
         cfg: &TrainConfig,
         span: (f64, f64),
     ) -> Result<Option<train::Trained>> {
+        let index = if phase == BASELINE {
+            usize::MAX
+        } else {
+            self.next += 1;
+            self.next - 1
+        };
         let start = match self
             .resume
             .take_if(|c| c.stage == index && phase != BASELINE)
@@ -423,13 +508,14 @@ impl Trainer<'_> {
             None => start,
         };
         self.progress.phase(phase, span.0);
+        let x = self.rows_for(arch);
         let mut hooks = StageHooks {
             p: &mut *self.progress,
             phase,
             index,
             span,
         };
-        let mut t = train::train(arch, self.x.view(), lesson, cfg, start, &mut hooks)?;
+        let mut t = train::train(arch, x.view(), lesson, cfg, start, &mut hooks)?;
         if t.cancelled {
             return Ok(None);
         }
@@ -440,12 +526,28 @@ impl Trainer<'_> {
         Ok(Some(t))
     }
 
+    /// The rows standardised for `arch` (computed once per standardisation: an MLP and a CNN differ).
+    fn rows_for(&self, arch: &Arch) -> std::rc::Rc<Array2<f32>> {
+        let mut cache = self.standardised.borrow_mut();
+        if let Some((m, s, x)) = cache.as_ref()
+            && *m == arch.mean
+            && *s == arch.std
+        {
+            return x.clone();
+        }
+        let mut x = self.raw.to_owned();
+        arch.standardise(&mut x);
+        let x = std::rc::Rc::new(x);
+        *cache = Some((arch.mean.clone(), arch.std.clone(), x.clone()));
+        x
+    }
+
     /// Class probabilities of a trained student on dataset rows `rows`.
     fn predict(&self, m: &Model, rows: &[usize]) -> Array2<f32> {
         match m {
             Model::Net { arch, params } => {
                 let net = student::Net::from_params(arch, params, &burn::tensor::Device::flex());
-                train::predict(&net, arch, self.x.view(), rows)
+                train::predict(&net, arch, self.rows_for(arch).view(), rows)
             }
             Model::Tree(t) => t.predict(self.raw, rows),
         }
@@ -461,13 +563,13 @@ impl Trainer<'_> {
         &mut self,
         kind: &Kind,
         lesson: &Lesson,
-        (index, phase): (usize, &'static str),
+        phase: &str,
         span: (f64, f64),
     ) -> Result<Option<Fitted>> {
         match kind {
             Kind::Net(arch) => {
                 let cfg = self.cfg;
-                let t = self.stage(index, phase, arch, lesson, Start::Fresh, cfg, span)?;
+                let t = self.stage(phase, arch, lesson, Start::Fresh, cfg, span)?;
                 Ok(t.map(|t| Fitted::net(arch, t)))
             }
             Kind::Tree(depth) => {
@@ -552,7 +654,7 @@ fn transfer(
 ) -> Result<Option<train::Trained>> {
     let (probs, weights) = (&taught.probs, &taught.weights);
     let cfg = tr.cfg.clone();
-    let at = tr.resume_stage();
+    let at = tr.resume_ahead();
     let third = (to - from) / 3.0;
     let mut history = Vec::new();
     let head_start = if at == 0 {
@@ -566,7 +668,6 @@ fn transfer(
         };
         let span = (from, from + third);
         let Some(m) = tr.stage(
-            0,
             "training: mimic",
             &teacher_arch,
             &lesson,
@@ -580,6 +681,7 @@ fn transfer(
         history.extend(m.history);
         Start::From(methods::with_new_head(&m.params, arch, cfg.seed))
     } else {
+        tr.skip();
         Start::Fresh
     };
     let scratch = Lesson {
@@ -592,12 +694,13 @@ fn transfer(
             ..scratch.clone()
         };
         let span = (from + third, from + 2.0 * third);
-        let Some(h) = tr.stage(1, "training: head", arch, &lesson, head_start, &cfg, span)? else {
+        let Some(h) = tr.stage("training: head", arch, &lesson, head_start, &cfg, span)? else {
             return Ok(None);
         };
         history.extend(h.history.iter().cloned());
         Some(h)
     } else {
+        tr.skip();
         None
     };
     let tune_cfg = TrainConfig {
@@ -609,7 +712,6 @@ fn transfer(
         .map_or(Start::Fresh, |h| Start::From(h.params.clone()));
     let span = (from + 2.0 * third, to);
     let Some(tune) = tr.stage(
-        2,
         "training: fine-tune",
         arch,
         &scratch,
@@ -748,7 +850,11 @@ fn teach(
         _ => Lesson::scratch(&ds.y, split),
     };
     lesson.weights = taught.and_then(|t| t.weights.clone());
-    tr.learn(kind, &lesson, (0, "training"), span)
+    let phase = tr
+        .tag
+        .as_ref()
+        .map_or("training".to_string(), |t| format!("training: {t}"));
+    tr.learn(kind, &lesson, &phase, span)
 }
 
 /// Trains, evaluates and exports a student. Returns `None` when cancelled. `resume` continues the
@@ -782,21 +888,18 @@ pub fn run(
             "no class has 2 labeled rows: no validation split, the last epoch is kept".into(),
         );
     }
-    let mut x = ds.flat().to_owned();
     let kind = match v.spec {
         StudentSpec::Tree { depth } => Kind::Tree(depth),
-        _ => {
-            let arch = Arch::new(&v.spec, &ds.row_shape(), c_s, ds.flat())?;
-            arch.standardise(&mut x);
-            Kind::Net(arch)
-        }
+        _ => Kind::Net(Arch::new(&v.spec, &ds.row_shape(), c_s, ds.flat())?),
     };
     let mut tr = Trainer {
-        x,
         raw: ds.flat(),
+        standardised: Default::default(),
         cfg,
         resume,
         progress,
+        next: 0,
+        tag: None,
     };
     // 3. the teacher's outputs, and its accuracy in the student's labels
     let mut chain = Vec::new();
@@ -833,7 +936,7 @@ pub fn run(
     let mut weighting_report = None;
     if let Some(t) = taught.as_mut() {
         let lesson = Lesson::scratch(&ds.y, &split);
-        let Some(b) = tr.learn(&kind, &lesson, (usize::MAX, BASELINE), (0.05, 0.15))? else {
+        let Some(b) = tr.learn(&kind, &lesson, BASELINE, (0.05, 0.15))? else {
             return Ok(None);
         };
         if req.weighting != Weighting::None {
@@ -852,17 +955,45 @@ pub fn run(
         base = Some(b);
     }
     let span = (if base.is_some() { 0.2 } else { 0.05 }, 0.95);
-    let Some(fitted) = teach(
-        &mut tr,
-        req.method,
-        taught.as_ref(),
-        ds,
-        &split,
-        &kind,
-        span,
-    )?
-    else {
-        return Ok(None);
+    let mut search = None;
+    let mut kept = Vec::new();
+    let fitted = match (req.method, &taught) {
+        (Method::Auto | Method::Multihop, Some(t)) => {
+            let opts = match req.method {
+                Method::Auto => MultihopOptions {
+                    max_hops: 0,
+                    ..Default::default()
+                },
+                _ => req.multihop.clone().unwrap_or_default(),
+            };
+            let target_params = match &kind {
+                Kind::Net(a) => a.param_count(),
+                Kind::Tree(_) => 0,
+            };
+            let found =
+                multihop::search(&mut tr, t, ds, &split, &kind, target_params, &opts, span)?;
+            let Some((f, report, chain)) = found else {
+                return Ok(None);
+            };
+            search = Some(report);
+            kept = chain;
+            f
+        }
+        _ => {
+            let Some(f) = teach(
+                &mut tr,
+                req.method,
+                taught.as_ref(),
+                ds,
+                &split,
+                &kind,
+                span,
+            )?
+            else {
+                return Ok(None);
+            };
+            f
+        }
     };
     let distilled = tr.accuracy(&fitted.model, &ds.y, &split.val);
     let scratch_acc = match &base {
@@ -909,6 +1040,14 @@ pub fn run(
         training,
     } = fitted;
     let model = model.unwrap_or(distilled_model);
+    let mut intermediates = Vec::new();
+    for (k, inter) in kept.into_iter().enumerate() {
+        let out = export_intermediate(&tr, ds, ds_sha, req, inter, &chain, k + 1, &check_rows)?;
+        if let Some(r) = search.as_mut() {
+            r.chain[k].student_id = Some(out.card.id.clone());
+        }
+        intermediates.push(out);
+    }
     let expected = tr.predict(&model, &check_rows);
     let student = Student {
         spec: &v.spec,
@@ -921,11 +1060,13 @@ pub fn run(
         chain,
         accuracy,
         weighting: weighting_report,
+        multihop: search,
         notes,
     };
-    let card = finish(ds, ds_sha, req, &student, training, report)?;
+    let mut out = finish(ds, ds_sha, req, &student, training, report)?;
+    out.intermediates = intermediates;
     tr.progress.phase("done", 1.0);
-    Ok(Some(card))
+    Ok(Some(out))
 }
 
 /// The student to export, with its own predictions on `check_rows` for the ONNX Runtime parity check.
@@ -942,7 +1083,68 @@ struct Report {
     chain: Vec<TeacherRef>,
     accuracy: Accuracy,
     weighting: Option<WeightingReport>,
+    multihop: Option<MultihopReport>,
     notes: Vec<String>,
+}
+
+/// Exports the `k`-th kept intermediate of a multihop chain as a student of its own.
+#[allow(clippy::too_many_arguments)]
+fn export_intermediate(
+    tr: &Trainer<'_>,
+    ds: &Dataset,
+    ds_sha: &str,
+    req: &DistillRequest,
+    inter: multihop::Intermediate,
+    chain: &[TeacherRef],
+    k: usize,
+    check_rows: &[usize],
+) -> Result<Outcome> {
+    let multihop::Intermediate {
+        spec,
+        fitted: Fitted { model, training },
+        trial,
+    } = inter;
+    let spec_s = spec.describe();
+    let sub = DistillRequest {
+        student: Some(StudentArg::Text(spec_s.clone())),
+        name: Some(format!(
+            "{} multihop intermediate {k} ({spec_s})",
+            crate::data::dataset_id(ds_sha)
+        )),
+        ..req.clone()
+    };
+    let student = Student {
+        spec: &spec,
+        model: &model,
+        expected: tr.predict(&model, check_rows),
+        check_rows: check_rows.to_vec(),
+        delivered: Delivered::Distilled,
+    };
+    let accuracy = Accuracy {
+        student: trial.val_accuracy,
+        distilled: trial.val_accuracy,
+        scratch: None,
+        teacher: chain.first().and_then(|t| t.accuracy),
+        validation_rows: check_rows.len(),
+        train_rows: ds.y.iter().filter(|v| **v >= 0).count() - check_rows.len(),
+        unlabeled_rows: ds.y.iter().filter(|v| **v < 0).count(),
+    };
+    let from = if k == 1 {
+        format!("the teacher with {}", trial.method.as_str())
+    } else {
+        format!("intermediate {} with kd", k - 1)
+    };
+    let report = Report {
+        chain: chain.to_vec(),
+        accuracy,
+        weighting: None,
+        multihop: None,
+        notes: vec![format!(
+            "intermediate {k} of a multihop chain: taught by {from}; the delivered student learned \
+             from the last intermediate (its card has the whole search)"
+        )],
+    };
+    finish(ds, ds_sha, &sub, &student, training, report)
 }
 
 /// Exports the student to ONNX, checks it in ONNX Runtime against its own predictions, and writes its
@@ -959,6 +1161,7 @@ fn finish(
         chain,
         accuracy,
         weighting,
+        multihop,
         notes,
     } = report;
     let dataset_id = crate::data::dataset_id(ds_sha);
@@ -1024,6 +1227,7 @@ fn finish(
         epochs_run: training.history.len(),
         stopped_early: training.stopped_early,
         history: training.history,
+        multihop,
         weighting,
         rules,
         config: req.config.clone(),
@@ -1031,7 +1235,11 @@ fn finish(
         created,
         faculty_version: env!("CARGO_PKG_VERSION").into(),
     };
-    Ok(Outcome { card, onnx })
+    Ok(Outcome {
+        card,
+        onnx,
+        intermediates: vec![],
+    })
 }
 
 /// Accuracy of predictions `p` on dataset rows `rows` (row k of `p` predicts row `rows[k]`).

@@ -62,6 +62,10 @@ pub struct Job {
     pub checkpoint_epoch: Option<usize>,
     /// How many times a server restart interrupted this job.
     pub restarts: u32,
+    /// Method searches (`auto`, `multihop`): every candidate trained so far, with its validation
+    /// accuracy and the student's when taught by it.
+    #[serde(default)]
+    pub search: Vec<distill::HopTrial>,
     pub notes: Vec<String>,
 }
 
@@ -226,6 +230,7 @@ impl JobManager {
             finished: None,
             checkpoint_epoch: None,
             restarts: 0,
+            search: Vec::new(),
             notes: Vec::new(),
         };
         self.write(&job)?;
@@ -324,6 +329,8 @@ impl JobManager {
         if let Some(ck) = &resume {
             job.epochs = ck.history.clone();
         }
+        // a search re-runs its trainings before the checkpoint (seeded, so identically) and reports them again
+        job.search.clear();
         let (info, ds) = self.inner.datasets.load(&job.dataset_id)?;
         let mut p = JobProgress {
             m: self.clone(),
@@ -345,7 +352,14 @@ impl JobManager {
         job.finished = Some(now_unix());
         match result {
             Ok(Some(outcome)) => {
+                // intermediates first: the final card names them
+                for inter in &outcome.intermediates {
+                    self.inner.students.put(inter)?;
+                }
                 let card = self.inner.students.put(&outcome)?;
+                if let Some(m) = &card.multihop {
+                    job.search = m.trials.clone(); // with the kept hops marked
+                }
                 job.state = JobState::Succeeded;
                 job.phase = "done".into();
                 job.progress = 1.0;
@@ -466,6 +480,10 @@ impl distill::Progress for JobProgress {
     }
     fn teacher(&mut self, t: &TeacherRef) {
         self.job.teacher = Some(t.clone());
+        self.update(true);
+    }
+    fn trial(&mut self, t: &distill::HopTrial) {
+        self.job.search.push(t.clone());
         self.update(true);
     }
     fn checkpoint(&mut self, make: &dyn Fn() -> Checkpoint) -> Result<()> {

@@ -1,0 +1,407 @@
+//! Multihop distillation (Dhurandhar & Pedapati): knowledge goes from a complex teacher to a simple student
+//! through intermediate students of decreasing capacity. The paper gives no algorithm; this is the greedy
+//! search of `shared/ALGORITHMS.md` section 5, judged on the validation rows:
+//! 1. the 1-hop answer: the target student taught by the teacher with each hop method (kd, faculty,
+//!    transfer; each only where it applies), the best kept. It is always a candidate, so the chain chosen
+//!    is never worse than 1-hop on validation;
+//! 2. each hop: every candidate intermediate strictly between the target and the current model in
+//!    parameters is taught by the current model (the teacher with the best 1-hop method for the first hop,
+//!    KD on an intermediate's predictions after that) and looked ahead: the target student is taught by it
+//!    with KD. The best look-ahead is kept as the next hop when it beats the best so far by `min_gain`
+//!    points; otherwise the search stops. At most `max_hops` intermediates.
+//!
+//! Every training is numbered by the trainer in the same order each run, so a restarted job redoes the
+//! trainings before its checkpoint (seeded, so identically) and resumes the one it was in.
+use serde::{Deserialize, Serialize};
+
+use super::student::{Arch, StudentSpec};
+use super::{Fitted, Kind, Method, StudentArg, Taught, Trainer, methods};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+
+/// The multihop search's settings (`multihop` in a job request).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MultihopOptions {
+    /// Most intermediate models between the teacher and the student (1..=5).
+    pub max_hops: usize,
+    /// A hop is kept only when the student it leads to gains at least this many validation points.
+    pub min_gain: f64,
+    /// Intermediate students to try: `"auto"` (one-hidden-layer MLPs whose size lies between the
+    /// student's and the teacher's, at most three) or a list of student specs.
+    pub candidates: Candidates,
+    /// Methods tried for the teacher's own hop (kd only where the label names match; transfer only for
+    /// students with a hidden layer).
+    pub hop_methods: Vec<Method>,
+}
+
+impl Default for MultihopOptions {
+    fn default() -> Self {
+        Self {
+            max_hops: 3,
+            min_gain: 0.5,
+            candidates: Candidates::Word("auto".into()),
+            hop_methods: vec![Method::Kd, Method::Faculty, Method::Transfer],
+        }
+    }
+}
+
+/// `"auto"` or a list of student specs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Candidates {
+    Word(String),
+    List(Vec<StudentArg>),
+}
+
+impl MultihopOptions {
+    /// Checks the ranges and the candidate specs (not yet against the rows).
+    pub fn check(&self) -> Result<()> {
+        if !(1..=5).contains(&self.max_hops) {
+            return Err(Error::invalid_input(format!(
+                "multihop: max_hops {} is out of range 1..=5",
+                self.max_hops
+            )));
+        }
+        if !(self.min_gain >= 0.0 && self.min_gain <= 100.0) {
+            return Err(Error::invalid_input(
+                "multihop: min_gain must be in [0, 100] points",
+            ));
+        }
+        if self.hop_methods.is_empty()
+            || self
+                .hop_methods
+                .iter()
+                .any(|m| !matches!(m, Method::Kd | Method::Faculty | Method::Transfer))
+        {
+            return Err(Error::invalid_input(
+                "multihop: hop_methods must be a non-empty list of kd, faculty and transfer",
+            ));
+        }
+        match &self.candidates {
+            Candidates::Word(w) if w == "auto" => Ok(()),
+            Candidates::Word(w) => Err(Error::invalid_input(format!(
+                "multihop: candidates must be \"auto\" or a list of student specs, not '{w}'"
+            ))),
+            Candidates::List(l) => {
+                for c in l {
+                    let spec = c.spec()?;
+                    if matches!(spec, StudentSpec::Tree { .. }) {
+                        return Err(Error::invalid_input(
+                            "multihop: an intermediate must be a network (a tree cannot teach the \
+                             next hop's trunk); trees can be the final student",
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The candidate intermediates bound to the dataset, with their parameter counts, largest first;
+    /// each must fit the rows.
+    pub fn candidates(&self, ds: &Dataset) -> Result<Vec<(StudentSpec, usize)>> {
+        let specs: Vec<StudentSpec> = match &self.candidates {
+            Candidates::List(l) => l.iter().map(StudentArg::spec).collect::<Result<_>>()?,
+            Candidates::Word(_) => AUTO_WIDTHS
+                .iter()
+                .map(|&w| StudentSpec::Mlp {
+                    hidden: vec![w],
+                    activation: Default::default(),
+                })
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for spec in specs {
+            let arch = Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.flat()).map_err(|e| {
+                Error::invalid_input(format!(
+                    "multihop candidate '{}' does not fit the rows: {}",
+                    spec.describe(),
+                    e.message
+                ))
+            })?;
+            out.push((spec, arch.param_count()));
+        }
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(out)
+    }
+}
+
+/// Hidden widths of the automatic candidates (those between the student and the teacher are used).
+const AUTO_WIDTHS: &[usize] = &[1024, 512, 256, 128, 64, 32, 16, 8];
+/// At most this many automatic candidates per hop (the largest, the smallest and one between).
+const AUTO_MAX: usize = 3;
+
+/// One trained candidate of the search, as the job and the card show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HopTrial {
+    /// 1 for the teacher's own hop to the student (the 1-hop answer), k+1 for the k-th intermediate.
+    pub hop: usize,
+    /// The model trained: an intermediate's spec, or the student's for the 1-hop answer.
+    pub model: String,
+    pub parameters: usize,
+    /// How it was taught by the model before it.
+    pub method: Method,
+    /// Its own validation accuracy.
+    pub val_accuracy: Option<f64>,
+    /// The student's validation accuracy when taught by it (look-ahead; the same as `val_accuracy` for
+    /// the 1-hop answer).
+    pub student_val_accuracy: Option<f64>,
+    /// Kept in the chain.
+    pub kept: bool,
+    /// A kept intermediate's own student id (it is stored and downloadable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student_id: Option<String>,
+}
+
+/// What the search did, for the card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MultihopReport {
+    /// Every candidate trained, in order.
+    pub trials: Vec<HopTrial>,
+    /// The intermediates kept, teacher side first (empty: the 1-hop answer won).
+    pub chain: Vec<HopTrial>,
+    /// The best 1-hop validation accuracy and the delivered student's.
+    pub one_hop_accuracy: Option<f64>,
+    pub chain_accuracy: Option<f64>,
+    pub options: MultihopOptions,
+}
+
+/// An intermediate kept in the chain, to be stored as a student of its own.
+pub(super) struct Intermediate {
+    pub(super) spec: StudentSpec,
+    pub(super) fitted: Fitted,
+    pub(super) trial: HopTrial,
+}
+
+/// The methods the teacher's hop to `target` can use.
+fn first_hop_methods(
+    opts: &MultihopOptions,
+    taught: &Taught,
+    ds: &Dataset,
+    target: &Kind,
+) -> Vec<Method> {
+    opts.hop_methods
+        .iter()
+        .copied()
+        .filter(|m| match m {
+            Method::Kd => methods::kd_permutation(&taught.teacher, ds).is_some(),
+            Method::Transfer => match target {
+                Kind::Net(a) => !matches!(a.spec, StudentSpec::Linear),
+                Kind::Tree(_) => false,
+            },
+            _ => true,
+        })
+        .collect()
+}
+
+fn val(tr: &Trainer<'_>, f: &Fitted, ds: &Dataset, split: &super::Split) -> Option<f64> {
+    tr.accuracy(&f.model, &ds.y, &split.val)
+}
+
+/// Spreads progress over the trainings the search may run.
+struct Spans {
+    at: f64,
+    step: f64,
+}
+
+impl Spans {
+    fn next(&mut self) -> (f64, f64) {
+        let s = (self.at, self.at + self.step);
+        self.at += self.step;
+        s
+    }
+}
+
+/// Runs the search. Returns the delivered student, the report and the kept intermediates (`None` when
+/// cancelled).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn search(
+    tr: &mut Trainer<'_>,
+    taught: &Taught,
+    ds: &Dataset,
+    split: &super::Split,
+    target: &Kind,
+    target_params: usize,
+    opts: &MultihopOptions,
+    (from, to): (f64, f64),
+) -> Result<Option<(Fitted, MultihopReport, Vec<Intermediate>)>> {
+    let one_hop = first_hop_methods(opts, taught, ds, target);
+    if one_hop.is_empty() {
+        return Err(Error::invalid_input(
+            "multihop: none of hop_methods applies to this teacher and student",
+        ));
+    }
+    let teacher_params = taught.teacher.params as usize;
+    let all: Vec<(StudentSpec, usize)> = opts
+        .candidates(ds)?
+        .into_iter()
+        .filter(|(_, p)| *p > target_params && *p < teacher_params)
+        .collect();
+    let pool = match opts.candidates {
+        Candidates::Word(_) if all.len() > AUTO_MAX => {
+            vec![
+                all[0].clone(),
+                all[all.len() / 2].clone(),
+                all[all.len() - 1].clone(),
+            ]
+        }
+        _ => all,
+    };
+    let planned = one_hop.len() + 2 * pool.len() * opts.max_hops.min(pool.len().max(1));
+    let mut spans = Spans {
+        at: from,
+        step: (to - from) / planned.max(1) as f64,
+    };
+    let mut trials = Vec::new();
+    // 1. the 1-hop answer
+    let mut best: Option<(Fitted, Option<f64>, Method)> = None;
+    for &m in &one_hop {
+        tr.tag = Some(format!("1-hop {}", m.as_str()));
+        let Some(f) = super::teach(tr, m, Some(taught), ds, split, target, spans.next())? else {
+            return Ok(None);
+        };
+        let acc = val(tr, &f, ds, split);
+        let t = HopTrial {
+            hop: 1,
+            model: target_describe(target),
+            parameters: f.model.parameters(),
+            method: m,
+            val_accuracy: acc,
+            student_val_accuracy: acc,
+            kept: false,
+            student_id: None,
+        };
+        tr.progress.trial(&t);
+        trials.push(t);
+        if best.as_ref().is_none_or(|b| acc > b.1) {
+            best = Some((f, acc, m));
+        }
+    }
+    let (mut best_student, one_hop_acc, first_method) = best.expect("at least one method");
+    let mut best_acc = one_hop_acc;
+    // 2. hops through intermediates
+    let mut chain: Vec<Intermediate> = Vec::new();
+    let mut current_params = teacher_params;
+    for hop in 1..=opts.max_hops {
+        let mut round: Option<(Intermediate, Fitted, Option<f64>)> = None;
+        for (spec, params) in pool.iter().filter(|(_, p)| *p < current_params) {
+            let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.flat())?;
+            let kind = Kind::Net(arch);
+            tr.tag = Some(format!(
+                "hop {hop} {} via {}",
+                spec.describe(),
+                first_method.as_str()
+            ));
+            let (inter, method) = match chain.last() {
+                None => (
+                    super::teach(
+                        tr,
+                        first_method,
+                        Some(taught),
+                        ds,
+                        split,
+                        &kind,
+                        spans.next(),
+                    )?,
+                    first_method,
+                ),
+                Some(prev) => {
+                    let lesson = lesson_from(tr, &prev.fitted, taught, ds, split);
+                    (
+                        tr.learn(
+                            &kind,
+                            &lesson,
+                            &format!("training: hop {hop} {}", spec.describe()),
+                            spans.next(),
+                        )?,
+                        Method::Kd,
+                    )
+                }
+            };
+            let Some(inter) = inter else { return Ok(None) };
+            let lesson = lesson_from(tr, &inter, taught, ds, split);
+            let phase = format!("training: look-ahead from {}", spec.describe());
+            let Some(student) = tr.learn(target, &lesson, &phase, spans.next())? else {
+                return Ok(None);
+            };
+            let trial = HopTrial {
+                hop: hop + 1,
+                model: spec.describe(),
+                parameters: *params,
+                method,
+                val_accuracy: val(tr, &inter, ds, split),
+                student_val_accuracy: val(tr, &student, ds, split),
+                kept: false,
+                student_id: None,
+            };
+            tr.progress.trial(&trial);
+            trials.push(trial.clone());
+            let acc = trial.student_val_accuracy;
+            if round.as_ref().is_none_or(|r| acc > r.2) {
+                round = Some((
+                    Intermediate {
+                        spec: spec.clone(),
+                        fitted: inter,
+                        trial,
+                    },
+                    student,
+                    acc,
+                ));
+            }
+        }
+        let Some((mut inter, student, acc)) = round else {
+            break;
+        };
+        let gain = acc.unwrap_or(0.0) - best_acc.unwrap_or(0.0);
+        if gain * 100.0 < opts.min_gain || gain <= 0.0 {
+            break;
+        }
+        inter.trial.kept = true;
+        if let Some(t) = trials
+            .iter_mut()
+            .rev()
+            .find(|t| t.hop == hop + 1 && t.model == inter.trial.model)
+        {
+            t.kept = true;
+        }
+        current_params = inter.trial.parameters;
+        best_student = student;
+        best_acc = acc;
+        chain.push(inter);
+    }
+    tr.tag = None;
+    let report = MultihopReport {
+        trials,
+        chain: chain.iter().map(|i| i.trial.clone()).collect(),
+        one_hop_accuracy: one_hop_acc,
+        chain_accuracy: best_acc,
+        options: opts.clone(),
+    };
+    Ok(Some((best_student, report, chain)))
+}
+
+/// KD from a trained student's predictions on every row (with the job's sample weights).
+fn lesson_from(
+    tr: &Trainer<'_>,
+    from: &Fitted,
+    taught: &Taught,
+    ds: &Dataset,
+    split: &super::Split,
+) -> super::Lesson {
+    let all: Vec<usize> = (0..ds.rows()).collect();
+    super::Lesson {
+        term: super::Term::Soft {
+            targets: tr.predict(&from.model, &all),
+        },
+        weights: taught.weights.clone(),
+        ..super::Lesson::scratch(&ds.y, split)
+    }
+}
+
+fn target_describe(k: &Kind) -> String {
+    match k {
+        Kind::Net(a) => a.spec.describe(),
+        Kind::Tree(d) => StudentSpec::Tree { depth: *d }.describe(),
+    }
+}
