@@ -92,6 +92,10 @@ enum Command {
         /// Also distill with a forced teacher: TASK=TEACHER (repeatable).
         #[arg(long = "with")]
         with: Vec<String>,
+        /// Methods run with teacher auto beside scratch (comma-separated: kd, faculty, transfer, auto,
+        /// multihop).
+        #[arg(long, value_delimiter = ',', default_value = "faculty")]
+        methods: Vec<String>,
         /// Training settings as JSON for every run, e.g. '{"ot_epsilon": 0.1}'.
         #[arg(long)]
         config: Option<String>,
@@ -517,12 +521,24 @@ fn run(cli: Cli) -> faculty::Result<()> {
             tasks,
             draws,
             with,
+            methods,
             config,
             truth,
             json,
         } => {
             let z = open_zoo(&dir)?;
-            let scope = faculty::distill::eval::Scope { tasks, draws };
+            let methods = methods
+                .iter()
+                .map(|m| {
+                    serde_json::from_value(serde_json::Value::String(m.clone()))
+                        .map_err(|_| faculty::Error::invalid_input(format!("unknown method '{m}'")))
+                })
+                .collect::<faculty::Result<Vec<_>>>()?;
+            let scope = faculty::distill::eval::Scope {
+                tasks,
+                draws,
+                methods,
+            };
             let config = parse_config(config)?;
             if let Some(out) = truth {
                 // the task data stays where it is; the new file names that folder relative to itself

@@ -300,6 +300,80 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
 }
 
 #[test]
+fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
+    let sb = common::Sandbox::new();
+    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let task = std::fs::read("zoo/tasks/letters_26way.npz").unwrap();
+    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
+    let (status, ds) = http(
+        port,
+        "POST",
+        "/v1/datasets",
+        &ct,
+        &common::multipart("l.npz", &task, &[]),
+    );
+    assert_eq!(status, 201);
+    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let (status, job) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        serde_json::json!({"dataset_id": ds["id"], "method": "multihop", "teacher": "letters_rf",
+                           "student": "tree:10",
+                           "multihop": {"candidates": ["mlp:256"], "hop_methods": ["kd"], "min_gain": 0},
+                           "config": {"max_epochs": 300, "patience": 300}}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    // killed inside the hop's training (after the 1-hop answer), after a checkpoint of it
+    let hop = "training: hop 1 mlp:256:relu via kd";
+    let before = wait_job(port, &id, |j| {
+        j["phase"] == hop && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(before["search"].as_array().unwrap().len(), 1, "{before}");
+    let ck = before["checkpoint_epoch"].as_u64().unwrap();
+    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let fin = wait_job(port, &id, |j| {
+        j["state"]
+            .as_str()
+            .is_some_and(|s| s != "queued" && s != "running")
+    });
+    assert_eq!(fin["state"], "succeeded", "{fin}");
+    assert_eq!(fin["restarts"], 1);
+    assert!(
+        fin["notes"]
+            .to_string()
+            .contains(&format!("after epoch {ck}")),
+        "{fin}"
+    );
+    // the hop's training went on from its checkpoint: its epochs run 1..=300 once, not twice
+    let epochs: Vec<u64> = fin["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["stage"] == "hop 1 mlp:256:relu via kd")
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, (1..=300).collect::<Vec<_>>());
+    // the search is whole: the 1-hop answer (redone, seeded) and the hop's candidate
+    let models: Vec<&str> = fin["search"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["tree:10", "mlp:256:relu"], "{fin}");
+    assert_eq!(
+        fin["search"][0], before["search"][0],
+        "the redone 1-hop answer is the same"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
 fn distill_without_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("student.onnx");

@@ -38,10 +38,12 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
-/// Which of a ground truth's tasks, and how many of each task's draws (the first ones), to distill.
+/// Which of a ground truth's tasks, how many of each task's draws (the first ones), and which methods
+/// (with teacher `auto`, beside scratch) to distill.
 pub struct Scope {
     pub tasks: Option<Vec<String>>,
     pub draws: usize,
+    pub methods: Vec<Method>,
 }
 
 impl Scope {
@@ -83,10 +85,8 @@ pub fn evaluate(
         let Some(task) = scope.load(&dir, &name)? else {
             continue;
         };
-        let mut runs: Vec<(Method, String)> = vec![
-            (Method::Scratch, "-".into()),
-            (Method::Faculty, "auto".into()),
-        ];
+        let mut runs: Vec<(Method, String)> = vec![(Method::Scratch, "-".into())];
+        runs.extend(scope.methods.iter().map(|m| (*m, "auto".to_string())));
         runs.extend(
             extra
                 .iter()

@@ -436,10 +436,14 @@ impl train::Hooks for StageHooks<'_> {
         m.stage = self.stage_name();
         self.p.epoch(self.phase, &m, f.min(to));
         if self.phase != BASELINE {
-            let index = self.index;
-            self.p.checkpoint(&|| Checkpoint {
-                stage: index,
-                ..ck()
+            let (index, name) = (self.index, self.stage_name());
+            self.p.checkpoint(&|| {
+                let mut c = ck();
+                c.stage = index;
+                for m in &mut c.history {
+                    m.stage.clone_from(&name);
+                }
+                c
             })?;
         }
         Ok(())
