@@ -93,7 +93,7 @@ enum Command {
         #[arg(long = "with")]
         with: Vec<String>,
         /// Methods run with teacher auto beside scratch (comma-separated: kd, faculty, transfer, auto,
-        /// multihop).
+        /// multihop; `METHOD+profweight` or `METHOD+sratio` adds sample weights).
         #[arg(long, value_delimiter = ',', default_value = "faculty")]
         methods: Vec<String>,
         /// Training settings as JSON for every run, e.g. '{"ot_epsilon": 0.1}'.
@@ -527,11 +527,16 @@ fn run(cli: Cli) -> faculty::Result<()> {
             json,
         } => {
             let z = open_zoo(&dir)?;
+            let word = |w: &str| serde_json::Value::String(w.to_string());
             let methods = methods
                 .iter()
                 .map(|m| {
-                    serde_json::from_value(serde_json::Value::String(m.clone()))
-                        .map_err(|_| faculty::Error::invalid_input(format!("unknown method '{m}'")))
+                    let (method, weighting) = m.split_once('+').unwrap_or((m, "none"));
+                    let bad = || faculty::Error::invalid_input(format!("unknown method '{m}'"));
+                    Ok((
+                        serde_json::from_value(word(method)).map_err(|_| bad())?,
+                        serde_json::from_value(word(weighting)).map_err(|_| bad())?,
+                    ))
                 })
                 .collect::<faculty::Result<Vec<_>>>()?;
             let scope = faculty::distill::eval::Scope {

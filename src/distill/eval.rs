@@ -43,7 +43,7 @@ fn mean(v: &[f64]) -> f64 {
 pub struct Scope {
     pub tasks: Option<Vec<String>>,
     pub draws: usize,
-    pub methods: Vec<Method>,
+    pub methods: Vec<(Method, super::Weighting)>,
 }
 
 impl Scope {
@@ -85,20 +85,33 @@ pub fn evaluate(
         let Some(task) = scope.load(&dir, &name)? else {
             continue;
         };
-        let mut runs: Vec<(Method, String)> = vec![(Method::Scratch, "-".into())];
-        runs.extend(scope.methods.iter().map(|m| (*m, "auto".to_string())));
+        let none = super::Weighting::None;
+        let mut runs: Vec<(Method, super::Weighting, String)> =
+            vec![(Method::Scratch, none, "-".into())];
+        runs.extend(
+            scope
+                .methods
+                .iter()
+                .map(|(m, w)| (*m, *w, "auto".to_string())),
+        );
         runs.extend(
             extra
                 .iter()
                 .filter(|e| e.0 == name)
-                .map(|e| (Method::Faculty, e.1.clone())),
+                .map(|e| (Method::Faculty, none, e.1.clone())),
         );
         let mut scratch_mean = f64::NAN;
-        for (method, teacher) in runs {
-            progress(&format!("{name}: {} teacher {teacher}", method.as_str()));
+        for (method, weighting, teacher) in runs {
+            let label = match weighting {
+                super::Weighting::None => method.as_str().to_string(),
+                w => format!("{}+{}", method.as_str(), w.as_str()),
+            };
+            progress(&format!("{name}: {label} teacher {teacher}"));
             let start = std::time::Instant::now();
-            let (acc, chosen) =
-                distill_draws(zoo, &cache, &task, method, &teacher, student, config)?;
+            let mut req = DistillRequest::new("", method, &teacher, student);
+            req.config = config.clone();
+            req.weighting = weighting;
+            let (acc, chosen) = distill_draws(zoo, &cache, &task, &req)?;
             let m = mean(&acc);
             if method == Method::Scratch {
                 scratch_mean = m;
@@ -106,7 +119,7 @@ pub fn evaluate(
             lines.push(EvalLine {
                 task: name.clone(),
                 kind: kind.clone(),
-                method: method.as_str().into(),
+                method: label,
                 teacher,
                 chosen,
                 accuracy: acc,
@@ -126,10 +139,7 @@ fn distill_draws(
     zoo: &Zoo,
     cache: &OutputCache,
     task: &GroundTruthTask,
-    method: Method,
-    teacher: &str,
-    student: &str,
-    config: &super::TrainConfig,
+    template: &DistillRequest,
 ) -> Result<(Vec<f64>, Vec<String>)> {
     let c = task.pool.classes();
     let (mut acc, mut chosen) = (Vec::new(), Vec::new());
@@ -137,8 +147,10 @@ fn distill_draws(
         let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
         let ds = task.pool.subset(&rows, lab.len());
         let sha = ds.sha256();
-        let mut req = DistillRequest::new(&crate::data::dataset_id(&sha), method, teacher, student);
-        req.config = config.clone();
+        let req = DistillRequest {
+            dataset_id: crate::data::dataset_id(&sha),
+            ..template.clone()
+        };
         let out = run(zoo, cache, &ds, &sha, &req, None, &mut Quiet)?
             .ok_or_else(|| Error::internal("evaluation run was cancelled"))?;
         acc.push(onnx_accuracy(
@@ -205,12 +217,15 @@ pub fn truth(
             continue;
         };
         progress(&format!("{name}: scratch"));
-        let (scratch, _) =
-            distill_draws(zoo, &cache, &task, Method::Scratch, "-", student, config)?;
+        let request = |method: Method, teacher: &str| DistillRequest {
+            config: config.clone(),
+            ..DistillRequest::new("", method, teacher, student)
+        };
+        let (scratch, _) = distill_draws(zoo, &cache, &task, &request(Method::Scratch, "-"))?;
         let mut teachers = BTreeMap::new();
         for id in listed.get(&name).into_iter().flatten() {
             progress(&format!("{name}: faculty from {id}"));
-            let (acc, _) = distill_draws(zoo, &cache, &task, Method::Faculty, id, student, config)?;
+            let (acc, _) = distill_draws(zoo, &cache, &task, &request(Method::Faculty, id))?;
             teachers.insert(id.clone(), acc);
         }
         let teacher_mean: BTreeMap<String, f64> =

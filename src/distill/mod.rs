@@ -456,12 +456,15 @@ impl train::Hooks for StageHooks<'_> {
 /// The phase of the scratch baseline: never checkpointed (it is cheap to redo).
 const BASELINE: &str = "baseline";
 
+/// Rows standardised with a (mean, std): the key and the rows.
+type Standardised = (Vec<f32>, Vec<f32>, std::rc::Rc<Array2<f32>>);
+
 /// The trainings of one job: the rows, the config, the checkpoint to resume, progress.
 struct Trainer<'a> {
     /// The rows as they are (flat). A tree reads them so; a network reads them standardised its way.
     raw: ndarray::ArrayView2<'a, f32>,
     /// The rows standardised the last way asked for (networks of one kind share it).
-    standardised: std::cell::RefCell<Option<(Vec<f32>, Vec<f32>, std::rc::Rc<Array2<f32>>)>>,
+    standardised: std::cell::RefCell<Option<Standardised>>,
     cfg: &'a TrainConfig,
     resume: Option<Checkpoint>,
     progress: &'a mut dyn Progress,

@@ -122,7 +122,7 @@ impl MultihopOptions {
             })?;
             out.push((spec, arch.param_count()));
         }
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|c| std::cmp::Reverse(c.1));
         Ok(out)
     }
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Multihop benchmark: on every ground-truth task (few labeled shots + an unlabeled pool, the ranking's
+# teacher), tiny students (tree:4, mlp:2) distilled 1-hop (faculty; auto = the best of kd / faculty /
+# transfer on validation), by multihop, and with ProfWeight / SRatio weights, over DRAWS draws of the
+# labeled shots; test accuracy of the exported ONNX students on the tasks' held-out rows, paired by draw.
+# Writes .bench/multihop/<student>.json and prints the markdown tables README shows.
+# Usage: bash benches/multihop.sh [DRAWS]   (default 5; about 15 minutes on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+DRAWS="${1:-5}"
+cargo build --release -q
+out=.bench/multihop
+mkdir -p "$out"
+bin="${CARGO_TARGET_DIR:-target}/release/faculty"
+run() { # student methods
+  "$bin" eval-distill --student "$1" --methods "$2" --draws "$DRAWS" --json > "$out/${1//:/_}.json"
+}
+run tree:4 faculty,auto,multihop,faculty+profweight,faculty+sratio
+run mlp:2 faculty,transfer,auto,multihop,faculty+profweight,faculty+sratio
+python3 benches/multihop_table.py "$out"/*.json
