@@ -4,7 +4,7 @@
 # transfer on validation), by multihop, and with ProfWeight / SRatio weights, over DRAWS draws of the
 # labeled shots; test accuracy of the exported ONNX students on the tasks' held-out rows, paired by draw.
 # Writes .bench/multihop/<student>.json and prints the markdown tables README shows.
-# Usage: bash benches/multihop.sh [DRAWS]   (default 5; about 15 minutes on 2 cores)
+# Usage: bash benches/multihop.sh [DRAWS]   (default 5; about 25 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
