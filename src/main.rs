@@ -224,6 +224,13 @@ fn open_zoo(dir: &std::path::Path) -> faculty::Result<zoo::Zoo> {
 
 /// The task's dataset file parsed the way the server parses an upload.
 fn read_dataset(task: &TaskArgs) -> faculty::Result<faculty::data::Dataset> {
+    Ok(read_dataset_with_test(task)?.0)
+}
+
+/// The dataset file and the test split it may carry (npz `x_test` / `y_test`).
+fn read_dataset_with_test(
+    task: &TaskArgs,
+) -> faculty::Result<(faculty::data::Dataset, Option<faculty::data::Dataset>)> {
     let path = &task.dataset;
     let bytes = std::fs::read(path)
         .map_err(|e| faculty::Error::invalid_input(format!("{}: {e}", path.display())))?;
@@ -243,7 +250,7 @@ fn read_dataset(task: &TaskArgs) -> faculty::Result<faculty::data::Dataset> {
     };
     let name = path.file_name().and_then(|s| s.to_str());
     let format = faculty::data::Format::detect(name, &bytes)?;
-    faculty::data::parse(format, &bytes, &opts)
+    faculty::data::parse_with_test(format, &bytes, &opts)
 }
 
 /// Training settings from a `--config` JSON string (defaults when absent).
@@ -418,7 +425,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             out,
             json,
         } => {
-            let ds = read_dataset(&task)?;
+            let (ds, test) = read_dataset_with_test(&task)?;
             let method: faculty::distill::Method = serde_json::from_value(
                 serde_json::Value::String(method.clone()),
             )
@@ -455,7 +462,15 @@ fn run(cli: Cli) -> faculty::Result<()> {
             let mut bar = Bar {
                 last: std::time::Instant::now(),
             };
-            let outcome = faculty::distill::run(&z, &cache, &ds, &sha, &req, None, &mut bar)?
+            let data = faculty::distill::TaskData {
+                ds: &ds,
+                sha256: &sha,
+                test: test.as_ref().map(|t| faculty::distill::TestRows {
+                    dataset_id: "the file's x_test / y_test".into(),
+                    ds: t,
+                }),
+            };
+            let outcome = faculty::distill::run(&z, &cache, &data, &req, None, &mut bar)?
                 .ok_or_else(|| faculty::Error::internal("cancelled"))?;
             std::fs::write(&out, &outcome.onnx)?;
             for (k, inter) in outcome.intermediates.iter().enumerate() {
@@ -486,6 +501,27 @@ fn run(cli: Cli) -> faculty::Result<()> {
                     pct(c.accuracy.scratch),
                     pct(c.accuracy.teacher)
                 );
+                if let Some(t) = &c.test {
+                    let ci = |e: &faculty::distill::Estimate| {
+                        format!(
+                            "{} [{:.1}, {:.1}]",
+                            pct(Some(e.accuracy)),
+                            100.0 * e.low,
+                            100.0 * e.high
+                        )
+                    };
+                    println!(
+                        "test accuracy ({} rows, 95% interval): student {}{}{}",
+                        t.rows,
+                        ci(&t.student),
+                        t.scratch
+                            .as_ref()
+                            .map_or(String::new(), |e| format!(", scratch {}", ci(e))),
+                        t.teacher
+                            .as_ref()
+                            .map_or(String::new(), |e| format!(", teacher {}", ci(e)))
+                    );
+                }
                 if let Some(t) = c.teacher_chain.first() {
                     println!("teacher: {} ({})", t.id, t.selected_by);
                 }

@@ -643,6 +643,99 @@ async fn a_multihop_job_cancels_mid_chain() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_splits_and_eval_datasets_give_test_accuracy_with_intervals() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    // the bundled task carries x_test / y_test: it is stored as a dataset of its own and named
+    let bytes = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let info = upload_dataset(&app, &bytes, "mnist.npz").await.json();
+    let test_id = info["test_dataset_id"].as_str().unwrap().to_string();
+    let test = get(&app, &format!("/v1/datasets/{test_id}")).await.json();
+    assert_eq!(
+        (test["rows"].as_u64(), test["unlabeled"].as_u64()),
+        (Some(2000), Some(0)),
+        "{test}"
+    );
+    assert_eq!(test["name"], "mnist.npz (test split)");
+    let ds = info["id"].as_str().unwrap().to_string();
+    let (_, card) = run_job(
+        &app,
+        json!({"dataset_id": ds, "method": "kd", "teacher": "mnist_cnn@2", "student": "mlp:32",
+               "config": {"max_epochs": 15}}),
+    )
+    .await;
+    let t = &card["test"];
+    assert_eq!(t["dataset_id"], test_id.as_str());
+    assert_eq!(t["rows"], 2000);
+    for k in ["student", "distilled", "scratch", "teacher"] {
+        let (a, lo, hi) = (
+            t[k]["accuracy"].as_f64().unwrap(),
+            t[k]["low"].as_f64().unwrap(),
+            t[k]["high"].as_f64().unwrap(),
+        );
+        assert!(lo < a && a < hi && hi - lo < 0.05, "{k}: {t}");
+    }
+    // a 95% teacher and 5 shots per digit: the teacher and the distilled student beat scratch on test rows
+    let acc = |k: &str| t[k]["accuracy"].as_f64().unwrap();
+    assert!(
+        acc("teacher") > 0.9 && acc("distilled") > acc("scratch") + 0.1,
+        "{t}"
+    );
+    assert!(t["note"].as_str().unwrap().contains("2000 labeled rows"));
+    // an explicit eval dataset; bad ones are refused and create nothing
+    let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
+    let cases = [
+        (json!(test_id), StatusCode::ACCEPTED, ""),
+        (json!(letters), StatusCode::BAD_REQUEST, "classes"),
+        (
+            json!(ds),
+            StatusCode::BAD_REQUEST,
+            "every test row needs a label",
+        ),
+        (
+            json!("ds_0000000000000000"),
+            StatusCode::NOT_FOUND,
+            "ds_0000000000000000",
+        ),
+    ];
+    for (eval, status, needle) in cases {
+        let body = json!({"dataset_id": ds, "method": "scratch", "student": "linear",
+                          "eval_dataset_id": eval, "config": {"max_epochs": 2}});
+        let r = post_json(&app, "/v1/jobs", body).await;
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, status, "{eval}: {text}");
+        assert!(text.contains(needle), "{eval}: {text}");
+        if status == StatusCode::ACCEPTED {
+            let id = r.json()["id"].as_str().unwrap().to_string();
+            let j = wait_for(&app, &id, |j| j["state"] == "succeeded").await;
+            let c = get(
+                &app,
+                &format!("/v1/students/{}", j["student_id"].as_str().unwrap()),
+            )
+            .await
+            .json();
+            assert_eq!(c["test"]["rows"], 2000, "{c}");
+            assert!(
+                c["test"]["scratch"].is_null() && c["test"]["teacher"].is_null(),
+                "{c}"
+            );
+        }
+    }
+    // an npz with half a test split is refused at upload
+    let mut yb = vec![0u8; 32];
+    yb[8] = 1;
+    yb[24] = 1;
+    let half = zip_of(&[
+        ("x.npy", npy("<f4", &[4, 2], &[0u8; 32])),
+        ("y.npy", npy("<i8", &[4], &yb)),
+        ("x_test.npy", npy("<f4", &[1, 2], &[0u8; 8])),
+    ]);
+    let r = upload_dataset(&app, &half, "half.npz").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&r.body).contains("x_test and y_test come together"));
+}
+
 /// A 3-class task in 4 dimensions (well separated blobs) and a linear teacher with the same label names
 /// that is confidently wrong: it calls every class by the next one's name.
 fn misleading_teacher_task() -> (Vec<u8>, Vec<u8>) {
@@ -663,11 +756,20 @@ fn misleading_teacher_task() -> (Vec<u8>, Vec<u8>) {
         }
         y.push(if i < labeled { c as i64 } else { -1 });
     }
-    let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let yb: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let (mut xt, mut yt) = (Vec::new(), Vec::new());
+    for i in 0..150usize {
+        for f in 0..4 {
+            xt.push(if f == i % 3 { 3.0f32 } else { 0.0 } + noise());
+        }
+        yt.push((i % 3) as i64);
+    }
+    let bytes = |v: &[f32]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    let ints = |v: &[i64]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
     let npz = zip_of(&[
-        ("x.npy", npy("<f4", &[n, 4], &xb)),
-        ("y.npy", npy("<i8", &[n], &yb)),
+        ("x.npy", npy("<f4", &[n, 4], &bytes(&x))),
+        ("y.npy", npy("<i8", &[n], &ints(&y))),
+        ("x_test.npy", npy("<f4", &[150, 4], &bytes(&xt))),
+        ("y_test.npy", npy("<i8", &[150], &ints(&yt))),
     ]);
     // column k of W reads feature (k + 2) % 3: rows of class c get class (c + 1) % 3
     let mut w = vec![0f32; 4 * 3];
@@ -727,6 +829,15 @@ async fn a_student_is_never_worse_than_scratch_on_validation() {
         acc["distilled"].as_f64().unwrap() + 0.3 < acc["scratch"].as_f64().unwrap(),
         "the misleading teacher should hurt: {acc}"
     );
+    // on the test split too (150 rows no training saw)
+    let t = &misled["test"];
+    assert_eq!(t["rows"], 150);
+    assert!(
+        t["student"]["accuracy"].as_f64().unwrap() + 0.3
+            < t["scratch"]["accuracy"].as_f64().unwrap(),
+        "{t}"
+    );
+    assert!(t["teacher"]["accuracy"].as_f64().unwrap() < 0.01, "{t}");
     // with it (the default), the scratch student is delivered and the card says why
     let (_, card) = run_job(&app, job(true)).await;
     let acc = &card["accuracy"];
@@ -742,6 +853,13 @@ async fn a_student_is_never_worse_than_scratch_on_validation() {
             .contains("delivered the scratch student"),
         "{card}"
     );
+    let t = &card["test"];
+    assert_eq!(
+        t["student"], t["scratch"],
+        "the delivered student is the scratch one: {t}"
+    );
+    let acc = |k: &str| t[k]["accuracy"].as_f64().unwrap();
+    assert!(acc("student") > acc("distilled") + 0.3, "{t}");
     let dl = get(
         &app,
         &format!("/v1/students/{}/model.onnx", card["id"].as_str().unwrap()),

@@ -83,12 +83,26 @@ pub async fn upload(
     let (info, created) = st
         .blocking(move || {
             let format = Format::detect(fname.as_deref(), &bytes)?;
-            let ds = crate::data::parse(format, &bytes, &opts)?;
+            let (ds, test) = crate::data::parse_with_test(format, &bytes, &opts)?;
             let display = name
                 .filter(|n| !n.is_empty())
                 .or(fname)
                 .unwrap_or_else(|| "dataset".into());
-            datasets.put(&ds, &display, format)
+            // the test split first: the dataset names it once both exist
+            let test_id = match &test {
+                Some(t) => Some(
+                    datasets
+                        .put(t, &format!("{display} (test split)"), format)?
+                        .0
+                        .id,
+                ),
+                None => None,
+            };
+            let (info, created) = datasets.put(&ds, &display, format)?;
+            match test_id {
+                Some(t) => Ok((datasets.set_test(&info.id, &t)?, created)),
+                None => Ok((info, created)),
+            }
         })
         .await?;
     tracing::info!(dataset = %info.id, rows = info.rows, created, "dataset stored");

@@ -6,9 +6,9 @@ use utoipa::OpenApi;
 use super::{datasets, error::ErrorBody, jobs, teachers};
 use crate::data::{ClassCount, DatasetInfo, Format};
 use crate::distill::{
-    Accuracy, Activation, Delivered, DistillRequest, EpochMetrics, HopTrial, Method,
+    Accuracy, Activation, Delivered, DistillRequest, EpochMetrics, Estimate, HopTrial, Method,
     MultihopOptions, MultihopReport, ProbeReport, StudentArg, StudentCard, StudentSpec, TeacherRef,
-    TrainConfig, Weighting, WeightingReport,
+    TestReport, TrainConfig, Weighting, WeightingReport,
 };
 use crate::jobs::{Job, JobState};
 use crate::onnx::{OutputKind, session::Predictor};
@@ -82,6 +82,8 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         TeacherRef,
         StudentCard,
         Delivered,
+        TestReport,
+        Estimate,
         Weighting,
         WeightingReport,
         ProbeReport,

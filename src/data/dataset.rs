@@ -169,6 +169,37 @@ impl Dataset {
         Ok(ds)
     }
 
+    /// Checks a test split against its dataset: the same row shape, every row labeled with one of its
+    /// classes, finite values.
+    pub fn validate_test(self, main: &Dataset) -> Result<Self> {
+        let n = self.x.shape().first().copied().unwrap_or(0);
+        if self.x.shape()[1..] != main.x.shape()[1..] {
+            return Err(Error::invalid_input(format!(
+                "test rows have shape {:?}, the dataset's rows {:?}",
+                &self.x.shape()[1..],
+                main.row_shape()
+            )));
+        }
+        if n == 0 || n != self.y.len() {
+            return Err(Error::invalid_input(format!(
+                "the test split needs rows with one label each: x_test has {n} rows, y_test {} labels",
+                self.y.len()
+            )));
+        }
+        let x = self.x.as_standard_layout().into_owned();
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid_input("x_test contains NaN or infinity"));
+        }
+        let k = self.labels.len() as i64;
+        if let Some((i, v)) = self.y.iter().enumerate().find(|(_, v)| **v < 0 || **v >= k) {
+            return Err(Error::invalid_input(format!(
+                "test label {v} in row {i} is out of range: every test row needs a label in 0..{}",
+                k - 1
+            )));
+        }
+        Ok(Self { x, ..self })
+    }
+
     /// sha256 of the canonical content (shape, float bits, labels, class names): the same data uploaded
     /// twice, in any format, gets the same id.
     pub fn sha256(&self) -> String {
@@ -213,18 +244,30 @@ impl Dataset {
 
 /// Parses an upload in the given format.
 pub fn parse(format: Format, bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+    Ok(parse_with_test(format, bytes, opts)?.0)
+}
+
+/// Parses an upload and the test split it may carry (npz: `x_test` and `y_test`, every row labeled):
+/// rows kept apart for measuring students, never trained on.
+pub fn parse_with_test(
+    format: Format,
+    bytes: &[u8],
+    opts: &ParseOptions,
+) -> Result<(Dataset, Option<Dataset>)> {
     if bytes.is_empty() {
         return Err(Error::invalid_input("the uploaded file is empty"));
     }
-    let ds = match format {
-        Format::Npz => parse_npz(bytes, opts),
-        Format::Csv => parse_csv(bytes, opts),
-        Format::Zip => parse_image_zip(bytes, opts),
-    }?;
-    ds.validate()
+    let (ds, test) = match format {
+        Format::Npz => parse_npz(bytes, opts)?,
+        Format::Csv => (parse_csv(bytes, opts)?, None),
+        Format::Zip => (parse_image_zip(bytes, opts)?, None),
+    };
+    let ds = ds.validate()?;
+    let test = test.map(|t| t.validate_test(&ds)).transpose()?;
+    Ok((ds, test))
 }
 
-fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Dataset>)> {
     let mut arrays = read_npz(bytes, opts.max_bytes)?;
     let x = arrays.remove("x").ok_or_else(|| {
         Error::invalid_input(format!(
@@ -252,6 +295,23 @@ fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
         .map_err(|e| e.context("y"))?
         .into_iter()
         .collect();
+    let test = match (arrays.remove("x_test"), arrays.remove("y_test")) {
+        (None, None) => None,
+        (Some(xt), Some(yt)) => {
+            let xt = xt.to_f32().map_err(|e| e.context("x_test"))?;
+            let yt: Vec<i64> = yt
+                .to_i64()
+                .map_err(|e| e.context("y_test"))?
+                .into_iter()
+                .collect();
+            Some((xt, yt))
+        }
+        _ => {
+            return Err(Error::invalid_input(
+                "x_test and y_test come together: the .npz has only one of them",
+            ));
+        }
+    };
     let labels = match (&opts.labels, arrays.remove("labels")) {
         (Some(l), _) => l.clone(),
         (None, Some(NpyArray::Str(l, _))) => l,
@@ -260,7 +320,12 @@ fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
             (0..k.max(0)).map(|i| i.to_string()).collect()
         }
     };
-    Ok(Dataset { x, y, labels })
+    let test = test.map(|(x, y)| Dataset {
+        x,
+        y,
+        labels: labels.clone(),
+    });
+    Ok((Dataset { x, y, labels }, test))
 }
 
 fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {

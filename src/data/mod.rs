@@ -4,5 +4,5 @@ pub mod dataset;
 pub mod npz;
 pub mod store;
 
-pub use dataset::{Dataset, Format, ParseOptions, UNLABELED, parse};
+pub use dataset::{Dataset, Format, ParseOptions, UNLABELED, parse, parse_with_test};
 pub use store::{ClassCount, DatasetInfo, DatasetStore, dataset_id};

@@ -36,6 +36,9 @@ pub struct DatasetInfo {
     pub classes: Vec<ClassCount>,
     /// Seconds since the Unix epoch.
     pub created: u64,
+    /// The test split that came with it (stored as a dataset of its own): jobs report test accuracy on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_dataset_id: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,6 +102,7 @@ impl DatasetStore {
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            test_dataset_id: None,
         };
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         {
@@ -126,6 +130,15 @@ impl DatasetStore {
             .get(id.as_bytes())?
             .ok_or_else(|| Error::not_found(format!("no dataset '{id}'")))?;
         Ok(serde_json::from_slice(&raw)?)
+    }
+
+    /// Records `test_id` as the test split of dataset `id`.
+    pub fn set_test(&self, id: &str, test_id: &str) -> Result<DatasetInfo> {
+        let mut rec = self.record(id)?;
+        rec.info.test_dataset_id = Some(test_id.to_string());
+        self.tree.insert(id.as_bytes(), serde_json::to_vec(&rec)?)?;
+        self.tree.flush()?;
+        Ok(rec.info)
     }
 
     /// The description of a stored dataset.

@@ -151,7 +151,12 @@ fn distill_draws(
             dataset_id: crate::data::dataset_id(&sha),
             ..template.clone()
         };
-        let out = run(zoo, cache, &ds, &sha, &req, None, &mut Quiet)?
+        let data = super::TaskData {
+            ds: &ds,
+            sha256: &sha,
+            test: None,
+        };
+        let out = run(zoo, cache, &data, &req, None, &mut Quiet)?
             .ok_or_else(|| Error::internal("evaluation run was cancelled"))?;
         acc.push(onnx_accuracy(
             &out.onnx,

@@ -60,6 +60,24 @@ pub fn carried(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Spl
     }
 }
 
+/// The teacher's probabilities `other` on rows outside the dataset (a test split) carried into the student's
+/// labels the same way: the permutation, or the label map estimated from the dataset's training rows.
+pub fn carry_other(
+    teacher: &Teacher,
+    probs: &Array2<f32>,
+    ds: &Dataset,
+    split: &Split,
+    other: &Array2<f32>,
+) -> Array2<f32> {
+    match kd_permutation(teacher, ds) {
+        Some(_) => carried(teacher, other, ds, split),
+        None => other
+            .mapv(f64::from)
+            .dot(&label_map(teacher, probs, ds, split))
+            .mapv(|v| v as f32),
+    }
+}
+
 /// `kd`: the teacher's probabilities in the student's label order as soft targets.
 pub fn kd(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Lesson {
     Lesson {

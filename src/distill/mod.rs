@@ -105,6 +105,10 @@ pub struct DistillRequest {
     /// The teacher's tensors the probes read (default: its deepest activation layers, up to 4).
     #[serde(default)]
     pub probes: Option<Vec<String>>,
+    /// Rows to report test accuracy on (a stored dataset with the same row shape and class names; every
+    /// row labeled). Default: the test split the dataset came with, if any.
+    #[serde(default)]
+    pub eval_dataset_id: Option<String>,
     /// Settings of the multihop search (method `multihop`; defaults when absent).
     #[serde(default)]
     pub multihop: Option<MultihopOptions>,
@@ -123,6 +127,7 @@ impl DistillRequest {
             config: TrainConfig::default(),
             weighting: Weighting::None,
             probes: None,
+            eval_dataset_id: None,
             multihop: None,
             name: None,
         }
@@ -180,6 +185,10 @@ pub struct StudentCard {
     #[serde(default)]
     pub delivered: Delivered,
     pub accuracy: Accuracy,
+    /// Accuracies on the dataset's test split or the job's `eval_dataset_id` (rows never trained on),
+    /// with 95% intervals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestReport>,
     /// Median ONNX Runtime latency for one row, one thread.
     pub latency_ms: f64,
     /// Largest |ONNX Runtime - burn| over the validation probabilities.
@@ -869,12 +878,12 @@ fn teach(
 pub fn run(
     zoo: &Zoo,
     cache: &OutputCache,
-    ds: &Dataset,
-    ds_sha: &str,
+    task: &TaskData<'_>,
     req: &DistillRequest,
     resume: Option<Checkpoint>,
     progress: &mut dyn Progress,
 ) -> Result<Option<Outcome>> {
+    let (ds, ds_sha) = (task.ds, task.sha256);
     let v = validate(zoo, ds, req)?;
     let cfg = &req.config;
     let mut notes = Vec::new();
@@ -1008,11 +1017,8 @@ pub fn run(
         None => distilled,
     };
     // 5. never worse than scratch: deliver the baseline when it won on validation
-    let (mut model, mut delivered) = (None, Delivered::Distilled);
-    if let Some(b) = base
-        && cfg.scratch_fallback
-        && scratch_acc > distilled
-    {
+    let mut delivered = Delivered::Distilled;
+    if base.is_some() && cfg.scratch_fallback && scratch_acc > distilled {
         notes.push(format!(
             "the scratch student beat the distilled one on the validation rows ({:.1}% vs {:.1}%): \
              delivered the scratch student (config scratch_fallback: false keeps the distilled one)",
@@ -1020,7 +1026,6 @@ pub fn run(
             100.0 * distilled.unwrap_or(0.0)
         ));
         delivered = Delivered::Scratch;
-        model = Some(b.model);
     }
     let accuracy = Accuracy {
         student: if delivered == Delivered::Scratch {
@@ -1046,7 +1051,22 @@ pub fn run(
         model: distilled_model,
         training,
     } = fitted;
-    let model = model.unwrap_or(distilled_model);
+    let base_model = base.map(|b| b.model);
+    let test = match &task.test {
+        Some(t) => Some(test_report(
+            zoo,
+            cache,
+            t,
+            (&distilled_model, base_model.as_ref(), delivered),
+            taught.as_ref().map(|t| (&t.teacher, &t.probs, &split)),
+            ds,
+        )?),
+        None => None,
+    };
+    let model = match (delivered, base_model) {
+        (Delivered::Scratch, Some(b)) => b,
+        _ => distilled_model,
+    };
     let mut intermediates = Vec::new();
     for (k, inter) in kept.into_iter().enumerate() {
         let out = export_intermediate(&tr, ds, ds_sha, req, inter, &chain, k + 1, &check_rows)?;
@@ -1066,6 +1086,7 @@ pub fn run(
     let report = Report {
         chain,
         accuracy,
+        test,
         weighting: weighting_report,
         multihop: search,
         notes,
@@ -1074,6 +1095,135 @@ pub fn run(
     out.intermediates = intermediates;
     tr.progress.phase("done", 1.0);
     Ok(Some(out))
+}
+
+/// Checks that `eval` can measure students of `ds`: the same class names in the same order, the same row
+/// shape, every row labeled.
+pub fn check_eval(ds: &Dataset, eval: &Dataset) -> Result<()> {
+    if eval.labels != ds.labels {
+        return Err(Error::invalid_input(format!(
+            "the eval dataset's classes {:?} differ from the dataset's {:?}",
+            eval.labels, ds.labels
+        )));
+    }
+    eval.clone()
+        .validate_test(ds)
+        .map(|_| ())
+        .map_err(|e| Error::invalid_input(format!("eval dataset: {}", e.message)))
+}
+
+/// The data of a job: the dataset (with its sha256) and the rows to report test accuracy on.
+pub struct TaskData<'a> {
+    pub ds: &'a Dataset,
+    pub sha256: &'a str,
+    pub test: Option<TestRows<'a>>,
+}
+
+/// Labeled rows never trained on, from a stored dataset.
+pub struct TestRows<'a> {
+    pub dataset_id: String,
+    pub ds: &'a Dataset,
+}
+
+/// An accuracy on test rows with its 95% interval (Wilson score).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Estimate {
+    pub accuracy: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Estimate {
+    /// `hits` of `n` with the Wilson 95% interval.
+    pub fn wilson(hits: usize, n: usize) -> Self {
+        let (p, n) = (hits as f64 / n.max(1) as f64, n.max(1) as f64);
+        let z2 = 1.96f64 * 1.96;
+        let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+        let half = 1.96 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
+        Self {
+            accuracy: p,
+            low: (centre - half).max(0.0),
+            high: (centre + half).min(1.0),
+        }
+    }
+}
+
+/// Test accuracies, side by side, and where the rows come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TestReport {
+    pub dataset_id: String,
+    pub rows: usize,
+    /// The delivered student.
+    pub student: Estimate,
+    /// The distilled and the scratch student (in faculty, before export), when there is a teacher.
+    pub distilled: Option<Estimate>,
+    pub scratch: Option<Estimate>,
+    /// The teacher carried into the task's labels (the map estimated from the training rows).
+    pub teacher: Option<Estimate>,
+    pub note: String,
+}
+
+/// Class probabilities of a trained student on rows `x` from outside the job's dataset.
+fn predict_external(m: &Model, x: ndarray::ArrayView2<'_, f32>) -> Array2<f32> {
+    let rows: Vec<usize> = (0..x.nrows()).collect();
+    match m {
+        Model::Net { arch, params } => {
+            let mut xs = x.to_owned();
+            arch.standardise(&mut xs);
+            let net = student::Net::from_params(arch, params, &burn::tensor::Device::flex());
+            train::predict(&net, arch, xs.view(), &rows)
+        }
+        Model::Tree(t) => t.predict(x, &rows),
+    }
+}
+
+/// Test accuracies of the distilled and scratch students (and which one is delivered) and the teacher.
+fn test_report(
+    zoo: &Zoo,
+    cache: &OutputCache,
+    t: &TestRows<'_>,
+    (distilled, scratch, delivered): (&Model, Option<&Model>, Delivered),
+    teacher: Option<(&Teacher, &Array2<f32>, &Split)>,
+    ds: &Dataset,
+) -> Result<TestReport> {
+    let all: Vec<usize> = (0..t.ds.rows()).collect();
+    let est = |p: &Array2<f32>| {
+        let hits = p
+            .rows()
+            .into_iter()
+            .zip(&t.ds.y)
+            .filter(|(r, y)| argmax(r.iter().copied()) as i64 == **y)
+            .count();
+        Estimate::wilson(hits, all.len())
+    };
+    let d = est(&predict_external(distilled, t.ds.flat()));
+    let sc = scratch.map(|m| est(&predict_external(m, t.ds.flat())));
+    let teacher = match teacher {
+        Some((teacher, probs, split)) => {
+            let (o, _) = outputs::cached(zoo, Some(cache), teacher, t.ds, &t.ds.sha256())?;
+            Some(est(&methods::carry_other(
+                teacher, probs, ds, split, &o.probs,
+            )))
+        }
+        None => None,
+    };
+    let student = match (delivered, &sc) {
+        (Delivered::Scratch, Some(s)) => s.clone(),
+        _ => d.clone(),
+    };
+    Ok(TestReport {
+        dataset_id: t.dataset_id.clone(),
+        rows: all.len(),
+        student,
+        distilled: scratch.is_some().then_some(d),
+        scratch: sc,
+        teacher,
+        note: format!(
+            "{} labeled rows of dataset {} that no training or choice saw; 95% intervals by the Wilson score",
+            all.len(),
+            t.dataset_id
+        ),
+    })
 }
 
 /// The student to export, with its own predictions on `check_rows` for the ONNX Runtime parity check.
@@ -1089,6 +1239,7 @@ struct Student<'a> {
 struct Report {
     chain: Vec<TeacherRef>,
     accuracy: Accuracy,
+    test: Option<TestReport>,
     weighting: Option<WeightingReport>,
     multihop: Option<MultihopReport>,
     notes: Vec<String>,
@@ -1144,6 +1295,7 @@ fn export_intermediate(
     let report = Report {
         chain: chain.to_vec(),
         accuracy,
+        test: None,
         weighting: None,
         multihop: None,
         notes: vec![format!(
@@ -1167,6 +1319,7 @@ fn finish(
     let Report {
         chain,
         accuracy,
+        test,
         weighting,
         multihop,
         notes,
@@ -1228,6 +1381,7 @@ fn finish(
         teacher_chain: chain,
         delivered: s.delivered,
         accuracy,
+        test,
         latency_ms,
         onnx_max_abs_diff: diff,
         best_epoch: training.best.as_ref().map(|b| b.epoch),
@@ -1312,4 +1466,24 @@ pub fn onnx_accuracy(
     let p = pred.predict(&mut session, x, 1024)?;
     let rows: Vec<usize> = (0..y.len()).collect();
     Ok(accuracy_of(&p, y, &rows).unwrap_or(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Estimate;
+
+    #[test]
+    fn wilson_intervals_match_known_values() {
+        // statsmodels proportion_confint(50, 100, method="wilson") = (0.40383, 0.59617)
+        let e = Estimate::wilson(50, 100);
+        assert!(
+            (e.low - 0.40383).abs() < 1e-4 && (e.high - 0.59617).abs() < 1e-4,
+            "{e:?}"
+        );
+        // (0, 10): (0, 0.27753); (10, 10): (0.72247, 1)
+        let z = Estimate::wilson(0, 10);
+        assert!(z.low == 0.0 && (z.high - 0.27753).abs() < 1e-4, "{z:?}");
+        let a = Estimate::wilson(10, 10);
+        assert!((a.low - 0.72247).abs() < 1e-4 && a.high == 1.0, "{a:?}");
+    }
 }

@@ -214,6 +214,10 @@ impl JobManager {
     pub fn submit(&self, req: DistillRequest) -> Result<Job> {
         let (info, ds) = self.inner.datasets.load(&req.dataset_id)?;
         distill::validate(&self.inner.zoo, &ds, &req)?;
+        if let Some(eid) = &req.eval_dataset_id {
+            let (_, eval) = self.inner.datasets.load(eid)?;
+            distill::check_eval(&ds, &eval)?;
+        }
         let job = Job {
             id: self.new_id(),
             state: JobState::Queued,
@@ -332,6 +336,23 @@ impl JobManager {
         // a search re-runs its trainings before the checkpoint (seeded, so identically) and reports them again
         job.search.clear();
         let (info, ds) = self.inner.datasets.load(&job.dataset_id)?;
+        // test rows: the job's eval dataset, else the test split the dataset came with
+        let eval_id = job
+            .request
+            .eval_dataset_id
+            .clone()
+            .or(info.test_dataset_id.clone());
+        let eval = match &eval_id {
+            Some(id) => Some(self.inner.datasets.load(id)?.1),
+            None => None,
+        };
+        let data = distill::TaskData {
+            ds: &ds,
+            sha256: &info.sha256,
+            test: eval_id
+                .zip(eval.as_ref())
+                .map(|(dataset_id, ds)| distill::TestRows { dataset_id, ds }),
+        };
         let mut p = JobProgress {
             m: self.clone(),
             job,
@@ -342,8 +363,7 @@ impl JobManager {
         let result = distill::run(
             &self.inner.zoo,
             &self.inner.outputs,
-            &ds,
-            &info.sha256,
+            &data,
             &p.job.request.clone(),
             resume,
             &mut p,
