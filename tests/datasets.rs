@@ -71,6 +71,13 @@ async fn formats_parse_and_store_content_addressed() {
         d["classes"][3],
         serde_json::json!({"name": "3", "count": 5})
     );
+    // its x_test / y_test became a dataset of its own, all labeled
+    let test_id = d["test_dataset_id"].as_str().unwrap();
+    let t = get(&app, &format!("/v1/datasets/{test_id}")).await.json();
+    assert_eq!(
+        (t["rows"].as_u64(), t["labeled"].as_u64()),
+        (Some(2000), Some(2000))
+    );
     let id = d["id"].as_str().unwrap().to_string();
     // the same content again: same id, 200, nothing new on disk
     let again = post_dataset(&app, multipart("copy.npz", &bytes, &[])).await;
@@ -121,12 +128,13 @@ async fn formats_parse_and_store_content_addressed() {
     assert_eq!(d["row_shape"], serde_json::json!([1, 5, 6]));
     assert_eq!(d["labeled"], 3);
     assert_eq!(d["unlabeled"], 1);
+    // mnist, its test split, the csv and the zip
     assert_eq!(
         get(&app, "/v1/datasets").await.json()["datasets"]
             .as_array()
             .unwrap()
             .len(),
-        3
+        4
     );
     assert_eq!(
         send(&app, "DELETE", &format!("/v1/datasets/{id}"))

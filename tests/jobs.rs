@@ -736,6 +736,70 @@ async fn test_splits_and_eval_datasets_give_test_accuracy_with_intervals() {
     assert!(String::from_utf8_lossy(&r.body).contains("x_test and y_test come together"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_choose_the_largest_student_that_fits() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let mnist = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
+    let (_, card) = run_job(
+        &app,
+        json!({"dataset_id": mnist, "method": "scratch",
+               "student": {"auto": {"max_params": 8000, "max_latency_ms": 1000}},
+               "config": {"max_epochs": 2}}),
+    )
+    .await;
+    let b = &card["budget"];
+    let cands = b["candidates"].as_array().unwrap();
+    let chosen = cands.last().unwrap();
+    assert_eq!(chosen["fits"], true, "{b}");
+    assert_eq!(b["chosen"], chosen["student"]);
+    assert_eq!(card["student"], chosen["student"]);
+    // within both limits, and every larger student of the family is over max_params
+    let params = card["parameters"].as_u64().unwrap();
+    assert!(
+        params <= 8000 && params == chosen["parameters"].as_u64().unwrap(),
+        "{b}"
+    );
+    assert!(chosen["latency_ms"].as_f64().unwrap() <= 1000.0, "{b}");
+    for c in &cands[..cands.len() - 1] {
+        assert!(
+            c["parameters"].as_u64().unwrap() > 8000 && c["fits"] == false,
+            "{b}"
+        );
+    }
+    // impossible or empty budgets are refused, naming the smallest student
+    let cases = [
+        (
+            json!({"auto": {"max_params": 10}}),
+            "the smallest, mlp:2:relu, has 1600 parameters",
+        ),
+        (
+            json!({"auto": {"max_latency_ms": 0.000001}}),
+            "ms latency on this machine",
+        ),
+        (json!({"auto": {}}), "needs max_params"),
+        (json!({"auto": {"max_params": 0}}), "positive"),
+    ];
+    for (student, needle) in cases {
+        let r = post_json(
+            &app,
+            "/v1/jobs",
+            json!({"dataset_id": mnist, "student": student}),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{student}: {text}");
+        assert!(text.contains(needle), "{student}: {text}");
+    }
+    assert_eq!(
+        get(&app, "/v1/jobs").await.json()["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 /// A 3-class task in 4 dimensions (well separated blobs) and a linear teacher with the same label names
 /// that is confidently wrong: it calls every class by the next one's name.
 fn misleading_teacher_task() -> (Vec<u8>, Vec<u8>) {

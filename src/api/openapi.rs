@@ -6,9 +6,10 @@ use utoipa::OpenApi;
 use super::{datasets, error::ErrorBody, jobs, teachers};
 use crate::data::{ClassCount, DatasetInfo, Format};
 use crate::distill::{
-    Accuracy, Activation, Delivered, DistillRequest, EpochMetrics, Estimate, HopTrial, Method,
-    MultihopOptions, MultihopReport, ProbeReport, StudentArg, StudentCard, StudentSpec, TeacherRef,
-    TestReport, TrainConfig, Weighting, WeightingReport,
+    Accuracy, Activation, Budget, BudgetCandidate, BudgetReport, Delivered, DistillRequest,
+    EpochMetrics, Estimate, HopTrial, Method, MultihopOptions, MultihopReport, ProbeReport,
+    StudentArg, StudentCard, StudentSpec, TeacherRef, TestReport, TrainConfig, Weighting,
+    WeightingReport,
 };
 use crate::jobs::{Job, JobState};
 use crate::onnx::{OutputKind, session::Predictor};
@@ -82,6 +83,9 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         TeacherRef,
         StudentCard,
         Delivered,
+        Budget,
+        BudgetCandidate,
+        BudgetReport,
         TestReport,
         Estimate,
         Weighting,

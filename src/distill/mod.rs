@@ -2,6 +2,7 @@
 //! with its card. `validate` does every cheap check up front, so a bad request is refused before any job
 //! exists; `run` does the work (rank when the teacher is `auto`, teacher outputs from the ranking cache,
 //! training, a scratch baseline on the same split, export, and an ONNX Runtime parity and latency check).
+pub mod budget;
 pub mod eval;
 pub mod export;
 pub mod methods;
@@ -20,6 +21,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::rank::{self, OutputCache, RankRequest, outputs};
 use crate::zoo::{Teacher, Zoo};
+pub use budget::{Budget, BudgetCandidate, BudgetReport};
 use methods::kd_permutation;
 pub use multihop::{HopTrial, MultihopOptions, MultihopReport};
 pub use student::{Activation, Arch, StudentSpec};
@@ -68,6 +70,10 @@ impl Method {
 pub enum StudentArg {
     Text(String),
     Spec(StudentSpec),
+    /// `{"auto": {"max_params": N, "max_latency_ms": T}}`: the largest student within the budget.
+    Budget {
+        auto: Budget,
+    },
 }
 
 impl StudentArg {
@@ -75,6 +81,9 @@ impl StudentArg {
         match self {
             Self::Text(s) => StudentSpec::parse(s),
             Self::Spec(s) => s.check().map(|_| s.clone()),
+            Self::Budget { .. } => Err(Error::invalid_input(
+                "a budget ({\"auto\": ...}) chooses the job's student; here give a student spec",
+            )),
         }
     }
 }
@@ -185,6 +194,9 @@ pub struct StudentCard {
     #[serde(default)]
     pub delivered: Delivered,
     pub accuracy: Accuracy,
+    /// How a budget chose the student.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetReport>,
     /// Accuracies on the dataset's test split or the job's `eval_dataset_id` (rows never trained on),
     /// with 95% intervals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -258,6 +270,8 @@ impl Progress for Quiet {}
 #[derive(Debug, Clone)]
 pub struct Validated {
     pub spec: StudentSpec,
+    /// How a budget chose the spec.
+    pub budget: Option<BudgetReport>,
     /// `None` for scratch, and for `auto` until the ranking has run.
     pub teacher: Option<Teacher>,
 }
@@ -323,12 +337,14 @@ fn target_params(req: &DistillRequest, ds: &Dataset) -> Option<usize> {
 /// existence, compatibility and label space.
 pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validated> {
     req.config.check()?;
-    let spec = req
-        .student
-        .as_ref()
-        .map(StudentArg::spec)
-        .transpose()?
-        .unwrap_or_default();
+    let (spec, budget) = match &req.student {
+        Some(StudentArg::Budget { auto }) => {
+            let (spec, report) = budget::choose(auto, ds)?;
+            (spec, Some(report))
+        }
+        Some(arg) => (arg.spec()?, None),
+        None => (StudentSpec::default(), None),
+    };
     if !matches!(spec, StudentSpec::Tree { .. }) {
         Arch::new(
             &spec,
@@ -376,6 +392,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
     if req.method == Method::Scratch {
         return Ok(Validated {
             spec,
+            budget,
             teacher: None,
         });
     }
@@ -393,6 +410,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
         }
         return Ok(Validated {
             spec,
+            budget,
             teacher: None,
         });
     }
@@ -402,6 +420,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
     })?;
     Ok(Validated {
         spec,
+        budget,
         teacher: Some(t),
     })
 }
@@ -1086,6 +1105,7 @@ pub fn run(
     let report = Report {
         chain,
         accuracy,
+        budget: v.budget.clone(),
         test,
         weighting: weighting_report,
         multihop: search,
@@ -1239,6 +1259,7 @@ struct Student<'a> {
 struct Report {
     chain: Vec<TeacherRef>,
     accuracy: Accuracy,
+    budget: Option<BudgetReport>,
     test: Option<TestReport>,
     weighting: Option<WeightingReport>,
     multihop: Option<MultihopReport>,
@@ -1295,6 +1316,7 @@ fn export_intermediate(
     let report = Report {
         chain: chain.to_vec(),
         accuracy,
+        budget: None,
         test: None,
         weighting: None,
         multihop: None,
@@ -1319,6 +1341,7 @@ fn finish(
     let Report {
         chain,
         accuracy,
+        budget,
         test,
         weighting,
         multihop,
@@ -1381,6 +1404,7 @@ fn finish(
         teacher_chain: chain,
         delivered: s.delivered,
         accuracy,
+        budget,
         test,
         latency_ms,
         onnx_max_abs_diff: diff,
