@@ -85,8 +85,32 @@ fn missing_runtime_says_how_to_install_it() {
     );
 }
 
+/// A server process that is killed when dropped, so a failing test never leaves one running (it would
+/// also hold the test's output pipes open).
+struct Server(std::process::Child);
+
+impl std::ops::Deref for Server {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `faculty serve` process on a free loopback port; its log is drained in the background.
-fn spawn_server(zoo: &std::path::Path, state: &std::path::Path) -> (std::process::Child, u16) {
+fn spawn_server(zoo: &std::path::Path, state: &std::path::Path) -> (Server, u16) {
     let mut child = faculty()
         .args(["serve", "--addr", "127.0.0.1:0", "--zoo"])
         .arg(zoo)
@@ -112,7 +136,7 @@ fn spawn_server(zoo: &std::path::Path, state: &std::path::Path) -> (std::process
         }
     };
     std::thread::spawn(move || lines.for_each(drop)); // keep draining the log
-    (child, port)
+    (Server(child), port)
 }
 
 /// One HTTP/1.1 request over loopback: (status, body).
