@@ -45,7 +45,8 @@ impl Budget {
                 "a student budget needs max_params, max_latency_ms or both",
             ));
         }
-        if self.max_params == Some(0) || self.max_latency_ms.is_some_and(|t| t.is_nan() || t <= 0.0) {
+        if self.max_params == Some(0) || self.max_latency_ms.is_some_and(|t| t.is_nan() || t <= 0.0)
+        {
             return Err(Error::invalid_input(
                 "max_params and max_latency_ms must be positive",
             ));
