@@ -603,3 +603,64 @@ async fn rankings_recommend_cache_and_survive_restart() {
         .collect();
     assert!(scores.windows(2).all(|w| w[0] <= w[1]), "{scores:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_csv_split_column_sets_test_rows_apart() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let csv = "f1,f2,label,split\n0.1,1.0,a,train\n0.2,1.1,a,\n0.9,0.1,b,train\n1.0,0.0,b,\n\
+               0.15,1.05,a,test\n0.95,0.05,b,TEST\n0.5,0.5,,train\n";
+    let r = post_dataset(&app, multipart("s.csv", csv.as_bytes(), &[])).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let d = r.json();
+    // the split column is not a feature; test rows leave the dataset for a test split of their own
+    assert_eq!(d["row_shape"], serde_json::json!([2]));
+    assert_eq!(
+        (d["rows"].as_u64(), d["labeled"].as_u64()),
+        (Some(5), Some(4)),
+        "{d}"
+    );
+    let t = get(
+        &app,
+        &format!("/v1/datasets/{}", d["test_dataset_id"].as_str().unwrap()),
+    )
+    .await
+    .json();
+    assert_eq!(
+        (t["rows"].as_u64(), t["labeled"].as_u64()),
+        (Some(2), Some(2)),
+        "{t}"
+    );
+    assert_eq!(
+        t["classes"],
+        d["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| serde_json::json!({"name": c["name"], "count": 1}))
+            .collect::<serde_json::Value>()
+    );
+    // a bad split value or an unlabeled test row is refused and stores nothing
+    let before = state(&app, &sb).await;
+    for (bad, needle) in [
+        (
+            "f1,label,split\n0.1,a,validation\n0.2,b,train\n",
+            "'validation' is neither train nor test",
+        ),
+        (
+            "f1,label,split\n0.1,a,train\n0.2,b,train\n0.3,,test\n",
+            "every test row needs a label",
+        ),
+    ] {
+        let r = post_dataset(&app, multipart("bad.csv", bad.as_bytes(), &[])).await;
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains(needle), "{text}");
+    }
+    assert_eq!(state(&app, &sb).await, before);
+}

@@ -259,7 +259,7 @@ pub fn parse_with_test(
     }
     let (ds, test) = match format {
         Format::Npz => parse_npz(bytes, opts)?,
-        Format::Csv => (parse_csv(bytes, opts)?, None),
+        Format::Csv => parse_csv(bytes, opts)?,
         Format::Zip => (parse_image_zip(bytes, opts)?, None),
     };
     let ds = ds.validate()?;
@@ -328,7 +328,10 @@ fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Datas
     Ok((Dataset { x, y, labels }, test))
 }
 
-fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+/// The CSV column that marks test rows (`test`; `train` or empty for the rest).
+pub const SPLIT_COLUMN: &str = "split";
+
+fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Dataset>)> {
     let column = opts.label_column.as_deref().unwrap_or("label");
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -345,14 +348,20 @@ fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
             headers.iter().collect::<Vec<_>>().join(", ")
         ))
     })?;
+    let split_at = headers
+        .iter()
+        .position(|h| h == SPLIT_COLUMN)
+        .filter(|&c| c != label_at);
     let width = headers.len();
-    if width < 2 {
+    let features = width - 1 - usize::from(split_at.is_some());
+    if features < 1 {
         return Err(Error::invalid_input(
             "the CSV needs a label column and at least one feature column",
         ));
     }
     let mut values: Vec<f32> = Vec::new();
     let mut raw_labels: Vec<Option<String>> = Vec::new();
+    let mut is_test: Vec<bool> = Vec::new();
     for (r, rec) in rdr.records().enumerate() {
         let line = r + 2;
         let rec = rec.map_err(|e| Error::invalid_input(format!("CSV line {line}: {e}")))?;
@@ -365,6 +374,18 @@ fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
         for (c, cell) in rec.iter().enumerate() {
             if c == label_at {
                 raw_labels.push((!cell.is_empty()).then(|| cell.to_string()));
+                continue;
+            }
+            if Some(c) == split_at {
+                is_test.push(match cell.to_ascii_lowercase().as_str() {
+                    "test" => true,
+                    "train" | "" => false,
+                    other => {
+                        return Err(Error::invalid_input(format!(
+                            "CSV line {line}, column '{SPLIT_COLUMN}': '{other}' is neither train nor test"
+                        )));
+                    }
+                });
                 continue;
             }
             let v: f32 = cell.parse().map_err(|_| {
@@ -417,9 +438,20 @@ fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
             }),
         })
         .collect::<Result<Vec<_>>>()?;
-    let x = ArrayD::from_shape_vec(IxDyn(&[n, width - 1]), values)
+    let x = ArrayD::from_shape_vec(IxDyn(&[n, features]), values)
         .map_err(|e| Error::internal(e.to_string()))?;
-    Ok(Dataset { x, y, labels })
+    let all = Dataset { x, y, labels };
+    if !is_test.iter().any(|t| *t) {
+        return Ok((all, None));
+    }
+    let pick = |test: bool| -> Vec<usize> { (0..n).filter(|&i| is_test[i] == test).collect() };
+    let (train, test) = (pick(false), pick(true));
+    let keep = |rows: &[usize]| Dataset {
+        x: all.x.select(Axis(0), rows),
+        y: rows.iter().map(|&i| all.y[i]).collect(),
+        labels: all.labels.clone(),
+    };
+    Ok((keep(&train), Some(keep(&test))))
 }
 
 fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
