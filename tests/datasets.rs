@@ -605,7 +605,7 @@ async fn rankings_recommend_cache_and_survive_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_csv_split_column_sets_test_rows_apart() {
+async fn csv_split_columns_and_zip_test_folders_set_test_rows_apart() {
     let sb = Sandbox::new();
     let app = sb.app();
     let csv = "f1,f2,label,split\n0.1,1.0,a,train\n0.2,1.1,a,\n0.9,0.1,b,train\n1.0,0.0,b,\n\
@@ -663,4 +663,37 @@ async fn a_csv_split_column_sets_test_rows_apart() {
         assert!(text.contains(needle), "{text}");
     }
     assert_eq!(state(&app, &sb).await, before);
+    // a zip's _test/<class>/ folders are its test split
+    let zip = zip_of(&[
+        ("cat/1.png", png(6, 5, 10)),
+        ("dog/1.png", png(6, 5, 200)),
+        ("_test/cat/2.png", png(6, 5, 20)),
+        ("_test/dog/2.png", png(6, 5, 190)),
+    ]);
+    let d = post_dataset(&app, multipart("pets.zip", &zip, &[]))
+        .await
+        .json();
+    assert_eq!(
+        (d["rows"].as_u64(), d["labeled"].as_u64()),
+        (Some(2), Some(2)),
+        "{d}"
+    );
+    let t = get(
+        &app,
+        &format!("/v1/datasets/{}", d["test_dataset_id"].as_str().unwrap()),
+    )
+    .await
+    .json();
+    assert_eq!(
+        (t["rows"].as_u64(), t["row_shape"].clone()),
+        (Some(2), serde_json::json!([1, 5, 6]))
+    );
+    let bad = zip_of(&[
+        ("cat/1.png", png(6, 5, 10)),
+        ("dog/1.png", png(6, 5, 200)),
+        ("_test/2.png", png(6, 5, 20)),
+    ]);
+    let r = post_dataset(&app, multipart("bad.zip", &bad, &[])).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&r.body).contains("test images need a class folder"));
 }

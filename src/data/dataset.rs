@@ -260,7 +260,7 @@ pub fn parse_with_test(
     let (ds, test) = match format {
         Format::Npz => parse_npz(bytes, opts)?,
         Format::Csv => parse_csv(bytes, opts)?,
-        Format::Zip => (parse_image_zip(bytes, opts)?, None),
+        Format::Zip => parse_image_zip(bytes, opts)?,
     };
     let ds = ds.validate()?;
     let test = test.map(|t| t.validate_test(&ds)).transpose()?;
@@ -440,26 +440,36 @@ fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Datas
         .collect::<Result<Vec<_>>>()?;
     let x = ArrayD::from_shape_vec(IxDyn(&[n, features]), values)
         .map_err(|e| Error::internal(e.to_string()))?;
-    let all = Dataset { x, y, labels };
+    Ok(split_off_test(Dataset { x, y, labels }, &is_test))
+}
+
+/// Separates the rows marked as test rows (if any) into a dataset of their own.
+fn split_off_test(all: Dataset, is_test: &[bool]) -> (Dataset, Option<Dataset>) {
     if !is_test.iter().any(|t| *t) {
-        return Ok((all, None));
+        return (all, None);
     }
-    let pick = |test: bool| -> Vec<usize> { (0..n).filter(|&i| is_test[i] == test).collect() };
-    let (train, test) = (pick(false), pick(true));
+    let pick = |test: bool| -> Vec<usize> {
+        (0..all.rows())
+            .filter(|&i| is_test.get(i) == Some(&test))
+            .collect()
+    };
     let keep = |rows: &[usize]| Dataset {
         x: all.x.select(Axis(0), rows),
         y: rows.iter().map(|&i| all.y[i]).collect(),
         labels: all.labels.clone(),
     };
-    Ok((keep(&train), Some(keep(&test))))
+    (keep(&pick(false)), Some(keep(&pick(true))))
 }
 
-fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+/// The folder of a zip whose class folders hold test images (`_test/<class>/<file>.png`).
+pub const TEST_FOLDER: &str = "_test";
+
+fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Dataset>)> {
     let bad = |m: String| Error::invalid_input(format!("image archive: {m}"));
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| bad(format!("not a readable zip ({e})")))?;
     // (class folder, file name) -> bytes, after checking every member's path
-    let mut files: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let mut files: Vec<(String, String, Vec<u8>, bool)> = Vec::new();
     let mut budget = opts.max_bytes;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
@@ -485,6 +495,12 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
             )));
         }
         let class = parts[parts.len() - 2].to_string();
+        if class == TEST_FOLDER {
+            return Err(bad(format!(
+                "member '{name}': test images need a class folder ({TEST_FOLDER}/<class>/<file>.png)"
+            )));
+        }
+        let test = parts.len() >= 3 && parts[parts.len() - 3] == TEST_FOLDER;
         let buf = super::npz::read_member_bounded(
             &mut f,
             &name,
@@ -492,7 +508,7 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
             opts.max_bytes,
             "image archive",
         )?;
-        files.push((class, name, buf));
+        files.push((class, name, buf, test));
     }
     if files.is_empty() {
         return Err(bad("no images found (expected <class>/<file>.png)".into()));
@@ -507,7 +523,7 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
         .collect();
     let mut decoded = Vec::with_capacity(files.len());
     let mut pixel_budget = opts.max_bytes / 4;
-    for (_, name, buf) in &files {
+    for (_, name, buf, _) in &files {
         let mut reader = image::ImageReader::new(std::io::Cursor::new(buf))
             .with_guessed_format()
             .map_err(|e| bad(format!("{name}: {e}")))?;
@@ -575,5 +591,6 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
         .collect();
     let x = ArrayD::from_shape_vec(IxDyn(&[decoded.len(), c, h, w]), x)
         .map_err(|e| Error::internal(e.to_string()))?;
-    Ok(Dataset { x, y, labels })
+    let is_test: Vec<bool> = files.iter().map(|f| f.3).collect();
+    Ok(split_off_test(Dataset { x, y, labels }, &is_test))
 }
