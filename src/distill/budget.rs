@@ -90,10 +90,19 @@ pub fn latency_ms(onnx: &[u8], ds: &Dataset) -> Result<f64> {
     let pred = super::student_predictor(&ds.row_shape(), ds.classes());
     let one =
         ds.x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..1));
+    median_latency_ms(&mut session, &pred, one)
+}
+
+/// Median time of one-row predictions (20 runs after 5 warm-up runs), in milliseconds.
+pub fn median_latency_ms(
+    session: &mut ort::session::Session,
+    pred: &crate::onnx::Predictor,
+    one: ndarray::ArrayViewD<'_, f32>,
+) -> Result<f64> {
     let mut times = Vec::new();
     for k in 0..25 {
         let t = std::time::Instant::now();
-        pred.predict(&mut session, one.view(), 1)?;
+        pred.predict(session, one.view(), 1)?;
         if k >= 5 {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }

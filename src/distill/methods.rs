@@ -109,17 +109,10 @@ pub fn mimic(probs: &Array2<f32>, split: &Split) -> Lesson {
         .into_iter()
         .map(|r| super::argmax(r.iter().copied()) as i64)
         .collect();
-    let mut train: Vec<usize> = split
-        .train
-        .iter()
-        .chain(&split.unlabeled)
-        .copied()
-        .collect();
-    train.sort_unstable();
     Lesson {
         y,
         split: Split {
-            train,
+            train: split.fit_rows(),
             val: split.val.clone(),
             unlabeled: vec![],
         },

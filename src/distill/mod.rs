@@ -12,8 +12,6 @@ pub mod train;
 pub mod tree;
 pub mod weighting;
 
-use std::time::Instant;
-
 use ndarray::{Array2, Axis, s};
 use serde::{Deserialize, Serialize};
 
@@ -776,22 +774,8 @@ struct Taught {
     weights: Option<Vec<f32>>,
 }
 
-impl Taught {
-    /// The rows sample weights are computed on: labeled training rows and the unlabeled pool.
-    fn rows(&self, split: &Split) -> Vec<usize> {
-        let mut r: Vec<usize> = split
-            .train
-            .iter()
-            .chain(&split.unlabeled)
-            .copied()
-            .collect();
-        r.sort_unstable();
-        r
-    }
-}
-
 /// ProfWeight / SRatio weights from probes on the teacher's inner layers; `simple` holds the scratch
-/// student's probabilities on `taught.rows(split)`.
+/// student's probabilities on `split.fit_rows()`.
 fn sample_weights(
     zoo: &Zoo,
     ds: &Dataset,
@@ -802,7 +786,7 @@ fn sample_weights(
 ) -> Result<(Vec<f32>, WeightingReport)> {
     let names = weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref())?;
     let feats = outputs::inner(zoo, &taught.teacher, ds, &names)?;
-    let rows = taught.rows(split);
+    let rows = split.fit_rows();
     let y = weighting::probe_labels(&taught.carried, &ds.y);
     weighting::weights(weighting::WeightingInput {
         kind: req.weighting,
@@ -981,7 +965,7 @@ pub fn run(
                 ds,
                 req,
                 t,
-                &tr.predict(&b.model, &t.rows(&split)),
+                &tr.predict(&b.model, &split.fit_rows()),
                 &split,
             )?;
             t.weights = Some(w);
@@ -1088,7 +1072,8 @@ pub fn run(
     };
     let mut intermediates = Vec::new();
     for (k, inter) in kept.into_iter().enumerate() {
-        let out = export_intermediate(&tr, ds, ds_sha, req, inter, &chain, k + 1, &check_rows)?;
+        let at = (k + 1, check_rows.as_slice(), &accuracy);
+        let out = export_intermediate(&tr, ds, ds_sha, req, inter, &chain, at)?;
         if let Some(r) = search.as_mut() {
             r.chain[k].student_id = Some(out.card.id.clone());
         }
@@ -1266,8 +1251,8 @@ struct Report {
     notes: Vec<String>,
 }
 
-/// Exports the `k`-th kept intermediate of a multihop chain as a student of its own.
-#[allow(clippy::too_many_arguments)]
+/// Exports the `k`-th kept intermediate of a multihop chain as a student of its own; `check_rows` are
+/// the parity rows and `job` the job's own accuracies (the split's row counts, the teacher's accuracy).
 fn export_intermediate(
     tr: &Trainer<'_>,
     ds: &Dataset,
@@ -1275,8 +1260,7 @@ fn export_intermediate(
     req: &DistillRequest,
     inter: multihop::Intermediate,
     chain: &[TeacherRef],
-    k: usize,
-    check_rows: &[usize],
+    (k, check_rows, job): (usize, &[usize], &Accuracy),
 ) -> Result<Outcome> {
     let multihop::Intermediate {
         spec,
@@ -1299,14 +1283,12 @@ fn export_intermediate(
         check_rows: check_rows.to_vec(),
         delivered: Delivered::Distilled,
     };
+    // the same split as the job's, so the same row counts and teacher accuracy
     let accuracy = Accuracy {
         student: trial.val_accuracy,
         distilled: trial.val_accuracy,
         scratch: None,
-        teacher: chain.first().and_then(|t| t.accuracy),
-        validation_rows: check_rows.len(),
-        train_rows: ds.y.iter().filter(|v| **v >= 0).count() - check_rows.len(),
-        unlabeled_rows: ds.y.iter().filter(|v| **v < 0).count(),
+        ..job.clone()
     };
     let from = if k == 1 {
         format!("the teacher with {}", trial.method.as_str())
@@ -1453,16 +1435,10 @@ fn ort_check(
     let x = ds.x.select(Axis(0), rows);
     let p = pred.predict(&mut session, x.view(), 1024)?;
     let one = ds.x.select(Axis(0), &rows[..1]);
-    let mut times = Vec::new();
-    for k in 0..25 {
-        let t = Instant::now();
-        pred.predict(&mut session, one.view(), 1)?;
-        if k >= 5 {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok((p, times[times.len() / 2]))
+    Ok((
+        p,
+        budget::median_latency_ms(&mut session, &pred, one.view())?,
+    ))
 }
 
 /// How to run an exported student (input `input` [N, ..row_shape], output `probabilities`).

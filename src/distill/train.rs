@@ -188,6 +188,14 @@ pub struct Split {
 }
 
 impl Split {
+    /// Every row a student may learn from, in dataset order: the labeled training rows and the
+    /// unlabeled pool (not the validation rows).
+    pub fn fit_rows(&self) -> Vec<usize> {
+        let mut r: Vec<usize> = self.train.iter().chain(&self.unlabeled).copied().collect();
+        r.sort_unstable();
+        r
+    }
+
     /// A seeded stratified split of the labeled rows (`y >= 0`).
     pub fn stratified(y: &[i64], classes: usize, val_fraction: f64, seed: u64) -> Self {
         let mut rng = SplitMix(seed.wrapping_add(17));
