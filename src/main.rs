@@ -47,10 +47,18 @@ enum Command {
     Distill {
         #[command(flatten)]
         task: TaskArgs,
-        /// scratch, kd, faculty, transfer, auto (the best of kd / faculty / transfer on validation) or
-        /// multihop.
+        /// scratch, kd, faculty, transfer, auto (the best of kd / faculty / transfer on validation),
+        /// multihop or multi_teacher.
         #[arg(long, default_value = "faculty")]
         method: String,
+        /// multi_teacher: teacher ids (comma-separated) or auto:K (the K best of the ranking that are
+        /// expected to help).
+        #[arg(long)]
+        teachers: Option<String>,
+        /// multi_teacher: mean, weighted, plurality, borda, loss_avg, mimic_all or auto (each, the best
+        /// on validation).
+        #[arg(long)]
+        fusion: Option<String>,
         /// Sample weights from probes on the teacher's layers: none, profweight or sratio.
         #[arg(long, default_value = "none")]
         weighting: String,
@@ -417,6 +425,8 @@ fn run(cli: Cli) -> faculty::Result<()> {
         Command::Distill {
             task,
             method,
+            teachers,
+            fusion,
             weighting,
             multihop,
             teacher,
@@ -431,7 +441,8 @@ fn run(cli: Cli) -> faculty::Result<()> {
             )
             .map_err(|_| {
                 faculty::Error::invalid_input(format!(
-                    "unknown method '{method}'; use scratch, kd, faculty, transfer, auto or multihop"
+                    "unknown method '{method}'; use scratch, kd, faculty, transfer, auto, multihop or \
+                     multi_teacher"
                 ))
             })?;
             let mut req = faculty::distill::DistillRequest::new("", method, &teacher, &student);
@@ -442,6 +453,25 @@ fn run(cli: Cli) -> faculty::Result<()> {
                         "unknown weighting '{weighting}'; use none, profweight or sratio"
                     ))
                 })?;
+            req.teachers = teachers.map(|t| {
+                if t.starts_with("auto:") {
+                    faculty::distill::TeacherSet::Text(t)
+                } else {
+                    faculty::distill::TeacherSet::Ids(
+                        t.split(',').map(|s| s.trim().to_string()).collect(),
+                    )
+                }
+            });
+            req.fusion = fusion
+                .map(|f| {
+                    serde_json::from_value(serde_json::Value::String(f.clone())).map_err(|_| {
+                        faculty::Error::invalid_input(format!(
+                            "unknown fusion '{f}'; use mean, weighted, plurality, borda, loss_avg, \
+                             mimic_all or auto"
+                        ))
+                    })
+                })
+                .transpose()?;
             req.multihop = multihop
                 .map(|m| {
                     serde_json::from_str(&m).map_err(|e| {
@@ -522,7 +552,32 @@ fn run(cli: Cli) -> faculty::Result<()> {
                             .map_or(String::new(), |e| format!(", teacher {}", ci(e)))
                     );
                 }
-                if let Some(t) = c.teacher_chain.first() {
+                if let Some(f) = &c.fusion {
+                    println!(
+                        "fusion {} of {} teachers (ensemble validation {}):",
+                        f.rule.as_str(),
+                        f.teachers.len(),
+                        pct(f.ensemble_accuracy)
+                    );
+                    for t in &f.teachers {
+                        println!(
+                            "  {} weight {:.3}, validation {} (by {})",
+                            t.id,
+                            t.weight,
+                            pct(t.accuracy),
+                            t.enters_by.as_str()
+                        );
+                    }
+                    for t in f.trials.iter().filter(|_| f.trials.len() > 1) {
+                        println!(
+                            "  rule {}: student {}, ensemble {}{}",
+                            t.rule.as_str(),
+                            pct(t.val_accuracy),
+                            pct(t.ensemble_accuracy),
+                            if t.chosen { " (chosen)" } else { "" }
+                        );
+                    }
+                } else if let Some(t) = c.teacher_chain.first() {
                     println!("teacher: {} ({})", t.id, t.selected_by);
                 }
                 println!(

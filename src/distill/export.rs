@@ -88,7 +88,9 @@ pub fn to_onnx(arch: &Arch, params: &Params, metadata: &[(&str, &str)]) -> Vec<u
         inits.push(tensor_f32(&wn, &dims(&wp.shape), &wp.values));
         inits.push(tensor_f32(&bn, &dims(&bp.shape), &bp.values));
         let last = k + 1 == dense.len();
-        let out = if last {
+        let out = if last && arch.heads > 1 {
+            "head_logits".to_string()
+        } else if last {
             "logits".to_string()
         } else {
             format!("dense{k}")
@@ -101,12 +103,36 @@ pub fn to_onnx(arch: &Arch, params: &Params, metadata: &[(&str, &str)]) -> Vec<u
             cur = act;
         }
     }
-    nodes.push(node(
-        "Softmax",
-        &["logits"],
-        "probabilities",
-        vec![attr_int("axis", 1)],
-    ));
+    if arch.heads > 1 {
+        // mimic_all: the prediction is the mean of the heads' probabilities; `logits` is its log
+        inits.push(tensor_i64("heads_shape", &[-1, arch.heads as i64, c]));
+        nodes.push(node(
+            "Reshape",
+            &["head_logits", "heads_shape"],
+            "heads",
+            vec![],
+        ));
+        nodes.push(node(
+            "Softmax",
+            &["heads"],
+            "head_probabilities",
+            vec![attr_int("axis", 2)],
+        ));
+        nodes.push(node(
+            "ReduceMean",
+            &["head_probabilities"],
+            "probabilities",
+            vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
+        ));
+        nodes.push(node("Log", &["probabilities"], "logits", vec![]));
+    } else {
+        nodes.push(node(
+            "Softmax",
+            &["logits"],
+            "probabilities",
+            vec![attr_int("axis", 1)],
+        ));
+    }
     let mut input_dims = vec![-1i64];
     input_dims.extend(arch.row_shape.iter().map(|&d| d as i64));
     model(

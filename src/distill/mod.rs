@@ -5,6 +5,7 @@
 pub mod budget;
 pub mod eval;
 pub mod export;
+pub mod fusion;
 pub mod methods;
 pub mod multihop;
 pub mod student;
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::rank::{self, OutputCache, RankRequest, outputs};
 use crate::zoo::{Teacher, Zoo};
 pub use budget::{Budget, BudgetCandidate, BudgetReport};
+pub use fusion::{Fusion, FusionReport, TeacherSet};
 use methods::kd_permutation;
 pub use multihop::{HopTrial, MultihopOptions, MultihopReport};
 pub use student::{Activation, Arch, StudentSpec};
@@ -47,6 +49,8 @@ pub enum Method {
     /// A chain of intermediate students from the teacher to the student, searched on validation (see
     /// `multihop`); never worse than the best 1-hop answer on validation.
     Multihop,
+    /// Several teachers (`teachers`) fused into one lesson (`fusion`, see `distill::fusion`).
+    MultiTeacher,
 }
 
 impl Method {
@@ -58,6 +62,7 @@ impl Method {
             Self::Transfer => "transfer",
             Self::Auto => "auto",
             Self::Multihop => "multihop",
+            Self::MultiTeacher => "multi_teacher",
         }
     }
 }
@@ -119,6 +124,13 @@ pub struct DistillRequest {
     /// Settings of the multihop search (method `multihop`; defaults when absent).
     #[serde(default)]
     pub multihop: Option<MultihopOptions>,
+    /// The teachers of `multi_teacher`: a list of ids, or `"auto:K"` (the K best of the ranking that are
+    /// expected to help).
+    #[serde(default)]
+    pub teachers: Option<TeacherSet>,
+    /// How `multi_teacher` fuses its teachers (default `auto`: each rule, the best on validation).
+    #[serde(default)]
+    pub fusion: Option<Fusion>,
     /// A name for the student (default: dataset name, method and spec).
     #[serde(default)]
     pub name: Option<String>,
@@ -136,6 +148,8 @@ impl DistillRequest {
             probes: None,
             eval_dataset_id: None,
             multihop: None,
+            teachers: None,
+            fusion: None,
             name: None,
         }
     }
@@ -207,6 +221,9 @@ pub struct StudentCard {
     pub epochs_run: usize,
     pub stopped_early: bool,
     pub history: Vec<EpochMetrics>,
+    /// Multi-teacher: every teacher with its weight and accuracy, the ensemble's, each rule tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<FusionReport>,
     /// Multihop / auto: every candidate tried and the chain kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multihop: Option<MultihopReport>,
@@ -381,6 +398,15 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
             req.method.as_str()
         )));
     }
+    if req.method == Method::MultiTeacher {
+        return validate_multi(zoo, ds, req, spec, budget);
+    }
+    if req.teachers.is_some() || req.fusion.is_some() {
+        return Err(Error::invalid_input(format!(
+            "teachers and fusion are for method multi_teacher, not {} (it takes one teacher)",
+            req.method.as_str()
+        )));
+    }
     if req.method == Method::Scratch && req.weighting != Weighting::None {
         return Err(Error::invalid_input(format!(
             "weighting {} needs a teacher (its probes read the teacher's layers); method scratch has none",
@@ -420,6 +446,48 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
         spec,
         budget,
         teacher: Some(t),
+    })
+}
+
+/// The checks of a multi-teacher request: its teacher set, fusion rule and what it cannot combine with.
+fn validate_multi(
+    zoo: &Zoo,
+    ds: &Dataset,
+    req: &DistillRequest,
+    spec: StudentSpec,
+    budget: Option<BudgetReport>,
+) -> Result<Validated> {
+    let refuse = |m: String| Err(Error::invalid_input(m));
+    if req.teacher != "auto" {
+        return refuse(format!(
+            "method multi_teacher takes its teachers in `teachers` (a list of ids or \"auto:K\"), \
+             not `teacher` ('{}')",
+            req.teacher
+        ));
+    }
+    if req.weighting != Weighting::None {
+        return refuse(format!(
+            "weighting {} is for one teacher; method multi_teacher fuses several",
+            req.weighting.as_str()
+        ));
+    }
+    if req.fusion == Some(Fusion::MimicAll) && matches!(spec, StudentSpec::Tree { .. }) {
+        return refuse(
+            "fusion mimic_all gives a network one head per teacher; a tree student has no heads: use              mean, weighted, plurality, borda or loss_avg"
+                .into(),
+        );
+    }
+    let Some(set) = &req.teachers else {
+        return refuse(
+            "method multi_teacher needs `teachers`: a list of at least 2 teacher ids, or \"auto:K\""
+                .into(),
+        );
+    };
+    fusion::validate_set(zoo, ds, &set.parse()?)?;
+    Ok(Validated {
+        spec,
+        budget,
+        teacher: None,
     })
 }
 
@@ -893,7 +961,7 @@ pub fn run(
     let c_s = ds.classes();
     // 1. the teacher
     let teacher = match (&v.teacher, req.method) {
-        (_, Method::Scratch) => None,
+        (_, Method::Scratch | Method::MultiTeacher) => None,
         (Some(t), _) => Some((t.clone(), "requested".to_string())),
         (None, _) => {
             progress.phase("ranking", 0.0);
@@ -949,10 +1017,35 @@ pub fn run(
             })
         }
     };
+    //    (several teachers for multi_teacher)
+    let ensemble = match (req.method, &req.teachers) {
+        (Method::MultiTeacher, Some(set)) => {
+            let e = fusion::gather(
+                zoo,
+                cache,
+                ds,
+                ds_sha,
+                &set.parse()?,
+                &split,
+                &mut *tr.progress,
+                &mut notes,
+            )?;
+            chain = e.chain("multi_teacher");
+            Some(e)
+        }
+        _ => None,
+    };
     // 4. the scratch baseline (the fallback, and the simple model of ProfWeight / SRatio), the sample
     //    weights, then the distilled student, all on the same split
     let mut base = None;
     let mut weighting_report = None;
+    if ensemble.is_some() {
+        let lesson = Lesson::scratch(&ds.y, &split);
+        let Some(b) = tr.learn(&kind, &lesson, BASELINE, (0.05, 0.15))? else {
+            return Ok(None);
+        };
+        base = Some(b);
+    }
     if let Some(t) = taught.as_mut() {
         let lesson = Lesson::scratch(&ds.y, &split);
         let Some(b) = tr.learn(&kind, &lesson, BASELINE, (0.05, 0.15))? else {
@@ -975,8 +1068,18 @@ pub fn run(
     }
     let span = (if base.is_some() { 0.2 } else { 0.05 }, 0.95);
     let mut search = None;
+    let mut fusion_report = None;
     let mut kept = Vec::new();
     let fitted = match (req.method, &taught) {
+        (Method::MultiTeacher, _) => {
+            let ens = ensemble.as_ref().expect("gathered above");
+            let rule = req.fusion.unwrap_or_default();
+            let Some((f, r)) = fusion::teach(&mut tr, ens, ds, &split, &kind, rule, span)? else {
+                return Ok(None);
+            };
+            fusion_report = Some(r);
+            f
+        }
         (Method::Auto | Method::Multihop, Some(t)) => {
             let opts = match req.method {
                 Method::Auto => MultihopOptions {
@@ -1038,7 +1141,10 @@ pub fn run(
         },
         distilled,
         scratch: scratch_acc,
-        teacher: chain.first().and_then(|t| t.accuracy),
+        teacher: match &fusion_report {
+            Some(r) => r.ensemble_accuracy,
+            None => chain.first().and_then(|t| t.accuracy),
+        },
         validation_rows: split.val.len(),
         train_rows: split.train.len(),
         unlabeled_rows: split.unlabeled.len(),
@@ -1056,14 +1162,28 @@ pub fn run(
     } = fitted;
     let base_model = base.map(|b| b.model);
     let test = match &task.test {
-        Some(t) => Some(test_report(
-            zoo,
-            cache,
-            t,
-            (&distilled_model, base_model.as_ref(), delivered),
-            taught.as_ref().map(|t| (&t.teacher, &t.probs, &split)),
-            ds,
-        )?),
+        Some(t) => {
+            let teacher = match (&taught, &ensemble) {
+                (Some(tt), _) => {
+                    let (o, _) =
+                        outputs::cached(zoo, Some(cache), &tt.teacher, t.ds, &t.ds.sha256())?;
+                    Some(methods::carry_other(
+                        &tt.teacher,
+                        &tt.probs,
+                        ds,
+                        &split,
+                        &o.probs,
+                    ))
+                }
+                (None, Some(e)) => Some(fusion::ensemble_on(zoo, cache, e, ds, &split, t.ds)?),
+                _ => None,
+            };
+            Some(test_report(
+                t,
+                (&distilled_model, base_model.as_ref(), delivered),
+                teacher.as_ref(),
+            ))
+        }
         None => None,
     };
     let model = match (delivered, base_model) {
@@ -1094,6 +1214,7 @@ pub fn run(
         test,
         weighting: weighting_report,
         multihop: search,
+        fusion: fusion_report,
         notes,
     };
     let mut out = finish(ds, ds_sha, req, &student, training, report)?;
@@ -1182,15 +1303,13 @@ fn predict_external(m: &Model, x: ndarray::ArrayView2<'_, f32>) -> Array2<f32> {
     }
 }
 
-/// Test accuracies of the distilled and scratch students (and which one is delivered) and the teacher.
+/// Test accuracies of the distilled and scratch students (and which one is delivered) and the teacher
+/// (its predictions on the test rows, carried into the task's labels; the ensemble's for several).
 fn test_report(
-    zoo: &Zoo,
-    cache: &OutputCache,
     t: &TestRows<'_>,
     (distilled, scratch, delivered): (&Model, Option<&Model>, Delivered),
-    teacher: Option<(&Teacher, &Array2<f32>, &Split)>,
-    ds: &Dataset,
-) -> Result<TestReport> {
+    teacher: Option<&Array2<f32>>,
+) -> TestReport {
     let all: Vec<usize> = (0..t.ds.rows()).collect();
     let est = |p: &Array2<f32>| {
         let hits = p
@@ -1203,20 +1322,12 @@ fn test_report(
     };
     let d = est(&predict_external(distilled, t.ds.flat()));
     let sc = scratch.map(|m| est(&predict_external(m, t.ds.flat())));
-    let teacher = match teacher {
-        Some((teacher, probs, split)) => {
-            let (o, _) = outputs::cached(zoo, Some(cache), teacher, t.ds, &t.ds.sha256())?;
-            Some(est(&methods::carry_other(
-                teacher, probs, ds, split, &o.probs,
-            )))
-        }
-        None => None,
-    };
+    let teacher = teacher.map(est);
     let student = match (delivered, &sc) {
         (Delivered::Scratch, Some(s)) => s.clone(),
         _ => d.clone(),
     };
-    Ok(TestReport {
+    TestReport {
         dataset_id: t.dataset_id.clone(),
         rows: all.len(),
         student,
@@ -1228,7 +1339,7 @@ fn test_report(
             all.len(),
             t.dataset_id
         ),
-    })
+    }
 }
 
 /// The student to export, with its own predictions on `check_rows` for the ONNX Runtime parity check.
@@ -1248,6 +1359,7 @@ struct Report {
     test: Option<TestReport>,
     weighting: Option<WeightingReport>,
     multihop: Option<MultihopReport>,
+    fusion: Option<FusionReport>,
     notes: Vec<String>,
 }
 
@@ -1302,6 +1414,7 @@ fn export_intermediate(
         test: None,
         weighting: None,
         multihop: None,
+        fusion: None,
         notes: vec![format!(
             "intermediate {k} of a multihop chain: taught by {from}; the delivered student learned \
              from the last intermediate (its card has the whole search)"
@@ -1327,6 +1440,7 @@ fn finish(
         test,
         weighting,
         multihop,
+        fusion,
         notes,
     } = report;
     let dataset_id = crate::data::dataset_id(ds_sha);
@@ -1395,6 +1509,7 @@ fn finish(
         stopped_early: training.stopped_early,
         history: training.history,
         multihop,
+        fusion,
         weighting,
         rules,
         config: req.config.clone(),

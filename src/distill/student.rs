@@ -234,9 +234,17 @@ pub struct Arch {
     /// [C, H, W] the conv blocks see (CNN only).
     pub image: Option<[usize; 3]>,
     pub classes: usize,
+    /// Output heads (`mimic_all`: one per teacher on a shared trunk; the prediction is the mean of the
+    /// heads' probabilities). 1 for every other student.
+    #[serde(default = "one_head")]
+    pub heads: usize,
     /// Input standardisation `(x - mean) / std`: per feature (length D) or one value for all (length 1).
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+}
+
+fn one_head() -> usize {
+    1
 }
 
 /// One parameter tensor: shape and row-major values.
@@ -305,6 +313,7 @@ impl Arch {
             row_shape: row_shape.to_vec(),
             image,
             classes,
+            heads: 1,
             mean,
             std,
         })
@@ -349,7 +358,7 @@ impl Arch {
             (StudentSpec::Cnn { .. }, None) => vec![self.d_in()],
         };
         let mut v: Vec<(usize, usize)> = widths.windows(2).map(|p| (p[0], p[1])).collect();
-        v.push((*widths.last().unwrap_or(&1), self.classes));
+        v.push((*widths.last().unwrap_or(&1), self.classes * self.heads));
         v
     }
 
@@ -544,8 +553,15 @@ impl Net {
         out
     }
 
-    /// Logits for standardised flat rows.
+    /// Logits for standardised flat rows; with several heads, the log of the mean of the heads'
+    /// probabilities (so a softmax of it is the prediction, and cross-entropy on it trains the mixture).
     pub fn forward(&self, arch: &Arch, x: Tensor<2>) -> Tensor<2> {
+        let raw = self.forward_heads(arch, x);
+        mix_heads(raw, arch)
+    }
+
+    /// The last layer's output [N, heads * C]: head k's logits are columns k*C..(k+1)*C.
+    pub fn forward_heads(&self, arch: &Arch, x: Tensor<2>) -> Tensor<2> {
         let n = x.dims()[0];
         let mut h = x;
         if let Some([c, hh, ww]) = arch.image {
@@ -572,6 +588,18 @@ impl Net {
         }
         h
     }
+}
+
+/// Several heads' logits [N, K * C] to the log of the mean of their probabilities [N, C]; one head's
+/// logits pass through.
+pub fn mix_heads(raw: Tensor<2>, arch: &Arch) -> Tensor<2> {
+    if arch.heads <= 1 {
+        return raw;
+    }
+    let (n, k, c) = (raw.dims()[0], arch.heads, arch.classes);
+    let per_head: Tensor<3> = raw.reshape([n, k, c]);
+    let p = activation::softmax(per_head, 2).mean_dim(1).reshape([n, c]);
+    p.clamp_min(1e-12).log()
 }
 
 #[cfg(test)]

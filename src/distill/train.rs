@@ -114,6 +114,11 @@ pub enum Term {
         probs: Array2<f64>,
         cost: Array2<f64>,
     },
+    /// Several teachers' terms at once (`loss_avg`): the mean of their losses, each in its own form.
+    Many(Vec<Term>),
+    /// One soft-target lesson per output head (`mimic_all`: head k mimics teacher k, each [N, C]); the
+    /// labeled rows teach the mean of the heads.
+    Heads(Vec<Array2<f32>>),
 }
 
 /// What the student is taught, row by row. Every method builds lessons; [`train`] only consumes them and
@@ -149,6 +154,14 @@ impl Lesson {
         match &self.term {
             Term::Soft { targets } => targets.ncols(),
             Term::Transport { cost, .. } => cost.ncols(),
+            Term::Many(terms) => terms.first().map_or(0, |t| {
+                Lesson {
+                    term: t.clone(),
+                    ..Self::scratch(&[], &self.split)
+                }
+                .classes()
+            }),
+            Term::Heads(targets) => targets.first().map_or(0, |t| t.ncols()),
             Term::None => self.y.iter().copied().max().map_or(0, |m| m as usize + 1),
         }
     }
@@ -561,6 +574,123 @@ fn soften(targets: &Array2<f32>, t: f32) -> Array2<f32> {
     soft
 }
 
+/// A teacher term made ready for training: soft targets at the temperature, once for every row.
+enum Prepared<'a> {
+    None,
+    Soft(Array2<f32>),
+    Transport {
+        probs: &'a Array2<f64>,
+        cost: &'a Array2<f64>,
+    },
+    Many(Vec<Prepared<'a>>),
+    Heads(Vec<Array2<f32>>),
+}
+
+fn prepare(term: &Term, t: f32) -> Prepared<'_> {
+    match term {
+        Term::None => Prepared::None,
+        Term::Soft { targets } => Prepared::Soft(soften(targets, t)),
+        Term::Transport { probs, cost } => Prepared::Transport { probs, cost },
+        Term::Many(terms) => Prepared::Many(terms.iter().map(|x| prepare(x, t)).collect()),
+        Term::Heads(targets) => Prepared::Heads(targets.iter().map(|x| soften(x, t)).collect()),
+    }
+}
+
+/// The student's outputs on the pool rows of a batch.
+struct Batch<'a> {
+    /// The prediction's logits [B, C].
+    logits: Tensor<2>,
+    /// Every head's logits [B, heads * C].
+    heads: Tensor<2>,
+    rows: &'a [usize],
+    weights: &'a Option<Tensor<1>>,
+}
+
+/// KL(soft^T || student^T) per pool row, soft already at the temperature, `z` the logits.
+fn kl_rows(soft: &Array2<f32>, z: Tensor<2>, rows: &[usize], t: f32, dev: &Device) -> Tensor<1> {
+    let c = soft.ncols();
+    let pt = matrix(gather(soft.view(), rows), rows.len(), c, dev);
+    let log_pt = pt.clone().clamp_min(1e-8).log();
+    (pt * (log_pt - log_softmax(z / t, 1)))
+        .sum_dim(1)
+        .squeeze_dim::<1>(1)
+}
+
+/// A teacher term's loss on a batch: (weight of the cross-entropy beside it, the loss, its value).
+fn teacher_loss(
+    p: &Prepared<'_>,
+    b: Batch<'_>,
+    cfg: &TrainConfig,
+    c: usize,
+    dev: &Device,
+) -> Result<(f32, Tensor<1>, f64)> {
+    let t = cfg.temperature;
+    let kd_scale = (1.0 - cfg.alpha) * t * t;
+    match p {
+        Prepared::None => Ok((1.0, Tensor::zeros([1], dev), 0.0)),
+        Prepared::Soft(soft) => {
+            let kl = row_mean(kl_rows(soft, b.logits, b.rows, t, dev), b.weights);
+            let v = f64::from(kl.clone().into_scalar::<f32>());
+            Ok((cfg.alpha, kl * kd_scale, v))
+        }
+        Prepared::Heads(softs) => {
+            let k = softs.len() as f32;
+            let mut total: Option<Tensor<1>> = None;
+            for (h, soft) in softs.iter().enumerate() {
+                let z = b.heads.clone().narrow(1, h * c, c);
+                let kl = row_mean(kl_rows(soft, z, b.rows, t, dev), b.weights) / k;
+                total = Some(match total {
+                    Some(a) => a + kl,
+                    None => kl,
+                });
+            }
+            let kl = total.unwrap_or_else(|| Tensor::zeros([1], dev));
+            let v = f64::from(kl.clone().into_scalar::<f32>());
+            Ok((cfg.alpha, kl * kd_scale, v))
+        }
+        Prepared::Transport { probs, cost } => {
+            let n = b.rows.len();
+            let q = softmax(b.logits, 1);
+            let qv = q
+                .clone()
+                .detach()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("floats");
+            let q64 = Array2::from_shape_vec((n, c), qv.into_iter().map(f64::from).collect())
+                .expect("shape");
+            let p = probs.select(Axis(0), b.rows);
+            let (w, g) = faculty_potentials(p.view(), q64.view(), cost.view(), cfg.ot_epsilon)?;
+            let gt = matrix(g.iter().map(|v| *v as f32).collect(), n, c, dev);
+            // d/dq of sum(q * g) is g: the envelope gradient of W at the current q
+            let surrogate = row_mean((q * gt).sum_dim(1).squeeze_dim::<1>(1), b.weights);
+            Ok((1.0, surrogate * cfg.ot_weight, w))
+        }
+        Prepared::Many(terms) => {
+            let k = terms.len().max(1) as f32;
+            let (mut ce_w, mut v) = (0.0, 0.0);
+            let mut total: Option<Tensor<1>> = None;
+            for term in terms {
+                let one = Batch {
+                    logits: b.logits.clone(),
+                    heads: b.heads.clone(),
+                    rows: b.rows,
+                    weights: b.weights,
+                };
+                let (w, l, x) = teacher_loss(term, one, cfg, c, dev)?;
+                ce_w += w / k;
+                v += x / f64::from(k);
+                let l = l / k;
+                total = Some(match total {
+                    Some(a) => a + l,
+                    None => l,
+                });
+            }
+            Ok((ce_w, total.unwrap_or_else(|| Tensor::zeros([1], dev)), v))
+        }
+    }
+}
+
 /// Cycles through rows in a freshly shuffled order each pass.
 struct Batches {
     order: Vec<usize>,
@@ -626,10 +756,7 @@ pub fn train(
     let total = steps_per_epoch * cfg.max_epochs;
     let mut labeled = Batches::new(&split.train);
     let mut pooled = Batches::new(&pool);
-    let soft_teacher = match &lesson.term {
-        Term::Soft { targets } => Some(soften(targets, cfg.temperature)),
-        _ => None,
-    };
+    let prepared = prepare(&lesson.term, cfg.temperature);
     let weights = lesson.weights.as_deref();
     let mut stopped_early = false;
     let mut cancelled = false;
@@ -648,7 +775,8 @@ pub fn train(
             let mut xb = gather(x, &lab);
             xb.extend(gather(x, &dis));
             let net = Net::from_data(arch, std::mem::take(&mut state), &dev);
-            let logits = net.forward(arch, matrix(xb, lab.len() + dis.len(), d, &dev));
+            let raw = net.forward_heads(arch, matrix(xb, lab.len() + dis.len(), d, &dev));
+            let logits = super::student::mix_heads(raw.clone(), arch);
             let yl: Vec<usize> = lab.iter().map(|&r| y[r] as usize).collect();
             let wl = batch_weights(weights, &lab, &dev);
             let ce = row_mean(
@@ -656,43 +784,18 @@ pub fn train(
                 &wl,
             );
             let wd = batch_weights(weights, &dis, &dev);
-            let (loss, distill): (Tensor<1>, Option<f64>) = match &lesson.term {
-                Term::None => (ce, None),
-                Term::Soft { .. } => {
-                    let t = cfg.temperature;
-                    let z = logits.narrow(0, lab.len(), dis.len()) / t;
-                    let soft = soft_teacher.as_ref().expect("set for soft targets");
-                    let pt = matrix(gather(soft.view(), &dis), dis.len(), c, &dev);
-                    let log_pt = pt.clone().clamp_min(1e-8).log();
-                    let kl_rows = (pt * (log_pt - log_softmax(z, 1)))
-                        .sum_dim(1)
-                        .squeeze_dim::<1>(1);
-                    let kl = row_mean(kl_rows, &wd);
-                    let kl_v = f64::from(kl.clone().into_scalar::<f32>());
-                    let loss = ce * cfg.alpha + kl * ((1.0 - cfg.alpha) * t * t);
-                    (loss, Some(kl_v))
-                }
-                Term::Transport { probs, cost } => {
-                    let z = logits.narrow(0, lab.len(), dis.len());
-                    let q = softmax(z, 1);
-                    let qv = q
-                        .clone()
-                        .detach()
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .expect("floats");
-                    let q64 = Array2::from_shape_vec(
-                        (dis.len(), c),
-                        qv.into_iter().map(f64::from).collect(),
-                    )
-                    .expect("shape");
-                    let p = probs.select(Axis(0), &dis);
-                    let (w, g) =
-                        faculty_potentials(p.view(), q64.view(), cost.view(), cfg.ot_epsilon)?;
-                    let gt = matrix(g.iter().map(|v| *v as f32).collect(), dis.len(), c, &dev);
-                    // d/dq of sum(q * g) is g: the envelope gradient of W at the current q
-                    let surrogate = row_mean((q * gt).sum_dim(1).squeeze_dim::<1>(1), &wd);
-                    (ce + surrogate * cfg.ot_weight, Some(w))
+            let (loss, distill) = match &prepared {
+                Prepared::None => (ce, None),
+                p => {
+                    let n = lab.len();
+                    let at = Batch {
+                        logits: logits.narrow(0, n, dis.len()),
+                        heads: raw.narrow(0, n, dis.len()),
+                        rows: &dis,
+                        weights: &wd,
+                    };
+                    let (ce_weight, loss, v) = teacher_loss(p, at, cfg, c, &dev)?;
+                    (ce * ce_weight + loss, Some(v))
                 }
             };
             lr = lr_at(cfg.lr, epoch * steps_per_epoch + s, total);

@@ -64,13 +64,9 @@ impl TreeLesson {
         let mut targets = Array2::zeros((rows.len(), classes));
         for (k, &r) in rows.iter().enumerate() {
             let mut t = targets.row_mut(k);
-            match (&lesson.term, lesson.y[r]) {
-                (_, y) if y >= 0 && k < lesson.split.train.len() => t[y as usize] = 1.0,
-                (Term::Soft { targets: s }, _) => t.assign(&s.row(r).mapv(f64::from)),
-                (Term::Transport { probs, cost }, _) => {
-                    t.assign(&probs.row(r).dot(&cost.mapv(|c| 1.0 - c)));
-                }
-                (Term::None, _) => {}
+            match lesson.y[r] {
+                y if y >= 0 && k < lesson.split.train.len() => t[y as usize] = 1.0,
+                _ => t.assign(&row_target(&lesson.term, r, classes)),
             }
             let s = t.sum();
             let w = lesson.weights.as_ref().map_or(1.0, |w| f64::from(w[r]));
@@ -79,6 +75,33 @@ impl TreeLesson {
             }
         }
         Self { rows, targets }
+    }
+}
+
+/// What a teacher term says of row `r` in the student's labels, as a distribution (zeros without one):
+/// soft targets as they are, OT probabilities through 1 - cost, several terms or heads averaged.
+fn row_target(term: &Term, r: usize, classes: usize) -> ndarray::Array1<f64> {
+    let norm = |v: ndarray::Array1<f64>| {
+        let s = v.sum();
+        if s > 0.0 { v / s } else { v }
+    };
+    let mean = |v: Vec<ndarray::Array1<f64>>| {
+        let k = v.len().max(1) as f64;
+        v.into_iter()
+            .fold(ndarray::Array1::zeros(classes), |a, b| a + b)
+            / k
+    };
+    match term {
+        Term::None => ndarray::Array1::zeros(classes),
+        Term::Soft { targets } => norm(targets.row(r).mapv(f64::from)),
+        Term::Transport { probs, cost } => norm(probs.row(r).dot(&cost.mapv(|c| 1.0 - c))),
+        Term::Many(terms) => mean(terms.iter().map(|t| row_target(t, r, classes)).collect()),
+        Term::Heads(targets) => mean(
+            targets
+                .iter()
+                .map(|t| norm(t.row(r).mapv(f64::from)))
+                .collect(),
+        ),
     }
 }
 
