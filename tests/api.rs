@@ -71,7 +71,14 @@ async fn list_filter_paginate_and_show() {
     );
     assert_eq!(
         ids(&get(&app, "/v1/teachers?label=Sneaker").await.json()),
-        vec!["fashion_cnn@1", "fashion_footwear_cnn", "fashion_mlp"]
+        vec![
+            "fashion_cnn@1",
+            "fashion_cnn_shard1",
+            "fashion_cnn_shard2",
+            "fashion_cnn_shard3",
+            "fashion_footwear_cnn",
+            "fashion_mlp"
+        ]
     );
     assert_eq!(
         ids(&get(&app, "/v1/teachers?q=PaddleOCR").await.json()),

@@ -9,37 +9,6 @@ use axum::http::StatusCode;
 use common::*;
 use serde_json::json;
 
-async fn upload_task(app: &axum::Router, path: &str) -> String {
-    let bytes = std::fs::read(repo().join(path)).unwrap();
-    let r = upload_dataset(app, &bytes, path.rsplit('/').next().unwrap()).await;
-    assert!(
-        r.status.is_success(),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    r.json()["id"].as_str().unwrap().to_string()
-}
-
-async fn upload_dataset(app: &axum::Router, bytes: &[u8], name: &str) -> Reply {
-    post_multipart(app, "/v1/datasets", multipart(name, bytes, &[])).await
-}
-
-async fn wait_for(
-    app: &axum::Router,
-    id: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let start = Instant::now();
-    loop {
-        let j = get(app, &format!("/v1/jobs/{id}")).await.json();
-        if done(&j) {
-            return j;
-        }
-        assert!(start.elapsed() < Duration::from_secs(300), "job stuck: {j}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_trains_streams_and_leaves_a_student() {
     let sb = Sandbox::new();
@@ -404,33 +373,6 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
     );
     let e = faculty::distill::validate(&zoo, &ds, &req).unwrap_err();
     assert!(e.message.contains("no labeled rows"), "{}", e.message);
-}
-
-/// Runs a job to its end and returns (job, card).
-async fn run_job(
-    app: &axum::Router,
-    body: serde_json::Value,
-) -> (serde_json::Value, serde_json::Value) {
-    let r = post_json(app, "/v1/jobs", body.clone()).await;
-    assert_eq!(
-        r.status,
-        StatusCode::ACCEPTED,
-        "{body}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let id = r.json()["id"].as_str().unwrap().to_string();
-    let j = wait_for(app, &id, |j| {
-        j["state"] != "queued" && j["state"] != "running"
-    })
-    .await;
-    assert_eq!(j["state"], "succeeded", "{j}");
-    let card = get(
-        app,
-        &format!("/v1/students/{}", j["student_id"].as_str().unwrap()),
-    )
-    .await
-    .json();
-    (j, card)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,6 +130,9 @@ pub struct FusedTeacher {
     pub weight: f64,
     /// Its own accuracy on the validation rows, carried into the task's labels.
     pub accuracy: Option<f64>,
+    /// And on the test rows, when the job has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
     /// Its ranking score (the primary metric) and how many standard errors the set's best is ahead.
     pub score: Option<f64>,
     pub gap_z: Option<f64>,
@@ -372,6 +375,7 @@ pub(super) fn gather(
             name: t.name.clone(),
             weight: 0.0,
             accuracy: accuracy_of(&carried.select(Axis(0), &split.val), &ds.y, &split.val),
+            test_accuracy: None,
             score: result.and_then(|r| r.score),
             gap_z: result.and_then(|r| {
                 if r.rank == Some(1) {
@@ -553,7 +557,8 @@ pub(super) fn teach(
     Ok(Some((fitted, report)))
 }
 
-/// The ensemble (mean of the carried probabilities) on rows outside the dataset, for the test report.
+/// The ensemble (mean of the carried probabilities) on rows outside the dataset (every one labeled), and
+/// each teacher's accuracy on them, for the test report.
 pub(super) fn ensemble_on(
     zoo: &Zoo,
     cache: &OutputCache,
@@ -561,18 +566,23 @@ pub(super) fn ensemble_on(
     ds: &Dataset,
     split: &Split,
     other: &Dataset,
-) -> Result<Array2<f32>> {
+) -> Result<(Array2<f32>, Vec<f64>)> {
     let mut out: Option<Array2<f32>> = None;
+    let mut each = Vec::new();
     let k = ens.members.len() as f32;
+    let all: Vec<usize> = (0..other.rows()).collect();
     for m in &ens.members {
         let (o, _) = outputs::cached(zoo, Some(cache), &m.teacher, other, &other.sha256())?;
-        let c = methods::carry_other(&m.teacher, &m.probs, ds, split, &o.probs) / k;
+        let c = methods::carry_other(&m.teacher, &m.probs, ds, split, &o.probs);
+        each.push(accuracy_of(&c, &other.y, &all).unwrap_or(0.0));
+        let c = c / k;
         out = Some(match out {
             Some(a) => a + c,
             None => c,
         });
     }
-    out.ok_or_else(|| Error::internal("an ensemble without teachers"))
+    let mean = out.ok_or_else(|| Error::internal("an ensemble without teachers"))?;
+    Ok((mean, each))
 }
 
 #[cfg(test)]

@@ -1160,9 +1160,12 @@ pub fn run(
                 return Ok(None);
             };
             if let Some(t) = &task.test {
-                let p = fusion::ensemble_on(zoo, cache, ens, ds, &split, t.ds)?;
+                let (p, each) = fusion::ensemble_on(zoo, cache, ens, ds, &split, t.ds)?;
                 let all: Vec<usize> = (0..t.ds.rows()).collect();
                 r.ensemble_test_accuracy = accuracy_of(&p, &t.ds.y, &all);
+                for (m, a) in r.teachers.iter_mut().zip(each) {
+                    m.test_accuracy = Some(a);
+                }
             }
             weight_report = Some(r);
             f
@@ -1272,7 +1275,15 @@ pub fn run(
                         &o.probs,
                     ))
                 }
-                (None, Some(e)) => Some(fusion::ensemble_on(zoo, cache, e, ds, &split, t.ds)?),
+                (None, Some(e)) => {
+                    let (p, each) = fusion::ensemble_on(zoo, cache, e, ds, &split, t.ds)?;
+                    if let Some(r) = fusion_report.as_mut() {
+                        for (m, a) in r.teachers.iter_mut().zip(each) {
+                            m.test_accuracy = Some(a);
+                        }
+                    }
+                    Some(p)
+                }
                 _ => None,
             };
             Some(test_report(

@@ -411,10 +411,18 @@ fn combine(
     let Term::Soft { targets } = &lesson.term else {
         return (to_f64(&alpha), fused(&alpha));
     };
-    let val_acc = |alpha: &[Vec<f32>]| -> f64 {
+    // validation accuracy, then cross-entropy (few validation rows tie often)
+    let val_acc = |alpha: &[Vec<f32>]| -> (f64, f64) {
         let net = fused(alpha);
-        let p = forward_ndarray(&net, arch, x, &lesson.split.val);
-        accuracy_of(&p, &lesson.y, &lesson.split.val).unwrap_or(0.0)
+        let val = &lesson.split.val;
+        let p = forward_ndarray(&net, arch, x, val);
+        let ce = val
+            .iter()
+            .zip(p.rows())
+            .map(|(&r, row)| -f64::from(row[lesson.y[r] as usize].max(1e-12)).ln())
+            .sum::<f64>()
+            / val.len().max(1) as f64;
+        (accuracy_of(&p, &lesson.y, val).unwrap_or(0.0), -ce)
     };
     let act = arch.activation();
     let d = x.ncols();
@@ -695,4 +703,90 @@ pub(super) fn fuse(
         },
     };
     Ok(Some((fitted, report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_mlp(widths: &[usize], seed: u64) -> Mlp {
+        let mut rng = SplitMix(seed);
+        let layers = widths
+            .windows(2)
+            .map(|p| mlp::Dense {
+                inputs: p[0],
+                outputs: p[1],
+                weight: (0..p[0] * p[1])
+                    .map(|_| rng.next_f64() as f32 - 0.5)
+                    .collect(),
+                bias: (0..p[1]).map(|_| rng.next_f64() as f32 - 0.5).collect(),
+            })
+            .collect();
+        Mlp {
+            layers,
+            activation: "Relu".into(),
+        }
+    }
+
+    /// The same function with hidden neurons of each layer renumbered by `perms` (neuron j of hidden
+    /// layer l becomes neuron perms[l][j]).
+    fn permuted(net: &Mlp, perms: &[Vec<usize>]) -> Mlp {
+        let mut out = net.clone();
+        for (l, p) in perms.iter().enumerate() {
+            let (a, b) = (out.layers[l].clone(), out.layers[l + 1].clone());
+            let (o, next_o) = (a.outputs, b.outputs);
+            for j in 0..o {
+                for i in 0..a.inputs {
+                    out.layers[l].weight[i * o + p[j]] = a.weight[i * o + j];
+                }
+                out.layers[l].bias[p[j]] = a.bias[j];
+                for k in 0..next_o {
+                    out.layers[l + 1].weight[p[j] * next_o + k] = b.weight[j * next_o + k];
+                }
+            }
+        }
+        out
+    }
+
+    fn close(a: &Mlp, b: &Mlp) -> f32 {
+        a.layers
+            .iter()
+            .zip(&b.layers)
+            .flat_map(|(x, y)| {
+                x.weight
+                    .iter()
+                    .zip(&y.weight)
+                    .chain(x.bias.iter().zip(&y.bias))
+                    .map(|(u, v)| (u - v).abs())
+            })
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn aligning_a_renumbered_copy_recovers_the_original() {
+        let net = random_mlp(&[6, 8, 5, 3], 1);
+        let perms = vec![vec![3, 0, 7, 1, 6, 2, 5, 4], vec![4, 2, 0, 1, 3]];
+        let copy = permuted(&net, &perms);
+        // the renumbered copy computes the same function
+        let mut rng = SplitMix(9);
+        let x = Array2::from_shape_fn((200, 6), |_| rng.next_f64() - 0.5);
+        let last = |n: &Mlp| {
+            let h = activations(n, &x).pop().unwrap();
+            let l = n.layers.last().unwrap();
+            h.dot(&matrix(l)) + &Array1::from_iter(l.bias.iter().map(|v| f64::from(*v)))
+        };
+        assert!((last(&net) - last(&copy)).iter().all(|v| v.abs() < 1e-5));
+        assert!(close(&net, &copy) > 0.1, "the copy is renumbered");
+        // by weights
+        let back = align(&net, &copy, None).unwrap();
+        assert!(close(&net, &back) < 1e-5, "{}", close(&net, &back));
+        // by activations on the rows
+        let (ra, oa) = (activations(&net, &x), activations(&copy, &x));
+        let back = align(&net, &copy, Some((&ra, &oa))).unwrap();
+        assert!(close(&net, &back) < 1e-5, "{}", close(&net, &back));
+        // averaging the aligned pair gives the original; plain averaging does not
+        let avg = average(&[&net, &back]);
+        assert!(close(&net, &avg) < 1e-5);
+        assert!(close(&net, &average(&[&net, &copy])) > 0.05);
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -253,4 +254,65 @@ pub fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
         z.finish().unwrap();
     }
     buf.into_inner()
+}
+
+// ------------------------------------------------------------------------------------------- jobs
+/// Uploads a dataset file of the repository and returns its id.
+pub async fn upload_task(app: &axum::Router, path: &str) -> String {
+    let bytes = std::fs::read(repo().join(path)).unwrap();
+    let r = upload_dataset(app, &bytes, path.rsplit('/').next().unwrap()).await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+pub async fn upload_dataset(app: &axum::Router, bytes: &[u8], name: &str) -> Reply {
+    post_multipart(app, "/v1/datasets", multipart(name, bytes, &[])).await
+}
+
+/// Polls a job until `done` says so (at most 300 s).
+pub async fn wait_for(
+    app: &axum::Router,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let j = get(app, &format!("/v1/jobs/{id}")).await.json();
+        if done(&j) {
+            return j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "job stuck: {j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs a job to its end and returns (job, card).
+pub async fn run_job(
+    app: &axum::Router,
+    body: serde_json::Value,
+) -> (serde_json::Value, serde_json::Value) {
+    let r = post_json(app, "/v1/jobs", body.clone()).await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{body}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let j = wait_for(app, &id, |j| {
+        j["state"] != "queued" && j["state"] != "running"
+    })
+    .await;
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let card = get(
+        app,
+        &format!("/v1/students/{}", j["student_id"].as_str().unwrap()),
+    )
+    .await
+    .json();
+    (j, card)
 }
