@@ -388,3 +388,62 @@ async fn weight_fusion_aligns_averages_and_fine_tunes() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fused_students_are_never_worse_than_scratch() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let (npz, _) = misleading_teacher_task();
+    for (name, scale) in [("liar", "4"), ("liar2", "5")] {
+        let r = post_multipart(
+            &app,
+            "/v1/teachers",
+            multipart(
+                &format!("{name}.onnx"),
+                &liar(scale.parse().unwrap()),
+                &[("name", name)],
+            ),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = post_multipart(
+        &app,
+        "/v1/datasets",
+        multipart(
+            "blobs.npz",
+            &npz,
+            &[("labels", "[\"cat\", \"dog\", \"eel\"]")],
+        ),
+    )
+    .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let ds = r.json()["id"].as_str().unwrap().to_string();
+    for body in [
+        json!({"dataset_id": ds, "method": "multi_teacher", "teachers": ["liar", "liar2"],
+               "fusion": "mean", "student": "mlp:16", "config": {"max_epochs": 30}}),
+        json!({"dataset_id": ds, "method": "weight_fusion", "teachers": ["liar", "liar2"],
+               "config": {"max_epochs": 30}}),
+    ] {
+        let (_, card) = run_job(&app, body.clone()).await;
+        let acc = &card["accuracy"];
+        assert!(acc["teacher"].as_f64().unwrap() < 0.01, "{body}: {acc}");
+        assert_eq!(card["delivered"], "scratch", "{body}: {card}");
+        assert_eq!(acc["student"], acc["scratch"]);
+        let t = &card["test"];
+        assert!(
+            t["student"]["accuracy"].as_f64().unwrap()
+                > t["distilled"]["accuracy"].as_f64().unwrap() + 0.3,
+            "{body}: {t}"
+        );
+    }
+}

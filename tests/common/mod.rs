@@ -316,3 +316,52 @@ pub async fn run_job(
     .json();
     (j, card)
 }
+
+/// A 3-class task in 4 dimensions (well separated blobs) and a linear teacher with the same label names
+/// that is confidently wrong: it calls every class by the next one's name.
+pub fn misleading_teacher_task() -> (Vec<u8>, Vec<u8>) {
+    let (n, labeled) = (330usize, 30usize);
+    let mut s: u64 = 7;
+    let mut noise = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.0
+    };
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n {
+        let c = i % 3;
+        for f in 0..4 {
+            x.push(if f == c { 3.0 } else { 0.0 } + noise());
+        }
+        y.push(if i < labeled { c as i64 } else { -1 });
+    }
+    let (mut xt, mut yt) = (Vec::new(), Vec::new());
+    for i in 0..150usize {
+        for f in 0..4 {
+            xt.push(if f == i % 3 { 3.0f32 } else { 0.0 } + noise());
+        }
+        yt.push((i % 3) as i64);
+    }
+    let bytes = |v: &[f32]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    let ints = |v: &[i64]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    let npz = zip_of(&[
+        ("x.npy", npy("<f4", &[n, 4], &bytes(&x))),
+        ("y.npy", npy("<i8", &[n], &ints(&y))),
+        ("x_test.npy", npy("<f4", &[150, 4], &bytes(&xt))),
+        ("y_test.npy", npy("<i8", &[150], &ints(&yt))),
+    ]);
+    (npz, liar(4.0))
+}
+
+/// A linear teacher that is confidently wrong on the misleading task: column k of W reads feature
+/// (k + 2) % 3, so rows of class c get class (c + 1) % 3; `scale` sets its confidence (and its bytes).
+pub fn liar(scale: f32) -> Vec<u8> {
+    let mut w = vec![0f32; 4 * 3];
+    for k in 0..3 {
+        w[((k + 2) % 3) * 3 + k] = scale;
+    }
+    let teacher = faculty::onnx::build::linear_classifier(&w, &[0.0; 3], 4, &["cat", "dog", "eel"]);
+    prost::Message::encode_to_vec(&teacher)
+}
