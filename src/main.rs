@@ -318,6 +318,16 @@ impl faculty::distill::Progress for Bar {
     }
     fn trial(&mut self, t: &faculty::distill::HopTrial) {
         let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        if t.method == faculty::distill::Method::MultiTeacher {
+            eprintln!(
+                "\r{} ({} params): student validation {}{:40}",
+                t.model,
+                t.parameters,
+                pct(t.val_accuracy),
+                ""
+            );
+            return;
+        }
         eprintln!(
             "\rhop {}: {} ({} params) via {}: own {}, student {}{:30}",
             t.hop,

@@ -393,41 +393,7 @@ async fn weight_fusion_aligns_averages_and_fine_tunes() {
 async fn fused_students_are_never_worse_than_scratch() {
     let sb = Sandbox::new();
     let app = sb.app();
-    let (npz, _) = misleading_teacher_task();
-    for (name, scale) in [("liar", "4"), ("liar2", "5")] {
-        let r = post_multipart(
-            &app,
-            "/v1/teachers",
-            multipart(
-                &format!("{name}.onnx"),
-                &liar(scale.parse().unwrap()),
-                &[("name", name)],
-            ),
-        )
-        .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
-    }
-    let r = post_multipart(
-        &app,
-        "/v1/datasets",
-        multipart(
-            "blobs.npz",
-            &npz,
-            &[("labels", "[\"cat\", \"dog\", \"eel\"]")],
-        ),
-    )
-    .await;
-    assert!(
-        r.status.is_success(),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let ds = r.json()["id"].as_str().unwrap().to_string();
+    let ds = upload_misleading(&app, &[("liar", 4.0), ("liar2", 5.0)]).await;
     for body in [
         json!({"dataset_id": ds, "method": "multi_teacher", "teachers": ["liar", "liar2"],
                "fusion": "mean", "student": "mlp:16", "config": {"max_epochs": 30}}),

@@ -744,35 +744,7 @@ async fn budgets_choose_the_largest_student_that_fits() {
 async fn a_student_is_never_worse_than_scratch_on_validation() {
     let sb = Sandbox::new();
     let app = sb.app();
-    let (npz, teacher) = misleading_teacher_task();
-    let r = post_multipart(
-        &app,
-        "/v1/teachers",
-        multipart("liar.onnx", &teacher, &[("name", "liar")]),
-    )
-    .await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let r = post_multipart(
-        &app,
-        "/v1/datasets",
-        multipart(
-            "blobs.npz",
-            &npz,
-            &[("labels", "[\"cat\", \"dog\", \"eel\"]")],
-        ),
-    )
-    .await;
-    assert!(
-        r.status.is_success(),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let ds = r.json()["id"].as_str().unwrap().to_string();
+    let ds = upload_misleading(&app, &[("liar", 4.0)]).await;
     let job = |fallback: bool| {
         json!({"dataset_id": ds, "method": "kd", "teacher": "liar", "student": "mlp:16",
                "config": {"max_epochs": 30, "scratch_fallback": fallback}})

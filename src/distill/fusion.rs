@@ -14,7 +14,7 @@ use super::{
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::rank::{self, OutputCache, RankRequest, Ranking, outputs};
+use crate::rank::{self, OutputCache, Ranking, outputs};
 use crate::zoo::{Teacher, Zoo};
 
 use super::train::{Lesson, Split, Term};
@@ -339,17 +339,7 @@ pub(super) fn gather(
         Chosen::Ids(ids) => Some(ids.clone()),
         Chosen::Auto(_) => None,
     };
-    let ranking = rank::rank(
-        zoo,
-        Some(cache),
-        ds,
-        ds_sha,
-        &RankRequest {
-            dataset_id: crate::data::dataset_id(ds_sha),
-            teachers: ids.clone(),
-            ..Default::default()
-        },
-    )?;
+    let ranking = super::rank_for(zoo, cache, ds, ds_sha, ids)?;
     let (picked, how) = match set {
         Chosen::Ids(ids) => (ids.clone(), "requested".to_string()),
         Chosen::Auto(k) => pick_auto(&ranking, *k, notes),

@@ -928,6 +928,27 @@ fn sample_weights(
     })
 }
 
+/// The default ranking of `teachers` (the whole zoo for `None`) on the dataset, through the cache.
+fn rank_for(
+    zoo: &Zoo,
+    cache: &OutputCache,
+    ds: &Dataset,
+    ds_sha: &str,
+    teachers: Option<Vec<String>>,
+) -> Result<rank::Ranking> {
+    rank::rank(
+        zoo,
+        Some(cache),
+        ds,
+        ds_sha,
+        &RankRequest {
+            dataset_id: crate::data::dataset_id(ds_sha),
+            teachers,
+            ..Default::default()
+        },
+    )
+}
+
 /// Picks the ranking's best teacher usable for `method` (for `teacher: auto`), with how it was chosen.
 fn pick_teacher(
     zoo: &Zoo,
@@ -937,16 +958,7 @@ fn pick_teacher(
     req: &DistillRequest,
     notes: &mut Vec<String>,
 ) -> Result<(Teacher, String)> {
-    let ranking = rank::rank(
-        zoo,
-        Some(cache),
-        ds,
-        ds_sha,
-        &RankRequest {
-            dataset_id: crate::data::dataset_id(ds_sha),
-            ..Default::default()
-        },
-    )?;
+    let ranking = rank_for(zoo, cache, ds, ds_sha, None)?;
     let pick = ranking
         .results
         .iter()

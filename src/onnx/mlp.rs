@@ -45,21 +45,6 @@ fn float_attr(n: &NodeProto, name: &str) -> Option<f32> {
         .and_then(|a| a.f)
 }
 
-fn floats(t: &TensorProto) -> Option<(Vec<usize>, Vec<f32>)> {
-    if t.data_type != Some(super::proto::tensor_proto::DataType::Float as i32) {
-        return None;
-    }
-    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-    let values: Vec<f32> = match &t.raw_data {
-        Some(raw) if !raw.is_empty() => raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        _ => t.float_data.clone(),
-    };
-    (values.len() == dims.iter().product::<usize>()).then_some((dims, values))
-}
-
 /// [rows, cols] row-major transposed.
 fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; v.len()];
@@ -87,7 +72,7 @@ pub fn read(model: &ModelProto, output: &str) -> std::result::Result<Mlp, String
     let weight = |name: &str| -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
         consts
             .get(name)
-            .and_then(|t| floats(t))
+            .and_then(|t| super::surgery::float_tensor(t))
             .ok_or_else(|| format!("the layer parameter '{name}' is not a float initializer"))
     };
     let inputs: Vec<&str> = graph

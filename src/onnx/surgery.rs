@@ -21,7 +21,8 @@ pub struct Penultimate {
     pub weights: Array2<f32>,
 }
 
-fn float_tensor(t: &TensorProto) -> Option<(Vec<usize>, Vec<f32>)> {
+/// A float tensor's shape and values (raw or typed storage); `None` for other types or a size mismatch.
+pub(crate) fn float_tensor(t: &TensorProto) -> Option<(Vec<usize>, Vec<f32>)> {
     if t.data_type != Some(DataType::Float as i32) {
         return None;
     }

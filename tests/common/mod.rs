@@ -317,9 +317,9 @@ pub async fn run_job(
     (j, card)
 }
 
-/// A 3-class task in 4 dimensions (well separated blobs) and a linear teacher with the same label names
-/// that is confidently wrong: it calls every class by the next one's name.
-pub fn misleading_teacher_task() -> (Vec<u8>, Vec<u8>) {
+/// A 3-class task in 4 dimensions (well separated blobs), as an npz with a test split; `liar` makes the
+/// teachers that are confidently wrong on it.
+pub fn misleading_teacher_task() -> Vec<u8> {
     let (n, labeled) = (330usize, 30usize);
     let mut s: u64 = 7;
     let mut noise = || {
@@ -352,7 +352,7 @@ pub fn misleading_teacher_task() -> (Vec<u8>, Vec<u8>) {
         ("x_test.npy", npy("<f4", &[150, 4], &bytes(&xt))),
         ("y_test.npy", npy("<i8", &[150], &ints(&yt))),
     ]);
-    (npz, liar(4.0))
+    npz
 }
 
 /// A linear teacher that is confidently wrong on the misleading task: column k of W reads feature
@@ -364,4 +364,31 @@ pub fn liar(scale: f32) -> Vec<u8> {
     }
     let teacher = faculty::onnx::build::linear_classifier(&w, &[0.0; 3], 4, &["cat", "dog", "eel"]);
     prost::Message::encode_to_vec(&teacher)
+}
+
+/// Uploads confidently wrong teachers (name, confidence) and the misleading task; returns the dataset id.
+pub async fn upload_misleading(app: &axum::Router, liars: &[(&str, f32)]) -> String {
+    let npz = misleading_teacher_task();
+    for (name, scale) in liars {
+        let r = post_multipart(
+            app,
+            "/v1/teachers",
+            multipart(&format!("{name}.onnx"), &liar(*scale), &[("name", name)]),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let labels = [("labels", "[\"cat\", \"dog\", \"eel\"]")];
+    let r = post_multipart(app, "/v1/datasets", multipart("blobs.npz", &npz, &labels)).await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()["id"].as_str().unwrap().to_string()
 }
