@@ -141,25 +141,7 @@ async fn bad_fusion_requests_get_4xx_and_create_nothing() {
             "for method weight_fusion",
         ),
     ];
-    for (body, status, needle) in cases {
-        let r = post_json(&app, "/v1/jobs", body.clone()).await;
-        let text = String::from_utf8_lossy(&r.body).to_string();
-        assert_eq!(r.status, status, "{body}: {text}");
-        assert!(
-            text.contains(needle),
-            "{body}: {text} should name '{needle}'"
-        );
-        assert!(r.json()["error"].is_string(), "{text}");
-        assert_eq!(
-            get(&app, "/v1/jobs").await.json()["jobs"],
-            json!([]),
-            "{body} created a job"
-        );
-        assert_eq!(
-            get(&app, "/v1/students").await.json()["students"],
-            json!([])
-        );
-    }
+    refuse_jobs(&app, cases).await;
 }
 
 /// The bundled MNIST task and its test split.

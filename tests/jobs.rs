@@ -311,28 +311,7 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             "dataset_id",
         ),
     ];
-    for (body, status, needle) in cases {
-        let r = post_json(&app, "/v1/jobs", body.clone()).await;
-        let text = String::from_utf8_lossy(&r.body).to_string();
-        assert_eq!(r.status, status, "{body}: {text}");
-        assert!(
-            text.contains(needle),
-            "{body}: {text} should name '{needle}'"
-        );
-        assert!(
-            r.json()["error"].is_string() && r.json()["kind"].is_string(),
-            "{text}"
-        );
-        assert_eq!(
-            get(&app, "/v1/jobs").await.json()["jobs"],
-            json!([]),
-            "{body} created a job"
-        );
-        assert_eq!(
-            get(&app, "/v1/students").await.json()["students"],
-            json!([])
-        );
-    }
+    refuse_jobs(&app, cases).await;
     // zero labeled rows: refused at upload already, so no job can name such a dataset
     let x: Vec<u8> = (0..40).map(|i| i as u8).collect();
     let yb: Vec<u8> = [-1i64; 10].iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -392,3 +392,30 @@ pub async fn upload_misleading(app: &axum::Router, liars: &[(&str, f32)]) -> Str
     );
     r.json()["id"].as_str().unwrap().to_string()
 }
+
+/// Posts each job request and checks it is refused with `status`, a JSON error naming `needle`, and that
+/// no job or student exists afterwards.
+pub async fn refuse_jobs(app: &axum::Router, cases: Vec<(serde_json::Value, StatusCode, &str)>) {
+    for (body, status, needle) in cases {
+        let r = post_json(app, "/v1/jobs", body.clone()).await;
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, status, "{body}: {text}");
+        assert!(
+            text.contains(needle),
+            "{body}: {text} should name '{needle}'"
+        );
+        assert!(
+            r.json()["error"].is_string() && r.json()["kind"].is_string(),
+            "{text}"
+        );
+        assert_eq!(
+            get(app, "/v1/jobs").await.json()["jobs"],
+            serde_json::json!([]),
+            "{body} created a job"
+        );
+        assert_eq!(
+            get(app, "/v1/students").await.json()["students"],
+            serde_json::json!([])
+        );
+    }
+}
