@@ -626,7 +626,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
                             f.name,
                             pct(f.val_accuracy),
                             pct(f.test_accuracy),
-                            if f.delivered { " (delivered)" } else { "" }
+                            if f.chosen { " (chosen)" } else { "" }
                         );
                     }
                 } else if let Some(t) = c.teacher_chain.first() {

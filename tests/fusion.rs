@@ -365,7 +365,7 @@ async fn weight_fusion_aligns_averages_and_fine_tunes() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|c| c["delivered"] == true)
+            .filter(|c| c["chosen"] == true)
             .count(),
         1
     );

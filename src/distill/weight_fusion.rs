@@ -6,7 +6,7 @@
 //! incoming weights first, as in OT fusion); the aligned weights are averaged (one-shot, no training);
 //! a small learned combination (one mixing weight per layer and teacher, the WeightFormer idea at our
 //! scale) is trained with cross-entropy + KD to the ensemble; then optional fine-tuning epochs. Plain
-//! (unaligned) averaging is measured beside them. The best on validation is delivered.
+//! (unaligned) averaging is measured beside them. The best on validation is kept (and delivered unless the scratch baseline beat it).
 use burn::tensor::activation::{log_softmax, relu, sigmoid, tanh};
 use burn::tensor::{Device, Tensor, TensorData};
 use ndarray::{Array1, Array2, Axis};
@@ -80,7 +80,9 @@ pub struct FusedCandidate {
     pub val_accuracy: Option<f64>,
     /// On the test rows, when the job has them.
     pub test_accuracy: Option<f64>,
-    pub delivered: bool,
+    /// The fused model kept (the best on validation); the card's `delivered` says whether the scratch
+    /// student beat it.
+    pub chosen: bool,
 }
 
 /// What weight fusion did, for the card.
@@ -685,7 +687,7 @@ pub(super) fn fuse(
                     let all: Vec<usize> = (0..t.rows()).collect();
                     accuracy_of(&p, &t.y, &all).unwrap_or(0.0)
                 }),
-                delivered: k == best,
+                chosen: k == best,
             })
             .collect(),
         mixing,
