@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Server and library settings (`faculty serve --help`).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Config {
     /// Directory of ONNX teachers: flat `*.onnx` files and/or `<name>/<version>/model.onnx`.
     #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
@@ -30,6 +30,22 @@ pub struct Config {
     /// Distillation jobs that train at once; the rest wait in the queue.
     #[arg(long, env = "FACULTY_MAX_JOBS", default_value_t = 1)]
     pub max_jobs: usize,
+    /// How long a request waits for a blocking slot before it is answered 429 (with Retry-After), ms.
+    #[arg(long, env = "FACULTY_QUEUE_WAIT_MS", default_value_t = 2000)]
+    pub queue_wait_ms: u64,
+    /// API tokens: one token (role admin), or the path of a file with one `ROLE TOKEN` per line (roles
+    /// read, write, admin; `#` starts a comment). With tokens, every write needs
+    /// `Authorization: Bearer TOKEN`. Never logged.
+    #[arg(
+        long,
+        alias = "api-token",
+        env = "FACULTY_API_TOKENS",
+        hide_env_values = true
+    )]
+    pub api_tokens: Option<String>,
+    /// With tokens: reads need a token too (any role).
+    #[arg(long, env = "FACULTY_REQUIRE_TOKEN_FOR_READS")]
+    pub require_token_for_reads: bool,
 }
 
 impl Config {
@@ -44,6 +60,31 @@ impl Config {
             infer_batch: 1024,
             max_blocking: 8,
             max_jobs: 1,
+            queue_wait_ms: 2000,
+            api_tokens: None,
+            require_token_for_reads: false,
         }
+    }
+}
+
+/// Every field but the tokens, which are never printed.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("zoo", &self.zoo)
+            .field("data_dir", &self.data_dir)
+            .field("addr", &self.addr)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("intra_threads", &self.intra_threads)
+            .field("infer_batch", &self.infer_batch)
+            .field("max_blocking", &self.max_blocking)
+            .field("max_jobs", &self.max_jobs)
+            .field("queue_wait_ms", &self.queue_wait_ms)
+            .field(
+                "api_tokens",
+                &self.api_tokens.as_ref().map(|_| "<redacted>"),
+            )
+            .field("require_token_for_reads", &self.require_token_for_reads)
+            .finish()
     }
 }

@@ -16,6 +16,10 @@ pub enum ErrorKind {
     Conflict,
     /// The upload exceeds the configured limit.
     PayloadTooLarge,
+    /// No credentials, or unknown ones, where a token is required.
+    Unauthorized,
+    /// A token whose role does not allow this request.
+    Forbidden,
     /// Too much work in flight; retry later.
     Overloaded,
     /// ONNX Runtime could not be loaded.
@@ -32,6 +36,8 @@ impl ErrorKind {
             Self::InvalidModel => "invalid_model",
             Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::Overloaded => "overloaded",
             Self::RuntimeUnavailable => "runtime_unavailable",
             Self::Internal => "internal",

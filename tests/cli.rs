@@ -550,3 +550,60 @@ fn eval_ranking_judges_each_draw_and_the_task() {
     assert_eq!(s["tasks"], 1);
     assert_eq!(s["tasks_consensus_within_1pt"], 1);
 }
+
+/// The stderr lines of a `faculty serve` process, as they come (a thread reads them).
+fn log_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Whether a log line containing `needle` arrives within 60 s.
+fn log_has(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn serving_a_public_address_without_tokens_warns() {
+    let sb = common::Sandbox::new();
+    let serve = |extra: &[&str]| {
+        let mut child = faculty()
+            .args(["serve", "--addr", "0.0.0.0:0", "--zoo"])
+            .arg(sb.zoo())
+            .arg("--data-dir")
+            .arg(sb.state())
+            .args(extra)
+            .env_remove("FACULTY_API_TOKENS")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let rx = log_lines(&mut child);
+        (Server(child), rx)
+    };
+    let (_s, rx) = serve(&[]);
+    assert!(log_has(&rx, "WARNING: faculty serves 0.0.0.0"));
+    drop(_s);
+    // with a token it starts quietly: the listening line, and no warning before the first request
+    let (_s, rx) = serve(&["--api-tokens", "0123456789abcdef-token"]);
+    assert!(log_has(&rx, "listening on"));
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(2))
+            .map_or(true, |l| !l.contains("WARNING")),
+        "warned with a token"
+    );
+}

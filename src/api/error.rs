@@ -17,9 +17,12 @@ pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
     /// What went wrong, for a program: not_found, invalid_input, invalid_model, conflict,
-    /// payload_too_large, overloaded, runtime_unavailable, internal.
+    /// payload_too_large, unauthorized, forbidden, overloaded, runtime_unavailable, internal.
     pub kind: String,
 }
+
+/// Seconds a client told 429 should wait before retrying.
+pub const RETRY_AFTER_S: &str = "1";
 
 /// An error on its way to becoming a response.
 #[derive(Debug)]
@@ -44,6 +47,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidModel => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::RuntimeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,14 +67,31 @@ impl IntoResponse for ApiError {
         } else {
             self.0.message
         };
-        (
+        let mut res = (
             status,
             Json(ErrorBody {
                 error: message,
                 kind: self.0.kind.as_str().into(),
             }),
         )
-            .into_response()
+            .into_response();
+        let h = res.headers_mut();
+        match self.0.kind {
+            ErrorKind::Unauthorized => {
+                h.insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"faculty\""),
+                );
+            }
+            ErrorKind::Overloaded => {
+                h.insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static(RETRY_AFTER_S),
+                );
+            }
+            _ => {}
+        }
+        res
     }
 }
 

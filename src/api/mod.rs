@@ -1,5 +1,6 @@
 //! The HTTP surface: an axum router over the library. Handlers parse, call the library off the async
 //! threads, and serialize; they hold no logic of their own.
+pub mod auth;
 pub mod datasets;
 pub mod error;
 pub mod jobs;
@@ -36,12 +37,17 @@ pub struct AppState {
     pub outputs: OutputCache,
     pub rankings: Arc<RankingStore>,
     pub jobs: JobManager,
+    /// The API tokens (`None`: no tokens configured, everything open).
+    pub tokens: Option<Arc<auth::Tokens>>,
     blocking: Arc<Semaphore>,
 }
 
 impl AppState {
     /// Opens the state directory and the zoo, and brings the catalog up to date (a blocking call).
     pub fn open(config: Config) -> Result<Self> {
+        let tokens =
+            auth::Tokens::load(config.api_tokens.as_deref(), config.require_token_for_reads)?
+                .map(Arc::new);
         crate::onnx::environment()?;
         let store = Store::open(&config.data_dir)?;
         let pool = Arc::new(SessionPool::new(config.intra_threads));
@@ -79,22 +85,29 @@ impl AppState {
             outputs,
             rankings,
             jobs,
+            tokens,
             blocking,
         })
     }
 
-    /// Runs blocking work (inference, hashing, ONNX loading) off the async threads; more than
-    /// `max_blocking` at once is answered with 429.
+    /// Runs blocking work (inference, hashing, ONNX loading) off the async threads; at most
+    /// `max_blocking` at once: a request waits up to `queue_wait_ms` for a slot, then gets 429 with
+    /// `Retry-After`.
     pub async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let permit = self.blocking.clone().try_acquire_owned().map_err(|_| {
+        let wait = std::time::Duration::from_millis(self.config.queue_wait_ms);
+        let busy = || {
             ApiError(Error::new(
                 ErrorKind::Overloaded,
-                "too many requests in flight; retry shortly",
+                "too many requests in flight; retry after the Retry-After seconds",
             ))
-        })?;
+        };
+        let permit = tokio::time::timeout(wait, self.blocking.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
         let out = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             f()
@@ -186,6 +199,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/students/{id}/model.onnx", get(jobs::download_student))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .layer(axum::middleware::from_fn(log_requests))
         .with_state(state)
 }
@@ -200,6 +217,16 @@ pub async fn serve(config: Config) -> Result<()> {
         .await
         .map_err(|e| Error::invalid_input(format!("cannot listen on {addr}: {e}")))?;
     tracing::info!("faculty listening on http://{}", listener.local_addr()?);
+    if !addr.ip().is_loopback() && state.tokens.is_none() {
+        tracing::warn!(
+            "SERVING ON A NON-LOOPBACK ADDRESS ({addr}) WITHOUT API TOKENS: anyone who can reach it can \
+             upload, delete and train. Set --api-tokens (or FACULTY_API_TOKENS)"
+        );
+        eprintln!(
+            "WARNING: faculty serves {addr} without API tokens: anyone who can reach it can upload, \
+             delete and train. Set --api-tokens (or FACULTY_API_TOKENS)."
+        );
+    }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

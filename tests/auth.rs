@@ -1,0 +1,171 @@
+//! Tokens for writes (router in process, real sled, real ONNX Runtime): with tokens configured every
+//! write endpoint is refused without a token (401 + WWW-Authenticate), with an unknown one (401) and with
+//! a role too low (403), and allowed with the right role; reads stay open unless required; refusals
+//! change nothing. Also: 429 answers carry Retry-After after a bounded wait.
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+
+const READ: &str = "read-token-0123456789";
+const WRITE: &str = "write-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+fn tokens_file(sb: &Sandbox) -> String {
+    let f = sb.dir.path().join("tokens");
+    std::fs::write(
+        &f,
+        format!("# roles\nread {READ}\nwrite {WRITE}\nadmin {ADMIN}\n"),
+    )
+    .unwrap();
+    f.to_string_lossy().into_owned()
+}
+
+async fn as_(app: &axum::Router, method: &str, uri: &str, token: Option<&str>) -> Reply {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    call(app, b.body(Body::from("{}")).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_a_token_of_the_right_role() {
+    let sb = Sandbox::new();
+    let mut cfg = sb.config();
+    cfg.api_tokens = Some(tokens_file(&sb));
+    let app = sb.app_with(cfg);
+    let before = snapshot_files(&sb.zoo());
+    // (method, uri, the lowest role allowed)
+    let writes = [
+        ("POST", "/v1/teachers", ADMIN),
+        ("DELETE", "/v1/teachers/mnist_logreg", ADMIN),
+        ("POST", "/v1/zoo/rescan", ADMIN),
+        ("POST", "/v1/datasets", WRITE),
+        ("DELETE", "/v1/datasets/ds_0000000000000000", WRITE),
+        ("POST", "/v1/rankings", WRITE),
+        ("POST", "/v1/jobs", WRITE),
+        ("POST", "/v1/jobs/job_0000000000000000/cancel", WRITE),
+        ("DELETE", "/v1/students/st_0000000000000000", WRITE),
+    ];
+    for (method, uri, lowest) in writes {
+        let none = as_(&app, method, uri, None).await;
+        assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        assert_eq!(none.headers["www-authenticate"], "Bearer realm=\"faculty\"");
+        assert_eq!(none.json()["kind"], "unauthorized");
+        let wrong = as_(&app, method, uri, Some("not-a-token-at-all-0000")).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        let low = as_(&app, method, uri, Some(READ)).await;
+        assert_eq!(low.status, StatusCode::FORBIDDEN, "{method} {uri}");
+        assert!(
+            String::from_utf8_lossy(&low.body).contains("the token has role read"),
+            "{method} {uri}"
+        );
+        if lowest == ADMIN {
+            let w = as_(&app, method, uri, Some(WRITE)).await;
+            assert_eq!(w.status, StatusCode::FORBIDDEN, "{method} {uri}");
+        }
+        // the right role passes the gate (the empty request itself may then be refused, never 401/403)
+        let ok = as_(&app, method, uri, Some(lowest)).await;
+        assert!(
+            ok.status != StatusCode::UNAUTHORIZED && ok.status != StatusCode::FORBIDDEN,
+            "{method} {uri}: {}",
+            ok.status
+        );
+    }
+    // the refused deletes changed nothing; the allowed admin delete did remove the teacher
+    let after = snapshot_files(&sb.zoo());
+    assert!(!after.keys().any(|k| k.contains("mnist_logreg")));
+    assert_eq!(before.len(), after.len() + 1);
+    // reads stay open by default, predictions too
+    assert_eq!(get(&app, "/v1/teachers").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/v1/jobs").await.status, StatusCode::OK);
+    let p = post_json(
+        &app,
+        "/v1/teachers/letters_logreg/predict",
+        serde_json::json!({"inputs": [vec![0.0f32; 16]]}),
+    )
+    .await;
+    assert_eq!(
+        p.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&p.body)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_can_require_a_token_and_one_token_is_admin() {
+    let sb = Sandbox::new();
+    let mut cfg = sb.config();
+    cfg.api_tokens = Some(ADMIN.into());
+    cfg.require_token_for_reads = true;
+    let app = sb.app_with(cfg);
+    assert_eq!(
+        as_(&app, "GET", "/v1/teachers", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        as_(&app, "GET", "/v1/teachers", Some(ADMIN)).await.status,
+        StatusCode::OK
+    );
+    let r = as_(&app, "POST", "/v1/zoo/rescan", Some(ADMIN)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // a too-short token is refused at start, with the reason
+    let mut bad = sb.config();
+    bad.api_tokens = Some("short".into());
+    let e = faculty::api::AppState::open(bad).err().unwrap();
+    assert!(
+        e.message.contains("at least 16 characters"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_server_answers_429_with_retry_after() {
+    let sb = Sandbox::new();
+    let mut cfg = sb.config();
+    cfg.max_blocking = 1;
+    cfg.queue_wait_ms = 50;
+    let st = faculty::api::AppState::open(cfg).unwrap();
+    let holder = st.clone();
+    let busy = tokio::spawn(async move {
+        holder
+            .blocking(|| {
+                std::thread::sleep(std::time::Duration::from_millis(800));
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.0.message)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let refused = st.blocking(|| Ok(())).await.err().expect("no slot left");
+    let res = axum::response::IntoResponse::into_response(refused);
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "1");
+    busy.await.unwrap().unwrap();
+    // a request that waits less than queue_wait_ms for the slot is served
+    let holder = st.clone();
+    let short = tokio::spawn(async move {
+        holder
+            .blocking(|| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.0.message)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    assert!(st.blocking(|| Ok(())).await.is_ok());
+    short.await.unwrap().unwrap();
+}
