@@ -30,6 +30,12 @@ pub struct Config {
     /// Distillation jobs that train at once; the rest wait in the queue.
     #[arg(long, env = "FACULTY_MAX_JOBS", default_value_t = 1)]
     pub max_jobs: usize,
+    /// ONNX Runtime sessions kept loaded at most (least recently used dropped, reloaded on demand).
+    #[arg(long, env = "FACULTY_MAX_SESSIONS", default_value_t = 32)]
+    pub max_sessions: usize,
+    /// Estimated memory of the loaded sessions at most, MiB (twice each model's size plus 2 MiB).
+    #[arg(long, env = "FACULTY_SESSION_MEMORY_MB", default_value_t = 256)]
+    pub session_memory_mb: u64,
     /// How long a request waits for a blocking slot before it is answered 429 (with Retry-After), ms.
     #[arg(long, env = "FACULTY_QUEUE_WAIT_MS", default_value_t = 2000)]
     pub queue_wait_ms: u64,
@@ -60,6 +66,8 @@ impl Config {
             infer_batch: 1024,
             max_blocking: 8,
             max_jobs: 1,
+            max_sessions: 32,
+            session_memory_mb: 256,
             queue_wait_ms: 2000,
             api_tokens: None,
             require_token_for_reads: false,
@@ -79,6 +87,8 @@ impl std::fmt::Debug for Config {
             .field("infer_batch", &self.infer_batch)
             .field("max_blocking", &self.max_blocking)
             .field("max_jobs", &self.max_jobs)
+            .field("max_sessions", &self.max_sessions)
+            .field("session_memory_mb", &self.session_memory_mb)
             .field("queue_wait_ms", &self.queue_wait_ms)
             .field(
                 "api_tokens",

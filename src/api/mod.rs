@@ -50,7 +50,11 @@ impl AppState {
                 .map(Arc::new);
         crate::onnx::environment()?;
         let store = Store::open(&config.data_dir)?;
-        let pool = Arc::new(SessionPool::new(config.intra_threads));
+        let pool = Arc::new(SessionPool::with_limits(
+            config.intra_threads,
+            config.max_sessions,
+            config.session_memory_mb << 20,
+        ));
         let zoo = Arc::new(Zoo::open(&config.zoo, &store, pool, config.infer_batch)?);
         let report = zoo.rescan()?;
         tracing::info!(

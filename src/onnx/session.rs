@@ -46,9 +46,18 @@ pub fn load_session(bytes: &[u8], intra_threads: usize) -> Result<Session> {
     // With many models (a ranking runs every teacher in turn) those spinning threads starved the next
     // session and faculty's own scoring: stopping them when a run returns halved the cold ranking
     // (benches/ranking.rs), at a cost of a few microseconds per call on back-to-back tiny batches.
+    // No CPU memory arena: an arena keeps every session's peak activations (a 1024-row batch through a
+    // CNN is tens of MB) for the session's life; with a pool of sessions that was most of the server's
+    // memory after a ranking (measured: /proc/PID/status VmRSS, README "Memory").
     let mut builder = builder
         .with_intra_threads(intra_threads)
         .and_then(|b| b.with_config_entry("session.force_spinning_stop", "1"))
+        .and_then(|b| {
+            b.with_execution_providers([ort::ep::CPU::default()
+                .with_arena_allocator(false)
+                .build()])
+        })
+        .and_then(|b| b.with_memory_pattern(false))
         .map_err(|e| Error::internal(format!("ONNX Runtime options: {e}")))?;
     builder
         .commit_from_memory(bytes)
@@ -261,19 +270,45 @@ impl Predictor {
     }
 }
 
-/// One session per model (keyed by sha256), created on first use and reused; `run` needs `&mut`, so each
-/// sits behind a mutex.
-#[derive(Default)]
+/// Sessions by key (a model's sha256, or a derived model's key), created on first use and reused; `run`
+/// needs `&mut`, so each sits behind a mutex. The pool is bounded by a count and by estimated bytes (twice
+/// the model's size plus a fixed overhead): past either, the least recently used sessions are dropped
+/// (a caller still holding one keeps it until it is done) and reloaded on demand.
 pub struct SessionPool {
     intra_threads: usize,
-    sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
+    max_sessions: usize,
+    max_bytes: u64,
+    inner: Mutex<Pooled>,
+}
+
+#[derive(Default)]
+struct Pooled {
+    sessions: HashMap<String, (Arc<Mutex<Session>>, u64, u64)>,
+    clock: u64,
+    bytes: u64,
+}
+
+/// A session's estimated memory beside its model bytes.
+const SESSION_OVERHEAD: u64 = 2 << 20;
+
+impl Default for SessionPool {
+    fn default() -> Self {
+        Self::new(0)
+    }
 }
 
 impl SessionPool {
+    /// A pool with the default bounds (64 sessions, 1 GiB estimated).
     pub fn new(intra_threads: usize) -> Self {
+        Self::with_limits(intra_threads, 64, 1 << 30)
+    }
+
+    pub fn with_limits(intra_threads: usize, max_sessions: usize, max_bytes: u64) -> Self {
         Self {
             intra_threads,
-            sessions: Mutex::default(),
+            max_sessions: max_sessions.max(1),
+            max_bytes,
+            inner: Mutex::default(),
         }
     }
 
@@ -281,29 +316,68 @@ impl SessionPool {
         self.intra_threads
     }
 
-    /// Keeps an already created session (e.g. the one the indexer validated the model with).
-    pub fn insert(&self, sha256: &str, session: Session) {
-        self.sessions
-            .lock()
-            .expect("pool lock")
-            .insert(sha256.into(), Arc::new(Mutex::new(session)));
+    /// How many sessions are loaded and their estimated bytes.
+    pub fn usage(&self) -> (usize, u64) {
+        let p = self.inner.lock().expect("pool lock");
+        (p.sessions.len(), p.bytes)
     }
 
-    /// The session for this model, loading `path` the first time.
+    fn lookup(&self, key: &str) -> Option<Arc<Mutex<Session>>> {
+        let mut p = self.inner.lock().expect("pool lock");
+        p.clock += 1;
+        let now = p.clock;
+        p.sessions.get_mut(key).map(|e| {
+            e.2 = now;
+            e.0.clone()
+        })
+    }
+
+    /// Adds a session (the first one wins a race) and evicts the least recently used beyond the bounds.
+    fn put(&self, key: &str, session: Session, model_len: usize) -> Arc<Mutex<Session>> {
+        let mut p = self.inner.lock().expect("pool lock");
+        p.clock += 1;
+        let now = p.clock;
+        if let Some(e) = p.sessions.get_mut(key) {
+            e.2 = now;
+            return e.0.clone();
+        }
+        let est = 2 * model_len as u64 + SESSION_OVERHEAD;
+        let s = Arc::new(Mutex::new(session));
+        p.sessions.insert(key.into(), (s.clone(), est, now));
+        p.bytes += est;
+        while p.sessions.len() > 1
+            && (p.sessions.len() > self.max_sessions || p.bytes > self.max_bytes)
+        {
+            let Some(oldest) = p
+                .sessions
+                .iter()
+                .filter(|(k, _)| k.as_str() != key)
+                .min_by_key(|(_, e)| e.2)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, b, _)) = p.sessions.remove(&oldest) {
+                p.bytes -= b;
+            }
+        }
+        s
+    }
+
+    /// Keeps an already created session (e.g. the one the indexer validated the model with).
+    pub fn insert(&self, sha256: &str, session: Session, model_len: usize) {
+        self.put(sha256, session, model_len);
+    }
+
+    /// The session for this model, loading `path` the first time (or after it was evicted).
     pub fn get(&self, sha256: &str, path: &Path) -> Result<Arc<Mutex<Session>>> {
-        if let Some(s) = self.sessions.lock().expect("pool lock").get(sha256) {
-            return Ok(s.clone());
+        if let Some(s) = self.lookup(sha256) {
+            return Ok(s);
         }
         let bytes =
             std::fs::read(path).map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
-        let session = Arc::new(Mutex::new(load_session(&bytes, self.intra_threads)?));
-        Ok(self
-            .sessions
-            .lock()
-            .expect("pool lock")
-            .entry(sha256.into())
-            .or_insert(session)
-            .clone())
+        let session = load_session(&bytes, self.intra_threads)?;
+        Ok(self.put(sha256, session, bytes.len()))
     }
 
     /// The session stored under `key`, created from `bytes()` the first time (derived models, such as a
@@ -313,23 +387,71 @@ impl SessionPool {
         key: &str,
         bytes: impl FnOnce() -> Vec<u8>,
     ) -> Result<Arc<Mutex<Session>>> {
-        if let Some(s) = self.sessions.lock().expect("pool lock").get(key) {
-            return Ok(s.clone());
+        if let Some(s) = self.lookup(key) {
+            return Ok(s);
         }
-        let session = Arc::new(Mutex::new(load_session(&bytes(), self.intra_threads)?));
-        Ok(self
-            .sessions
-            .lock()
-            .expect("pool lock")
-            .entry(key.into())
-            .or_insert(session)
-            .clone())
+        let b = bytes();
+        let session = load_session(&b, self.intra_threads)?;
+        Ok(self.put(key, session, b.len()))
     }
 
     /// Drops the session of a removed or replaced model.
     pub fn evict(&self, sha256: &str) {
-        let mut s = self.sessions.lock().expect("pool lock");
-        s.remove(sha256);
-        s.remove(&format!("{sha256}#penultimate"));
+        let mut p = self.inner.lock().expect("pool lock");
+        let keys: Vec<String> = p
+            .sessions
+            .keys()
+            .filter(|k| k.as_str() == sha256 || k.starts_with(&format!("{sha256}#")))
+            .cloned()
+            .collect();
+        for k in keys {
+            if let Some((_, b, _)) = p.sessions.remove(&k) {
+                p.bytes -= b;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Vec<u8> {
+        prost::Message::encode_to_vec(&crate::onnx::build::linear_classifier(
+            &[1.0, 0.0, 0.0, 1.0],
+            &[0.0, 0.0],
+            2,
+            &["a", "b"],
+        ))
+    }
+
+    #[test]
+    fn the_pool_drops_the_least_recently_used_beyond_its_bounds() {
+        let pool = SessionPool::with_limits(1, 2, 1 << 30);
+        let loads = std::cell::Cell::new(0);
+        let load = || {
+            loads.set(loads.get() + 1);
+            tiny()
+        };
+        pool.get_or_load("a", load).unwrap();
+        pool.get_or_load("b", load).unwrap();
+        pool.get_or_load("a", load).unwrap(); // a is now the most recent
+        assert_eq!(loads.get(), 2);
+        pool.get_or_load("c", load).unwrap(); // evicts b
+        assert_eq!(pool.usage().0, 2);
+        pool.get_or_load("a", load).unwrap();
+        assert_eq!(loads.get(), 3, "a stayed loaded");
+        pool.get_or_load("b", load).unwrap();
+        assert_eq!(loads.get(), 4, "b was reloaded");
+        // a byte bound: each tiny session is estimated at 2 MiB and change, so 5 MiB holds two
+        let small = SessionPool::with_limits(1, 100, 5 << 20);
+        for k in ["x", "y", "z", "w"] {
+            small.get_or_load(k, tiny).unwrap();
+        }
+        let (n, bytes) = small.usage();
+        assert_eq!(n, 2);
+        assert!(bytes <= 5 << 20);
+        small.evict("w");
+        assert_eq!(small.usage().0, 1);
     }
 }

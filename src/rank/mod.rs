@@ -362,9 +362,7 @@ pub fn rank(
                     (None, Some(_)) => {
                         // scored below, every metric, and the scores kept: they depend only on
                         // (teacher, dataset), so re-ranking by another metric or subset is a lookup
-                        let (o, hit) = outputs::cached(zoo, cache, t, ds, ds_sha)?;
-                        r.cached = hit;
-                        to_memo.push((entries.len(), r.notes.len(), o, t.labels.clone()));
+                        to_memo.push((entries.len(), r.notes.len()));
                     }
                     (None, None) => {
                         let (o, _) = outputs::cached(zoo, cache, t, ds, ds_sha)?;
@@ -386,36 +384,47 @@ pub fn rank(
     };
     if let Some(c) = cache {
         let all: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
-        // teachers are scored in parallel: each is independent, and with outputs cached it is all the work
-        let scored: Vec<(usize, usize, TeacherResult)> = to_memo
-            .into_par_iter()
-            .map(|(k, before, o, labels)| {
-                let mut r = entries[k].0.clone();
-                score_teacher(
-                    &mut r,
-                    &o,
-                    &labels,
-                    ds,
-                    &labeled,
-                    &y,
-                    c_s,
-                    &all,
-                    pool.as_ref(),
+        // teachers are scored in parallel (each is independent, and with outputs cached it is all the
+        // work), a few at a time: only a chunk's outputs (probabilities and penultimate features) are
+        // held, so a zoo of hundreds of teachers ranks in bounded memory
+        let chunk = 2 * rayon::current_num_threads().max(1);
+        for part in to_memo.chunks(chunk) {
+            let mut batch = Vec::with_capacity(part.len());
+            for &(k, before) in part {
+                let (o, hit) = outputs::cached(zoo, cache, &teachers[k], ds, ds_sha)?;
+                entries[k].0.cached = hit;
+                batch.push((k, before, o));
+            }
+            let scored: Vec<(usize, usize, TeacherResult)> = batch
+                .into_par_iter()
+                .map(|(k, before, o)| {
+                    let mut r = entries[k].0.clone();
+                    score_teacher(
+                        &mut r,
+                        &o,
+                        &teachers[k].labels,
+                        ds,
+                        &labeled,
+                        &y,
+                        c_s,
+                        &all,
+                        pool.as_ref(),
+                    )?;
+                    Ok((k, before, r))
+                })
+                .collect::<Result<_>>()?;
+            for (k, before, r) in scored {
+                c.put_scores(
+                    &teachers[k].sha256,
+                    ds_sha,
+                    &outputs::ScoreMemo {
+                        scores: r.scores.clone(),
+                        notes: r.notes[before..].to_vec(),
+                        rows: r.rows.clone(),
+                    },
                 )?;
-                Ok((k, before, r))
-            })
-            .collect::<Result<_>>()?;
-        for (k, before, r) in scored {
-            c.put_scores(
-                &teachers[k].sha256,
-                ds_sha,
-                &outputs::ScoreMemo {
-                    scores: r.scores.clone(),
-                    notes: r.notes[before..].to_vec(),
-                    rows: r.rows.clone(),
-                },
-            )?;
-            entries[k].0 = r;
+                entries[k].0 = r;
+            }
         }
     }
     let scratch = match cache.map(|c| c.scratch(ds_sha)).transpose()?.flatten() {

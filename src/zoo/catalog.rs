@@ -246,7 +246,7 @@ impl Zoo {
             self.pool.intra_threads(),
         );
         if let Some(s) = ins.session {
-            self.pool.insert(&ins.teacher.sha256, s);
+            self.pool.insert(&ins.teacher.sha256, s, bytes.len());
         }
         Ok(Entry {
             teacher: ins.teacher,
@@ -565,7 +565,7 @@ impl Zoo {
         )?;
         self.store.flush()?;
         if let Some(s) = ins.session {
-            self.pool.insert(&teacher.sha256, s);
+            self.pool.insert(&teacher.sha256, s, teacher.bytes as usize);
         }
         Ok(teacher)
     }
