@@ -607,3 +607,60 @@ fn serving_a_public_address_without_tokens_warns() {
         "warned with a token"
     );
 }
+
+#[test]
+fn a_killed_upload_leaves_nothing_after_restart() {
+    let sb = common::Sandbox::new();
+    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let (_, list) = http(port, "GET", "/v1/teachers?page_size=200", "text/plain", b"");
+    let before: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let catalog_before = common::snapshot_files(&sb.zoo());
+    // a teacher upload of 8 MB, of which 1 MB is sent before the server is killed
+    let head = format!(
+        "--{}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.onnx\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n",
+        common::BOUNDARY
+    );
+    let total = head.len() + (8 << 20);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/teachers HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={}\r\n\
+         Content-Length: {total}\r\n\r\n{head}",
+        common::BOUNDARY
+    )
+    .unwrap();
+    s.write_all(&common::random_bytes(1 << 20)).unwrap();
+    s.flush().unwrap();
+    let staging = sb.zoo().join(".faculty-staging");
+    let partial = || {
+        std::fs::read_dir(&staging).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+                .count()
+        })
+    };
+    let start = std::time::Instant::now();
+    while partial() == 0 {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the upload never reached staging"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, mid-upload
+    child.wait().unwrap();
+    drop(s);
+    assert!(partial() > 0, "the kill left a partial staging file");
+    // restarted: the leftover is removed, the catalog and the zoo are as they were
+    let (_child, port) = spawn_server(&sb.zoo(), &sb.state());
+    assert_eq!(partial(), 0, "staging leftovers after restart");
+    let (_, list) = http(port, "GET", "/v1/teachers?page_size=200", "text/plain", b"");
+    let after: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    assert_eq!(before["teachers"], after["teachers"]);
+    let mut catalog_after = common::snapshot_files(&sb.zoo());
+    catalog_after.retain(|k, _| !k.contains(".faculty-staging"));
+    let mut catalog_before = catalog_before;
+    catalog_before.retain(|k, _| !k.contains(".faculty-staging"));
+    assert_eq!(catalog_before, catalog_after);
+}

@@ -73,6 +73,20 @@ impl AppState {
         let outputs = OutputCache::open(&store)?;
         let rankings = Arc::new(RankingStore::open(&store)?);
         let students = StudentStore::open(&store, &config.data_dir)?;
+        // what a crash (even SIGKILL) in the middle of an upload or an export left behind
+        for (what, names) in [
+            ("teacher upload staging", zoo.sweep_staging()?),
+            ("dataset temporary", datasets.sweep_temporary()?),
+            ("student temporary", students.sweep_temporary()?),
+        ] {
+            if !names.is_empty() {
+                tracing::warn!(
+                    count = names.len(),
+                    "removed {what} files left by an interrupted write: {}",
+                    names.join(", ")
+                );
+            }
+        }
         let jobs = JobManager::open(
             &store,
             zoo.clone(),

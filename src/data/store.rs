@@ -68,6 +68,11 @@ impl DatasetStore {
         })
     }
 
+    /// Removes temporary files an interrupted store left (at start; they are never visible as datasets).
+    pub fn sweep_temporary(&self) -> Result<Vec<String>> {
+        crate::store::sweep(&self.dir, |n| n.starts_with(".tmp"))
+    }
+
     fn rows_path(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}.f32"))
     }

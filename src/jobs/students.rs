@@ -24,6 +24,11 @@ impl StudentStore {
         })
     }
 
+    /// Removes half-written student files an interrupted export left (at start).
+    pub fn sweep_temporary(&self) -> Result<Vec<String>> {
+        crate::store::sweep(&self.dir, |n| n.ends_with(".onnx.tmp"))
+    }
+
     /// Path of a student's ONNX file (the id is checked: it never escapes the directory).
     pub fn file(&self, id: &str) -> Result<PathBuf> {
         if !id.starts_with("st_")

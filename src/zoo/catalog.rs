@@ -229,6 +229,11 @@ impl Zoo {
         Ok(d)
     }
 
+    /// Removes what interrupted uploads left in the staging directory (at start, before any upload).
+    pub fn sweep_staging(&self) -> Result<Vec<String>> {
+        crate::store::sweep(&self.root.join(STAGING_DIR), |_| true)
+    }
+
     fn load(&self, id: &str) -> Result<Option<Entry>> {
         Ok(match self.tree.get(id.as_bytes())? {
             Some(v) => Some(serde_json::from_slice(&v)?),
