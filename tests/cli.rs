@@ -664,3 +664,67 @@ fn a_killed_upload_leaves_nothing_after_restart() {
     catalog_before.retain(|k, _| !k.contains(".faculty-staging"));
     assert_eq!(catalog_before, catalog_after);
 }
+
+/// A process's peak resident memory so far (VmHWM), MB.
+fn peak_mb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        / 1024
+}
+
+#[test]
+fn decompression_bombs_are_refused_in_bounded_memory() {
+    let sb = common::Sandbox::new();
+    let (child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let pid = child.id();
+    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
+    // warm up with a real dataset, so the baseline includes a parse
+    let task = std::fs::read("zoo/tasks/mnist_10way_5shot.npz").unwrap();
+    let (status, _) = http(
+        port,
+        "POST",
+        "/v1/datasets",
+        &ct,
+        &common::multipart("m.npz", &task, &[]),
+    );
+    assert_eq!(status, 201);
+    let bombs: Vec<(&str, Vec<u8>)> = ["bomb_padded.npz", "bomb_declared.npz", "bomb_images.zip"]
+        .iter()
+        .map(|f| {
+            let b = std::fs::read(common::repo().join("tests/fixtures").join(f)).unwrap();
+            (*f, common::multipart(f, &b, &[]))
+        })
+        .collect();
+    for (name, body) in &bombs {
+        let base = peak_mb(pid);
+        let (status, reply) = http(port, "POST", "/v1/datasets", &ct, body);
+        let text = String::from_utf8_lossy(&reply);
+        assert!(status == 413 || status == 400, "{name}: {status} {text}");
+        let grew = peak_mb(pid).saturating_sub(base);
+        assert!(grew < 100, "{name}: peak RSS grew {grew} MB ({text})");
+    }
+    // eight at once
+    let base = peak_mb(pid);
+    let threads: Vec<_> = (0..8)
+        .map(|k| {
+            let body = bombs[k % bombs.len()].1.clone();
+            let ct = ct.clone();
+            std::thread::spawn(move || http(port, "POST", "/v1/datasets", &ct, &body).0)
+        })
+        .collect();
+    for t in threads {
+        let status = t.join().unwrap();
+        assert!(status == 413 || status == 400 || status == 429, "{status}");
+    }
+    let grew = peak_mb(pid).saturating_sub(base);
+    assert!(grew < 500, "8 bombs at once: peak RSS grew {grew} MB");
+    // nothing was stored but the real dataset and its test split
+    let (_, list) = http(port, "GET", "/v1/datasets", "text/plain", b"");
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    assert_eq!(list["datasets"].as_array().unwrap().len(), 2, "{list}");
+}

@@ -470,7 +470,8 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option
         .map_err(|e| bad(format!("not a readable zip ({e})")))?;
     // (class folder, file name) -> bytes, after checking every member's path
     let mut files: Vec<(String, String, Vec<u8>, bool)> = Vec::new();
-    let mut budget = opts.max_bytes;
+    let limit = super::npz::inflate_budget(bytes.len(), opts.max_bytes);
+    let mut budget = limit;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
         let name = f.name().to_string();
@@ -501,13 +502,8 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option
             )));
         }
         let test = parts.len() >= 3 && parts[parts.len() - 3] == TEST_FOLDER;
-        let buf = super::npz::read_member_bounded(
-            &mut f,
-            &name,
-            &mut budget,
-            opts.max_bytes,
-            "image archive",
-        )?;
+        let buf =
+            super::npz::read_member_bounded(&mut f, &name, &mut budget, limit, "image archive")?;
         files.push((class, name, buf, test));
     }
     if files.is_empty() {

@@ -247,8 +247,34 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
     })
 }
 
-/// Reads one archive member, charging its inflated size to `budget`; past it the whole archive is refused
-/// with `PayloadTooLarge` ("the {what} inflates past the {limit}-byte limit").
+/// An archive may inflate to this many times its compressed size (or `INFLATE_FLOOR`, whichever is more)
+/// before it is refused as a bomb: real arrays and images deflate by 1-10x; a run of zeros by 1000x.
+pub const INFLATE_RATIO: u64 = 64;
+pub const INFLATE_FLOOR: u64 = 64 << 20;
+
+/// The inflation budget of an archive of `compressed` bytes under the request's `max_bytes`.
+pub fn inflate_budget(compressed: usize, max_bytes: u64) -> u64 {
+    max_bytes.min(
+        (compressed as u64)
+            .saturating_mul(INFLATE_RATIO)
+            .max(INFLATE_FLOOR),
+    )
+}
+
+fn too_large(what: &str, limit: u64) -> Error {
+    Error::new(
+        crate::error::ErrorKind::PayloadTooLarge,
+        format!(
+            "the {what} inflates past its {limit}-byte limit ({INFLATE_RATIO}x its compressed size, at \
+             least {} MB, at most 4x the upload limit): a ratio only a zip bomb or an almost empty array \
+             has; store arrays uncompressed (np.savez) if yours really is that sparse",
+            INFLATE_FLOOR >> 20
+        ),
+    )
+}
+
+/// Reads one archive member, at most `cap` bytes of it (what it can legitimately be) and never past
+/// `budget`, which it is charged; past either the archive is refused with `PayloadTooLarge`.
 pub(crate) fn read_member_bounded(
     f: &mut impl Read,
     name: &str,
@@ -262,22 +288,86 @@ pub(crate) fn read_member_bounded(
         .read_to_end(&mut buf)
         .map_err(|e| Error::invalid_input(format!("{what}: {name}: {e}")))?;
     if read as u64 > *budget {
-        return Err(Error::new(
-            crate::error::ErrorKind::PayloadTooLarge,
-            format!("the {what} inflates past the {limit}-byte limit"),
-        ));
+        return Err(too_large(what, limit));
     }
     *budget -= read as u64;
     Ok(buf)
 }
 
-/// Reads every `.npy` member of an `.npz` archive, refusing archives that would inflate past `max_bytes`.
+/// The header length and the data length a `.npy` header declares, from its first bytes (`None` when
+/// they do not hold a whole valid header yet).
+fn declared_len(head: &[u8]) -> Option<(usize, usize)> {
+    if head.len() < 10 || &head[..6] != b"\x93NUMPY" {
+        return None;
+    }
+    let (hlen, start) = match head[6] {
+        1 => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
+        2 | 3 if head.len() >= 12 => (
+            u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
+            12,
+        ),
+        _ => return None,
+    };
+    let header = std::str::from_utf8(head.get(start..start + hlen)?).ok()?;
+    let descr = header_field(header, "descr").ok()?;
+    let descr = descr.trim_start_matches('\'').split('\'').next()?;
+    let width: usize = descr.get(2..)?.parse().ok()?;
+    let item = if descr.get(1..2) == Some("U") {
+        width.checked_mul(4)?
+    } else {
+        width
+    };
+    let shape_s = header_field(header, "shape").ok()?;
+    let inner = shape_s.trim_start_matches('(').split(')').next()?;
+    let count = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .try_fold(1usize, |a, d| a.checked_mul(d.parse::<usize>().ok()?))?;
+    Some((start + hlen, count.checked_mul(item)?))
+}
+
+/// Reads an `.npy` member lazily: its header first, then exactly the bytes its shape declares (refused
+/// before inflating when that is past the budget, and as soon as the member holds more).
+fn read_npy_member(f: &mut impl Read, name: &str, budget: &mut u64, limit: u64) -> Result<Vec<u8>> {
+    let what = ".npz archive";
+    let io = |e: std::io::Error| Error::invalid_input(format!("{what}: {name}: {e}"));
+    let head_max = (*budget).min(64 * 1024 + 12);
+    let mut buf = Vec::new();
+    f.take(head_max).read_to_end(&mut buf).map_err(io)?;
+    let Some((hdr, data)) = declared_len(&buf) else {
+        // not a valid header: let the parser say why, on what was read
+        *budget = budget.saturating_sub(buf.len() as u64);
+        return Ok(buf);
+    };
+    let total = hdr.saturating_add(data) as u64;
+    if total > *budget {
+        return Err(too_large(what, limit));
+    }
+    if (buf.len() as u64) < total {
+        buf.reserve_exact(total as usize - buf.len());
+        f.take(total - buf.len() as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(io)?;
+    }
+    if buf.len() as u64 > total {
+        return Err(Error::invalid_input(format!(
+            "not a valid .npy array: member '{name}' holds more bytes than its shape declares"
+        )));
+    }
+    *budget -= total;
+    Ok(buf)
+}
+
+/// Reads every `.npy` member of an `.npz` archive, refusing archives that would inflate past their
+/// budget (see [`inflate_budget`]); other members are not read.
 pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArray>> {
     let bad = |m: String| Error::invalid_input(format!("not a valid .npz archive: {m}"));
     let mut zip =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
     let mut out = BTreeMap::new();
-    let mut budget = max_bytes;
+    let limit = inflate_budget(bytes.len(), max_bytes);
+    let mut budget = limit;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
         let name = f.name().to_string();
@@ -289,7 +379,7 @@ pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArra
                 "member '{name}' has a path; npz members are plain names"
             )));
         }
-        let buf = read_member_bounded(&mut f, &name, &mut budget, max_bytes, ".npz archive")?;
+        let buf = read_npy_member(&mut f, &name, &mut budget, limit)?;
         out.insert(
             key.to_string(),
             parse_npy(&buf).map_err(|e| e.context(format!("member '{name}'")))?,
