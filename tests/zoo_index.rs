@@ -201,3 +201,87 @@ fn predict_refuses_nan_and_wrong_shapes() {
         faculty::ErrorKind::NotFound
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
+    let sb = common::Sandbox::new();
+    std::fs::remove_file(sb.zoo().join("text_direction/1/card.json")).unwrap();
+    let app = sb.app();
+    let t = common::get(&app, "/v1/teachers/text_direction@1")
+        .await
+        .json();
+    assert_eq!(t["usable"], true, "{t}");
+    assert_eq!(
+        t["predictor"]["input_shape"],
+        serde_json::json!([-1, 3, -1, -1]),
+        "{t}"
+    );
+    assert!(
+        t["warnings"].to_string().contains("dynamic dimensions"),
+        "{t}"
+    );
+    // a dataset of [3, 48, 192] rows: the teacher is compatible and ranked
+    let n = 12;
+    let mut s: u32 = 1;
+    let x: Vec<u8> = (0..n * 3 * 48 * 192)
+        .flat_map(|_| {
+            s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            ((s >> 16) as f32 / 65536.0).to_le_bytes()
+        })
+        .collect();
+    let y: Vec<u8> = (0..n as i64).flat_map(|i| (i % 2).to_le_bytes()).collect();
+    let npz = common::zip_of(&[
+        ("x.npy", common::npy("<f4", &[n, 3, 48, 192], &x)),
+        ("y.npy", common::npy("<i8", &[n], &y)),
+    ]);
+    let r = common::post_multipart(
+        &app,
+        "/v1/datasets",
+        common::multipart("lines.npz", &npz, &[]),
+    )
+    .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let ds = r.json()["id"].as_str().unwrap().to_string();
+    let rk = common::post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds, "teachers": ["text_direction@1"]}),
+    )
+    .await;
+    assert!(
+        rk.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&rk.body)
+    );
+    let res = &rk.json()["results"][0];
+    assert_eq!(res["compatible"], true, "{res}");
+    assert_eq!(res["rank"], 1, "{res}");
+    // rows that do not fit the symbolic shape are refused with the reason
+    let flat = common::zip_of(&[
+        ("x.npy", common::npy("<f4", &[n, 16], &x[..n * 16 * 4])),
+        ("y.npy", common::npy("<i8", &[n], &y)),
+    ]);
+    let r = common::post_multipart(
+        &app,
+        "/v1/datasets",
+        common::multipart("flat.npz", &flat, &[]),
+    )
+    .await;
+    let ds = r.json()["id"].as_str().unwrap().to_string();
+    let rk = common::post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds, "teachers": ["text_direction@1"]}),
+    )
+    .await;
+    let res = &rk.json()["results"][0];
+    assert_eq!(res["compatible"], false, "{res}");
+    assert!(
+        res["reason"].as_str().unwrap().contains("do not fit"),
+        "{res}"
+    );
+}

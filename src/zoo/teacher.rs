@@ -410,27 +410,51 @@ fn inspect_into(
             found.join(", ")
         ))
     })?;
-    // Probe: a tiny batch tells the class count and whether the scores are probabilities.
-    let row: Vec<usize> = input.shape[1..]
-        .iter()
-        .map(|&d| (d > 0).then_some(d as usize))
-        .collect::<Option<_>>()
-        .ok_or_else(|| {
-            Error::invalid_model(format!(
-                "input '{}' has unknown dimensions besides the batch ({:?}); faculty cannot tell what rows it takes",
-                input.name, input.shape
-            ))
-        })?;
-    let mut shape = vec![3usize];
-    shape.extend(&row);
-    let x = probe_input(&shape);
-    let scores = {
+    // Probe: a tiny batch tells the class count and whether the scores are probabilities. Dynamic
+    // dimensions besides the batch get a few sizes in turn (the rows a dataset brings are checked against
+    // the symbolic shape at ranking time).
+    let dynamic = input.shape[1..].iter().any(|&d| d <= 0);
+    let sizes: &[usize] = if dynamic { &[32, 64, 224] } else { &[0] };
+    let mut probed = None;
+    let mut last_err = String::new();
+    for &size in sizes {
+        let row: Vec<usize> = input.shape[1..]
+            .iter()
+            .map(|&d| if d > 0 { d as usize } else { size })
+            .collect();
+        let mut shape = vec![3usize];
+        shape.extend(&row);
+        let x = probe_input(&shape);
         let tensor = ort::value::TensorRef::from_array_view(x.view())?;
-        let outs = session
-            .run(ort::inputs![input.name.as_str() => tensor])
-            .map_err(|e| Error::invalid_model(format!("the model fails on a probe batch: {e}")))?;
-        extract_scores(&outs[output.as_str()], kind, 3)?
-    };
+        match session.run(ort::inputs![input.name.as_str() => tensor]) {
+            Ok(outs) => {
+                probed = Some(extract_scores(&outs[output.as_str()], kind, 3)?);
+                break;
+            }
+            Err(e) => last_err = e.to_string(),
+        }
+    }
+    let scores = probed.ok_or_else(|| {
+        Error::invalid_model(format!(
+            "the model fails on a probe batch{}: {last_err}",
+            if dynamic {
+                format!(
+                    " (its input {:?} has dynamic dimensions; tried sizes 32, 64 and 224 for them: \
+                     give an input_shape in a card if it needs others)",
+                    input.shape
+                )
+            } else {
+                String::new()
+            }
+        ))
+    })?;
+    if dynamic {
+        t.warnings.push(format!(
+            "input '{}' has dynamic dimensions {:?}: rows of any shape that fits them are accepted, and \
+             checked when a dataset is ranked",
+            input.name, input.shape
+        ));
+    }
     let k = scores.ncols();
     if k < 2 {
         return Err(Error::invalid_model(format!(
