@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod distill;
 pub mod error;
+pub mod fuzz;
 pub mod jobs;
 pub mod onnx;
 pub mod ot;

@@ -86,6 +86,23 @@ enum Command {
         json: bool,
     },
     /// Distill on every ground-truth task (faculty with teacher auto, and scratch) and print test accuracies.
+    /// Mutation-fuzz every parser of user bytes (npy, npz, csv, image zip, ONNX, cards); exits non-zero
+    /// on a finding and writes each finding's input to --out.
+    Fuzz {
+        /// Inputs per parser.
+        #[arg(long, default_value_t = 100_000)]
+        iterations: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// An input slower than this is a finding (a hang), ms.
+        #[arg(long, default_value_t = 5000)]
+        slow_ms: u64,
+        /// Only these parsers (comma-separated: npy, npz, csv, image zip, onnx, card).
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
+        #[arg(long, default_value = "fuzz-findings")]
+        out: PathBuf,
+    },
     EvalDistill {
         /// Zoo directory.
         #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
@@ -654,6 +671,67 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 for n in &c.notes {
                     println!("note: {n}");
                 }
+            }
+            Ok(())
+        }
+        Command::Fuzz {
+            iterations,
+            seed,
+            slow_ms,
+            only,
+            out,
+        } => {
+            let models = [
+                "zoo/teachers/letters_logreg.onnx",
+                "zoo/teachers/letters_mlp.onnx",
+            ]
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .collect();
+            let mut found = 0;
+            println!("| parser | inputs | slowest | findings |\n|---|---:|---:|---:|");
+            let corpus = faculty::fuzz::synthetic_corpus(models);
+            let web = faculty::fuzz::multipart_target(&corpus)?;
+            for t in faculty::fuzz::targets(corpus).into_iter().chain([web]) {
+                if only
+                    .as_ref()
+                    .is_some_and(|o| !o.iter().any(|n| n == t.name))
+                {
+                    continue;
+                }
+                let s = faculty::fuzz::run(
+                    &t,
+                    iterations,
+                    seed,
+                    std::time::Duration::from_millis(slow_ms),
+                );
+                println!(
+                    "| {} | {} | {:.1} ms | {} |",
+                    s.target,
+                    s.inputs,
+                    s.slowest.as_secs_f64() * 1e3,
+                    s.findings.len()
+                );
+                for f in &s.findings {
+                    std::fs::create_dir_all(&out)?;
+                    let p = out.join(format!(
+                        "{}-{}.bin",
+                        f.target.replace(' ', "_"),
+                        f.iteration
+                    ));
+                    std::fs::write(&p, &f.input)?;
+                    eprintln!(
+                        "finding in {} at input {}: {} ({})",
+                        f.target,
+                        f.iteration,
+                        f.what,
+                        p.display()
+                    );
+                }
+                found += s.findings.len();
+            }
+            if found > 0 {
+                return Err(faculty::Error::internal(format!("{found} fuzz findings")));
             }
             Ok(())
         }

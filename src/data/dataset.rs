@@ -482,7 +482,9 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option
             continue;
         }
         let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
-        let file = *parts.last().expect("non-empty name");
+        let Some(&file) = parts.last() else {
+            return Err(bad(format!("member '{name}' has no file name")));
+        };
         if file.starts_with('.') || parts.contains(&"__MACOSX") {
             continue; // macOS and editor droppings
         }
