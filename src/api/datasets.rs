@@ -81,7 +81,7 @@ pub async fn upload(
         file.ok_or_else(|| ApiError(Error::invalid_input("multipart field `file` is missing")))?;
     let datasets = st.datasets.clone();
     let (info, created) = st
-        .blocking(move || {
+        .writing(move || {
             let format = Format::detect(fname.as_deref(), &bytes)?;
             let (ds, test) = crate::data::parse_with_test(format, &bytes, &opts)?;
             let display = name

@@ -37,7 +37,7 @@ pub async fn create(
     ApiJson(req): ApiJson<DistillRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let jobs = st.jobs.clone();
-    let job = st.blocking(move || jobs.submit(req)).await?;
+    let job = st.writing(move || jobs.submit(req)).await?;
     tracing::info!(job = %job.id, dataset = %job.dataset_id, method = job.request.method.as_str(), "job queued");
     Ok((StatusCode::ACCEPTED, Json(job)))
 }

@@ -39,7 +39,10 @@ pub struct AppState {
     pub jobs: JobManager,
     /// The API tokens (`None`: no tokens configured, everything open).
     pub tokens: Option<Arc<auth::Tokens>>,
+    /// Slots for compute (inference, rankings) and, apart, for writes that wait on the disk (uploads,
+    /// deletes, job submissions), so that fsyncs never hold up predictions.
     blocking: Arc<Semaphore>,
+    writing: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ impl AppState {
             tracing::warn!(teacher = %f.id, "unusable: {}", f.reason);
         }
         let blocking = Arc::new(Semaphore::new(config.max_blocking.max(1)));
+        let writing = Arc::new(Semaphore::new(config.max_blocking.max(1)));
         let datasets = Arc::new(DatasetStore::open(&store, &config.data_dir)?);
         let outputs = OutputCache::open(&store)?;
         let rankings = Arc::new(RankingStore::open(&store)?);
@@ -105,14 +109,32 @@ impl AppState {
             jobs,
             tokens,
             blocking,
+            writing,
         })
     }
 
-    /// Runs blocking work (inference, hashing, ONNX loading) off the async threads; at most
+    /// Runs blocking compute (inference, rankings, ONNX loading) off the async threads; at most
     /// `max_blocking` at once: a request waits up to `queue_wait_ms` for a slot, then gets 429 with
     /// `Retry-After`.
     pub async fn blocking<T: Send + 'static>(
         &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.run_in(&self.blocking, f).await
+    }
+
+    /// Like [`AppState::blocking`] for writes that wait on the disk (uploads, deletes, job submissions),
+    /// with slots of their own.
+    pub async fn writing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.run_in(&self.writing, f).await
+    }
+
+    async fn run_in<T: Send + 'static>(
+        &self,
+        slots: &Arc<Semaphore>,
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         let wait = std::time::Duration::from_millis(self.config.queue_wait_ms);
@@ -122,7 +144,7 @@ impl AppState {
                 "too many requests in flight; retry after the Retry-After seconds",
             ))
         };
-        let permit = tokio::time::timeout(wait, self.blocking.clone().acquire_owned())
+        let permit = tokio::time::timeout(wait, slots.clone().acquire_owned())
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())?;

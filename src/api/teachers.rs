@@ -184,7 +184,7 @@ pub async fn upload(
     let staged = tmp.into_temp_path();
     let zoo = st.zoo.clone();
     let teacher = st
-        .blocking(move || {
+        .writing(move || {
             let r = zoo.add_upload(&staged, up);
             drop(staged); // removes the staging file unless it was moved into the zoo
             r
@@ -202,7 +202,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let zoo = st.zoo.clone();
-    st.blocking(move || zoo.remove(&id)).await?;
+    st.writing(move || zoo.remove(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -13,8 +13,10 @@ impl Store {
     /// Opens (or creates) `<data_dir>/state.sled`.
     pub fn open(data_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
+        // sled's page cache defaults to 1 GiB; 64 MiB holds the catalog, the score memos and the jobs
         let db = sled::Config::new()
             .path(data_dir.join("state.sled"))
+            .cache_capacity(64 << 20)
             .open()?;
         Ok(Self { db })
     }
