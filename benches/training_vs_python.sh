@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Runs the criterion training bench and the same epoch in PyTorch (CPU) in one run and prints both times and
 # the ratio (faculty / PyTorch time: < 1 means faculty is faster). PyTorch comes from $TORCH_PYTHON, else
-# the zoo builder's venv (/opt/zoo-venv), else a CPU wheel installed into .bench/torch.
+# the zoo builder's venv (zoo/.venv, see zoo/build.sh), else the torch version pinned in
+# zoo/requirements.txt installed from PyPI into .bench/torch (about 3 GB with its CUDA libraries; PyPI is
+# the index this project's machines reach).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export BENCH_THREADS=${BENCH_THREADS:-2}
-py=${TORCH_PYTHON:-/opt/zoo-venv/bin/python}
+py=${TORCH_PYTHON:-zoo/.venv/bin/python}
 if ! "$py" -c "import torch" 2>/dev/null; then
   py=python3
   if ! PYTHONPATH=.bench/torch python3 -c "import torch" 2>/dev/null; then
-    python3 -m pip install -q --disable-pip-version-check --target .bench/torch torch \
-      --index-url https://download.pytorch.org/whl/cpu
+    pin=$(grep -E '^torch==' zoo/requirements.txt)
+    echo "installing $pin from PyPI into .bench/torch (once)" >&2
+    if ! python3 -m pip install -q --disable-pip-version-check --target .bench/torch "$pin" "numpy<3"; then
+      echo "PyTorch is missing and '$pin' could not be installed from PyPI: set TORCH_PYTHON to a python" \
+           "with torch, or run zoo/build.sh (it makes zoo/.venv)" >&2
+      exit 1
+    fi
   fi
   export PYTHONPATH=.bench/torch
 fi
