@@ -296,6 +296,30 @@ fn inspect_into(
 ) -> Result<Session> {
     use crate::error::Error;
     let model = graph::decode(bytes)?;
+    if let Some(g) = model.graph.as_ref() {
+        let external: Vec<String> = g
+            .initializer
+            .iter()
+            .filter(|i| i.data_location == Some(1) || !i.external_data.is_empty())
+            .map(|i| {
+                let loc = i
+                    .external_data
+                    .iter()
+                    .find(|e| e.key.as_deref() == Some("location"))
+                    .and_then(|e| e.value.clone())
+                    .unwrap_or_default();
+                format!("{} in '{loc}'", i.name.as_deref().unwrap_or("?"))
+            })
+            .collect();
+        if !external.is_empty() {
+            return Err(Error::invalid_model(format!(
+                "its weights live in external data files ({}{}); faculty needs them inside the .onnx \
+                 file: onnx.save(model, path, save_as_external_data=False)",
+                external[..external.len().min(3)].join(", "),
+                if external.len() > 3 { ", ..." } else { "" }
+            )));
+        }
+    }
     let info = graph::info(&model);
     t.params = info.params;
     t.producer = info.producer.clone();

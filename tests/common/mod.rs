@@ -177,6 +177,39 @@ pub fn tiny_classifier() -> Vec<u8> {
         .encode_to_vec()
 }
 
+/// Variants of the tiny classifier that real exporters produce and faculty cannot use as they are:
+/// `external` (weights in an external data file), `float64` (a double input), `two_inputs`.
+pub fn exotic_model(kind: &str) -> Vec<u8> {
+    use faculty::onnx::build::*;
+    use faculty::onnx::proto::{ModelProto, StringStringEntryProto, tensor_proto::DataType};
+    let mut m = ModelProto::decode(tiny_classifier().as_slice()).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    match kind {
+        "external" => {
+            let w = &mut g.initializer[0];
+            w.raw_data = None;
+            w.float_data.clear();
+            w.data_location = Some(1);
+            w.external_data = vec![StringStringEntryProto {
+                key: Some("location".into()),
+                value: Some("weights.bin".into()),
+            }];
+        }
+        "float64" => {
+            // a double input cast to float before the layer: a valid model ONNX Runtime loads
+            g.input[0] = typed_value_info("input", &[-1, 4], DataType::Double);
+            g.node[0].input[0] = "input_f".into();
+            g.node.insert(
+                0,
+                node("Cast", &["input"], "input_f", vec![attr_int("to", 1)]),
+            );
+        }
+        "two_inputs" => g.input.push(value_info("mask", &[-1, 4])),
+        other => panic!("no exotic model {other}"),
+    }
+    m.encode_to_vec()
+}
+
 /// A model that uses an operator ONNX Runtime does not have.
 pub fn unknown_operator_model() -> Vec<u8> {
     use faculty::onnx::build::*;
