@@ -36,6 +36,10 @@ pub struct Config {
     /// Estimated memory of the loaded sessions at most, MiB (twice each model's size plus 2 MiB).
     #[arg(long, env = "FACULTY_SESSION_MEMORY_MB", default_value_t = 256)]
     pub session_memory_mb: u64,
+    /// Writes (uploads, jobs) are refused with 507 while the data or zoo directory's disk has less free,
+    /// MiB: the state store never meets a full disk.
+    #[arg(long, env = "FACULTY_MIN_FREE_DISK_MB", default_value_t = 64)]
+    pub min_free_disk_mb: u64,
     /// How long a request waits for a blocking slot before it is answered 429 (with Retry-After), ms.
     #[arg(long, env = "FACULTY_QUEUE_WAIT_MS", default_value_t = 2000)]
     pub queue_wait_ms: u64,
@@ -68,6 +72,7 @@ impl Config {
             max_jobs: 1,
             max_sessions: 32,
             session_memory_mb: 256,
+            min_free_disk_mb: 64,
             queue_wait_ms: 2000,
             api_tokens: None,
             require_token_for_reads: false,
@@ -89,6 +94,7 @@ impl std::fmt::Debug for Config {
             .field("max_jobs", &self.max_jobs)
             .field("max_sessions", &self.max_sessions)
             .field("session_memory_mb", &self.session_memory_mb)
+            .field("min_free_disk_mb", &self.min_free_disk_mb)
             .field("queue_wait_ms", &self.queue_wait_ms)
             .field(
                 "api_tokens",

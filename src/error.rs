@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Unauthorized,
     /// A token whose role does not allow this request.
     Forbidden,
+    /// The disk is full (or over quota): nothing was written.
+    InsufficientStorage,
     /// Too much work in flight; retry later.
     Overloaded,
     /// ONNX Runtime could not be loaded.
@@ -38,6 +40,7 @@ impl ErrorKind {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::InsufficientStorage => "insufficient_storage",
             Self::Overloaded => "overloaded",
             Self::RuntimeUnavailable => "runtime_unavailable",
             Self::Internal => "internal",
@@ -91,14 +94,37 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Whether an I/O error means the disk is full.
+fn disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || e.raw_os_error() == Some(28)
+}
+
+fn full(what: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::InsufficientStorage,
+        format!("the server's disk is full ({what}); nothing was stored: free space and retry"),
+    )
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
+        if disk_full(&e) {
+            return full("no space left on device");
+        }
         Self::internal(format!("I/O error: {e}"))
     }
 }
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
+        if let sled::Error::Io(io) = &e
+            && disk_full(io)
+        {
+            return full("no space left on device");
+        }
         Self::internal(format!("state store error: {e}"))
     }
 }
@@ -112,5 +138,19 @@ impl From<serde_json::Error> for Error {
 impl From<ort::Error> for Error {
     fn from(e: ort::Error) -> Self {
         Self::internal(format!("ONNX Runtime: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_insufficient_storage() {
+        let e: Error = std::io::Error::from_raw_os_error(28).into();
+        assert_eq!(e.kind, ErrorKind::InsufficientStorage);
+        assert!(e.message.contains("disk is full"), "{}", e.message);
+        let e: Error = std::io::Error::from_raw_os_error(5).into();
+        assert_eq!(e.kind, ErrorKind::Internal);
     }
 }

@@ -111,11 +111,21 @@ impl Drop for Server {
 
 /// A `faculty serve` process on a free loopback port; its log is drained in the background.
 fn spawn_server(zoo: &std::path::Path, state: &std::path::Path) -> (Server, u16) {
+    spawn_server_with(zoo, state, &[])
+}
+
+/// The same, with extra `serve` flags.
+fn spawn_server_with(
+    zoo: &std::path::Path,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> (Server, u16) {
     let mut child = faculty()
         .args(["serve", "--addr", "127.0.0.1:0", "--zoo"])
         .arg(zoo)
         .arg("--data-dir")
         .arg(state)
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -727,4 +737,134 @@ fn decompression_bombs_are_refused_in_bounded_memory() {
     let (_, list) = http(port, "GET", "/v1/datasets", "text/plain", b"");
     let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
     assert_eq!(list["datasets"].as_array().unwrap().len(), 2, "{list}");
+}
+
+/// A tmpfs mounted for the test's life (unmounted when dropped).
+struct Tmpfs(std::path::PathBuf);
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem of `path` until a write fails with "no space".
+fn fill(path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        match f.write_all(&chunk) {
+            Ok(()) => {}
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(28), "{e}");
+                break;
+            }
+        }
+    }
+    let _ = f.sync_all();
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_keeps_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a small tmpfs needs root (CI runs as root)"
+    );
+    let _guard = Tmpfs(disk.clone());
+    let zoo = disk.join("zoo");
+    std::fs::create_dir_all(&zoo).unwrap();
+    for f in [
+        "letters_logreg.onnx",
+        "letters_mlp.onnx",
+        "letters_mlp.card.json",
+    ] {
+        std::fs::copy(common::repo().join("zoo/teachers").join(f), zoo.join(f)).unwrap();
+    }
+    let (_child, port) = spawn_server_with(&zoo, &disk.join("state"), &["--min-free-disk-mb", "8"]);
+    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
+    let letters = std::fs::read("zoo/tasks/letters_26way.npz").unwrap();
+    let (status, ds) = http(
+        port,
+        "POST",
+        "/v1/datasets",
+        &ct,
+        &common::multipart("l.npz", &letters, &[]),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&ds));
+    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let listing = || {
+        let (_, b) = http(port, "GET", "/v1/datasets", "text/plain", b"");
+        let (_, t) = http(port, "GET", "/v1/teachers", "text/plain", b"");
+        (b, t)
+    };
+    let before = listing();
+    // the disk filled by something else, to 4 MB short of the server's 8 MB reserve
+    fill(&disk.join("filler"));
+    let filler = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk.join("filler"))
+        .unwrap();
+    let len = filler.metadata().unwrap().len();
+    filler.set_len(len.saturating_sub(4 << 20)).unwrap();
+    drop(filler);
+    // a dataset upload: 507 with the reason, nothing stored
+    let mnist = std::fs::read("zoo/tasks/mnist_10way_5shot.npz").unwrap();
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/datasets",
+        &ct,
+        &common::multipart("m.npz", &mnist, &[]),
+    );
+    let text = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, 507, "{text}");
+    assert!(text.contains("disk is nearly full"), "{text}");
+    // a teacher upload: 507 too, no staging leftovers
+    let model = std::fs::read(common::repo().join("zoo/teachers/letters_am_logreg.onnx")).unwrap();
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/teachers",
+        &ct,
+        &common::multipart("rf2.onnx", &model, &[]),
+    );
+    assert_eq!(status, 507, "{}", String::from_utf8_lossy(&body));
+    let staged = std::fs::read_dir(zoo.join(".faculty-staging")).map_or(0, |d| d.count());
+    assert_eq!(staged, 0, "a staging file was left");
+    // a job: refused with 507, or failed with the reason
+    let (status, job) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        serde_json::json!({"dataset_id": ds["id"], "method": "scratch", "student": "mlp:8",
+                           "config": {"max_epochs": 3}}),
+    );
+    if status == 202 {
+        let j = wait_job(port, job["id"].as_str().unwrap(), |j| {
+            j["state"] == "failed" || j["state"] == "succeeded"
+        });
+        assert_eq!(j["state"], "failed", "{j}");
+        assert!(j["error"].as_str().unwrap().contains("disk is"), "{j}");
+    } else {
+        assert_eq!(status, 507, "{job}");
+    }
+    // the server keeps serving, the state is as it was
+    assert_eq!(listing(), before);
+    // and once there is room again, uploads work
+    std::fs::remove_file(disk.join("filler")).unwrap();
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/datasets",
+        &ct,
+        &common::multipart("m.npz", &mnist, &[]),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
 }

@@ -43,6 +43,7 @@ pub async fn upload(
     State(st): State<AppState>,
     ApiMultipart(mut mp): ApiMultipart,
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
+    st.check_disk()?;
     let limit = st.config.max_upload_bytes;
     let mut file: Option<(Option<String>, Vec<u8>)> = None;
     let mut opts = ParseOptions {

@@ -17,7 +17,7 @@ pub struct ErrorBody {
     /// What went wrong, for a person.
     pub error: String,
     /// What went wrong, for a program: not_found, invalid_input, invalid_model, conflict,
-    /// payload_too_large, unauthorized, forbidden, overloaded, runtime_unavailable, internal.
+    /// payload_too_large, unauthorized, forbidden, insufficient_storage, overloaded, runtime_unavailable, internal.
     pub kind: String,
 }
 
@@ -49,6 +49,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::RuntimeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,7 +62,7 @@ impl IntoResponse for ApiError {
         let message = if status.is_server_error() {
             tracing::error!(kind = self.0.kind.as_str(), "{}", self.0.message);
             match self.0.kind {
-                ErrorKind::RuntimeUnavailable => self.0.message,
+                ErrorKind::RuntimeUnavailable | ErrorKind::InsufficientStorage => self.0.message,
                 _ => "internal error; see the server log".to_string(),
             }
         } else {

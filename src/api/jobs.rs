@@ -36,6 +36,7 @@ pub async fn create(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<DistillRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
+    st.check_disk()?;
     let jobs = st.jobs.clone();
     let job = st.writing(move || jobs.submit(req)).await?;
     tracing::info!(job = %job.id, dataset = %job.dataset_id, method = job.request.method.as_str(), "job queued");

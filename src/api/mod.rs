@@ -124,12 +124,35 @@ impl AppState {
     }
 
     /// Like [`AppState::blocking`] for writes that wait on the disk (uploads, deletes, job submissions),
-    /// with slots of their own.
+    /// with slots of their own. Handlers that add data call [`AppState::check_disk`] first; deletes do
+    /// not (they are how space comes back).
     pub async fn writing<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         self.run_in(&self.writing, f).await
+    }
+
+    /// Refuses writes while the data or zoo directory's disk has less than `min_free_disk_mb` free.
+    pub fn check_disk(&self) -> Result<(), ApiError> {
+        let reserve = self.config.min_free_disk_mb << 20;
+        for dir in [&self.config.data_dir, &self.config.zoo] {
+            if let Some(free) = crate::store::free_bytes(dir)
+                && free < reserve
+            {
+                return Err(ApiError(Error::new(
+                    ErrorKind::InsufficientStorage,
+                    format!(
+                        "the server's disk is nearly full ({} MiB free where {} needs {} MiB, \
+                         --min-free-disk-mb); nothing was stored: free space and retry",
+                        free >> 20,
+                        dir.display(),
+                        reserve >> 20
+                    ),
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn run_in<T: Send + 'static>(

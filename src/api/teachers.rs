@@ -132,6 +132,7 @@ pub async fn upload(
     State(st): State<AppState>,
     ApiMultipart(mut mp): ApiMultipart,
 ) -> Result<(StatusCode, Json<Teacher>), ApiError> {
+    st.check_disk()?;
     let limit = st.config.max_upload_bytes;
     let staging = st.zoo.staging_dir()?;
     let tmp = tempfile::Builder::new()

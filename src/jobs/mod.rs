@@ -149,17 +149,17 @@ impl JobManager {
 
     /// Persists and announces a job's new state.
     fn publish(&self, job: &Job, persist: bool) -> Result<()> {
-        if persist {
-            self.write(job)?;
-        }
+        let written = if persist { self.write(job) } else { Ok(()) };
+        // watchers see the job even when it could not be written (a full disk): a finished job stays
+        // in memory until it is, so that it never looks running
         let mut live = self.inner.live.lock().expect("live lock");
         if let Some(tx) = live.get(&job.id) {
             tx.send_replace(job.clone());
         }
-        if job.state.finished() {
+        if job.state.finished() && written.is_ok() {
             live.remove(&job.id);
         }
-        Ok(())
+        written
     }
 
     /// The job's latest state (in memory while it runs, from sled otherwise).

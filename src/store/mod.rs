@@ -64,3 +64,13 @@ pub fn sweep(dir: &Path, leftover: impl Fn(&str) -> bool) -> Result<Vec<String>>
     removed.sort();
     Ok(removed)
 }
+
+/// Bytes free for unprivileged writers on the filesystem of `path` (`None` when it cannot be told).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
