@@ -868,3 +868,88 @@ fn a_full_disk_is_a_clear_error_and_keeps_the_state() {
     );
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
 }
+
+#[test]
+fn a_ranking_killed_midway_leaves_a_cache_that_ranks_correctly() {
+    // a zoo of 60 teachers (the bundled flat ones, each copy a distinct file) so a cold ranking is long
+    let sb = common::Sandbox::new();
+    let big = sb.dir.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    let flat: Vec<_> = std::fs::read_dir(sb.zoo())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    for k in 0..60 {
+        let src = &flat[k % flat.len()];
+        let mut bytes = std::fs::read(src).unwrap();
+        let doc = format!("copy {k}");
+        bytes.extend([0x32, doc.len() as u8]);
+        bytes.extend(doc.as_bytes());
+        let stem = src.file_stem().unwrap().to_string_lossy();
+        std::fs::write(big.join(format!("{stem}_c{k:02}.onnx")), bytes).unwrap();
+        let card = src.with_extension("card.json");
+        if card.exists() {
+            std::fs::copy(&card, big.join(format!("{stem}_c{k:02}.card.json"))).unwrap();
+        }
+    }
+    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
+    let task = std::fs::read("zoo/tasks/mnist_10way_5shot.npz").unwrap();
+    let rank = |port: u16, ds: &serde_json::Value| {
+        let (status, r) = http_json(
+            port,
+            "POST",
+            "/v1/rankings",
+            serde_json::json!({"dataset_id": ds["id"]}),
+        );
+        assert_eq!(status, 201, "{r}");
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["teacher_id"].clone(),
+                    t["rank"].clone(),
+                    t["scores"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let upload = |port: u16| {
+        let (status, ds) = http(
+            port,
+            "POST",
+            "/v1/datasets",
+            &ct,
+            &common::multipart("m.npz", &task, &[]),
+        );
+        assert!(status == 201 || status == 200);
+        serde_json::from_slice::<serde_json::Value>(&ds).unwrap()
+    };
+    // the reference: a ranking on a fresh state
+    let reference = {
+        let (_s, port) = spawn_server(&big, &sb.dir.path().join("fresh"));
+        rank(port, &upload(port))
+    };
+    // killed in the middle of a cold ranking, then restarted on the same state
+    let state = sb.state();
+    let (mut child, port) = spawn_server(&big, &state);
+    let ds = upload(port);
+    let body = serde_json::json!({"dataset_id": ds["id"]}).to_string();
+    std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = write!(
+            s,
+            "POST /v1/rankings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.read_to_end(&mut Vec::new());
+    });
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    child.kill().unwrap(); // SIGKILL mid-ranking
+    child.wait().unwrap();
+    let (_s, port) = spawn_server(&big, &state);
+    assert_eq!(rank(port, &ds), reference);
+}
