@@ -40,6 +40,10 @@ pub struct Config {
     /// MiB: the state store never meets a full disk.
     #[arg(long, env = "FACULTY_MIN_FREE_DISK_MB", default_value_t = 64)]
     pub min_free_disk_mb: u64,
+    /// Memory that dataset uploads being parsed may hold together, MiB (each reserves its size plus twice
+    /// what it may inflate to; past the budget an upload waits, then gets 429).
+    #[arg(long, env = "FACULTY_UPLOAD_MEMORY_MB", default_value_t = 1024)]
+    pub upload_memory_mb: u64,
     /// How long a request waits for a blocking slot before it is answered 429 (with Retry-After), ms.
     #[arg(long, env = "FACULTY_QUEUE_WAIT_MS", default_value_t = 2000)]
     pub queue_wait_ms: u64,
@@ -73,6 +77,7 @@ impl Config {
             max_sessions: 32,
             session_memory_mb: 256,
             min_free_disk_mb: 64,
+            upload_memory_mb: 1024,
             queue_wait_ms: 2000,
             api_tokens: None,
             require_token_for_reads: false,
@@ -95,6 +100,7 @@ impl std::fmt::Debug for Config {
             .field("max_sessions", &self.max_sessions)
             .field("session_memory_mb", &self.session_memory_mb)
             .field("min_free_disk_mb", &self.min_free_disk_mb)
+            .field("upload_memory_mb", &self.upload_memory_mb)
             .field("queue_wait_ms", &self.queue_wait_ms)
             .field(
                 "api_tokens",

@@ -169,3 +169,38 @@ async fn a_busy_server_answers_429_with_retry_after() {
     assert!(st.blocking(|| Ok(())).await.is_ok());
     short.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_share_a_memory_budget() {
+    let sb = Sandbox::new();
+    let mut cfg = sb.config();
+    cfg.upload_memory_mb = 200;
+    cfg.queue_wait_ms = 100;
+    let st = faculty::api::AppState::open(cfg).unwrap();
+    let app = faculty::api::router(st.clone());
+    let task = std::fs::read(repo().join("zoo/tasks/letters_26way.npz")).unwrap();
+    // the whole budget held (as by uploads being parsed): a new upload waits, then gets 429
+    let held = st.memory_for_upload(200 << 20).await.unwrap();
+    let r = post_multipart(&app, "/v1/datasets", multipart("l.npz", &task, &[])).await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.headers["retry-after"], "1");
+    assert!(String::from_utf8_lossy(&r.body).contains("--upload-memory-mb"));
+    assert_eq!(
+        get(&app, "/v1/datasets").await.json()["datasets"],
+        serde_json::json!([])
+    );
+    // released: the upload goes through
+    drop(held);
+    let r = post_multipart(&app, "/v1/datasets", multipart("l.npz", &task, &[])).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}

@@ -81,8 +81,13 @@ pub async fn upload(
     let (fname, bytes) =
         file.ok_or_else(|| ApiError(Error::invalid_input("multipart field `file` is missing")))?;
     let datasets = st.datasets.clone();
+    // what parsing may hold at its worst: the upload, what it may inflate to, and the rows
+    let need =
+        bytes.len() as u64 + 2 * crate::data::npz::inflate_budget(bytes.len(), opts.max_bytes);
+    let budget = st.memory_for_upload(need).await?;
     let (info, created) = st
         .writing(move || {
+            let _budget = budget;
             let format = Format::detect(fname.as_deref(), &bytes)?;
             let (ds, test) = crate::data::parse_with_test(format, &bytes, &opts)?;
             let display = name

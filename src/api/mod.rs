@@ -43,6 +43,8 @@ pub struct AppState {
     /// deletes, job submissions), so that fsyncs never hold up predictions.
     blocking: Arc<Semaphore>,
     writing: Arc<Semaphore>,
+    /// The memory dataset uploads may hold while they are parsed, in MiB, shared by all of them.
+    upload_memory: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
         }
         let blocking = Arc::new(Semaphore::new(config.max_blocking.max(1)));
         let writing = Arc::new(Semaphore::new(config.max_blocking.max(1)));
+        let upload_memory = Arc::new(Semaphore::new(config.upload_memory_mb.max(1) as usize));
         let datasets = Arc::new(DatasetStore::open(&store, &config.data_dir)?);
         let outputs = OutputCache::open(&store)?;
         let rankings = Arc::new(RankingStore::open(&store)?);
@@ -110,6 +113,7 @@ impl AppState {
             tokens,
             blocking,
             writing,
+            upload_memory,
         })
     }
 
@@ -131,6 +135,30 @@ impl AppState {
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
         self.run_in(&self.writing, f).await
+    }
+
+    /// Reserves `bytes` of the shared upload memory budget (whole MiB, at most all of it), waiting up to
+    /// `queue_wait_ms`; then 429 with `Retry-After`. The reservation lasts as long as the permit.
+    pub async fn memory_for_upload(
+        &self,
+        bytes: u64,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let mib = (bytes.div_ceil(1 << 20)).clamp(1, self.config.upload_memory_mb.max(1)) as u32;
+        let wait = std::time::Duration::from_millis(self.config.queue_wait_ms);
+        let busy = || {
+            ApiError(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "uploads being parsed hold the server's upload memory ({} MiB, --upload-memory-mb); \
+                     retry after the Retry-After seconds",
+                    self.config.upload_memory_mb
+                ),
+            ))
+        };
+        tokio::time::timeout(wait, self.upload_memory.clone().acquire_many_owned(mib))
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())
     }
 
     /// Refuses writes while the data or zoo directory's disk has less than `min_free_disk_mb` free.
