@@ -332,23 +332,30 @@ pub fn synthetic_corpus(models: Vec<Vec<u8>>) -> Corpus {
 
 const BOUNDARY: &str = "fuzz-boundary-1b2c";
 
-fn multipart_body(name: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
+/// A `multipart/form-data` body with `boundary`: text `fields`, then `file` with the given name and bytes
+/// (what a client uploads; the tests build theirs with it too).
+pub fn multipart_with(
+    boundary: &str,
+    name: &str,
+    bytes: &[u8],
+    fields: &[(&str, &str)],
+) -> Vec<u8> {
     let mut b = Vec::new();
     for (k, v) in fields {
         b.extend(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
                 .as_bytes(),
         );
     }
     b.extend(
         format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
              Content-Type: application/octet-stream\r\n\r\n"
         )
         .as_bytes(),
     );
     b.extend(bytes);
-    b.extend(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    b.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
     b
 }
 
@@ -373,15 +380,17 @@ pub fn multipart_target(c: &Corpus) -> crate::Result<Target> {
     let mut seeds = Vec::new();
     for (name, set) in [("d.npz", &c.npz), ("d.csv", &c.csv), ("d.zip", &c.zip)] {
         for b in set {
-            seeds.push(multipart_body(name, b, &[("name", "fuzz")]));
+            seeds.push(multipart_with(BOUNDARY, name, b, &[("name", "fuzz")]));
         }
     }
-    seeds.push(multipart_body(
+    seeds.push(multipart_with(
+        BOUNDARY,
         "d.csv",
         &c.csv[0],
         &[("label_column", "label"), ("labels", "[\"cat\",\"dog\"]")],
     ));
-    seeds.push(multipart_body(
+    seeds.push(multipart_with(
+        BOUNDARY,
         "m.onnx",
         &c.onnx[0],
         &[("version", "1"), ("labels", "[\"a\",\"b\"]")],

@@ -149,6 +149,18 @@ fn spawn_server_with(
     (Server(child), port)
 }
 
+/// Uploads a dataset file's bytes as multipart: (status, body).
+fn post_dataset(port: u16, name: &str, bytes: &[u8]) -> (u16, Vec<u8>) {
+    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
+    http(
+        port,
+        "POST",
+        "/v1/datasets",
+        &ct,
+        &common::multipart(name, bytes, &[]),
+    )
+}
+
 /// One HTTP/1.1 request over loopback: (status, body).
 fn http(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -338,14 +350,7 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     let sb = common::Sandbox::new();
     let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
     let task = std::fs::read("zoo/tasks/letters_26way.npz").unwrap();
-    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
-    let (status, ds) = http(
-        port,
-        "POST",
-        "/v1/datasets",
-        &ct,
-        &common::multipart("l.npz", &task, &[]),
-    );
+    let (status, ds) = post_dataset(port, "l.npz", &task);
     assert_eq!(status, 201);
     let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
     let (status, job) = http_json(
@@ -695,13 +700,7 @@ fn decompression_bombs_are_refused_in_bounded_memory() {
     let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
     // warm up with a real dataset, so the baseline includes a parse
     let task = std::fs::read("zoo/tasks/mnist_10way_5shot.npz").unwrap();
-    let (status, _) = http(
-        port,
-        "POST",
-        "/v1/datasets",
-        &ct,
-        &common::multipart("m.npz", &task, &[]),
-    );
+    let (status, _) = post_dataset(port, "m.npz", &task);
     assert_eq!(status, 201);
     let bombs: Vec<(&str, Vec<u8>)> = ["bomb_padded.npz", "bomb_declared.npz", "bomb_images.zip"]
         .iter()
@@ -790,13 +789,7 @@ fn a_full_disk_is_a_clear_error_and_keeps_the_state() {
     let (_child, port) = spawn_server_with(&zoo, &disk.join("state"), &["--min-free-disk-mb", "8"]);
     let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
     let letters = std::fs::read("zoo/tasks/letters_26way.npz").unwrap();
-    let (status, ds) = http(
-        port,
-        "POST",
-        "/v1/datasets",
-        &ct,
-        &common::multipart("l.npz", &letters, &[]),
-    );
+    let (status, ds) = post_dataset(port, "l.npz", &letters);
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&ds));
     let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
     let listing = || {
@@ -816,13 +809,7 @@ fn a_full_disk_is_a_clear_error_and_keeps_the_state() {
     drop(filler);
     // a dataset upload: 507 with the reason, nothing stored
     let mnist = std::fs::read("zoo/tasks/mnist_10way_5shot.npz").unwrap();
-    let (status, body) = http(
-        port,
-        "POST",
-        "/v1/datasets",
-        &ct,
-        &common::multipart("m.npz", &mnist, &[]),
-    );
+    let (status, body) = post_dataset(port, "m.npz", &mnist);
     let text = String::from_utf8_lossy(&body).to_string();
     assert_eq!(status, 507, "{text}");
     assert!(text.contains("disk is nearly full"), "{text}");
@@ -859,13 +846,7 @@ fn a_full_disk_is_a_clear_error_and_keeps_the_state() {
     assert_eq!(listing(), before);
     // and once there is room again, uploads work
     std::fs::remove_file(disk.join("filler")).unwrap();
-    let (status, body) = http(
-        port,
-        "POST",
-        "/v1/datasets",
-        &ct,
-        &common::multipart("m.npz", &mnist, &[]),
-    );
+    let (status, body) = post_dataset(port, "m.npz", &mnist);
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
 }
 
@@ -894,7 +875,6 @@ fn a_ranking_killed_midway_leaves_a_cache_that_ranks_correctly() {
             std::fs::copy(&card, big.join(format!("{stem}_c{k:02}.card.json"))).unwrap();
         }
     }
-    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
     let task = std::fs::read("zoo/tasks/mnist_10way_5shot.npz").unwrap();
     let rank = |port: u16, ds: &serde_json::Value| {
         let (status, r) = http_json(
@@ -918,13 +898,7 @@ fn a_ranking_killed_midway_leaves_a_cache_that_ranks_correctly() {
             .collect::<Vec<_>>()
     };
     let upload = |port: u16| {
-        let (status, ds) = http(
-            port,
-            "POST",
-            "/v1/datasets",
-            &ct,
-            &common::multipart("m.npz", &task, &[]),
-        );
+        let (status, ds) = post_dataset(port, "m.npz", &task);
         assert!(status == 201 || status == 200);
         serde_json::from_slice::<serde_json::Value>(&ds).unwrap()
     };

@@ -134,23 +134,7 @@ pub async fn post_json(app: &axum::Router, uri: &str, body: serde_json::Value) -
 
 /// A multipart body: `file` with the given file name and bytes, plus text fields.
 pub fn multipart(filename: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (k, v) in fields {
-        b.extend(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
-                .as_bytes(),
-        );
-    }
-    b.extend(
-        format!(
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    b.extend(bytes);
-    b.extend(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    b
+    faculty::fuzz::multipart_with(BOUNDARY, filename, bytes, fields)
 }
 
 /// Uploads a teacher (a body from [`multipart`]).
