@@ -302,6 +302,8 @@ pub struct Validated {
     pub budget: Option<BudgetReport>,
     /// `None` for scratch, and for `auto` until the ranking has run.
     pub teacher: Option<Teacher>,
+    /// Weight fusion: the teachers' shared MLP, read once here.
+    pub family: Option<weight_fusion::Family>,
 }
 
 fn usable_for(
@@ -437,6 +439,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
             spec,
             budget,
             teacher: None,
+            family: None,
         });
     }
     if req.teacher == "auto" {
@@ -455,6 +458,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
             spec,
             budget,
             teacher: None,
+            family: None,
         });
     }
     let t = zoo.get(&req.teacher)?;
@@ -465,6 +469,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
         spec,
         budget,
         teacher: Some(t),
+        family: None,
     })
 }
 
@@ -539,15 +544,17 @@ fn validate_multi(
             ));
         }
         return Ok(Validated {
-            spec: fam.spec,
+            spec: fam.spec.clone(),
             budget: None,
             teacher: None,
+            family: Some(fam),
         });
     }
     Ok(Validated {
         spec,
         budget,
         teacher: None,
+        family: None,
     })
 }
 
@@ -1027,7 +1034,7 @@ pub fn run(
     progress: &mut dyn Progress,
 ) -> Result<Option<Outcome>> {
     let (ds, ds_sha) = (task.ds, task.sha256);
-    let v = validate(zoo, ds, req)?;
+    let mut v = validate(zoo, ds, req)?;
     let cfg = &req.config;
     let mut notes = Vec::new();
     let c_s = ds.classes();
@@ -1048,16 +1055,7 @@ pub fn run(
         );
     }
     // weight fusion: the teachers' own architecture and input standardisation
-    let family = match (req.method, &req.teachers) {
-        (Method::WeightFusion, Some(TeacherSet::Ids(ids))) => {
-            let ts = ids
-                .iter()
-                .map(|id| zoo.get(id))
-                .collect::<Result<Vec<_>>>()?;
-            Some(weight_fusion::family(zoo, &ts, ds)?)
-        }
-        _ => None,
-    };
+    let family = v.family.take();
     let kind = match (&v.spec, &family) {
         (_, Some(f)) => Kind::Net(f.arch(ds)),
         (StudentSpec::Tree { depth }, _) => Kind::Tree(*depth),

@@ -104,7 +104,8 @@ pub struct WeightFusionReport {
 }
 
 /// The shared MLP of a set of teachers, with their weights in the task's label order.
-pub(super) struct Family {
+#[derive(Debug, Clone)]
+pub struct Family {
     pub spec: StudentSpec,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
@@ -121,7 +122,7 @@ fn activation_of(op: &str) -> Activation {
 
 /// Reads every teacher's MLP and checks they share an architecture, an input standardisation and the
 /// dataset's label names; the last layer's columns are put in the dataset's label order.
-pub(super) fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Dataset) -> Result<Family> {
+pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Dataset) -> Result<Family> {
     let mut nets = Vec::new();
     let mut first: Option<(Vec<usize>, String, Vec<f32>, Vec<f32>)> = None;
     for t in teachers {
@@ -168,7 +169,8 @@ pub(super) fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Dataset) -> Result<Fa
         }
         last.weight = w;
         last.bias = perm.iter().map(|&p| last.bias[p]).collect();
-        let (mean, std) = standardisation(t, d);
+        let (mean, std) =
+            crate::rank::outputs::standardisation(t, d).unwrap_or_else(|| (vec![0.0], vec![1.0]));
         let key = (net.widths(), net.activation.clone(), mean, std);
         match &first {
             None => first = Some(key),
@@ -206,17 +208,6 @@ pub(super) fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Dataset) -> Result<Fa
         std,
         nets,
     })
-}
-
-/// The teacher's declared input standardisation, or none (mean 0, std 1).
-fn standardisation(t: &Teacher, d: usize) -> (Vec<f32>, Vec<f32>) {
-    let read = |k: &str| -> Option<Vec<f32>> {
-        serde_json::from_str::<Vec<f32>>(t.provenance.get(k)?).ok()
-    };
-    match (read("input_mean"), read("input_std")) {
-        (Some(m), Some(s)) if m.len() == d && s.len() == d && s.iter().all(|v| *v > 0.0) => (m, s),
-        _ => (vec![0.0], vec![1.0]),
-    }
 }
 
 impl Family {

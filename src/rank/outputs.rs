@@ -44,7 +44,7 @@ pub fn compatibility(
 
 /// The teacher's declared input standardisation (`input_mean` / `input_std` JSON lists in its metadata or
 /// card), when it has one per feature.
-fn standardisation(teacher: &Teacher, row_len: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+pub(crate) fn standardisation(teacher: &Teacher, row_len: usize) -> Option<(Vec<f32>, Vec<f32>)> {
     let read = |k: &str| -> Option<Vec<f32>> {
         serde_json::from_str::<Vec<f32>>(teacher.provenance.get(k)?).ok()
     };
