@@ -220,7 +220,13 @@ pub fn targets(c: Corpus) -> Vec<Target> {
     ]
 }
 
-fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+/// A `.npy` file: a header for `descr` and `shape` (padded as NumPy pads it), then the raw data.
+pub fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", dims.join(", ")),
+    };
     let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     while (h.len() + 11) % 64 != 0 {
         h.push(' ');
@@ -233,7 +239,8 @@ fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn zip(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
+/// A zip archive of the members, deflated or stored.
+pub fn zip(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
     let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = ::zip::write::SimpleFileOptions::default().compression_method(if deflate {
         ::zip::CompressionMethod::Deflated
@@ -264,19 +271,19 @@ pub fn synthetic_corpus(models: Vec<Vec<u8>>) -> Corpus {
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
-    let x = npy("<f4", "(6, 4)", &f4);
-    let yy = npy("<i8", "(6,)", &y);
+    let x = npy("<f4", &[6, 4], &f4);
+    let yy = npy("<i8", &[6], &y);
     let labels = npy(
         "<U3",
-        "(2,)",
+        &[2],
         &[
             b'c', 0, 0, 0, b'a', 0, 0, 0, b't', 0, 0, 0, b'd', 0, 0, 0, b'o', 0, 0, 0, b'g', 0, 0,
             0,
         ],
     );
-    let u1 = npy("|u1", "(6, 2, 2)", &[7u8; 24]);
-    let yt = npy("<i8", "(2,)", &[0u8; 16]);
-    let xt = npy("<f4", "(2, 4)", &f4[..32]);
+    let u1 = npy("|u1", &[6, 2, 2], &[7u8; 24]);
+    let yt = npy("<i8", &[2], &[0u8; 16]);
+    let xt = npy("<f4", &[2, 4], &f4[..32]);
     let npys = vec![x.clone(), yy.clone(), labels.clone(), u1.clone()];
     let npzs = vec![
         zip(&[("x.npy", x.clone()), ("y.npy", yy.clone())], true),

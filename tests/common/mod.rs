@@ -238,39 +238,12 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 
 /// A `.npy` member: header for `descr` and `shape`, then the raw little-endian data.
 pub fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims = match shape {
-        [n] => format!("({n},)"),
-        s => format!(
-            "({})",
-            s.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}\n");
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend((header.len() as u16).to_le_bytes());
-    b.extend(header.as_bytes());
-    b.extend(data);
-    b
+    faculty::fuzz::npy(descr, shape, data)
 }
 
 /// A deflated zip archive of the given members.
 pub fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    use std::io::Write;
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut z = zip::ZipWriter::new(&mut buf);
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        for (name, bytes) in members {
-            z.start_file(*name, opts).unwrap();
-            z.write_all(bytes).unwrap();
-        }
-        z.finish().unwrap();
-    }
-    buf.into_inner()
+    faculty::fuzz::zip(members, true)
 }
 
 // ------------------------------------------------------------------------------------------- jobs
