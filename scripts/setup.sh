@@ -3,15 +3,20 @@
 #   - libopenblas-dev (linear algebra for the ranking metrics)
 #   - ONNX Runtime 1.31.1, the CPU library from the PyPI `onnxruntime` wheel, into .ort/
 #   - the `onnx` Python package into .ort/py (the tests run onnx.checker on exported students)
+#   - Debian's chromium and chromium-driver (the dashboard's browser tests drive a headless Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORT_VERSION=1.31.1
 sudo=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo=sudo
-if ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
-  echo "setup: installing libopenblas-dev" >&2
+missing=""
+for pkg in libopenblas-dev chromium chromium-driver; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenblas-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 if [ ! -f ".ort/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" ]; then
   echo "setup: installing ONNX Runtime $ORT_VERSION into .ort/" >&2

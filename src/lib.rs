@@ -3,6 +3,7 @@
 //! The library does all the work; `api` is a thin HTTP layer over it and `main.rs` a thin CLI.
 //! Direction of dependencies: api -> zoo -> onnx -> store.
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod data;
 pub mod distill;

@@ -1,9 +1,12 @@
-//! The `faculty` command: the server and the script-friendly commands that work without one.
+//! The `faculty` command: the server, the script-friendly commands that work without one, and (with
+//! `--server URL`) the same commands against a running server (`cli::remote`).
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use faculty::{Config, onnx, store::Store, zoo};
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -14,6 +17,13 @@ use faculty::{Config, onnx, store::Store, zoo};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A running faculty server (e.g. http://127.0.0.1:8080): zoo list / upload / download, datasets,
+    /// rank, distill, jobs and students then talk to it over REST instead of opening local files.
+    #[arg(long, global = true, env = "FACULTY_SERVER")]
+    server: Option<String>,
+    /// The server's API token (sent as `Authorization: Bearer`).
+    #[arg(long, global = true, env = "FACULTY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -25,7 +35,17 @@ enum Command {
     Zoo(ZooCommand),
     /// Print the OpenAPI document.
     Openapi,
-    /// Rank a zoo's teachers for a dataset file (.npz, .csv or .zip of image folders), without a server.
+    /// A server's task datasets (needs --server).
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+    /// A server's distillation jobs (needs --server).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// A server's students (needs --server).
+    #[command(subcommand)]
+    Students(StudentsCommand),
+    /// Rank a zoo's teachers for a dataset file (.npz, .csv or .zip of image folders), locally or (with
+    /// --server) on a server.
     Rank {
         #[command(flatten)]
         task: TaskArgs,
@@ -42,42 +62,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Distill a student from a dataset file without a server, with a progress bar; writes the ONNX file
-    /// and its card (`<out>.card.json`).
+    /// Distill a student from a dataset file, locally or (with --server) as a job on a server, with a
+    /// progress bar; writes the ONNX file and its card (`<out>.card.json`).
     Distill {
         #[command(flatten)]
         task: TaskArgs,
-        /// scratch, kd, faculty, transfer, auto (the best of kd / faculty / transfer on validation),
-        /// multihop or multi_teacher.
-        #[arg(long, default_value = "faculty")]
-        method: String,
-        /// multi_teacher: teacher ids (comma-separated) or auto:K (the K best of the ranking that are
-        /// expected to help).
-        #[arg(long)]
-        teachers: Option<String>,
-        /// multi_teacher: mean, weighted, plurality, borda, loss_avg, mimic_all or auto (each, the best
-        /// on validation).
-        #[arg(long)]
-        fusion: Option<String>,
-        /// weight_fusion settings as JSON, e.g. '{"align": "weights", "fine_tune_epochs": 0}'.
-        #[arg(long)]
-        weight_fusion: Option<String>,
-        /// Sample weights from probes on the teacher's layers: none, profweight or sratio.
-        #[arg(long, default_value = "none")]
-        weighting: String,
-        /// Multihop settings as JSON, e.g. '{"max_hops": 2, "candidates": ["mlp:64", "mlp:16"]}'.
-        #[arg(long)]
-        multihop: Option<String>,
-        /// A teacher id, or auto (the ranking's recommendation).
-        #[arg(long, default_value = "auto")]
-        teacher: String,
-        /// linear, mlp[:W1,W2][:relu|tanh|sigmoid], cnn[:C1,C2][:HIDDEN] or tree[:DEPTH] (default
-        /// mlp:256; weight_fusion: the teachers' own architecture).
-        #[arg(long)]
-        student: Option<String>,
-        /// Training settings as JSON, e.g. '{"max_epochs": 50, "seed": 3}'.
-        #[arg(long)]
-        config: Option<String>,
+        #[command(flatten)]
+        how: DistillArgs,
         /// Where to write the student.
         #[arg(long, default_value = "student.onnx")]
         out: PathBuf,
@@ -151,13 +142,50 @@ enum Command {
     },
 }
 
+/// How to distill: the job's settings, locally or on a server.
+#[derive(clap::Args)]
+struct DistillArgs {
+    /// scratch, kd, faculty, transfer, auto (the best of kd / faculty / transfer on validation),
+    /// multihop or multi_teacher.
+    #[arg(long, default_value = "faculty")]
+    method: String,
+    /// multi_teacher: teacher ids (comma-separated) or auto:K (the K best of the ranking that are
+    /// expected to help).
+    #[arg(long)]
+    teachers: Option<String>,
+    /// multi_teacher: mean, weighted, plurality, borda, loss_avg, mimic_all or auto (each, the best
+    /// on validation).
+    #[arg(long)]
+    fusion: Option<String>,
+    /// weight_fusion settings as JSON, e.g. '{"align": "weights", "fine_tune_epochs": 0}'.
+    #[arg(long)]
+    weight_fusion: Option<String>,
+    /// Sample weights from probes on the teacher's layers: none, profweight or sratio.
+    #[arg(long, default_value = "none")]
+    weighting: String,
+    /// Multihop settings as JSON, e.g. '{"max_hops": 2, "candidates": ["mlp:64", "mlp:16"]}'.
+    #[arg(long)]
+    multihop: Option<String>,
+    /// A teacher id, or auto (the ranking's recommendation).
+    #[arg(long, default_value = "auto")]
+    teacher: String,
+    /// linear, mlp[:W1,W2][:relu|tanh|sigmoid], cnn[:C1,C2][:HIDDEN] or tree[:DEPTH] (default
+    /// mlp:256; weight_fusion: the teachers' own architecture).
+    #[arg(long)]
+    student: Option<String>,
+    /// Training settings as JSON, e.g. '{"max_epochs": 50, "seed": 3}'.
+    #[arg(long)]
+    config: Option<String>,
+}
+
 /// A zoo and a task dataset file, as the one-shot commands take them.
 #[derive(clap::Args)]
 struct TaskArgs {
     /// Zoo directory.
     #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]
     zoo: PathBuf,
-    /// The task's dataset file (.npz, .csv or .zip of image folders).
+    /// The task's dataset file (.npz, .csv or .zip of image folders); with --server also the id of a
+    /// stored dataset (ds_...).
     #[arg(long)]
     dataset: PathBuf,
     /// CSV: the label column.
@@ -179,10 +207,99 @@ enum ZooCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Upload an ONNX classifier to a server's zoo (needs --server and an admin token where tokens are
+    /// configured).
+    Upload {
+        file: PathBuf,
+        /// Version (default 1).
+        #[arg(long)]
+        version: Option<String>,
+        /// Class names as a JSON list.
+        #[arg(long)]
+        labels: Option<String>,
+        /// Name (default: the file name without .onnx).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a teacher's ONNX file from a server (sha256 checked; needs --server).
+    Download {
+        id: String,
+        /// Where to write it (default: <id>.onnx).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Inspect one ONNX file: signature, labels, parameters, and whether faculty can use it.
     Inspect {
         file: PathBuf,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Upload a dataset file (.npz, .csv or .zip of image folders).
+    Upload {
+        file: PathBuf,
+        /// CSV: the label column.
+        #[arg(long)]
+        label_column: Option<String>,
+        /// Class names as a JSON list.
+        #[arg(long)]
+        labels: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the stored datasets.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job's state; with --follow, a progress bar until it finishes.
+    Status {
+        id: String,
+        /// Follow the job's events until it finishes.
+        #[arg(long)]
+        follow: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job.
+    Cancel { id: String },
+}
+
+#[derive(Subcommand)]
+enum StudentsCommand {
+    /// List students, newest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a student's ONNX file (sha256 checked) and its card (`<out>.card.json`).
+    Download {
+        id: String,
+        /// Where to write it (default: <id>.onnx).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the card as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -282,6 +399,80 @@ fn read_dataset_with_test(
     faculty::data::parse_with_test(format, &bytes, &opts)
 }
 
+/// The job a `distill` command asks for (dataset id left empty), named after the dataset file.
+fn distill_request(
+    how: &DistillArgs,
+    task: &TaskArgs,
+) -> faculty::Result<faculty::distill::DistillRequest> {
+    let method: faculty::distill::Method =
+        serde_json::from_value(serde_json::Value::String(how.method.clone())).map_err(|_| {
+            faculty::Error::invalid_input(format!(
+                "unknown method '{}'; use scratch, kd, faculty, transfer, auto, multihop, \
+             multi_teacher or weight_fusion",
+                how.method
+            ))
+        })?;
+    let mut req = faculty::distill::DistillRequest::new(
+        "",
+        method,
+        &how.teacher,
+        how.student.as_deref().unwrap_or("mlp:256"),
+    );
+    if how.student.is_none() && method == faculty::distill::Method::WeightFusion {
+        req.student = None;
+    }
+    req.config = parse_config(how.config.clone())?;
+    req.weighting = serde_json::from_value(serde_json::Value::String(how.weighting.clone()))
+        .map_err(|_| {
+            faculty::Error::invalid_input(format!(
+                "unknown weighting '{}'; use none, profweight or sratio",
+                how.weighting
+            ))
+        })?;
+    req.teachers = how.teachers.clone().map(|t| {
+        if t.starts_with("auto:") {
+            faculty::distill::TeacherSet::Text(t)
+        } else {
+            faculty::distill::TeacherSet::Ids(t.split(',').map(|s| s.trim().to_string()).collect())
+        }
+    });
+    req.fusion = how
+        .fusion
+        .as_ref()
+        .map(|f| {
+            serde_json::from_value(serde_json::Value::String(f.to_string())).map_err(|_| {
+                faculty::Error::invalid_input(format!(
+                    "unknown fusion '{f}'; use mean, weighted, plurality, borda, loss_avg, \
+                     mimic_all or auto"
+                ))
+            })
+        })
+        .transpose()?;
+    req.weight_fusion = how
+        .weight_fusion
+        .as_ref()
+        .map(|m| {
+            serde_json::from_str(m).map_err(|e| {
+                faculty::Error::invalid_input(format!("--weight-fusion is not valid: {e}"))
+            })
+        })
+        .transpose()?;
+    req.multihop = how
+        .multihop
+        .as_ref()
+        .map(|m| {
+            serde_json::from_str(m)
+                .map_err(|e| faculty::Error::invalid_input(format!("--multihop is not valid: {e}")))
+        })
+        .transpose()?;
+    req.name = task
+        .dataset
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(|s| format!("{s} {}", method.as_str()));
+    Ok(req)
+}
+
 /// Training settings from a `--config` JSON string (defaults when absent).
 fn parse_config(config: Option<String>) -> faculty::Result<faculty::distill::TrainConfig> {
     match config {
@@ -358,6 +549,128 @@ impl faculty::distill::Progress for Bar {
     }
 }
 
+/// What `distill` prints about the student it wrote to `out` (card at `card_path`).
+fn print_card(
+    c: &faculty::distill::StudentCard,
+    out: &std::path::Path,
+    card_path: &std::path::Path,
+    json: bool,
+) -> faculty::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(c)?);
+    } else {
+        let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        println!(
+            "student {} -> {} ({} parameters, {} bytes)",
+            c.id,
+            out.display(),
+            c.parameters,
+            c.file_size
+        );
+        println!(
+            "validation accuracy ({} rows): student {}, scratch {}, teacher {}",
+            c.accuracy.validation_rows,
+            pct(c.accuracy.student),
+            pct(c.accuracy.scratch),
+            pct(c.accuracy.teacher)
+        );
+        if let Some(t) = &c.test {
+            let ci = |e: &faculty::distill::Estimate| {
+                format!(
+                    "{} [{:.1}, {:.1}]",
+                    pct(Some(e.accuracy)),
+                    100.0 * e.low,
+                    100.0 * e.high
+                )
+            };
+            println!(
+                "test accuracy ({} rows, 95% interval): student {}{}{}",
+                t.rows,
+                ci(&t.student),
+                t.scratch
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(", scratch {}", ci(e))),
+                t.teacher
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(", teacher {}", ci(e)))
+            );
+        }
+        if let Some(f) = &c.fusion {
+            println!(
+                "fusion {} of {} teachers (ensemble validation {}):",
+                f.rule.as_str(),
+                f.teachers.len(),
+                pct(f.ensemble_accuracy)
+            );
+            for t in &f.teachers {
+                println!(
+                    "  {} weight {:.3}, validation {} (by {})",
+                    t.id,
+                    t.weight,
+                    pct(t.accuracy),
+                    t.enters_by.as_str()
+                );
+            }
+            for t in f.trials.iter().filter(|_| f.trials.len() > 1) {
+                println!(
+                    "  rule {}: student {}, ensemble {}{}",
+                    t.rule.as_str(),
+                    pct(t.val_accuracy),
+                    pct(t.ensemble_accuracy),
+                    if t.chosen { " (chosen)" } else { "" }
+                );
+            }
+        } else if let Some(w) = &c.weight_fusion {
+            println!(
+                "weight fusion of {} teachers ({}; aligned to {}); ensemble validation {}, \
+                 test {}:",
+                w.teachers.len(),
+                w.architecture,
+                w.reference,
+                pct(w.ensemble_accuracy),
+                pct(w.ensemble_test_accuracy)
+            );
+            for t in &w.teachers {
+                println!("  teacher {}: validation {}", t.id, pct(t.accuracy));
+            }
+            for f in &w.candidates {
+                println!(
+                    "  {}: validation {}, test {}{}",
+                    f.name,
+                    pct(f.val_accuracy),
+                    pct(f.test_accuracy),
+                    if f.chosen { " (chosen)" } else { "" }
+                );
+            }
+        } else if let Some(t) = c.teacher_chain.first() {
+            println!("teacher: {} ({})", t.id, t.selected_by);
+        }
+        println!(
+            "latency: {:.3} ms per row (ONNX Runtime, 1 thread); card: {}",
+            c.latency_ms,
+            card_path.display()
+        );
+        if let Some(m) = &c.multihop {
+            let chain: Vec<String> = m
+                .chain
+                .iter()
+                .map(|h| format!("{} ({} params)", h.model, h.parameters))
+                .collect();
+            println!(
+                "chain: teacher -> {}student: validation {} (best 1-hop {}); intermediates \
+                 written next to the student as .hopK.onnx",
+                chain.iter().map(|c| format!("{c} -> ")).collect::<String>(),
+                pct(m.chain_accuracy),
+                pct(m.one_hop_accuracy)
+            );
+        }
+        for n in &c.notes {
+            println!("note: {n}");
+        }
+    }
+    Ok(())
+}
+
 fn print_ranking(r: &faculty::rank::Ranking) {
     println!(
         "dataset: {} rows ({} labeled); primary metric: {} ({} is better)",
@@ -416,7 +729,43 @@ fn print_ranking(r: &faculty::rank::Ranking) {
 }
 
 fn run(cli: Cli) -> faculty::Result<()> {
+    let client = cli
+        .server
+        .as_deref()
+        .map(|url| faculty::client::Client::new(url, cli.token.clone()))
+        .transpose()?;
+    let needs_server = |what: &str| {
+        faculty::Error::invalid_input(format!(
+            "`faculty {what}` talks to a server: pass --server URL (or set FACULTY_SERVER)"
+        ))
+    };
     match cli.command {
+        Command::Datasets(cmd) => {
+            cli::remote::datasets(&client.ok_or_else(|| needs_server("datasets"))?, cmd)
+        }
+        Command::Jobs(cmd) => cli::remote::jobs(&client.ok_or_else(|| needs_server("jobs"))?, cmd),
+        Command::Students(cmd) => {
+            cli::remote::students(&client.ok_or_else(|| needs_server("students"))?, cmd)
+        }
+        Command::Zoo(ZooCommand::Upload {
+            file,
+            version,
+            labels,
+            name,
+            json,
+        }) => cli::remote::zoo_upload(
+            &client.ok_or_else(|| needs_server("zoo upload"))?,
+            &file,
+            version,
+            labels,
+            name,
+            json,
+        ),
+        Command::Zoo(ZooCommand::Download { id, out }) => cli::remote::zoo_download(
+            &client.ok_or_else(|| needs_server("zoo download"))?,
+            &id,
+            out,
+        ),
         Command::Serve(config) => {
             // 8 MiB stacks: LAPACK routines keep large buffers on the stack of the blocking threads
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -436,6 +785,9 @@ fn run(cli: Cli) -> faculty::Result<()> {
             primary_metric,
             json,
         } => {
+            if let Some(c) = client {
+                return cli::remote::rank(&c, &task, teachers, metrics, primary_metric, json);
+            }
             let ds = read_dataset(&task)?;
             let z = open_zoo(&task.zoo)?;
             let req = faculty::rank::RankRequest {
@@ -455,82 +807,15 @@ fn run(cli: Cli) -> faculty::Result<()> {
         }
         Command::Distill {
             task,
-            method,
-            teachers,
-            fusion,
-            weight_fusion,
-            weighting,
-            multihop,
-            teacher,
-            student,
-            config,
+            how,
             out,
             json,
         } => {
-            let (ds, test) = read_dataset_with_test(&task)?;
-            let method: faculty::distill::Method = serde_json::from_value(
-                serde_json::Value::String(method.clone()),
-            )
-            .map_err(|_| {
-                faculty::Error::invalid_input(format!(
-                    "unknown method '{method}'; use scratch, kd, faculty, transfer, auto, multihop, \
-                     multi_teacher or weight_fusion"
-                ))
-            })?;
-            let mut req = faculty::distill::DistillRequest::new(
-                "",
-                method,
-                &teacher,
-                student.as_deref().unwrap_or("mlp:256"),
-            );
-            if student.is_none() && method == faculty::distill::Method::WeightFusion {
-                req.student = None;
+            if let Some(c) = client {
+                return cli::remote::distill(&c, &task, &how, &out, json);
             }
-            req.config = parse_config(config)?;
-            req.weighting = serde_json::from_value(serde_json::Value::String(weighting.clone()))
-                .map_err(|_| {
-                    faculty::Error::invalid_input(format!(
-                        "unknown weighting '{weighting}'; use none, profweight or sratio"
-                    ))
-                })?;
-            req.teachers = teachers.map(|t| {
-                if t.starts_with("auto:") {
-                    faculty::distill::TeacherSet::Text(t)
-                } else {
-                    faculty::distill::TeacherSet::Ids(
-                        t.split(',').map(|s| s.trim().to_string()).collect(),
-                    )
-                }
-            });
-            req.fusion = fusion
-                .map(|f| {
-                    serde_json::from_value(serde_json::Value::String(f.clone())).map_err(|_| {
-                        faculty::Error::invalid_input(format!(
-                            "unknown fusion '{f}'; use mean, weighted, plurality, borda, loss_avg, \
-                             mimic_all or auto"
-                        ))
-                    })
-                })
-                .transpose()?;
-            req.weight_fusion = weight_fusion
-                .map(|m| {
-                    serde_json::from_str(&m).map_err(|e| {
-                        faculty::Error::invalid_input(format!("--weight-fusion is not valid: {e}"))
-                    })
-                })
-                .transpose()?;
-            req.multihop = multihop
-                .map(|m| {
-                    serde_json::from_str(&m).map_err(|e| {
-                        faculty::Error::invalid_input(format!("--multihop is not valid: {e}"))
-                    })
-                })
-                .transpose()?;
-            req.name = task
-                .dataset
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .map(|s| format!("{s} {}", method.as_str()));
+            let (ds, test) = read_dataset_with_test(&task)?;
+            let mut req = distill_request(&how, &task)?;
             let z = open_zoo(&task.zoo)?;
             let store = Store::temporary()?;
             let cache = faculty::rank::OutputCache::open(&store)?;
@@ -558,121 +843,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             }
             let card_path = out.with_extension("card.json");
             std::fs::write(&card_path, serde_json::to_vec_pretty(&outcome.card)?)?;
-            let c = &outcome.card;
-            if json {
-                println!("{}", serde_json::to_string_pretty(c)?);
-            } else {
-                let pct =
-                    |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
-                println!(
-                    "student {} -> {} ({} parameters, {} bytes)",
-                    c.id,
-                    out.display(),
-                    c.parameters,
-                    c.file_size
-                );
-                println!(
-                    "validation accuracy ({} rows): student {}, scratch {}, teacher {}",
-                    c.accuracy.validation_rows,
-                    pct(c.accuracy.student),
-                    pct(c.accuracy.scratch),
-                    pct(c.accuracy.teacher)
-                );
-                if let Some(t) = &c.test {
-                    let ci = |e: &faculty::distill::Estimate| {
-                        format!(
-                            "{} [{:.1}, {:.1}]",
-                            pct(Some(e.accuracy)),
-                            100.0 * e.low,
-                            100.0 * e.high
-                        )
-                    };
-                    println!(
-                        "test accuracy ({} rows, 95% interval): student {}{}{}",
-                        t.rows,
-                        ci(&t.student),
-                        t.scratch
-                            .as_ref()
-                            .map_or(String::new(), |e| format!(", scratch {}", ci(e))),
-                        t.teacher
-                            .as_ref()
-                            .map_or(String::new(), |e| format!(", teacher {}", ci(e)))
-                    );
-                }
-                if let Some(f) = &c.fusion {
-                    println!(
-                        "fusion {} of {} teachers (ensemble validation {}):",
-                        f.rule.as_str(),
-                        f.teachers.len(),
-                        pct(f.ensemble_accuracy)
-                    );
-                    for t in &f.teachers {
-                        println!(
-                            "  {} weight {:.3}, validation {} (by {})",
-                            t.id,
-                            t.weight,
-                            pct(t.accuracy),
-                            t.enters_by.as_str()
-                        );
-                    }
-                    for t in f.trials.iter().filter(|_| f.trials.len() > 1) {
-                        println!(
-                            "  rule {}: student {}, ensemble {}{}",
-                            t.rule.as_str(),
-                            pct(t.val_accuracy),
-                            pct(t.ensemble_accuracy),
-                            if t.chosen { " (chosen)" } else { "" }
-                        );
-                    }
-                } else if let Some(w) = &c.weight_fusion {
-                    println!(
-                        "weight fusion of {} teachers ({}; aligned to {}); ensemble validation {}, \
-                         test {}:",
-                        w.teachers.len(),
-                        w.architecture,
-                        w.reference,
-                        pct(w.ensemble_accuracy),
-                        pct(w.ensemble_test_accuracy)
-                    );
-                    for t in &w.teachers {
-                        println!("  teacher {}: validation {}", t.id, pct(t.accuracy));
-                    }
-                    for f in &w.candidates {
-                        println!(
-                            "  {}: validation {}, test {}{}",
-                            f.name,
-                            pct(f.val_accuracy),
-                            pct(f.test_accuracy),
-                            if f.chosen { " (chosen)" } else { "" }
-                        );
-                    }
-                } else if let Some(t) = c.teacher_chain.first() {
-                    println!("teacher: {} ({})", t.id, t.selected_by);
-                }
-                println!(
-                    "latency: {:.3} ms per row (ONNX Runtime, 1 thread); card: {}",
-                    c.latency_ms,
-                    card_path.display()
-                );
-                if let Some(m) = &c.multihop {
-                    let chain: Vec<String> = m
-                        .chain
-                        .iter()
-                        .map(|h| format!("{} ({} params)", h.model, h.parameters))
-                        .collect();
-                    println!(
-                        "chain: teacher -> {}student: validation {} (best 1-hop {}); intermediates \
-                         written next to the student as .hopK.onnx",
-                        chain.iter().map(|c| format!("{c} -> ")).collect::<String>(),
-                        pct(m.chain_accuracy),
-                        pct(m.one_hop_accuracy)
-                    );
-                }
-                for n in &c.notes {
-                    println!("note: {n}");
-                }
-            }
-            Ok(())
+            print_card(&outcome.card, &out, &card_path, json)
         }
         Command::Fuzz {
             iterations,
@@ -826,6 +997,9 @@ fn run(cli: Cli) -> faculty::Result<()> {
             Ok(())
         }
         Command::Zoo(ZooCommand::List { zoo: dir, json }) => {
+            if let Some(c) = client {
+                return cli::remote::zoo_list(&c, json);
+            }
             let z = open_zoo(&dir)?;
             let all = z.all()?;
             if json {

@@ -134,6 +134,10 @@ impl Tokens {
 
 /// The role a request needs (`None`: open).
 fn needed(method: &Method, path: &str, tokens: &Tokens) -> Option<Role> {
+    // the dashboard's page and assets hold no data; the page asks for a token itself
+    if method == Method::GET && super::dashboard::is_asset(path) {
+        return None;
+    }
     let read = tokens.require_for_reads.then_some(Role::Read);
     if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
         return read;

@@ -8,8 +8,10 @@ use serde::Serialize;
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiMultipart, ApiPath, ErrorBody};
 use super::teachers::{field_text, multipart_error};
+use crate::data::preview::Samples;
 use crate::data::{DatasetInfo, Format, ParseOptions};
 use crate::error::{Error, ErrorKind};
+use crate::rank::label_map::LabelMap;
 use crate::rank::{RankRequest, Ranking};
 
 /// The multipart form of a dataset upload.
@@ -185,4 +187,58 @@ pub async fn get_ranking(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Ranking>, ApiError> {
     Ok(Json(st.rankings.get(&id)?))
+}
+
+/// A teacher's label map on the ranking's dataset: the transport plan and cost between the teacher's
+/// classes and the task's, the conditional P(task class | teacher class) distillation carries the teacher
+/// through, and for each task class the teacher class that teaches it most (e.g. "Sneaker -> Sandal").
+#[utoipa::path(get, path = "/v1/rankings/{id}/teachers/{teacher_id}/label_map", tag = "rankings",
+    params(("id" = String, Path), ("teacher_id" = String, Path)),
+    responses((status = 200, body = LabelMap), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn label_map(
+    State(st): State<AppState>,
+    ApiPath((id, teacher_id)): ApiPath<(String, String)>,
+) -> Result<Json<LabelMap>, ApiError> {
+    let ranking = st.rankings.get(&id)?;
+    if !ranking.results.iter().any(|r| r.teacher_id == teacher_id) {
+        return Err(ApiError(Error::not_found(format!(
+            "teacher '{teacher_id}' is not in ranking {id}"
+        ))));
+    }
+    let teacher = st.zoo.get(&teacher_id)?;
+    let (zoo, datasets, cache) = (st.zoo.clone(), st.datasets.clone(), st.outputs.clone());
+    let map = st
+        .blocking(move || {
+            let (info, ds) = datasets.load(&ranking.dataset_id)?;
+            crate::rank::label_map::label_map(&zoo, Some(&cache), &teacher, &ds, &info.sha256)
+        })
+        .await?;
+    Ok(Json(map))
+}
+
+/// How many sample images per class.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct SampleQuery {
+    /// 1-16 (default 6).
+    pub per_class: Option<usize>,
+}
+
+/// A few labeled images of each class (8-bit, channel-first, at most 64 pixels a side), for datasets
+/// whose rows are images; 400 for other rows.
+#[utoipa::path(get, path = "/v1/datasets/{id}/samples", tag = "datasets",
+    params(("id" = String, Path), SampleQuery),
+    responses((status = 200, body = Samples), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn samples(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    super::error::ApiQuery(q): super::error::ApiQuery<SampleQuery>,
+) -> Result<Json<Samples>, ApiError> {
+    let datasets = st.datasets.clone();
+    let s = st
+        .blocking(move || {
+            let (_, ds) = datasets.load(&id)?;
+            crate::data::preview::samples(&ds, q.per_class.unwrap_or(6))
+        })
+        .await?;
+    Ok(Json(s))
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: an axum router over the library. Handlers parse, call the library off the async
 //! threads, and serialize; they hold no logic of their own.
 pub mod auth;
+pub mod dashboard;
 pub mod datasets;
 pub mod error;
 pub mod jobs;
@@ -252,6 +253,9 @@ pub struct Health {
 pub fn router(state: AppState) -> Router {
     let upload_limit = state.config.max_upload_bytes.saturating_add(1 << 20) as usize;
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/favicon.ico", get(dashboard::favicon))
+        .route("/static/{*path}", get(dashboard::asset))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
         .route(
@@ -277,8 +281,13 @@ pub fn router(state: AppState) -> Router {
             "/v1/datasets/{id}",
             get(datasets::get_one).delete(datasets::delete),
         )
+        .route("/v1/datasets/{id}/samples", get(datasets::samples))
         .route("/v1/rankings", post(datasets::create_ranking))
         .route("/v1/rankings/{id}", get(datasets::get_ranking))
+        .route(
+            "/v1/rankings/{id}/teachers/{teacher_id}/label_map",
+            get(datasets::label_map),
+        )
         .route("/v1/jobs", get(jobs::list).post(jobs::create))
         .route("/v1/jobs/{id}", get(jobs::get_one))
         .route("/v1/jobs/{id}/events", get(jobs::events))

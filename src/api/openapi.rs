@@ -38,6 +38,8 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         datasets::delete,
         datasets::create_ranking,
         datasets::get_ranking,
+        datasets::label_map,
+        datasets::samples,
         jobs::create,
         jobs::list,
         jobs::get_one,
@@ -97,7 +99,11 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         HopTrial,
         Accuracy,
         jobs::JobList,
-        jobs::StudentList
+        jobs::StudentList,
+        crate::rank::label_map::LabelMap,
+        crate::rank::label_map::LabelPair,
+        crate::data::preview::Samples,
+        crate::data::preview::Sample
     ))
 )]
 pub struct ApiDoc;

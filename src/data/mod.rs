@@ -1,7 +1,9 @@
 //! Task datasets: the upload formats (`.npz`, `.csv`, `.zip` of image folders) parsed into one in-memory
-//! [`Dataset`], the strict NumPy reader behind `.npz`, and content-addressed storage on disk.
+//! [`Dataset`], the strict NumPy reader behind `.npz`, content-addressed storage on disk, and sample
+//! images for people to look at.
 pub mod dataset;
 pub mod npz;
+pub mod preview;
 pub mod store;
 
 pub use dataset::{Dataset, Format, ParseOptions, UNLABELED, parse, parse_with_test};

@@ -3,6 +3,7 @@
 //! on whether learning from the recommended teacher is expected to beat training on the labeled rows alone.
 //! Rankings are stored in the sled tree `rankings`. `eval` judges the metrics against a measured ground truth.
 pub mod eval;
+pub mod label_map;
 pub mod metrics;
 pub mod outputs;
 
@@ -91,7 +92,7 @@ pub fn direction(metric: &str) -> Option<Direction> {
 }
 
 /// What to rank.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RankRequest {
     pub dataset_id: String,
     /// Only these teacher ids (default: the whole zoo).

@@ -2,6 +2,8 @@
 //! calls through the router, multipart bodies, hostile model fixtures, and state snapshots.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,0 +1,358 @@
+//! The CLI against a running server (`--server URL` or `FACULTY_SERVER`): the same tables, `--json` and
+//! progress bar as the local commands, fed by the REST API (`faculty::client`). A refused request
+//! prints the server's message and exits non-zero like a local error of the same kind.
+use std::path::{Path, PathBuf};
+
+use faculty::Result;
+use faculty::client::Client;
+use faculty::distill::Progress;
+use faculty::jobs::{Job, JobState};
+
+use crate::{DatasetsCommand, DistillArgs, JobsCommand, StudentsCommand, TaskArgs};
+
+fn json_out(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// `--dataset` on a server: a stored dataset's id as it is, a file uploaded first.
+fn dataset_id(c: &Client, task: &TaskArgs) -> Result<String> {
+    let d = &task.dataset;
+    let text = d.to_string_lossy();
+    if !d.exists() && text.starts_with("ds_") && !text.contains('/') {
+        return Ok(text.into_owned());
+    }
+    let info = c.upload_dataset(d, task.label_column.as_deref(), task.labels.as_deref())?;
+    eprintln!(
+        "dataset {} uploaded as {} ({} rows, {} labeled)",
+        d.display(),
+        info.id,
+        info.rows,
+        info.labeled
+    );
+    Ok(info.id)
+}
+
+pub fn zoo_list(c: &Client, json: bool) -> Result<()> {
+    let all = c.teachers()?;
+    if json {
+        return json_out(&serde_json::json!({ "teachers": all }));
+    }
+    crate::print_table(&all);
+    Ok(())
+}
+
+pub fn zoo_upload(
+    c: &Client,
+    file: &Path,
+    version: Option<String>,
+    labels: Option<String>,
+    name: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let mut fields = Vec::new();
+    for (k, v) in [("version", &version), ("labels", &labels), ("name", &name)] {
+        if let Some(v) = v {
+            fields.push((k, v.as_str()));
+        }
+    }
+    let t: faculty::zoo::Teacher = c.upload("/v1/teachers", file, &fields)?;
+    if json {
+        return json_out(&t);
+    }
+    crate::print_table(std::slice::from_ref(&t));
+    Ok(())
+}
+
+pub fn zoo_download(c: &Client, id: &str, out: Option<PathBuf>) -> Result<()> {
+    let t: faculty::zoo::Teacher = c.get(&format!("/v1/teachers/{id}"))?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.onnx", t.id.replace('@', "-v"))));
+    let sha = c.download(
+        &format!("/v1/teachers/{id}/model.onnx"),
+        &out,
+        Some(&t.sha256),
+    )?;
+    println!("{} -> {} (sha256 {sha}, verified)", t.id, out.display());
+    Ok(())
+}
+
+pub fn datasets(c: &Client, cmd: DatasetsCommand) -> Result<()> {
+    match cmd {
+        DatasetsCommand::Upload {
+            file,
+            label_column,
+            labels,
+            json,
+        } => {
+            let d = c.upload_dataset(&file, label_column.as_deref(), labels.as_deref())?;
+            if json {
+                return json_out(&d);
+            }
+            println!(
+                "{}: {} rows ({} labeled, {} unlabeled), {} classes, rows of shape {:?}{}",
+                d.id,
+                d.rows,
+                d.labeled,
+                d.unlabeled,
+                d.classes.len(),
+                d.row_shape,
+                d.test_dataset_id
+                    .as_deref()
+                    .map_or(String::new(), |t| format!(", test split {t}"))
+            );
+            Ok(())
+        }
+        DatasetsCommand::List { json } => {
+            let list: faculty::api::datasets::DatasetList = c.get("/v1/datasets")?;
+            if json {
+                return json_out(&list);
+            }
+            println!(
+                "{:<20} {:<6} {:>8} {:>8} {:>8} {:<14} NAME",
+                "ID", "FORMAT", "ROWS", "LABELED", "CLASSES", "ROW SHAPE"
+            );
+            for d in &list.datasets {
+                println!(
+                    "{:<20} {:<6} {:>8} {:>8} {:>8} {:<14} {}",
+                    d.id,
+                    format!("{:?}", d.format).to_lowercase(),
+                    d.rows,
+                    d.labeled,
+                    d.classes.len(),
+                    format!("{:?}", d.row_shape),
+                    d.name
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn rank(
+    c: &Client,
+    task: &TaskArgs,
+    teachers: Option<Vec<String>>,
+    metrics: Option<Vec<String>>,
+    primary_metric: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let req = faculty::rank::RankRequest {
+        dataset_id: dataset_id(c, task)?,
+        teachers,
+        metrics,
+        primary_metric,
+        recompute_scores: false,
+    };
+    let r = c.rank(&req)?;
+    if json {
+        return json_out(&r);
+    }
+    println!("ranking {}", r.id);
+    crate::print_ranking(&r);
+    Ok(())
+}
+
+/// Draws a job's updates on the progress bar: phase and epoch changes, the teacher once known, every new
+/// search trial.
+struct JobBar {
+    bar: crate::Bar,
+    phase: String,
+    epochs: usize,
+    teacher: bool,
+    trials: usize,
+}
+
+impl JobBar {
+    fn new() -> Self {
+        Self {
+            bar: crate::Bar {
+                last: std::time::Instant::now(),
+            },
+            phase: String::new(),
+            epochs: 0,
+            teacher: false,
+            trials: 0,
+        }
+    }
+
+    fn update(&mut self, j: &Job) {
+        if let (Some(t), false) = (&j.teacher, self.teacher) {
+            self.teacher = true;
+            self.bar.teacher(t);
+        }
+        for t in j.search.iter().skip(self.trials) {
+            self.bar.trial(t);
+        }
+        self.trials = j.search.len();
+        if j.epochs.len() > self.epochs
+            && let Some(m) = j.epochs.last()
+        {
+            self.epochs = j.epochs.len();
+            self.bar.epoch(&j.phase, m, j.progress);
+        } else if j.phase != self.phase {
+            self.phase = j.phase.clone();
+            self.bar.phase(&j.phase, j.progress);
+        }
+        if j.state.finished() && j.phase != "done" {
+            eprintln!();
+        }
+    }
+}
+
+/// A finished job's outcome: `Ok` when it succeeded, else its error as a non-zero exit.
+fn outcome(j: &Job) -> Result<()> {
+    match j.state {
+        JobState::Succeeded => Ok(()),
+        JobState::Cancelled => Err(faculty::Error::new(
+            faculty::ErrorKind::Conflict,
+            format!("job {} was cancelled", j.id),
+        )),
+        _ => Err(faculty::Error::internal(format!(
+            "job {} {}: {}",
+            j.id,
+            if j.state == JobState::Failed {
+                "failed"
+            } else {
+                "did not finish"
+            },
+            j.error.as_deref().unwrap_or("no reason given")
+        ))),
+    }
+}
+
+pub fn distill(
+    c: &Client,
+    task: &TaskArgs,
+    how: &DistillArgs,
+    out: &Path,
+    json: bool,
+) -> Result<()> {
+    let mut req = crate::distill_request(how, task)?;
+    req.dataset_id = dataset_id(c, task)?;
+    let job = c.submit(&req)?;
+    eprintln!("job {} queued on the server", job.id);
+    let mut bar = JobBar::new();
+    let job = c.follow(&job.id, |j| bar.update(j))?;
+    outcome(&job)?;
+    let id = job
+        .student_id
+        .ok_or_else(|| faculty::Error::internal("the job succeeded without a student"))?;
+    let card = c.download_student(&id, out)?;
+    let card_path = out.with_extension("card.json");
+    std::fs::write(&card_path, serde_json::to_vec_pretty(&card)?)?;
+    crate::print_card(&card, out, &card_path, json)
+}
+
+fn job_line(j: &Job) {
+    println!(
+        "{:<20} {:<10} {:<13} {:<26} {:>5.0}% {:<18} {}",
+        j.id,
+        format!("{:?}", j.state).to_lowercase(),
+        j.request.method.as_str(),
+        j.teacher
+            .as_ref()
+            .map_or(j.request.teacher.as_str(), |t| t.id.as_str()),
+        100.0 * j.progress,
+        j.dataset_id,
+        j.student_id.as_deref().or(j.error.as_deref()).unwrap_or("")
+    );
+}
+
+fn job_header() {
+    println!(
+        "{:<20} {:<10} {:<13} {:<26} {:>6} {:<18} STUDENT / ERROR",
+        "ID", "STATE", "METHOD", "TEACHER", "DONE", "DATASET"
+    );
+}
+
+pub fn jobs(c: &Client, cmd: JobsCommand) -> Result<()> {
+    match cmd {
+        JobsCommand::List { json } => {
+            let list: faculty::api::jobs::JobList = c.get("/v1/jobs")?;
+            if json {
+                return json_out(&list);
+            }
+            job_header();
+            list.jobs.iter().for_each(job_line);
+            Ok(())
+        }
+        JobsCommand::Status { id, follow, json } => {
+            let job: Job = if follow {
+                let mut bar = JobBar::new();
+                c.follow(&id, |j| bar.update(j))?
+            } else {
+                c.get(&format!("/v1/jobs/{id}"))?
+            };
+            if json {
+                json_out(&job)?;
+            } else {
+                job_header();
+                job_line(&job);
+            }
+            if follow { outcome(&job) } else { Ok(()) }
+        }
+        JobsCommand::Cancel { id } => {
+            let job: Job = c.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))?;
+            job_header();
+            job_line(&job);
+            Ok(())
+        }
+    }
+}
+
+pub fn students(c: &Client, cmd: StudentsCommand) -> Result<()> {
+    match cmd {
+        StudentsCommand::List { json } => {
+            let list: faculty::api::jobs::StudentList = c.get("/v1/students")?;
+            if json {
+                return json_out(&list);
+            }
+            let pct =
+                |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+            println!(
+                "{:<20} {:<13} {:<12} {:>9} {:>8} {:>8} {:>8} NAME",
+                "ID", "METHOD", "STUDENT", "PARAMS", "ACC", "SCRATCH", "TEACHER"
+            );
+            for s in &list.students {
+                // held-out test accuracy where there is a test split, else validation
+                let (acc, scratch, teacher) = match &s.test {
+                    Some(t) => (
+                        Some(t.student.accuracy),
+                        t.scratch.as_ref().map(|e| e.accuracy),
+                        t.teacher.as_ref().map(|e| e.accuracy),
+                    ),
+                    None => (s.accuracy.student, s.accuracy.scratch, s.accuracy.teacher),
+                };
+                println!(
+                    "{:<20} {:<13} {:<12} {:>9} {:>8} {:>8} {:>8} {}",
+                    s.id,
+                    s.method.as_str(),
+                    s.student,
+                    s.parameters,
+                    pct(acc),
+                    pct(scratch),
+                    pct(teacher),
+                    s.name
+                );
+            }
+            Ok(())
+        }
+        StudentsCommand::Download { id, out, json } => {
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{id}.onnx")));
+            let card = c.download_student(&id, &out)?;
+            let card_path = out.with_extension("card.json");
+            std::fs::write(&card_path, serde_json::to_vec_pretty(&card)?)?;
+            if json {
+                return json_out(&card);
+            }
+            println!(
+                "{} -> {} (sha256 {}, verified); card: {}",
+                card.id,
+                out.display(),
+                card.sha256,
+                card_path.display()
+            );
+            Ok(())
+        }
+    }
+}

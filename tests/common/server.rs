@@ -1,0 +1,169 @@
+//! A real `faculty` process for the tests that need one (the CLI, the remote client, the example
+//! script, the dashboard in a browser): spawned on a free loopback port and killed when dropped, with
+//! plain HTTP/1.1 calls to it.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+/// The `faculty` binary, run from the repository with a quiet log.
+pub fn faculty() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_faculty"));
+    c.current_dir(super::repo())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "faculty=info");
+    c
+}
+
+/// A server process that is killed when dropped, so a failing test never leaves one running (it would
+/// also hold the test's output pipes open).
+pub struct Server(pub std::process::Child);
+
+impl std::ops::Deref for Server {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `faculty serve` process on a free loopback port; its log is drained in the background.
+pub fn spawn_server(zoo: &std::path::Path, state: &std::path::Path) -> (Server, u16) {
+    spawn_server_with(zoo, state, &[])
+}
+
+/// The same, with extra `serve` flags.
+pub fn spawn_server_with(
+    zoo: &std::path::Path,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> (Server, u16) {
+    let mut child = faculty()
+        .args(["serve", "--addr", "127.0.0.1:0", "--zoo"])
+        .arg(zoo)
+        .arg("--data-dir")
+        .arg(state)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(at) = line.find("listening on http://127.0.0.1:") {
+            let rest = &line[at + "listening on http://127.0.0.1:".len()..];
+            break rest
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<u16>()
+                .unwrap();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop)); // keep draining the log
+    (Server(child), port)
+}
+
+/// Uploads a dataset file's bytes as multipart: (status, body).
+pub fn post_dataset(port: u16, name: &str, bytes: &[u8]) -> (u16, Vec<u8>) {
+    let ct = format!("multipart/form-data; boundary={}", super::BOUNDARY);
+    http(
+        port,
+        "POST",
+        "/v1/datasets",
+        &ct,
+        &super::multipart(name, bytes, &[]),
+    )
+}
+
+/// One HTTP/1.1 request over loopback: (status, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head[9..12].parse().unwrap();
+    let mut body = buf[split + 4..].to_vec();
+    if head.to_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 4 + n..];
+        }
+        body = out;
+    }
+    (status, body)
+}
+
+pub fn http_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let (status, b) = http(
+        port,
+        method,
+        path,
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    (
+        status,
+        serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+pub fn wait_job(
+    port: u16,
+    id: &str,
+    until: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (_, j) = http_json(
+            port,
+            "GET",
+            &format!("/v1/jobs/{id}"),
+            serde_json::Value::Null,
+        );
+        if until(&j) {
+            return j;
+        }
+        assert!(start.elapsed().as_secs() < 300, "job never got there: {j}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
