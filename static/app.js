@@ -830,6 +830,7 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
 });
 
 // ---------- students ----------
+const delivered = (c) => (c.method === "scratch" ? "labeled rows only" : c.delivered === "scratch" ? "scratch delivered (it beat the distilled student on validation)" : "distilled");
 function studentCard(c, { compare } = {}) {
   const dl = h("span", { class: "download-status", id: "download-status-" + c.id });
   const acc = c.test ? [["test, student", c.test.student.accuracy], ["test, scratch", c.test.scratch && c.test.scratch.accuracy], ["test, teacher", c.test.teacher && c.test.teacher.accuracy]]
@@ -837,7 +838,7 @@ function studentCard(c, { compare } = {}) {
   return h("div", { class: "card student", "data-id": c.id },
     h("div", { class: "row" }, compare ? h("input", { type: "checkbox", class: "compare-pick", value: c.id, "aria-label": "compare " + c.id }) : null,
       h("h2", { style: "margin:0" }, h("a", { href: "#/students/" + c.id }, c.name))),
-    h("p", { class: "muted" }, `${c.method} · ${c.student} · ${c.delivered === "scratch" ? "scratch delivered (never worse than scratch)" : "distilled"}`),
+    h("p", { class: "muted" }, `${c.method} · ${c.student} · ${delivered(c)}`),
     barChart("acc-" + c.id, acc.filter((a) => a[1] != null).map(([n, v]) => ({ name: n, value: v })), { label: c.test ? "held-out test accuracy" : "validation accuracy", highlight: acc[0][0], width: 300 }),
     h("dl", { class: "kv" }, h("dt", {}, "parameters"), h("dd", {}, count(c.parameters)), h("dt", {}, "size"), h("dd", {}, bytes(c.file_size)),
       h("dt", {}, "latency"), h("dd", {}, `${num(c.latency_ms, 3)} ms / row`), h("dt", {}, "sha256"), h("dd", { class: "mono" }, c.sha256.slice(0, 16) + "…"),
@@ -886,7 +887,7 @@ route(/^\/students\/([^/]+)$/, async (id) => {
 route(/^\/compare\/(.+)$/, async (ids) => {
   const cards = await Promise.all(ids.split(",").map((id) => api("/v1/students/" + encodeURIComponent(id))));
   const rowsOf = [
-    ["method", (c) => c.method], ["student", (c) => c.student], ["delivered", (c) => c.delivered],
+    ["method", (c) => c.method], ["student", (c) => c.student], ["delivered", delivered],
     ["test accuracy", (c) => (c.test ? pct(c.test.student.accuracy) : "–")], ["test, scratch", (c) => (c.test && c.test.scratch ? pct(c.test.scratch.accuracy) : "–")],
     ["test, teacher", (c) => (c.test && c.test.teacher ? pct(c.test.teacher.accuracy) : "–")],
     ["val accuracy", (c) => pct(c.accuracy.student)], ["val, scratch", (c) => pct(c.accuracy.scratch)], ["val, teacher", (c) => pct(c.accuracy.teacher)],
@@ -898,7 +899,8 @@ route(/^\/compare\/(.+)$/, async (ids) => {
       h("thead", {}, h("tr", {}, h("th", {}, ""), cards.map((c) => h("th", { scope: "col" }, h("a", { href: "#/students/" + c.id }, c.name))))),
       h("tbody", {}, rowsOf.map(([name, f]) => h("tr", {}, h("th", { scope: "row" }, name), cards.map((c) => h("td", {}, f(c)))))))),
     h("h2", {}, "Accuracy"),
-    barChart("compare-chart", cards.map((c) => ({ name: c.name, value: c.test ? c.test.student.accuracy : c.accuracy.student })), { label: cards.every((c) => c.test) ? "held-out test accuracy" : "accuracy (test where there is one, else validation)" }));
+    barChart("compare-chart", cards.map((c) => ({ name: c.name, value: c.test ? c.test.student.accuracy : c.accuracy.student })), {
+      highlight: cards.reduce((b, c) => ((c.test ? c.test.student.accuracy : c.accuracy.student) > (b.test ? b.test.student.accuracy : b.accuracy.student) ? c : b)).name, label: cards.every((c) => c.test) ? "held-out test accuracy" : "accuracy (test where there is one, else validation)" }));
 });
 
 // ---------- start ----------

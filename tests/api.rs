@@ -358,3 +358,149 @@ async fn real_socket() {
     assert!(v["next_page_token"].is_string());
     server.abort();
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_a_policy_that_keeps_it_on_the_server() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let page = get(&app, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let html = String::from_utf8(page.body).unwrap();
+    // every script and stylesheet the page names is one of the server's files
+    for (attr, at) in html
+        .match_indices("src=\"")
+        .chain(html.match_indices("href=\""))
+    {
+        let url: String = html[attr + at.len()..]
+            .chars()
+            .take_while(|c| *c != '"')
+            .collect();
+        assert!(
+            url.starts_with('/') || url.starts_with('#'),
+            "the page refers to {url}"
+        );
+        if url.starts_with("/static/") {
+            assert_eq!(get(&app, &url).await.status, StatusCode::OK, "{url}");
+        }
+    }
+    let js = get(&app, "/static/app.js").await;
+    assert!(
+        js.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let lic = get(&app, "/static/vendor/uplot/LICENSE").await;
+    assert!(String::from_utf8(lic.body).unwrap().contains("MIT License"));
+    let missing = get(&app, "/static/../Cargo.toml").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json()["kind"], "not_found");
+}
+
+#[tokio::test]
+async fn label_maps_and_sample_images() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let ds = upload_task(&app, "zoo/tasks/fashion_clothing_6way.npz").await;
+    let r = post_json(&app, "/v1/rankings", serde_json::json!({"dataset_id": ds})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let rk = r.json()["id"].as_str().unwrap().to_string();
+
+    // the fashion teacher names the task's six classes: each is taught by itself
+    let m = get(
+        &app,
+        &format!("/v1/rankings/{rk}/teachers/fashion_cnn@1/label_map"),
+    )
+    .await;
+    assert_eq!(
+        m.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&m.body)
+    );
+    let m = m.json();
+    assert_eq!(m["task_labels"].as_array().unwrap().len(), 6);
+    assert_eq!(m["teacher_labels"].as_array().unwrap().len(), 10);
+    assert_eq!(m["labeled_rows"], 60);
+    let plan: Vec<Vec<f64>> = serde_json::from_value(m["plan"].clone()).unwrap();
+    let total: f64 = plan.iter().flatten().sum();
+    assert!((total - 1.0).abs() < 1e-6, "the plan sums to {total}");
+    for row in serde_json::from_value::<Vec<Vec<f64>>>(m["conditional"].clone()).unwrap() {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-6);
+    }
+    let pairs = m["pairs"].as_array().unwrap();
+    let same = pairs
+        .iter()
+        .filter(|p| p["teacher_class"] == p["task_class"])
+        .count();
+    assert!(
+        same >= 5,
+        "a same-label teacher maps class to class: {pairs:?}"
+    );
+    assert_eq!(m["name_matches"].as_array().unwrap().len(), 6);
+
+    // refusals: unknown ranking, a teacher not in it, one that cannot read the rows
+    let r = get(
+        &app,
+        "/v1/rankings/rk_nope/teachers/fashion_cnn@1/label_map",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = get(
+        &app,
+        &format!("/v1/rankings/{rk}/teachers/nobody/label_map"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in ranking")
+    );
+    let r = get(
+        &app,
+        &format!("/v1/rankings/{rk}/teachers/letters_mlp/label_map"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read this dataset's rows")
+    );
+
+    // sample images: 28x28 grayscale, up to 4 per class; rows that are not images are refused
+    let s = get(&app, &format!("/v1/datasets/{ds}/samples?per_class=4"))
+        .await
+        .json();
+    assert_eq!(
+        (
+            s["channels"].as_u64(),
+            s["height"].as_u64(),
+            s["width"].as_u64()
+        ),
+        (Some(1), Some(28), Some(28))
+    );
+    let samples = s["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 24);
+    assert_eq!(samples[0]["pixels"].as_array().unwrap().len(), 784);
+    let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
+    let r = get(&app, &format!("/v1/datasets/{letters}/samples")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json()["error"].as_str().unwrap().contains("not images"));
+    let r = get(&app, &format!("/v1/datasets/{ds}/samples?per_class=lots")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

@@ -113,6 +113,18 @@ async fn reads_can_require_a_token_and_one_token_is_admin() {
         as_(&app, "GET", "/v1/teachers", Some(ADMIN)).await.status,
         StatusCode::OK
     );
+    // the dashboard's page and files hold no data: open, so the page can ask for the token
+    for open in ["/", "/static/app.js", "/static/style.css"] {
+        assert_eq!(
+            as_(&app, "GET", open, None).await.status,
+            StatusCode::OK,
+            "{open}"
+        );
+    }
+    assert_eq!(
+        as_(&app, "GET", "/healthz", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let r = as_(&app, "POST", "/v1/zoo/rescan", Some(ADMIN)).await;
     assert_eq!(
         r.status,
