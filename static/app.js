@@ -668,12 +668,23 @@ route(/^\/jobs(?:\?(.*))?$/, async (query) => {
     fusion: sel("job-fusion", ["auto", "mean", "weighted", "plurality", "borda", "loss_avg", "mimic_all"].map((x) => [x, x])),
     weighting: sel("job-weighting", [["none", "none"], ["profweight", "ProfWeight"], ["sratio", "SRatio"]]),
     student: input("job-student", { placeholder: "mlp:256", list: "student-specs" }),
-    max_epochs: input("job-max-epochs", { type: "number", min: 1, placeholder: "default" }),
-    seed: input("job-seed", { type: "number", min: 0, placeholder: "default" }),
-    patience: input("job-patience", { type: "number", min: 1, placeholder: "default" }),
-    lr: input("job-lr", { type: "number", step: "any", min: 0, placeholder: "default" }),
-    temperature: input("job-temperature", { type: "number", step: "any", min: 0, placeholder: "default" }),
-    ot_weight: input("job-ot-weight", { type: "number", step: "any", min: 0, placeholder: "default" }),
+    max_epochs: input("job-max-epochs", { type: "number", min: 1, placeholder: "100" }),
+    seed: input("job-seed", { type: "number", min: 0, placeholder: "0" }),
+    patience: input("job-patience", { type: "number", min: 1, placeholder: "25" }),
+    lr: input("job-lr", { type: "number", step: "any", min: 0, placeholder: "0.003" }),
+    temperature: input("job-temperature", { type: "number", step: "any", min: 0, placeholder: "4" }),
+    ot_weight: input("job-ot-weight", { type: "number", step: "any", min: 0, placeholder: "1" }),
+    max_params: input("job-max-params", { type: "number", min: 1, placeholder: "no limit" }),
+    max_latency: input("job-max-latency", { type: "number", step: "any", min: 0, placeholder: "no limit" }),
+    probes: input("job-probes", { placeholder: "default: the deepest 4 layers" }),
+    eval_dataset: sel("job-eval-dataset", [["", "the dataset's own test split, if any"], ...datasets.map((d) => [d.id, `${d.name} (${d.id}, ${d.rows} rows)`])]),
+    batch_size: input("job-batch-size", { type: "number", min: 1, placeholder: "128" }),
+    weight_decay: input("job-weight-decay", { type: "number", step: "any", min: 0, placeholder: "1e-4" }),
+    val_fraction: input("job-val-fraction", { type: "number", step: "any", min: 0, max: 0.9, placeholder: "0.2" }),
+    alpha: input("job-alpha", { type: "number", step: "any", min: 0, max: 1, placeholder: "0.5" }),
+    ot_epsilon: input("job-ot-epsilon", { type: "number", step: "any", min: 0, placeholder: "0.02" }),
+    sratio_beta: input("job-sratio-beta", { type: "number", step: "any", min: 0, placeholder: "3" }),
+    scratch_fallback: h("input", { id: "job-scratch-fallback", type: "checkbox", checked: true }),
     multihop: h("textarea", { id: "job-multihop", rows: 2, placeholder: '{"max_hops": 2, "candidates": "auto"}' }),
     weight_fusion: h("textarea", { id: "job-weight-fusion", rows: 2, placeholder: '{"align": "activations", "fine_tune_epochs": 20}' }),
     name: input("job-name", { placeholder: "default: dataset, method, student" }),
@@ -705,8 +716,19 @@ route(/^\/jobs(?:\?(.*))?$/, async (query) => {
     if (on("fusion")) req.fusion = f.fusion.value;
     if (on("weighting") && f.weighting.value !== "none") req.weighting = f.weighting.value;
     if (on("student") && f.student.value.trim()) req.student = f.student.value.trim();
+    if (on("student") && (f.max_params.value || f.max_latency.value)) {
+      const auto = {};
+      if (f.max_params.value) auto.max_params = Number(f.max_params.value);
+      if (f.max_latency.value) auto.max_latency_ms = Number(f.max_latency.value);
+      req.student = { auto };
+    }
+    if (on("weighting") && f.weighting.value !== "none" && f.probes.value.trim()) req.probes = f.probes.value.split(",").map((x) => x.trim()).filter(Boolean);
+    if (f.eval_dataset.value) req.eval_dataset_id = f.eval_dataset.value;
     const config = {};
-    for (const k of ["max_epochs", "patience", "seed", "lr", "temperature", "ot_weight"]) if (f[k].value !== "" && (on("distill") || !["temperature", "ot_weight"].includes(k))) config[k] = Number(f[k].value);
+    const distillOnly = ["temperature", "ot_weight", "alpha", "ot_epsilon", "sratio_beta"];
+    for (const k of ["max_epochs", "patience", "seed", "lr", "temperature", "ot_weight", "batch_size", "weight_decay", "val_fraction", "alpha", "ot_epsilon", "sratio_beta"])
+      if (f[k].value !== "" && (on("distill") || !distillOnly.includes(k))) config[k] = Number(f[k].value);
+    if (on("distill") && !f.scratch_fallback.checked) config.scratch_fallback = false;
     if (Object.keys(config).length) req.config = config;
     try {
       if (on("multihop") && f.multihop.value.trim()) req.multihop = JSON.parse(f.multihop.value);
@@ -725,11 +747,16 @@ route(/^\/jobs(?:\?(.*))?$/, async (query) => {
     group("teacher", "Teacher", field("job-teacher", "Teacher", f.teacher)),
     group("teachers", "Teachers (multi-teacher, weight fusion)", field("job-teachers", "Teachers", f.teachers, "ids, comma-separated, or auto:K")),
     group("fusion", "Fusion rule", field("job-fusion", "Fusion", f.fusion)),
-    group("student", "Student", field("job-student", "Architecture", f.student, "linear, mlp[:W1,W2][:act], cnn[:C1,C2][:HIDDEN], tree[:DEPTH]"), specs),
-    group("weighting", "Sample weights", field("job-weighting", "Weighting", f.weighting, "from probes on the teacher's layers")),
+    group("student", "Student", field("job-student", "Architecture", f.student, "linear, mlp[:W1,W2][:act], cnn[:C1,C2][:HIDDEN], tree[:DEPTH]"), specs,
+      field("job-max-params", "or a budget: max parameters", f.max_params, "the largest student within the budget"), field("job-max-latency", "max latency (ms / row)", f.max_latency)),
+    group("weighting", "Sample weights", field("job-weighting", "Weighting", f.weighting, "from probes on the teacher's layers"), field("job-probes", "Probe layers", f.probes, "tensor names, comma-separated")),
     h("fieldset", { id: "fs-config" }, h("legend", {}, "Training"), h("div", { class: "form-grid" },
-      field("job-max-epochs", "Max epochs", f.max_epochs), field("job-patience", "Patience (epochs)", f.patience), field("job-seed", "Seed", f.seed), field("job-lr", "Learning rate", f.lr))),
-    group("distill", "Distillation", field("job-temperature", "Temperature", f.temperature), field("job-ot-weight", "OT weight", f.ot_weight)),
+      field("job-max-epochs", "Max epochs", f.max_epochs), field("job-patience", "Patience (epochs)", f.patience), field("job-seed", "Seed", f.seed), field("job-lr", "Learning rate", f.lr),
+      field("job-batch-size", "Batch size", f.batch_size), field("job-weight-decay", "Weight decay", f.weight_decay), field("job-val-fraction", "Validation fraction", f.val_fraction),
+      field("job-eval-dataset", "Test rows", f.eval_dataset, "accuracy reported on them, never trained on"))),
+    group("distill", "Distillation", field("job-temperature", "Temperature", f.temperature), field("job-alpha", "KD alpha", f.alpha), field("job-ot-weight", "OT weight", f.ot_weight),
+      field("job-ot-epsilon", "OT epsilon", f.ot_epsilon), field("job-sratio-beta", "SRatio beta", f.sratio_beta),
+      h("div", {}, h("label", { for: "job-scratch-fallback" }, "Never worse than scratch"), h("span", { class: "row" }, f.scratch_fallback, h("span", { class: "hint" }, "deliver the scratch student when it beats the distilled one on validation")))),
     group("multihop", "Multihop", field("job-multihop", "Settings (JSON)", f.multihop)),
     group("weight_fusion", "Weight fusion", field("job-weight-fusion", "Settings (JSON)", f.weight_fusion))),
     h("div", { class: "row" }, submit), msg);

@@ -90,7 +90,7 @@ pub fn label_map(
     let c_s = ds.classes();
     let c_t = p.ncols();
     let mut teacher_labels = teacher.labels.clone();
-    teacher_labels.resize_with(c_t, || String::new());
+    teacher_labels.resize_with(c_t, String::new);
     for (i, l) in teacher_labels.iter_mut().enumerate() {
         if l.is_empty() {
             *l = format!("class {i}");
