@@ -1055,7 +1055,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // a command piped into `head` ends quietly, as Unix tools do, instead of panicking on the
+        // closed pipe (the server keeps Rust's default: a socket's EPIPE is an error, not a signal)
+        // SAFETY: setting a signal's disposition to the default before any thread is started
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -262,9 +262,17 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     assert_eq!(teachers(port), zoo_before + 1);
 
     let zoo_files = common::snapshot_files(&sb.zoo());
-    let bad = files.path().join("holiday_photo.onnx");
-    std::fs::write(&bad, b"this is not an ONNX model, it is a holiday photo").unwrap();
-    pick_file(&c, "#teacher-file", &bad).await;
+    // dropped on the drop zone, as a user drags a file from their desktop
+    c.execute(
+        "const dt = new DataTransfer(); \
+         dt.items.add(new File(['this is not an ONNX model, it is a holiday photo'], 'holiday_photo.onnx')); \
+         const zone = document.querySelector('#teacher-drop'); \
+         zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true})); \
+         zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));",
+        vec![],
+    )
+    .await
+    .unwrap();
     let err = wait_js(
         &c,
         "document.querySelector('#teacher-error')?.innerText",
