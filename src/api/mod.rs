@@ -55,6 +55,7 @@ impl AppState {
             auth::Tokens::load(config.api_tokens.as_deref(), config.require_token_for_reads)?
                 .map(Arc::new);
         crate::onnx::environment()?;
+        crate::onnx::set_memory_soft_limit(config.memory_soft_limit_mb << 20);
         let store = Store::open(&config.data_dir)?;
         let pool = Arc::new(SessionPool::with_limits(
             config.intra_threads,

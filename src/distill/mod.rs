@@ -1077,6 +1077,9 @@ pub fn run(
         Some((t, selected_by)) => {
             tr.progress.phase("teacher outputs", 0.02);
             let (o, hit) = outputs::cached(zoo, Some(cache), &t, ds, ds_sha)?;
+            if !hit {
+                crate::onnx::release_freed_memory();
+            }
             notes.push(format!(
                 "teacher outputs {} the ranking cache",
                 if hit { "read from" } else { "computed into" }

@@ -17,4 +17,6 @@ pub mod surgery;
 
 pub use graph::ModelInfo;
 pub use runtime::environment;
-pub use session::{OutputKind, Predictor, SessionPool};
+pub use session::{
+    OutputKind, Predictor, SessionPool, release_freed_memory, resident_bytes, set_memory_soft_limit,
+};

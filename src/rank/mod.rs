@@ -426,6 +426,8 @@ pub fn rank(
                 )?;
                 entries[k].0 = r;
             }
+            // what this chunk's inference freed goes back to the system before the next chunk runs
+            crate::onnx::release_freed_memory();
         }
     }
     let mut wrote = !to_memo.is_empty();
