@@ -218,37 +218,58 @@ impl Client {
         self.post("/v1/jobs", req)
     }
 
-    /// Follows a job's server-sent events, calling `on_job` with every update, until it finishes; the
-    /// final job.
-    pub fn follow(&self, id: &str, mut on_job: impl FnMut(&Job)) -> Result<Job> {
-        let mut req = self.agent.get(self.url(&format!("/v1/jobs/{id}/events")));
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let res = req.call().map_err(|e| self.transport(e))?;
+    /// Reads a server-sent-event answer, calling `on(event, data)` for each event until it returns false
+    /// or the stream ends; a non-2xx answer is the server's error.
+    fn events(
+        &self,
+        res: ureq::http::Response<ureq::Body>,
+        mut on: impl FnMut(&str, &str) -> Result<bool>,
+    ) -> Result<()> {
         if !res.status().is_success() {
             self.finish(res)?;
             unreachable!("finish returns an error for a non-2xx answer");
         }
         let reader = BufReader::new(res.into_body().into_reader());
-        let mut last = None;
-        let mut data = String::new();
+        let (mut event, mut data) = (String::new(), String::new());
         for line in reader.lines() {
-            let line = line.map_err(|e| Error::internal(format!("job events: {e}")))?;
+            let line = line.map_err(|e| Error::internal(format!("event stream: {e}")))?;
             if let Some(d) = line.strip_prefix("data:") {
                 data.push_str(d.trim_start());
+            } else if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_string();
             } else if line.is_empty() && !data.is_empty() {
-                let job: Job = serde_json::from_str(&data)
-                    .map_err(|e| Error::internal(format!("job event: {e}")))?;
+                let go_on = on(&event, &data)?;
+                event.clear();
                 data.clear();
-                on_job(&job);
-                let done = job.state.finished();
-                last = Some(job);
-                if done {
+                if !go_on {
                     break;
                 }
             }
         }
+        Ok(())
+    }
+
+    fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("authorization", format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    /// Follows a job's server-sent events, calling `on_job` with every update, until it finishes; the
+    /// final job.
+    pub fn follow(&self, id: &str, mut on_job: impl FnMut(&Job)) -> Result<Job> {
+        let req = self.authorized(self.agent.get(self.url(&format!("/v1/jobs/{id}/events"))));
+        let res = req.call().map_err(|e| self.transport(e))?;
+        let mut last: Option<Job> = None;
+        self.events(res, |_, data| {
+            let job: Job = serde_json::from_str(data)
+                .map_err(|e| Error::internal(format!("job event: {e}")))?;
+            on_job(&job);
+            let done = job.state.finished();
+            last = Some(job);
+            Ok(!done)
+        })?;
         // the stream can end before the final state when the server restarts: ask once more
         match last {
             Some(j) if j.state.finished() => Ok(j),
@@ -256,14 +277,58 @@ impl Client {
         }
     }
 
+    /// Ranks over the streaming endpoint, calling `on_teacher(line, done, total)` as teachers are scored;
+    /// the stored ranking.
+    pub fn rank_streamed(
+        &self,
+        req: &RankRequest,
+        mut on_teacher: impl FnMut(&crate::rank::TeacherResult, usize, usize),
+    ) -> Result<Ranking> {
+        let http = self
+            .authorized(self.agent.post(self.url("/v1/rankings/stream")))
+            .content_type("application/json");
+        let res = http
+            .send(serde_json::to_vec(req)?)
+            .map_err(|e| self.transport(e))?;
+        let mut ranking = None;
+        self.events(res, |event, data| {
+            let bad = |e: serde_json::Error| Error::internal(format!("ranking event: {e}"));
+            match event {
+                "teacher" => {
+                    #[derive(serde::Deserialize)]
+                    struct Line {
+                        done: usize,
+                        total: usize,
+                        teacher: crate::rank::TeacherResult,
+                    }
+                    let l: Line = serde_json::from_str(data).map_err(bad)?;
+                    on_teacher(&l.teacher, l.done, l.total);
+                    Ok(true)
+                }
+                "ranking" => {
+                    ranking = Some(serde_json::from_str(data).map_err(bad)?);
+                    Ok(false)
+                }
+                "error" => {
+                    let b: crate::api::ErrorBody = serde_json::from_str(data).map_err(bad)?;
+                    Err(Error::new(
+                        kind_of(&b.kind, 0),
+                        format!("the server could not rank: {}", b.error),
+                    ))
+                }
+                _ => Ok(true),
+            }
+        })?;
+        ranking.ok_or_else(|| Error::internal("the ranking stream ended before the ranking"))
+    }
+
     /// Downloads `path` into `out` (through a temporary file, renamed when complete), checking the
     /// sha256 when `sha256` is given; the file's sha256.
     pub fn download(&self, path: &str, out: &Path, sha256: Option<&str>) -> Result<String> {
-        let mut req = self.agent.get(self.url(path));
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let res = req.call().map_err(|e| self.transport(e))?;
+        let res = self
+            .authorized(self.agent.get(self.url(path)))
+            .call()
+            .map_err(|e| self.transport(e))?;
         if !res.status().is_success() {
             self.finish(res)?;
             unreachable!("finish returns an error for a non-2xx answer");

@@ -133,12 +133,18 @@ function upload(path, form, bar) {
     x.send(form);
   });
 }
-// Server-sent events over fetch (EventSource cannot send the token).
-async function follow(path, onEvent, signal) {
-  const res = await fetch(path, { headers: authHeaders(), signal });
+// Server-sent events over fetch (EventSource cannot send the token, nor POST): onEvent(data, name).
+async function follow(path, onEvent, signal, json, asked = 0) {
+  const opts = { headers: authHeaders(json ? { "content-type": "application/json" } : {}), signal };
+  if (json) { opts.method = "POST"; opts.body = JSON.stringify(json); }
+  const res = await fetch(path, opts);
   if (!res.ok) {
     let body = null;
     try { body = await res.json(); } catch {}
+    if ((res.status === 401 || res.status === 403) && asked < 3) {
+      if (res.status === 401) localStorage.removeItem(TOKEN_KEY);
+      if (await askToken(body && body.error)) return follow(path, onEvent, signal, json, asked + 1);
+    }
     throw new ApiError(res.status, body);
   }
   const reader = res.body.getReader();
@@ -152,8 +158,10 @@ async function follow(path, onEvent, signal) {
     while ((i = buf.indexOf("\n\n")) >= 0) {
       const block = buf.slice(0, i);
       buf = buf.slice(i + 2);
-      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
-      if (data) onEvent(JSON.parse(data));
+      const lines = block.split("\n");
+      const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+      const name = (lines.find((l) => l.startsWith("event:")) || "event: message").slice(6).trim();
+      if (data) onEvent(JSON.parse(data), name);
     }
   }
 }
@@ -518,9 +526,27 @@ route(/^\/tasks\/([^/]+)$/, async (id) => {
   const rankMsg = h("div", { id: "rank-result" });
   const rankBtn = h("button", { id: "rank-btn", class: "primary", onclick: async () => {
     rankBtn.disabled = true;
-    rankMsg.replaceChildren(h("p", { class: "loading muted" }, "Ranking the zoo (teacher outputs are computed once and cached)…"));
-    try { const r = await api("/v1/rankings", { json: { dataset_id: d.id } }); go("#/rankings/" + r.id); }
-    catch (e) { rankMsg.replaceChildren(errorBox("rank-error", e.message)); rankBtn.disabled = false; }
+    // streamed: each teacher as it is scored, then the ranking
+    const bar = h("progress", { id: "rank-progress", max: 1, value: 0 });
+    const line = h("p", { class: "loading muted", id: "rank-status" }, "Ranking the zoo (teacher outputs are computed once and cached)…");
+    rankMsg.replaceChildren(line, bar);
+    let best = null;
+    const lower = (m) => ["ot", "ot_pool", "ot_prototype"].includes(m);
+    try {
+      let done = null, failed = null;
+      await follow("/v1/rankings/stream", (ev, name) => {
+        if (name === "teacher") {
+          bar.max = ev.total;
+          bar.value = ev.done;
+          const t = ev.teacher, v = t.scores && t.scores.ot;
+          if (t.compatible && v != null && (best === null || (lower("ot") ? v < best.v : v > best.v))) best = { id: t.teacher_id, v };
+          line.textContent = `Scored ${ev.done} of ${ev.total} teachers` + (best ? `; best so far by ot: ${best.id} (${num(best.v)})` : "");
+        } else if (name === "ranking") done = ev;
+        else if (name === "error") failed = ev.error;
+      }, undefined, { dataset_id: d.id });
+      if (failed || !done) throw new Error(failed || "the ranking stream ended early");
+      go("#/rankings/" + done.id);
+    } catch (e) { rankMsg.replaceChildren(errorBox("rank-error", e.message)); rankBtn.disabled = false; }
   } }, "Rank the zoo for this task");
   const del = h("button", { id: "dataset-delete", class: "danger", onclick: async () => {
     if (!(await confirmDialog(`Delete dataset ${d.name} (${d.id})?`))) return;
@@ -550,27 +576,23 @@ route(/^\/tasks\/([^/]+)$/, async (id) => {
 });
 
 // ---------- rankings ----------
-const RANKINGS_KEY = "faculty.rankings";
-function rememberRanking(r) {
-  const list = JSON.parse(localStorage.getItem(RANKINGS_KEY) || "[]").filter((x) => x.id !== r.id);
-  list.unshift({ id: r.id, dataset_id: r.dataset_id, created: r.created, top: (r.results.find((x) => x.rank === 1) || {}).teacher_id });
-  localStorage.setItem(RANKINGS_KEY, JSON.stringify(list.slice(0, 50)));
-}
 route(/^\/rankings$/, async () => {
-  const list = JSON.parse(localStorage.getItem(RANKINGS_KEY) || "[]");
+  const { rankings } = await api("/v1/rankings?limit=200");
   show(h("h1", {}, "Rankings"),
-    h("p", { class: "muted" }, "Rank a task from its page (Tasks → a dataset → Rank). Rankings opened in this browser:"),
-    list.length ? table("ranking-list", [
+    h("p", { class: "muted" }, "Rank a task from its page (Tasks → a dataset → Rank). Newest first:"),
+    rankings.length ? table("ranking-list", [
       { key: "id", label: "Ranking", render: (r) => h("a", { href: "#/rankings/" + r.id }, r.id) },
       { key: "dataset_id", label: "Dataset", render: (r) => h("a", { href: "#/tasks/" + r.dataset_id }, r.dataset_id) },
-      { key: "top", label: "Recommended" },
-      { key: "created", label: "When", num: true, render: (r) => when(r.created) }], list, { sortKey: "created", sortDir: -1 })
+      { key: "recommended", label: "Recommended" },
+      { key: "teacher_helps", label: "Verdict", value: (r) => (r.teacher_helps ? 1 : 0), render: (r) => h("span", { class: "badge " + (r.teacher_helps ? "good" : "bad") }, (r.teacher_helps ? "teacher helps" : "scratch") + (r.confident ? "" : " (lean)")) },
+      { key: "compatible", label: "Compatible", num: true, render: (r) => `${r.compatible} of ${r.teachers}` },
+      { key: "primary_metric", label: "Metric" },
+      { key: "created", label: "When", num: true, render: (r) => when(r.created) }], rankings, { onRow: (r) => go("#/rankings/" + r.id), rowAttrs: (r) => ({ "data-id": r.id }), sortKey: "created", sortDir: -1 })
       : empty("No rankings yet. ", h("a", { href: "#/tasks" }, "Pick a task")));
 });
 
 route(/^\/rankings\/([^/]+)$/, async (id) => {
   const r = await api("/v1/rankings/" + encodeURIComponent(id));
-  rememberRanking(r);
   const primary = r.primary_metric;
   const lowerBetter = r.directions[primary] === "lower";
   const compatible = r.results.filter((x) => x.compatible && x.rank != null).sort((a, b) => a.rank - b.rank);

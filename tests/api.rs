@@ -416,6 +416,21 @@ async fn label_maps_and_sample_images() {
     let r = post_json(&app, "/v1/rankings", serde_json::json!({"dataset_id": ds})).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let rk = r.json()["id"].as_str().unwrap().to_string();
+    let recommended = r.json()["results"][0]["teacher_id"].clone();
+
+    // the ranking is listed, with its recommendation; other datasets' lists are empty; bad limits refused
+    let list = get(&app, "/v1/rankings").await.json();
+    assert_eq!(list["rankings"][0]["id"], rk.as_str());
+    assert_eq!(list["rankings"][0]["recommended"], recommended);
+    assert_eq!(list["rankings"][0]["dataset_id"], ds.as_str());
+    let none = get(&app, "/v1/rankings?dataset_id=ds_0000000000000000")
+        .await
+        .json();
+    assert_eq!(none["rankings"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        get(&app, "/v1/rankings?limit=0").await.status,
+        StatusCode::BAD_REQUEST
+    );
 
     // the fashion teacher names the task's six classes: each is taught by itself
     let m = get(
@@ -503,4 +518,114 @@ async fn label_maps_and_sample_images() {
     assert!(r.json()["error"].as_str().unwrap().contains("not images"));
     let r = get(&app, &format!("/v1/datasets/{ds}/samples?per_class=lots")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_ranking_sends_each_teacher_then_the_ranking() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let ds = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
+    let r = post_json(
+        &app,
+        "/v1/rankings/stream",
+        serde_json::json!({"dataset_id": ds}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let body = String::from_utf8(r.body).unwrap();
+    let events: Vec<(String, serde_json::Value)> = body
+        .split("\n\n")
+        .filter(|b| b.contains("data:"))
+        .map(|b| {
+            let field = |k: &str| {
+                b.lines()
+                    .filter_map(|l| l.strip_prefix(k))
+                    .map(str::trim_start)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            (
+                field("event:"),
+                serde_json::from_str(&field("data:")).unwrap(),
+            )
+        })
+        .collect();
+    let (last, teachers) = events.split_last().unwrap();
+    assert_eq!(last.0, "ranking", "{body}");
+    let ranking = &last.1;
+    let n = ranking["results"].as_array().unwrap().len();
+    assert_eq!(teachers.len(), n, "one event per teacher");
+    // incompatible teachers come first (no inference needed), counts rise to the total
+    let first_compatible = teachers
+        .iter()
+        .position(|(_, e)| e["teacher"]["compatible"] == true)
+        .unwrap();
+    assert!(
+        teachers[..first_compatible]
+            .iter()
+            .all(|(_, e)| e["teacher"]["reason"].is_string())
+    );
+    assert!(
+        teachers[first_compatible..]
+            .iter()
+            .all(|(_, e)| e["teacher"]["compatible"] == true)
+    );
+    for (i, (kind, e)) in teachers.iter().enumerate() {
+        assert_eq!(kind, "teacher");
+        assert_eq!(
+            (e["done"].as_u64(), e["total"].as_u64()),
+            (Some(i as u64 + 1), Some(n as u64))
+        );
+    }
+    // each teacher's streamed scores are the final ones; the ranking is stored
+    for (_, e) in teachers {
+        let t = &e["teacher"];
+        let fin = ranking["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["teacher_id"] == t["teacher_id"])
+            .unwrap();
+        assert_eq!(fin["scores"], t["scores"]);
+    }
+    let stored = get(
+        &app,
+        &format!("/v1/rankings/{}", ranking["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(stored.json()["results"], ranking["results"]);
+
+    // wrong from the start: a 4xx, not a stream
+    let r = post_json(
+        &app,
+        "/v1/rankings/stream",
+        serde_json::json!({"dataset_id": "ds_nope"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = post_json(
+        &app,
+        "/v1/rankings/stream",
+        serde_json::json!({"dataset_id": ds, "primary_metric": "vibes"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // wrong only once ranking starts (an unknown teacher): an error event
+    let r = post_json(
+        &app,
+        "/v1/rankings/stream",
+        serde_json::json!({"dataset_id": ds, "teachers": ["nobody"]}),
+    )
+    .await;
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(
+        body.contains("event: error") && body.contains("no teacher 'nobody'"),
+        "{body}"
+    );
 }

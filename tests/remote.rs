@@ -115,13 +115,20 @@ fn the_cli_talks_to_a_server_with_server_url() {
         stored["results"], ranking["results"],
         "the CLI printed the server's ranking"
     );
-    let table = stdout(&ok(remote()
+    let o = ok(remote()
         .args(["rank", "--dataset", &ds_id])
         .output()
-        .unwrap()));
+        .unwrap());
+    let table = stdout(&o);
     assert!(
         table.contains("RANK") && table.contains("verdict:"),
         "{table}"
+    );
+    let n = ranking["results"].as_array().unwrap().len();
+    assert!(
+        stderr(&o).contains(&format!("scored {n}/{n} teachers")),
+        "streamed progress: {}",
+        stderr(&o)
     );
 
     // distill on the server: the progress bar fed by the job's events, the student downloaded and checked

@@ -179,6 +179,114 @@ pub async fn create_ranking(
     Ok((StatusCode::CREATED, Json(r)))
 }
 
+/// Ranks the zoo for a dataset as server-sent events, so a client sees results before the last teacher
+/// is scored: a `teacher` event per teacher as soon as its line is known (`{"done", "total", "teacher"}`:
+/// incompatible and already-scored teachers first, then the others as they are scored, without rank or
+/// ties yet), then one `ranking` event with the stored ranking (ranks, ties, verdict), or an `error`
+/// event (`ErrorBody`). A request that is wrong from the start (unknown dataset, unknown metric) gets a
+/// 4xx instead of a stream.
+#[utoipa::path(post, path = "/v1/rankings/stream", tag = "rankings", request_body = RankRequest,
+    responses((status = 200, description = "text/event-stream of `teacher` events, then `ranking` (or `error`)",
+        content_type = "text/event-stream"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn stream_ranking(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<RankRequest>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    st.datasets.info(&req.dataset_id)?;
+    for m in req
+        .primary_metric
+        .iter()
+        .chain(req.metrics.iter().flatten())
+    {
+        if crate::rank::direction(m).is_none() {
+            return Err(ApiError(Error::invalid_input(format!(
+                "unknown metric '{m}'"
+            ))));
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let (zoo, datasets, cache, rankings) = (
+        st.zoo.clone(),
+        st.datasets.clone(),
+        st.outputs.clone(),
+        st.rankings.clone(),
+    );
+    let progress = tx.clone();
+    tokio::spawn(async move {
+        let out = st
+            .blocking(move || {
+                let (info, ds) = datasets.load(&req.dataset_id)?;
+                let on = |t: &crate::rank::TeacherResult, done: usize, total: usize| {
+                    let ev = Event::default().event("teacher").json_data(
+                        serde_json::json!({ "done": done, "total": total, "teacher": t }),
+                    );
+                    if let Ok(ev) = ev {
+                        let _ = progress.send(ev);
+                    }
+                };
+                let r = crate::rank::rank_with(&zoo, Some(&cache), &ds, &info.sha256, &req, &on)?;
+                rankings.put(r)
+            })
+            .await;
+        let last = match out {
+            Ok(r) => {
+                tracing::info!(ranking = %r.id, dataset = %r.dataset_id, ms = r.elapsed_ms, "ranked (streamed)");
+                Event::default().event("ranking").json_data(&r)
+            }
+            Err(e) => Event::default().event("error").json_data(e.body()),
+        };
+        if let Ok(ev) = last {
+            let _ = tx.send(ev);
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|ev| (Ok(ev), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+}
+
+/// Which rankings to list.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct RankingQuery {
+    /// Only this dataset's rankings.
+    pub dataset_id: Option<String>,
+    /// At most this many, newest first (1-500, default 50).
+    pub limit: Option<usize>,
+}
+
+/// Stored rankings, newest first.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RankingList {
+    pub rankings: Vec<crate::rank::RankingSummary>,
+}
+
+/// Lists stored rankings (newest first): id, dataset, recommended teacher, verdict.
+#[utoipa::path(get, path = "/v1/rankings", tag = "rankings", params(RankingQuery),
+    responses((status = 200, body = RankingList), (status = 400, body = ErrorBody)))]
+pub async fn list_rankings(
+    State(st): State<AppState>,
+    super::error::ApiQuery(q): super::error::ApiQuery<RankingQuery>,
+) -> Result<Json<RankingList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError(Error::invalid_input(format!(
+            "limit must be in 1..=500, got {limit}"
+        ))));
+    }
+    let rankings = st.rankings.clone();
+    let list = st
+        .blocking(move || rankings.list(q.dataset_id.as_deref(), limit))
+        .await?;
+    Ok(Json(RankingList { rankings: list }))
+}
+
 /// A stored ranking.
 #[utoipa::path(get, path = "/v1/rankings/{id}", tag = "rankings", params(("id" = String, Path)),
     responses((status = 200, body = Ranking), (status = 404, body = ErrorBody)))]

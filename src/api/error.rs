@@ -56,10 +56,11 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = status_of(self.0.kind);
-        let message = if status.is_server_error() {
+impl ApiError {
+    /// The JSON body a client sees (a server error's details go to the log, not to the client, except
+    /// where they tell the client what to do: a missing runtime, a full disk).
+    pub fn body(self) -> ErrorBody {
+        let message = if status_of(self.0.kind).is_server_error() {
             tracing::error!(kind = self.0.kind.as_str(), "{}", self.0.message);
             match self.0.kind {
                 ErrorKind::RuntimeUnavailable | ErrorKind::InsufficientStorage => self.0.message,
@@ -68,16 +69,20 @@ impl IntoResponse for ApiError {
         } else {
             self.0.message
         };
-        let mut res = (
-            status,
-            Json(ErrorBody {
-                error: message,
-                kind: self.0.kind.as_str().into(),
-            }),
-        )
-            .into_response();
+        ErrorBody {
+            error: message,
+            kind: self.0.kind.as_str().into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_of(self.0.kind);
+        let kind = self.0.kind;
+        let mut res = (status, Json(self.body())).into_response();
         let h = res.headers_mut();
-        match self.0.kind {
+        match kind {
             ErrorKind::Unauthorized => {
                 h.insert(
                     axum::http::header::WWW_AUTHENTICATE,

@@ -283,7 +283,11 @@ pub fn router(state: AppState) -> Router {
             get(datasets::get_one).delete(datasets::delete),
         )
         .route("/v1/datasets/{id}/samples", get(datasets::samples))
-        .route("/v1/rankings", post(datasets::create_ranking))
+        .route(
+            "/v1/rankings",
+            get(datasets::list_rankings).post(datasets::create_ranking),
+        )
+        .route("/v1/rankings/stream", post(datasets::stream_ranking))
         .route("/v1/rankings/{id}", get(datasets::get_ranking))
         .route(
             "/v1/rankings/{id}/teachers/{teacher_id}/label_map",

@@ -37,6 +37,8 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         datasets::get_one,
         datasets::delete,
         datasets::create_ranking,
+        datasets::list_rankings,
+        datasets::stream_ranking,
         datasets::get_ranking,
         datasets::label_map,
         datasets::samples,
@@ -101,6 +103,8 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         jobs::JobList,
         jobs::StudentList,
         crate::rank::label_map::LabelMap,
+        crate::rank::RankingSummary,
+        datasets::RankingList,
         crate::rank::label_map::LabelPair,
         crate::data::preview::Samples,
         crate::data::preview::Sample

@@ -143,7 +143,16 @@ pub fn rank(
         primary_metric,
         recompute_scores: false,
     };
-    let r = c.rank(&req)?;
+    let bar = crate::Bar {
+        last: std::time::Instant::now(),
+    };
+    let r = c.rank_streamed(&req, |t, done, total| {
+        bar.draw(
+            done as f64 / total.max(1) as f64,
+            &format!("scored {done}/{total} teachers ({})", t.teacher_id),
+        );
+    })?;
+    eprintln!();
     if json {
         return json_out(&r);
     }

@@ -231,6 +231,23 @@ pub struct Ranking {
     pub created: u64,
 }
 
+/// One line of `GET /v1/rankings`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RankingSummary {
+    pub id: String,
+    pub dataset_id: String,
+    pub primary_metric: String,
+    /// The rank-1 teacher (none when no teacher is compatible).
+    pub recommended: Option<String>,
+    pub teachers: usize,
+    pub compatible: usize,
+    /// The verdict: learning from the recommended teacher is expected to beat scratch.
+    pub teacher_helps: bool,
+    pub confident: bool,
+    /// Unix seconds.
+    pub created: u64,
+}
+
 fn f64s(a: &Array2<f32>, rows: &[usize]) -> Array2<f64> {
     a.select(Axis(0), rows).mapv(f64::from)
 }
@@ -295,6 +312,23 @@ pub fn rank(
     ds: &Dataset,
     ds_sha: &str,
     req: &RankRequest,
+) -> Result<Ranking> {
+    rank_with(zoo, cache, ds, ds_sha, req, &|_, _, _| {})
+}
+
+/// Called with each teacher's line as soon as it is known (incompatible and already-scored teachers
+/// first, then the others as their chunk is scored), with how many lines are known and how many there
+/// will be. The line has no rank, tie or gap yet: those, and the verdict, need every teacher.
+pub type OnTeacher<'a> = &'a (dyn Fn(&TeacherResult, usize, usize) + Sync);
+
+/// [`rank`], telling `on_teacher` about each teacher as it is scored (for streaming a ranking).
+pub fn rank_with(
+    zoo: &Zoo,
+    cache: Option<&OutputCache>,
+    ds: &Dataset,
+    ds_sha: &str,
+    req: &RankRequest,
+    on_teacher: OnTeacher,
 ) -> Result<Ranking> {
     let start = Instant::now();
     let primary = req
@@ -374,6 +408,16 @@ pub fn rank(
         }
         entries.push((r, out));
     }
+    let total = entries.len();
+    let mut known = 0;
+    let scored_later: std::collections::HashSet<usize> = to_memo.iter().map(|m| m.0).collect();
+    for (k, (r, out)) in entries.iter().enumerate() {
+        // cheap answers first: incompatible teachers and scores from the memo
+        if out.is_none() && !scored_later.contains(&k) {
+            known += 1;
+            on_teacher(r, known, total);
+        }
+    }
     // the ridge student's decisions on the pool, only when some teacher is scored here with ot_pool
     // (memoised scoring computes every metric)
     let pool = if !to_memo.is_empty()
@@ -425,6 +469,8 @@ pub fn rank(
                     },
                 )?;
                 entries[k].0 = r;
+                known += 1;
+                on_teacher(&entries[k].0, known, total);
             }
             // what this chunk's inference freed goes back to the system before the next chunk runs
             crate::onnx::release_freed_memory();
@@ -738,6 +784,36 @@ impl RankingStore {
         r.id = format!("rk_{}", &hex::encode(sha2::Digest::finalize(h))[..16]);
         self.tree.insert(r.id.as_bytes(), serde_json::to_vec(&r)?)?;
         Ok(r)
+    }
+
+    /// Stored rankings, newest first: all, or those of one dataset; at most `limit`.
+    pub fn list(&self, dataset_id: Option<&str>, limit: usize) -> Result<Vec<RankingSummary>> {
+        let mut out = Vec::new();
+        for kv in self.tree.iter() {
+            let (_, raw) = kv?;
+            let r: Ranking = serde_json::from_slice(&raw)?;
+            if dataset_id.is_some_and(|d| d != r.dataset_id) {
+                continue;
+            }
+            out.push(RankingSummary {
+                recommended: r
+                    .results
+                    .iter()
+                    .find(|t| t.rank == Some(1))
+                    .map(|t| t.teacher_id.clone()),
+                teachers: r.results.len(),
+                compatible: r.results.iter().filter(|t| t.compatible).count(),
+                teacher_helps: r.verdict.teacher_helps,
+                confident: r.verdict.confident,
+                id: r.id,
+                dataset_id: r.dataset_id,
+                primary_metric: r.primary_metric,
+                created: r.created,
+            });
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        Ok(out)
     }
 
     pub fn get(&self, id: &str) -> Result<Ranking> {
