@@ -38,7 +38,7 @@ pub fn zoo_list(c: &Client, json: bool) -> Result<()> {
     if json {
         return json_out(&serde_json::json!({ "teachers": all }));
     }
-    crate::print_table(&all);
+    super::print::print_table(&all);
     Ok(())
 }
 
@@ -60,7 +60,7 @@ pub fn zoo_upload(
     if json {
         return json_out(&t);
     }
-    crate::print_table(std::slice::from_ref(&t));
+    super::print::print_table(std::slice::from_ref(&t));
     Ok(())
 }
 
@@ -143,7 +143,7 @@ pub fn rank(
         primary_metric,
         recompute_scores: false,
     };
-    let bar = crate::Bar {
+    let bar = super::print::Bar {
         last: std::time::Instant::now(),
     };
     let r = c.rank_streamed(&req, |t, done, total| {
@@ -157,14 +157,14 @@ pub fn rank(
         return json_out(&r);
     }
     println!("ranking {}", r.id);
-    crate::print_ranking(&r);
+    super::print::print_ranking(&r);
     Ok(())
 }
 
 /// Draws a job's updates on the progress bar: phase and epoch changes, the teacher once known, every new
 /// search trial.
 struct JobBar {
-    bar: crate::Bar,
+    bar: super::print::Bar,
     phase: String,
     epochs: usize,
     teacher: bool,
@@ -174,7 +174,7 @@ struct JobBar {
 impl JobBar {
     fn new() -> Self {
         Self {
-            bar: crate::Bar {
+            bar: super::print::Bar {
                 last: std::time::Instant::now(),
             },
             phase: String::new(),
@@ -249,7 +249,7 @@ pub fn distill(
     let card = c.download_student(&id, out)?;
     let card_path = out.with_extension("card.json");
     std::fs::write(&card_path, serde_json::to_vec_pretty(&card)?)?;
-    crate::print_card(&card, out, &card_path, json)
+    super::print::print_card(&card, out, &card_path, json)
 }
 
 fn job_line(j: &Job) {

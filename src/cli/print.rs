@@ -1,0 +1,300 @@
+//! What the CLI prints: the zoo table, the ranking table and verdict, a student's card summary, and the
+//! one-line progress bar on stderr (local runs and server jobs alike).
+use faculty::{onnx, zoo};
+
+/// The zoo as a table, one teacher per line.
+pub fn print_table(teachers: &[zoo::Teacher]) {
+    println!(
+        "{:<24} {:<8} {:>9} {:>8} {:<14} {:<16} LABELS",
+        "ID", "USABLE", "PARAMS", "KB", "INPUT", "OUTPUT"
+    );
+    for t in teachers {
+        let input = t
+            .inputs
+            .first()
+            .map(|i| format!("{:?}", i.shape))
+            .unwrap_or_default();
+        let output = t
+            .predictor
+            .as_ref()
+            .map(|p| match p.kind {
+                onnx::OutputKind::Probabilities => p.output.clone(),
+                k => format!("{} ({k:?})", p.output).to_lowercase(),
+            })
+            .unwrap_or_default();
+        let mut labels = t
+            .labels
+            .iter()
+            .take(6)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",");
+        if t.labels.len() > 6 {
+            labels.push_str(&format!(",… ({})", t.labels.len()));
+        }
+        if t.label_source == "index" && !t.labels.is_empty() {
+            labels.push_str(" [indices]");
+        }
+        println!(
+            "{:<24} {:<8} {:>9} {:>8} {:<14} {:<16} {}",
+            t.id,
+            if t.usable { "yes" } else { "NO" },
+            t.params,
+            t.bytes / 1024,
+            input,
+            output,
+            if t.usable {
+                labels
+            } else {
+                t.reason.clone().unwrap_or_default()
+            }
+        );
+    }
+}
+
+/// A one-line progress bar on stderr.
+pub struct Bar {
+    pub last: std::time::Instant,
+}
+
+impl Bar {
+    pub fn draw(&self, progress: f64, text: &str) {
+        let width = 30;
+        let done = ((progress.clamp(0.0, 1.0)) * width as f64).round() as usize;
+        eprint!(
+            "\r[{}{}] {:>3.0}% {:<60}",
+            "#".repeat(done),
+            ".".repeat(width - done),
+            progress * 100.0,
+            text
+        );
+    }
+}
+
+impl faculty::distill::Progress for Bar {
+    fn phase(&mut self, phase: &str, progress: f64) {
+        self.draw(progress, phase);
+        if phase == "done" {
+            eprintln!();
+        }
+    }
+    fn epoch(&mut self, phase: &str, m: &faculty::distill::EpochMetrics, progress: f64) {
+        if self.last.elapsed().as_millis() < 100 {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let val = m
+            .val_accuracy
+            .map_or(String::new(), |a| format!(" val acc {a:.3}"));
+        self.draw(
+            progress,
+            &format!("{phase} epoch {} loss {:.4}{val}", m.epoch, m.train_loss),
+        );
+    }
+    fn teacher(&mut self, t: &faculty::distill::TeacherRef) {
+        eprintln!("\rteacher: {} ({}){:60}", t.id, t.selected_by, "");
+    }
+    fn trial(&mut self, t: &faculty::distill::HopTrial) {
+        let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        if t.method == faculty::distill::Method::MultiTeacher {
+            eprintln!(
+                "\r{} ({} params): student validation {}{:40}",
+                t.model,
+                t.parameters,
+                pct(t.val_accuracy),
+                ""
+            );
+            return;
+        }
+        eprintln!(
+            "\rhop {}: {} ({} params) via {}: own {}, student {}{:30}",
+            t.hop,
+            t.model,
+            t.parameters,
+            t.method.as_str(),
+            pct(t.val_accuracy),
+            pct(t.student_val_accuracy),
+            ""
+        );
+    }
+}
+
+/// What `distill` prints about the student it wrote to `out` (card at `card_path`).
+pub fn print_card(
+    c: &faculty::distill::StudentCard,
+    out: &std::path::Path,
+    card_path: &std::path::Path,
+    json: bool,
+) -> faculty::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(c)?);
+    } else {
+        let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        println!(
+            "student {} -> {} ({} parameters, {} bytes)",
+            c.id,
+            out.display(),
+            c.parameters,
+            c.file_size
+        );
+        println!(
+            "validation accuracy ({} rows): student {}, scratch {}, teacher {}",
+            c.accuracy.validation_rows,
+            pct(c.accuracy.student),
+            pct(c.accuracy.scratch),
+            pct(c.accuracy.teacher)
+        );
+        if let Some(t) = &c.test {
+            let ci = |e: &faculty::distill::Estimate| {
+                format!(
+                    "{} [{:.1}, {:.1}]",
+                    pct(Some(e.accuracy)),
+                    100.0 * e.low,
+                    100.0 * e.high
+                )
+            };
+            println!(
+                "test accuracy ({} rows, 95% interval): student {}{}{}",
+                t.rows,
+                ci(&t.student),
+                t.scratch
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(", scratch {}", ci(e))),
+                t.teacher
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(", teacher {}", ci(e)))
+            );
+        }
+        if let Some(f) = &c.fusion {
+            println!(
+                "fusion {} of {} teachers (ensemble validation {}):",
+                f.rule.as_str(),
+                f.teachers.len(),
+                pct(f.ensemble_accuracy)
+            );
+            for t in &f.teachers {
+                println!(
+                    "  {} weight {:.3}, validation {} (by {})",
+                    t.id,
+                    t.weight,
+                    pct(t.accuracy),
+                    t.enters_by.as_str()
+                );
+            }
+            for t in f.trials.iter().filter(|_| f.trials.len() > 1) {
+                println!(
+                    "  rule {}: student {}, ensemble {}{}",
+                    t.rule.as_str(),
+                    pct(t.val_accuracy),
+                    pct(t.ensemble_accuracy),
+                    if t.chosen { " (chosen)" } else { "" }
+                );
+            }
+        } else if let Some(w) = &c.weight_fusion {
+            println!(
+                "weight fusion of {} teachers ({}; aligned to {}); ensemble validation {}, \
+                 test {}:",
+                w.teachers.len(),
+                w.architecture,
+                w.reference,
+                pct(w.ensemble_accuracy),
+                pct(w.ensemble_test_accuracy)
+            );
+            for t in &w.teachers {
+                println!("  teacher {}: validation {}", t.id, pct(t.accuracy));
+            }
+            for f in &w.candidates {
+                println!(
+                    "  {}: validation {}, test {}{}",
+                    f.name,
+                    pct(f.val_accuracy),
+                    pct(f.test_accuracy),
+                    if f.chosen { " (chosen)" } else { "" }
+                );
+            }
+        } else if let Some(t) = c.teacher_chain.first() {
+            println!("teacher: {} ({})", t.id, t.selected_by);
+        }
+        println!(
+            "latency: {:.3} ms per row (ONNX Runtime, 1 thread); card: {}",
+            c.latency_ms,
+            card_path.display()
+        );
+        if let Some(m) = &c.multihop {
+            let chain: Vec<String> = m
+                .chain
+                .iter()
+                .map(|h| format!("{} ({} params)", h.model, h.parameters))
+                .collect();
+            println!(
+                "chain: teacher -> {}student: validation {} (best 1-hop {}); intermediates \
+                 written next to the student as .hopK.onnx",
+                chain.iter().map(|c| format!("{c} -> ")).collect::<String>(),
+                pct(m.chain_accuracy),
+                pct(m.one_hop_accuracy)
+            );
+        }
+        for n in &c.notes {
+            println!("note: {n}");
+        }
+    }
+    Ok(())
+}
+
+/// A ranking as a table, with the verdict.
+pub fn print_ranking(r: &faculty::rank::Ranking) {
+    println!(
+        "dataset: {} rows ({} labeled); primary metric: {} ({} is better)",
+        r.rows,
+        r.labeled_rows,
+        r.primary_metric,
+        match r.directions.get(&r.primary_metric) {
+            Some(faculty::rank::Direction::Lower) => "lower",
+            _ => "higher",
+        }
+    );
+    let cols: Vec<&String> = r.directions.keys().collect();
+    print!("{:>4}  {:<24}", "RANK", "TEACHER");
+    for c in &cols {
+        print!(" {:>15}", c);
+    }
+    println!();
+    for t in &r.results {
+        let rank = match t.rank {
+            None => "-".to_string(),
+            Some(v) if t.tied_with_top => format!("{v}="),
+            Some(v) => v.to_string(),
+        };
+        print!("{:>4}  {:<24}", rank, t.teacher_id);
+        if !t.compatible {
+            println!(" incompatible: {}", t.reason.as_deref().unwrap_or(""));
+            continue;
+        }
+        for c in &cols {
+            match t.scores.get(*c) {
+                Some(v) => print!(" {:>15.4}", v),
+                None => print!(" {:>15}", "n/a"),
+            }
+        }
+        println!();
+    }
+    if r.results.iter().any(|t| t.tied_with_top) {
+        println!(
+            "  (= within noise of rank 1: under 2 standard errors behind on the labeled rows)"
+        );
+    }
+    println!(
+        "verdict: {}{}",
+        if r.verdict.teacher_helps {
+            "a teacher helps"
+        } else {
+            "no teacher is likely to help"
+        },
+        if r.verdict.confident {
+            ""
+        } else {
+            " (a lean: within noise)"
+        }
+    );
+    println!("  {}", r.verdict.reason);
+}
