@@ -417,6 +417,20 @@ async fn label_maps_and_sample_images() {
     assert_eq!(r.status, StatusCode::CREATED);
     let rk = r.json()["id"].as_str().unwrap().to_string();
     let recommended = r.json()["results"][0]["teacher_id"].clone();
+    // every compatible teacher has an expected student accuracy inside its interval, no other one has
+    for t in r.json()["results"].as_array().unwrap() {
+        let e = &t["expected_accuracy"];
+        if t["compatible"] == true {
+            let (x, lo, hi) = (
+                e["estimate"].as_f64().unwrap(),
+                e["low"].as_f64().unwrap(),
+                e["high"].as_f64().unwrap(),
+            );
+            assert!(0.0 <= lo && lo <= x && x <= hi && hi <= 1.0, "{t}");
+        } else {
+            assert!(e.is_null(), "{t}");
+        }
+    }
 
     // the ranking is listed, with its recommendation; other datasets' lists are empty; bad limits refused
     let list = get(&app, "/v1/rankings").await.json();

@@ -258,7 +258,7 @@ pub fn print_ranking(r: &faculty::rank::Ranking) {
     for c in &cols {
         print!(" {:>15}", c);
     }
-    println!();
+    println!("  EXPECTED STUDENT ACCURACY");
     for t in &r.results {
         let rank = match t.rank {
             None => "-".to_string(),
@@ -276,8 +276,20 @@ pub fn print_ranking(r: &faculty::rank::Ranking) {
                 None => print!(" {:>15}", "n/a"),
             }
         }
-        println!();
+        match &t.expected_accuracy {
+            Some(e) => println!(
+                "  {:.0}% [{:.0}, {:.0}]",
+                100.0 * e.estimate,
+                100.0 * e.low,
+                100.0 * e.high
+            ),
+            None => println!(),
+        }
     }
+    println!(
+        "  (expected: the default student's test accuracy from this teacher, 80% interval; off by 7 points \
+         on average on tasks it was not fitted on)"
+    );
     if r.results.iter().any(|t| t.tied_with_top) {
         println!(
             "  (= within noise of rank 1: under 2 standard errors behind on the labeled rows)"

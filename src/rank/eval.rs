@@ -55,6 +55,9 @@ struct GtTask {
     scratch: Vec<f64>,
     scratch_mean: f64,
     teacher_mean: BTreeMap<String, f64>,
+    /// Per teacher, per draw (when the file has them): the measured student accuracy.
+    #[serde(default)]
+    teachers: BTreeMap<String, Vec<f64>>,
 }
 
 /// One metric on one task.
@@ -106,6 +109,9 @@ pub struct EvalReport {
     pub tasks: Vec<TaskEval>,
     /// metric -> its summary over the tasks.
     pub summary: BTreeMap<String, MetricSummary>,
+    /// The expected-accuracy calibration, held out by task (when the ground truth has per-draw accuracies).
+    #[serde(default)]
+    pub expected: Option<super::expected::CalibrationReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,6 +340,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
     let metric_names: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
     let all = zoo.all()?;
     let mut tasks = Vec::new();
+    let mut pairs = Vec::new();
     for task in &gt.tasks {
         progress(&task.name);
         let GroundTruthTask {
@@ -366,7 +373,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         let helps = best > task.scratch_mean;
         let mut per_metric: BTreeMap<String, Vec<[f64; 10]>> = BTreeMap::new();
         let mut picks: BTreeMap<String, Vec<DrawPick>> = BTreeMap::new();
-        for (lab, unl) in &draw_rows {
+        for (d, (lab, unl)) in draw_rows.iter().enumerate() {
             let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
             let ds = pool.subset(&rows, lab.len());
             let entries: Vec<Entry> = full
@@ -411,6 +418,22 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 } else {
                     1.0
                 };
+                if m == super::DEFAULT_METRIC {
+                    for r in &scored {
+                        let measured = task.teachers.get(&r.teacher_id).and_then(|v| v.get(d));
+                        if let (Some(&measured), Some(&mapped)) =
+                            (measured, r.scores.get("mapped_accuracy"))
+                        {
+                            pairs.push(super::expected::Pair {
+                                task: task.name.clone(),
+                                teacher: r.teacher_id.clone(),
+                                mapped,
+                                scratch: scratch.accuracy(),
+                                measured,
+                            });
+                        }
+                    }
+                }
                 let s: Vec<f64> = scored.iter().map(|r| sign * r.score.unwrap()).collect();
                 let t: Vec<f64> = scored.iter().map(|r| truth_of(&r.teacher_id)).collect();
                 let top = truth_of(&scored[0].teacher_id);
@@ -510,7 +533,11 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
             },
         );
     }
-    Ok(EvalReport { tasks, summary })
+    Ok(EvalReport {
+        tasks,
+        summary,
+        expected: super::expected::evaluate(&pairs),
+    })
 }
 
 #[cfg(test)]
@@ -632,6 +659,39 @@ pub fn render(r: &EvalReport) -> String {
             v.tasks,
             v.tasks_consensus_verdict_right,
             v.tasks
+        );
+    }
+    if let Some(e) = &r.expected {
+        let _ = writeln!(
+            s,
+            "\n### Expected student accuracy, held out by task ({} pairs of (draw, teacher) on {} tasks)\n",
+            e.pairs, e.tasks
+        );
+        let _ = writeln!(
+            s,
+            "| left-out task | pairs | mean abs error | inside the 80% interval |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|");
+        for (t, n, mae, cov) in &e.per_task {
+            let _ = writeln!(
+                s,
+                "| {t} | {n} | {:.1} pts | {:.0}% |",
+                100.0 * mae,
+                100.0 * cov
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| **all** | {} | {:.1} pts | {:.0}% |\n\nWithout a fit: the scratch estimate is off by {:.1} pts, the mapped accuracy by {:.1} pts. \
+             Fit on every task: coefficients of [1, mapped, scratch, max] {:?}, residual 10th / 90th percentiles {:.3} / {:.3}.",
+            e.pairs,
+            100.0 * e.held_out_mae,
+            100.0 * e.held_out_coverage,
+            100.0 * e.mae_scratch_estimate,
+            100.0 * e.mae_mapped_accuracy,
+            e.fit.coef.map(|c| (c * 1e4).round() / 1e4),
+            e.fit.low,
+            e.fit.high
         );
     }
     s

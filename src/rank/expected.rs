@@ -1,0 +1,263 @@
+//! Expected student accuracy: how accurate the default student (`mlp:256`, method `faculty`, never worse
+//! than scratch on validation) is likely to be when taught by a teacher, from two leave-one-out estimates
+//! the ranking already has: the teacher carried into the task's labels (`mapped_accuracy`) and a ridge
+//! classifier on the labeled rows alone (the verdict's scratch estimate). A least-squares fit of the
+//! measured student accuracy on [1, mapped, scratch, max(mapped, scratch)], with an 80% interval from the
+//! fit's residual quantiles; fitted by `faculty eval-ranking --ground-truth zoo/ground_truth_faculty.json`,
+//! which also reports it held out by task (fit on the other tasks, judged on the left-out one).
+use serde::{Deserialize, Serialize};
+
+/// The fit on every ground-truth task (`eval-ranking --ground-truth zoo/ground_truth_faculty.json`,
+/// 2026-12-02, 210 pairs on 6 tasks): coefficients of [1, mapped, scratch, max(mapped, scratch)], then
+/// the 10th and 90th percentiles of the residuals held out by task.
+pub const FIT: Calibration = Calibration {
+    coef: [0.2502, 0.1168, 0.3942, 0.2235],
+    low: -0.110,
+    high: 0.127,
+};
+
+/// A fitted calibration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub coef: [f64; 4],
+    /// Residual quantiles (measured - predicted) that bound the 80% interval.
+    pub low: f64,
+    pub high: f64,
+}
+
+/// A teacher's expected student accuracy with its 80% interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExpectedAccuracy {
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+fn features(mapped: f64, scratch: f64) -> [f64; 4] {
+    [1.0, mapped, scratch, mapped.max(scratch)]
+}
+
+impl Calibration {
+    /// The expected accuracy for a teacher whose mapped accuracy is `mapped` on a task whose scratch
+    /// estimate is `scratch` (both leave-one-out, 0..1).
+    pub fn predict(&self, mapped: f64, scratch: f64) -> ExpectedAccuracy {
+        let x = features(mapped, scratch);
+        let e: f64 = x.iter().zip(&self.coef).map(|(a, b)| a * b).sum();
+        let e = e.clamp(0.0, 1.0);
+        ExpectedAccuracy {
+            estimate: e,
+            low: (e + self.low).clamp(0.0, 1.0),
+            high: (e + self.high).clamp(0.0, 1.0),
+        }
+    }
+}
+
+/// One measured (task, draw, teacher): the ranking's two estimates and the student's test accuracy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pair {
+    pub task: String,
+    pub teacher: String,
+    pub mapped: f64,
+    pub scratch: f64,
+    pub measured: f64,
+}
+
+/// The `q`-quantile of `v` (linear interpolation; `v` non-empty).
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let pos = q * (v.len() - 1) as f64;
+    let (i, f) = (pos.floor() as usize, pos.fract());
+    if i + 1 < v.len() {
+        v[i] * (1.0 - f) + v[i + 1] * f
+    } else {
+        v[i]
+    }
+}
+
+/// Least squares (ridge 1e-6 on the normal equations) of `measured` on the features, with the
+/// in-sample residuals' 10th / 90th percentiles; `None` with fewer than 8 pairs.
+fn fit_in_sample(pairs: &[&Pair]) -> Option<Calibration> {
+    if pairs.len() < 8 {
+        return None;
+    }
+    let mut a = [[0.0f64; 4]; 4];
+    let mut b = [0.0f64; 4];
+    for p in pairs {
+        let x = features(p.mapped, p.scratch);
+        for i in 0..4 {
+            for j in 0..4 {
+                a[i][j] += x[i] * x[j];
+            }
+            b[i] += x[i] * p.measured;
+        }
+    }
+    for (i, row) in a.iter_mut().enumerate() {
+        row[i] += 1e-6;
+    }
+    let coef = solve4(a, b)?;
+    let raw = Calibration {
+        coef,
+        low: 0.0,
+        high: 0.0,
+    };
+    let mut res: Vec<f64> = pairs
+        .iter()
+        .map(|p| p.measured - raw.predict(p.mapped, p.scratch).estimate)
+        .collect();
+    Some(Calibration {
+        coef,
+        low: quantile(&mut res, 0.1),
+        high: quantile(&mut res, 0.9),
+    })
+}
+
+/// The least-squares fit on `pairs`, with the interval from residuals held out by task: each task's pairs
+/// predicted by the fit on the other tasks. In-sample residuals made the interval too narrow for a new
+/// task (an 80% interval covered 60% of held-out pairs): most of the error is a task's own shift.
+pub fn fit(pairs: &[&Pair]) -> Option<Calibration> {
+    let all = fit_in_sample(pairs)?;
+    let mut tasks: Vec<&str> = pairs.iter().map(|p| p.task.as_str()).collect();
+    tasks.sort();
+    tasks.dedup();
+    if tasks.len() < 3 {
+        return Some(all);
+    }
+    let mut res = Vec::new();
+    for t in &tasks {
+        let rest: Vec<&Pair> = pairs.iter().copied().filter(|p| p.task != *t).collect();
+        let c = fit_in_sample(&rest)?;
+        res.extend(
+            pairs
+                .iter()
+                .filter(|p| p.task == *t)
+                .map(|p| p.measured - c.predict(p.mapped, p.scratch).estimate),
+        );
+    }
+    Some(Calibration {
+        low: quantile(&mut res, 0.1),
+        high: quantile(&mut res, 0.9),
+        ..all
+    })
+}
+
+/// Gaussian elimination with partial pivoting on a 4x4 system.
+fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
+    for c in 0..4 {
+        let p = (c..4).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+        if a[p][c].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(c, p);
+        b.swap(c, p);
+        for r in c + 1..4 {
+            let f = a[r][c] / a[c][c];
+            for k in c..4 {
+                a[r][k] -= f * a[c][k];
+            }
+            b[r] -= f * b[c];
+        }
+    }
+    let mut x = [0.0; 4];
+    for r in (0..4).rev() {
+        let s: f64 = (r + 1..4).map(|k| a[r][k] * x[k]).sum();
+        x[r] = (b[r] - s) / a[r][r];
+    }
+    Some(x)
+}
+
+/// The calibration judged held out by task, and fitted on every task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CalibrationReport {
+    pub pairs: usize,
+    pub tasks: usize,
+    /// Held out by task: mean |measured - expected|.
+    pub held_out_mae: f64,
+    /// Held out by task: the fraction of pairs whose measured accuracy is inside the 80% interval.
+    pub held_out_coverage: f64,
+    /// The same two, per left-out task: (task, pairs, MAE, coverage).
+    pub per_task: Vec<(String, usize, f64, f64)>,
+    /// For comparison: mean |measured - scratch estimate| and |measured - mapped accuracy| (no fit).
+    pub mae_scratch_estimate: f64,
+    pub mae_mapped_accuracy: f64,
+    /// The fit on every task (what [`FIT`] holds).
+    pub fit: Calibration,
+}
+
+/// Leave-one-task-out evaluation, then the fit on all pairs.
+pub fn evaluate(pairs: &[Pair]) -> Option<CalibrationReport> {
+    let mut tasks: Vec<&str> = pairs.iter().map(|p| p.task.as_str()).collect();
+    tasks.sort();
+    tasks.dedup();
+    let mut per_task = Vec::new();
+    let (mut err, mut inside, mut n) = (0.0, 0usize, 0usize);
+    for t in &tasks {
+        let train: Vec<&Pair> = pairs.iter().filter(|p| p.task != *t).collect();
+        let c = fit(&train)?;
+        let test: Vec<&Pair> = pairs.iter().filter(|p| p.task == *t).collect();
+        let (mut e, mut k) = (0.0, 0usize);
+        for p in &test {
+            let x = c.predict(p.mapped, p.scratch);
+            e += (p.measured - x.estimate).abs();
+            k += usize::from(p.measured >= x.low && p.measured <= x.high);
+        }
+        per_task.push((
+            t.to_string(),
+            test.len(),
+            e / test.len().max(1) as f64,
+            k as f64 / test.len().max(1) as f64,
+        ));
+        err += e;
+        inside += k;
+        n += test.len();
+    }
+    let all: Vec<&Pair> = pairs.iter().collect();
+    let mae = |f: fn(&Pair) -> f64| {
+        pairs.iter().map(|p| (p.measured - f(p)).abs()).sum::<f64>() / pairs.len().max(1) as f64
+    };
+    Some(CalibrationReport {
+        pairs: n,
+        tasks: tasks.len(),
+        held_out_mae: err / n.max(1) as f64,
+        held_out_coverage: inside as f64 / n.max(1) as f64,
+        per_task,
+        mae_scratch_estimate: mae(|p| p.scratch),
+        mae_mapped_accuracy: mae(|p| p.mapped),
+        fit: fit(&all)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fit_recovers_a_linear_rule_and_its_spread() {
+        // measured = 0.1 + 0.5 * max(m, s) + 0.3 * s, plus a +-0.02 alternation
+        let pairs: Vec<Pair> = (0..40)
+            .map(|i| {
+                let (m, s) = ((i % 10) as f64 / 10.0, ((i * 7) % 10) as f64 / 12.0);
+                Pair {
+                    task: format!("t{}", i % 4),
+                    teacher: String::new(),
+                    mapped: m,
+                    scratch: s,
+                    measured: 0.1
+                        + 0.5 * m.max(s)
+                        + 0.3 * s
+                        + if i % 2 == 0 { 0.02 } else { -0.02 },
+                }
+            })
+            .collect();
+        let r = evaluate(&pairs).unwrap();
+        let p = r.fit.predict(0.5, 0.2);
+        assert!((p.estimate - (0.1 + 0.25 + 0.06)).abs() < 0.02, "{p:?}");
+        assert!(
+            r.fit.low < 0.0 && r.fit.high > 0.0 && r.fit.high - r.fit.low < 0.1,
+            "{:?}",
+            r.fit
+        );
+        assert!(r.held_out_mae < 0.03, "{}", r.held_out_mae);
+        assert_eq!(r.tasks, 4);
+        assert_eq!(r.pairs, 40);
+    }
+}
