@@ -273,6 +273,33 @@ function barChart(id, items, { label = "", lowerBetter = null, highlight, digits
   g.append(s("text", { x: left, y: H - 4, "font-size": 11, fill: "currentColor" }, label + (lowerBetter === null ? "" : lowerBetter ? " (lower is better)" : " (higher is better)")));
   return h("div", { class: "bars" }, g);
 }
+// Intervals as horizontal lines with a dot at the estimate (items: [{name, value, low, high}]), on a 0..1
+// axis, with an optional dashed reference line (e.g. the scratch estimate).
+function intervalChart(id, items, { label = "", reference = null, referenceLabel = "", highlight } = {}) {
+  const W = 640, row = 22, left = 190, right = 40, H = items.length * row + 44;
+  const lo = Math.max(0, Math.min(...items.map((i) => i.low), reference ?? 1) - 0.05);
+  const hi = Math.min(1, Math.max(...items.map((i) => i.high), reference ?? 0) + 0.05);
+  const x = (v) => left + ((v - lo) / Math.max(1e-9, hi - lo)) * (W - left - right);
+  const g = s("svg", { id, viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": label });
+  items.forEach((it, k) => {
+    const y = 14 + k * row;
+    const color = it.name === highlight ? "var(--accent)" : "var(--muted)";
+    g.append(s("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 12, fill: "currentColor" }, it.name.length > 28 ? it.name.slice(0, 27) + "…" : it.name));
+    g.append(s("line", { x1: x(it.low), x2: x(it.high), y1: y, y2: y, stroke: color, "stroke-width": 3, "stroke-linecap": "round" },
+      s("title", {}, `${it.name}: ${pct(it.value)} (80% interval ${pct(it.low)} to ${pct(it.high)})`)));
+    g.append(s("circle", { cx: x(it.value), cy: y, r: 4.5, fill: color }));
+  });
+  const bottom = 14 + items.length * row;
+  for (let t = Math.ceil(lo * 10) / 10; t <= hi + 1e-9; t += 0.1) {
+    g.append(s("text", { x: x(t), y: bottom + 6, "text-anchor": "middle", "font-size": 10, fill: "currentColor" }, (100 * t).toFixed(0) + "%"));
+  }
+  if (reference != null) {
+    g.append(s("line", { x1: x(reference), x2: x(reference), y1: 4, y2: bottom - 6, stroke: "var(--bad)", "stroke-dasharray": "4 3" }));
+    g.append(s("text", { x: x(reference) + 4, y: bottom + 20, "font-size": 11, fill: "var(--bad)" }, referenceLabel));
+  }
+  g.append(s("text", { x: left, y: H - 2, "font-size": 11, fill: "currentColor" }, label));
+  return h("div", { class: "bars" }, g);
+}
 function histogram(id, classes) {
   return barChart(id, classes.map((c) => ({ name: c.name, value: c.count })), { label: "labeled rows per class", digits: 0 });
 }
@@ -645,6 +672,12 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
     h("div", { class: "grid2" }, verdictCard,
       h("div", { class: "card" }, h("h2", { style: "margin-top:0" }, `${primary} per teacher`),
         compatible.length ? barChart("score-chart", compatible.map((x) => ({ name: x.teacher_id, value: x.score, tied: x.tied_with_top })), { label: primary, lowerBetter, highlight: top && top.teacher_id }) : empty("No compatible teacher."))),
+    compatible.some((x) => x.expected_accuracy) ? h("div", { class: "card", style: "margin-top:16px" },
+      h("h2", { style: "margin-top:0" }, "Expected student accuracy per teacher"),
+      h("p", { class: "muted" }, "The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line is the scratch estimate (labeled rows alone). Held out by task the estimate was off by 7 points on average."),
+      intervalChart("expected-chart", compatible.filter((x) => x.expected_accuracy).sort((a, b) => b.expected_accuracy.estimate - a.expected_accuracy.estimate).slice(0, 25)
+        .map((x) => ({ name: x.teacher_id, value: x.expected_accuracy.estimate, low: x.expected_accuracy.low, high: x.expected_accuracy.high })),
+        { label: "expected test accuracy", reference: v.scratch_estimate, referenceLabel: "scratch estimate", highlight: top && top.teacher_id })) : null,
     h("h2", {}, "Every metric"), h("p", { class: "muted" }, "★ orders the teachers. Click a row to see its label map. " + metrics.map((m) => `${m}: ${r.directions[m]} is better`).join("; ")),
     table("ranking-table", cols, r.results, { onRow: (x) => x.compatible && showMap(x.teacher_id), rowAttrs: (x) => ({ "data-id": x.teacher_id, class: x.compatible ? "" : "muted" }), sortKey: "rank" }),
     mapHolder);

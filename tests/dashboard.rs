@@ -399,6 +399,22 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         .await
         .unwrap();
     assert!(ranked.as_u64().unwrap() >= 20, "{ranked}");
+    let intervals = c
+        .execute(
+            "return document.querySelectorAll('#expected-chart circle').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        intervals.as_u64().unwrap() >= 20,
+        "an expected accuracy per compatible teacher: {intervals}"
+    );
+    assert!(
+        text(&c, "#expected")
+            .await
+            .contains("Expected accuracy of a student taught by it")
+    );
     let pairs = text(&c, "#label-pairs").await;
     assert!(pairs.contains("→ Trouser"), "{pairs}");
     shot(&c, "ranking").await;
