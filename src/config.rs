@@ -36,8 +36,9 @@ pub struct Config {
     /// Estimated memory of the loaded sessions at most, MiB (twice each model's size plus 2 MiB).
     #[arg(long, env = "FACULTY_SESSION_MEMORY_MB", default_value_t = 256)]
     pub session_memory_mb: u64,
-    /// Resident memory above which what inference freed is handed back to the system between a ranking's
-    /// chunks of teachers and after a job's teacher outputs, MiB (below it, nothing is done: faster).
+    /// Resident memory above which what inference freed is handed back to the system after each
+    /// teacher's inference in a ranking and after a job's teacher outputs, MiB (below it, nothing is done:
+    /// faster). Soft: one inference can pass it before it is handed back.
     #[arg(long, env = "FACULTY_MEMORY_SOFT_LIMIT_MB", default_value_t = 256)]
     pub memory_soft_limit_mb: u64,
     /// Writes (uploads, jobs) are refused with 507 while the data or zoo directory's disk has less free,

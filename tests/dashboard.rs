@@ -14,11 +14,16 @@ use common::server::{Server, http_json, spawn_server_with};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-/// A chromedriver on a free port, killed when dropped.
+/// A chromedriver on a free port in a process group of its own; dropping it (also when a test fails and
+/// never closes its session) kills the group: the driver and every Chromium process it started.
 struct Driver(Child, u16);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // SAFETY: kill(2) on the group this test created
+        unsafe {
+            libc::kill(-(self.0.id() as i32), libc::SIGKILL);
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -34,8 +39,10 @@ fn free_port() -> u16 {
 
 fn driver() -> Driver {
     let port = free_port();
+    use std::os::unix::process::CommandExt;
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

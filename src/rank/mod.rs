@@ -445,6 +445,10 @@ pub fn rank_with(
             let mut batch = Vec::with_capacity(part.len());
             for &(k, before) in part {
                 let (o, hit) = outputs::cached(zoo, cache, &teachers[k], ds, ds_sha)?;
+                if !hit {
+                    // above the soft limit, what this teacher's inference freed goes back at once
+                    crate::onnx::release_freed_memory();
+                }
                 entries[k].0.cached = hit;
                 batch.push((k, before, o));
             }
@@ -480,8 +484,6 @@ pub fn rank_with(
                 known += 1;
                 on_teacher(&entries[k].0, known, total);
             }
-            // what this chunk's inference freed goes back to the system before the next chunk runs
-            crate::onnx::release_freed_memory();
         }
     }
     let mut wrote = !to_memo.is_empty();
