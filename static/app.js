@@ -856,14 +856,25 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     try { update(await api(`/v1/jobs/${job.id}/cancel`, { method: "POST" })); }
     catch (e) { result.replaceChildren(errorBox("job-cancel-error", e.message)); cancel.disabled = false; }
   } }, "Cancel");
-  let loss = null, acc = null, shown = -1;
+  // A job with several trainings (transfer's stages, a search's trials) draws one training at a time:
+  // the latest, or the one picked.
+  let loss = null, acc = null, shown = "", picked = null;
+  const stageSel = h("select", { id: "job-stage", "aria-label": "Training shown", hidden: true, onchange: () => { picked = stageSel.value; shown = ""; draw(); } });
+  const stageOf = (e) => e.stage || "training";
   const draw = () => {
-    const ep = job.epochs;
-    if (ep.length === shown) return;
-    shown = ep.length;
+    const all = job.epochs;
+    const stages = [...new Set(all.map(stageOf))];
+    const stage = picked && stages.includes(picked) ? picked : stages.at(-1);
+    const key = `${all.length}/${stage}`;
+    if (key === shown) return;
+    shown = key;
+    stageSel.hidden = stages.length < 2;
+    $("#job-stage-label") && ($("#job-stage-label").hidden = stages.length < 2);
+    stageSel.replaceChildren(...stages.map((st) => h("option", { value: st, selected: st === stage }, `${st} (${all.filter((e) => stageOf(e) === st).length} epochs)`)));
+    const ep = all.filter((e) => stageOf(e) === stage);
+    if (!ep.length) { lossEl.replaceChildren(h("p", { class: "muted" }, "Curves appear with the first epoch.")); return; }
     const xs = ep.map((e, k) => k + 1);
     const col = (k) => ep.map((e) => (e[k] == null ? null : e[k]));
-    if (!ep.length) { lossEl.replaceChildren(h("p", { class: "muted" }, "Curves appear with the first epoch.")); return; }
     const ld = [xs, col("train_loss"), col("val_loss"), col("distill_loss")];
     const ad = [xs, col("val_accuracy")];
     if (loss) loss.setData(ld); else loss = curves(lossEl, "loss", [{ label: "train", color: "#2a5bd7" }, { label: "validation", color: "#c0392b" }, { label: "distill term", color: "#b7791f" }], ld);
@@ -906,7 +917,7 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
         h("dt", {}, "teacher"), h("dd", { id: "job-teacher-id" }, job.teacher ? job.teacher.id : job.request.teacher),
         h("dt", {}, "created"), h("dd", {}, when(job.created)), job.notes.length ? [h("dt", {}, "notes"), h("dd", {}, job.notes.join("; "))] : null),
       result),
-    h("div", { class: "grid2" }, lossEl, accEl), chainEl);
+    h("p", { class: "row" }, h("label", { for: "job-stage", hidden: true, id: "job-stage-label" }, "Training shown"), stageSel), h("div", { class: "grid2" }, lossEl, accEl), chainEl);
   update(job);
   if (!job.state || ["queued", "running"].includes(job.state)) {
     const ctl = new AbortController();
