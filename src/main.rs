@@ -40,6 +40,9 @@ enum Command {
     /// A server's task datasets (needs --server).
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// A server's stored rankings and label maps (needs --server).
+    #[command(subcommand)]
+    Rankings(RankingsCommand),
     /// A server's distillation jobs (needs --server).
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -266,6 +269,34 @@ enum DatasetsCommand {
 }
 
 #[derive(Subcommand)]
+enum RankingsCommand {
+    /// List stored rankings, newest first.
+    List {
+        /// Only this dataset's.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a stored ranking.
+    Show {
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A teacher's label map on a ranking's dataset: which of its classes teach which of the task's.
+    LabelMap {
+        id: String,
+        teacher: String,
+        /// Print JSON (with the transport plan, P(task class | teacher class) and the OT cost).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum JobsCommand {
     /// List jobs, newest first.
     List {
@@ -449,6 +480,9 @@ fn run(cli: Cli) -> faculty::Result<()> {
     match cli.command {
         Command::Datasets(cmd) => {
             cli::remote::datasets(&client.ok_or_else(|| needs_server("datasets"))?, cmd)
+        }
+        Command::Rankings(cmd) => {
+            cli::remote::rankings(&client.ok_or_else(|| needs_server("rankings"))?, cmd)
         }
         Command::Jobs(cmd) => cli::remote::jobs(&client.ok_or_else(|| needs_server("jobs"))?, cmd),
         Command::Students(cmd) => {

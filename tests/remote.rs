@@ -131,6 +131,37 @@ fn the_cli_talks_to_a_server_with_server_url() {
         stderr(&o)
     );
 
+    // stored rankings and a label map
+    let rk = ranking["id"].as_str().unwrap();
+    let listed = stdout(&ok(remote()
+        .args(["rankings", "list", "--dataset", &ds_id])
+        .output()
+        .unwrap()));
+    assert!(listed.contains(rk), "{listed}");
+    let shown = stdout(&ok(remote()
+        .args(["rankings", "show", rk])
+        .output()
+        .unwrap()));
+    assert!(shown.contains("verdict:"), "{shown}");
+    let map = stdout(&ok(remote()
+        .args(["rankings", "label-map", rk, "fashion_cnn@1"])
+        .output()
+        .unwrap()));
+    assert!(
+        map.contains("TASK CLASS") && map.contains("Trouser"),
+        "{map}"
+    );
+    let o = remote()
+        .args(["rankings", "label-map", rk, "letters_mlp"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot read this dataset's rows"),
+        "{}",
+        stderr(&o)
+    );
+
     // distill on the server: the progress bar fed by the job's events, the student downloaded and checked
     let out = tmp.path().join("student.onnx");
     let o = ok(remote()

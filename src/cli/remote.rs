@@ -8,7 +8,9 @@ use faculty::client::Client;
 use faculty::distill::Progress;
 use faculty::jobs::{Job, JobState};
 
-use crate::{DatasetsCommand, DistillArgs, JobsCommand, StudentsCommand, TaskArgs};
+use crate::{
+    DatasetsCommand, DistillArgs, JobsCommand, RankingsCommand, StudentsCommand, TaskArgs,
+};
 
 fn json_out(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -159,6 +161,76 @@ pub fn rank(
     println!("ranking {}", r.id);
     super::print::print_ranking(&r);
     Ok(())
+}
+
+pub fn rankings(c: &Client, cmd: RankingsCommand) -> Result<()> {
+    match cmd {
+        RankingsCommand::List { dataset, json } => {
+            let path = match &dataset {
+                Some(d) => format!("/v1/rankings?limit=500&dataset_id={d}"),
+                None => "/v1/rankings?limit=500".to_string(),
+            };
+            let list: faculty::api::datasets::RankingList = c.get(&path)?;
+            if json {
+                return json_out(&list);
+            }
+            println!(
+                "{:<20} {:<20} {:<24} {:<16} {:>10} METRIC",
+                "ID", "DATASET", "RECOMMENDED", "VERDICT", "COMPATIBLE"
+            );
+            for r in &list.rankings {
+                println!(
+                    "{:<20} {:<20} {:<24} {:<16} {:>10} {}",
+                    r.id,
+                    r.dataset_id,
+                    r.recommended.as_deref().unwrap_or("-"),
+                    match (r.teacher_helps, r.confident) {
+                        (true, true) => "teacher helps",
+                        (true, false) => "teacher (lean)",
+                        (false, true) => "scratch",
+                        (false, false) => "scratch (lean)",
+                    },
+                    format!("{}/{}", r.compatible, r.teachers),
+                    r.primary_metric
+                );
+            }
+            Ok(())
+        }
+        RankingsCommand::Show { id, json } => {
+            let r: faculty::rank::Ranking = c.get(&format!("/v1/rankings/{id}"))?;
+            if json {
+                return json_out(&r);
+            }
+            println!("ranking {}", r.id);
+            super::print::print_ranking(&r);
+            Ok(())
+        }
+        RankingsCommand::LabelMap { id, teacher, json } => {
+            let m: faculty::rank::label_map::LabelMap =
+                c.get(&format!("/v1/rankings/{id}/teachers/{teacher}/label_map"))?;
+            if json {
+                return json_out(&m);
+            }
+            println!(
+                "label map of {} on {} ({} labeled rows): which teacher class teaches each task class",
+                m.teacher_id, m.dataset_id, m.labeled_rows
+            );
+            println!(
+                "{:<24} {:<24} {:>8} {:>18}",
+                "TASK CLASS", "TEACHER CLASS", "SHARE", "P(TASK | TEACHER)"
+            );
+            for p in &m.pairs {
+                println!(
+                    "{:<24} {:<24} {:>7.1}% {:>18.2}",
+                    p.task_class,
+                    p.teacher_class,
+                    100.0 * p.share,
+                    p.conditional
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Draws a job's updates on the progress bar: phase and epoch changes, the teacher once known, every new
