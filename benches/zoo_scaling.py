@@ -24,6 +24,9 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ranking_python import leep, probs  # noqa: E402  (the reference's own probabilities and LEEP)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/faculty/target")), "release/faculty")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
@@ -107,29 +110,6 @@ def faculty(zoo, state, task):
     finally:
         p.kill()
         p.wait()
-
-
-def probs(sess, x):
-    outs = sess.run(None, {sess.get_inputs()[0].name: x})
-    for o in outs:
-        if isinstance(o, list):  # ZipMap
-            keys = sorted(o[0].keys())
-            return np.asarray([[r[k] for k in keys] for r in o], dtype=np.float32)
-    for o in outs:
-        if isinstance(o, np.ndarray) and o.dtype == np.float32 and o.ndim == 2:
-            if (o < 0).any() or not np.allclose(o.sum(1), 1, atol=1e-3):
-                e = np.exp(o - o.max(1, keepdims=True))
-                o = e / e.sum(1, keepdims=True)
-            return o
-    raise RuntimeError("no probabilities")
-
-
-def leep(p, y, c):
-    joint = np.zeros((p.shape[1], c))
-    for j in range(c):
-        joint[:, j] = p[y == j].sum(0)
-    cond = joint / joint.sum(1, keepdims=True)
-    return float(np.mean(np.log((p @ cond)[np.arange(len(y)), y] + 1e-300)))
 
 
 def python(zoo, x, y):
