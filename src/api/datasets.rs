@@ -200,17 +200,7 @@ pub async fn stream_ranking(
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
     st.datasets.info(&req.dataset_id)?;
-    for m in req
-        .primary_metric
-        .iter()
-        .chain(req.metrics.iter().flatten())
-    {
-        if crate::rank::direction(m).is_none() {
-            return Err(ApiError(Error::invalid_input(format!(
-                "unknown metric '{m}'"
-            ))));
-        }
-    }
+    crate::rank::check_metrics(&req)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let (zoo, datasets, cache, rankings) = (
         st.zoo.clone(),

@@ -324,6 +324,28 @@ pub fn rank(
     rank_with(zoo, cache, ds, ds_sha, req, &|_, _, _| {})
 }
 
+/// Refuses a request that names a metric faculty does not compute (the primary one or any of
+/// `metrics`), before any work.
+pub fn check_metrics(req: &RankRequest) -> Result<()> {
+    if let Some(p) = &req.primary_metric
+        && direction(p).is_none()
+    {
+        return Err(Error::invalid_input(format!(
+            "unknown metric '{p}'; known: {}",
+            METRICS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if let Some(m) = req
+        .metrics
+        .iter()
+        .flatten()
+        .find(|m| direction(m).is_none())
+    {
+        return Err(Error::invalid_input(format!("unknown metric '{m}'")));
+    }
+    Ok(())
+}
+
 /// Called with each teacher's line as soon as it is known (incompatible and already-scored teachers
 /// first, then the others as their chunk is scored), with how many lines are known and how many there
 /// will be. The line has no rank, tie or gap yet: those, and the verdict, need every teacher.
@@ -339,24 +361,14 @@ pub fn rank_with(
     on_teacher: OnTeacher,
 ) -> Result<Ranking> {
     let start = Instant::now();
+    check_metrics(req)?;
     let primary = req
         .primary_metric
         .clone()
         .unwrap_or_else(|| DEFAULT_METRIC.to_string());
-    if direction(&primary).is_none() {
-        return Err(Error::invalid_input(format!(
-            "unknown metric '{primary}'; known: {}",
-            METRICS.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
-        )));
-    }
     let wanted: Vec<String> = match &req.metrics {
         None => METRICS.iter().map(|m| m.0.to_string()).collect(),
         Some(ms) => {
-            for m in ms {
-                if direction(m).is_none() {
-                    return Err(Error::invalid_input(format!("unknown metric '{m}'")));
-                }
-            }
             let mut v = ms.clone();
             if !v.contains(&primary) {
                 v.push(primary.clone());
@@ -381,8 +393,10 @@ pub fn rank_with(
     let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
     let c_s = ds.classes();
     let mut entries: Vec<Entry> = Vec::new();
-    // (entry index, notes before scoring, outputs, labels) of teachers to score for the memo
+    // (entry index, notes before scoring) of teachers to score for the memo
     let mut to_memo = Vec::new();
+    // lines known without inference (incompatible, or scores from the memo) are reported at once
+    let (total, mut known) = (teachers.len(), 0);
     for t in &teachers {
         let mut r = TeacherResult::unscored(t);
         let mut out = None;
@@ -414,17 +428,12 @@ pub fn rank_with(
                 }
             }
         }
-        entries.push((r, out));
-    }
-    let total = entries.len();
-    let mut known = 0;
-    let scored_later: std::collections::HashSet<usize> = to_memo.iter().map(|m| m.0).collect();
-    for (k, (r, out)) in entries.iter().enumerate() {
-        // cheap answers first: incompatible teachers and scores from the memo
-        if out.is_none() && !scored_later.contains(&k) {
+        let scored_later = to_memo.last().is_some_and(|m| m.0 == entries.len());
+        if out.is_none() && !scored_later {
             known += 1;
-            on_teacher(r, known, total);
+            on_teacher(&r, known, total);
         }
+        entries.push((r, out));
     }
     // the ridge student's decisions on the pool, only when some teacher is scored here with ot_pool
     // (memoised scoring computes every metric)
