@@ -115,15 +115,12 @@ pub fn label_map(
             }
         })
         .collect();
-    let norm = |s: &str| s.trim().to_lowercase();
-    let name_matches = teacher_labels
+    // the pairs the label-name prior put its pseudo-counts on
+    let name_matches = prior
         .iter()
-        .flat_map(|t| {
-            ds.labels
-                .iter()
-                .filter(move |s| norm(t) == norm(s))
-                .map(move |s| (t.clone(), s.clone()))
-        })
+        .flat_map(|m| m.indexed_iter())
+        .filter(|(_, v)| **v > 0.0)
+        .map(|((i, j), _)| (teacher_labels[i].clone(), ds.labels[j].clone()))
         .collect();
     Ok(LabelMap {
         teacher_id: teacher.id.clone(),
