@@ -25,21 +25,14 @@ pub struct Client {
 
 const BOUNDARY: &str = "faculty-cli-7c1d5e";
 
+/// The kind a server's `ErrorBody` names (its serde name, as `ErrorKind::as_str` writes it), else one
+/// from the status.
 fn kind_of(kind: &str, status: u16) -> ErrorKind {
-    match kind {
-        "not_found" => ErrorKind::NotFound,
-        "invalid_input" => ErrorKind::InvalidInput,
-        "invalid_model" => ErrorKind::InvalidModel,
-        "conflict" => ErrorKind::Conflict,
-        "payload_too_large" => ErrorKind::PayloadTooLarge,
-        "unauthorized" => ErrorKind::Unauthorized,
-        "forbidden" => ErrorKind::Forbidden,
-        "insufficient_storage" => ErrorKind::InsufficientStorage,
-        "overloaded" => ErrorKind::Overloaded,
-        "runtime_unavailable" => ErrorKind::RuntimeUnavailable,
-        _ if status == 404 => ErrorKind::NotFound,
-        _ if (400..500).contains(&status) => ErrorKind::InvalidInput,
-        _ => ErrorKind::Internal,
+    match serde_json::from_value(serde_json::Value::String(kind.to_string())) {
+        Ok(k) => k,
+        Err(_) if status == 404 => ErrorKind::NotFound,
+        Err(_) if (400..500).contains(&status) => ErrorKind::InvalidInput,
+        Err(_) => ErrorKind::Internal,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// What went wrong, coarse enough for a client to branch on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The named resource does not exist.
@@ -152,5 +152,27 @@ mod tests {
         assert!(e.message.contains("disk is full"), "{}", e.message);
         let e: Error = std::io::Error::from_raw_os_error(5).into();
         assert_eq!(e.kind, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn the_wire_name_of_a_kind_reads_back_as_that_kind() {
+        use ErrorKind::*;
+        for k in [
+            NotFound,
+            InvalidInput,
+            InvalidModel,
+            Conflict,
+            PayloadTooLarge,
+            Unauthorized,
+            Forbidden,
+            InsufficientStorage,
+            Overloaded,
+            RuntimeUnavailable,
+            Internal,
+        ] {
+            let v = serde_json::Value::String(k.as_str().into());
+            assert_eq!(serde_json::to_value(k).unwrap(), v);
+            assert_eq!(serde_json::from_value::<ErrorKind>(v).unwrap(), k);
+        }
     }
 }
