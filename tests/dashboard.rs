@@ -80,6 +80,12 @@ async fn browser(d: &Driver, downloads: &Path) -> Client {
         .expect("a Chromium session")
 }
 
+/// Goes to `url` and waits until `ready` (a JS expression) is truthy; its value.
+async fn open(c: &Client, url: &str, ready: &str, what: &str) -> Value {
+    c.goto(url).await.unwrap();
+    wait_js(c, ready, what).await
+}
+
 /// Evaluates `expr` (a JS expression) in the page until it is truthy; its value.
 async fn wait_js(c: &Client, expr: &str, what: &str) -> Value {
     let start = Instant::now();
@@ -227,9 +233,9 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     let zoo_before = teachers(port);
 
     // --- zoo: the table, search, upload with progress, a refused upload, the teacher page, delete
-    c.goto(&format!("{origin}/#/zoo")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/zoo"),
         "document.querySelectorAll('#zoo-table tbody tr').length",
         "the zoo table",
     )
@@ -300,11 +306,9 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     assert_eq!(common::snapshot_files(&sb.zoo()), zoo_files, "nor any file");
     shot(&c, "zoo-upload-refused").await;
 
-    c.goto(&format!("{origin}/#/teachers/shop_letters@3"))
-        .await
-        .unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/teachers/shop_letters@3"),
         "document.querySelector('#teacher-sha')?.innerText",
         "the teacher page",
     )
@@ -334,9 +338,9 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     assert_eq!(teachers(port), zoo_before, "deleted after confirming");
 
     // --- task: upload with the histogram and sample images; a bad dataset is refused on the page
-    c.goto(&format!("{origin}/#/tasks")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/tasks"),
         "document.querySelector('#dataset-file')",
         "the tasks page",
     )
@@ -452,10 +456,13 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         .as_str()
         .unwrap()
         .to_string();
-    c.goto(&format!("{origin}/#/jobs?dataset={ds}"))
-        .await
-        .unwrap();
-    wait_js(&c, "document.querySelector('#job-form')", "the job form").await;
+    open(
+        &c,
+        &format!("{origin}/#/jobs?dataset={ds}"),
+        "document.querySelector('#job-form')",
+        "the job form",
+    )
+    .await;
     set_value(&c, "#job-method", "scratch").await;
     let greyed = c
         .execute("return document.querySelector('#fs-teacher').disabled && document.querySelector('#fs-fusion').disabled && !document.querySelector('#fs-student').disabled", vec![])
@@ -486,11 +493,11 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     .await;
     shot(&c, "job-running").await;
 
-    c.goto(&format!("{origin}/#/rankings")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/rankings"),
         "document.querySelector('#ranking-list')",
-        "the remembered rankings",
+        "the rankings list",
     )
     .await;
     c.execute("document.querySelector('#ranking-list a').click()", vec![])
@@ -558,9 +565,9 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         .find(|w| *w != watching)
         .unwrap();
     c.switch_to_window(other).await.unwrap();
-    c.goto(&format!("{origin}/#/jobs/{long}")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/jobs/{long}"),
         "document.querySelector('#job-cancel') && !document.querySelector('#job-cancel').hidden",
         "the cancel button",
     )
@@ -658,9 +665,9 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     common::server::wait_job(port, j["id"].as_str().unwrap(), |j| {
         j["state"] == "succeeded"
     });
-    c.goto(&format!("{origin}/#/students")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/students"),
         "document.querySelectorAll('.compare-pick').length === 2",
         "two students",
     )
@@ -687,17 +694,17 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     shot(&c, "compare").await;
 
     // --- the job list, the keyboard (Enter on a focused row opens it), a narrow screen
-    c.goto(&format!("{origin}/#/jobs")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/jobs"),
         "document.querySelectorAll('#job-table tbody tr').length === 3",
         "three jobs",
     )
     .await;
     shot(&c, "jobs").await;
-    c.goto(&format!("{origin}/#/zoo")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/zoo"),
         "document.querySelector('#zoo-table tbody tr')",
         "the zoo",
     )
@@ -722,8 +729,7 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     .await;
     c.set_window_size(390, 844).await.unwrap();
     for page in ["zoo", &format!("tasks/{ds}")] {
-        c.goto(&format!("{origin}/#/{page}")).await.unwrap();
-        wait_js(&c, "document.querySelector('main').dataset.page && !document.querySelector('main .loading')", "the narrow page").await;
+        open(&c, &format!("{origin}/#/{page}"), "document.querySelector('main').dataset.page && !document.querySelector('main .loading')", "the narrow page").await;
         let overflow = c
             .execute(
                 "return document.documentElement.scrollWidth - window.innerWidth",
@@ -754,9 +760,9 @@ async fn the_page_asks_once_for_the_token_a_server_requires() {
     let files = tempfile::tempdir().unwrap();
     let d = driver();
     let c = browser(&d, files.path()).await;
-    c.goto(&format!("{origin}/#/zoo")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/zoo"),
         "document.querySelector('#token-dialog').open",
         "the token prompt",
     )
@@ -790,9 +796,9 @@ async fn the_page_asks_once_for_the_token_a_server_requires() {
     )
     .await;
     // asked once: other pages and a reload use the stored token
-    c.goto(&format!("{origin}/#/tasks")).await.unwrap();
-    wait_js(
+    open(
         &c,
+        &format!("{origin}/#/tasks"),
         "document.querySelector('#dataset-file')",
         "the tasks page",
     )

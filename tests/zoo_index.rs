@@ -234,12 +234,7 @@ async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
         ("x.npy", common::npy("<f4", &[n, 3, 48, 192], &x)),
         ("y.npy", common::npy("<i8", &[n], &y)),
     ]);
-    let r = common::post_multipart(
-        &app,
-        "/v1/datasets",
-        common::multipart("lines.npz", &npz, &[]),
-    )
-    .await;
+    let r = common::upload_dataset(&app, &npz, "lines.npz").await;
     assert!(
         r.status.is_success(),
         "{}",
@@ -265,12 +260,7 @@ async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
         ("x.npy", common::npy("<f4", &[n, 16], &x[..n * 16 * 4])),
         ("y.npy", common::npy("<i8", &[n], &y)),
     ]);
-    let r = common::post_multipart(
-        &app,
-        "/v1/datasets",
-        common::multipart("flat.npz", &flat, &[]),
-    )
-    .await;
+    let r = common::upload_dataset(&app, &flat, "flat.npz").await;
     let ds = r.json()["id"].as_str().unwrap().to_string();
     let rk = common::post_json(
         &app,
