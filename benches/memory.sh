@@ -2,8 +2,10 @@
 # Server memory under a large zoo: builds a zoo of N teachers (default 200) from the bundled ones, each
 # copy made distinct by a doc_string field appended to its protobuf (so every file has its own sha256 and
 # session), starts a release server on loopback with a session budget, ranks every bundled task, and
-# prints peak and current RSS (from /proc/PID/status) against the budget. Stops by itself.
-# Usage: bash benches/memory.sh [N] [--session-memory-mb MB] [--max-sessions K]
+# prints peak and current RSS against the memory budget. Current RSS is /proc/PID/status VmRSS; the peak is
+# the server's own (GET /healthz peak_resident_mb), as the budget resets VmHWM to measure each model's runs.
+# Stops by itself.
+# Usage: bash benches/memory.sh [N] [--memory-budget-mb MB] [--session-memory-mb MB] [--max-sessions K]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}; shift || true
@@ -32,7 +34,13 @@ port=18099
 "$bin" serve --zoo "$work/zoo" --data-dir "$work/state" --addr 127.0.0.1:$port "$@" > "$work/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do curl -sf localhost:$port/healthz > /dev/null && break; sleep 0.5; done
-rss() { grep -E "^$1" /proc/$pid/status | awk '{print int($2/1024)}'; }
+rss() {
+  if [ "$1" = VmHWM ]; then
+    curl -s localhost:$port/healthz | python3 -c 'import json,sys; print(json.load(sys.stdin)["peak_resident_mb"])'
+  else
+    grep -E "^$1" /proc/$pid/status | awk '{print int($2/1024)}'
+  fi
+}
 echo "teachers: $(curl -s localhost:$port/healthz | python3 -c 'import json,sys; print(json.load(sys.stdin)["teachers"])'), idle RSS $(rss VmRSS) MB (peak while indexing $(rss VmHWM) MB)"
 for t in zoo/tasks/*.npz; do
   ds=$(curl -s -F file=@"$t" localhost:$port/v1/datasets | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
@@ -41,4 +49,4 @@ for t in zoo/tasks/*.npz; do
     | python3 -c 'import json,sys; r=json.load(sys.stdin); print(len(r["results"]), "teachers ranked,", sum(1 for x in r["results"] if x["compatible"]), "compatible", end=", ")'
   echo "$(basename "$t"): $(python3 -c "import time; print(round(time.time()-$s,1))") s, RSS $(rss VmRSS) MB"
 done
-echo "after ranking every bundled task: RSS $(rss VmRSS) MB, peak $(rss VmHWM) MB (settings: ${*:-defaults})"
+echo "after ranking every bundled task: RSS $(rss VmRSS) MB, peak $(rss VmHWM) MB (budget $(curl -s localhost:$port/healthz | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_budget_mb"])') MB; settings: ${*:-defaults})"

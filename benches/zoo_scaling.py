@@ -106,7 +106,8 @@ def faculty(zoo, state, task):
             http(port, "POST", "/v1/rankings", json.dumps({"dataset_id": ds}).encode(), "application/json")
             warm.append(time.perf_counter() - t)
         return {"cold": cold, "warm": float(np.median(warm)), "compatible": compatible,
-                "idle": idle, "peak": rss(p.pid, "VmHWM"), "top": r["results"][0]["teacher_id"]}
+                "idle": idle, "peak": http(port, "GET", "/healthz")["peak_resident_mb"],
+                "top": r["results"][0]["teacher_id"]}
     finally:
         p.kill()
         p.wait()

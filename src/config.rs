@@ -36,11 +36,12 @@ pub struct Config {
     /// Estimated memory of the loaded sessions at most, MiB (twice each model's size plus 2 MiB).
     #[arg(long, env = "FACULTY_SESSION_MEMORY_MB", default_value_t = 256)]
     pub session_memory_mb: u64,
-    /// Resident memory above which what inference freed is handed back to the system after each
-    /// teacher's inference in a ranking and after a job's teacher outputs, MiB (below it, nothing is done:
-    /// faster). Soft: one inference can pass it before it is handed back.
-    #[arg(long, env = "FACULTY_MEMORY_SOFT_LIMIT_MB", default_value_t = 256)]
-    pub memory_soft_limit_mb: u64,
+    /// Resident memory that inference keeps the server under, MiB (0: no bound): each teacher's batches
+    /// are sized from the peak per row measured on its first runs, and freed memory is handed back to the
+    /// system before a batch that would not fit and, above two thirds of the budget, after each teacher's
+    /// inference. Training a student is not bounded by it.
+    #[arg(long, env = "FACULTY_MEMORY_BUDGET_MB", default_value_t = 384)]
+    pub memory_budget_mb: u64,
     /// Writes (uploads, jobs) are refused with 507 while the data or zoo directory's disk has less free,
     /// MiB: the state store never meets a full disk.
     #[arg(long, env = "FACULTY_MIN_FREE_DISK_MB", default_value_t = 64)]
@@ -81,7 +82,7 @@ impl Config {
             max_jobs: 1,
             max_sessions: 32,
             session_memory_mb: 256,
-            memory_soft_limit_mb: 256,
+            memory_budget_mb: 384,
             min_free_disk_mb: 64,
             upload_memory_mb: 1024,
             queue_wait_ms: 2000,
@@ -105,7 +106,7 @@ impl std::fmt::Debug for Config {
             .field("max_jobs", &self.max_jobs)
             .field("max_sessions", &self.max_sessions)
             .field("session_memory_mb", &self.session_memory_mb)
-            .field("memory_soft_limit_mb", &self.memory_soft_limit_mb)
+            .field("memory_budget_mb", &self.memory_budget_mb)
             .field("min_free_disk_mb", &self.min_free_disk_mb)
             .field("upload_memory_mb", &self.upload_memory_mb)
             .field("queue_wait_ms", &self.queue_wait_ms)

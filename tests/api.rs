@@ -241,6 +241,74 @@ async fn upload_predict_delete_rescan() {
 
 /// Every bad upload gets a clear 4xx JSON error, and the zoo directory and the catalog are unchanged.
 #[tokio::test]
+async fn float64_and_int64_inputs_are_converted() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let rows = serde_json::json!({"inputs": [[1.0, 0.0, 2.0, 3.0], [0.0, 4.0, 1.0, 1.0]]});
+    let r = upload(&app, multipart("tiny.onnx", &tiny_classifier(), &[])).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let want = post_json(&app, "/v1/teachers/tiny/predict", rows.clone())
+        .await
+        .json();
+    for ty in ["float64", "int64"] {
+        let r = upload(
+            &app,
+            multipart(&format!("{ty}.onnx"), &exotic_model(ty), &[]),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let t = r.json();
+        assert_eq!(t["predictor"]["input_type"], ty, "{t}");
+        assert!(
+            t["warnings"].to_string().contains("converted from float32"),
+            "{t}"
+        );
+        let got = post_json(&app, &format!("/v1/teachers/{ty}/predict"), rows.clone()).await;
+        assert_eq!(
+            got.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&got.body)
+        );
+        let got = got.json();
+        for (a, b) in got["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(want["probabilities"].as_array().unwrap())
+        {
+            for (a, b) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+                assert!(
+                    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-5,
+                    "{ty}: {got} vs {want}"
+                );
+            }
+        }
+    }
+    // an integer input refuses rows that are not whole numbers, naming the problem
+    let r = post_json(
+        &app,
+        "/v1/teachers/int64/predict",
+        serde_json::json!({"inputs": [[0.5, 0.0, 1.0, 1.0]]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("whole numbers"),
+        "{:?}",
+        r.json()
+    );
+}
+
+#[tokio::test]
 async fn bad_uploads_are_refused_and_change_nothing() {
     let sb = Sandbox::new();
     let mut config = sb.config();
@@ -257,7 +325,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
         ("unknown operator", multipart("op.onnx", &unknown_operator_model(), &[]), StatusCode::UNPROCESSABLE_ENTITY, "FacultyNoSuchOp"),
         ("no classifier output", multipart("reg.onnx", &regression_model(), &[]), StatusCode::UNPROCESSABLE_ENTITY, "no classifier-like output"),
         ("external data", multipart("ext.onnx", &exotic_model("external"), &[]), StatusCode::UNPROCESSABLE_ENTITY, "external data files (W in 'weights.bin')"),
-        ("float64 input", multipart("f64.onnx", &exotic_model("float64"), &[]), StatusCode::UNPROCESSABLE_ENTITY, "float32"),
+        ("float16 input", multipart("f16.onnx", &exotic_model("float16"), &[]), StatusCode::UNPROCESSABLE_ENTITY, "is float16; faculty feeds teachers float32, float64, int32 or int64"),
         ("two inputs", multipart("two.onnx", &exotic_model("two_inputs"), &[]), StatusCode::UNPROCESSABLE_ENTITY, "exactly one input"),
         ("../ in file name", multipart("../evil.onnx", &tiny, &[]), StatusCode::BAD_REQUEST, "single path component"),
         ("../ in name field", multipart("ok.onnx", &tiny, &[("name", "../evil")]), StatusCode::BAD_REQUEST, "not allowed"),

@@ -305,6 +305,7 @@ async fn a_mimic_all_student_predicts_the_mean_of_its_heads() {
     let got = pred
         .predict(
             &mut session,
+            "student",
             ds.x.select(Axis(0), &(0..rows).collect::<Vec<_>>()).view(),
             64,
         )

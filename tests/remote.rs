@@ -372,7 +372,8 @@ fn the_example_script_shops_the_zoo() {
         .unwrap());
     let so = stdout(&o);
     assert!(
-        so.contains("zoo: 29 teachers") && so.contains("label map:"),
+        so.contains(&format!("zoo: {} teachers", common::bundled_teachers()))
+            && so.contains("label map:"),
         "{so}"
     );
     assert!(

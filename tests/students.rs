@@ -98,7 +98,7 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
     let raw = ArrayD::from_shape_vec(IxDyn(&shape), x.iter().copied().collect()).unwrap();
     let mut session = faculty::onnx::session::load_session(&onnx, 1).unwrap();
     let ort_p = student_predictor(row_shape, 3)
-        .predict(&mut session, raw.view(), 64)
+        .predict(&mut session, "student", raw.view(), 64)
         .unwrap();
     let diff = (&ort_p - &burn_p).iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(diff < 1e-4, "{spec:?}: ORT and burn differ by {diff}");
@@ -149,7 +149,7 @@ fn tree_parity(
     let raw = ArrayD::from_shape_vec(IxDyn(&shape), x.iter().copied().collect()).unwrap();
     let mut session = faculty::onnx::session::load_session(&onnx, 1).unwrap();
     let ort = student_predictor(row_shape, classes)
-        .predict(&mut session, raw.view(), 64)
+        .predict(&mut session, "student", raw.view(), 64)
         .unwrap();
     (&ort - &own).iter().fold(0f32, |m, v| m.max(v.abs()))
 }
@@ -182,7 +182,7 @@ fn tree_student_exports_and_matches() {
         ArrayD::from_shape_vec(IxDyn(&[x.nrows(), 1, 4, 4]), x.iter().copied().collect()).unwrap();
     let mut session = faculty::onnx::session::load_session(&onnx, 1).unwrap();
     let ort = student_predictor(&[1, 4, 4], 3)
-        .predict(&mut session, raw.view(), 64)
+        .predict(&mut session, "student", raw.view(), 64)
         .unwrap();
     let diff = (&ort - &own).iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(diff < 1e-6, "ONNX Runtime vs the tree: {diff}");

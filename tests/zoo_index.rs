@@ -275,3 +275,136 @@ async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
         "{res}"
     );
 }
+
+/// Magika's model input for a file's bytes (its feature layout v2, as in `zoo/add_file_type.py`): the
+/// first 4096 bytes without leading whitespace, their first 1024 padded at the end with 256, then the last
+/// 4096 without trailing whitespace, their last 1024 padded at the front with 256.
+fn magika_features(data: &[u8]) -> Vec<f32> {
+    let n = data.len().min(4096);
+    let beg = data[..n].trim_ascii_start();
+    let end = data[data.len() - n..].trim_ascii_end();
+    let beg = &beg[..beg.len().min(1024)];
+    let end = &end[end.len().saturating_sub(1024)..];
+    let mut row: Vec<f32> = beg.iter().map(|&b| b as f32).collect();
+    row.resize(1024, 256.0);
+    row.extend(std::iter::repeat_n(256.0, 1024 - end.len()));
+    row.extend(end.iter().map(|&b| b as f32));
+    row
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_model_with_integer_inputs_is_usable() {
+    let sb = common::Sandbox::new();
+    let app = sb.app();
+    let t = common::get(&app, "/v1/teachers/file_type@1").await.json();
+    assert_eq!(t["usable"], true, "{t}");
+    assert_eq!(t["predictor"]["input_type"], "int32", "{t}");
+    assert_eq!(t["labels"].as_array().unwrap().len(), 214);
+    assert_eq!(t["provenance"]["license"], "Apache-2.0");
+    assert!(t["warnings"].to_string().contains("int32"), "{t}");
+    // a file-type task made from this repository's own files, six per kind
+    let kinds = [
+        ("rust", ".rs"),
+        ("python", ".py"),
+        ("shell", ".sh"),
+        ("markdown", ".md"),
+        ("json", ".json"),
+        ("png", ".png"),
+    ];
+    let mut all = Vec::new();
+    let mut stack = vec![common::repo()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let hidden = e.file_name().to_string_lossy().starts_with('.');
+            if p.is_dir() && !hidden && e.file_name() != "target" {
+                stack.push(p);
+            } else if p.is_file() {
+                all.push(p);
+            }
+        }
+    }
+    all.sort();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for (k, (_, ext)) in kinds.iter().enumerate() {
+        let files: Vec<_> = all
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(ext))
+            .collect();
+        assert!(files.len() >= 2, "the repository has too few {ext} files");
+        for f in files.iter().take(6) {
+            x.extend(magika_features(&std::fs::read(f).unwrap()));
+            y.push(k as i64);
+        }
+    }
+    let n = y.len();
+    let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let yb: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let npz = common::zip_of(&[
+        ("x.npy", common::npy("<f4", &[n, 2048], &xb)),
+        ("y.npy", common::npy("<i8", &[n], &yb)),
+    ]);
+    let labels: Vec<&str> = kinds.iter().map(|k| k.0).collect();
+    let labels = serde_json::to_string(&labels).unwrap();
+    let body = common::multipart("files.npz", &npz, &[("labels", labels.as_str())]);
+    let r = common::post_multipart(&app, "/v1/datasets", body).await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let ds = r.json()["id"].as_str().unwrap().to_string();
+    let rk = common::post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds, "teachers": ["file_type@1"]}),
+    )
+    .await;
+    assert!(
+        rk.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&rk.body)
+    );
+    let rk = rk.json();
+    let res = &rk["results"][0];
+    assert_eq!(res["compatible"], true, "{res}");
+    assert!(
+        res["notes"].to_string().contains("converted to int32"),
+        "{res}"
+    );
+    // the teacher knows these files: its predictions, read in the task's label names
+    let p = common::post_json(
+        &app,
+        "/v1/teachers/file_type@1/predict",
+        serde_json::json!({"inputs": x.chunks(2048).map(|r| r.to_vec()).collect::<Vec<_>>()}),
+    )
+    .await
+    .json();
+    let names = p["labels"].as_array().unwrap();
+    let right = p["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&y)
+        .filter(|(i, k)| names[i.as_u64().unwrap() as usize] == kinds[**k as usize].0)
+        .count();
+    assert!(right * 10 >= n * 8, "{right} of {n} files recognised: {p}");
+    // rows that are not whole numbers do not fit an integer input: incompatible, with the reason
+    let halves: Vec<u8> = x.iter().flat_map(|v| (v + 0.5).to_le_bytes()).collect();
+    let npz = common::zip_of(&[
+        ("x.npy", common::npy("<f4", &[n, 2048], &halves)),
+        ("y.npy", common::npy("<i8", &[n], &yb)),
+    ]);
+    let r = common::upload_dataset(&app, &npz, "halves.npz").await;
+    let ds = r.json()["id"].as_str().unwrap().to_string();
+    let rk = common::post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds, "teachers": ["file_type@1"]}),
+    )
+    .await
+    .json();
+    let res = &rk["results"][0];
+    assert_eq!(res["compatible"], false, "{res}");
+    assert!(res["reason"].to_string().contains("whole numbers"), "{res}");
+}

@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${ZOO_VENV:-$here/.venv}
 src=$here/.data
-mkdir -p "$src"/{mnist,fashion,mlbench,rapidocr}
+mkdir -p "$src"/{mnist,fashion,mlbench,rapidocr,magika}
 if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
 cd "$src"
@@ -14,5 +14,7 @@ cd "$src"
 if [ ! -d fashion/usr ]; then (cd fashion && apt-get download dataset-fashion-mnist && dpkg-deb -x ./*.deb .); fi
 if [ ! -d mlbench/usr ]; then (cd mlbench && apt-get download r-cran-mlbench && dpkg-deb -x ./*.deb .); fi
 ls rapidocr/*.whl >/dev/null 2>&1 || "$venv/bin/pip" download -q --no-deps -d rapidocr rapidocr-onnxruntime==1.4.4
+ls magika/*.whl >/dev/null 2>&1 || "$venv/bin/pip" download -q --no-deps -d magika magika==1.0.3
 cd "$here"
 "$venv/bin/python" build_zoo.py --src "$src" --out "$here"
+"$venv/bin/python" add_file_type.py --wheel "$(ls "$src"/magika/*.whl)" --out "$here"

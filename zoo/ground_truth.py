@@ -60,9 +60,9 @@ def build_tasks(src):
     img = lambda a: a.reshape(-1, 1, 28, 28)  # noqa: E731
     tasks = []
 
-    def add(name, desc, kind, x, y, xt, yt, labels, shots):
+    def add(name, desc, kind, x, y, xt, yt, labels, shots, draws=DRAWS, unlabeled=UNLABELED):
         tasks.append(dict(name=name, desc=desc, kind=kind, x=x, y=y, x_test=xt, y_test=yt, labels=labels,
-                          shots=shots))
+                          shots=shots, draws=draws, unlabeled=unlabeled))
 
     pool, test = slice(6000, 8000), slice(8000, 10000)
     add("mnist_10way", "MNIST digits 0-9 (the teachers' own label space)", "same labels",
@@ -85,15 +85,61 @@ def build_tasks(src):
         "domain shift", d28[:400], dy[1200:1600], d28[400:], dy[1600:], DIGITS, 5)
     add("letters_26way", "UCI letters rows [14000,20000), 16 raw features", "tabular",
         lx[14000:17000], ly_i[14000:17000], lx[17000:], ly_i[17000:], letters, 10)
+    # --- the broader set (second build): more relabellings, binary tasks, domain shifts, 1 to 20 shots, with
+    # and without an unlabeled pool; 5 draws each. Same rows as above (no teacher saw them).
+    mp, mt = img(mx[pool]), img(mx[test])
+    parity = lambda y: (y % 2).astype(np.int64)  # noqa: E731
+    add("mnist_parity_2way", "MNIST relabelled even / odd (binary; one teacher has exactly this label space)",
+        "binary relabelling", mp, parity(my[pool]), mt, parity(my[test]), ["even", "odd"], 10, 5)
+    big = lambda y: (y >= 5).astype(np.int64)  # noqa: E731
+    add("mnist_small_big_2way", "MNIST relabelled 0-4 / 5-9 (binary; no teacher has this label space)",
+        "binary relabelling", mp, big(my[pool]), mt, big(my[test]), ["small (0-4)", "big (5-9)"], 10, 5)
+    rot = lambda a: np.ascontiguousarray(np.rot90(a, 1, axes=(2, 3)))  # noqa: E731
+    add("mnist_rot90_10way", "MNIST rotated 90 degrees: domain shift", "domain shift (rotation)",
+        rot(mp), my[pool], rot(mt), my[test], DIGITS, 5, 5)
+    add("mnist_inverted_10way", "MNIST with inverted intensities (255 - x): domain shift",
+        "domain shift (inversion)", 255 - mp, my[pool], 255 - mt, my[test], DIGITS, 5, 5)
+    nrng = np.random.default_rng(SEED + 7)
+    noisy = lambda a: np.clip(a.astype(np.float32) + nrng.normal(0, 100, a.shape), 0, 255).astype(np.uint8)  # noqa: E731
+    add("mnist_noisy_10way", "MNIST with strong Gaussian pixel noise (sd 100 of 255): domain shift",
+        "domain shift (noise)", noisy(mp), my[pool], noisy(mt), my[test], DIGITS, 5, 5)
+    add("mnist_1shot_10way", "MNIST digits 0-9, one labeled row per class, 500 unlabeled", "same labels (1 shot)",
+        mp, my[pool], mt, my[test], DIGITS, 1, 5)
+    add("mnist_20shot_nopool", "MNIST digits 0-9, 20 labeled rows per class, no unlabeled rows",
+        "same labels (20 shots, no pool)", mp, my[pool], mt, my[test], DIGITS, 20, 5, 0)
+    fa, fat = img(fxt[:5000]), img(fxt[5000:])
+    add("fashion_10way_1shot", "Fashion-MNIST test set, all 10 classes, one labeled row per class",
+        "same labels (1 shot)", fa, fyt[:5000], fat, fyt[5000:], FASHION, 1, 5)
+    foot = [5, 7, 9]
+    s1, s2 = np.isin(fyt[:5000], foot), np.isin(fyt[5000:], foot)
+    fmap = lambda y: np.asarray([foot.index(v) for v in y], dtype=np.int64)  # noqa: E731
+    add("fashion_footwear_3way", "Fashion-MNIST Sandal / Sneaker / Ankle boot, 5 shots, no unlabeled rows",
+        "label subset (no pool)", fa[s1], fmap(fyt[:5000][s1]), fat[s2], fmap(fyt[5000:][s2]),
+        [FASHION[i] for i in foot], 5, 5, 0)
+    add("fashion_inverted_6way", "Fashion-MNIST clothing classes with inverted intensities: domain shift",
+        "domain shift (inversion)", 255 - fx6[:3000], fy6[:3000], 255 - fx6[3000:], fy6[3000:],
+        [FASHION[i] for i in keep], 10, 5)
+    vowel = lambda y: np.asarray([letters[v] in "AEIOU" for v in y], dtype=np.int64)  # noqa: E731
+    lp, lt = lx[14000:17000], lx[17000:]
+    add("letters_vowel_2way", "UCI letters relabelled consonant / vowel (binary, unbalanced)", "tabular (binary)",
+        lp, vowel(ly_i[14000:17000]), lt, vowel(ly_i[17000:]), ["consonant", "vowel"], 10, 5)
+    am, amt = ly_i[14000:17000] < 13, ly_i[17000:] < 13
+    add("letters_am_13way", "UCI letters A-M only, 20 shots, no unlabeled rows", "tabular (label subset, no pool)",
+        lp[am], ly_i[14000:17000][am], lt[amt], ly_i[17000:][amt], letters[:13], 20, 5, 0)
+    lrng = np.random.default_rng(SEED + 11)
+    lsd = lx[:12000].std(0)
+    lnoise = lambda a: (a + lrng.normal(0, 1, a.shape) * lsd).astype(np.float32)  # noqa: E731
+    add("letters_noisy_26way", "UCI letters with Gaussian noise of one feature sd added: domain shift",
+        "tabular (domain shift, noise)", lnoise(lp), ly_i[14000:17000], lnoise(lt), ly_i[17000:], letters, 5, 5)
     for i, t in enumerate(tasks):
         rng = np.random.default_rng(SEED + 101 * i)
         lab, unl = [], []
-        for _ in range(DRAWS):
+        for _ in range(t["draws"]):
             idx = np.concatenate([rng.choice(np.flatnonzero(t["y"] == c), t["shots"], replace=False)
                                   for c in range(len(t["labels"]))])
             rest = np.setdiff1d(np.arange(len(t["y"])), idx)
             lab.append(np.sort(idx))
-            unl.append(np.sort(rng.choice(rest, min(UNLABELED, len(rest)), replace=False)))
+            unl.append(np.sort(rng.choice(rest, min(t["unlabeled"], len(rest)), replace=False)))
         t["labeled"], t["unlabeled"] = np.stack(lab), np.stack(unl)
     return tasks
 
@@ -171,7 +217,15 @@ def main():
     teachers = [Teacher(m) for m in teacher_list()]
     report = {"seed": SEED, "draws": DRAWS, "unlabeled_per_draw": UNLABELED, "protocol": __doc__.split(
         "Protocol")[1].strip(), "tasks": []}
+    # tasks already in ground_truth.json are kept as measured (their draws are 10 long); --all remeasures
+    gt_path = os.path.join(HERE, "ground_truth.json")
+    done = {}
+    if "--all" not in sys.argv and os.path.exists(gt_path):
+        done = {t["name"]: t for t in json.load(open(gt_path))["tasks"]}
     for t in build_tasks(src):
+        if t["name"] in done:
+            report["tasks"].append(done[t["name"]])
+            continue
         np.savez_compressed(os.path.join(out_dir, f"{t['name']}.npz"), x=t["x"], y=t["y"].astype(np.int64),
                             x_test=t["x_test"], y_test=t["y_test"].astype(np.int64), labels=np.asarray(t["labels"]),
                             labeled=t["labeled"], unlabeled=t["unlabeled"])
@@ -179,7 +233,7 @@ def main():
         row_shape = t["x"].shape[1:]
         xf, xtf = as_float(t["x"]), as_float(t["x_test"])
         flat, flat_t = xf.reshape(len(xf), -1), xtf.reshape(len(xtf), -1)
-        if t["kind"] == "tabular":
+        if t["kind"].startswith("tabular"):
             mu, sd = flat.mean(0), flat.std(0) + 1e-6
             flat, flat_t = (flat - mu) / sd, (flat_t - mu) / sd
         flat, flat_t = flat.astype(np.float32), flat_t.astype(np.float32)
@@ -189,7 +243,8 @@ def main():
         compat = [te for te in teachers if te.accepts(row_shape)]
         entry["incompatible"] = [te.id for te in teachers if te not in compat]
         probs = {te.id: te.probs(xf) for te in compat}
-        for d in range(DRAWS):
+        entry["draws"], entry["unlabeled_per_draw"] = t["draws"], t["unlabeled"]
+        for d in range(t["draws"]):
             lab, unl = t["labeled"][d], t["unlabeled"][d]
             both = np.concatenate([lab, unl])
             y_lab = t["y"][lab].astype(np.int64)
@@ -207,10 +262,14 @@ def main():
         entry["best_teacher_mean"] = best
         entry["teacher_helps"] = bool(best > entry["scratch_mean"])
         report["tasks"].append(entry)
+        with open(gt_path, "w") as f:  # after every task: a long run can be stopped and resumed
+            json.dump(report | {"tasks": report["tasks"] + [v for k, v in done.items()
+                                                         if k not in {x["name"] for x in report["tasks"]}]},
+                      f, indent=1)
         order = sorted(entry["teacher_mean"].items(), key=lambda kv: -kv[1])
         print(f"{t['name']:24s} scratch={entry['scratch_mean']:.3f}  " +
               "  ".join(f"{k}={v:.3f}" for k, v in order), flush=True)
-    with open(os.path.join(HERE, "ground_truth.json"), "w") as f:
+    with open(gt_path, "w") as f:
         json.dump(report, f, indent=1)
 
 

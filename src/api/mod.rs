@@ -55,7 +55,7 @@ impl AppState {
             auth::Tokens::load(config.api_tokens.as_deref(), config.require_token_for_reads)?
                 .map(Arc::new);
         crate::onnx::environment()?;
-        crate::onnx::set_memory_soft_limit(config.memory_soft_limit_mb << 20);
+        crate::onnx::memory::set_budget(config.memory_budget_mb << 20);
         let store = Store::open(&config.data_dir)?;
         let pool = Arc::new(SessionPool::with_limits(
             config.intra_threads,
@@ -238,6 +238,9 @@ pub async fn healthz(State(st): State<AppState>) -> Result<axum::Json<Health>, A
         version: env!("CARGO_PKG_VERSION").into(),
         teachers: teachers.len(),
         usable_teachers: teachers.iter().filter(|t| t.usable).count(),
+        resident_mb: crate::onnx::memory::resident_bytes().map(|b| b >> 20),
+        peak_resident_mb: crate::onnx::memory::peak_bytes().map(|b| b >> 20),
+        memory_budget_mb: st.config.memory_budget_mb,
     }))
 }
 
@@ -248,6 +251,13 @@ pub struct Health {
     pub version: String,
     pub teachers: usize,
     pub usable_teachers: usize,
+    /// The server's resident memory now, MiB (Linux).
+    pub resident_mb: Option<u64>,
+    /// The most resident memory the server has held, MiB (Linux; the kernel's `VmHWM` alone can be
+    /// lower: the memory budget resets it to measure each model's peak).
+    pub peak_resident_mb: Option<u64>,
+    /// `--memory-budget-mb` (0: none).
+    pub memory_budget_mb: u64,
 }
 
 /// The whole router.

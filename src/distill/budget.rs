@@ -102,7 +102,7 @@ pub fn median_latency_ms(
     let mut times = Vec::new();
     for k in 0..25 {
         let t = std::time::Instant::now();
-        pred.predict(session, one.view(), 1)?;
+        pred.predict(session, "latency-probe", one.view(), 1)?;
         if k >= 5 {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }

@@ -291,7 +291,7 @@ pub(super) fn validate_set(zoo: &Zoo, ds: &Dataset, set: &Chosen) -> Result<Vec<
             let mut out = Vec::new();
             for id in ids {
                 let t = zoo.get(id)?;
-                outputs::compatibility(&t, &ds.row_shape()).map_err(|r| {
+                outputs::compatibility(&t, ds).map_err(|r| {
                     Error::invalid_input(format!("teacher '{id}' cannot teach this dataset: {r}"))
                 })?;
                 out.push(t);
@@ -302,7 +302,7 @@ pub(super) fn validate_set(zoo: &Zoo, ds: &Dataset, set: &Chosen) -> Result<Vec<
             let fit = zoo
                 .all()?
                 .into_iter()
-                .filter(|t| outputs::compatibility(t, &ds.row_shape()).is_ok())
+                .filter(|t| outputs::compatibility(t, ds).is_ok())
                 .count();
             if fit < 2 {
                 return Err(Error::invalid_input(format!(

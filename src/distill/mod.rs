@@ -312,7 +312,7 @@ fn usable_for(
     ds: &Dataset,
     req: &DistillRequest,
 ) -> std::result::Result<(), String> {
-    outputs::compatibility(t, &ds.row_shape())?;
+    outputs::compatibility(t, ds)?;
     if req.weighting != Weighting::None {
         weighting::probe_layers(zoo, t, req.probes.as_deref()).map_err(|e| e.message)?;
     }
@@ -1674,7 +1674,7 @@ fn ort_check(
     let mut session = crate::onnx::session::load_session(onnx, 1)?;
     let pred = student_predictor(&ds.row_shape(), classes);
     let x = ds.x.select(Axis(0), rows);
-    let p = pred.predict(&mut session, x.view(), 1024)?;
+    let p = pred.predict(&mut session, "student-check", x.view(), 1024)?;
     let one = ds.x.select(Axis(0), &rows[..1]);
     Ok((
         p,
@@ -1688,6 +1688,7 @@ pub fn student_predictor(row_shape: &[usize], classes: usize) -> crate::onnx::Pr
     shape.extend(row_shape.iter().map(|&d| d as i64));
     crate::onnx::Predictor {
         input: "input".into(),
+        input_type: crate::onnx::InputType::Float32,
         input_shape: shape,
         output: "probabilities".into(),
         kind: crate::onnx::OutputKind::Probabilities,
@@ -1704,7 +1705,7 @@ pub fn onnx_accuracy(
 ) -> Result<f64> {
     let mut session = crate::onnx::session::load_session(onnx, 0)?;
     let pred = student_predictor(&x.shape()[1..], classes);
-    let p = pred.predict(&mut session, x, 1024)?;
+    let p = pred.predict(&mut session, "student-check", x, 1024)?;
     let rows: Vec<usize> = (0..y.len()).collect();
     Ok(accuracy_of(&p, y, &rows).unwrap_or(0.0))
 }

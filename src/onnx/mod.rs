@@ -10,13 +10,13 @@ pub mod proto {
 
 pub mod build;
 pub mod graph;
+pub mod memory;
 pub mod mlp;
 pub mod runtime;
 pub mod session;
 pub mod surgery;
 
 pub use graph::ModelInfo;
+pub use memory::{release_freed_memory, resident_bytes};
 pub use runtime::environment;
-pub use session::{
-    OutputKind, Predictor, SessionPool, release_freed_memory, resident_bytes, set_memory_soft_limit,
-};
+pub use session::{InputType, OutputKind, Predictor, SessionPool};

@@ -25,11 +25,102 @@ pub enum OutputKind {
     Zipmap,
 }
 
+/// The element type of a model's input. faculty's rows are float32; other types get a converted copy
+/// (integer types only when every value is a whole number in range: byte or token ids, not pixels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    #[default]
+    Float32,
+    Float64,
+    Int32,
+    Int64,
+}
+
+impl InputType {
+    /// The type named as in a signature (`float32`, `int64`, ...), if faculty can feed it.
+    pub fn of(elem_type: &str) -> Option<Self> {
+        Some(match elem_type {
+            "float32" => Self::Float32,
+            "float64" => Self::Float64,
+            "int32" => Self::Int32,
+            "int64" => Self::Int64,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Float32 => "float32",
+            Self::Float64 => "float64",
+            Self::Int32 => "int32",
+            Self::Int64 => "int64",
+        }
+    }
+
+    /// Whether the type holds whole numbers only.
+    pub fn is_integer(self) -> bool {
+        matches!(self, Self::Int32 | Self::Int64)
+    }
+
+    /// Why `values` cannot be fed as this type (a value that is not a whole number in range), if so.
+    pub fn misfit(self, values: &[f32]) -> Option<String> {
+        let (lo, hi) = match self {
+            Self::Float32 | Self::Float64 => return None,
+            Self::Int32 => (i32::MIN as f32, i32::MAX as f32),
+            Self::Int64 => (i64::MIN as f32, i64::MAX as f32),
+        };
+        let ok = |v: f32| v.fract() == 0.0 && (lo..hi).contains(&v);
+        if values.iter().fold(true, |all, &v| all & ok(v)) {
+            return None;
+        }
+        let bad = values
+            .iter()
+            .find(|&&v| !ok(v))
+            .copied()
+            .unwrap_or(f32::NAN);
+        Some(format!(
+            "the teacher's input is {}: rows must hold whole numbers in its range (found {bad})",
+            self.as_str()
+        ))
+    }
+
+    /// `chunk` (float32, shape `shape`) as an input of this type: a view for float32, a converted copy
+    /// otherwise (integers must be whole: see [`InputType::misfit`]).
+    pub fn value<'a>(
+        self,
+        shape: Vec<i64>,
+        chunk: &'a [f32],
+    ) -> Result<ort::session::SessionInputValue<'a>> {
+        if let Some(why) = self.misfit(chunk) {
+            return Err(Error::invalid_input(why));
+        }
+        Ok(match self {
+            Self::Float32 => TensorRef::from_array_view((shape, chunk))?.into(),
+            Self::Float64 => {
+                let v: Vec<f64> = chunk.iter().map(|&x| x as f64).collect();
+                ort::value::Tensor::from_array((shape, v))?.into()
+            }
+            Self::Int32 => {
+                let v: Vec<i32> = chunk.iter().map(|&x| x as i32).collect();
+                ort::value::Tensor::from_array((shape, v))?.into()
+            }
+            Self::Int64 => {
+                let v: Vec<i64> = chunk.iter().map(|&x| x as i64).collect();
+                ort::value::Tensor::from_array((shape, v))?.into()
+            }
+        })
+    }
+}
+
 /// How to turn a batch of rows into class probabilities [N, K] with one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Predictor {
     /// Graph input name.
     pub input: String,
+    /// The input's element type (rows are converted from float32 when it is another).
+    #[serde(default)]
+    pub input_type: InputType,
     /// Input shape, -1 where dynamic (the first dimension is the batch).
     pub input_shape: Vec<i64>,
     /// Name of the output read as class scores.
@@ -185,14 +276,16 @@ impl Predictor {
         }
     }
 
-    /// Class probabilities [N, K] for the rows of `x` (first axis = rows), `batch` rows per call.
+    /// Class probabilities [N, K] for the rows of `x` (first axis = rows), at most `batch` rows per call
+    /// (fewer where the memory budget says so; `key` names the model in the budget's measurements).
     pub fn predict(
         &self,
         session: &mut Session,
+        key: &str,
         x: ArrayViewD<'_, f32>,
         batch: usize,
     ) -> Result<Array2<f32>> {
-        Ok(self.predict_with_features(session, x, batch, &[])?.0)
+        Ok(self.predict_with_features(session, key, x, batch, &[])?.0)
     }
 
     /// Like [`Predictor::predict`], also reading the float outputs `features` of a model whose inner
@@ -201,6 +294,7 @@ impl Predictor {
     pub fn predict_with_features(
         &self,
         session: &mut Session,
+        key: &str,
         x: ArrayViewD<'_, f32>,
         batch: usize,
         features: &[String],
@@ -220,13 +314,17 @@ impl Predictor {
         let mut out = Array2::<f32>::zeros((n, self.num_classes));
         let mut feats: Vec<Array2<f32>> = Vec::with_capacity(features.len());
         let batch = batch.max(1);
-        for start in (0..n).step_by(batch) {
-            let m = batch.min(n - start);
+        let mut start = 0;
+        while start < n {
+            // under the memory budget, a batch is as many rows as fit (see `onnx::memory`)
+            let m = super::memory::plan_rows(key, batch.min(n - start));
             let mut shape = vec![m as i64];
             shape.extend(row_shape.iter().map(|&d| d as i64));
             let chunk = &flat[start * row_len..(start + m) * row_len];
-            let input = TensorRef::from_array_view((shape, chunk))?;
-            let outputs = session.run(ort::inputs![self.input.as_str() => input])?;
+            let input = self.input_type.value(shape, chunk)?;
+            let outputs = super::memory::measured(key, m, || {
+                session.run(ort::inputs![self.input.as_str() => input])
+            })?;
             let value = outputs.get(&self.output).ok_or_else(|| {
                 Error::invalid_model(format!("model has no output named {}", self.output))
             })?;
@@ -265,6 +363,7 @@ impl Predictor {
                     .slice_mut(ndarray::s![start..start + m, ..])
                     .assign(&f);
             }
+            start += m;
         }
         Ok((out, feats))
     }
@@ -409,6 +508,7 @@ impl SessionPool {
                 p.bytes -= b;
             }
         }
+        super::memory::forget(sha256);
     }
 }
 
@@ -453,43 +553,5 @@ mod tests {
         assert!(bytes <= 5 << 20);
         small.evict("w");
         assert_eq!(small.usage().0, 1);
-    }
-}
-
-/// RSS above which [`release_freed_memory`] hands freed memory back (bytes; 0: always). Process-wide,
-/// as the allocator is: set once from `--memory-soft-limit-mb`.
-static SOFT_LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(256 << 20);
-
-/// Sets the RSS above which freed memory is handed back to the system.
-pub fn set_memory_soft_limit(bytes: u64) {
-    SOFT_LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// This process's resident set size in bytes (Linux; `None` elsewhere).
-pub fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(1) as u64)
-}
-
-/// Hands memory that inference freed back to the operating system when the process's RSS is above the
-/// soft limit (`--memory-soft-limit-mb`, default 256). ONNX Runtime (arena off) allocates a batch's
-/// intermediate tensors with malloc, and glibc keeps what is freed in its heaps (its mmap threshold rises
-/// to 32 MiB after the first large frees): a cold ranking of 200 teachers on 2,000 rows peaked at
-/// 870-910 MB of RSS without this, 330 MB with it called after each teacher's inference. Below the limit
-/// it costs one read of /proc/self/statm (trimming always made small rankings ~15% slower: the next
-/// teacher faults the pages in again). A no-op off glibc.
-pub fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let limit = SOFT_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
-        if resident_bytes().is_none_or(|r| r > limit) {
-            // SAFETY: malloc_trim only walks the allocator's own free lists
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        }
     }
 }

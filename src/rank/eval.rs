@@ -351,13 +351,12 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         if !task.scratch.is_empty() {
             draw_rows.truncate(task.scratch.len());
         }
-        let row_shape = pool.row_shape();
         // every teacher's outputs on the whole pool, once
         let mut full: Vec<Entry> = Vec::new();
         for t in all.iter().filter(|t| task.teacher_mean.contains_key(&t.id)) {
             let r = TeacherResult {
                 compatible: true,
-                notes: outputs::compatibility(t, &row_shape).map_err(Error::invalid_input)?,
+                notes: outputs::compatibility(t, &pool).map_err(Error::invalid_input)?,
                 ..TeacherResult::unscored(t)
             };
             let o = outputs::compute(zoo, t, &pool)?;

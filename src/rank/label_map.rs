@@ -77,7 +77,7 @@ pub fn label_map(
     ds: &Dataset,
     ds_sha: &str,
 ) -> Result<LabelMap> {
-    if let Err(reason) = outputs::compatibility(teacher, &ds.row_shape()) {
+    if let Err(reason) = outputs::compatibility(teacher, ds) {
         return Err(Error::invalid_input(format!(
             "teacher '{}' cannot read this dataset's rows, so it has no label map: {reason}",
             teacher.id

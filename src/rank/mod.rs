@@ -400,7 +400,7 @@ pub fn rank_with(
     for t in &teachers {
         let mut r = TeacherResult::unscored(t);
         let mut out = None;
-        match outputs::compatibility(t, &ds.row_shape()) {
+        match outputs::compatibility(t, ds) {
             Err(reason) => r.reason = Some(reason),
             Ok(notes) => {
                 r.notes = notes;
@@ -455,7 +455,7 @@ pub fn rank_with(
             for &(k, before) in part {
                 let (o, hit) = outputs::cached(zoo, cache, &teachers[k], ds, ds_sha)?;
                 if !hit {
-                    // above the soft limit, what this teacher's inference freed goes back at once
+                    // near the memory budget, what this teacher's inference freed goes back at once
                     crate::onnx::release_freed_memory();
                 }
                 entries[k].0.cached = hit;

@@ -19,10 +19,8 @@ pub struct TeacherOutputs {
 }
 
 /// How rows reach a teacher: `Ok(notes)` (adaptations applied, possibly none) or `Err(reason)`.
-pub fn compatibility(
-    teacher: &Teacher,
-    row_shape: &[usize],
-) -> std::result::Result<Vec<String>, String> {
+pub fn compatibility(teacher: &Teacher, ds: &Dataset) -> std::result::Result<Vec<String>, String> {
+    let row_shape = &ds.row_shape()[..];
     let Some(pred) = teacher.predictor.as_ref().filter(|_| teacher.usable) else {
         return Err(format!(
             "teacher is not usable: {}",
@@ -30,7 +28,13 @@ pub fn compatibility(
         ));
     };
     let to = pred.adapt_row_shape(row_shape).map_err(|e| e.message)?;
+    if let Some(why) = ds.x.as_slice().and_then(|x| pred.input_type.misfit(x)) {
+        return Err(why);
+    }
     let mut notes = Vec::new();
+    if pred.input_type != crate::onnx::InputType::Float32 {
+        notes.push(format!("rows converted to {}", pred.input_type.as_str()));
+    }
     if to != row_shape {
         notes.push(format!(
             "rows reshaped {row_shape:?} -> {to:?} (same element count)"
@@ -71,7 +75,7 @@ fn adapt(teacher: &Teacher, x: ArrayViewD<'_, f32>) -> ArrayD<f32> {
 
 /// Runs a teacher over every row of a dataset.
 pub fn compute(zoo: &Zoo, teacher: &Teacher, ds: &Dataset) -> Result<TeacherOutputs> {
-    compatibility(teacher, &ds.row_shape()).map_err(Error::invalid_input)?;
+    compatibility(teacher, ds).map_err(Error::invalid_input)?;
     let x = adapt(teacher, ds.x.view());
     let (probs, penultimate) = zoo.predict_with_penultimate(&teacher.id, x.view())?;
     Ok(TeacherOutputs { probs, penultimate })
@@ -85,7 +89,7 @@ pub fn inner(
     ds: &Dataset,
     names: &[String],
 ) -> Result<Vec<Array2<f32>>> {
-    compatibility(teacher, &ds.row_shape()).map_err(Error::invalid_input)?;
+    compatibility(teacher, ds).map_err(Error::invalid_input)?;
     let x = adapt(teacher, ds.x.view());
     zoo.predict_inner(&teacher.id, x.view(), names)
 }

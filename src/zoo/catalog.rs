@@ -392,7 +392,7 @@ impl Zoo {
         let predictor = usable_predictor(&t)?;
         let session = self.pool.get(&t.sha256, &path)?;
         let mut session = session.lock().expect("session lock");
-        predictor.predict(&mut session, x, self.infer_batch)
+        predictor.predict(&mut session, &t.sha256, x, self.infer_batch)
     }
 
     /// Class probabilities [N, K] and, when the teacher ends in a linear classifier, its penultimate
@@ -415,6 +415,7 @@ impl Zoo {
         let mut session = session.lock().expect("session lock");
         let (p, mut f) = predictor.predict_with_features(
             &mut session,
+            &key,
             x,
             self.infer_batch,
             std::slice::from_ref(&pen.output),
@@ -443,7 +444,7 @@ impl Zoo {
             .get_or_load(&key, || crate::onnx::surgery::expose(&model, names))?;
         let mut session = session.lock().expect("session lock");
         Ok(predictor
-            .predict_with_features(&mut session, x, self.infer_batch, names)?
+            .predict_with_features(&mut session, &key, x, self.infer_batch, names)?
             .1)
     }
 

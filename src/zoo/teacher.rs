@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::onnx::session::{Predictor, extract_scores, load_session};
+use crate::onnx::session::{InputType, Predictor, extract_scores, load_session};
 use crate::onnx::{OutputKind, graph};
 
 /// One graph input or output.
@@ -413,12 +413,12 @@ fn inspect_into(
         input.shape.truncate(1);
         input.shape.extend(row);
     }
-    if input.elem_type != "float32" {
-        return Err(Error::invalid_model(format!(
-            "input '{}' is {}; faculty feeds teachers float32 tensors",
+    let input_type = InputType::of(&input.elem_type).ok_or_else(|| {
+        Error::invalid_model(format!(
+            "input '{}' is {}; faculty feeds teachers float32, float64, int32 or int64 tensors",
             input.name, input.elem_type
-        )));
-    }
+        ))
+    })?;
     if input.shape.len() < 2 {
         return Err(Error::invalid_model(format!(
             "input '{}' has shape {:?}; expected a batch dimension followed by the row shape",
@@ -448,9 +448,15 @@ fn inspect_into(
             .collect();
         let mut shape = vec![3usize];
         shape.extend(&row);
-        let x = probe_input(&shape);
-        let tensor = ort::value::TensorRef::from_array_view(x.view())?;
-        match session.run(ort::inputs![input.name.as_str() => tensor]) {
+        let mut x = probe_input(&shape);
+        if input_type.is_integer() {
+            // small whole numbers: valid byte or token ids for any vocabulary
+            x.mapv_inplace(|v| (v * 4.0).floor());
+        }
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let flat = x.as_slice().expect("a new array is contiguous");
+        let value = input_type.value(dims, flat)?;
+        match session.run(ort::inputs![input.name.as_str() => value]) {
             Ok(outs) => {
                 probed = Some(extract_scores(&outs[output.as_str()], kind, 3)?);
                 break;
@@ -521,8 +527,21 @@ fn inspect_into(
         }
     }
     t.num_classes = Some(k);
+    if input_type != InputType::Float32 {
+        t.warnings.push(format!(
+            "input '{}' is {}: rows are converted from float32{}",
+            input.name,
+            input_type.as_str(),
+            if input_type.is_integer() {
+                " and must hold whole numbers"
+            } else {
+                ""
+            }
+        ));
+    }
     t.predictor = Some(Predictor {
         input: input.name.clone(),
+        input_type,
         input_shape: input.shape.clone(),
         output,
         kind,

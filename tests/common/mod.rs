@@ -181,9 +181,14 @@ pub fn exotic_model(kind: &str) -> Vec<u8> {
                 value: Some("weights.bin".into()),
             }];
         }
-        "float64" => {
-            // a double input cast to float before the layer: a valid model ONNX Runtime loads
-            g.input[0] = typed_value_info("input", &[-1, 4], DataType::Double);
+        "float64" | "float16" | "int64" => {
+            // an input of another type cast to float before the layer: a valid model ONNX Runtime loads
+            let ty = match kind {
+                "float64" => DataType::Double,
+                "float16" => DataType::Float16,
+                _ => DataType::Int64,
+            };
+            g.input[0] = typed_value_info("input", &[-1, 4], ty);
             g.node[0].input[0] = "input_f".into();
             g.node.insert(
                 0,
@@ -410,4 +415,11 @@ pub async fn refuse_jobs(app: &axum::Router, cases: Vec<(serde_json::Value, Stat
             serde_json::json!([])
         );
     }
+}
+
+/// How many teachers the bundled zoo has (its `zoo/teachers.json`).
+pub fn bundled_teachers() -> usize {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("zoo/teachers.json")).unwrap()).unwrap();
+    meta["teachers"].as_array().unwrap().len()
 }
