@@ -143,12 +143,7 @@ async fn upload_predict_delete_rescan() {
         multipart("tiny.onnx", &bytes, &[("version", "3"), ("sha256", &sha)]),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    let r = r.expect(201);
     let t = r.json();
     assert_eq!(t["id"], "tiny@3");
     assert_eq!(t["labels"], serde_json::json!(["cat", "dog", "eel"]));
@@ -180,12 +175,7 @@ async fn upload_predict_delete_rescan() {
         serde_json::json!({"inputs": [[1, 2, 3, 4], [0, 0, 0, 1]]}),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    let r = r.expect(200);
     let p = r.json();
     assert_eq!(p["probabilities"].as_array().unwrap().len(), 2);
     let s: f64 = p["probabilities"][0]
@@ -256,12 +246,7 @@ async fn float64_and_int64_inputs_are_converted() {
             multipart(&format!("{ty}.onnx"), &exotic_model(ty), &[]),
         )
         .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        let r = r.expect(201);
         let t = r.json();
         assert_eq!(t["predictor"]["input_type"], ty, "{t}");
         assert!(
@@ -269,12 +254,7 @@ async fn float64_and_int64_inputs_are_converted() {
             "{t}"
         );
         let got = post_json(&app, &format!("/v1/teachers/{ty}/predict"), rows.clone()).await;
-        assert_eq!(
-            got.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&got.body)
-        );
+        let got = got.expect(200);
         let got = got.json();
         for (a, b) in got["probabilities"]
             .as_array()
@@ -520,12 +500,7 @@ async fn label_maps_and_sample_images() {
         &format!("/v1/rankings/{rk}/teachers/fashion_cnn@1/label_map"),
     )
     .await;
-    assert_eq!(
-        m.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&m.body)
-    );
+    let m = m.expect(200);
     let m = m.json();
     assert_eq!(m["task_labels"].as_array().unwrap().len(), 6);
     assert_eq!(m["teacher_labels"].as_array().unwrap().len(), 10);

@@ -90,12 +90,7 @@ async fn writes_need_a_token_of_the_right_role() {
         serde_json::json!({"inputs": [vec![0.0f32; 16]]}),
     )
     .await;
-    assert_eq!(
-        p.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&p.body)
-    );
+    p.expect(200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,12 +121,7 @@ async fn reads_can_require_a_token_and_one_token_is_admin() {
         StatusCode::UNAUTHORIZED
     );
     let r = as_(&app, "POST", "/v1/zoo/rescan", Some(ADMIN)).await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    r.expect(200);
     // a too-short token is refused at start, with the reason
     let mut bad = sb.config();
     bad.api_tokens = Some("short".into());
@@ -209,10 +199,5 @@ async fn uploads_share_a_memory_budget() {
     // released: the upload goes through
     drop(held);
     let r = post_multipart(&app, "/v1/datasets", multipart("l.npz", &task, &[])).await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    r.expect(201);
 }

@@ -56,12 +56,7 @@ async fn formats_parse_and_store_content_addressed() {
     // npz: the bundled task (uint8 images, -1 = unlabeled, label names inside)
     let bytes = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
     let r = post_dataset(&app, multipart("mnist.npz", &bytes, &[])).await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    let r = r.expect(201);
     let d = r.json();
     assert_eq!(d["rows"], 550);
     assert_eq!(d["labeled"], 50);
@@ -95,12 +90,7 @@ async fn formats_parse_and_store_content_addressed() {
         multipart("t.csv", csv.as_bytes(), &[("label_column", "kind")]),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    let r = r.expect(201);
     let d = r.json();
     assert_eq!(d["row_shape"], serde_json::json!([2]));
     assert_eq!(d["unlabeled"], 1);
@@ -118,12 +108,7 @@ async fn formats_parse_and_store_content_addressed() {
         ("__MACOSX/pets/cat/._1.png", b"junk".to_vec()),
     ]);
     let r = post_dataset(&app, multipart("pets.zip", &zip, &[])).await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    let r = r.expect(201);
     let d = r.json();
     assert_eq!(d["row_shape"], serde_json::json!([1, 5, 6]));
     assert_eq!(d["labeled"], 3);
@@ -389,12 +374,7 @@ async fn rankings_recommend_cache_and_survive_restart() {
             serde_json::json!({ "dataset_id": id }),
         )
         .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        let r = r.expect(201);
         let rk = r.json();
         assert_eq!(rk["dataset_id"], id.as_str());
         let results = rk["results"].as_array().unwrap();
@@ -611,12 +591,7 @@ async fn csv_split_columns_and_zip_test_folders_set_test_rows_apart() {
     let csv = "f1,f2,label,split\n0.1,1.0,a,train\n0.2,1.1,a,\n0.9,0.1,b,train\n1.0,0.0,b,\n\
                0.15,1.05,a,test\n0.95,0.05,b,TEST\n0.5,0.5,,train\n";
     let r = post_dataset(&app, multipart("s.csv", csv.as_bytes(), &[])).await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    let r = r.expect(201);
     let d = r.json();
     // the split column is not a feature; test rows leave the dataset for a test split of their own
     assert_eq!(d["row_shape"], serde_json::json!([2]));

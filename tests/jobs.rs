@@ -19,12 +19,7 @@ async fn a_job_trains_streams_and_leaves_a_student() {
                "config": {"max_epochs": 12}}),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::ACCEPTED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    let r = r.expect(202);
     let job = r.json();
     let id = job["id"].as_str().unwrap().to_string();
     assert_eq!(job["state"], "queued");
@@ -130,12 +125,7 @@ async fn a_job_trains_streams_and_leaves_a_student() {
         multipart("student.onnx", &dl.body, &[("name", "my_student")]),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    let r = r.expect(201);
     assert_eq!(r.json()["labels"].as_array().unwrap().len(), 10);
 }
 
@@ -320,12 +310,7 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
         ("y.npy", npy("<i8", &[10], &yb)),
     ]);
     let r = upload_dataset(&app, &unlabeled, "unlabeled.npz").await;
-    assert_eq!(
-        r.status,
-        StatusCode::BAD_REQUEST,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    r.expect(400);
     // and the library refuses one built by hand
     let zoo_dir = sb.zoo();
     let store = faculty::store::Store::temporary().unwrap();

@@ -234,25 +234,12 @@ async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
         ("x.npy", common::npy("<f4", &[n, 3, 48, 192], &x)),
         ("y.npy", common::npy("<i8", &[n], &y)),
     ]);
-    let r = common::upload_dataset(&app, &npz, "lines.npz").await;
-    assert!(
-        r.status.is_success(),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let ds = r.json()["id"].as_str().unwrap().to_string();
-    let rk = common::post_json(
+    let res = &rank_with_one(
         &app,
-        "/v1/rankings",
-        serde_json::json!({"dataset_id": ds, "teachers": ["text_direction@1"]}),
+        common::multipart("lines.npz", &npz, &[]),
+        "text_direction@1",
     )
     .await;
-    assert!(
-        rk.status.is_success(),
-        "{}",
-        String::from_utf8_lossy(&rk.body)
-    );
-    let res = &rk.json()["results"][0];
     assert_eq!(res["compatible"], true, "{res}");
     assert_eq!(res["rank"], 1, "{res}");
     // rows that do not fit the symbolic shape are refused with the reason
@@ -260,15 +247,12 @@ async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
         ("x.npy", common::npy("<f4", &[n, 16], &x[..n * 16 * 4])),
         ("y.npy", common::npy("<i8", &[n], &y)),
     ]);
-    let r = common::upload_dataset(&app, &flat, "flat.npz").await;
-    let ds = r.json()["id"].as_str().unwrap().to_string();
-    let rk = common::post_json(
+    let res = &rank_with_one(
         &app,
-        "/v1/rankings",
-        serde_json::json!({"dataset_id": ds, "teachers": ["text_direction@1"]}),
+        common::multipart("flat.npz", &flat, &[]),
+        "text_direction@1",
     )
     .await;
-    let res = &rk.json()["results"][0];
     assert_eq!(res["compatible"], false, "{res}");
     assert!(
         res["reason"].as_str().unwrap().contains("do not fit"),
@@ -347,26 +331,7 @@ async fn a_third_party_model_with_integer_inputs_is_usable() {
     let labels: Vec<&str> = kinds.iter().map(|k| k.0).collect();
     let labels = serde_json::to_string(&labels).unwrap();
     let body = common::multipart("files.npz", &npz, &[("labels", labels.as_str())]);
-    let r = common::post_multipart(&app, "/v1/datasets", body).await;
-    assert!(
-        r.status.is_success(),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let ds = r.json()["id"].as_str().unwrap().to_string();
-    let rk = common::post_json(
-        &app,
-        "/v1/rankings",
-        serde_json::json!({"dataset_id": ds, "teachers": ["file_type@1"]}),
-    )
-    .await;
-    assert!(
-        rk.status.is_success(),
-        "{}",
-        String::from_utf8_lossy(&rk.body)
-    );
-    let rk = rk.json();
-    let res = &rk["results"][0];
+    let res = &rank_with_one(&app, body, "file_type@1").await;
     assert_eq!(res["compatible"], true, "{res}");
     assert!(
         res["notes"].to_string().contains("converted to int32"),
@@ -395,16 +360,35 @@ async fn a_third_party_model_with_integer_inputs_is_usable() {
         ("x.npy", common::npy("<f4", &[n, 2048], &halves)),
         ("y.npy", common::npy("<i8", &[n], &yb)),
     ]);
-    let r = common::upload_dataset(&app, &npz, "halves.npz").await;
-    let ds = r.json()["id"].as_str().unwrap().to_string();
-    let rk = common::post_json(
+    let res = &rank_with_one(
         &app,
-        "/v1/rankings",
-        serde_json::json!({"dataset_id": ds, "teachers": ["file_type@1"]}),
+        common::multipart("halves.npz", &npz, &[]),
+        "file_type@1",
     )
-    .await
-    .json();
-    let res = &rk["results"][0];
+    .await;
     assert_eq!(res["compatible"], false, "{res}");
     assert!(res["reason"].to_string().contains("whole numbers"), "{res}");
+}
+
+/// Uploads a dataset (a multipart body) and ranks it with one teacher: that teacher's result line.
+async fn rank_with_one(app: &axum::Router, body: Vec<u8>, teacher: &str) -> serde_json::Value {
+    let r = common::post_multipart(app, "/v1/datasets", body).await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let ds = r.json()["id"].as_str().unwrap().to_string();
+    let rk = common::post_json(
+        app,
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds, "teachers": [teacher]}),
+    )
+    .await;
+    assert!(
+        rk.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&rk.body)
+    );
+    rk.json()["results"][0].clone()
 }

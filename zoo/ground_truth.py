@@ -62,7 +62,7 @@ def build_tasks(src):
 
     def add(name, desc, kind, x, y, xt, yt, labels, shots, draws=DRAWS, unlabeled=UNLABELED):
         tasks.append(dict(name=name, desc=desc, kind=kind, x=x, y=y, x_test=xt, y_test=yt, labels=labels,
-                          shots=shots, draws=draws, unlabeled=unlabeled))
+                          shots=shots, draws=draws, pool_size=unlabeled))
 
     pool, test = slice(6000, 8000), slice(8000, 10000)
     add("mnist_10way", "MNIST digits 0-9 (the teachers' own label space)", "same labels",
@@ -139,7 +139,7 @@ def build_tasks(src):
                                   for c in range(len(t["labels"]))])
             rest = np.setdiff1d(np.arange(len(t["y"])), idx)
             lab.append(np.sort(idx))
-            unl.append(np.sort(rng.choice(rest, min(t["unlabeled"], len(rest)), replace=False)))
+            unl.append(np.sort(rng.choice(rest, min(t["pool_size"], len(rest)), replace=False)))
         t["labeled"], t["unlabeled"] = np.stack(lab), np.stack(unl)
     return tasks
 
@@ -243,7 +243,7 @@ def main():
         compat = [te for te in teachers if te.accepts(row_shape)]
         entry["incompatible"] = [te.id for te in teachers if te not in compat]
         probs = {te.id: te.probs(xf) for te in compat}
-        entry["draws"], entry["unlabeled_per_draw"] = t["draws"], t["unlabeled"]
+        entry["draws"], entry["unlabeled_per_draw"] = t["draws"], t["pool_size"]
         for d in range(t["draws"]):
             lab, unl = t["labeled"][d], t["unlabeled"][d]
             both = np.concatenate([lab, unl])
@@ -262,10 +262,12 @@ def main():
         entry["best_teacher_mean"] = best
         entry["teacher_helps"] = bool(best > entry["scratch_mean"])
         report["tasks"].append(entry)
-        with open(gt_path, "w") as f:  # after every task: a long run can be stopped and resumed
-            json.dump(report | {"tasks": report["tasks"] + [v for k, v in done.items()
-                                                         if k not in {x["name"] for x in report["tasks"]}]},
+        # after every task (to a temporary file, then renamed): a long run can be stopped and resumed
+        names = {x["name"] for x in report["tasks"]}
+        with open(gt_path + ".tmp", "w") as f:
+            json.dump(report | {"tasks": report["tasks"] + [v for k, v in done.items() if k not in names]},
                       f, indent=1)
+        os.replace(gt_path + ".tmp", gt_path)
         order = sorted(entry["teacher_mean"].items(), key=lambda kv: -kv[1])
         print(f"{t['name']:24s} scratch={entry['scratch_mean']:.3f}  " +
               "  ".join(f"{k}={v:.3f}" for k, v in order), flush=True)

@@ -5,7 +5,7 @@
 //! accuracy, and whether the verdict ("a teacher helps") was right. Per-draw values are averaged. The
 //! truth is per task (a mean over draws), so the task-level answer is judged too: the consensus pick (the
 //! teacher ranked first on the most draws) and the majority verdict.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use ndarray::Axis;
@@ -109,6 +109,9 @@ pub struct EvalReport {
     pub tasks: Vec<TaskEval>,
     /// metric -> its summary over the tasks.
     pub summary: BTreeMap<String, MetricSummary>,
+    /// The metric chosen leave-one-task-out, judged on each left-out task.
+    #[serde(default)]
+    pub held_out: Option<HeldOut>,
     /// The expected-accuracy calibration, held out by task (when the ground truth has per-draw accuracies).
     #[serde(default)]
     pub expected: Option<super::expected::CalibrationReport>,
@@ -395,6 +398,10 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 .collect();
             let scratch = super::scratch_estimate(&ds)?;
             let pool = super::pool(&ds)?;
+            // each metric's signed scores (higher is better) and the teachers' mapped accuracies, for the
+            // combinations below
+            let mut signed: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+            let mut mapped: BTreeMap<String, f64> = BTreeMap::new();
             for m in &metric_names {
                 let ranking = finish(
                     m,
@@ -435,6 +442,15 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 }
                 let s: Vec<f64> = scored.iter().map(|r| sign * r.score.unwrap()).collect();
                 let t: Vec<f64> = scored.iter().map(|r| truth_of(&r.teacher_id)).collect();
+                for (r, &v) in scored.iter().zip(&s) {
+                    signed
+                        .entry(m.clone())
+                        .or_default()
+                        .insert(r.teacher_id.clone(), v);
+                    if let Some(&a) = r.scores.get("mapped_accuracy") {
+                        mapped.insert(r.teacher_id.clone(), a);
+                    }
+                }
                 let top = truth_of(&scored[0].teacher_id);
                 let top_set: Vec<f64> = scored
                     .iter()
@@ -464,6 +480,37 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                     top_set.len() as f64,
                     f64::from(u8::from(confident)),
                     f64::from(u8::from(confident && !right)),
+                ]);
+            }
+            for (name, parts) in COMBINATIONS {
+                let Some((ids, s)) = combine(&signed, parts) else {
+                    continue;
+                };
+                let t: Vec<f64> = ids.iter().map(|id| truth_of(id)).collect();
+                let k = (0..s.len())
+                    .max_by(|&a, &b| s[a].total_cmp(&s[b]))
+                    .expect("at least two teachers");
+                let top = t[k];
+                let predicted = mapped
+                    .get(&ids[k])
+                    .is_some_and(|&a| a >= scratch.accuracy());
+                picks.entry(name.to_string()).or_default().push(DrawPick {
+                    top: ids[k].clone(),
+                    helps: predicted,
+                    scores: ids.iter().cloned().zip(s.iter().copied()).collect(),
+                });
+                let within = f64::from(u8::from(best - top <= 0.01 + 1e-9));
+                per_metric.entry(name.to_string()).or_default().push([
+                    within,
+                    top,
+                    spearman(&s, &t),
+                    kendall(&s, &t),
+                    weighted_tau(&s, &t),
+                    f64::from(u8::from(predicted == helps)),
+                    within,
+                    1.0,
+                    0.0,
+                    0.0,
                 ]);
             }
         }
@@ -505,37 +552,122 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         });
     }
     let mut summary = BTreeMap::new();
-    for m in &metric_names {
-        let on: Vec<&MetricOnTask> = tasks.iter().filter_map(|t| t.metrics.get(m)).collect();
-        if on.is_empty() {
-            continue;
+    let combos = COMBINATIONS.iter().map(|c| c.0.to_string());
+    for m in metric_names.iter().cloned().chain(combos) {
+        let on: Vec<&MetricOnTask> = tasks.iter().filter_map(|t| t.metrics.get(&m)).collect();
+        if let Some(v) = summarise(&on) {
+            summary.insert(m, v);
         }
-        let mean =
-            |f: fn(&MetricOnTask) -> f64| on.iter().map(|x| f(x)).sum::<f64>() / on.len() as f64;
-        summary.insert(
-            m.clone(),
-            MetricSummary {
-                mean_spearman: mean(|x| x.spearman),
-                mean_kendall: mean(|x| x.kendall),
-                mean_weighted_tau: mean(|x| x.weighted_tau),
-                tasks_top_within_1pt: on.iter().filter(|x| x.top_within_1pt == 1.0).count(),
-                tasks_verdict_right: on.iter().filter(|x| x.verdict_right == 1.0).count(),
-                tasks_top_set_within_1pt: on.iter().filter(|x| x.top_set_within_1pt == 1.0).count(),
-                mean_top_set_size: mean(|x| x.top_set_size),
-                tasks_confident_wrong: on.iter().filter(|x| x.confident_wrong > 0.0).count(),
-                tasks_consensus_within_1pt: on.iter().filter(|x| x.consensus_within_1pt).count(),
-                tasks_consensus_verdict_right: on
-                    .iter()
-                    .filter(|x| x.consensus_verdict_right)
-                    .count(),
-                tasks: on.len(),
-            },
-        );
     }
+    let held_out = held_out_selection(&tasks);
     Ok(EvalReport {
         tasks,
         summary,
+        held_out,
         expected: super::expected::evaluate(&pairs),
+    })
+}
+
+/// Combinations of metrics evaluated next to the single ones: the mean of each teacher's rank under every
+/// part (ranks within a draw, so scales do not matter).
+pub const COMBINATIONS: &[(&str, &[&str])] = &[
+    ("ot+leep", &["ot", "leep"]),
+    ("ot+nce", &["ot", "nce"]),
+    ("leep+nce", &["leep", "nce"]),
+    ("ot+leep+nce", &["ot", "leep", "nce"]),
+];
+
+/// The teachers every part scored, and their mean rank over the parts (higher is better).
+fn combine(
+    signed: &BTreeMap<String, BTreeMap<String, f64>>,
+    parts: &[&str],
+) -> Option<(Vec<String>, Vec<f64>)> {
+    let first = signed.get(parts[0])?;
+    let ids: Vec<String> = first
+        .keys()
+        .filter(|id| {
+            parts
+                .iter()
+                .all(|p| signed.get(*p).is_some_and(|m| m.contains_key(*id)))
+        })
+        .cloned()
+        .collect();
+    if ids.len() < 2 {
+        return None;
+    }
+    let mut total = vec![0.0; ids.len()];
+    for p in parts {
+        let v: Vec<f64> = ids.iter().map(|id| signed[*p][id]).collect();
+        for (t, r) in total.iter_mut().zip(average_ranks(&v)) {
+            *t += r / parts.len() as f64;
+        }
+    }
+    Some((ids, total))
+}
+
+/// Leave-one-task-out choice of the metric: for each task, the metric (single or combined) with the best
+/// mean Spearman on the other tasks, judged on the left-out task. What a default chosen on the ground
+/// truth is worth on a task it was not chosen on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldOut {
+    /// Per task: the metric chosen on the other tasks, and how it did on this one.
+    pub per_task: Vec<(String, String, MetricOnTask)>,
+    pub summary: MetricSummary,
+}
+
+fn held_out_selection(tasks: &[TaskEval]) -> Option<HeldOut> {
+    let names: BTreeSet<&String> = tasks.iter().flat_map(|t| t.metrics.keys()).collect();
+    let mut per_task = Vec::new();
+    for (i, t) in tasks.iter().enumerate() {
+        let mean_elsewhere = |m: &String| {
+            let v: Vec<f64> = tasks
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .filter_map(|(_, o)| o.metrics.get(m).map(|x| x.spearman))
+                .collect();
+            // a metric missing on a task (too few teachers with features) counts as 0 there
+            v.iter().sum::<f64>() / (tasks.len() - 1).max(1) as f64
+        };
+        let chosen = names
+            .iter()
+            .filter(|m| t.metrics.contains_key(**m))
+            .max_by(|a, b| {
+                mean_elsewhere(a)
+                    .total_cmp(&mean_elsewhere(b))
+                    .then(b.cmp(a))
+            })?;
+        per_task.push((
+            t.task.clone(),
+            chosen.to_string(),
+            t.metrics[*chosen].clone(),
+        ));
+    }
+    let on: Vec<&MetricOnTask> = per_task.iter().map(|x| &x.2).collect();
+    Some(HeldOut {
+        summary: summarise(&on)?,
+        per_task,
+    })
+}
+
+/// A metric's figures over the tasks it was judged on.
+fn summarise(on: &[&MetricOnTask]) -> Option<MetricSummary> {
+    if on.is_empty() {
+        return None;
+    }
+    let mean = |f: fn(&MetricOnTask) -> f64| on.iter().map(|x| f(x)).sum::<f64>() / on.len() as f64;
+    Some(MetricSummary {
+        mean_spearman: mean(|x| x.spearman),
+        mean_kendall: mean(|x| x.kendall),
+        mean_weighted_tau: mean(|x| x.weighted_tau),
+        tasks_top_within_1pt: on.iter().filter(|x| x.top_within_1pt == 1.0).count(),
+        tasks_verdict_right: on.iter().filter(|x| x.verdict_right == 1.0).count(),
+        tasks_top_set_within_1pt: on.iter().filter(|x| x.top_set_within_1pt == 1.0).count(),
+        mean_top_set_size: mean(|x| x.top_set_size),
+        tasks_confident_wrong: on.iter().filter(|x| x.confident_wrong > 0.0).count(),
+        tasks_consensus_within_1pt: on.iter().filter(|x| x.consensus_within_1pt).count(),
+        tasks_consensus_verdict_right: on.iter().filter(|x| x.consensus_verdict_right).count(),
+        tasks: on.len(),
     })
 }
 
@@ -655,6 +787,45 @@ pub fn render(r: &EvalReport) -> String {
             v.tasks_confident_wrong,
             v.tasks,
             v.tasks_consensus_within_1pt,
+            v.tasks,
+            v.tasks_consensus_verdict_right,
+            v.tasks
+        );
+    }
+    if let Some(h) = &r.held_out {
+        let _ = writeln!(
+            s,
+            "\n### The metric chosen on the other tasks (leave one task out), judged on the left-out one\n"
+        );
+        let _ = writeln!(
+            s,
+            "| left-out task | chosen | Spearman | top pick within 1 pt (draws) | consensus pick within 1 pt | verdict right (draws) | majority verdict right |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---|---:|---|");
+        for (t, m, v) in &h.per_task {
+            let _ = writeln!(
+                s,
+                "| {t} | {m} | {:.3} | {:.2} | {} | {:.2} | {} |",
+                v.spearman,
+                v.top_within_1pt,
+                yes_no(v.consensus_within_1pt),
+                v.verdict_right,
+                yes_no(v.consensus_verdict_right)
+            );
+        }
+        let v = &h.summary;
+        let leep = r.summary.get("leep").map_or(f64::NAN, |l| l.mean_spearman);
+        let _ = writeln!(
+            s,
+            "| **held out** | | {:.3} ({:+.3} vs leep's {:.3}) | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks |",
+            v.mean_spearman,
+            v.mean_spearman - leep,
+            leep,
+            v.tasks_top_within_1pt,
+            v.tasks,
+            v.tasks_consensus_within_1pt,
+            v.tasks,
+            v.tasks_verdict_right,
             v.tasks,
             v.tasks_consensus_verdict_right,
             v.tasks

@@ -92,6 +92,18 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The reply, after checking its status (the body is in the failure message).
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -373,12 +385,7 @@ pub async fn upload_misleading(app: &axum::Router, liars: &[(&str, f32)]) -> Str
             multipart(&format!("{name}.onnx"), &liar(*scale), &[("name", name)]),
         )
         .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        r.expect(201);
     }
     let labels = [("labels", "[\"cat\", \"dog\", \"eel\"]")];
     let r = post_multipart(app, "/v1/datasets", multipart("blobs.npz", &npz, &labels)).await;
