@@ -220,6 +220,10 @@ pub struct Verdict {
     /// Teachers within noise of the recommended one (see `tied_with_top`).
     #[serde(default)]
     pub tied: Vec<String>,
+    /// The test accuracy a default student taught by the recommended teacher is expected to reach, with
+    /// its 80% interval (see `TeacherResult::expected_accuracy`).
+    #[serde(default)]
+    pub expected_accuracy: Option<expected::ExpectedAccuracy>,
 }
 
 /// A finished ranking.
@@ -570,15 +574,17 @@ pub fn finish(
         Some(v) => v,
         None => scratch_estimate(ds)?,
     };
-    let verdict = verdict(&results, &scratch);
     let scratch_accuracy = scratch.accuracy();
     for r in &mut results {
-        // before the scores are cut to the wanted metrics: it needs mapped_accuracy
         r.expected_accuracy = r
             .scores
             .get("mapped_accuracy")
             .filter(|_| r.compatible)
             .map(|&m| expected::FIT.predict(m, scratch_accuracy));
+    }
+    // before the scores are cut to the wanted metrics: the verdict needs mapped_accuracy
+    let verdict = verdict(&results, &scratch);
+    for r in &mut results {
         r.scores.retain(|k, _| wanted.contains(k));
     }
     Ok(Ranking {
@@ -730,6 +736,7 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
             z: None,
             confident: true,
             tied: Vec::new(),
+            expected_accuracy: None,
         };
     };
     let teacher = top.scores.get("mapped_accuracy").copied();
@@ -772,7 +779,16 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
             tied.join(", ")
         ));
     }
+    if let Some(e) = top.expected_accuracy.filter(|_| helps) {
+        reason.push_str(&format!(
+            ". A student taught by it is expected to reach {:.0}% on new rows (80% interval {:.0}-{:.0}%)",
+            100.0 * e.estimate,
+            100.0 * e.low,
+            100.0 * e.high
+        ));
+    }
     Verdict {
+        expected_accuracy: top.expected_accuracy,
         teacher_helps: helps,
         reason,
         teacher_estimate: teacher,
