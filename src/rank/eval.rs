@@ -11,7 +11,9 @@ use std::path::Path;
 use ndarray::Axis;
 use serde::{Deserialize, Serialize};
 
-use super::{Direction, Entry, METRICS, TeacherOutputs, TeacherResult, direction, finish, outputs};
+use super::{
+    Direction, Entry, METRICS, TeacherOutputs, TeacherResult, direction, finish, metrics, outputs,
+};
 use crate::data::Dataset;
 use crate::data::npz::{NpyArray, read_npz};
 use crate::error::{Error, Result};
@@ -136,24 +138,6 @@ pub struct MetricSummary {
     pub tasks: usize,
 }
 
-fn average_ranks(v: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-            j += 1;
-        }
-        for k in i..=j {
-            r[idx[k]] = (i + j) as f64 / 2.0;
-        }
-        i = j + 1;
-    }
-    r
-}
-
 fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
@@ -169,7 +153,7 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
 
 /// Spearman's rho (average ranks for ties).
 pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    pearson(&average_ranks(a), &average_ranks(b))
+    pearson(&metrics::average_ranks(a), &metrics::average_ranks(b))
 }
 
 /// Kendall's tau-b.
@@ -398,10 +382,6 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 .collect();
             let scratch = super::scratch_estimate(&ds)?;
             let pool = super::pool(&ds)?;
-            // each metric's signed scores (higher is better) and the teachers' mapped accuracies, for the
-            // combinations below
-            let mut signed: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-            let mut mapped: BTreeMap<String, f64> = BTreeMap::new();
             for m in &metric_names {
                 let ranking = finish(
                     m,
@@ -442,15 +422,6 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 }
                 let s: Vec<f64> = scored.iter().map(|r| sign * r.score.unwrap()).collect();
                 let t: Vec<f64> = scored.iter().map(|r| truth_of(&r.teacher_id)).collect();
-                for (r, &v) in scored.iter().zip(&s) {
-                    signed
-                        .entry(m.clone())
-                        .or_default()
-                        .insert(r.teacher_id.clone(), v);
-                    if let Some(&a) = r.scores.get("mapped_accuracy") {
-                        mapped.insert(r.teacher_id.clone(), a);
-                    }
-                }
                 let top = truth_of(&scored[0].teacher_id);
                 let top_set: Vec<f64> = scored
                     .iter()
@@ -480,37 +451,6 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                     top_set.len() as f64,
                     f64::from(u8::from(confident)),
                     f64::from(u8::from(confident && !right)),
-                ]);
-            }
-            for (name, parts) in COMBINATIONS {
-                let Some((ids, s)) = combine(&signed, parts) else {
-                    continue;
-                };
-                let t: Vec<f64> = ids.iter().map(|id| truth_of(id)).collect();
-                let k = (0..s.len())
-                    .max_by(|&a, &b| s[a].total_cmp(&s[b]))
-                    .expect("at least two teachers");
-                let top = t[k];
-                let predicted = mapped
-                    .get(&ids[k])
-                    .is_some_and(|&a| a >= scratch.accuracy());
-                picks.entry(name.to_string()).or_default().push(DrawPick {
-                    top: ids[k].clone(),
-                    helps: predicted,
-                    scores: ids.iter().cloned().zip(s.iter().copied()).collect(),
-                });
-                let within = f64::from(u8::from(best - top <= 0.01 + 1e-9));
-                per_metric.entry(name.to_string()).or_default().push([
-                    within,
-                    top,
-                    spearman(&s, &t),
-                    kendall(&s, &t),
-                    weighted_tau(&s, &t),
-                    f64::from(u8::from(predicted == helps)),
-                    within,
-                    1.0,
-                    0.0,
-                    0.0,
                 ]);
             }
         }
@@ -552,8 +492,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         });
     }
     let mut summary = BTreeMap::new();
-    let combos = COMBINATIONS.iter().map(|c| c.0.to_string());
-    for m in metric_names.iter().cloned().chain(combos) {
+    for m in metric_names.iter().cloned() {
         let on: Vec<&MetricOnTask> = tasks.iter().filter_map(|t| t.metrics.get(&m)).collect();
         if let Some(v) = summarise(&on) {
             summary.insert(m, v);
@@ -566,43 +505,6 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         held_out,
         expected: super::expected::evaluate(&pairs),
     })
-}
-
-/// Combinations of metrics evaluated next to the single ones: the mean of each teacher's rank under every
-/// part (ranks within a draw, so scales do not matter).
-pub const COMBINATIONS: &[(&str, &[&str])] = &[
-    ("ot+leep", &["ot", "leep"]),
-    ("ot+nce", &["ot", "nce"]),
-    ("leep+nce", &["leep", "nce"]),
-    ("ot+leep+nce", &["ot", "leep", "nce"]),
-];
-
-/// The teachers every part scored, and their mean rank over the parts (higher is better).
-fn combine(
-    signed: &BTreeMap<String, BTreeMap<String, f64>>,
-    parts: &[&str],
-) -> Option<(Vec<String>, Vec<f64>)> {
-    let first = signed.get(parts[0])?;
-    let ids: Vec<String> = first
-        .keys()
-        .filter(|id| {
-            parts
-                .iter()
-                .all(|p| signed.get(*p).is_some_and(|m| m.contains_key(*id)))
-        })
-        .cloned()
-        .collect();
-    if ids.len() < 2 {
-        return None;
-    }
-    let mut total = vec![0.0; ids.len()];
-    for p in parts {
-        let v: Vec<f64> = ids.iter().map(|id| signed[*p][id]).collect();
-        for (t, r) in total.iter_mut().zip(average_ranks(&v)) {
-            *t += r / parts.len() as f64;
-        }
-    }
-    Some((ids, total))
 }
 
 /// Leave-one-task-out choice of the metric: for each task, the metric (single or combined) with the best

@@ -532,8 +532,17 @@ pub fn scratch_hits(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64) ->
         xs.dot(&inv).dot(&xs.t())
     };
     let pred = hat.dot(&tc);
+    let mut count = vec![0usize; c_s];
+    for &c in y {
+        count[c] += 1;
+    }
     Ok((0..n)
         .map(|i| {
+            // a row whose class has no other labeled row: a classifier that never saw the class cannot
+            // predict it (the formula below would, when every other class scores below the absent one's 0)
+            if count[y[i]] < 2 {
+                return 0.0;
+            }
             let h = hat[[i, i]].min(1.0 - 1e-9);
             // leave-one-out prediction for ridge: (yhat - h y) / (1 - h)
             let row: Array1<f64> = (&pred.row(i) - &(&tc.row(i) * h)) / (1.0 - h) + &tmean;
@@ -707,4 +716,24 @@ mod eigh_tests {
         let i = v.t().dot(&v) - Array2::<f64>::eye(n);
         assert!(i.mapv(f64::abs).fold(0.0f64, |m, &e| m.max(e)) < 1e-10);
     }
+}
+
+/// Average ranks (0-based, ties share the mean of their positions; ascending values get ascending
+/// ranks).
+pub fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for k in i..=j {
+            r[idx[k]] = (i + j) as f64 / 2.0;
+        }
+        i = j + 1;
+    }
+    r
 }

@@ -65,10 +65,71 @@ pub const METRICS: &[(&str, Direction, &str)] = &[
         Direction::Higher,
         "leave-one-out accuracy of the teacher mapped into the task's labels",
     ),
+    (
+        "ot+leep+nce",
+        Direction::Higher,
+        "the teacher's mean rank under ot, leep and nce, from 0 (last under all three) to 1 (first)",
+    ),
+    (
+        "ot+leep",
+        Direction::Higher,
+        "the teacher's mean rank under ot and leep, from 0 to 1",
+    ),
+    (
+        "ot+nce",
+        Direction::Higher,
+        "the teacher's mean rank under ot and nce, from 0 to 1",
+    ),
+    (
+        "leep+nce",
+        Direction::Higher,
+        "the teacher's mean rank under leep and nce, from 0 to 1",
+    ),
 ];
 
+/// Metrics that combine others: a teacher's rank under each part, scaled to 0 (last) .. 1 (first) among
+/// the teachers every part scored, then averaged. Relative to the teachers ranked together; ties with the
+/// top teacher are tested on the first part that is a mean of per-row terms.
+pub const COMBINED: &[(&str, &[&str])] = &[
+    ("ot+leep+nce", &["ot", "leep", "nce"]),
+    ("ot+leep", &["ot", "leep"]),
+    ("ot+nce", &["ot", "nce"]),
+    ("leep+nce", &["leep", "nce"]),
+];
+
+/// The parts of a combined metric (none for a single one).
+fn parts(metric: &str) -> &'static [&'static str] {
+    COMBINED.iter().find(|c| c.0 == metric).map_or(&[], |c| c.1)
+}
+
+/// Adds each wanted combined metric to the scores of the teachers every part scored.
+fn add_combined(results: &mut [TeacherResult], wanted: &[String]) {
+    for (name, parts) in COMBINED.iter().filter(|c| wanted.iter().any(|w| w == c.0)) {
+        let idx: Vec<usize> = (0..results.len())
+            .filter(|&k| parts.iter().all(|p| results[k].scores.contains_key(*p)))
+            .collect();
+        let mut total = vec![0.0; idx.len()];
+        for p in *parts {
+            let sign = if direction(p) == Some(Direction::Lower) {
+                -1.0
+            } else {
+                1.0
+            };
+            let v: Vec<f64> = idx.iter().map(|&k| sign * results[k].scores[*p]).collect();
+            let scale = (idx.len().max(2) - 1) as f64;
+            for (t, r) in total.iter_mut().zip(metrics::average_ranks(&v)) {
+                *t += r / scale / parts.len() as f64;
+            }
+        }
+        for (&k, t) in idx.iter().zip(total) {
+            let t = if idx.len() == 1 { 1.0 } else { t };
+            results[k].scores.insert(name.to_string(), t);
+        }
+    }
+}
+
 /// The default primary metric, chosen by `faculty eval-ranking` on the ground truth (README).
-pub const DEFAULT_METRIC: &str = "ot";
+pub const DEFAULT_METRIC: &str = "ot+leep+nce";
 
 /// Pseudo-count the label-name prior adds per matching name pair (in rows).
 pub const NAME_PRIOR: f64 = 2.0;
@@ -377,6 +438,12 @@ pub fn rank_with(
             if !v.contains(&primary) {
                 v.push(primary.clone());
             }
+            // a combined metric needs its parts
+            for p in v.clone().iter().flat_map(|m| parts(m)) {
+                if !v.iter().any(|m| m == p) {
+                    v.push(p.to_string());
+                }
+            }
             v
         }
     };
@@ -550,6 +617,7 @@ pub fn finish(
         .collect::<Result<_>>()?;
     let dir = direction(primary)
         .ok_or_else(|| Error::invalid_input(format!("unknown metric '{primary}'")))?;
+    add_combined(&mut results, wanted);
     for r in &mut results {
         r.score = r.scores.get(primary).copied();
     }
@@ -701,6 +769,11 @@ pub fn scratch_estimate(ds: &Dataset) -> Result<ScratchEstimate> {
 /// Sets `gap_z` and `tied_with_top` on every scored teacher below rank 1, when the primary metric is a
 /// mean of per-row terms both teachers kept.
 fn mark_ties(results: &mut [TeacherResult], primary: &str, dir: Direction) {
+    // a combined metric: tested on its first part with per-row terms
+    let (primary, dir) = match parts(primary).iter().find(|p| ROW_METRICS.contains(p)) {
+        Some(p) => (*p, direction(p).unwrap_or(dir)),
+        None => (primary, dir),
+    };
     if !ROW_METRICS.contains(&primary) {
         return;
     }
