@@ -198,8 +198,8 @@ pub struct TeacherResult {
     pub tied_with_top: bool,
     /// The default student's (`mlp:256`, method `faculty`) expected test accuracy when taught by this
     /// teacher, with an 80% interval: a fit of measured student accuracy on the teacher's mapped accuracy
-    /// and the scratch estimate (see README: held out by task it is off by 7 points on average and its
-    /// interval covered 76% of pairs).
+    /// and the scratch estimate (see README: held out by task it is off by 10 points on average and its
+    /// interval covered 79% of pairs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_accuracy: Option<expected::ExpectedAccuracy>,
     /// Per-row terms of the metrics, for the paired tests; not part of the API.
