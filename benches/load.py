@@ -6,7 +6,8 @@ ranks them once (so later rankings of them are cached), then runs CLIENTS thread
 over a mix of requests: list teachers, predict on a teacher, rank a dataset (cached), upload a small CSV
 dataset (a new one most times). Every request is either served or refused with 429 + Retry-After; anything
 else (a 5xx, no answer, a 429 without Retry-After) is counted as lost. Prints throughput, p50 / p99
-latency per kind, status counts and the server's peak RSS (VmHWM from /proc/PID/status).
+latency per kind, status counts and the server's peak RSS (its own figure, GET /healthz peak_resident_mb:
+the memory budget resets the kernel's VmHWM while it measures a model).
 Usage: python3 benches/load.py [--clients 50] [--seconds 60] [extra serve flags after --]
 """
 import argparse
@@ -132,9 +133,7 @@ def main():
         for t in threads:
             t.join()
         took = time.time() - t0
-        with open(f"/proc/{proc.pid}/status") as f:
-            status = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
-        peak = int(status["VmHWM"].split()[0]) // 1024
+        peak = json.loads(request(port, "GET", "/healthz")[1])["peak_resident_mb"]
         total = sum(statuses.values())
 
         def pct(v, q):

@@ -277,15 +277,7 @@ async fn float64_and_int64_inputs_are_converted() {
         serde_json::json!({"inputs": [[0.5, 0.0, 1.0, 1.0]]}),
     )
     .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("whole numbers"),
-        "{:?}",
-        r.json()
-    );
+    r.expect_error(400, "whole numbers");
 }
 
 #[tokio::test]
@@ -534,13 +526,7 @@ async fn label_maps_and_sample_images() {
         &format!("/v1/rankings/{rk}/teachers/nobody/label_map"),
     )
     .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("not in ranking")
-    );
+    r.expect_error(404, "not in ranking");
     let r = get(
         &app,
         &format!("/v1/rankings/{rk}/teachers/letters_mlp/label_map"),

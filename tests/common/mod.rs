@@ -104,6 +104,14 @@ impl Reply {
         self
     }
 
+    /// Checks an error reply: its status and that its `error` message names the problem.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, needle: &str) {
+        let r = self.expect(status);
+        let msg = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains(needle), "error '{msg}' lacks '{needle}'");
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
