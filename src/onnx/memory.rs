@@ -125,12 +125,19 @@ pub fn measured<T>(key: &str, rows: usize, run: impl FnOnce() -> T) -> T {
     let Ok(_one) = MEASURING.try_lock() else {
         return run();
     };
-    let before = resident_bytes();
-    if before.is_none() || !reset_high_water() {
+    let Some(before) = resident_bytes() else {
         return run();
-    }
+    };
+    // where the high-water mark cannot be reset (no write access to clear_refs), the resident memory
+    // after the run is the measure: a lower bound, as what was unmapped inside the run is missed
+    let reset = reset_high_water();
     let out = run();
-    if let (Some(before), Some(peak)) = (before, high_water()) {
+    let peak = if reset {
+        high_water()
+    } else {
+        resident_bytes()
+    };
+    if let Some(peak) = peak {
         let per_row = peak.saturating_sub(before).div_ceil(rows.max(1) as u64);
         let mut g = LEARNED.lock().expect("memory lock");
         let e = g
