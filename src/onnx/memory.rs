@@ -163,30 +163,40 @@ mod tests {
 
     #[test]
     fn a_batch_is_sized_from_the_measured_peak_per_row() {
+        const KEY: &str = "memory-unit-test";
         // no budget: every row at once, nothing measured
-        assert_eq!(plan_rows("m", 1000), 1000);
+        assert_eq!(plan_rows(KEY, 1000), 1000);
         let rss = resident_bytes().unwrap();
-        set_budget(rss + (64 << 20));
+        set_budget(rss + (256 << 20));
         // unknown model: a probe
-        assert_eq!(plan_rows("m", 1000), PROBE_ROWS);
-        // a run that touches 8 MiB for 64 rows: 128 KiB per row at least
-        let v = measured("m", 64, || {
-            let mut v = vec![0u8; 8 << 20];
-            for i in (0..v.len()).step_by(4096) {
-                v[i] = 1;
+        assert_eq!(plan_rows(KEY, 1000), PROBE_ROWS);
+        // a run that touches 64 MiB for 64 rows: about 1 MiB per row. Freed memory is handed back first,
+        // so the pages are new; a run is retried while another test's inference holds the measurement.
+        for _ in 0..100 {
+            trim();
+            let v = measured(KEY, 64, || {
+                let mut v = vec![0u8; 64 << 20];
+                for i in (0..v.len()).step_by(4096) {
+                    v[i] = 1;
+                }
+                v
+            });
+            drop(v);
+            if learned(KEY).1 > 0 {
+                break;
             }
-            v
-        });
-        drop(v);
-        let (per_row, runs) = learned("m");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (per_row, runs) = learned(KEY);
         assert_eq!(runs, 1);
-        assert!(per_row >= (8 << 20) / 64, "{per_row}");
-        // ~64 MiB of room at >= 128 KiB a row: at most ~512 rows, and at least one
-        let n = plan_rows("m", 100_000);
-        assert!((1..=600).contains(&n), "{n}");
+        // at least half of it (other threads of the test process may free memory meanwhile)
+        assert!(per_row >= (32 << 20) / 64, "{per_row}");
+        // ~256 MiB of room at >= 512 KiB a row: at most ~512 rows (some slack), and at least one
+        let n = plan_rows(KEY, 100_000);
+        assert!((1..=1024).contains(&n), "{n}");
         assert!(peak_bytes().unwrap() >= rss);
-        forget("m");
-        assert_eq!(learned("m"), (0, 0));
+        forget(KEY);
+        assert_eq!(learned(KEY), (0, 0));
         set_budget(0);
     }
 }
