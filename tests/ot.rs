@@ -119,7 +119,15 @@ proptest! {
         prop_assert!(s.plan.iter().all(|&p| p >= 0.0));
         let (r, c) = ot::marginals(&s.plan);
         prop_assert!((&r - &a).iter().all(|x| x.abs() < 1e-7), "row marginals");
-        prop_assert!((&c - &b).iter().all(|x| x.abs() < 1e-7), "column marginals");
+        // the column marginals hold once it converged; a small eps with a tiny column mass can need more
+        // than max_iter sweeps (eps 0.02, a column of mass 0.008: 6e-5 off after 20,000), and then it must
+        // say so rather than claim convergence
+        if s.converged {
+            prop_assert!((&c - &b).iter().all(|x| x.abs() < 1e-7), "column marginals");
+        } else {
+            prop_assert_eq!(s.iterations, opts.max_iter);
+            prop_assert!((&c - &b).iter().all(|x| x.abs() < 1e-3), "column marginals far off");
+        }
         // the entropic plan is feasible, so it costs at least the exact optimum and at most max M
         let e = ot::emd(a.view(), b.view(), m.view()).unwrap();
         let mmax = m.iter().copied().fold(0.0, f64::max);
