@@ -573,48 +573,6 @@ fn summarise(on: &[&MetricOnTask]) -> Option<MetricSummary> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rank_correlations_match_known_values() {
-        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
-        let b = [5.0, 6.0, 7.0, 8.0, 7.0];
-        // scipy.stats: spearmanr -> 0.8207826816681233, kendalltau (tau-b) -> 0.7378647873726218
-        assert!((spearman(&a, &b) - 0.8207826816681233).abs() < 1e-12);
-        assert!((kendall(&a, &b) - 0.7378647873726218).abs() < 1e-12);
-        assert!((weighted_tau(&a, &a) - 1.0).abs() < 1e-12);
-        let rev: Vec<f64> = a.iter().rev().copied().collect();
-        assert!((weighted_tau(&a, &rev) + 1.0).abs() < 1e-12);
-    }
-
-    fn draw(top: &str, helps: bool, scores: &[(&str, f64)]) -> DrawPick {
-        DrawPick {
-            top: top.into(),
-            helps,
-            scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        }
-    }
-
-    #[test]
-    fn consensus_is_the_most_frequent_pick_then_the_higher_mean_score() {
-        let d = [
-            draw("a", true, &[("a", 0.9), ("b", 0.1)]),
-            draw("b", false, &[("a", 0.1), ("b", 0.2)]),
-            draw("b", false, &[("a", 0.1), ("b", 0.2)]),
-        ];
-        assert_eq!(consensus(&d), ("b".to_string(), false));
-        // one pick each: "a" has the higher mean score (0.5 vs 0.15); 1 of 2 verdicts says helps -> helps
-        assert_eq!(consensus(&d[..2]), ("a".to_string(), true));
-        let flipped = [
-            draw("a", true, &[("a", 0.1), ("b", 0.9)]),
-            draw("b", true, &[("a", 0.1), ("b", 0.9)]),
-        ];
-        assert_eq!(consensus(&flipped).0, "b");
-    }
-}
-
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
@@ -767,4 +725,46 @@ pub fn render(r: &EvalReport) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_correlations_match_known_values() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let b = [5.0, 6.0, 7.0, 8.0, 7.0];
+        // scipy.stats: spearmanr -> 0.8207826816681233, kendalltau (tau-b) -> 0.7378647873726218
+        assert!((spearman(&a, &b) - 0.8207826816681233).abs() < 1e-12);
+        assert!((kendall(&a, &b) - 0.7378647873726218).abs() < 1e-12);
+        assert!((weighted_tau(&a, &a) - 1.0).abs() < 1e-12);
+        let rev: Vec<f64> = a.iter().rev().copied().collect();
+        assert!((weighted_tau(&a, &rev) + 1.0).abs() < 1e-12);
+    }
+
+    fn draw(top: &str, helps: bool, scores: &[(&str, f64)]) -> DrawPick {
+        DrawPick {
+            top: top.into(),
+            helps,
+            scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn consensus_is_the_most_frequent_pick_then_the_higher_mean_score() {
+        let d = [
+            draw("a", true, &[("a", 0.9), ("b", 0.1)]),
+            draw("b", false, &[("a", 0.1), ("b", 0.2)]),
+            draw("b", false, &[("a", 0.1), ("b", 0.2)]),
+        ];
+        assert_eq!(consensus(&d), ("b".to_string(), false));
+        // one pick each: "a" has the higher mean score (0.5 vs 0.15); 1 of 2 verdicts says helps -> helps
+        assert_eq!(consensus(&d[..2]), ("a".to_string(), true));
+        let flipped = [
+            draw("a", true, &[("a", 0.1), ("b", 0.9)]),
+            draw("b", true, &[("a", 0.1), ("b", 0.9)]),
+        ];
+        assert_eq!(consensus(&flipped).0, "b");
+    }
 }
