@@ -79,8 +79,15 @@ pub fn trim() {
 /// budget (below it nothing is done: trimming always made small rankings ~15% slower, the next teacher
 /// faulting the pages in again).
 pub fn release_freed_memory() {
+    if let Some(rss) = resident_bytes() {
+        trim_above_two_thirds(rss);
+    }
+}
+
+/// Trims when `rss` is above two thirds of the budget (and there is one).
+fn trim_above_two_thirds(rss: u64) {
     let b = budget();
-    if b > 0 && resident_bytes().is_some_and(|r| r > b / 3 * 2) {
+    if b > 0 && rss > b / 3 * 2 {
         trim();
     }
 }
@@ -102,9 +109,7 @@ pub fn plan_rows(key: &str, want: usize) -> usize {
     };
     let (per_row, runs) = learned(key);
     if runs == 0 {
-        if rss > b / 3 * 2 {
-            trim();
-        }
+        trim_above_two_thirds(rss);
         return want.min(PROBE_ROWS);
     }
     let fits = |rss: u64| (b.saturating_sub(rss) / per_row.max(1)) as usize;

@@ -531,18 +531,18 @@ fn held_out_selection(tasks: &[TaskEval]) -> Option<HeldOut> {
             // a metric missing on a task (too few teachers with features) counts as 0 there
             v.iter().sum::<f64>() / (tasks.len() - 1).max(1) as f64
         };
-        let chosen = names
+        let scored: Vec<(&String, f64)> = names
             .iter()
             .filter(|m| t.metrics.contains_key(**m))
-            .max_by(|a, b| {
-                mean_elsewhere(a)
-                    .total_cmp(&mean_elsewhere(b))
-                    .then(b.cmp(a))
-            })?;
+            .map(|m| (*m, mean_elsewhere(m)))
+            .collect();
+        let (chosen, _) = scored
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(a.0)))?;
         per_task.push((
             t.task.clone(),
             chosen.to_string(),
-            t.metrics[*chosen].clone(),
+            t.metrics[chosen.as_str()].clone(),
         ));
     }
     let on: Vec<&MetricOnTask> = per_task.iter().map(|x| &x.2).collect();

@@ -109,6 +109,8 @@ fn add_combined(results: &mut [TeacherResult], wanted: &[String]) {
             .filter(|&k| parts.iter().all(|p| results[k].scores.contains_key(*p)))
             .collect();
         let mut total = vec![0.0; idx.len()];
+        // ranks run 0..n-1: scaled to 0..1, averaged over the parts
+        let (scale, k) = ((idx.len().max(2) - 1) as f64, parts.len() as f64);
         for p in *parts {
             let sign = if direction(p) == Some(Direction::Lower) {
                 -1.0
@@ -116,9 +118,8 @@ fn add_combined(results: &mut [TeacherResult], wanted: &[String]) {
                 1.0
             };
             let v: Vec<f64> = idx.iter().map(|&k| sign * results[k].scores[*p]).collect();
-            let scale = (idx.len().max(2) - 1) as f64;
             for (t, r) in total.iter_mut().zip(metrics::average_ranks(&v)) {
-                *t += r / scale / parts.len() as f64;
+                *t += r / scale / k;
             }
         }
         for (&k, t) in idx.iter().zip(total) {
