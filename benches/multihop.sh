@@ -5,6 +5,8 @@
 # labeled shots; test accuracy of the exported ONNX students on the tasks' held-out rows, paired by draw.
 # Writes .bench/multihop/<student>.json and prints the markdown tables README shows.
 # Usage: bash benches/multihop.sh [DRAWS]   (default 5; about 25 minutes on 2 cores)
+# LABELED=1200 runs the many-labels regime instead: 1,200 labeled rows per draw sampled from each task's
+# rows, 500 others as the pool (tasks with too few rows are left out), into .bench/multihop/labeled_1200.
 # The six original ground-truth tasks (the README's table); TASKS=all (or a comma list) for others: the
 # ground truth has 19 tasks since ranking v2, about three times as long.
 set -euo pipefail
@@ -13,13 +15,18 @@ bash scripts/setup.sh
 DRAWS="${1:-5}"
 cargo build --release -q
 out=.bench/multihop
+extra=()
+if [ -n "${LABELED:-}" ]; then
+  out=".bench/multihop/labeled_$LABELED"
+  extra=(--labeled "$LABELED")
+fi
 mkdir -p "$out"
 bin="${CARGO_TARGET_DIR:-target}/release/faculty"
 TASKS="${TASKS:-mnist_10way,mnist_59_5way,fashion_clothing_6way,fashion_3way_coarse,digits_upsampled,letters_26way}"
 scope=(--tasks "$TASKS")
 [ "$TASKS" = all ] && scope=()
 run() { # student methods
-  "$bin" eval-distill --student "$1" --methods "$2" --draws "$DRAWS" "${scope[@]}" --json > "$out/${1//:/_}.json"
+  "$bin" eval-distill --student "$1" --methods "$2" --draws "$DRAWS" "${scope[@]}" "${extra[@]}" --json > "$out/${1//:/_}.json"
 }
 run tree:4 faculty,auto,multihop,faculty+profweight,faculty+sratio
 run mlp:2 faculty,transfer,auto,multihop,faculty+profweight,faculty+sratio

@@ -124,6 +124,11 @@ enum Command {
         /// Training settings as JSON for every run, e.g. '{"ot_epsilon": 0.1}'.
         #[arg(long)]
         config: Option<String>,
+        /// Instead of each task's draws of few shots: N labeled rows per draw, sampled from the task's
+        /// rows (seeded by the draw), with up to 500 others as the unlabeled pool; tasks with too few
+        /// rows are left out.
+        #[arg(long)]
+        labeled: Option<usize>,
         /// Instead: measure a ground truth with faculty's own distiller (a faculty student from every
         /// teacher the ground truth lists, per task and draw) and write it to this file, for
         /// `eval-ranking --ground-truth`.
@@ -656,6 +661,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             with,
             methods,
             config,
+            labeled,
             truth,
             json,
         } => {
@@ -676,6 +682,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 tasks,
                 draws,
                 methods,
+                labeled,
             };
             let config = parse_config(config)?;
             if let Some(out) = truth {

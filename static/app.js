@@ -893,14 +893,14 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     if (j.request.method === "multihop" || j.search.length) {
       const kept = j.search.filter((t) => t.kept);
       const nodes = [{ name: j.teacher ? j.teacher.id : j.request.teacher, kind: "teacher", detail: "teacher" },
-        ...kept.map((t) => ({ name: t.model, detail: `hop ${t.hop}, ${count(t.parameters)} params, ${t.method}, val ${pct(t.val_accuracy)}` })),
+        ...kept.map((t) => ({ name: t.model, detail: `hop ${t.hop}, ${count(t.parameters)} params, ${t.method}, estimate ${pct(t.val_accuracy)}` })),
         { name: (j.request.student && (j.request.student.kind || j.request.student)) || "student", kind: "student", detail: "student" }];
       chainEl.replaceChildren(h("h2", {}, "Chain"), chainView(nodes),
         j.search.length ? table("job-search", [
           { key: "hop", label: "Hop", num: true }, { key: "model", label: "Model" }, { key: "method", label: "Method" },
           { key: "parameters", label: "Params", num: true, render: (t) => count(t.parameters) },
-          { key: "val_accuracy", label: "Val acc", num: true, render: (t) => pct(t.val_accuracy) },
-          { key: "student_val_accuracy", label: "Student val acc", num: true, render: (t) => pct(t.student_val_accuracy) },
+          { key: "val_accuracy", label: "Estimated acc", num: true, render: (t) => pct(t.val_accuracy) },
+          { key: "student_val_accuracy", label: "Student, estimated", num: true, render: (t) => pct(t.student_val_accuracy) },
           { key: "kept", label: "Kept", value: (t) => (t.kept ? 1 : 0), render: (t) => (t.kept ? "yes" : "") }], j.search, {}) : null);
     }
     if (j.state === "succeeded" && j.student_id) result.replaceChildren(h("p", { class: "ok" }, "Done: ", h("a", { id: "job-student-link", href: "#/students/" + j.student_id }, "student " + j.student_id)));
@@ -927,7 +927,7 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
 });
 
 // ---------- students ----------
-const delivered = (c) => (c.method === "scratch" ? "labeled rows only" : c.delivered === "scratch" ? "scratch delivered (it beat the distilled student on validation)" : "distilled");
+const delivered = (c) => (c.method === "scratch" ? "labeled rows only" : c.delivered === "scratch" ? `scratch delivered (it beat the distilled student on ${c.selection ? c.selection.estimator : "validation"})` : "distilled");
 function studentCard(c, { compare } = {}) {
   const dl = h("span", { class: "download-status", id: "download-status-" + c.id });
   const acc = c.test ? [["test, student", c.test.student.accuracy], ["test, scratch", c.test.scratch && c.test.scratch.accuracy], ["test, teacher", c.test.teacher && c.test.teacher.accuracy]]
@@ -968,6 +968,7 @@ route(/^\/students\/([^/]+)$/, async (id) => {
         h("dt", {}, "sha256"), h("dd", { class: "mono", id: "student-sha" }, c.sha256),
         h("dt", {}, "epochs"), h("dd", {}, `${c.epochs_run}${c.best_epoch != null ? `, best ${c.best_epoch}` : ""}${c.stopped_early ? ", stopped early" : ""}`),
         h("dt", {}, "rows"), h("dd", {}, `${c.accuracy.train_rows} train, ${c.accuracy.validation_rows} validation, ${c.accuracy.unlabeled_rows} unlabeled`),
+        c.selection ? [h("dt", {}, "chosen by"), h("dd", { id: "student-selection" }, `${c.selection.estimator} (${c.selection.rows} held-out rows): ${c.selection.candidates.map((k) => `${k.name} ${pct(k.accuracy)}`).join(", ")}; delivered ${c.selection.picked}`)] : null,
         c.test ? [h("dt", {}, "test"), h("dd", {}, `${c.test.rows} rows of ${c.test.dataset_id}: student ${pct(c.test.student.accuracy)} [${pct(c.test.student.low)}, ${pct(c.test.student.high)}]`)] : null,
         h("dt", {}, "ONNX vs trained"), h("dd", {}, `max |diff| ${num(c.onnx_max_abs_diff, 6)}`),
         h("dt", {}, "created"), h("dd", {}, when(c.created)), h("dt", {}, "faculty"), h("dd", {}, c.faculty_version),

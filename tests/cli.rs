@@ -124,7 +124,8 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
         "POST",
         "/v1/jobs",
         serde_json::json!({"dataset_id": ds["id"], "method": "kd", "teacher": "mnist_mlp",
-                           "student": "mlp:32", "config": {"max_epochs": 400, "val_fraction": 0.0}}),
+                           "student": "mlp:32",
+                           "config": {"max_epochs": 400, "val_fraction": 0.0, "cv_folds": 0}}),
     );
     let id = long["id"].as_str().unwrap().to_string();
     let before = wait_job(port, &id, |j| {
@@ -211,12 +212,13 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
         serde_json::json!({"dataset_id": ds["id"], "method": "multihop", "teacher": "letters_rf",
                            "student": "tree:10",
                            "multihop": {"candidates": ["mlp:256"], "hop_methods": ["kd"], "min_gain": 0},
-                           "config": {"max_epochs": 300, "patience": 300}}),
+                           "config": {"max_epochs": 300, "patience": 300, "cv_folds": 2}}),
     );
     assert_eq!(status, 202, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
-    // killed inside the hop's training (after the 1-hop answer), after a checkpoint of it
-    let hop = "training: hop 1 mlp:256:relu via kd";
+    // killed inside the hop's training on the second cross-validation fold (after the 1-hop answer and
+    // the first fold), after a checkpoint of it
+    let hop = "training: hop 1 mlp:256:relu via kd (fold 2/2)";
     let before = wait_job(port, &id, |j| {
         j["phase"] == hop && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
     });
@@ -243,7 +245,7 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["stage"] == "hop 1 mlp:256:relu via kd")
+        .filter(|e| e["stage"] == "hop 1 mlp:256:relu via kd (fold 2/2)")
         .map(|e| e["epoch"].as_u64().unwrap())
         .collect();
     assert_eq!(epochs, (1..=300).collect::<Vec<_>>());

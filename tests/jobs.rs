@@ -59,8 +59,30 @@ async fn a_job_trains_streams_and_leaves_a_student() {
     let j = get(&app, &format!("/v1/jobs/{id}")).await.json();
     assert_eq!(j["state"], "succeeded");
     assert_eq!(j["progress"], 1.0);
-    let epochs = j["epochs"].as_array().unwrap();
-    assert!(!epochs.is_empty() && epochs.len() <= 12);
+    // the delivered training's epochs (no stage), after those of the cross-validation folds that judged
+    // it against scratch
+    let epochs: Vec<&serde_json::Value> = j["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["stage"].is_null())
+        .collect();
+    assert!(!epochs.is_empty() && epochs.len() <= 12, "{j}");
+    for k in 1..=5 {
+        let stage = format!("faculty (fold {k}/5)");
+        assert!(
+            j["epochs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["stage"] == stage.as_str()),
+            "{stage}: {j}"
+        );
+    }
+    assert_eq!(
+        j["epochs"].as_array().unwrap().last(),
+        epochs.last().copied()
+    );
     assert!(epochs[0]["train_loss"].as_f64().unwrap().is_finite());
     assert!(epochs[0]["val_accuracy"].as_f64().is_some());
     assert!(
@@ -224,6 +246,16 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             "weighting",
         ),
         (
+            json!({"dataset_id": mnist, "config": {"cv_folds": 1}}),
+            StatusCode::BAD_REQUEST,
+            "cv_folds",
+        ),
+        (
+            json!({"dataset_id": mnist, "config": {"cv_repeats": 0}}),
+            StatusCode::BAD_REQUEST,
+            "cv_repeats",
+        ),
+        (
             json!({"dataset_id": mnist, "config": {"sratio_beta": 0.0}}),
             StatusCode::BAD_REQUEST,
             "sratio_beta",
@@ -385,7 +417,19 @@ async fn tree_and_transfer_students() {
         assert!(stages.contains(&s), "{stages:?}");
     }
     assert_eq!(stages[0], "mimic");
-    assert_eq!(j["epochs"].as_array().unwrap().len(), stages.len(), "{j}");
+    // the job also shows the folds that judged it against scratch, each stage by its fold
+    let delivered: Vec<&str> = j["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["stage"].as_str().unwrap())
+        .filter(|s| !s.contains("(fold "))
+        .collect();
+    assert_eq!(delivered, stages, "{j}");
+    assert!(
+        j["epochs"].to_string().contains("\"fine-tune (fold 5/5)\""),
+        "{j}"
+    );
     assert_eq!(card["method"], "transfer");
     assert_eq!(card["parameters"], 784 * 32 + 32 + 32 * 10 + 10);
 }
@@ -516,7 +560,26 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
         .filter_map(|t| t["val_accuracy"].as_f64())
         .fold(0.0, f64::max);
     assert_eq!(m["one_hop_accuracy"].as_f64().unwrap(), best);
-    assert_eq!(card["accuracy"]["distilled"].as_f64().unwrap(), best);
+    // the methods were judged by cross-validation; the card's selection carries the winner's estimate
+    let sel = &card["selection"];
+    assert!(
+        sel["estimator"]
+            .as_str()
+            .unwrap()
+            .contains("cross-validation"),
+        "{sel}"
+    );
+    assert_eq!(
+        sel["candidates"][0]["accuracy"].as_f64().unwrap(),
+        best,
+        "{sel}"
+    );
+    let picked = m["one_hop_method"].as_str().unwrap();
+    assert_eq!(
+        sel["candidates"][0]["name"],
+        format!("auto ({picked})"),
+        "{sel}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -734,10 +797,35 @@ async fn a_student_is_never_worse_than_scratch_on_validation() {
         "{t}"
     );
     assert!(t["teacher"]["accuracy"].as_f64().unwrap() < 0.01, "{t}");
-    // with it (the default), the scratch student is delivered and the card says why
+    // with it (the default), the scratch student is delivered and the card says why: the choice was
+    // made by cross-validation over the labeled rows, every labeled row held out once
     let (_, card) = run_job(&app, job(true)).await;
     let acc = &card["accuracy"];
     assert_eq!(card["delivered"], "scratch", "{card}");
+    let sel = &card["selection"];
+    assert!(
+        sel["estimator"]
+            .as_str()
+            .unwrap()
+            .contains("5-fold cross-validation"),
+        "{sel}"
+    );
+    assert_eq!(
+        sel["rows"].as_u64().unwrap() as usize,
+        acc["train_rows"].as_u64().unwrap() as usize
+            + acc["validation_rows"].as_u64().unwrap() as usize,
+        "{sel}"
+    );
+    let names: Vec<&str> = sel["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["kd", "scratch"], "{sel}");
+    assert_eq!(sel["picked"], "scratch");
+    let est = |k: usize| sel["candidates"][k]["accuracy"].as_f64().unwrap();
+    assert!(est(1) > est(0) + 0.3, "{sel}");
     assert_eq!(acc["student"], acc["scratch"]);
     assert_eq!(
         acc["distilled"], misled["accuracy"]["distilled"],

@@ -144,6 +144,20 @@ pub fn print_card(
             pct(c.accuracy.scratch),
             pct(c.accuracy.teacher)
         );
+        if let Some(s) = &c.selection {
+            let each: Vec<String> = s
+                .candidates
+                .iter()
+                .map(|k| format!("{} {}", k.name, pct(k.accuracy)))
+                .collect();
+            println!(
+                "chosen by {} ({} held-out rows): {}; delivered {}",
+                s.estimator,
+                s.rows,
+                each.join(", "),
+                s.picked
+            );
+        }
         if let Some(t) = &c.test {
             let ci = |e: &faculty::distill::Estimate| {
                 format!(

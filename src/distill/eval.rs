@@ -24,8 +24,14 @@ pub struct EvalLine {
     pub teacher: String,
     /// The teacher each draw used.
     pub chosen: Vec<String>,
-    /// Test accuracy per draw.
+    /// Test accuracy per draw (the delivered student).
     pub accuracy: Vec<f64>,
+    /// What each draw delivered: `scratch`, the method, or for `auto` / `multihop` the 1-hop method
+    /// chosen (`chain of K` when a multihop chain was kept).
+    pub picked: Vec<String>,
+    /// Test accuracy per draw of the distilled student, delivered or not (the delivered one's for
+    /// `scratch`).
+    pub distilled: Vec<f64>,
     pub mean: f64,
     /// The matching scratch student's mean.
     pub scratch_mean: f64,
@@ -44,7 +50,14 @@ pub struct Scope {
     pub tasks: Option<Vec<String>>,
     pub draws: usize,
     pub methods: Vec<(Method, super::Weighting)>,
+    /// Instead of the task's own draws of shots: this many labeled rows per draw (a seeded sample of the
+    /// task's rows) and up to [`POOL_WITH_LABELED`] of the others as the unlabeled pool. Tasks with
+    /// fewer rows than that are left out.
+    pub labeled: Option<usize>,
 }
+
+/// The unlabeled pool beside `--labeled` rows.
+pub const POOL_WITH_LABELED: usize = 500;
 
 impl Scope {
     /// The task's data with at most `draws` draws; `None` when the task is not selected.
@@ -57,6 +70,21 @@ impl Scope {
             return Ok(None);
         }
         let mut task = load_task(dir, name)?;
+        if let Some(n) = self.labeled {
+            let rows = task.pool.rows();
+            if rows < n + POOL_WITH_LABELED.min(100) {
+                return Ok(None);
+            }
+            task.draws = (0..self.draws as u64)
+                .map(|d| {
+                    let mut perm: Vec<usize> = (0..rows).collect();
+                    super::student::SplitMix(0x1abe_11ed + d).shuffle(&mut perm);
+                    let unl = perm[n..rows.min(n + POOL_WITH_LABELED)].to_vec();
+                    perm.truncate(n);
+                    (perm, unl)
+                })
+                .collect();
+        }
         task.draws.truncate(self.draws);
         Ok(Some(task))
     }
@@ -111,7 +139,8 @@ pub fn evaluate(
             let mut req = DistillRequest::new("", method, &teacher, student);
             req.config = config.clone();
             req.weighting = weighting;
-            let (acc, chosen) = distill_draws(zoo, &cache, &task, &req)?;
+            let draws = distill_draws(zoo, &cache, &task, &req)?;
+            let acc: Vec<f64> = draws.iter().map(|d| d.accuracy).collect();
             let m = mean(&acc);
             if method == Method::Scratch {
                 scratch_mean = m;
@@ -121,7 +150,9 @@ pub fn evaluate(
                 kind: kind.clone(),
                 method: label,
                 teacher,
-                chosen,
+                chosen: draws.iter().map(|d| d.chosen.clone()).collect(),
+                picked: draws.iter().map(|d| d.picked.clone()).collect(),
+                distilled: draws.iter().map(|d| d.distilled).collect(),
                 accuracy: acc,
                 mean: m,
                 scratch_mean,
@@ -133,16 +164,33 @@ pub fn evaluate(
     Ok(lines)
 }
 
+/// One draw's student.
+struct Draw {
+    /// Test accuracy of the delivered ONNX file in ONNX Runtime.
+    accuracy: f64,
+    /// The teacher used (`-` without one).
+    chosen: String,
+    /// What was delivered (see [`EvalLine::picked`]).
+    picked: String,
+    /// Test accuracy of the distilled student (before the scratch fallback).
+    distilled: f64,
+}
+
 /// Distills one student per draw of the task's labeled shots and scores each on the held-out test rows
-/// (the exported ONNX file in ONNX Runtime). Returns the accuracies and the teacher each draw used.
+/// (the exported ONNX file in ONNX Runtime; the distilled student on the card's test report).
 fn distill_draws(
     zoo: &Zoo,
     cache: &OutputCache,
     task: &GroundTruthTask,
     template: &DistillRequest,
-) -> Result<(Vec<f64>, Vec<String>)> {
+) -> Result<Vec<Draw>> {
     let c = task.pool.classes();
-    let (mut acc, mut chosen) = (Vec::new(), Vec::new());
+    let test = crate::data::Dataset {
+        x: task.x_test.clone(),
+        y: task.y_test.clone(),
+        labels: task.pool.labels.clone(),
+    };
+    let mut out = Vec::new();
     for (lab, unl) in &task.draws {
         let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
         let ds = task.pool.subset(&rows, lab.len());
@@ -154,24 +202,37 @@ fn distill_draws(
         let data = super::TaskData {
             ds: &ds,
             sha256: &sha,
-            test: None,
+            test: Some(super::TestRows {
+                dataset_id: "test".into(),
+                ds: &test,
+            }),
         };
-        let out = run(zoo, cache, &data, &req, None, &mut Quiet)?
+        let out_ = run(zoo, cache, &data, &req, None, &mut Quiet)?
             .ok_or_else(|| Error::internal("evaluation run was cancelled"))?;
-        acc.push(onnx_accuracy(
-            &out.onnx,
-            task.x_test.view(),
-            &task.y_test,
-            c,
-        )?);
-        chosen.push(
-            out.card
+        let card = &out_.card;
+        let accuracy = onnx_accuracy(&out_.onnx, task.x_test.view(), &task.y_test, c)?;
+        let picked = match (card.delivered, &card.multihop) {
+            (super::Delivered::Scratch, _) => "scratch".to_string(),
+            (_, Some(r)) if !r.chain.is_empty() => format!("chain of {}", r.chain.len() + 1),
+            (_, Some(r)) => r.one_hop_method.as_str().to_string(),
+            _ => card.method.as_str().to_string(),
+        };
+        let distilled = card
+            .test
+            .as_ref()
+            .and_then(|t| t.distilled.as_ref())
+            .map_or(accuracy, |e| e.accuracy);
+        out.push(Draw {
+            accuracy,
+            chosen: card
                 .teacher_chain
                 .first()
                 .map_or("-".to_string(), |t| t.id.clone()),
-        );
+            picked,
+            distilled,
+        });
     }
-    Ok((acc, chosen))
+    Ok(out)
 }
 
 /// One task of a ground truth measured with faculty's own distillation: test accuracy per draw of a
@@ -226,11 +287,17 @@ pub fn truth(
             config: config.clone(),
             ..DistillRequest::new("", method, teacher, student)
         };
-        let (scratch, _) = distill_draws(zoo, &cache, &task, &request(Method::Scratch, "-"))?;
+        let accuracies = |req: &DistillRequest| -> Result<Vec<f64>> {
+            Ok(distill_draws(zoo, &cache, &task, req)?
+                .iter()
+                .map(|d| d.accuracy)
+                .collect())
+        };
+        let scratch = accuracies(&request(Method::Scratch, "-"))?;
         let mut teachers = BTreeMap::new();
         for id in listed.get(&name).into_iter().flatten() {
             progress(&format!("{name}: faculty from {id}"));
-            let (acc, _) = distill_draws(zoo, &cache, &task, &request(Method::Faculty, id))?;
+            let acc = accuracies(&request(Method::Faculty, id))?;
             teachers.insert(id.clone(), acc);
         }
         let teacher_mean: BTreeMap<String, f64> =

@@ -8,6 +8,7 @@ pub mod export;
 pub mod fusion;
 pub mod methods;
 pub mod multihop;
+pub mod select;
 pub mod student;
 pub mod train;
 pub mod tree;
@@ -25,6 +26,7 @@ pub use budget::{Budget, BudgetCandidate, BudgetReport};
 pub use fusion::{Fusion, FusionReport, TeacherSet};
 use methods::kd_permutation;
 pub use multihop::{HopTrial, MultihopOptions, MultihopReport};
+pub use select::{SelectionCandidate, SelectionReport};
 pub use student::{Activation, Arch, StudentSpec};
 pub use train::{Checkpoint, EpochMetrics, Lesson, Split, Start, Term, TrainConfig};
 pub use weight_fusion::{WeightFusionOptions, WeightFusionReport};
@@ -240,6 +242,10 @@ pub struct StudentCard {
     /// Multihop / auto: every candidate tried and the chain kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multihop: Option<MultihopReport>,
+    /// How the delivered student was chosen (distilled or scratch, and for `auto` / `multihop` every
+    /// trial above): cross-validation over the labeled rows or the validation split, with the estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<SelectionReport>,
     /// ProfWeight / SRatio: the probes, the simple model and the weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weighting: Option<WeightingReport>,
@@ -634,6 +640,9 @@ struct Trainer<'a> {
     next: usize,
     /// What a search is training now (shown in the phase, e.g. `training: 1-hop kd`).
     tag: Option<String>,
+    /// The cross-validation fold being trained (number, count): its trainings' phases and stages say
+    /// `(fold k/n)`.
+    fold: Option<(usize, usize)>,
 }
 
 impl Trainer<'_> {
@@ -675,6 +684,7 @@ impl Trainer<'_> {
             Some(ck) => Start::Resume(ck),
             None => start,
         };
+        let phase = &self.fold_phase(phase);
         self.progress.phase(phase, span.0);
         let x = self.rows_for(arch);
         let mut hooks = StageHooks {
@@ -692,6 +702,15 @@ impl Trainer<'_> {
             m.stage = name.clone();
         }
         Ok(Some(t))
+    }
+
+    /// `phase` with the fold being trained, if any (the baseline keeps its name: it is never
+    /// checkpointed).
+    fn fold_phase(&self, phase: &str) -> String {
+        match self.fold {
+            Some((k, n)) if phase != BASELINE => format!("{phase} (fold {k}/{n})"),
+            _ => phase.to_string(),
+        }
     }
 
     /// The rows standardised for `arch` (computed once per standardisation: an MLP and a CNN differ).
@@ -726,6 +745,28 @@ impl Trainer<'_> {
         accuracy_of(&self.predict(m, rows), y, rows)
     }
 
+    /// Trains `fit` once per fold of `sel` (it gets the fold and its number) and pools the folds'
+    /// held-out accuracy. Returns the fold models with the score; `None` when cancelled.
+    fn judge(
+        &mut self,
+        sel: &select::Selector,
+        y: &[i64],
+        mut fit: impl FnMut(&mut Self, &Split, usize) -> Result<Option<Fitted>>,
+    ) -> Result<Option<(Vec<Fitted>, select::Score)>> {
+        let (mut models, mut score) = (Vec::new(), select::Score::default());
+        for (k, fold) in sel.folds.iter().enumerate() {
+            self.fold = sel.cv.then_some((k + 1, sel.folds.len()));
+            let fitted = fit(self, fold, k);
+            self.fold = None;
+            let Some(f) = fitted? else {
+                return Ok(None);
+            };
+            score.add(&self.predict(&f.model, &fold.val), y, &fold.val);
+            models.push(f);
+        }
+        Ok(Some((models, score)))
+    }
+
     /// Teaches `lesson` to a student of `kind`: one training of a network, or growing a tree.
     fn learn(
         &mut self,
@@ -741,7 +782,7 @@ impl Trainer<'_> {
                 Ok(t.map(|t| Fitted::net(arch, t)))
             }
             Kind::Tree(depth) => {
-                self.progress.phase(phase, span.0);
+                self.progress.phase(&self.fold_phase(phase), span.0);
                 let classes = lesson.classes();
                 let tl = tree::TreeLesson::from_lesson(lesson, classes);
                 let t = tree::Tree::fit(self.raw, &tl, classes, *depth);
@@ -822,7 +863,9 @@ fn transfer(
 ) -> Result<Option<train::Trained>> {
     let (probs, weights) = (&taught.probs, &taught.weights);
     let cfg = tr.cfg.clone();
-    let at = tr.resume_ahead();
+    // the checkpoint skips stages only when it is one of this transfer's three trainings; a later one
+    // (another fold, another method) redoes them all, as the first run did
+    let at = Some(tr.resume_ahead()).filter(|&a| a < 3).unwrap_or(0);
     let third = (to - from) / 3.0;
     let mut history = Vec::new();
     let head_start = if at == 0 {
@@ -1069,6 +1112,7 @@ pub fn run(
         progress,
         next: 0,
         tag: None,
+        fold: None,
     };
     // 3. the teacher's outputs, and its accuracy in the student's labels
     let mut chain = Vec::new();
@@ -1121,41 +1165,39 @@ pub fn run(
         _ => None,
     };
     // 4. the scratch baseline (the fallback, and the simple model of ProfWeight / SRatio), the sample
-    //    weights, then the distilled student, all on the same split
+    //    weights, then the distilled student, all on the same split; choices judged by `sel`
+    let sel = select::Selector::new(&split, &ds.y, c_s, cfg);
     let mut base = None;
     let mut weighting_report = None;
-    if ensemble.is_some() {
+    if ensemble.is_some() || taught.is_some() {
         let lesson = Lesson::scratch(&ds.y, &split);
         let Some(b) = tr.learn(&kind, &lesson, BASELINE, (0.05, 0.15))? else {
             return Ok(None);
         };
         base = Some(b);
     }
-    if let Some(t) = taught.as_mut() {
-        let lesson = Lesson::scratch(&ds.y, &split);
-        let Some(b) = tr.learn(&kind, &lesson, BASELINE, (0.05, 0.15))? else {
-            return Ok(None);
-        };
-        if req.weighting != Weighting::None {
-            tr.progress.phase("probes", 0.15);
-            let (w, r) = sample_weights(
-                zoo,
-                ds,
-                req,
-                t,
-                &tr.predict(&b.model, &split.fit_rows()),
-                &split,
-            )?;
-            t.weights = Some(w);
-            weighting_report = Some(r);
-        }
-        base = Some(b);
+    if let (Some(t), Some(b)) = (taught.as_mut(), &base)
+        && req.weighting != Weighting::None
+    {
+        tr.progress.phase("probes", 0.15);
+        let (w, r) = sample_weights(
+            zoo,
+            ds,
+            req,
+            t,
+            &tr.predict(&b.model, &split.fit_rows()),
+            &split,
+        )?;
+        t.weights = Some(w);
+        weighting_report = Some(r);
     }
     let span = (if base.is_some() { 0.2 } else { 0.05 }, 0.95);
     let mut search = None;
     let mut fusion_report = None;
     let mut weight_report = None;
     let mut kept = Vec::new();
+    // the distilled student's estimate when `sel` judged it (else its validation accuracy decides)
+    let mut judged = None;
     let fitted = match (req.method, &taught) {
         (Method::WeightFusion, _) => {
             let (ens, fam) = (
@@ -1204,13 +1246,43 @@ pub fn run(
                 Kind::Net(a) => a.param_count(),
                 Kind::Tree(_) => 0,
             };
-            let found =
-                multihop::search(&mut tr, t, ds, &split, &kind, target_params, &opts, span)?;
-            let Some((f, report, chain)) = found else {
+            let found = multihop::search(
+                &mut tr,
+                t,
+                ds,
+                &split,
+                &sel,
+                &kind,
+                target_params,
+                &opts,
+                span,
+            )?;
+            let Some((f, report, chain, score)) = found else {
                 return Ok(None);
             };
             search = Some(report);
             kept = chain;
+            judged = Some(score);
+            f
+        }
+        (_, Some(t)) if sel.cv => {
+            // a fixed method: judged on the folds (for the fallback), then trained on the split
+            let n = sel.folds.len();
+            let step = 0.6 / n as f64;
+            tr.tag = Some(req.method.as_str().to_string());
+            let Some((_, score)) = tr.judge(&sel, &ds.y, |tr, fold, k| {
+                let at = 0.2 + step * k as f64;
+                teach(tr, req.method, Some(t), ds, fold, &kind, (at, at + step))
+            })?
+            else {
+                return Ok(None);
+            };
+            tr.tag = None;
+            judged = Some(score);
+            let Some(f) = teach(&mut tr, req.method, Some(t), ds, &split, &kind, (0.8, 0.95))?
+            else {
+                return Ok(None);
+            };
             f
         }
         _ => {
@@ -1234,16 +1306,59 @@ pub fn run(
         Some(b) => tr.accuracy(&b.model, &ds.y, &split.val),
         None => distilled,
     };
-    // 5. never worse than scratch: deliver the baseline when it won on validation
+    // 5. never worse than scratch: deliver the baseline when it won (on the folds that judged the
+    //    distilled student, else on the validation rows)
     let mut delivered = Delivered::Distilled;
-    if base.is_some() && cfg.scratch_fallback && scratch_acc > distilled {
-        notes.push(format!(
-            "the scratch student beat the distilled one on the validation rows ({:.1}% vs {:.1}%): \
-             delivered the scratch student (config scratch_fallback: false keeps the distilled one)",
-            100.0 * scratch_acc.unwrap_or(0.0),
-            100.0 * distilled.unwrap_or(0.0)
-        ));
-        delivered = Delivered::Scratch;
+    let mut selection = None;
+    if base.is_some() {
+        let mut report = sel.report();
+        let (d, b) = match judged {
+            Some(d) => {
+                let Some((_, b)) = tr.judge(&sel, &ds.y, |tr, fold, _| {
+                    tr.learn(&kind, &Lesson::scratch(&ds.y, fold), BASELINE, (0.95, 0.95))
+                })?
+                else {
+                    return Ok(None);
+                };
+                (d.accuracy(), b.accuracy())
+            }
+            None => {
+                let on_split = TrainConfig {
+                    cv_folds: 0,
+                    ..cfg.clone()
+                };
+                report = select::Selector::new(&split, &ds.y, c_s, &on_split).report();
+                (distilled, scratch_acc)
+            }
+        };
+        let name = match &search {
+            Some(r) if !r.chain.is_empty() => {
+                format!("{} (a chain of {})", req.method.as_str(), r.chain.len() + 1)
+            }
+            Some(r) => format!("{} ({})", req.method.as_str(), r.one_hop_method.as_str()),
+            None => req.method.as_str().to_string(),
+        };
+        report.candidates = vec![
+            select::SelectionCandidate { name, accuracy: d },
+            select::SelectionCandidate {
+                name: "scratch".into(),
+                accuracy: b,
+            },
+        ];
+        if cfg.scratch_fallback && b > d {
+            notes.push(format!(
+                "the scratch student beat the distilled one on {} ({:.1}% vs {:.1}%): delivered the \
+                 scratch student (config scratch_fallback: false keeps the distilled one)",
+                report.estimator,
+                100.0 * b.unwrap_or(0.0),
+                100.0 * d.unwrap_or(0.0)
+            ));
+            delivered = Delivered::Scratch;
+        }
+        report.picked = report.candidates[usize::from(delivered == Delivered::Scratch)]
+            .name
+            .clone();
+        selection = Some(report);
     }
     let accuracy = Accuracy {
         student: if delivered == Delivered::Scratch {
@@ -1335,6 +1450,7 @@ pub fn run(
         test,
         weighting: weighting_report,
         multihop: search,
+        selection,
         fusion: fusion_report,
         weight_fusion: weight_report,
         notes,
@@ -1481,6 +1597,7 @@ struct Report {
     test: Option<TestReport>,
     weighting: Option<WeightingReport>,
     multihop: Option<MultihopReport>,
+    selection: Option<SelectionReport>,
     fusion: Option<FusionReport>,
     weight_fusion: Option<WeightFusionReport>,
     notes: Vec<String>,
@@ -1537,6 +1654,7 @@ fn export_intermediate(
         test: None,
         weighting: None,
         multihop: None,
+        selection: None,
         fusion: None,
         weight_fusion: None,
         notes: vec![format!(
@@ -1564,6 +1682,7 @@ fn finish(
         test,
         weighting,
         multihop,
+        selection,
         fusion,
         weight_fusion,
         notes,
@@ -1634,6 +1753,7 @@ fn finish(
         stopped_early: training.stopped_early,
         history: training.history,
         multihop,
+        selection,
         fusion,
         weight_fusion,
         weighting,

@@ -14,6 +14,7 @@
 //! trainings before its checkpoint (seeded, so identically) and resumes the one it was in.
 use serde::{Deserialize, Serialize};
 
+use super::select::{Score, Selector};
 use super::student::{Arch, StudentSpec};
 use super::{Fitted, Kind, Method, StudentArg, Taught, Trainer, methods};
 use crate::data::Dataset;
@@ -142,9 +143,9 @@ pub struct HopTrial {
     pub parameters: usize,
     /// How it was taught by the model before it.
     pub method: Method,
-    /// Its own validation accuracy.
+    /// Its own estimated accuracy (cross-validated, or on the validation split: see `selection`).
     pub val_accuracy: Option<f64>,
-    /// The student's validation accuracy when taught by it (look-ahead; the same as `val_accuracy` for
+    /// The student's estimated accuracy when taught by it (look-ahead; the same as `val_accuracy` for
     /// the 1-hop answer).
     pub student_val_accuracy: Option<f64>,
     /// Kept in the chain.
@@ -161,10 +162,18 @@ pub struct MultihopReport {
     pub trials: Vec<HopTrial>,
     /// The intermediates kept, teacher side first (empty: the 1-hop answer won).
     pub chain: Vec<HopTrial>,
-    /// The best 1-hop validation accuracy and the delivered student's.
+    /// The best 1-hop estimate and the delivered chain's (the job's selection estimator: cross-validation
+    /// or the validation split; `selection` on the card says which).
     pub one_hop_accuracy: Option<f64>,
     pub chain_accuracy: Option<f64>,
+    /// The method of the best 1-hop answer (it also teaches the first intermediate).
+    #[serde(default = "default_method")]
+    pub one_hop_method: Method,
     pub options: MultihopOptions,
+}
+
+fn default_method() -> Method {
+    Method::Faculty
 }
 
 /// An intermediate kept in the chain, to be stored as a student of its own.
@@ -195,10 +204,6 @@ fn first_hop_methods(
         .collect()
 }
 
-fn val(tr: &Trainer<'_>, f: &Fitted, ds: &Dataset, split: &super::Split) -> Option<f64> {
-    tr.accuracy(&f.model, &ds.y, &split.val)
-}
-
 /// Spreads progress over the trainings the search may run.
 struct Spans {
     at: f64,
@@ -213,19 +218,36 @@ impl Spans {
     }
 }
 
-/// Runs the search. Returns the delivered student, the report and the kept intermediates (`None` when
-/// cancelled).
+/// The best candidate of a round: what it is, its models on every fold, the student each taught, and
+/// the student's score.
+struct RoundBest {
+    spec: StudentSpec,
+    trial: HopTrial,
+    inters: Vec<Fitted>,
+    students: Vec<Fitted>,
+    score: Score,
+}
+
+/// What the search found: the delivered student, the report, the kept intermediates and the delivered
+/// student's estimate.
+pub(super) type Found = (Fitted, MultihopReport, Vec<Intermediate>, Score);
+
+/// Runs the search, every candidate judged on the selector's folds (each fold has its own chain, so no
+/// fold's held-out rows taught anything it is judged on). With cross-validation the chosen chain is
+/// trained again on the job's split; without it the models trained on the split are delivered. `None`
+/// when cancelled.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn search(
     tr: &mut Trainer<'_>,
     taught: &Taught,
     ds: &Dataset,
     split: &super::Split,
+    sel: &Selector,
     target: &Kind,
     target_params: usize,
     opts: &MultihopOptions,
     (from, to): (f64, f64),
-) -> Result<Option<(Fitted, MultihopReport, Vec<Intermediate>)>> {
+) -> Result<Option<Found>> {
     let one_hop = first_hop_methods(opts, taught, ds, target);
     if one_hop.is_empty() {
         return Err(Error::invalid_input(
@@ -248,81 +270,90 @@ pub(super) fn search(
         }
         _ => all,
     };
-    let planned = one_hop.len() + 2 * pool.len() * opts.max_hops.min(pool.len().max(1));
+    let folds = sel.folds.len();
+    let hops = opts.max_hops.min(pool.len());
+    let planned =
+        (one_hop.len() + 2 * pool.len() * hops) * folds + if sel.cv { hops + 1 } else { 0 };
     let mut spans = Spans {
         at: from,
         step: (to - from) / planned.max(1) as f64,
     };
     let mut trials = Vec::new();
     // 1. the 1-hop answer
-    let mut best: Option<(Fitted, Option<f64>, Method)> = None;
+    let mut best: Option<(Vec<Fitted>, Score, Method)> = None;
     for &m in &one_hop {
-        tr.tag = Some(format!("1-hop {}", m.as_str()));
-        let Some(f) = super::teach(tr, m, Some(taught), ds, split, target, spans.next())? else {
+        let Some((models, score)) = tr.judge(sel, &ds.y, |tr, fold, _| {
+            tr.tag = Some(format!("1-hop {}", m.as_str()));
+            super::teach(tr, m, Some(taught), ds, fold, target, spans.next())
+        })?
+        else {
             return Ok(None);
         };
-        let acc = val(tr, &f, ds, split);
         let t = HopTrial {
             hop: 1,
             model: target_describe(target),
-            parameters: f.model.parameters(),
+            parameters: models[0].model.parameters(),
             method: m,
-            val_accuracy: acc,
-            student_val_accuracy: acc,
+            val_accuracy: score.accuracy(),
+            student_val_accuracy: score.accuracy(),
             kept: false,
             student_id: None,
         };
         tr.progress.trial(&t);
         trials.push(t);
-        if best.as_ref().is_none_or(|b| acc > b.1) {
-            best = Some((f, acc, m));
+        if best
+            .as_ref()
+            .is_none_or(|b| score.accuracy() > b.1.accuracy())
+        {
+            best = Some((models, score, m));
         }
     }
-    let (mut best_student, one_hop_acc, first_method) = best.expect("at least one method");
-    let mut best_acc = one_hop_acc;
-    // 2. hops through intermediates
-    let mut chain: Vec<Intermediate> = Vec::new();
+    let (mut best_students, one_hop_score, first_method) = best.expect("at least one method");
+    let mut best_score = one_hop_score;
+    // 2. hops through intermediates: each fold's chain so far (empty: the teacher teaches)
+    let mut chain: Vec<RoundBest> = Vec::new();
     let mut current_params = teacher_params;
     for hop in 1..=opts.max_hops {
-        let mut round: Option<(Intermediate, Fitted, Option<f64>)> = None;
+        let mut round: Option<RoundBest> = None;
         for (spec, params) in pool.iter().filter(|(_, p)| *p < current_params) {
             let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.flat())?;
             let kind = Kind::Net(arch);
-            tr.tag = Some(format!(
-                "hop {hop} {} via {}",
-                spec.describe(),
-                first_method.as_str()
-            ));
-            let (inter, method) = match chain.last() {
-                None => (
-                    super::teach(
+            let method = if chain.is_empty() {
+                first_method
+            } else {
+                Method::Kd
+            };
+            let (mut inters, mut inter_score) = (Vec::new(), Score::default());
+            let Some((students, score)) = tr.judge(sel, &ds.y, |tr, fold, k| {
+                tr.tag = Some(format!(
+                    "hop {hop} {} via {}",
+                    spec.describe(),
+                    method.as_str()
+                ));
+                let inter = match chain.last() {
+                    None => super::teach(
                         tr,
                         first_method,
                         Some(taught),
                         ds,
-                        split,
+                        fold,
                         &kind,
                         spans.next(),
                     )?,
-                    first_method,
-                ),
-                Some(prev) => {
-                    let lesson = lesson_from(tr, &prev.fitted, taught, ds, split);
-                    (
-                        tr.learn(
-                            &kind,
-                            &lesson,
-                            &format!("training: hop {hop} {}", spec.describe()),
-                            spans.next(),
-                        )?,
-                        Method::Kd,
-                    )
-                }
-            };
-            let Some(inter) = inter else { return Ok(None) };
-            let lesson = lesson_from(tr, &inter, taught, ds, split);
-            let phase = format!("training: look-ahead from {}", spec.describe());
-            let Some(student) = tr.learn(target, &lesson, &phase, spans.next())? else {
+                    Some(prev) => {
+                        let lesson = lesson_from(tr, &prev.inters[k], taught, ds, fold);
+                        let phase = format!("training: {}", tr.tag.clone().unwrap_or_default());
+                        tr.learn(&kind, &lesson, &phase, spans.next())?
+                    }
+                };
+                let Some(inter) = inter else { return Ok(None) };
+                inter_score.add(&tr.predict(&inter.model, &fold.val), &ds.y, &fold.val);
+                let lesson = lesson_from(tr, &inter, taught, ds, fold);
+                let phase = format!("training: look-ahead from {}", spec.describe());
+                inters.push(inter);
+                tr.learn(target, &lesson, &phase, spans.next())
+            })?
+            else {
                 return Ok(None);
             };
             let trial = HopTrial {
@@ -330,55 +361,132 @@ pub(super) fn search(
                 model: spec.describe(),
                 parameters: *params,
                 method,
-                val_accuracy: val(tr, &inter, ds, split),
-                student_val_accuracy: val(tr, &student, ds, split),
+                val_accuracy: inter_score.accuracy(),
+                student_val_accuracy: score.accuracy(),
                 kept: false,
                 student_id: None,
             };
             tr.progress.trial(&trial);
             trials.push(trial.clone());
-            let acc = trial.student_val_accuracy;
-            if round.as_ref().is_none_or(|r| acc > r.2) {
-                round = Some((
-                    Intermediate {
-                        spec: spec.clone(),
-                        fitted: inter,
-                        trial,
-                    },
-                    student,
-                    acc,
-                ));
+            if round
+                .as_ref()
+                .is_none_or(|r| score.accuracy() > r.score.accuracy())
+            {
+                round = Some(RoundBest {
+                    spec: spec.clone(),
+                    trial,
+                    inters,
+                    students,
+                    score,
+                });
             }
         }
-        let Some((mut inter, student, acc)) = round else {
+        let Some(mut kept) = round else {
             break;
         };
-        let gain = acc.unwrap_or(0.0) - best_acc.unwrap_or(0.0);
+        let gain = kept.score.accuracy().unwrap_or(0.0) - best_score.accuracy().unwrap_or(0.0);
         if gain * 100.0 < opts.min_gain || gain <= 0.0 {
             break;
         }
-        inter.trial.kept = true;
+        kept.trial.kept = true;
         if let Some(t) = trials
             .iter_mut()
             .rev()
-            .find(|t| t.hop == hop + 1 && t.model == inter.trial.model)
+            .find(|t| t.hop == hop + 1 && t.model == kept.trial.model)
         {
             t.kept = true;
         }
-        current_params = inter.trial.parameters;
-        best_student = student;
-        best_acc = acc;
-        chain.push(inter);
+        current_params = kept.trial.parameters;
+        best_students = std::mem::take(&mut kept.students);
+        best_score = kept.score;
+        chain.push(kept);
     }
+    // 3. the chosen chain on the job's split
+    let (student, kept) = if sel.cv {
+        let Some(f) = retrain(
+            tr,
+            taught,
+            ds,
+            split,
+            target,
+            first_method,
+            &chain,
+            &mut spans,
+        )?
+        else {
+            return Ok(None);
+        };
+        f
+    } else {
+        let kept = chain
+            .into_iter()
+            .map(|c| Intermediate {
+                spec: c.spec,
+                fitted: c.inters.into_iter().next().expect("one fold"),
+                trial: c.trial,
+            })
+            .collect();
+        (best_students.into_iter().next().expect("one fold"), kept)
+    };
     tr.tag = None;
     let report = MultihopReport {
         trials,
-        chain: chain.iter().map(|i| i.trial.clone()).collect(),
-        one_hop_accuracy: one_hop_acc,
-        chain_accuracy: best_acc,
+        chain: kept.iter().map(|i| i.trial.clone()).collect(),
+        one_hop_accuracy: one_hop_score.accuracy(),
+        chain_accuracy: best_score.accuracy(),
+        one_hop_method: first_method,
         options: opts.clone(),
     };
-    Ok(Some((best_student, report, chain)))
+    Ok(Some((student, report, kept, best_score)))
+}
+
+/// Trains the chosen chain on the job's split: its intermediates in order (the first taught by the
+/// teacher with `first`, the others by KD), then the student from the last (the teacher with `first`
+/// for an empty chain). `None` when cancelled.
+#[allow(clippy::too_many_arguments)]
+fn retrain(
+    tr: &mut Trainer<'_>,
+    taught: &Taught,
+    ds: &Dataset,
+    split: &super::Split,
+    target: &Kind,
+    first: Method,
+    chain: &[RoundBest],
+    spans: &mut Spans,
+) -> Result<Option<(Fitted, Vec<Intermediate>)>> {
+    let mut kept: Vec<Intermediate> = Vec::new();
+    for (k, c) in chain.iter().enumerate() {
+        let kind = Kind::Net(Arch::new(
+            &c.spec,
+            &ds.row_shape(),
+            ds.classes(),
+            ds.flat(),
+        )?);
+        tr.tag = Some(format!("chain {} {}", k + 1, c.spec.describe()));
+        let inter = match kept.last() {
+            None => super::teach(tr, first, Some(taught), ds, split, &kind, spans.next())?,
+            Some(prev) => {
+                let lesson = lesson_from(tr, &prev.fitted, taught, ds, split);
+                let phase = format!("training: chain {} {}", k + 1, c.spec.describe());
+                tr.learn(&kind, &lesson, &phase, spans.next())?
+            }
+        };
+        let Some(fitted) = inter else { return Ok(None) };
+        kept.push(Intermediate {
+            spec: c.spec.clone(),
+            fitted,
+            trial: c.trial.clone(),
+        });
+    }
+    tr.tag = Some(format!("chosen {}", first.as_str()));
+    let student = match kept.last() {
+        None => super::teach(tr, first, Some(taught), ds, split, target, spans.next())?,
+        Some(prev) => {
+            let lesson = lesson_from(tr, &prev.fitted, taught, ds, split);
+            tr.learn(target, &lesson, "training: chosen student", spans.next())?
+        }
+    };
+    Ok(student.map(|s| (s, kept)))
 }
 
 /// KD from a trained student's predictions on every row (with the job's sample weights).

@@ -41,6 +41,14 @@ pub struct TrainConfig {
     pub scratch_fallback: bool,
     /// SRatio: rows whose probe-to-simple-model confidence ratio is above this are dropped.
     pub sratio_beta: f32,
+    /// Choices between students (the method of `auto`, a multihop hop, the scratch fallback) are made by
+    /// stratified k-fold cross-validation over the labeled rows with this many folds (0: on the
+    /// validation split alone).
+    pub cv_folds: usize,
+    /// Cross-validation repeated with this many reshuffles (each labeled row judged this many times).
+    pub cv_repeats: usize,
+    /// Above this many labeled rows the validation split is large enough and decides alone.
+    pub cv_max_labeled: usize,
 }
 
 impl Default for TrainConfig {
@@ -59,6 +67,9 @@ impl Default for TrainConfig {
             seed: 0,
             scratch_fallback: true,
             sratio_beta: 3.0,
+            cv_folds: 5,
+            cv_repeats: 1,
+            cv_max_labeled: 1000,
         }
     }
 }
@@ -95,6 +106,12 @@ impl TrainConfig {
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay < 1.0) {
             return bad("weight_decay must be in [0, 1)");
+        }
+        if self.cv_folds == 1 || self.cv_folds > 20 {
+            return bad("cv_folds must be 0 (the validation split decides) or in 2..=20");
+        }
+        if !(1..=10).contains(&self.cv_repeats) {
+            return bad("cv_repeats must be in 1..=10");
         }
         Ok(())
     }
@@ -234,6 +251,41 @@ impl Split {
             val,
             unlabeled,
         }
+    }
+
+    /// Repeated stratified k-fold splits of the labeled rows: each repeat reshuffles every class and deals
+    /// its rows round-robin over the folds (continuing where the previous class stopped, so folds differ
+    /// in size by at most one row); fold f validates on its rows and trains on the others. The unlabeled
+    /// pool is on the training side of every fold. Folds without rows are left out.
+    pub fn folds(y: &[i64], classes: usize, k: usize, repeats: usize, seed: u64) -> Vec<Self> {
+        let unlabeled: Vec<usize> = (0..y.len()).filter(|&i| y[i] < 0).collect();
+        let mut out = Vec::new();
+        for r in 0..repeats as u64 {
+            let mut rng = SplitMix(seed.wrapping_add(0x5eed_f01d).wrapping_add(r * 7919));
+            let mut fold_of = vec![usize::MAX; y.len()];
+            let mut next = 0;
+            for c in 0..classes as i64 {
+                let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == c).collect();
+                rng.shuffle(&mut rows);
+                for (i, &row) in rows.iter().enumerate() {
+                    fold_of[row] = (next + i) % k;
+                }
+                next = (next + rows.len()) % k;
+            }
+            for f in 0..k {
+                let (val, train): (Vec<usize>, Vec<usize>) = (0..y.len())
+                    .filter(|&i| fold_of[i] != usize::MAX)
+                    .partition(|&i| fold_of[i] == f);
+                if !val.is_empty() {
+                    out.push(Self {
+                        train,
+                        val,
+                        unlabeled: unlabeled.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 }
 

@@ -1,0 +1,183 @@
+//! How a job chooses between students trained on few labeled rows: the method of `auto`, a multihop hop,
+//! the scratch fallback. A 20% validation split is 12 rows on a 60-row task, where one row is 8 points,
+//! so by default every candidate is trained once per fold of a stratified k-fold cross-validation over
+//! the labeled rows (the unlabeled pool on the training side of every fold), judged on all its folds'
+//! held-out rows pooled, and only the chosen one is trained again on the job's own split and delivered.
+//! Above `cv_max_labeled` labeled rows, or with `cv_folds: 0`, the validation split decides alone and the
+//! candidates trained on it are the ones delivered.
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use super::train::{Split, TrainConfig};
+
+/// The folds candidates are judged on.
+pub struct Selector {
+    /// Cross-validation folds, or the job's own split alone.
+    pub folds: Vec<Split>,
+    /// Whether `folds` are cross-validation folds (else `folds[0]` is the job's split, and what is
+    /// trained on it can be delivered as it is).
+    pub cv: bool,
+    k: usize,
+    repeats: usize,
+}
+
+impl Selector {
+    /// Cross-validation when the config asks for it and the job has at most `cv_max_labeled` labeled
+    /// rows (at least two folds with held-out rows), else the job's split.
+    pub fn new(split: &Split, y: &[i64], classes: usize, cfg: &TrainConfig) -> Self {
+        let labeled = split.train.len() + split.val.len();
+        if cfg.cv_folds >= 2 && labeled <= cfg.cv_max_labeled {
+            let k = cfg.cv_folds.min(labeled);
+            let folds = Split::folds(y, classes, k, cfg.cv_repeats, cfg.seed);
+            if folds.len() >= 2 {
+                return Self {
+                    folds,
+                    cv: true,
+                    k,
+                    repeats: cfg.cv_repeats,
+                };
+            }
+        }
+        Self {
+            folds: vec![split.clone()],
+            cv: false,
+            k: 1,
+            repeats: 1,
+        }
+    }
+
+    /// An empty report naming the estimator, for the candidates to be added to.
+    pub fn report(&self) -> SelectionReport {
+        SelectionReport {
+            estimator: if self.cv {
+                format!(
+                    "stratified {}-fold cross-validation over the labeled rows{}",
+                    self.k,
+                    if self.repeats > 1 {
+                        format!(", repeated {} times", self.repeats)
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                "the validation split".into()
+            },
+            folds: self.k,
+            repeats: self.repeats,
+            rows: self.folds.iter().map(|f| f.val.len()).sum(),
+            candidates: vec![],
+            picked: String::new(),
+        }
+    }
+}
+
+/// Held-out hits pooled over folds.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Score {
+    pub hits: usize,
+    pub rows: usize,
+}
+
+impl Score {
+    /// Adds predictions `p` (row k predicts dataset row `rows[k]`) against labels `y`.
+    pub fn add(&mut self, p: &Array2<f32>, y: &[i64], rows: &[usize]) {
+        self.rows += rows.len();
+        self.hits += rows
+            .iter()
+            .zip(p.rows())
+            .filter(|(r, pr)| super::argmax(pr.iter().copied()) as i64 == y[**r])
+            .count();
+    }
+
+    /// The pooled accuracy (`None` without rows).
+    pub fn accuracy(self) -> Option<f64> {
+        (self.rows > 0).then(|| self.hits as f64 / self.rows as f64)
+    }
+}
+
+/// How the job's choices were made, on the card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SelectionReport {
+    /// What judged the candidates: cross-validation or the validation split.
+    pub estimator: String,
+    pub folds: usize,
+    pub repeats: usize,
+    /// Held-out labeled rows behind each estimate (pooled over folds and repeats).
+    pub rows: usize,
+    /// The candidates the delivered student was chosen from, with their estimated accuracy.
+    pub candidates: Vec<SelectionCandidate>,
+    /// The candidate delivered.
+    pub picked: String,
+}
+
+/// One candidate of a choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SelectionCandidate {
+    pub name: String,
+    pub accuracy: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_are_stratified_disjoint_and_cover_every_labeled_row_once_per_repeat() {
+        // 3 classes of 7, 5 and 1 rows, and 4 unlabeled rows
+        let mut y: Vec<i64> = [vec![0; 7], vec![1; 5], vec![2; 1], vec![-1; 4]].concat();
+        y.rotate_left(5);
+        let folds = Split::folds(&y, 3, 5, 2, 3);
+        assert_eq!(folds.len(), 10);
+        for rep in folds.chunks(5) {
+            let mut seen: Vec<usize> = rep.iter().flat_map(|f| f.val.clone()).collect();
+            seen.sort_unstable();
+            let labeled: Vec<usize> = (0..y.len()).filter(|&i| y[i] >= 0).collect();
+            assert_eq!(seen, labeled, "every labeled row held out once per repeat");
+            for f in rep {
+                assert!(f.val.iter().all(|r| !f.train.contains(r)));
+                assert_eq!(f.train.len() + f.val.len(), 13);
+                assert_eq!(f.unlabeled.len(), 4);
+                // 13 rows over 5 folds: 2 or 3 held out each; class 0 (7 rows) 1 or 2 per fold
+                assert!((2..=3).contains(&f.val.len()), "{f:?}");
+                let c0 = f.val.iter().filter(|&&r| y[r] == 0).count();
+                assert!((1..=2).contains(&c0), "{f:?}");
+            }
+        }
+        assert_ne!(folds[0].val, folds[5].val, "a repeat reshuffles");
+        assert_eq!(folds, Split::folds(&y, 3, 5, 2, 3), "seeded");
+    }
+
+    #[test]
+    fn the_selector_falls_back_to_the_split_when_asked_or_when_rows_are_many() {
+        let y: Vec<i64> = (0..40).map(|i| i % 2).collect();
+        let split = Split::stratified(&y, 2, 0.2, 0);
+        let cv = Selector::new(&split, &y, 2, &TrainConfig::default());
+        assert!(cv.cv && cv.folds.len() == 5);
+        assert_eq!(cv.report().rows, 40);
+        for cfg in [
+            TrainConfig {
+                cv_folds: 0,
+                ..Default::default()
+            },
+            TrainConfig {
+                cv_max_labeled: 39,
+                ..Default::default()
+            },
+        ] {
+            let s = Selector::new(&split, &y, 2, &cfg);
+            assert!(!s.cv && s.folds == vec![split.clone()]);
+            assert_eq!(s.report().rows, split.val.len());
+        }
+    }
+
+    #[test]
+    fn scores_pool_hits_over_folds() {
+        let mut s = Score::default();
+        assert_eq!(s.accuracy(), None);
+        let p = ndarray::array![[0.9f32, 0.1], [0.2, 0.8], [0.6, 0.4]];
+        s.add(&p, &[0, 1, 1, 1], &[0, 2, 3]); // predicts 0, 1, 0 for labels 0, 1, 1
+        s.add(&p.slice(ndarray::s![..1, ..]).to_owned(), &[1], &[0]);
+        assert_eq!((s.hits, s.rows), (2, 4));
+        assert_eq!(s.accuracy(), Some(0.5));
+    }
+}
