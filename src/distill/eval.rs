@@ -139,7 +139,17 @@ pub fn evaluate(
             let mut req = DistillRequest::new("", method, &teacher, student);
             req.config = config.clone();
             req.weighting = weighting;
-            let draws = distill_draws(zoo, &cache, &task, &req)?;
+            let draws = match distill_draws(zoo, &cache, &task, &req) {
+                // a method that does not apply to the task (kd without a teacher naming its classes)
+                Err(e)
+                    if e.kind == crate::error::ErrorKind::InvalidInput
+                        && method != Method::Scratch =>
+                {
+                    progress(&format!("{name}: {label} skipped: {}", e.message));
+                    continue;
+                }
+                r => r?,
+            };
             let acc: Vec<f64> = draws.iter().map(|d| d.accuracy).collect();
             let m = mean(&acc);
             if method == Method::Scratch {
