@@ -25,8 +25,10 @@ bin="${CARGO_TARGET_DIR:-target}/release/faculty"
 TASKS="${TASKS:-mnist_10way,mnist_59_5way,fashion_clothing_6way,fashion_3way_coarse,digits_upsampled,letters_26way}"
 scope=(--tasks "$TASKS")
 [ "$TASKS" = all ] && scope=()
-run() { # student methods
-  "$bin" eval-distill --student "$1" --methods "$2" --draws "$DRAWS" "${scope[@]}" "${extra[@]}" --json > "$out/${1//:/_}.json"
+run() { # student methods (STUDENTS="mlp:2" runs one student, METHODS="auto,multihop" fewer methods)
+  [[ " ${STUDENTS:-tree:4 mlp:2} " == *" $1 "* ]] || return 0
+  "$bin" eval-distill --student "$1" --methods "${METHODS:-$2}" --draws "$DRAWS" "${scope[@]}" "${extra[@]}" \
+    --json > "$out/${1//:/_}.json"
 }
 run tree:4 faculty,auto,multihop,faculty+profweight,faculty+sratio
 run mlp:2 faculty,transfer,auto,multihop,faculty+profweight,faculty+sratio

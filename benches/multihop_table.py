@@ -3,6 +3,7 @@ accuracy and its spread over draws for every method, the paired differences that
 best 1-hop `auto`, ProfWeight / SRatio vs unweighted faculty, transfer vs faculty) with their standard
 deviation over draws, and the time multihop costs against the 1-hop auto job. Standard library only."""
 import json
+import re
 import statistics as st
 import sys
 from collections import defaultdict
@@ -18,7 +19,9 @@ def main(paths):
     overall = defaultdict(list)
     for path in paths:
         lines = json.load(open(path))
-        student = path.rsplit("/", 1)[-1][:-5].replace("_", ":")
+        # tree_4.json, mlp_2.json, or a copy named e.g. multihop_cv_mlp_2.json
+        stem = path.rsplit("/", 1)[-1][:-5]
+        student = re.search(r"(tree|mlp|linear|cnn).*$", stem).group(0).replace("_", ":")
         by = defaultdict(dict)
         for l in lines:
             by[l["task"]][l["method"]] = l

@@ -625,6 +625,13 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         text(&c, "#student-sha").await,
         card["sha256"].as_str().unwrap()
     );
+    // how it was chosen: the estimator and every candidate's estimate
+    let chosen = text(&c, "#student-selection").await;
+    assert!(
+        chosen.contains("cross-validation")
+            && chosen.contains(card["selection"]["picked"].as_str().unwrap()),
+        "{chosen}"
+    );
     click(&c, &format!("#download-{student}")).await;
     let status = wait_js(
         &c,

@@ -1772,15 +1772,9 @@ fn finish(
 
 /// Accuracy of predictions `p` on dataset rows `rows` (row k of `p` predicts row `rows[k]`).
 fn accuracy_of(p: &Array2<f32>, y: &[i64], rows: &[usize]) -> Option<f64> {
-    if rows.is_empty() {
-        return None;
-    }
-    let hits = rows
-        .iter()
-        .zip(p.rows())
-        .filter(|(r, pr)| argmax(pr.iter().copied()) as i64 == y[**r])
-        .count();
-    Some(hits as f64 / rows.len() as f64)
+    let mut s = select::Score::default();
+    s.add(p, y, rows);
+    s.accuracy()
 }
 
 /// Runs the exported model in ONNX Runtime on `rows` (raw, unstandardised: the graph standardises) and
