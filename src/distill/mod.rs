@@ -1262,7 +1262,8 @@ pub fn run(
             };
             search = Some(report);
             kept = chain;
-            judged = Some(score);
+            // on the split alone the score is the delivered student's validation accuracy
+            judged = sel.cv.then_some(score);
             f
         }
         (_, Some(t)) if sel.cv => {
@@ -1311,8 +1312,7 @@ pub fn run(
     let mut delivered = Delivered::Distilled;
     let mut selection = None;
     if base.is_some() {
-        let mut report = sel.report();
-        let (d, b) = match judged {
+        let (mut report, d, b) = match judged {
             Some(d) => {
                 let Some((_, b)) = tr.judge(&sel, &ds.y, |tr, fold, _| {
                     tr.learn(&kind, &Lesson::scratch(&ds.y, fold), BASELINE, (0.95, 0.95))
@@ -1320,16 +1320,13 @@ pub fn run(
                 else {
                     return Ok(None);
                 };
-                (d.accuracy(), b.accuracy())
+                (sel.report(), d.accuracy(), b.accuracy())
             }
-            None => {
-                let on_split = TrainConfig {
-                    cv_folds: 0,
-                    ..cfg.clone()
-                };
-                report = select::Selector::new(&split, &ds.y, c_s, &on_split).report();
-                (distilled, scratch_acc)
-            }
+            None => (
+                select::Selector::on_split(&split).report(),
+                distilled,
+                scratch_acc,
+            ),
         };
         let name = match &search {
             Some(r) if !r.chain.is_empty() => {

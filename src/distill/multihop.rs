@@ -330,28 +330,16 @@ pub(super) fn search(
                     spec.describe(),
                     method.as_str()
                 ));
-                let inter = match chain.last() {
-                    None => super::teach(
-                        tr,
-                        first_method,
-                        Some(taught),
-                        ds,
-                        fold,
-                        &kind,
-                        spans.next(),
-                    )?,
-                    Some(prev) => {
-                        let lesson = lesson_from(tr, &prev.inters[k], taught, ds, fold);
-                        let phase = format!("training: {}", tr.tag.clone().unwrap_or_default());
-                        tr.learn(&kind, &lesson, &phase, spans.next())?
-                    }
+                let prev = chain.last().map(|c| &c.inters[k]);
+                let from = (first_method, taught);
+                let Some(inter) = taught_by(tr, prev, from, ds, fold, &kind, spans.next())? else {
+                    return Ok(None);
                 };
-                let Some(inter) = inter else { return Ok(None) };
                 inter_score.add(&tr.predict(&inter.model, &fold.val), &ds.y, &fold.val);
-                let lesson = lesson_from(tr, &inter, taught, ds, fold);
-                let phase = format!("training: look-ahead from {}", spec.describe());
+                tr.tag = Some(format!("look-ahead from {}", spec.describe()));
+                let student = taught_by(tr, Some(&inter), from, ds, fold, target, spans.next());
                 inters.push(inter);
-                tr.learn(target, &lesson, &phase, spans.next())
+                student
             })?
             else {
                 return Ok(None);
@@ -463,30 +451,46 @@ fn retrain(
             ds.flat(),
         )?);
         tr.tag = Some(format!("chain {} {}", k + 1, c.spec.describe()));
-        let inter = match kept.last() {
-            None => super::teach(tr, first, Some(taught), ds, split, &kind, spans.next())?,
-            Some(prev) => {
-                let lesson = lesson_from(tr, &prev.fitted, taught, ds, split);
-                let phase = format!("training: chain {} {}", k + 1, c.spec.describe());
-                tr.learn(&kind, &lesson, &phase, spans.next())?
-            }
+        let prev = kept.last().map(|i| &i.fitted);
+        let Some(fitted) = taught_by(tr, prev, (first, taught), ds, split, &kind, spans.next())?
+        else {
+            return Ok(None);
         };
-        let Some(fitted) = inter else { return Ok(None) };
         kept.push(Intermediate {
             spec: c.spec.clone(),
             fitted,
             trial: c.trial.clone(),
         });
     }
-    tr.tag = Some(format!("chosen {}", first.as_str()));
-    let student = match kept.last() {
-        None => super::teach(tr, first, Some(taught), ds, split, target, spans.next())?,
-        Some(prev) => {
-            let lesson = lesson_from(tr, &prev.fitted, taught, ds, split);
-            tr.learn(target, &lesson, "training: chosen student", spans.next())?
-        }
-    };
+    tr.tag = Some(match kept.last() {
+        None => format!("chosen {}", first.as_str()),
+        Some(_) => "chosen student".into(),
+    });
+    let prev = kept.last().map(|i| &i.fitted);
+    let student = taught_by(tr, prev, (first, taught), ds, split, target, spans.next())?;
     Ok(student.map(|s| (s, kept)))
+}
+
+/// Teaches a student of `kind` on `split` from the model before it in a chain: the teacher with the
+/// 1-hop method `from.0` when there is none, else KD on that model's predictions. The phase is
+/// `training: ` and the trainer's tag. `None` when cancelled.
+fn taught_by(
+    tr: &mut Trainer<'_>,
+    prev: Option<&Fitted>,
+    (first, taught): (Method, &Taught),
+    ds: &Dataset,
+    split: &super::Split,
+    kind: &Kind,
+    span: (f64, f64),
+) -> Result<Option<Fitted>> {
+    match prev {
+        None => super::teach(tr, first, Some(taught), ds, split, kind, span),
+        Some(p) => {
+            let lesson = lesson_from(tr, p, taught, ds, split);
+            let phase = format!("training: {}", tr.tag.clone().unwrap_or_default());
+            tr.learn(kind, &lesson, &phase, span)
+        }
+    }
 }
 
 /// KD from a trained student's predictions on every row (with the job's sample weights).

@@ -38,6 +38,11 @@ impl Selector {
                 };
             }
         }
+        Self::on_split(split)
+    }
+
+    /// The job's split alone: its validation rows judge.
+    pub fn on_split(split: &Split) -> Self {
         Self {
             folds: vec![split.clone()],
             cv: false,
