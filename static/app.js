@@ -886,7 +886,8 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     phase.textContent = j.phase;
     bar.value = j.progress;
     bar.setAttribute("aria-valuenow", String(j.progress));
-    epochsEl.textContent = j.epochs.length ? `epoch ${j.epochs.length}${j.epochs.at(-1).val_accuracy != null ? `, validation accuracy ${pct(j.epochs.at(-1).val_accuracy)}` : ""}` : "";
+    const last = j.epochs.at(-1);
+    epochsEl.textContent = last ? `${last.stage ? last.stage + ", " : ""}epoch ${last.epoch}${last.val_accuracy != null ? `, validation accuracy ${pct(last.val_accuracy)}` : ""}` : "";
     cancel.hidden = j.state !== "queued" && j.state !== "running";
     cancel.disabled = false;
     draw();
