@@ -211,7 +211,8 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
         "/v1/jobs",
         serde_json::json!({"dataset_id": ds["id"], "method": "multihop", "teacher": "letters_rf",
                            "student": "tree:10",
-                           "multihop": {"candidates": ["mlp:256"], "hop_methods": ["kd"], "min_gain": 0},
+                           "multihop": {"candidates": ["mlp:256"], "hop_methods": ["kd"], "min_gain": 0,
+                                        "max_time_factor": 0},
                            "config": {"max_epochs": 300, "patience": 300, "cv_folds": 2}}),
     );
     assert_eq!(status, 202, "{job}");
@@ -290,7 +291,7 @@ fn distill_without_a_server() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("training epoch") && err.contains('%'),
+        err.contains("training: restart 1/3 epoch") && err.contains('%'),
         "a progress bar: {err}"
     );
     let text = String::from_utf8_lossy(&out.stdout);

@@ -53,21 +53,24 @@ async fn a_job_trains_streams_and_leaves_a_student() {
     assert!(
         events
             .iter()
-            .any(|e| e["phase"] == "training" && !e["epochs"].as_array().unwrap().is_empty())
+            .any(|e| e["phase"].as_str().unwrap().starts_with("training")
+                && !e["epochs"].as_array().unwrap().is_empty())
     );
     // the job
     let j = get(&app, &format!("/v1/jobs/{id}")).await.json();
     assert_eq!(j["state"], "succeeded");
     assert_eq!(j["progress"], 1.0);
-    // the delivered training's epochs (no stage), after those of the cross-validation folds that judged
-    // it against scratch
-    let epochs: Vec<&serde_json::Value> = j["epochs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["stage"].is_null())
-        .collect();
-    assert!(!epochs.is_empty() && epochs.len() <= 12, "{j}");
+    // the delivered training's three seeded restarts, after the cross-validation folds that judged it
+    // against scratch
+    for k in 1..=3 {
+        let epochs = j["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["stage"] == format!("restart {k}/3").as_str())
+            .count();
+        assert!(epochs > 0 && epochs <= 12, "restart {k}: {j}");
+    }
     for k in 1..=5 {
         let stage = format!("faculty (fold {k}/5)");
         assert!(
@@ -79,12 +82,10 @@ async fn a_job_trains_streams_and_leaves_a_student() {
             "{stage}: {j}"
         );
     }
-    assert_eq!(
-        j["epochs"].as_array().unwrap().last(),
-        epochs.last().copied()
-    );
-    assert!(epochs[0]["train_loss"].as_f64().unwrap().is_finite());
-    assert!(epochs[0]["val_accuracy"].as_f64().is_some());
+    let last = j["epochs"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["stage"], "restart 3/3", "{j}");
+    assert!(last["train_loss"].as_f64().unwrap().is_finite());
+    assert!(last["val_accuracy"].as_f64().is_some());
     assert!(
         j["teacher"]["selected_by"]
             .as_str()
@@ -293,6 +294,16 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             "candidates",
         ),
         (
+            json!({"dataset_id": mnist, "method": "multihop", "multihop": {"max_time_factor": 0.5}}),
+            StatusCode::BAD_REQUEST,
+            "max_time_factor",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "auto", "config": {"restarts": 0}}),
+            StatusCode::BAD_REQUEST,
+            "restarts must be in 1..=10",
+        ),
+        (
             json!({"dataset_id": mnist, "method": "multihop", "multihop": {"hop_methods": ["scratch"]}}),
             StatusCode::BAD_REQUEST,
             "hop_methods",
@@ -413,17 +424,25 @@ async fn tree_and_transfer_students() {
         .iter()
         .map(|e| e["stage"].as_str().unwrap())
         .collect();
+    // the delivered student is one of three seeded trainings (restarts), each of the three stages
+    let restart = stages[0].strip_prefix("mimic").unwrap();
+    assert!(
+        restart.starts_with(" (restart ") && restart.ends_with("/3)"),
+        "{stages:?}"
+    );
     for s in ["mimic", "head", "fine-tune"] {
-        assert!(stages.contains(&s), "{stages:?}");
+        assert!(
+            stages.contains(&format!("{s}{restart}").as_str()),
+            "{stages:?}"
+        );
     }
-    assert_eq!(stages[0], "mimic");
     // the job also shows the folds that judged it against scratch, each stage by its fold
     let delivered: Vec<&str> = j["epochs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["stage"].as_str().unwrap())
-        .filter(|s| !s.contains("(fold "))
+        .filter(|s| !s.contains("(fold ") && s.ends_with(restart))
         .collect();
     assert_eq!(delivered, stages, "{j}");
     assert!(
@@ -490,11 +509,13 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
     let (j, card) = run_job(
         &app,
         json!({"dataset_id": letters, "method": "multihop", "teacher": "letters_rf", "student": "tree:10",
-               "multihop": {"candidates": ["mlp:256", "mlp:8"], "hop_methods": ["kd"], "min_gain": 0},
+               "multihop": {"candidates": ["mlp:256", "mlp:8"], "hop_methods": ["kd"], "min_gain": 0,
+                            "max_time_factor": 0},
                "config": {"max_epochs": 25}}),
     )
     .await;
     let m = &card["multihop"];
+    assert!(m.get("time_budget_s").is_none(), "no limit: {m}");
     let trials = m["trials"].as_array().unwrap();
     // the 1-hop answer (kd only, as asked), then every candidate of hop 1
     let hop1: Vec<&str> = trials
@@ -508,8 +529,8 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
         .filter(|t| t["hop"] == 2)
         .map(|t| t["model"].as_str().unwrap())
         .collect();
-    assert_eq!(hop2, ["mlp:256:relu", "mlp:8:relu"], "{m}");
-    assert_eq!(trials[1]["parameters"], 16 * 256 + 256 + 256 * 26 + 26);
+    assert_eq!(hop2, ["mlp:8:relu", "mlp:256:relu"], "smallest first: {m}");
+    assert_eq!(trials[2]["parameters"], 16 * 256 + 256 + 256 * 26 + 26);
     // the job showed the same search as it went
     assert_eq!(&j["search"], &m["trials"], "{j}");
     // never worse than 1-hop on validation; a kept hop gained at least min_gain (0 here) and is a student
@@ -537,8 +558,13 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
         assert_eq!(dl.status, StatusCode::OK);
     }
     assert_eq!(card["student"], "tree:10");
+    let stopped = m["stopped"].as_str().unwrap();
+    assert!(
+        !stopped.is_empty() && !stopped.contains("time budget"),
+        "{m}"
+    );
     // auto: the 1-hop search alone, the best method kept
-    let (_, card) = run_job(
+    let (j, card) = run_job(
         &app,
         json!({"dataset_id": letters, "method": "auto", "teacher": "letters_mlp", "student": "mlp:16",
                "config": {"max_epochs": 10}}),
@@ -580,6 +606,76 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
         format!("auto ({picked})"),
         "{sel}"
     );
+    // the delivered student is the lowest-loss of three seeded trainings on the split; the job showed them
+    assert_eq!(sel["restarts"], 3, "{sel}");
+    let stages: Vec<&str> = j["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["stage"].as_str())
+        .collect();
+    for k in 1..=3 {
+        assert!(
+            stages
+                .iter()
+                .any(|s| s.ends_with(&format!("(restart {k}/3)"))),
+            "restart {k}: {stages:?}"
+        );
+    }
+    let student = card["history"].as_array().unwrap();
+    let lowest = |stage: &str| {
+        j["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["stage"] == stage)
+            .map(|e| e["train_loss"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let kept = student.last().unwrap()["stage"].as_str().unwrap();
+    for k in 1..=3 {
+        let other = kept.replace(
+            &kept[kept.rfind("(restart").unwrap()..],
+            &format!("(restart {k}/3)"),
+        );
+        assert!(lowest(kept) <= lowest(&other), "{kept} vs {other}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multihop_search_stops_at_its_time_budget() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
+    // a budget of 1x the 1-hop answer leaves no time for an intermediate: the 1-hop answer is delivered
+    let (_, card) = run_job(
+        &app,
+        json!({"dataset_id": letters, "method": "multihop", "teacher": "letters_rf", "student": "tree:4",
+               "multihop": {"candidates": ["mlp:256", "mlp:8"], "hop_methods": ["kd"], "min_gain": 0,
+                            "max_time_factor": 1},
+               "config": {"max_epochs": 25}}),
+    )
+    .await;
+    let m = &card["multihop"];
+    assert_eq!(m["time_budget_s"], 0.0, "{m}");
+    let stopped = m["stopped"].as_str().unwrap();
+    assert!(
+        stopped.contains("time budget ran out in hop 1")
+            && stopped.contains("mlp:8:relu, mlp:256:relu"),
+        "{m}"
+    );
+    assert_eq!(m["trials"].as_array().unwrap().len(), 1, "{m}");
+    assert_eq!(m["chain"], json!([]));
+    // the default budget (4x) is reported with the job's own time to its 1-hop answer
+    let (_, card) = run_job(
+        &app,
+        json!({"dataset_id": letters, "method": "multihop", "teacher": "letters_rf", "student": "tree:4",
+               "multihop": {"candidates": ["mlp:8"], "hop_methods": ["kd"]},
+               "config": {"max_epochs": 5}}),
+    )
+    .await;
+    let b = card["multihop"]["time_budget_s"].as_f64().unwrap();
+    assert!(b > 0.0, "{card}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

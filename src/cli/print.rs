@@ -151,11 +151,16 @@ pub fn print_card(
                 .map(|k| format!("{} {}", k.name, pct(k.accuracy)))
                 .collect();
             println!(
-                "chosen by {} ({} held-out rows): {}; delivered {}",
+                "chosen by {} ({} held-out rows): {}; delivered {}{}",
                 s.estimator,
                 s.rows,
                 each.join(", "),
-                s.picked
+                s.picked,
+                if s.restarts > 1 {
+                    format!(" (the lowest-loss of {} seeded trainings)", s.restarts)
+                } else {
+                    String::new()
+                }
             );
         }
         if let Some(t) = &c.test {
@@ -247,6 +252,9 @@ pub fn print_card(
                 pct(m.chain_accuracy),
                 pct(m.one_hop_accuracy)
             );
+            if !m.stopped.is_empty() {
+                println!("search stopped: {}", m.stopped);
+            }
         }
         for n in &c.notes {
             println!("note: {n}");

@@ -582,6 +582,8 @@ struct StageHooks<'a> {
     phase: &'a str,
     index: usize,
     span: (f64, f64),
+    /// Stop (as if cancelled) when this instant passes: a search's time budget.
+    deadline: Option<std::time::Instant>,
 }
 
 impl StageHooks<'_> {
@@ -616,12 +618,15 @@ impl train::Hooks for StageHooks<'_> {
         Ok(())
     }
     fn keep_going(&self) -> bool {
-        !self.p.cancelled()
+        !self.p.cancelled() && self.deadline.is_none_or(|d| std::time::Instant::now() < d)
     }
 }
 
 /// The phase of the scratch baseline: never checkpointed (it is cheap to redo).
 const BASELINE: &str = "baseline";
+
+/// Restart k's seed is the job's seed plus k - 1 times this.
+const RESTART_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Rows standardised with a (mean, std): the key and the rows.
 type Standardised = (Vec<f32>, Vec<f32>, std::rc::Rc<Array2<f32>>);
@@ -643,6 +648,12 @@ struct Trainer<'a> {
     /// The cross-validation fold being trained (number, count): its trainings' phases and stages say
     /// `(fold k/n)`.
     fold: Option<(usize, usize)>,
+    /// The restart being trained (number from 1, count): seeded differently, phases say `(restart k/n)`.
+    restart: Option<(usize, usize)>,
+    /// When the job started, and when the trainings running now must stop (a search's time budget:
+    /// they end as if cancelled, and `out_of_time` tells the two apart).
+    started: std::time::Instant,
+    deadline: Option<std::time::Instant>,
 }
 
 impl Trainer<'_> {
@@ -677,21 +688,39 @@ impl Trainer<'_> {
             self.next += 1;
             self.next - 1
         };
-        let start = match self
-            .resume
-            .take_if(|c| c.stage == index && phase != BASELINE)
-        {
+        let phase = &self.fold_phase(phase);
+        // the checkpoint of this training: same number and same stage (a search cut by its time
+        // budget may number its trainings differently when replayed after a restart)
+        let name = phase.strip_prefix("training: ");
+        let start = match self.resume.take_if(|c| {
+            c.stage == index
+                && phase != BASELINE
+                && c.history.last().is_none_or(|m| m.stage.as_deref() == name)
+        }) {
             Some(ck) => Start::Resume(ck),
             None => start,
         };
-        let phase = &self.fold_phase(phase);
         self.progress.phase(phase, span.0);
+        let reseeded;
+        let cfg = match self.restart {
+            Some((k, _)) if k > 1 => {
+                reseeded = TrainConfig {
+                    seed: cfg
+                        .seed
+                        .wrapping_add(RESTART_SEED.wrapping_mul(k as u64 - 1)),
+                    ..cfg.clone()
+                };
+                &reseeded
+            }
+            _ => cfg,
+        };
         let x = self.rows_for(arch);
         let mut hooks = StageHooks {
             p: &mut *self.progress,
             phase,
             index,
             span,
+            deadline: self.deadline,
         };
         let mut t = train::train(arch, x.view(), lesson, cfg, start, &mut hooks)?;
         if t.cancelled {
@@ -704,13 +733,60 @@ impl Trainer<'_> {
         Ok(Some(t))
     }
 
+    /// Whether the trainings stopped because the deadline passed (not cancelled).
+    fn out_of_time(&self) -> bool {
+        !self.progress.cancelled()
+            && self
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
     /// `phase` with the fold being trained, if any (the baseline keeps its name: it is never
     /// checkpointed).
     fn fold_phase(&self, phase: &str) -> String {
-        match self.fold {
+        let phase = match self.fold {
             Some((k, n)) if phase != BASELINE => format!("{phase} (fold {k}/{n})"),
             _ => phase.to_string(),
+        };
+        match self.restart {
+            // an untagged training gets a stage of its own, so that each restart's epochs are told apart
+            Some((k, n)) if phase == "training" => format!("training: restart {k}/{n}"),
+            Some((k, n)) => format!("{phase} (restart {k}/{n})"),
+            None => phase,
         }
+    }
+
+    /// Trains a delivered student `n` times over `span` (`fit` gets its share), each seeded
+    /// differently, and keeps the one whose training reached the lowest loss (a tree, which has no
+    /// seed, once). `None` when cancelled.
+    fn restarted(
+        &mut self,
+        kind: &Kind,
+        n: usize,
+        (from, to): (f64, f64),
+        mut fit: impl FnMut(&mut Self, (f64, f64)) -> Result<Option<Fitted>>,
+    ) -> Result<Option<Fitted>> {
+        let n = if matches!(kind, Kind::Tree(_)) {
+            1
+        } else {
+            n.max(1)
+        };
+        let step = (to - from) / n as f64;
+        let mut best: Option<(f64, Fitted)> = None;
+        for k in 0..n {
+            self.restart = (n > 1).then_some((k + 1, n));
+            let at = from + step * k as f64;
+            let fitted = fit(self, (at, at + step));
+            self.restart = None;
+            let Some(f) = fitted? else {
+                return Ok(None);
+            };
+            let loss = f.training.lowest_loss();
+            if best.as_ref().is_none_or(|b| loss < b.0) {
+                best = Some((loss, f));
+            }
+        }
+        Ok(best.map(|b| b.1))
     }
 
     /// The rows standardised for `arch` (computed once per standardisation: an MLP and a CNN differ).
@@ -828,6 +904,22 @@ struct Training {
 struct Fitted {
     model: Model,
     training: Training,
+}
+
+impl Training {
+    /// The lowest training loss of the last stage's epochs (a transfer's earlier stages learn other
+    /// targets); 0 for a tree: nothing to compare.
+    fn lowest_loss(&self) -> f64 {
+        let Some(last) = self.history.last() else {
+            return 0.0;
+        };
+        self.history
+            .iter()
+            .filter(|m| m.stage == last.stage)
+            .map(|m| m.train_loss)
+            .filter(|l| l.is_finite())
+            .fold(f64::INFINITY, f64::min)
+    }
 }
 
 impl Fitted {
@@ -1113,6 +1205,9 @@ pub fn run(
         next: 0,
         tag: None,
         fold: None,
+        restart: None,
+        started: std::time::Instant::now(),
+        deadline: None,
     };
     // 3. the teacher's outputs, and its accuracy in the student's labels
     let mut chain = Vec::new();
@@ -1171,7 +1266,10 @@ pub fn run(
     let mut weighting_report = None;
     if ensemble.is_some() || taught.is_some() {
         let lesson = Lesson::scratch(&ds.y, &split);
-        let Some(b) = tr.learn(&kind, &lesson, BASELINE, (0.05, 0.15))? else {
+        let Some(b) = tr.restarted(&kind, sel.restarts(), (0.05, 0.15), |tr, span| {
+            tr.learn(&kind, &lesson, BASELINE, span)
+        })?
+        else {
             return Ok(None);
         };
         base = Some(b);
@@ -1280,7 +1378,9 @@ pub fn run(
             };
             tr.tag = None;
             judged = Some(score);
-            let Some(f) = teach(&mut tr, req.method, Some(t), ds, &split, &kind, (0.8, 0.95))?
+            let Some(f) = tr.restarted(&kind, sel.restarts(), (0.8, 0.95), |tr, span| {
+                teach(tr, req.method, Some(t), ds, &split, &kind, span)
+            })?
             else {
                 return Ok(None);
             };

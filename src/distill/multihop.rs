@@ -12,6 +12,8 @@
 //!
 //! Every training is numbered by the trainer in the same order each run, so a restarted job redoes the
 //! trainings before its checkpoint (seeded, so identically) and resumes the one it was in.
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use super::select::{Score, Selector};
@@ -34,6 +36,11 @@ pub struct MultihopOptions {
     /// Methods tried for the teacher's own hop (kd only where the label names match; transfer only for
     /// students with a hidden layer).
     pub hop_methods: Vec<Method>,
+    /// Time budget: the search through intermediates (with the chain's retraining) may take at most
+    /// this many times as long as the job took up to the end of its 1-hop answer, so that the whole
+    /// job costs about this many times a 1-hop job. A candidate still training when the time runs out
+    /// is dropped; those finished still count. 0: no limit.
+    pub max_time_factor: f64,
 }
 
 impl Default for MultihopOptions {
@@ -43,6 +50,7 @@ impl Default for MultihopOptions {
             min_gain: 0.5,
             candidates: Candidates::Word("auto".into()),
             hop_methods: vec![Method::Kd, Method::Faculty, Method::Transfer],
+            max_time_factor: 4.0,
         }
     }
 }
@@ -67,6 +75,13 @@ impl MultihopOptions {
         if !(self.min_gain >= 0.0 && self.min_gain <= 100.0) {
             return Err(Error::invalid_input(
                 "multihop: min_gain must be in [0, 100] points",
+            ));
+        }
+        if !(self.max_time_factor == 0.0
+            || (self.max_time_factor >= 1.0 && self.max_time_factor <= 1000.0))
+        {
+            return Err(Error::invalid_input(
+                "multihop: max_time_factor must be 0 (no limit) or in [1, 1000]",
             ));
         }
         if self.hop_methods.is_empty()
@@ -169,6 +184,14 @@ pub struct MultihopReport {
     /// The method of the best 1-hop answer (it also teaches the first intermediate).
     #[serde(default = "default_method")]
     pub one_hop_method: Method,
+    /// Why the search ended (no candidate gained `min_gain`, `max_hops` reached, no smaller candidate,
+    /// or the time budget ran out, with the candidates it left untried).
+    #[serde(default)]
+    pub stopped: String,
+    /// The time budget of the search through intermediates, in seconds (`max_time_factor` times the
+    /// time to the 1-hop answer; absent without a limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_budget_s: Option<f64>,
     pub options: MultihopOptions,
 }
 
@@ -226,6 +249,8 @@ struct RoundBest {
     inters: Vec<Fitted>,
     students: Vec<Fitted>,
     score: Score,
+    /// One fold's time to train the intermediate: what retraining it on the job's split will cost.
+    retrain: Duration,
 }
 
 /// What the search found: the delivered student, the report, the kept intermediates and the delivered
@@ -310,49 +335,82 @@ pub(super) fn search(
     }
     let (mut best_students, one_hop_score, first_method) = best.expect("at least one method");
     let mut best_score = one_hop_score;
-    // 2. hops through intermediates: each fold's chain so far (empty: the teacher teaches)
+    // 2. hops through intermediates: each fold's chain so far (empty: the teacher teaches), within
+    //    the time budget (the chosen chain's retraining reserved as its links are kept)
+    let budget = (opts.max_time_factor > 0.0 && opts.max_hops > 0)
+        .then(|| tr.started.elapsed().mul_f64(opts.max_time_factor - 1.0));
+    let mut deadline = budget.map(|b| Instant::now() + b);
+    let mut stopped = None;
     let mut chain: Vec<RoundBest> = Vec::new();
     let mut current_params = teacher_params;
     for hop in 1..=opts.max_hops {
         let mut round: Option<RoundBest> = None;
-        for (spec, params) in pool.iter().filter(|(_, p)| *p < current_params) {
-            let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.flat())?;
-            let kind = Kind::Net(arch);
-            let method = if chain.is_empty() {
-                first_method
+        // smallest first: the cheapest candidates are the ones a tight budget still tries
+        let todo: Vec<&(StudentSpec, usize)> = pool
+            .iter()
+            .rev()
+            .filter(|(_, p)| *p < current_params)
+            .collect();
+        for (i, (spec, params)) in todo.iter().enumerate() {
+            tr.deadline = deadline;
+            let judged = if tr.out_of_time() {
+                None
             } else {
-                Method::Kd
-            };
-            let (mut inters, mut inter_score) = (Vec::new(), Score::default());
-            let Some((students, score)) = tr.judge(sel, &ds.y, |tr, fold, k| {
-                tr.tag = Some(format!(
-                    "hop {hop} {} via {}",
-                    spec.describe(),
-                    method.as_str()
-                ));
-                let prev = chain.last().map(|c| &c.inters[k]);
-                let from = (first_method, taught);
-                let Some(inter) = taught_by(tr, prev, from, ds, fold, &kind, spans.next())? else {
-                    return Ok(None);
+                let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.flat())?;
+                let kind = Kind::Net(arch);
+                let method = if chain.is_empty() {
+                    first_method
+                } else {
+                    Method::Kd
                 };
-                inter_score.add(&tr.predict(&inter.model, &fold.val), &ds.y, &fold.val);
-                tr.tag = Some(format!("look-ahead from {}", spec.describe()));
-                let student = taught_by(tr, Some(&inter), from, ds, fold, target, spans.next());
-                inters.push(inter);
-                student
-            })?
-            else {
-                return Ok(None);
+                let (mut inters, mut inter_score) = (Vec::new(), Score::default());
+                let mut inter_time = Duration::ZERO;
+                tr.judge(sel, &ds.y, |tr, fold, k| {
+                    tr.tag = Some(format!(
+                        "hop {hop} {} via {}",
+                        spec.describe(),
+                        method.as_str()
+                    ));
+                    let prev = chain.last().map(|c| &c.inters[k]);
+                    let from = (first_method, taught);
+                    let t0 = Instant::now();
+                    let inter = taught_by(tr, prev, from, ds, fold, &kind, spans.next())?;
+                    inter_time += t0.elapsed();
+                    let Some(inter) = inter else {
+                        return Ok(None);
+                    };
+                    inter_score.add(&tr.predict(&inter.model, &fold.val), &ds.y, &fold.val);
+                    tr.tag = Some(format!("look-ahead from {}", spec.describe()));
+                    let student = taught_by(tr, Some(&inter), from, ds, fold, target, spans.next());
+                    inters.push(inter);
+                    student
+                })?
+                .map(|(students, score)| {
+                    let trial = HopTrial {
+                        hop: hop + 1,
+                        model: spec.describe(),
+                        parameters: *params,
+                        method,
+                        val_accuracy: inter_score.accuracy(),
+                        student_val_accuracy: score.accuracy(),
+                        kept: false,
+                        student_id: None,
+                    };
+                    let retrain = inter_time.div_f64(sel.folds.len() as f64);
+                    (trial, inters, students, score, retrain)
+                })
             };
-            let trial = HopTrial {
-                hop: hop + 1,
-                model: spec.describe(),
-                parameters: *params,
-                method,
-                val_accuracy: inter_score.accuracy(),
-                student_val_accuracy: score.accuracy(),
-                kept: false,
-                student_id: None,
+            tr.deadline = None;
+            let Some((trial, inters, students, score, retrain)) = judged else {
+                if tr.progress.cancelled() {
+                    return Ok(None);
+                }
+                let left: Vec<String> = todo[i..].iter().map(|c| c.0.describe()).collect();
+                stopped = Some(format!(
+                    "the time budget ran out in hop {hop} ({} not tried or not finished)",
+                    left.join(", ")
+                ));
+                break;
             };
             tr.progress.trial(&trial);
             trials.push(trial.clone());
@@ -366,14 +424,26 @@ pub(super) fn search(
                     inters,
                     students,
                     score,
+                    retrain,
                 });
             }
         }
         let Some(mut kept) = round else {
+            stopped.get_or_insert_with(|| {
+                format!("hop {hop}: no candidate is smaller than the model before it")
+            });
             break;
         };
         let gain = kept.score.accuracy().unwrap_or(0.0) - best_score.accuracy().unwrap_or(0.0);
         if gain * 100.0 < opts.min_gain || gain <= 0.0 {
+            stopped.get_or_insert_with(|| {
+                format!(
+                    "hop {hop}: the best candidate ({}) gained {:+.1} points, less than min_gain {}",
+                    kept.trial.model,
+                    100.0 * gain,
+                    opts.min_gain
+                )
+            });
             break;
         }
         kept.trial.kept = true;
@@ -387,8 +457,16 @@ pub(super) fn search(
         current_params = kept.trial.parameters;
         best_students = std::mem::take(&mut kept.students);
         best_score = kept.score;
+        deadline = deadline.map(|d| d.checked_sub(kept.retrain).unwrap_or(d));
         chain.push(kept);
+        if stopped.is_some() {
+            break;
+        }
     }
+    let stopped = stopped.unwrap_or_else(|| match opts.max_hops {
+        0 => "1-hop only".into(),
+        n => format!("max_hops {n} reached"),
+    });
     // 3. the chosen chain on the job's split
     let (student, kept) = if sel.cv {
         let Some(f) = retrain(
@@ -423,6 +501,8 @@ pub(super) fn search(
         one_hop_accuracy: one_hop_score.accuracy(),
         chain_accuracy: best_score.accuracy(),
         one_hop_method: first_method,
+        stopped,
+        time_budget_s: budget.map(|b| b.as_secs_f64()),
         options: opts.clone(),
     };
     Ok(Some((student, report, kept, best_score)))
@@ -467,7 +547,9 @@ fn retrain(
         Some(_) => "chosen student".into(),
     });
     let prev = kept.last().map(|i| &i.fitted);
-    let student = taught_by(tr, prev, (first, taught), ds, split, target, spans.next())?;
+    let student = tr.restarted(target, tr.cfg.restarts, spans.next(), |tr, span| {
+        taught_by(tr, prev, (first, taught), ds, split, target, span)
+    })?;
     Ok(student.map(|s| (s, kept)))
 }
 

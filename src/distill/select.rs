@@ -19,6 +19,8 @@ pub struct Selector {
     pub cv: bool,
     k: usize,
     repeats: usize,
+    /// Seeded trainings behind the delivered student (`restarts` with cross-validation, else 1).
+    restarts: usize,
 }
 
 impl Selector {
@@ -35,6 +37,7 @@ impl Selector {
                     cv: true,
                     k,
                     repeats: cfg.cv_repeats,
+                    restarts: cfg.restarts,
                 };
             }
         }
@@ -48,7 +51,14 @@ impl Selector {
             cv: false,
             k: 1,
             repeats: 1,
+            restarts: 1,
         }
+    }
+
+    /// How many seeded trainings the delivered student (and the baseline) gets: the config's
+    /// `restarts` where cross-validation decides (a few rows make them cheap beside the folds), else one.
+    pub fn restarts(&self) -> usize {
+        self.restarts
     }
 
     /// An empty report naming the estimator, for the candidates to be added to.
@@ -70,6 +80,7 @@ impl Selector {
             folds: self.k,
             repeats: self.repeats,
             rows: self.folds.iter().map(|f| f.val.len()).sum(),
+            restarts: self.restarts,
             candidates: vec![],
             picked: String::new(),
         }
@@ -109,10 +120,18 @@ pub struct SelectionReport {
     pub repeats: usize,
     /// Held-out labeled rows behind each estimate (pooled over folds and repeats).
     pub rows: usize,
+    /// The delivered student is the one of this many seeded trainings that reached the lowest
+    /// training loss (config `restarts`; 1 where the validation split decides).
+    #[serde(default = "one")]
+    pub restarts: usize,
     /// The candidates the delivered student was chosen from, with their estimated accuracy.
     pub candidates: Vec<SelectionCandidate>,
     /// The candidate delivered.
     pub picked: String,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One candidate of a choice.

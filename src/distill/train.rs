@@ -49,6 +49,11 @@ pub struct TrainConfig {
     pub cv_repeats: usize,
     /// Above this many labeled rows the validation split is large enough and decides alone.
     pub cv_max_labeled: usize,
+    /// Where cross-validation decides, the delivered student's (and the scratch baseline's) final
+    /// training runs this many times with different seeds and the lowest training loss is kept: a tiny
+    /// network trained on few rows sometimes fails to train at all, and the folds' estimate speaks for
+    /// the procedure, not for one unlucky instance (1: a single training).
+    pub restarts: usize,
 }
 
 impl Default for TrainConfig {
@@ -70,6 +75,7 @@ impl Default for TrainConfig {
             cv_folds: 5,
             cv_repeats: 1,
             cv_max_labeled: 1000,
+            restarts: 3,
         }
     }
 }
@@ -112,6 +118,9 @@ impl TrainConfig {
         }
         if !(1..=10).contains(&self.cv_repeats) {
             return bad("cv_repeats must be in 1..=10");
+        }
+        if !(1..=10).contains(&self.restarts) {
+            return bad("restarts must be in 1..=10");
         }
         Ok(())
     }
