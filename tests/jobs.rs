@@ -53,24 +53,21 @@ async fn a_job_trains_streams_and_leaves_a_student() {
     assert!(
         events
             .iter()
-            .any(|e| e["phase"].as_str().unwrap().starts_with("training")
-                && !e["epochs"].as_array().unwrap().is_empty())
+            .any(|e| e["phase"] == "training" && !e["epochs"].as_array().unwrap().is_empty())
     );
     // the job
     let j = get(&app, &format!("/v1/jobs/{id}")).await.json();
     assert_eq!(j["state"], "succeeded");
     assert_eq!(j["progress"], 1.0);
-    // the delivered training's three seeded restarts, after the cross-validation folds that judged it
-    // against scratch
-    for k in 1..=3 {
-        let epochs = j["epochs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["stage"] == format!("restart {k}/3").as_str())
-            .count();
-        assert!(epochs > 0 && epochs <= 12, "restart {k}: {j}");
-    }
+    // the delivered training's epochs (no stage), after those of the cross-validation folds that judged
+    // it against scratch
+    let epochs: Vec<&serde_json::Value> = j["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["stage"].is_null())
+        .collect();
+    assert!(!epochs.is_empty() && epochs.len() <= 12, "{j}");
     for k in 1..=5 {
         let stage = format!("faculty (fold {k}/5)");
         assert!(
@@ -82,10 +79,12 @@ async fn a_job_trains_streams_and_leaves_a_student() {
             "{stage}: {j}"
         );
     }
-    let last = j["epochs"].as_array().unwrap().last().unwrap();
-    assert_eq!(last["stage"], "restart 3/3", "{j}");
-    assert!(last["train_loss"].as_f64().unwrap().is_finite());
-    assert!(last["val_accuracy"].as_f64().is_some());
+    assert_eq!(
+        j["epochs"].as_array().unwrap().last(),
+        epochs.last().copied()
+    );
+    assert!(epochs[0]["train_loss"].as_f64().unwrap().is_finite());
+    assert!(epochs[0]["val_accuracy"].as_f64().is_some());
     assert!(
         j["teacher"]["selected_by"]
             .as_str()
@@ -424,25 +423,17 @@ async fn tree_and_transfer_students() {
         .iter()
         .map(|e| e["stage"].as_str().unwrap())
         .collect();
-    // the delivered student is one of three seeded trainings (restarts), each of the three stages
-    let restart = stages[0].strip_prefix("mimic").unwrap();
-    assert!(
-        restart.starts_with(" (restart ") && restart.ends_with("/3)"),
-        "{stages:?}"
-    );
     for s in ["mimic", "head", "fine-tune"] {
-        assert!(
-            stages.contains(&format!("{s}{restart}").as_str()),
-            "{stages:?}"
-        );
+        assert!(stages.contains(&s), "{stages:?}");
     }
+    assert_eq!(stages[0], "mimic");
     // the job also shows the folds that judged it against scratch, each stage by its fold
     let delivered: Vec<&str> = j["epochs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["stage"].as_str().unwrap())
-        .filter(|s| !s.contains("(fold ") && s.ends_with(restart))
+        .filter(|s| !s.contains("(fold "))
         .collect();
     assert_eq!(delivered, stages, "{j}");
     assert!(
@@ -1021,4 +1012,24 @@ async fn jobs_queue_and_cancel() {
         get(&app, "/v1/students/../../etc/model.onnx").await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_job_keeps_its_latest_epochs_only() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
+    let (j, card) = run_job(
+        &app,
+        json!({"dataset_id": letters, "method": "scratch", "student": "linear",
+               "config": {"max_epochs": 2600, "patience": 2600}}),
+    )
+    .await;
+    let epochs = j["epochs"].as_array().unwrap();
+    let dropped = j["epochs_dropped"].as_u64().unwrap() as usize;
+    assert!(epochs.len() <= 2000 && dropped > 0, "{} kept", epochs.len());
+    assert_eq!(epochs.len() + dropped, 2600);
+    assert_eq!(epochs.last().unwrap()["epoch"], 2600);
+    // the student's card keeps the whole training
+    assert_eq!(card["history"].as_array().unwrap().len(), 2600);
 }

@@ -625,6 +625,15 @@ impl train::Hooks for StageHooks<'_> {
 /// The phase of the scratch baseline: never checkpointed (it is cheap to redo).
 const BASELINE: &str = "baseline";
 
+/// How many of `n` restarts a student of `kind` gets: all for a network with a hidden layer narrower
+/// than its outputs, else one (a tree has no seed, a linear or wide student rarely fails to train).
+fn restarts_for(kind: &Kind, n: usize) -> usize {
+    match kind {
+        Kind::Net(a) if a.is_bottleneck() => n.max(1),
+        _ => 1,
+    }
+}
+
 /// Restart k's seed is the job's seed plus k - 1 times this.
 const RESTART_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -756,9 +765,9 @@ impl Trainer<'_> {
         }
     }
 
-    /// Trains a delivered student `n` times over `span` (`fit` gets its share), each seeded
-    /// differently, and keeps the one whose training reached the lowest loss (a tree, which has no
-    /// seed, once). `None` when cancelled.
+    /// Trains a student `n` times over `span` (`fit` gets its share), each seeded differently, and
+    /// keeps the one whose training reached the lowest loss; once unless `restarts_for` says it is
+    /// worth it. `None` when cancelled.
     fn restarted(
         &mut self,
         kind: &Kind,
@@ -766,11 +775,7 @@ impl Trainer<'_> {
         (from, to): (f64, f64),
         mut fit: impl FnMut(&mut Self, (f64, f64)) -> Result<Option<Fitted>>,
     ) -> Result<Option<Fitted>> {
-        let n = if matches!(kind, Kind::Tree(_)) {
-            1
-        } else {
-            n.max(1)
-        };
+        let n = restarts_for(kind, n);
         let step = (to - from) / n as f64;
         let mut best: Option<(f64, Fitted)> = None;
         for k in 0..n {
@@ -1371,7 +1376,9 @@ pub fn run(
             tr.tag = Some(req.method.as_str().to_string());
             let Some((_, score)) = tr.judge(&sel, &ds.y, |tr, fold, k| {
                 let at = 0.2 + step * k as f64;
-                teach(tr, req.method, Some(t), ds, fold, &kind, (at, at + step))
+                tr.restarted(&kind, sel.restarts(), (at, at + step), |tr, span| {
+                    teach(tr, req.method, Some(t), ds, fold, &kind, span)
+                })
             })?
             else {
                 return Ok(None);
@@ -1415,7 +1422,10 @@ pub fn run(
         let (mut report, d, b) = match judged {
             Some(d) => {
                 let Some((_, b)) = tr.judge(&sel, &ds.y, |tr, fold, _| {
-                    tr.learn(&kind, &Lesson::scratch(&ds.y, fold), BASELINE, (0.95, 0.95))
+                    let lesson = Lesson::scratch(&ds.y, fold);
+                    tr.restarted(&kind, sel.restarts(), (0.95, 0.95), |tr, span| {
+                        tr.learn(&kind, &lesson, BASELINE, span)
+                    })
                 })?
                 else {
                     return Ok(None);
@@ -1435,6 +1445,7 @@ pub fn run(
             Some(r) => format!("{} ({})", req.method.as_str(), r.one_hop_method.as_str()),
             None => req.method.as_str().to_string(),
         };
+        report.restarts = restarts_for(&kind, report.restarts);
         report.candidates = vec![
             select::SelectionCandidate { name, accuracy: d },
             select::SelectionCandidate {

@@ -309,7 +309,9 @@ pub(super) fn search(
     for &m in &one_hop {
         let Some((models, score)) = tr.judge(sel, &ds.y, |tr, fold, _| {
             tr.tag = Some(format!("1-hop {}", m.as_str()));
-            super::teach(tr, m, Some(taught), ds, fold, target, spans.next())
+            tr.restarted(target, sel.restarts(), spans.next(), |tr, span| {
+                super::teach(tr, m, Some(taught), ds, fold, target, span)
+            })
         })?
         else {
             return Ok(None);
@@ -381,7 +383,9 @@ pub(super) fn search(
                     };
                     inter_score.add(&tr.predict(&inter.model, &fold.val), &ds.y, &fold.val);
                     tr.tag = Some(format!("look-ahead from {}", spec.describe()));
-                    let student = taught_by(tr, Some(&inter), from, ds, fold, target, spans.next());
+                    let student = tr.restarted(target, sel.restarts(), spans.next(), |tr, span| {
+                        taught_by(tr, Some(&inter), from, ds, fold, target, span)
+                    });
                     inters.push(inter);
                     student
                 })?
@@ -475,7 +479,7 @@ pub(super) fn search(
             ds,
             split,
             target,
-            first_method,
+            (first_method, sel.restarts()),
             &chain,
             &mut spans,
         )?
@@ -510,7 +514,7 @@ pub(super) fn search(
 
 /// Trains the chosen chain on the job's split: its intermediates in order (the first taught by the
 /// teacher with `first`, the others by KD), then the student from the last (the teacher with `first`
-/// for an empty chain). `None` when cancelled.
+/// for an empty chain), the lowest-loss of `restarts` trainings as on the folds. `None` when cancelled.
 #[allow(clippy::too_many_arguments)]
 fn retrain(
     tr: &mut Trainer<'_>,
@@ -518,7 +522,7 @@ fn retrain(
     ds: &Dataset,
     split: &super::Split,
     target: &Kind,
-    first: Method,
+    (first, restarts): (Method, usize),
     chain: &[RoundBest],
     spans: &mut Spans,
 ) -> Result<Option<(Fitted, Vec<Intermediate>)>> {
@@ -547,7 +551,7 @@ fn retrain(
         Some(_) => "chosen student".into(),
     });
     let prev = kept.last().map(|i| &i.fitted);
-    let student = tr.restarted(target, tr.cfg.restarts, spans.next(), |tr, span| {
+    let student = tr.restarted(target, restarts, spans.next(), |tr, span| {
         taught_by(tr, prev, (first, taught), ds, split, target, span)
     })?;
     Ok(student.map(|s| (s, kept)))

@@ -55,8 +55,9 @@ impl Selector {
         }
     }
 
-    /// How many seeded trainings the delivered student (and the baseline) gets: the config's
-    /// `restarts` where cross-validation decides (a few rows make them cheap beside the folds), else one.
+    /// How many seeded trainings each training of the student (and of the baseline) is the best of,
+    /// on every fold and when delivered: the config's `restarts` where cross-validation decides, else one
+    /// (the split's many rows make a failed training rare and a repeated one costly).
     pub fn restarts(&self) -> usize {
         self.restarts
     }
@@ -120,8 +121,9 @@ pub struct SelectionReport {
     pub repeats: usize,
     /// Held-out labeled rows behind each estimate (pooled over folds and repeats).
     pub rows: usize,
-    /// The delivered student is the one of this many seeded trainings that reached the lowest
-    /// training loss (config `restarts`; 1 where the validation split decides).
+    /// The delivered student (and each fold's) is the one of this many seeded trainings that reached
+    /// the lowest training loss (config `restarts`, for a network with a hidden layer narrower than its
+    /// outputs where cross-validation decides; else 1).
     #[serde(default = "one")]
     pub restarts: usize,
     /// The candidates the delivered student was chosen from, with their estimated accuracy.

@@ -247,6 +247,23 @@ fn one_head() -> usize {
     1
 }
 
+impl Arch {
+    /// Whether a hidden layer is narrower than the outputs. Such a network's training from one seed
+    /// sometimes fails outright (a dead unit of two costs half the capacity), so its trainings are
+    /// restarted (`TrainConfig::restarts`); a linear student's training is convex and a wide network's
+    /// rarely fails, so theirs are not.
+    pub fn is_bottleneck(&self) -> bool {
+        let narrowest = match &self.spec {
+            StudentSpec::Mlp { hidden, .. } => hidden.iter().copied().min(),
+            StudentSpec::Cnn { channels, hidden } => {
+                channels.iter().copied().chain([*hidden]).min()
+            }
+            StudentSpec::Linear | StudentSpec::Tree { .. } => None,
+        };
+        narrowest.is_some_and(|w| w < self.classes)
+    }
+}
+
 /// One parameter tensor: shape and row-major values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParamTensor {

@@ -49,10 +49,11 @@ pub struct TrainConfig {
     pub cv_repeats: usize,
     /// Above this many labeled rows the validation split is large enough and decides alone.
     pub cv_max_labeled: usize,
-    /// Where cross-validation decides, the delivered student's (and the scratch baseline's) final
-    /// training runs this many times with different seeds and the lowest training loss is kept: a tiny
-    /// network trained on few rows sometimes fails to train at all, and the folds' estimate speaks for
-    /// the procedure, not for one unlucky instance (1: a single training).
+    /// Where cross-validation decides and the student has a hidden layer narrower than its outputs
+    /// (e.g. `mlp:2` for 10 classes), every training of the student (and of the scratch baseline), on
+    /// each fold and the delivered one, runs this many times with different seeds and the lowest
+    /// training loss is kept: such a network trained on few rows sometimes fails to train at all, and
+    /// the folds must judge the procedure that is delivered (1: a single training).
     pub restarts: usize,
 }
 

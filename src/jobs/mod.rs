@@ -52,8 +52,12 @@ pub struct Job {
     pub request: DistillRequest,
     pub student_id: Option<String>,
     pub teacher: Option<TeacherRef>,
-    /// The main training's epochs so far (train loss, validation accuracy, ...).
+    /// The epochs of the job's latest trainings (train loss, validation accuracy, ...; `stage` names the
+    /// training), at most the last few thousand: a search trains dozens of students.
     pub epochs: Vec<EpochMetrics>,
+    /// Epochs of earlier trainings no longer in `epochs` (the student's card keeps its own whole history).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epochs_dropped: usize,
     pub error: Option<String>,
     pub created: u64,
     pub started: Option<u64>,
@@ -67,6 +71,14 @@ pub struct Job {
     #[serde(default)]
     pub search: Vec<distill::HopTrial>,
     pub notes: Vec<String>,
+}
+
+/// A job shows at most this many epochs: every epoch publishes the job to its watchers, so a search of
+/// thousands of epochs would otherwise copy and send an ever-longer list each time.
+const MAX_JOB_EPOCHS: usize = 2000;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A restart may interrupt a job this many times before it is failed instead of resumed.
@@ -228,6 +240,7 @@ impl JobManager {
             student_id: None,
             teacher: None,
             epochs: Vec::new(),
+            epochs_dropped: 0,
             error: None,
             created: now_unix(),
             started: None,
@@ -332,6 +345,7 @@ impl JobManager {
         };
         if let Some(ck) = &resume {
             job.epochs = ck.history.clone();
+            job.epochs_dropped = 0;
         }
         // a search re-runs its trainings before the checkpoint (seeded, so identically) and reports them again
         job.search.clear();
@@ -495,6 +509,12 @@ impl distill::Progress for JobProgress {
         self.job.progress = progress;
         if phase.starts_with("training") {
             self.job.epochs.push(m.clone());
+            if self.job.epochs.len() > MAX_JOB_EPOCHS {
+                // the oldest quarter at once, so that dropping stays cheap per epoch
+                let n = MAX_JOB_EPOCHS / 4;
+                self.job.epochs.drain(..n);
+                self.job.epochs_dropped += n;
+            }
         }
         self.update(false);
     }
