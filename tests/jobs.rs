@@ -501,7 +501,7 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
         &app,
         json!({"dataset_id": letters, "method": "multihop", "teacher": "letters_rf", "student": "tree:10",
                "multihop": {"candidates": ["mlp:256", "mlp:8"], "hop_methods": ["kd"], "min_gain": 0,
-                            "max_time_factor": 0},
+                            "max_time_factor": 0, "one_se": false},
                "config": {"max_epochs": 25}}),
     )
     .await;

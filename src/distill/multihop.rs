@@ -28,8 +28,12 @@ use crate::error::{Error, Result};
 pub struct MultihopOptions {
     /// Most intermediate models between the teacher and the student (1..=5).
     pub max_hops: usize,
-    /// A hop is kept only when the student it leads to gains at least this many validation points.
+    /// A hop is kept only when the student it leads to gains at least this many points on the held-out
+    /// rows (and, with `one_se`, more than one standard error of that gain).
     pub min_gain: f64,
+    /// The one-standard-error rule: a hop must also gain more than one standard error of the
+    /// difference, paired by held-out row (within noise, the shorter chain is kept).
+    pub one_se: bool,
     /// Intermediate students to try: `"auto"` (one-hidden-layer MLPs whose size lies between the
     /// student's and the teacher's, at most three) or a list of student specs.
     pub candidates: Candidates,
@@ -48,6 +52,7 @@ impl Default for MultihopOptions {
         Self {
             max_hops: 3,
             min_gain: 0.5,
+            one_se: true,
             candidates: Candidates::Word("auto".into()),
             hop_methods: vec![Method::Kd, Method::Faculty, Method::Transfer],
             max_time_factor: 4.0,
@@ -336,7 +341,7 @@ pub(super) fn search(
         }
     }
     let (mut best_students, one_hop_score, first_method) = best.expect("at least one method");
-    let mut best_score = one_hop_score;
+    let mut best_score = one_hop_score.clone();
     // 2. hops through intermediates: each fold's chain so far (empty: the teacher teaches), within
     //    the time budget (the chosen chain's retraining reserved as its links are kept)
     let budget = (opts.max_time_factor > 0.0 && opts.max_hops > 0)
@@ -438,14 +443,21 @@ pub(super) fn search(
             });
             break;
         };
-        let gain = kept.score.accuracy().unwrap_or(0.0) - best_score.accuracy().unwrap_or(0.0);
-        if gain * 100.0 < opts.min_gain || gain <= 0.0 {
+        // the one-standard-error rule: a hop is kept only when its gain is also larger than the noise
+        // of the difference on these held-out rows (with 60 rows one row is 1.7 points)
+        let (gain, se) = kept.score.gain_over(&best_score).unwrap_or((
+            kept.score.accuracy().unwrap_or(0.0) - best_score.accuracy().unwrap_or(0.0),
+            0.0,
+        ));
+        if gain * 100.0 < opts.min_gain || gain <= 0.0 || (opts.one_se && gain < se) {
             stopped.get_or_insert_with(|| {
                 format!(
-                    "hop {hop}: the best candidate ({}) gained {:+.1} points, less than min_gain {}",
+                    "hop {hop}: the best candidate ({}) gained {:+.1} points, less than min_gain {} \
+                     or one standard error of the paired difference ({:.1})",
                     kept.trial.model,
                     100.0 * gain,
-                    opts.min_gain
+                    opts.min_gain,
+                    100.0 * se
                 )
             });
             break;
@@ -460,7 +472,7 @@ pub(super) fn search(
         }
         current_params = kept.trial.parameters;
         best_students = std::mem::take(&mut kept.students);
-        best_score = kept.score;
+        best_score = kept.score.clone();
         deadline = deadline.map(|d| d.checked_sub(kept.retrain).unwrap_or(d));
         chain.push(kept);
         if stopped.is_some() {

@@ -89,26 +89,48 @@ impl Selector {
 }
 
 /// Held-out hits pooled over folds.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Score {
     pub hits: usize,
     pub rows: usize,
+    /// Per held-out row, in the folds' order: whether the prediction was right (candidates judged on
+    /// the same folds can be compared row by row).
+    pub correct: Vec<bool>,
 }
 
 impl Score {
     /// Adds predictions `p` (row k predicts dataset row `rows[k]`) against labels `y`.
     pub fn add(&mut self, p: &Array2<f32>, y: &[i64], rows: &[usize]) {
-        self.rows += rows.len();
-        self.hits += rows
-            .iter()
-            .zip(p.rows())
-            .filter(|(r, pr)| super::argmax(pr.iter().copied()) as i64 == y[**r])
-            .count();
+        for (r, pr) in rows.iter().zip(p.rows()) {
+            let hit = super::argmax(pr.iter().copied()) as i64 == y[*r];
+            self.hits += usize::from(hit);
+            self.rows += 1;
+            self.correct.push(hit);
+        }
     }
 
     /// The pooled accuracy (`None` without rows).
-    pub fn accuracy(self) -> Option<f64> {
+    pub fn accuracy(&self) -> Option<f64> {
         (self.rows > 0).then(|| self.hits as f64 / self.rows as f64)
+    }
+
+    /// How much more accurate this candidate is than `other` on the same held-out rows, and the
+    /// standard error of that difference (paired by row); `None` unless both were judged on the same
+    /// rows.
+    pub fn gain_over(&self, other: &Score) -> Option<(f64, f64)> {
+        let n = self.correct.len();
+        if n < 2 || other.correct.len() != n {
+            return None;
+        }
+        let d: Vec<f64> = self
+            .correct
+            .iter()
+            .zip(&other.correct)
+            .map(|(&a, &b)| f64::from(u8::from(a)) - f64::from(u8::from(b)))
+            .collect();
+        let mean = d.iter().sum::<f64>() / n as f64;
+        let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        Some((mean, (var / n as f64).sqrt()))
     }
 }
 
@@ -146,6 +168,23 @@ pub struct SelectionCandidate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gain_is_paired_by_row_with_its_standard_error() {
+        let score = |c: &[bool]| Score {
+            hits: c.iter().filter(|&&x| x).count(),
+            rows: c.len(),
+            correct: c.to_vec(),
+        };
+        let a = score(&[true, true, true, false]);
+        let b = score(&[true, false, true, false]);
+        let (g, se) = a.gain_over(&b).unwrap();
+        assert!((g - 0.25).abs() < 1e-12);
+        // differences 0, 1, 0, 0: sd 0.5, so the standard error is 0.5 / 2
+        assert!((se - 0.25).abs() < 1e-12, "{se}");
+        assert_eq!(a.gain_over(&score(&[true])), None, "other rows");
+        assert_eq!(a.gain_over(&a), Some((0.0, 0.0)));
+    }
 
     #[test]
     fn folds_are_stratified_disjoint_and_cover_every_labeled_row_once_per_repeat() {
