@@ -451,13 +451,19 @@ pub(super) fn search(
         ));
         if gain * 100.0 < opts.min_gain || gain <= 0.0 || (opts.one_se && gain < se) {
             stopped.get_or_insert_with(|| {
+                let why = if gain * 100.0 < opts.min_gain || gain <= 0.0 {
+                    format!("less than min_gain {}", opts.min_gain)
+                } else {
+                    format!(
+                        "within one standard error of the paired difference ({:.1} points): the \
+                         shorter chain is kept",
+                        100.0 * se
+                    )
+                };
                 format!(
-                    "hop {hop}: the best candidate ({}) gained {:+.1} points, less than min_gain {} \
-                     or one standard error of the paired difference ({:.1})",
+                    "hop {hop}: the best candidate ({}) gained {:+.1} points, {why}",
                     kept.trial.model,
                     100.0 * gain,
-                    opts.min_gain,
-                    100.0 * se
                 )
             });
             break;
