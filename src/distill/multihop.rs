@@ -449,9 +449,10 @@ pub(super) fn search(
             kept.score.accuracy().unwrap_or(0.0) - best_score.accuracy().unwrap_or(0.0),
             0.0,
         ));
-        if gain * 100.0 < opts.min_gain || gain <= 0.0 || (opts.one_se && gain < se) {
+        let too_small = gain * 100.0 < opts.min_gain || gain <= 0.0;
+        if too_small || (opts.one_se && gain < se) {
             stopped.get_or_insert_with(|| {
-                let why = if gain * 100.0 < opts.min_gain || gain <= 0.0 {
+                let why = if too_small {
                     format!("less than min_gain {}", opts.min_gain)
                 } else {
                     format!(

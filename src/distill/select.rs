@@ -91,8 +91,6 @@ impl Selector {
 /// Held-out hits pooled over folds.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Score {
-    pub hits: usize,
-    pub rows: usize,
     /// Per held-out row, in the folds' order: whether the prediction was right (candidates judged on
     /// the same folds can be compared row by row).
     pub correct: Vec<bool>,
@@ -101,17 +99,26 @@ pub struct Score {
 impl Score {
     /// Adds predictions `p` (row k predicts dataset row `rows[k]`) against labels `y`.
     pub fn add(&mut self, p: &Array2<f32>, y: &[i64], rows: &[usize]) {
-        for (r, pr) in rows.iter().zip(p.rows()) {
-            let hit = super::argmax(pr.iter().copied()) as i64 == y[*r];
-            self.hits += usize::from(hit);
-            self.rows += 1;
-            self.correct.push(hit);
-        }
+        self.correct.extend(
+            rows.iter()
+                .zip(p.rows())
+                .map(|(r, pr)| super::argmax(pr.iter().copied()) as i64 == y[*r]),
+        );
+    }
+
+    /// Held-out rows judged.
+    pub fn rows(&self) -> usize {
+        self.correct.len()
+    }
+
+    /// Held-out rows predicted right.
+    pub fn hits(&self) -> usize {
+        self.correct.iter().filter(|&&c| c).count()
     }
 
     /// The pooled accuracy (`None` without rows).
     pub fn accuracy(&self) -> Option<f64> {
-        (self.rows > 0).then(|| self.hits as f64 / self.rows as f64)
+        (self.rows() > 0).then(|| self.hits() as f64 / self.rows() as f64)
     }
 
     /// How much more accurate this candidate is than `other` on the same held-out rows, and the
@@ -172,8 +179,6 @@ mod tests {
     #[test]
     fn a_gain_is_paired_by_row_with_its_standard_error() {
         let score = |c: &[bool]| Score {
-            hits: c.iter().filter(|&&x| x).count(),
-            rows: c.len(),
             correct: c.to_vec(),
         };
         let a = score(&[true, true, true, false]);
@@ -242,7 +247,7 @@ mod tests {
         let p = ndarray::array![[0.9f32, 0.1], [0.2, 0.8], [0.6, 0.4]];
         s.add(&p, &[0, 1, 1, 1], &[0, 2, 3]); // predicts 0, 1, 0 for labels 0, 1, 1
         s.add(&p.slice(ndarray::s![..1, ..]).to_owned(), &[1], &[0]);
-        assert_eq!((s.hits, s.rows), (2, 4));
+        assert_eq!((s.hits(), s.rows()), (2, 4));
         assert_eq!(s.accuracy(), Some(0.5));
     }
 }
