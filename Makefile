@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make serve` and `make test`. Both install what they need first.
+# The two commands a newcomer needs: `make serve` and `make test`. Both install what they need first
+# (`make test` runs the suite on the embedded state, then the API and job tests on PostgreSQL + SeaweedFS).
 .PHONY: setup serve test bench openapi
 
 setup:
@@ -9,6 +10,7 @@ serve: setup
 
 test: setup
 	cargo test
+	bash scripts/test-on-cluster.sh
 
 bench: setup
 	bash benches/inference_vs_python.sh

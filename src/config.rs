@@ -66,6 +66,20 @@ pub struct Config {
     /// With tokens: reads need a token too (any role).
     #[arg(long, env = "FACULTY_REQUIRE_TOKEN_FOR_READS")]
     pub require_token_for_reads: bool,
+    /// Keep the state (catalog, datasets' metadata, rankings, memos, students' cards, jobs) in PostgreSQL
+    /// instead of sled under the data directory: `postgres://USER:PASSWORD@HOST:PORT/DB`, optionally
+    /// `?schema=NAME` for tables in a schema of their own. Never logged.
+    #[arg(long, env = "FACULTY_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Keep datasets' rows and students' files in an object store instead of under the data directory:
+    /// `s3://BUCKET?endpoint=http://HOST:PORT` (credentials from `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`), or another directory. Servers that share it (and the database) share
+    /// their datasets and students.
+    #[arg(long, env = "FACULTY_BLOB_URL")]
+    pub blob_url: Option<String>,
+    /// The local cache of blobs fetched from an object store, MiB at most (least recently used evicted).
+    #[arg(long, env = "FACULTY_BLOB_CACHE_MB", default_value_t = 2048)]
+    pub blob_cache_mb: u64,
 }
 
 impl Config {
@@ -88,6 +102,9 @@ impl Config {
             queue_wait_ms: 2000,
             api_tokens: None,
             require_token_for_reads: false,
+            database_url: None,
+            blob_url: None,
+            blob_cache_mb: 2048,
         }
     }
 }
@@ -115,6 +132,12 @@ impl std::fmt::Debug for Config {
                 &self.api_tokens.as_ref().map(|_| "<redacted>"),
             )
             .field("require_token_for_reads", &self.require_token_for_reads)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("blob_url", &self.blob_url)
+            .field("blob_cache_mb", &self.blob_cache_mb)
             .finish()
     }
 }

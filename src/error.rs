@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Overloaded,
     /// ONNX Runtime could not be loaded.
     RuntimeUnavailable,
+    /// The state database (or object store) cannot be reached; retry when it is back.
+    StoreUnavailable,
     /// A bug or an I/O failure on the server side.
     Internal,
 }
@@ -43,6 +45,7 @@ impl ErrorKind {
             Self::InsufficientStorage => "insufficient_storage",
             Self::Overloaded => "overloaded",
             Self::RuntimeUnavailable => "runtime_unavailable",
+            Self::StoreUnavailable => "store_unavailable",
             Self::Internal => "internal",
         }
     }

@@ -818,6 +818,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(match e.kind {
                 faculty::ErrorKind::RuntimeUnavailable => 3,
+                faculty::ErrorKind::StoreUnavailable => 4,
                 faculty::ErrorKind::InvalidInput
                 | faculty::ErrorKind::InvalidModel
                 | faculty::ErrorKind::NotFound => 2,

@@ -51,7 +51,9 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::RuntimeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::RuntimeUnavailable | ErrorKind::StoreUnavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -63,7 +65,9 @@ impl ApiError {
         let message = if status_of(self.0.kind).is_server_error() {
             tracing::error!(kind = self.0.kind.as_str(), "{}", self.0.message);
             match self.0.kind {
-                ErrorKind::RuntimeUnavailable | ErrorKind::InsufficientStorage => self.0.message,
+                ErrorKind::RuntimeUnavailable
+                | ErrorKind::StoreUnavailable
+                | ErrorKind::InsufficientStorage => self.0.message,
                 _ => "internal error; see the server log".to_string(),
             }
         } else {
@@ -89,7 +93,7 @@ impl IntoResponse for ApiError {
                     axum::http::HeaderValue::from_static("Bearer realm=\"faculty\""),
                 );
             }
-            ErrorKind::Overloaded => {
+            ErrorKind::Overloaded | ErrorKind::StoreUnavailable => {
                 h.insert(
                     axum::http::header::RETRY_AFTER,
                     axum::http::HeaderValue::from_static(RETRY_AFTER_S),

@@ -34,6 +34,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub zoo: Arc<Zoo>,
     pub store: Store,
+    pub blobs: Arc<crate::store::Blobs>,
     pub datasets: Arc<DatasetStore>,
     pub outputs: OutputCache,
     pub rankings: Arc<RankingStore>,
@@ -56,7 +57,8 @@ impl AppState {
                 .map(Arc::new);
         crate::onnx::environment()?;
         crate::onnx::memory::set_budget(config.memory_budget_mb << 20);
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::from_config(config.database_url.as_deref(), &config.data_dir)?;
+        tracing::info!(state = store.kind(), "state store open");
         let pool = Arc::new(SessionPool::with_limits(
             config.intra_threads,
             config.max_sessions,
@@ -78,10 +80,16 @@ impl AppState {
         let blocking = Arc::new(Semaphore::new(config.max_blocking.max(1)));
         let writing = Arc::new(Semaphore::new(config.max_blocking.max(1)));
         let upload_memory = Arc::new(Semaphore::new(config.upload_memory_mb.max(1) as usize));
-        let datasets = Arc::new(DatasetStore::open(&store, &config.data_dir)?);
+        let blobs = Arc::new(crate::store::Blobs::open(
+            config.blob_url.as_deref(),
+            &config.data_dir,
+            config.blob_cache_mb,
+        )?);
+        tracing::info!(blobs = blobs.kind(), "blob store open");
+        let datasets = Arc::new(DatasetStore::open(&store, blobs.clone())?);
         let outputs = OutputCache::open(&store)?;
         let rankings = Arc::new(RankingStore::open(&store)?);
-        let students = StudentStore::open(&store, &config.data_dir)?;
+        let students = StudentStore::open(&store, blobs.clone())?;
         // what a crash (even SIGKILL) in the middle of an upload or an export left behind
         for (what, names) in [
             ("teacher upload staging", zoo.sweep_staging()?),
@@ -108,6 +116,7 @@ impl AppState {
             config: Arc::new(config),
             zoo,
             store,
+            blobs,
             datasets,
             outputs,
             rankings,
@@ -230,11 +239,15 @@ async fn not_found() -> ApiError {
 
 /// Liveness and a one-line summary.
 #[utoipa::path(get, path = "/healthz", tag = "meta",
-    responses((status = 200, description = "Server is up", body = Health)))]
+    responses((status = 200, description = "Server is up", body = Health),
+        (status = 503, description = "The state database cannot be reached", body = ErrorBody)))]
 pub async fn healthz(State(st): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
+    st.store.ping()?;
     let teachers = st.zoo.all()?;
     Ok(axum::Json(Health {
         status: "ok".into(),
+        state_store: st.store.kind().into(),
+        blob_store: st.blobs.kind().into(),
         version: env!("CARGO_PKG_VERSION").into(),
         teachers: teachers.len(),
         usable_teachers: teachers.iter().filter(|t| t.usable).count(),
@@ -249,6 +262,10 @@ pub async fn healthz(State(st): State<AppState>) -> Result<axum::Json<Health>, A
 pub struct Health {
     pub status: String,
     pub version: String,
+    /// Where the state lives: `sled` (embedded) or `postgresql`.
+    pub state_store: String,
+    /// Where datasets' rows and students' files live: `dir` (a directory) or `s3` (an object store).
+    pub blob_store: String,
     pub teachers: usize,
     pub usable_teachers: usize,
     /// The server's resident memory now, MiB (Linux).

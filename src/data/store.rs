@@ -1,15 +1,14 @@
-//! Datasets at rest: content-addressed by the sha256 of their canonical content. The rows live in
-//! `<data_dir>/datasets/<sha256>.f32` (little-endian float32, written to a temporary file and renamed), the
-//! description, labels and class names in the sled tree `datasets`. A dataset is visible only once both exist.
-use std::io::Write;
-use std::path::PathBuf;
+//! Datasets at rest: content-addressed by the sha256 of their canonical content. The rows live in the
+//! blob store under `datasets/<sha256>.f32` (little-endian float32; a blob is whole or absent), the
+//! description, labels and class names in the table `datasets`. A dataset is visible only once both exist.
+use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{Dataset, Format};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Blobs, Store};
 
 /// Labeled rows of one class.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -45,12 +44,16 @@ pub struct DatasetInfo {
 struct Record {
     info: DatasetInfo,
     y: Vec<i64>,
+    /// The sha256 of the rows blob (checked when it is fetched from an object store; absent in records
+    /// written before it was kept).
+    #[serde(default)]
+    rows_sha256: Option<String>,
 }
 
 /// The stored datasets.
 pub struct DatasetStore {
-    dir: PathBuf,
-    tree: sled::Tree,
+    blobs: Arc<Blobs>,
+    tree: crate::store::Table,
 }
 
 /// The id a dataset with this sha256 gets.
@@ -59,22 +62,20 @@ pub fn dataset_id(sha256: &str) -> String {
 }
 
 impl DatasetStore {
-    pub fn open(store: &Store, data_dir: &std::path::Path) -> Result<Self> {
-        let dir = data_dir.join("datasets");
-        std::fs::create_dir_all(&dir)?;
+    pub fn open(store: &Store, blobs: Arc<Blobs>) -> Result<Self> {
         Ok(Self {
-            dir,
+            blobs,
             tree: store.tree("datasets")?,
         })
     }
 
     /// Removes temporary files an interrupted store left (at start; they are never visible as datasets).
     pub fn sweep_temporary(&self) -> Result<Vec<String>> {
-        crate::store::sweep(&self.dir, |n| n.starts_with(".tmp"))
+        self.blobs.sweep("datasets", |n| n.starts_with(".tmp"))
     }
 
-    fn rows_path(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}.f32"))
+    fn rows_key(sha256: &str) -> String {
+        format!("datasets/{sha256}.f32")
     }
 
     /// Stores a validated dataset; storing the same content again returns the existing entry.
@@ -109,20 +110,14 @@ impl DatasetStore {
                 .map_or(0, |d| d.as_secs()),
             test_dataset_id: None,
         };
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        {
-            let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-            for v in ds.x.iter() {
-                w.write_all(&v.to_le_bytes())?;
-            }
-            w.flush()?;
-        }
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.rows_path(&sha256))
-            .map_err(|e| Error::from(e.error))?;
+        let rows: Vec<u8> = ds.x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let rows_sha256 = crate::zoo::teacher::sha256_hex(&rows);
+        self.blobs.put(&Self::rows_key(&sha256), &rows)?;
+        drop(rows);
         let rec = Record {
             info: info.clone(),
             y: ds.y.clone(),
+            rows_sha256: Some(rows_sha256),
         };
         self.tree.insert(id.as_bytes(), serde_json::to_vec(&rec)?)?;
         self.tree.flush()?;
@@ -154,8 +149,7 @@ impl DatasetStore {
     /// Every stored dataset, newest first.
     pub fn list(&self) -> Result<Vec<DatasetInfo>> {
         let mut out = Vec::new();
-        for kv in self.tree.iter() {
-            let (_, v) = kv?;
+        for (_, v) in self.tree.iter()? {
             out.push(serde_json::from_slice::<Record>(&v)?.info);
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
@@ -165,7 +159,11 @@ impl DatasetStore {
     /// Loads the rows back.
     pub fn load(&self, id: &str) -> Result<(DatasetInfo, Dataset)> {
         let rec = self.record(id)?;
-        let bytes = std::fs::read(self.rows_path(&rec.info.sha256))
+        let path = self.blobs.path(
+            &Self::rows_key(&rec.info.sha256),
+            rec.rows_sha256.as_deref(),
+        )?;
+        let bytes = std::fs::read(path)
             .map_err(|e| Error::internal(format!("dataset {id}: rows file unreadable: {e}")))?;
         let values: Vec<f32> = bytes
             .chunks_exact(4)
@@ -192,7 +190,7 @@ impl DatasetStore {
         let info = self.info(id)?;
         self.tree.remove(id.as_bytes())?;
         self.tree.flush()?;
-        let _ = std::fs::remove_file(self.rows_path(&info.sha256));
+        self.blobs.delete(&Self::rows_key(&info.sha256))?;
         Ok(info)
     }
 }

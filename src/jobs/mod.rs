@@ -4,11 +4,18 @@
 //! through a watch channel (the SSE endpoint reads it), cancels on request, and on start-up puts every job
 //! a killed server left behind into a known state: queued again and resumed from its last checkpoint, or
 //! failed with the reason.
+//!
+//! Several servers may share one state database (PostgreSQL): each job is then held by one of them
+//! through a lease ([`lease`]) that it renews while the job waits or runs. A server that dies stops
+//! renewing; within seconds another one takes the job over and resumes it from its checkpoint. A job is
+//! watched from any server (from the database, polled, where it runs elsewhere) and cancelled from any
+//! (through the `cancels` table its holder reads).
+pub mod lease;
 pub mod students;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -81,6 +88,16 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// How often a server reads a job that another server runs, for its watchers.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// This machine's name (for the lease owner), or `unknown`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// A restart may interrupt a job this many times before it is failed instead of resumed.
 const MAX_RESTARTS: u32 = 3;
 /// At most one checkpoint write per this interval.
@@ -89,8 +106,15 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 const PERSIST_EVERY: Duration = Duration::from_millis(250);
 
 struct Inner {
-    jobs: sled::Tree,
-    checkpoints: sled::Tree,
+    jobs: crate::store::Table,
+    checkpoints: crate::store::Table,
+    /// The unfinished jobs' ids (what a server looks through for jobs whose holder is gone).
+    active: crate::store::Table,
+    /// Cancellations asked of a job held by another server.
+    cancels: crate::store::Table,
+    leases: lease::Leases,
+    /// Whether other servers share the tables (then they may hold jobs, and take ours over).
+    shared: bool,
     zoo: Arc<Zoo>,
     datasets: Arc<DatasetStore>,
     outputs: OutputCache,
@@ -119,10 +143,20 @@ impl JobManager {
         students: StudentStore,
         max_jobs: usize,
     ) -> Result<Self> {
+        let owner = format!(
+            "{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            &crate::zoo::teacher::sha256_hex(format!("{:?}", Instant::now()).as_bytes())[..8]
+        );
         let m = Self {
             inner: Arc::new(Inner {
                 jobs: store.tree("jobs")?,
                 checkpoints: store.tree("checkpoints")?,
+                active: store.tree("jobs_active")?,
+                cancels: store.tree("job_cancels")?,
+                leases: lease::Leases::new(store.tree("job_leases")?, owner),
+                shared: store.shared(),
                 zoo,
                 datasets,
                 outputs,
@@ -135,7 +169,84 @@ impl JobManager {
             }),
         };
         m.recover()?;
+        m.start_heartbeat();
         Ok(m)
+    }
+
+    /// Renews this server's leases every [`lease::HEARTBEAT`], passes on cancellations asked elsewhere
+    /// and, where servers share the tables, takes over the jobs whose holder is gone. Ends with the
+    /// manager.
+    fn start_heartbeat(&self) {
+        if self.inner.runtime.is_none() {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("faculty-job-leases".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(lease::HEARTBEAT);
+                    let Some(inner) = weak.upgrade() else { return };
+                    let m = JobManager { inner };
+                    if let Err(e) = m.heartbeat() {
+                        tracing::warn!("job leases: {}", e.message);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the job lease thread: {e}");
+        }
+    }
+
+    fn heartbeat(&self) -> Result<()> {
+        let mine: Vec<(String, Arc<AtomicBool>)> = self
+            .inner
+            .cancel
+            .lock()
+            .expect("cancel lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (id, flag) in mine {
+            if !self.inner.leases.renew(&id)? {
+                tracing::warn!(job = %id, "lost this job's lease to another server; stopping it here");
+                flag.store(true, Ordering::Relaxed);
+            } else if self.inner.cancels.get(id.as_bytes())?.is_some() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+        if self.inner.shared {
+            self.adopt_orphans()?;
+        }
+        Ok(())
+    }
+
+    /// Queues here the unfinished jobs that no live server holds (their holder was killed), oldest first.
+    fn adopt_orphans(&self) -> Result<()> {
+        let mut orphans = Vec::new();
+        for (k, _) in self.inner.active.iter()? {
+            let id = String::from_utf8_lossy(&k).into_owned();
+            let local = self
+                .inner
+                .cancel
+                .lock()
+                .expect("cancel lock")
+                .contains_key(&id);
+            if local || self.inner.leases.held_elsewhere(&id)? {
+                continue;
+            }
+            match self.read(&id) {
+                Ok(job) if !job.state.finished() => orphans.push(job),
+                Ok(_) | Err(_) => self.inner.active.remove(k)?,
+            }
+        }
+        orphans.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        for job in orphans {
+            if self.inner.leases.claim(&job.id)? {
+                self.requeue(job, "its server stopped answering")?;
+            }
+        }
+        Ok(())
     }
 
     pub fn students(&self) -> &StudentStore {
@@ -170,6 +281,8 @@ impl JobManager {
         }
         if job.state.finished() && written.is_ok() {
             live.remove(&job.id);
+            drop(live);
+            let _ = self.inner.active.remove(job.id.as_bytes());
         }
         written
     }
@@ -186,8 +299,7 @@ impl JobManager {
     pub fn list(&self) -> Result<Vec<Job>> {
         let live = self.inner.live.lock().expect("live lock");
         let mut v = Vec::new();
-        for kv in self.inner.jobs.iter() {
-            let (_, val) = kv?;
+        for (_, val) in self.inner.jobs.iter()? {
             let stored: Job = serde_json::from_slice(&val)?;
             v.push(match live.get(&stored.id) {
                 Some(tx) => tx.borrow().clone(),
@@ -206,9 +318,45 @@ impl JobManager {
             Some(tx) => Ok((tx.borrow().clone(), Some(tx.subscribe()))),
             None => {
                 drop(live);
-                Ok((self.read(id)?, None))
+                let job = self.read(id)?;
+                if job.state.finished() || !self.inner.shared {
+                    return Ok((job, None));
+                }
+                Ok((job.clone(), Some(self.poll(job))))
             }
         }
+    }
+
+    /// A receiver of a job held by another server, fed by reading the database every
+    /// [`POLL_EVERY`] until the job finishes or nobody listens.
+    fn poll(&self, job: Job) -> watch::Receiver<Job> {
+        let (tx, rx) = watch::channel(job);
+        let Some(rt) = self.inner.runtime.clone() else {
+            return rx;
+        };
+        let me = self.clone();
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(POLL_EVERY).await;
+                if tx.is_closed() {
+                    return;
+                }
+                let (m, id) = (me.clone(), tx.borrow().id.clone());
+                let Ok(Ok(now)) = tokio::task::spawn_blocking(move || m.get(&id)).await else {
+                    continue; // the database is unreachable for now: keep trying
+                };
+                let done = now.state.finished();
+                tx.send_if_modified(|j| {
+                    let changed = *j != now;
+                    *j = now;
+                    changed
+                });
+                if done {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     fn new_id(&self) -> String {
@@ -251,19 +399,29 @@ impl JobManager {
             notes: Vec::new(),
         };
         self.write(&job)?;
+        self.inner.active.insert(job.id.as_bytes(), Vec::new())?;
+        self.inner.leases.claim(&job.id)?;
         self.enqueue(job.clone());
         Ok(job)
     }
 
-    /// Asks a job to stop. A queued job is cancelled at once; a running one at its next training step.
+    /// Asks a job to stop. A queued job is cancelled at once; a running one at its next training step; one
+    /// another server holds, by that server within a heartbeat.
     pub fn cancel(&self, id: &str) -> Result<Job> {
         let mut job = self.get(id)?;
+        let local = self
+            .inner
+            .cancel
+            .lock()
+            .expect("cancel lock")
+            .get(id)
+            .cloned();
         match job.state {
             s if s.finished() => Err(Error::conflict(format!(
                 "job '{id}' has already finished ({})",
                 serde_json::to_value(s)?.as_str().unwrap_or_default()
             ))),
-            JobState::Queued => {
+            JobState::Queued if local.is_some() || !self.inner.leases.held_elsewhere(id)? => {
                 job.state = JobState::Cancelled;
                 job.phase = "cancelled".into();
                 job.finished = Some(now_unix());
@@ -272,8 +430,9 @@ impl JobManager {
                 Ok(job)
             }
             _ => {
-                if let Some(f) = self.inner.cancel.lock().expect("cancel lock").get(id) {
-                    f.store(true, Ordering::Relaxed);
+                match local {
+                    Some(f) => f.store(true, Ordering::Relaxed),
+                    None => self.inner.cancels.insert(id.as_bytes(), Vec::new())?,
                 }
                 job.notes.push("cancellation requested".into());
                 Ok(job)
@@ -324,6 +483,7 @@ impl JobManager {
                 job.error = Some(msg);
                 job.finished = Some(now_unix());
                 let _ = me.publish(&job, true);
+                let _ = me.inner.leases.release(&id);
             }
             me.inner.cancel.lock().expect("cancel lock").remove(&id);
         });
@@ -331,9 +491,22 @@ impl JobManager {
 
     /// Runs one job to its end (on a blocking thread).
     fn execute(&self, id: &str, flag: Arc<AtomicBool>) -> Result<()> {
-        let mut job = self.get(id)?;
-        if job.state != JobState::Queued {
+        // another server may have taken the job over, finished or cancelled it while it waited here
+        if !self.inner.leases.claim(id)? {
+            self.inner.live.lock().expect("live lock").remove(id);
             return Ok(());
+        }
+        let mut job = self.read(id)?;
+        if job.state != JobState::Queued {
+            self.inner.live.lock().expect("live lock").remove(id);
+            self.inner.leases.release(id)?;
+            return Ok(());
+        }
+        if flag.load(Ordering::Relaxed) || self.inner.cancels.get(id.as_bytes())?.is_some() {
+            job.state = JobState::Cancelled;
+            job.phase = "cancelled".into();
+            job.finished = Some(now_unix());
+            return self.finish(&job);
         }
         job.state = JobState::Running;
         job.phase = "starting".into();
@@ -408,50 +581,41 @@ impl JobManager {
                 job.error = Some(e.message);
             }
         }
-        self.publish(&job, true)?;
-        self.inner.checkpoints.remove(id.as_bytes())?;
+        if !self.inner.leases.renew(id)? {
+            // the lease ran out while this server was cut off, and another server runs the job now
+            tracing::warn!(job = %id, "lost the lease before the job ended here; leaving it to its new holder");
+            self.inner.live.lock().expect("live lock").remove(id);
+            return Ok(());
+        }
+        self.finish(&job)
+    }
+
+    /// Records a job's final state and lets go of it.
+    fn finish(&self, job: &Job) -> Result<()> {
+        self.publish(job, true)?;
+        let id = job.id.as_bytes();
+        self.inner.checkpoints.remove(id)?;
         self.inner.checkpoints.flush()?;
+        self.inner.active.remove(id)?;
+        self.inner.cancels.remove(id)?;
+        self.inner.leases.release(&job.id)?;
         Ok(())
     }
 
     /// Puts every job a previous process left unfinished back in the queue (or fails it), oldest first.
+    /// Jobs another live server holds are left to it.
     fn recover(&self) -> Result<()> {
         let mut pending = Vec::new();
-        for kv in self.inner.jobs.iter() {
-            let (_, v) = kv?;
+        for (_, v) in self.inner.jobs.iter()? {
             let mut job: Job = serde_json::from_slice(&v)?;
             match job.state {
                 JobState::Queued | JobState::Running => {
-                    if job.state == JobState::Running {
-                        job.restarts += 1;
-                        let ck: Option<Checkpoint> = self
-                            .inner
-                            .checkpoints
-                            .get(job.id.as_bytes())?
-                            .and_then(|v| serde_json::from_slice(&v).ok());
-                        if job.restarts > MAX_RESTARTS {
-                            job.state = JobState::Failed;
-                            job.error = Some(format!(
-                                "interrupted by {} server restarts; giving up",
-                                job.restarts
-                            ));
-                            job.finished = Some(now_unix());
-                            self.write(&job)?;
-                            continue;
-                        }
-                        job.notes.push(match &ck {
-                            Some(c) => format!(
-                                "the server stopped while this job ran; resumed from the checkpoint after epoch {}",
-                                c.epoch
-                            ),
-                            None => "the server stopped while this job ran, before its first \
-                                     checkpoint; restarted from the beginning"
-                                .into(),
-                        });
-                        job.state = JobState::Queued;
-                        job.phase = "queued".into();
+                    if !self.inner.shared {
+                        self.inner.leases.take(&job.id)?;
+                        pending.push(job);
+                    } else if self.inner.leases.claim(&job.id)? {
+                        pending.push(job);
                     }
-                    pending.push(job);
                 }
                 JobState::Succeeded => {
                     let ok = job
@@ -469,10 +633,49 @@ impl JobManager {
         }
         pending.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         for job in pending {
-            self.write(&job)?;
-            tracing::info!(job = %job.id, restarts = job.restarts, "job re-queued after restart");
-            self.enqueue(job);
+            self.requeue(job, "the server stopped")?;
         }
+        Ok(())
+    }
+
+    /// Queues here a job whose lease this server just took: a job that was running (`why` its holder is
+    /// gone) resumes from its checkpoint, or fails after too many interruptions.
+    fn requeue(&self, mut job: Job, why: &str) -> Result<()> {
+        if job.state == JobState::Running {
+            job.restarts += 1;
+            let ck: Option<Checkpoint> = self
+                .inner
+                .checkpoints
+                .get(job.id.as_bytes())?
+                .and_then(|v| serde_json::from_slice(&v).ok());
+            if job.restarts > MAX_RESTARTS {
+                job.state = JobState::Failed;
+                job.error = Some(format!(
+                    "interrupted {} times ({why}); giving up",
+                    job.restarts
+                ));
+                job.finished = Some(now_unix());
+                self.write(&job)?;
+                self.inner.active.remove(job.id.as_bytes())?;
+                self.inner.leases.release(&job.id)?;
+                return Ok(());
+            }
+            job.notes.push(match &ck {
+                Some(c) => format!(
+                    "{why} while this job ran; resumed from the checkpoint after epoch {}",
+                    c.epoch
+                ),
+                None => format!(
+                    "{why} while this job ran, before its first checkpoint; restarted from the \
+                     beginning"
+                ),
+            });
+            job.state = JobState::Queued;
+            job.phase = "queued".into();
+        }
+        self.write(&job)?;
+        tracing::info!(job = %job.id, restarts = job.restarts, "job re-queued: {why}");
+        self.enqueue(job);
         Ok(())
     }
 }

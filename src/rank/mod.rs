@@ -875,7 +875,7 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
 
 /// Stored rankings (the sled tree `rankings`).
 pub struct RankingStore {
-    tree: sled::Tree,
+    tree: crate::store::Table,
 }
 
 impl RankingStore {
@@ -905,8 +905,7 @@ impl RankingStore {
     /// Stored rankings, newest first: all, or those of one dataset; at most `limit`.
     pub fn list(&self, dataset_id: Option<&str>, limit: usize) -> Result<Vec<RankingSummary>> {
         let mut out = Vec::new();
-        for kv in self.tree.iter() {
-            let (_, raw) = kv?;
+        for (_, raw) in self.tree.iter()? {
             let r: Ranking = serde_json::from_slice(&raw)?;
             if dataset_id.is_some_and(|d| d != r.dataset_id) {
                 continue;

@@ -107,7 +107,7 @@ pub struct ScoreMemo {
 /// The `outputs` tree.
 #[derive(Clone)]
 pub struct OutputCache {
-    tree: sled::Tree,
+    tree: crate::store::Table,
 }
 
 fn push(buf: &mut Vec<u8>, a: &Array2<f32>) {
@@ -163,12 +163,9 @@ impl OutputCache {
         };
         let mut n = 0;
         for (family, current) in MEMO_FAMILIES {
-            let stale: Vec<sled::IVec> = self
-                .tree
-                .range(family.as_bytes()..current.as_bytes())
-                .chain(self.tree.range(after(current)..after(family)))
-                .map(|kv| kv.map(|(k, _)| k))
-                .collect::<std::result::Result<_, _>>()?;
+            let mut stale = self.tree.keys_in(family.as_bytes()..current.as_bytes())?;
+            let (from, to) = (after(current), after(family));
+            stale.extend(self.tree.keys_in(&from[..]..&to[..])?);
             for k in stale {
                 self.tree.remove(k)?;
                 n += 1;
@@ -297,8 +294,9 @@ mod tests {
         let keys: Vec<String> = cache
             .tree
             .iter()
-            .keys()
-            .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
             .collect();
         assert_eq!(
             keys,

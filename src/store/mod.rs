@@ -1,12 +1,30 @@
-//! The on-disk state: one sled database under the data directory, opened once and shared.
+//! The state seam: named key-value tables that hold the catalog, datasets' metadata, rankings, metric
+//! memos, students' cards and the jobs. Embedded default: one sled database under the data directory.
+//! With `--database-url postgres://...` the same tables live in PostgreSQL ([`pg`]), so several servers
+//! share one state. Callers see [`Store`] and [`Table`] only. The bytes beside the tables (datasets'
+//! rows, students' files) go through the blob seam, [`Blobs`].
+pub mod blob;
+pub mod pg;
+
+pub use blob::Blobs;
+
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::Result;
 
-/// The sled database and the trees faculty keeps in it.
+/// Where the tables live.
+#[derive(Clone)]
+enum Backend {
+    Sled(sled::Db),
+    Pg(Arc<pg::Pg>),
+}
+
+/// The state database and the tables faculty keeps in it.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    backend: Backend,
 }
 
 impl Store {
@@ -18,25 +36,201 @@ impl Store {
             .path(data_dir.join("state.sled"))
             .cache_capacity(64 << 20)
             .open()?;
-        Ok(Self { db })
+        Ok(Self {
+            backend: Backend::Sled(db),
+        })
+    }
+
+    /// The PostgreSQL database at `url` (`postgres://user:password@host:port/db`, optionally
+    /// `?schema=NAME` to keep faculty's tables in a schema of their own), migrated to the current schema.
+    /// Fails with `store_unavailable` when the server cannot be reached.
+    pub fn connect(url: &str) -> Result<Self> {
+        Ok(Self {
+            backend: Backend::Pg(Arc::new(pg::Pg::connect(url)?)),
+        })
+    }
+
+    /// `connect(url)` when a database URL is configured, else `open(data_dir)`.
+    pub fn from_config(database_url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        match database_url {
+            Some(url) => Self::connect(url),
+            None => Self::open(data_dir),
+        }
     }
 
     /// A throwaway store (for the CLI's one-shot commands).
     pub fn temporary() -> Result<Self> {
         Ok(Self {
-            db: sled::Config::new().temporary(true).open()?,
+            backend: Backend::Sled(sled::Config::new().temporary(true).open()?),
         })
     }
 
-    pub fn tree(&self, name: &str) -> Result<sled::Tree> {
-        Ok(self.db.open_tree(name)?)
+    /// What holds the state, for logs and the health endpoint: `sled` or `postgresql`.
+    pub fn kind(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sled(_) => "sled",
+            Backend::Pg(_) => "postgresql",
+        }
     }
 
-    /// Makes every change so far durable.
+    pub fn tree(&self, name: &str) -> Result<Table> {
+        Ok(match &self.backend {
+            Backend::Sled(db) => Table::Sled(db.open_tree(name)?),
+            Backend::Pg(pg) => Table::Pg(pg.clone(), name.to_owned()),
+        })
+    }
+
+    /// Makes every change so far durable (PostgreSQL's are at commit).
     pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
+        if let Backend::Sled(db) = &self.backend {
+            db.flush()?;
+        }
         Ok(())
     }
+
+    /// Whether other processes may share these tables (PostgreSQL), so that jobs need leases that others
+    /// can see and take over.
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
+    }
+
+    /// Whether the state database answers (a no-op for sled).
+    pub fn ping(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Pg(pg) => pg.ping(),
+        }
+    }
+}
+
+/// One named table of byte keys and values, ordered by key. Cheap to clone.
+#[derive(Clone)]
+pub enum Table {
+    Sled(sled::Tree),
+    Pg(Arc<pg::Pg>, String),
+}
+
+/// A key and its value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// Writes applied together by [`Table::apply_batch`]: all or none.
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) {
+        self.ops.push((key.as_ref().to_vec(), Some(value.into())));
+    }
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.ops.push((key.as_ref().to_vec(), None));
+    }
+}
+
+impl Table {
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        match self {
+            Self::Sled(t) => Ok(t.get(key)?.map(|v| v.to_vec())),
+            Self::Pg(pg, tree) => pg.get(tree, key.as_ref()),
+        }
+    }
+
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) -> Result<()> {
+        match self {
+            Self::Sled(t) => {
+                t.insert(key.as_ref(), value.into())?;
+                Ok(())
+            }
+            Self::Pg(pg, tree) => pg.insert(tree, key.as_ref(), &value.into()),
+        }
+    }
+
+    /// Inserts `value` under `key` only if the key is absent; returns whether it did (two writers racing
+    /// for one key: exactly one wins).
+    pub fn insert_new(&self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) -> Result<bool> {
+        self.compare_and_swap(key, None, Some(&value.into()))
+    }
+
+    /// Replaces the value under `key` by `new` (`None`: removes it) only if it is `old` (`None`: absent);
+    /// returns whether it did. What several processes sharing one database coordinate with.
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool> {
+        match self {
+            Self::Sled(t) => Ok(t.compare_and_swap(key.as_ref(), old, new)?.is_ok()),
+            Self::Pg(pg, tree) => pg.compare_and_swap(tree, key.as_ref(), old, new),
+        }
+    }
+
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        match self {
+            Self::Sled(t) => {
+                t.remove(key)?;
+                Ok(())
+            }
+            Self::Pg(pg, tree) => pg.remove(tree, key.as_ref()),
+        }
+    }
+
+    /// Every pair, in key order.
+    pub fn iter(&self) -> Result<Vec<Pair>> {
+        match self {
+            Self::Sled(t) => collect(t.iter()),
+            Self::Pg(pg, tree) => pg.range(tree, None),
+        }
+    }
+
+    /// The keys in `range`, in order.
+    pub fn keys_in(&self, range: Range<&[u8]>) -> Result<Vec<Vec<u8>>> {
+        match self {
+            Self::Sled(t) => t
+                .range(range)
+                .map(|kv| Ok(kv?.0.to_vec()))
+                .collect::<Result<_>>(),
+            Self::Pg(pg, tree) => Ok(pg
+                .range(tree, Some(range))?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()),
+        }
+    }
+
+    pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        match self {
+            Self::Sled(t) => {
+                let mut b = sled::Batch::default();
+                for (k, v) in batch.ops {
+                    match v {
+                        Some(v) => b.insert(k, v),
+                        None => b.remove(k),
+                    }
+                }
+                t.apply_batch(b)?;
+                Ok(())
+            }
+            Self::Pg(pg, tree) => pg.apply(tree, batch.ops),
+        }
+    }
+
+    /// Makes this table's changes durable (PostgreSQL's are at commit).
+    pub fn flush(&self) -> Result<()> {
+        if let Self::Sled(t) = self {
+            t.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn collect(it: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>) -> Result<Vec<Pair>> {
+    it.map(|kv| {
+        let (k, v) = kv?;
+        Ok((k.to_vec(), v.to_vec()))
+    })
+    .collect()
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

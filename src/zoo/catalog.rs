@@ -117,7 +117,7 @@ pub struct Upload {
 /// The zoo: its directory, its sled index, and the inference sessions of its teachers.
 pub struct Zoo {
     root: PathBuf,
-    tree: sled::Tree,
+    tree: crate::store::Table,
     store: Store,
     pool: Arc<SessionPool>,
     infer_batch: usize,
@@ -265,7 +265,7 @@ impl Zoo {
         let _guard = self.lock.lock().expect("zoo lock");
         let found = discover(&self.root)?;
         let mut report = RescanReport::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::store::Batch::default();
         let mut seen = std::collections::HashSet::new();
         for f in &found {
             if !seen.insert(f.ident.id.clone()) {
@@ -302,8 +302,7 @@ impl Zoo {
             }
             batch.insert(f.ident.id.as_bytes(), serde_json::to_vec(&entry)?);
         }
-        for kv in self.tree.iter() {
-            let (k, v) = kv?;
+        for (k, v) in self.tree.iter()? {
             let id = String::from_utf8_lossy(&k).into_owned();
             if !seen.contains(&id) {
                 if let Ok(e) = serde_json::from_slice::<Entry>(&v) {
@@ -328,8 +327,9 @@ impl Zoo {
     /// All teachers, in id order.
     pub fn all(&self) -> Result<Vec<Teacher>> {
         self.tree
-            .iter()
-            .map(|kv| Ok(serde_json::from_slice::<Entry>(&kv?.1)?.teacher))
+            .iter()?
+            .into_iter()
+            .map(|(_, v)| Ok(serde_json::from_slice::<Entry>(&v)?.teacher))
             .collect()
     }
 

@@ -54,7 +54,10 @@ impl Sandbox {
         self.dir.path().join("state")
     }
     pub fn config(&self) -> Config {
-        Config::new(self.zoo(), self.state())
+        let mut c = Config::new(self.zoo(), self.state());
+        c.database_url = test_database_url(&self.state());
+        c.blob_url = test_blob_url(&self.state());
+        c
     }
     pub fn app(&self) -> axum::Router {
         self.app_with(self.config())
@@ -62,6 +65,30 @@ impl Sandbox {
     pub fn app_with(&self, config: Config) -> axum::Router {
         router(AppState::open(config).expect("app state"))
     }
+}
+
+/// With `FACULTY_TEST_DATABASE_URL` set (`make test` sets it for its second pass, over the servers of
+/// `scripts/dev-cluster.sh`), the state of the server over `state` lives in PostgreSQL, in a schema of its
+/// own named after the state directory (a restart over the same directory finds the same state).
+pub fn test_database_url(state: &Path) -> Option<String> {
+    let url = std::env::var("FACULTY_TEST_DATABASE_URL").ok()?;
+    let hash = faculty::zoo::teacher::sha256_hex(state.display().to_string().as_bytes());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}schema=t_{}", &hash[..16]))
+}
+
+/// With `FACULTY_TEST_BLOB_URL` set (`s3://BUCKET?endpoint=...`), the blobs of the server over `state`
+/// live in that object store, under a prefix of their own named after the state directory.
+pub fn test_blob_url(state: &Path) -> Option<String> {
+    let url = std::env::var("FACULTY_TEST_BLOB_URL").ok()?;
+    let hash = faculty::zoo::teacher::sha256_hex(state.display().to_string().as_bytes());
+    let (bucket, query) = url.split_once('?').unwrap_or((&url, ""));
+    Some(format!("{bucket}/t_{}?{query}", &hash[..16]))
+}
+
+/// Whether this run keeps state in PostgreSQL (see [`test_database_url`]).
+pub fn on_postgres() -> bool {
+    std::env::var_os("FACULTY_TEST_DATABASE_URL").is_some()
 }
 
 /// Every file under the zoo directory with its sha256 (staging leftovers included).

@@ -48,7 +48,14 @@ pub fn spawn_server_with(
     state: &std::path::Path,
     extra: &[&str],
 ) -> (Server, u16) {
-    let mut child = faculty()
+    let mut cmd = faculty();
+    if let Some(url) = super::test_database_url(state) {
+        cmd.env("FACULTY_DATABASE_URL", url);
+    }
+    if let Some(url) = super::test_blob_url(state) {
+        cmd.env("FACULTY_BLOB_URL", url);
+    }
+    let mut child = cmd
         .args(["serve", "--addr", "127.0.0.1:0", "--zoo"])
         .arg(zoo)
         .arg("--data-dir")

@@ -1,0 +1,414 @@
+//! The blob seam: the bytes faculty keeps beside its tables (datasets' rows, students' ONNX files), under
+//! content-derived keys such as `datasets/<sha256>.f32`. Embedded default: files under the data directory,
+//! as before. With `--blob-url s3://BUCKET?endpoint=URL` (or another directory) they live in an object
+//! store shared by every server: written with create-only puts (two writers of one key keep one blob) and
+//! read through a local least-recently-used disk cache. A fetched blob whose sha256 does not match the one
+//! its record names is refused, reported and never cached.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Where blobs live.
+pub enum Blobs {
+    /// Files under a directory (the data directory by default); the key is the relative path.
+    Dir(PathBuf),
+    /// An object store, read through a disk cache.
+    Object(Box<ObjectBlobs>),
+}
+
+pub struct ObjectBlobs {
+    store: Arc<dyn ObjectStore>,
+    /// The URL without credentials, for messages.
+    url: String,
+    cache: PathBuf,
+    cache_limit: u64,
+    /// object_store is async; faculty's storage calls come from blocking threads. Calls run on this
+    /// runtime and are waited for with a channel, which is allowed from any thread.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Blobs {
+    /// `url`: `s3://BUCKET[/PREFIX]?endpoint=http://HOST:PORT[&region=R]` (credentials from `AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY`), `file:///DIR` or a plain directory; none: `data_dir`. The cache lives
+    /// under `data_dir/blob-cache`, at most `cache_mb` MiB.
+    pub fn open(url: Option<&str>, data_dir: &Path, cache_mb: u64) -> Result<Self> {
+        let Some(url) = url else {
+            return Ok(Self::Dir(data_dir.to_path_buf()));
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let path = path.trim_end_matches('/');
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            if bucket.is_empty() || (!prefix.is_empty() && check_key(prefix).is_err()) {
+                return Err(Error::invalid_input(format!(
+                    "blob URL '{url}': expected s3://BUCKET[/PREFIX]?endpoint=URL"
+                )));
+            }
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(object_store::RetryConfig {
+                    max_retries: 2,
+                    retry_timeout: Duration::from_secs(10),
+                    ..Default::default()
+                })
+                .with_client_options(
+                    object_store::ClientOptions::new()
+                        .with_connect_timeout(Duration::from_secs(5))
+                        .with_timeout(Duration::from_secs(120)),
+                );
+            let mut shown = format!("s3://{path}");
+            for p in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                match k {
+                    "endpoint" => {
+                        b = b.with_endpoint(v).with_allow_http(v.starts_with("http://"));
+                        shown = format!("{shown} at {v}");
+                    }
+                    "region" => b = b.with_region(v),
+                    _ => {
+                        return Err(Error::invalid_input(format!(
+                            "blob URL: unknown parameter '{k}' (known: endpoint, region)"
+                        )));
+                    }
+                }
+            }
+            if std::env::var_os("AWS_REGION").is_none() && !query.contains("region=") {
+                b = b.with_region("us-east-1");
+            }
+            let s3 = b
+                .build()
+                .map_err(|e| Error::invalid_input(format!("blob URL '{shown}': {e}")))?;
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+            };
+            let blobs = ObjectBlobs::new(store, shown, data_dir, cache_mb)?;
+            blobs.check()?;
+            return Ok(Self::Object(Box::new(blobs)));
+        }
+        let dir = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::invalid_input(format!("blob directory {}: {e}", dir.display())))?;
+        Ok(Self::Dir(dir))
+    }
+
+    /// `dir` or `s3` (for logs and the health endpoint).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Dir(_) => "dir",
+            Self::Object(_) => "s3",
+        }
+    }
+
+    /// Stores `bytes` under `key` unless a blob is there already; returns whether it stored them. Keys
+    /// derive from the content, so an existing blob is the same one.
+    pub fn put(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        check_key(key)?;
+        match self {
+            Self::Dir(root) => {
+                let path = root.join(key);
+                if path.is_file() {
+                    return Ok(false);
+                }
+                write_atomic(&path, bytes)?;
+                Ok(true)
+            }
+            Self::Object(o) => o.put(key, bytes),
+        }
+    }
+
+    /// A local file with the blob's bytes (downloaded into the cache first when it lives in an object
+    /// store). With `sha256`, a blob whose content does not hash to it is refused.
+    pub fn path(&self, key: &str, sha256: Option<&str>) -> Result<PathBuf> {
+        check_key(key)?;
+        match self {
+            Self::Dir(root) => Ok(root.join(key)),
+            Self::Object(o) => o.fetch(key, sha256),
+        }
+    }
+
+    /// Whether a blob is stored under `key`.
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        match self {
+            Self::Dir(root) => Ok(root.join(key).is_file()),
+            Self::Object(o) => o.exists(key),
+        }
+    }
+
+    /// Removes the files under key directory `dir` that `leftover` says an interrupted write left (at
+    /// start): in the blob directory, or in the object store's local cache.
+    pub fn sweep(&self, dir: &str, leftover: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        check_key(dir)?;
+        let root = match self {
+            Self::Dir(root) => root,
+            Self::Object(o) => &o.cache,
+        };
+        super::sweep(&root.join(dir), leftover)
+    }
+
+    /// Removes a blob (and its cached copy); a missing one is not an error.
+    pub fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        match self {
+            Self::Dir(root) => match std::fs::remove_file(root.join(key)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+            Self::Object(o) => o.delete(key),
+        }
+    }
+}
+
+/// Keys are relative paths of plain segments (letters, digits, `_`, `-`, `.`), never `..`.
+fn check_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::internal(format!("not a blob key: '{key}'")))
+    }
+}
+
+/// Writes to a temporary file beside `path`, syncs it and renames it into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().expect("blob paths have a parent");
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| Error::from(e.error))?;
+    Ok(())
+}
+
+impl ObjectBlobs {
+    fn new(
+        store: Arc<dyn ObjectStore>,
+        url: String,
+        data_dir: &Path,
+        cache_mb: u64,
+    ) -> Result<Self> {
+        let cache = data_dir.join("blob-cache");
+        std::fs::create_dir_all(&cache)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("faculty-blobs")
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            store,
+            url,
+            cache,
+            cache_limit: cache_mb.max(1) << 20,
+            rt: Some(rt),
+        })
+    }
+
+    /// Runs an object store call to completion from any thread.
+    fn call<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = object_store::Result<T>> + Send + 'static,
+    ) -> object_store::Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt
+            .as_ref()
+            .expect("runtime until drop")
+            .spawn(async move {
+                let _ = tx.send(fut.await);
+            });
+        rx.recv().unwrap_or_else(|_| {
+            Err(object_store::Error::Generic {
+                store: "faculty",
+                source: "object store call was dropped".into(),
+            })
+        })
+    }
+
+    fn error(&self, key: &str, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::NotFound { .. } => Error::not_found(format!(
+                "blob {key} is not in the object store {}",
+                self.url
+            )),
+            e => Error::new(
+                ErrorKind::StoreUnavailable,
+                format!("the object store {} is unavailable ({key}): {e}", self.url),
+            ),
+        }
+    }
+
+    /// Reaches the bucket once, so that a store that is down or misconfigured fails at start.
+    fn check(&self) -> Result<()> {
+        let store = self.store.clone();
+        self.call(async move {
+            match store.head(&"faculty-probe".into()).await {
+                Err(object_store::Error::NotFound { .. }) | Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(|e| self.error("reaching the bucket", e))
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        let store = self.store.clone();
+        let location = object_store::path::Path::from(key);
+        let payload = PutPayload::from(bytes.to_vec());
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let stored = match self.call(async move { store.put_opts(&location, payload, opts).await })
+        {
+            Ok(_) => true,
+            Err(object_store::Error::AlreadyExists { .. }) => false,
+            Err(e) => return Err(self.error(key, e)),
+        };
+        // what was just written is likely read soon (a student downloaded, a dataset ranked)
+        write_atomic(&self.cache.join(key), bytes)?;
+        self.trim_cache();
+        Ok(stored)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        let store = self.store.clone();
+        let location = object_store::path::Path::from(key);
+        match self.call(async move { store.head(&location).await }) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    fn fetch(&self, key: &str, sha256: Option<&str>) -> Result<PathBuf> {
+        let path = self.cache.join(key);
+        if path.is_file() {
+            // touched so that the least recently used blobs are the ones evicted
+            if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
+            return Ok(path);
+        }
+        let store = self.store.clone();
+        let location = object_store::path::Path::from(key);
+        let bytes = self
+            .call(async move { store.get(&location).await?.bytes().await })
+            .map_err(|e| self.error(key, e))?;
+        if let Some(want) = sha256 {
+            let got = crate::zoo::teacher::sha256_hex(&bytes);
+            if got != want {
+                tracing::error!(
+                    key,
+                    want,
+                    got,
+                    "object store blob does not match its sha256"
+                );
+                return Err(Error::internal(format!(
+                    "blob {key} in the object store {} does not match its sha256 (expected {want}, \
+                     got {got}): refused",
+                    self.url
+                )));
+            }
+        }
+        write_atomic(&path, &bytes)?;
+        self.trim_cache();
+        Ok(path)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let store = self.store.clone();
+        let location = object_store::path::Path::from(key);
+        match self.call(async move { store.delete(&location).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.error(key, e)),
+        }
+        let _ = std::fs::remove_file(self.cache.join(key));
+        Ok(())
+    }
+
+    /// Evicts the least recently used cached blobs while the cache is over its limit.
+    fn trim_cache(&self) {
+        let mut files = Vec::new();
+        let mut stack = vec![self.cache.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else if let Ok(t) = m.modified() {
+                    files.push((t, m.len(), e.path()));
+                }
+            }
+        }
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, p) in files {
+            if total <= self.cache_limit {
+                break;
+            }
+            if std::fs::remove_file(&p).is_ok() {
+                total -= len;
+            }
+        }
+    }
+}
+
+/// The runtime is shut down without waiting, which is allowed on any thread (a plain drop is not, on
+/// one that drives async tasks).
+impl Drop for ObjectBlobs {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_escape_their_directory() {
+        for bad in ["", "/abs", "a/../b", "..", "a//b", "a/./b", "a b", "a\\b"] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "datasets/ab12.f32",
+            "students/st_0123.onnx",
+            "teachers/x@1.onnx",
+        ] {
+            check_key(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_directory_store_keeps_the_first_blob_of_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(None, dir.path(), 16).unwrap();
+        assert!(b.put("datasets/k.f32", b"one").unwrap());
+        assert!(!b.put("datasets/k.f32", b"two").unwrap());
+        assert_eq!(
+            std::fs::read(b.path("datasets/k.f32", None).unwrap()).unwrap(),
+            b"one"
+        );
+        assert!(b.exists("datasets/k.f32").unwrap());
+        b.delete("datasets/k.f32").unwrap();
+        b.delete("datasets/k.f32").unwrap();
+        assert!(!b.exists("datasets/k.f32").unwrap());
+    }
+}

@@ -1,0 +1,108 @@
+//! Two `faculty serve` processes over one PostgreSQL database and one object store (make test's cluster
+//! pass): what one server stores the other reads, and a job whose server is killed (SIGKILL) mid-training
+//! is taken over by the other and finishes there, resumed from its checkpoint, once.
+mod common;
+
+use common::server::*;
+use common::*;
+
+#[test]
+fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other() {
+    if !on_postgres() {
+        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+        return;
+    }
+    let sb = Sandbox::new();
+    // one state (the schema and blob prefix follow the state directory), two servers
+    let (mut a, pa) = spawn_server(&sb.zoo(), &sb.state());
+    let (mut b, pb) = spawn_server(&sb.zoo(), &sb.state());
+    let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let (status, ds) = post_dataset(pa, "mnist.npz", &task);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&ds));
+    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+
+    // a ranking made on A is read, complete, on B
+    let (status, rk) = http_json(
+        pa,
+        "POST",
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds["id"]}),
+    );
+    assert_eq!(status, 201, "{rk}");
+    let (status, on_b) = http_json(
+        pb,
+        "GET",
+        &format!("/v1/rankings/{}", rk["id"].as_str().unwrap()),
+        serde_json::Value::Null,
+    );
+    assert_eq!(status, 200, "{on_b}");
+    assert_eq!(on_b["results"], rk["results"]);
+    assert!(!rk["results"].as_array().unwrap().is_empty());
+
+    // a long job submitted to A, watched from B, A killed after its first checkpoints
+    let (status, job) = http_json(
+        pa,
+        "POST",
+        "/v1/jobs",
+        serde_json::json!({"dataset_id": ds["id"], "method": "kd", "teacher": "mnist_mlp",
+                           "student": "mlp:32",
+                           "config": {"max_epochs": 400, "val_fraction": 0.0, "cv_folds": 0}}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let before = wait_job(pb, &id, |j| {
+        j["phase"] == "training" && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
+    });
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    assert!(before["checkpoint_epoch"].as_u64().unwrap() < 400);
+
+    // B takes it over once A's lease runs out, and finishes it from the checkpoint
+    let fin = wait_job(pb, &id, |j| {
+        j["state"]
+            .as_str()
+            .is_some_and(|s| s != "queued" && s != "running")
+    });
+    assert_eq!(fin["state"], "succeeded", "{fin}");
+    assert_eq!(fin["restarts"], 1, "{fin}");
+    let notes = fin["notes"].to_string();
+    assert!(
+        notes.contains(
+            "its server stopped answering while this job ran; resumed from the checkpoint"
+        ),
+        "{notes}"
+    );
+    let epochs: Vec<u64> = fin["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        epochs,
+        (1..=400).collect::<Vec<_>>(),
+        "nothing lost, nothing repeated"
+    );
+    // one student, downloadable from B byte for byte
+    let (_, students) = http_json(pb, "GET", "/v1/students", serde_json::Value::Null);
+    let students = students["students"].as_array().unwrap();
+    assert_eq!(students.len(), 1, "{students:?}");
+    assert_eq!(students[0]["id"], fin["student_id"]);
+    let (status, file) = http(
+        pb,
+        "GET",
+        &format!(
+            "/v1/students/{}/model.onnx",
+            students[0]["id"].as_str().unwrap()
+        ),
+        "text/plain",
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        faculty::zoo::teacher::sha256_hex(&file),
+        students[0]["sha256"].as_str().unwrap()
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+}
