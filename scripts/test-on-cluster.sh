@@ -11,6 +11,9 @@ export FACULTY_CLUSTER_PG_PORT="${FACULTY_TEST_PG_PORT:-25432}"
 export FACULTY_CLUSTER_PORT_BASE="${FACULTY_TEST_PORT_BASE:-21000}"
 trap 'bash scripts/dev-cluster.sh down' EXIT
 eval "$(bash scripts/dev-cluster.sh up)"
-FACULTY_TEST_DATABASE_URL="$FACULTY_DATABASE_URL" FACULTY_TEST_BLOB_URL="$FACULTY_BLOB_URL" cargo test --no-fail-fast \
+# the tests give each server a schema and a blob prefix of its own; nothing else may use the bare URLs
+export FACULTY_TEST_DATABASE_URL="$FACULTY_DATABASE_URL" FACULTY_TEST_BLOB_URL="$FACULTY_BLOB_URL"
+unset FACULTY_DATABASE_URL FACULTY_BLOB_URL
+cargo test --no-fail-fast \
   --test state_store --test cluster --test api --test auth --test datasets --test students --test jobs --test cli \
   --test remote "$@"

@@ -27,7 +27,8 @@ pub struct Config {
     /// Blocking jobs (inference, scans) allowed at once before requests get 429.
     #[arg(long, env = "FACULTY_MAX_BLOCKING", default_value_t = 8)]
     pub max_blocking: usize,
-    /// Distillation jobs that train at once; the rest wait in the queue.
+    /// Distillation jobs that train at once; the rest wait in the queue. 0 (with --database-url): this
+    /// server runs no jobs, `faculty worker` processes do.
     #[arg(long, env = "FACULTY_MAX_JOBS", default_value_t = 1)]
     pub max_jobs: usize,
     /// ONNX Runtime sessions kept loaded at most (least recently used dropped, reloaded on demand).

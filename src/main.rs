@@ -32,6 +32,10 @@ struct Cli {
 enum Command {
     /// Serve the REST API over a zoo directory.
     Serve(Config),
+    /// Run distillation jobs from the shared queue, without serving HTTP: any number of workers, on any
+    /// machine that reaches the database (--database-url) and the blobs (--blob-url, or a shared data
+    /// directory). Servers started with --max-jobs 0 leave every job to them.
+    Worker(Config),
     /// Look at a zoo without a server.
     #[command(subcommand)]
     Zoo(ZooCommand),
@@ -520,6 +524,13 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 .build()?;
             rt.block_on(faculty::api::serve(config))
         }
+        Command::Worker(config) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(8 << 20)
+                .build()?;
+            rt.block_on(faculty::api::work(config))
+        }
         Command::Openapi => {
             println!("{}", faculty::api::openapi::document());
             Ok(())
@@ -804,7 +815,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
+    if !matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
         // a command piped into `head` ends quietly, as Unix tools do, instead of panicking on the
         // closed pipe (the server keeps Rust's default: a socket's EPIPE is an error, not a signal)
         // SAFETY: setting a signal's disposition to the default before any thread is started

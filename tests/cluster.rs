@@ -1,6 +1,7 @@
 //! Two `faculty serve` processes over one PostgreSQL database and one object store (make test's cluster
 //! pass): what one server stores the other reads, and a job whose server is killed (SIGKILL) mid-training
-//! is taken over by the other and finishes there, resumed from its checkpoint, once.
+//! is taken over by the other and finishes there, resumed from its checkpoint, once; the same with
+//! `faculty worker` processes running the jobs of a server that runs none.
 mod common;
 
 use common::server::*;
@@ -105,4 +106,77 @@ fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other(
     );
     b.kill().unwrap();
     b.wait().unwrap();
+}
+
+#[test]
+fn workers_run_a_servers_jobs_and_a_killed_workers_job_finishes_on_another() {
+    if !on_postgres() {
+        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let (mut server, port) = spawn_server_with(&sb.zoo(), &sb.state(), &["--max-jobs", "0"]);
+    let workers = [
+        spawn_worker(&sb.zoo(), &sb.state()),
+        spawn_worker(&sb.zoo(), &sb.state()),
+    ];
+    let pids: Vec<String> = workers.iter().map(|w| format!(":{}:", w.id())).collect();
+    let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let (status, ds) = post_dataset(port, "mnist.npz", &task);
+    assert_eq!(status, 201);
+    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let (status, job) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        serde_json::json!({"dataset_id": ds["id"], "method": "kd", "teacher": "mnist_mlp",
+                           "student": "mlp:32",
+                           "config": {"max_epochs": 400, "val_fraction": 0.0, "cv_folds": 0}}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let before = wait_job(port, &id, |j| {
+        j["phase"] == "training" && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
+    });
+    let first = before["worker"].as_str().unwrap().to_string();
+    let which = pids
+        .iter()
+        .position(|p| first.contains(p.as_str()))
+        .unwrap_or_else(|| panic!("run by {first}, not by a worker {pids:?}"));
+    let [w0, w1] = workers;
+    let (mut killed, mut other) = if which == 0 { (w0, w1) } else { (w1, w0) };
+    killed.kill().unwrap(); // SIGKILL
+    killed.wait().unwrap();
+    let fin = wait_job(port, &id, |j| {
+        j["state"]
+            .as_str()
+            .is_some_and(|s| s != "queued" && s != "running")
+    });
+    assert_eq!(fin["state"], "succeeded", "{fin}");
+    assert_eq!(fin["restarts"], 1, "{fin}");
+    assert!(
+        fin["worker"].as_str().unwrap().contains(&pids[1 - which]),
+        "finished by the other worker: {fin}"
+    );
+    let epochs: Vec<u64> = fin["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        epochs,
+        (1..=400).collect::<Vec<_>>(),
+        "nothing lost, nothing repeated"
+    );
+    let (_, students) = http_json(port, "GET", "/v1/students", serde_json::Value::Null);
+    assert_eq!(
+        students["students"].as_array().unwrap().len(),
+        1,
+        "{students}"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -54,6 +54,34 @@ fn a_database_url_that_is_not_one_is_refused_by_name() {
     assert!(stderr.contains("schema"), "{stderr}");
 }
 
+#[test]
+fn a_worker_without_a_shared_database_is_refused_by_name() {
+    let sb = Sandbox::new();
+    let out = server::faculty()
+        .args(["worker", "--zoo"])
+        .arg(sb.zoo())
+        .arg("--data-dir")
+        .arg(sb.state())
+        .env_remove("FACULTY_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--database-url"), "{stderr}");
+    // and a server that would leave its jobs to workers it cannot have
+    let out = server::faculty()
+        .args(["serve", "--addr", "127.0.0.1:0", "--max-jobs", "0", "--zoo"])
+        .arg(sb.zoo())
+        .arg("--data-dir")
+        .arg(sb.state())
+        .env_remove("FACULTY_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--max-jobs 0"), "{stderr}");
+}
+
 /// A loopback TCP relay to the database that can be cut (every connection closed, the port refused) and
 /// restored on the same port.
 struct Relay {

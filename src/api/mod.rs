@@ -365,6 +365,33 @@ pub async fn serve(config: Config) -> Result<()> {
         .map_err(|e| Error::internal(format!("server: {e}")))
 }
 
+/// `faculty worker`: the library's state and job manager without the HTTP layer. The manager's heartbeat
+/// takes the jobs no process holds; the worker runs until SIGINT or SIGTERM.
+pub async fn work(config: Config) -> Result<()> {
+    if config.database_url.is_none() {
+        return Err(Error::invalid_input(
+            "a worker takes jobs from the servers' shared state database: give it --database-url \
+             (and --blob-url, unless it shares the servers' data directory)",
+        ));
+    }
+    if config.max_jobs == 0 {
+        return Err(Error::invalid_input(
+            "a worker with --max-jobs 0 would never run a job",
+        ));
+    }
+    let max_jobs = config.max_jobs;
+    let state = tokio::task::spawn_blocking(move || AppState::open(config))
+        .await
+        .map_err(|e| Error::internal(e.to_string()))??;
+    tracing::info!(
+        worker = state.jobs.owner(),
+        max_jobs,
+        "faculty worker ready: taking jobs from the shared queue"
+    );
+    shutdown_signal().await;
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -12,8 +12,8 @@ use crate::store::Table;
 
 /// How long a lease lasts without renewal.
 pub const TTL: Duration = Duration::from_secs(15);
-/// How often a holder renews its leases (and looks for jobs whose holder is gone).
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often a holder renews its leases (and looks for jobs whose holder is gone, or that no one took).
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
 
 #[derive(Serialize, Deserialize)]
 struct Lease {

@@ -78,6 +78,9 @@ pub struct Job {
     #[serde(default)]
     pub search: Vec<distill::HopTrial>,
     pub notes: Vec<String>,
+    /// The process that runs (or ran) it: `host:pid:tag` of a server or a `faculty worker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// A job shows at most this many epochs: every epoch publishes the job to its watchers, so a search of
@@ -115,6 +118,8 @@ struct Inner {
     leases: lease::Leases,
     /// Whether other servers share the tables (then they may hold jobs, and take ours over).
     shared: bool,
+    /// Whether this process runs jobs (`max_jobs` > 0); a server that does not leaves them to workers.
+    runs_jobs: bool,
     zoo: Arc<Zoo>,
     datasets: Arc<DatasetStore>,
     outputs: OutputCache,
@@ -149,6 +154,12 @@ impl JobManager {
             std::process::id(),
             &crate::zoo::teacher::sha256_hex(format!("{:?}", Instant::now()).as_bytes())[..8]
         );
+        if max_jobs == 0 && !store.shared() {
+            return Err(Error::invalid_input(
+                "--max-jobs 0 leaves jobs to `faculty worker` processes, which need a shared state \
+                 database: add --database-url (or run at least one job at a time)",
+            ));
+        }
         let m = Self {
             inner: Arc::new(Inner {
                 jobs: store.tree("jobs")?,
@@ -157,6 +168,7 @@ impl JobManager {
                 cancels: store.tree("job_cancels")?,
                 leases: lease::Leases::new(store.tree("job_leases")?, owner),
                 shared: store.shared(),
+                runs_jobs: max_jobs > 0,
                 zoo,
                 datasets,
                 outputs,
@@ -171,6 +183,11 @@ impl JobManager {
         m.recover()?;
         m.start_heartbeat();
         Ok(m)
+    }
+
+    /// This process as job holders are named (`host:pid:tag`).
+    pub fn owner(&self) -> &str {
+        &self.inner.leases.owner
     }
 
     /// Renews this server's leases every [`lease::HEARTBEAT`], passes on cancellations asked elsewhere
@@ -215,7 +232,7 @@ impl JobManager {
                 flag.store(true, Ordering::Relaxed);
             }
         }
-        if self.inner.shared {
+        if self.inner.shared && self.inner.runs_jobs {
             self.adopt_orphans()?;
         }
         Ok(())
@@ -397,11 +414,14 @@ impl JobManager {
             restarts: 0,
             search: Vec::new(),
             notes: Vec::new(),
+            worker: None,
         };
         self.write(&job)?;
         self.inner.active.insert(job.id.as_bytes(), Vec::new())?;
-        self.inner.leases.claim(&job.id)?;
-        self.enqueue(job.clone());
+        if self.inner.runs_jobs {
+            self.inner.leases.claim(&job.id)?;
+            self.enqueue(job.clone());
+        }
         Ok(job)
     }
 
@@ -511,6 +531,7 @@ impl JobManager {
         job.state = JobState::Running;
         job.phase = "starting".into();
         job.started = Some(now_unix());
+        job.worker = Some(self.inner.leases.owner.clone());
         self.publish(&job, true)?;
         let resume: Option<Checkpoint> = match self.inner.checkpoints.get(id.as_bytes())? {
             Some(v) => serde_json::from_slice(&v).ok(),
@@ -610,7 +631,9 @@ impl JobManager {
             let mut job: Job = serde_json::from_slice(&v)?;
             match job.state {
                 JobState::Queued | JobState::Running => {
-                    if !self.inner.shared {
+                    if !self.inner.runs_jobs {
+                        // left to the workers
+                    } else if !self.inner.shared {
                         self.inner.leases.take(&job.id)?;
                         pending.push(job);
                     } else if self.inner.leases.claim(&job.id)? {

@@ -84,6 +84,37 @@ pub fn spawn_server_with(
     (Server(child), port)
 }
 
+/// A `faculty worker` process over the same state as the servers spawned on `state`; its log is drained.
+pub fn spawn_worker(zoo: &std::path::Path, state: &std::path::Path) -> Server {
+    let mut cmd = faculty();
+    if let Some(url) = super::test_database_url(state) {
+        cmd.env("FACULTY_DATABASE_URL", url);
+    }
+    if let Some(url) = super::test_blob_url(state) {
+        cmd.env("FACULTY_BLOB_URL", url);
+    }
+    let mut child = cmd
+        .args(["worker", "--zoo"])
+        .arg(zoo)
+        .arg("--data-dir")
+        .arg(state)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("worker exited before it was ready")
+            .unwrap();
+        if line.contains("faculty worker ready") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Server(child)
+}
+
 /// Uploads a dataset file's bytes as multipart: (status, body).
 pub fn post_dataset(port: u16, name: &str, bytes: &[u8]) -> (u16, Vec<u8>) {
     let ct = format!("multipart/form-data; boundary={}", super::BOUNDARY);
