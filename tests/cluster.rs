@@ -180,3 +180,69 @@ fn workers_run_a_servers_jobs_and_a_killed_workers_job_finishes_on_another() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn two_servers_uploading_the_same_teacher_at_once_end_with_one_teacher() {
+    if !on_postgres() {
+        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let (mut a, pa) = spawn_server(&sb.zoo(), &sb.state());
+    let (mut b, pb) = spawn_server(&sb.zoo(), &sb.state());
+    // four uploads of one name at once, two different models among them: exactly one wins, and the
+    // catalog, the file and every server agree on which
+    let models: Vec<Vec<u8>> = ["digits8x8_logreg.onnx", "letters_logreg.onnx"]
+        .iter()
+        .map(|f| std::fs::read(repo().join("zoo/teachers").join(f)).unwrap())
+        .collect();
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    let results: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = [(pa, 0), (pb, 1), (pa, 1), (pb, 0)]
+            .into_iter()
+            .map(|(p, m)| {
+                let (body, ct) = (multipart("dup.onnx", &models[m], &[]), &ct);
+                s.spawn(move || {
+                    let (status, b) = http(p, "POST", "/v1/teachers", ct, &body);
+                    (status, serde_json::from_slice(&b).unwrap_or_default())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|r| r.0 == 201)
+        .map(|r| &r.1)
+        .collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert!(
+        results.iter().all(|r| r.0 == 201 || r.0 == 409),
+        "{results:?}"
+    );
+    let sha = won[0]["sha256"].as_str().unwrap().to_string();
+    assert_eq!(
+        faculty::zoo::teacher::sha256_hex(&std::fs::read(sb.zoo().join("dup.onnx")).unwrap()),
+        sha,
+        "the file on disk is the winner's"
+    );
+    for port in [pa, pb] {
+        let (_, list) = http_json(
+            port,
+            "GET",
+            "/v1/teachers?page_size=500",
+            serde_json::Value::Null,
+        );
+        let dups: Vec<&serde_json::Value> = list["teachers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["name"] == "dup")
+            .collect();
+        assert_eq!(dups.len(), 1, "{dups:?}");
+        assert_eq!(dups[0]["sha256"], sha.as_str());
+    }
+    a.kill().unwrap();
+    b.kill().unwrap();
+    let _ = (a.wait(), b.wait());
+}

@@ -543,16 +543,24 @@ impl Zoo {
             std::fs::create_dir_all(parent)?;
         }
         let card_path = self.root.join(&card_rel);
+        let card_tmp = self.staging_dir()?.join(format!("{id}.card.tmp"));
         if let Some(c) = &card {
-            let tmp = self.staging_dir()?.join(format!("{id}.card.tmp"));
-            std::fs::write(&tmp, c)?;
-            std::fs::rename(&tmp, &card_path)?;
+            std::fs::write(&card_tmp, c)?;
         }
-        if let Err(e) = std::fs::rename(staged, &target) {
-            if card.is_some() {
-                let _ = std::fs::remove_file(&card_path);
+        // create-only (a hard link fails on an existing name, where a rename would replace it): of
+        // several servers sharing the zoo directory that upload one id at once, exactly one wins
+        if let Err(e) = std::fs::hard_link(staged, &target) {
+            let _ = std::fs::remove_file(&card_tmp);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                return Err(Error::conflict(format!(
+                    "a teacher with id '{id}' already exists; delete it first or pick another name/version"
+                )));
             }
             return Err(e.into());
+        }
+        let _ = std::fs::remove_file(staged);
+        if card.is_some() {
+            std::fs::rename(&card_tmp, &card_path)?;
         }
         let fingerprint = Fingerprint {
             model: FileStamp::of(&target)?,
