@@ -98,7 +98,9 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     zoo.rescan().unwrap();
-    assert_eq!(zoo.all().unwrap().len(), 16);
+    // the bundled zoo grows; the figures are for whatever it holds (16 teachers when the README's first
+    // table was measured)
+    eprintln!("ranking over {} teachers", zoo.all().unwrap().len());
     let req = RankRequest::default();
     let mut g = c.benchmark_group("ranking");
     g.warm_up_time(Duration::from_secs(1))

@@ -85,7 +85,7 @@ impl Leases {
         match serde_json::from_slice::<Lease>(&raw) {
             Ok(l) if l.owner == self.owner => {
                 self.table
-                    .compare_and_swap(id, Some(&raw), Some(&self.fresh()?))
+                    .compare_and_swap(id, Some(&raw[..]), Some(&self.fresh()?))
             }
             _ => Ok(false),
         }
@@ -96,7 +96,7 @@ impl Leases {
         if let Some(raw) = self.table.get(id)?
             && serde_json::from_slice::<Lease>(&raw).is_ok_and(|l| l.owner == self.owner)
         {
-            self.table.compare_and_swap(id, Some(&raw), None)?;
+            self.table.compare_and_swap(id, Some(&raw[..]), None)?;
         }
         Ok(())
     }

@@ -113,6 +113,30 @@ pub enum Table {
 /// A key and its value.
 pub type Pair = (Vec<u8>, Vec<u8>);
 
+/// A value read from a table: sled's shared buffer as it is (no copy: cached teacher outputs are
+/// megabytes, read on every re-ranking), or the bytes PostgreSQL returned.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Sled(sled::IVec),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Value {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Sled(v) => v,
+            Self::Owned(v) => v,
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
 /// Writes applied together by [`Table::apply_batch`]: all or none.
 #[derive(Default)]
 pub struct Batch {
@@ -129,10 +153,10 @@ impl Batch {
 }
 
 impl Table {
-    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
         match self {
-            Self::Sled(t) => Ok(t.get(key)?.map(|v| v.to_vec())),
-            Self::Pg(pg, tree) => pg.get(tree, key.as_ref()),
+            Self::Sled(t) => Ok(t.get(key)?.map(Value::Sled)),
+            Self::Pg(pg, tree) => Ok(pg.get(tree, key.as_ref())?.map(Value::Owned)),
         }
     }
 
