@@ -516,21 +516,8 @@ fn run(cli: Cli) -> faculty::Result<()> {
             &id,
             out,
         ),
-        Command::Serve(config) => {
-            // 8 MiB stacks: LAPACK routines keep large buffers on the stack of the blocking threads
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_stack_size(8 << 20)
-                .build()?;
-            rt.block_on(faculty::api::serve(config))
-        }
-        Command::Worker(config) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_stack_size(8 << 20)
-                .build()?;
-            rt.block_on(faculty::api::work(config))
-        }
+        Command::Serve(config) => server_runtime()?.block_on(faculty::api::serve(config)),
+        Command::Worker(config) => server_runtime()?.block_on(faculty::api::work(config)),
         Command::Openapi => {
             println!("{}", faculty::api::openapi::document());
             Ok(())
@@ -804,6 +791,15 @@ fn run(cli: Cli) -> faculty::Result<()> {
             }
         }
     }
+}
+
+/// The runtime of the long-running commands (serve, worker). 8 MiB stacks: LAPACK routines keep large
+/// buffers on the stack of the blocking threads.
+fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
 }
 
 fn main() -> ExitCode {

@@ -37,6 +37,24 @@ impl Drop for Server {
     }
 }
 
+/// `faculty COMMAND` over `zoo` and the state directory `state`, with the state in PostgreSQL and the
+/// blobs in S3 where the run says so (see `test_database_url`).
+fn over_state(zoo: &std::path::Path, state: &std::path::Path, command: &[&str]) -> Command {
+    let mut cmd = faculty();
+    if let Some(url) = super::test_database_url(state) {
+        cmd.env("FACULTY_DATABASE_URL", url);
+    }
+    if let Some(url) = super::test_blob_url(state) {
+        cmd.env("FACULTY_BLOB_URL", url);
+    }
+    cmd.args(command)
+        .arg("--zoo")
+        .arg(zoo)
+        .arg("--data-dir")
+        .arg(state);
+    cmd
+}
+
 /// A `faculty serve` process on a free loopback port; its log is drained in the background.
 pub fn spawn_server(zoo: &std::path::Path, state: &std::path::Path) -> (Server, u16) {
     spawn_server_with(zoo, state, &[])
@@ -48,18 +66,7 @@ pub fn spawn_server_with(
     state: &std::path::Path,
     extra: &[&str],
 ) -> (Server, u16) {
-    let mut cmd = faculty();
-    if let Some(url) = super::test_database_url(state) {
-        cmd.env("FACULTY_DATABASE_URL", url);
-    }
-    if let Some(url) = super::test_blob_url(state) {
-        cmd.env("FACULTY_BLOB_URL", url);
-    }
-    let mut child = cmd
-        .args(["serve", "--addr", "127.0.0.1:0", "--zoo"])
-        .arg(zoo)
-        .arg("--data-dir")
-        .arg(state)
+    let mut child = over_state(zoo, state, &["serve", "--addr", "127.0.0.1:0"])
         .args(extra)
         .stderr(Stdio::piped())
         .spawn()
@@ -86,18 +93,7 @@ pub fn spawn_server_with(
 
 /// A `faculty worker` process over the same state as the servers spawned on `state`; its log is drained.
 pub fn spawn_worker(zoo: &std::path::Path, state: &std::path::Path) -> Server {
-    let mut cmd = faculty();
-    if let Some(url) = super::test_database_url(state) {
-        cmd.env("FACULTY_DATABASE_URL", url);
-    }
-    if let Some(url) = super::test_blob_url(state) {
-        cmd.env("FACULTY_BLOB_URL", url);
-    }
-    let mut child = cmd
-        .args(["worker", "--zoo"])
-        .arg(zoo)
-        .arg("--data-dir")
-        .arg(state)
+    let mut child = over_state(zoo, state, &["worker"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
