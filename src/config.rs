@@ -31,6 +31,14 @@ pub struct Config {
     /// server runs no jobs, `faculty worker` processes do.
     #[arg(long, env = "FACULTY_MAX_JOBS", default_value_t = 1)]
     pub max_jobs: usize,
+    /// Fan each ranking out as shards of this many teachers, which every process with --max-shards above
+    /// 0 (this server, other servers, `faculty worker`s sharing the state database) scores in parallel; a
+    /// ranking is readable as its shards finish. 0: the server that gets the request ranks it itself.
+    #[arg(long, env = "FACULTY_RANK_SHARD_SIZE", default_value_t = 0)]
+    pub rank_shard_size: usize,
+    /// Ranking shards this process scores at once (0: it leaves them to other processes).
+    #[arg(long, env = "FACULTY_MAX_SHARDS", default_value_t = 1)]
+    pub max_shards: usize,
     /// ONNX Runtime sessions kept loaded at most (least recently used dropped, reloaded on demand).
     #[arg(long, env = "FACULTY_MAX_SESSIONS", default_value_t = 32)]
     pub max_sessions: usize,
@@ -95,6 +103,8 @@ impl Config {
             infer_batch: 1024,
             max_blocking: 8,
             max_jobs: 1,
+            rank_shard_size: 0,
+            max_shards: 1,
             max_sessions: 32,
             session_memory_mb: 256,
             memory_budget_mb: 384,

@@ -1,7 +1,8 @@
 //! Two `faculty serve` processes over one PostgreSQL database and one object store (make test's cluster
 //! pass): what one server stores the other reads, and a job whose server is killed (SIGKILL) mid-training
-//! is taken over by the other and finishes there, resumed from its checkpoint, once; the same with
-//! `faculty worker` processes running the jobs of a server that runs none.
+//! is taken over by the other and finishes there, resumed from its checkpoint, once; two servers that
+//! neither train nor score and three `faculty worker` processes, of which one is killed mid-shard and one
+//! mid-job: the ranking and the job finish on the third, nothing lost or repeated.
 mod common;
 
 use common::server::*;
@@ -108,25 +109,88 @@ fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other(
     b.wait().unwrap();
 }
 
+/// `rows` random rows shaped like MNIST's, the first 50 labeled (5 per class of 10), as `.npz`: a task
+/// whose ranking takes long enough (inference over every row, per teacher) to kill a worker mid-shard.
+fn slow_task(rows: usize) -> Vec<u8> {
+    let x: Vec<u8> = random_bytes(rows * 784)
+        .into_iter()
+        .flat_map(|b| (f32::from(b) / 255.0).to_le_bytes())
+        .collect();
+    let y: Vec<u8> = (0..rows)
+        .flat_map(|i| (if i < 50 { (i % 10) as i64 } else { -1 }).to_le_bytes())
+        .collect();
+    zip_of(&[
+        ("x.npy", npy("<f4", &[rows, 1, 28, 28], &x)),
+        ("y.npy", npy("<i8", &[rows], &y)),
+    ])
+}
+
+/// Polls ranking `id` on `port` until `until` holds for (status, body).
+fn wait_ranking(
+    port: u16,
+    id: &str,
+    until: impl Fn(u16, &serde_json::Value) -> bool,
+) -> (u16, serde_json::Value) {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, r) = http_json(
+            port,
+            "GET",
+            &format!("/v1/rankings/{id}"),
+            serde_json::Value::Null,
+        );
+        if until(status, &r) {
+            return (status, r);
+        }
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "ranking never got there: {status} {r}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
-fn workers_run_a_servers_jobs_and_a_killed_workers_job_finishes_on_another() {
+fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid_job() {
     if !on_postgres() {
         eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
         return;
     }
     let sb = Sandbox::new();
-    let (mut server, port) = spawn_server_with(&sb.zoo(), &sb.state(), &["--max-jobs", "0"]);
-    let workers = [
-        spawn_worker(&sb.zoo(), &sb.state()),
-        spawn_worker(&sb.zoo(), &sb.state()),
+    // two servers that neither train nor score: rankings fan out as shards of 3 teachers
+    let flags = [
+        "--max-jobs",
+        "0",
+        "--max-shards",
+        "0",
+        "--rank-shard-size",
+        "3",
     ];
-    let pids: Vec<String> = workers.iter().map(|w| format!(":{}:", w.id())).collect();
+    let (mut a, pa) = spawn_server_with(&sb.zoo(), &sb.state(), &flags);
+    let (mut b, pb) = spawn_server_with(&sb.zoo(), &sb.state(), &flags);
+    let mut workers: Vec<Option<Server>> = (0..3)
+        .map(|_| Some(spawn_worker(&sb.zoo(), &sb.state())))
+        .collect();
+    let tags: Vec<String> = workers
+        .iter()
+        .map(|w| format!(":{}:", w.as_ref().unwrap().id()))
+        .collect();
+    let worker_of = |holder: &str| {
+        tags.iter()
+            .position(|t| holder.contains(t.as_str()))
+            .unwrap_or_else(|| panic!("held by {holder}, not by a worker {tags:?}"))
+    };
     let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
-    let (status, ds) = post_dataset(port, "mnist.npz", &task);
+    let (status, ds) = post_dataset(pa, "mnist.npz", &task);
     assert_eq!(status, 201);
     let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let (status, slow) = post_dataset(pa, "slow.npz", &slow_task(4000));
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&slow));
+    let slow: serde_json::Value = serde_json::from_slice(&slow).unwrap();
+
+    // a long job submitted to A runs on a worker
     let (status, job) = http_json(
-        port,
+        pa,
         "POST",
         "/v1/jobs",
         serde_json::json!({"dataset_id": ds["id"], "method": "kd", "teacher": "mnist_mlp",
@@ -134,29 +198,86 @@ fn workers_run_a_servers_jobs_and_a_killed_workers_job_finishes_on_another() {
                            "config": {"max_epochs": 400, "val_fraction": 0.0, "cv_folds": 0}}),
     );
     assert_eq!(status, 202, "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    let before = wait_job(port, &id, |j| {
+    let job_id = job["id"].as_str().unwrap().to_string();
+    let before = wait_job(pb, &job_id, |j| {
         j["phase"] == "training" && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
     });
-    let first = before["worker"].as_str().unwrap().to_string();
-    let which = pids
-        .iter()
-        .position(|p| first.contains(p.as_str()))
-        .unwrap_or_else(|| panic!("run by {first}, not by a worker {pids:?}"));
-    let [w0, w1] = workers;
-    let (mut killed, mut other) = if which == 0 { (w0, w1) } else { (w1, w0) };
+    let job_worker = worker_of(before["worker"].as_str().unwrap());
+
+    // a ranking asked of A, watched on B: a worker other than the job's is killed while it scores a
+    // shard
+    let (status, rk) = http_json(
+        pa,
+        "POST",
+        "/v1/rankings?wait=false",
+        serde_json::json!({"dataset_id": slow["id"]}),
+    );
+    assert_eq!(status, 202, "{rk}");
+    let id = rk["id"].as_str().unwrap().to_string();
+    let shard_of = |r: &serde_json::Value| {
+        r["shards"].as_array().and_then(|shards| {
+            shards.iter().find_map(|s| {
+                let w = s["worker"].as_str()?;
+                (s["done"] == false && worker_of(w) != job_worker)
+                    .then(|| (s["index"].as_u64().unwrap(), worker_of(w)))
+            })
+        })
+    };
+    let (_, running) = wait_ranking(pb, &id, |status, r| status == 202 && shard_of(r).is_some());
+    let (shard, shard_worker) = shard_of(&running).unwrap();
+    let mut killed = workers[shard_worker].take().unwrap();
     killed.kill().unwrap(); // SIGKILL
     killed.wait().unwrap();
-    let fin = wait_job(port, &id, |j| {
+    let mut killed = workers[job_worker].take().unwrap();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let survivor = (0..3).find(|&k| workers[k].is_some()).unwrap();
+
+    // the ranking closes, complete, and reads the same on both servers
+    let (status, on_b) = wait_ranking(pb, &id, |status, _| status != 202);
+    assert_eq!(status, 200, "{on_b}");
+    let (status, on_a) = http_json(
+        pa,
+        "GET",
+        &format!("/v1/rankings/{id}"),
+        serde_json::Value::Null,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(on_a, on_b);
+    let mut ids: Vec<&str> = on_b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["teacher_id"].as_str().unwrap())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a teacher listed twice: {on_b}");
+    assert_eq!(n, bundled_teachers(), "every teacher ranked once");
+    assert_eq!(on_b["results"][0]["rank"], 1);
+    let s = &on_b["shards"][shard as usize];
+    assert_eq!(
+        s["attempts"], 2,
+        "the killed worker's shard was taken again: {s}"
+    );
+    assert!(s["done"].as_bool().unwrap());
+    assert_eq!(worker_of(s["worker"].as_str().unwrap()), survivor, "{s}");
+    let (_, list) = http_json(pb, "GET", "/v1/rankings", serde_json::Value::Null);
+    assert_eq!(list["rankings"].as_array().unwrap().len(), 1, "{list}");
+
+    // the job finishes on the surviving worker, from its checkpoint, every epoch once
+    let fin = wait_job(pb, &job_id, |j| {
         j["state"]
             .as_str()
             .is_some_and(|s| s != "queued" && s != "running")
     });
     assert_eq!(fin["state"], "succeeded", "{fin}");
     assert_eq!(fin["restarts"], 1, "{fin}");
-    assert!(
-        fin["worker"].as_str().unwrap().contains(&pids[1 - which]),
-        "finished by the other worker: {fin}"
+    assert_eq!(
+        worker_of(fin["worker"].as_str().unwrap()),
+        survivor,
+        "{fin}"
     );
     let epochs: Vec<u64> = fin["epochs"]
         .as_array()
@@ -169,16 +290,17 @@ fn workers_run_a_servers_jobs_and_a_killed_workers_job_finishes_on_another() {
         (1..=400).collect::<Vec<_>>(),
         "nothing lost, nothing repeated"
     );
-    let (_, students) = http_json(port, "GET", "/v1/students", serde_json::Value::Null);
+    let (_, students) = http_json(pa, "GET", "/v1/students", serde_json::Value::Null);
     assert_eq!(
         students["students"].as_array().unwrap().len(),
         1,
         "{students}"
     );
-    other.kill().unwrap();
-    other.wait().unwrap();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(workers);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    b.kill().unwrap();
+    b.wait().unwrap();
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
@@ -12,6 +13,7 @@ use crate::data::preview::Samples;
 use crate::data::{DatasetInfo, Format, ParseOptions};
 use crate::error::{Error, ErrorKind};
 use crate::rank::label_map::LabelMap;
+use crate::rank::shards::PartialRanking;
 use crate::rank::{RankRequest, Ranking};
 
 /// The multipart form of a dataset upload.
@@ -154,20 +156,112 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Whether `POST /v1/rankings` waits for a sharded ranking.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct RankWait {
+    /// With `--rank-shard-size`: wait for the ranking to close (default true, up to 10 minutes); false
+    /// answers 202 at once with the ranking's id, to read back with `GET /v1/rankings/{id}`.
+    pub wait: Option<bool>,
+}
+
+/// How long a sharded ranking request waits for its ranking to close before answering 202.
+const RANK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A stored ranking, or the partial one while its shards are scored.
+enum Outcome {
+    Done(Box<Ranking>),
+    Partial(Box<PartialRanking>),
+}
+
+/// Ranking `id`: stored, or still being scored (202), or failed (an error naming why).
+async fn ranking_now(st: &AppState, id: &str) -> Result<Outcome, ApiError> {
+    let (rankings, shards, id) = (st.rankings.clone(), st.shards.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || match rankings.get(&id) {
+        Ok(r) => Ok(Outcome::Done(Box::new(r))),
+        Err(e) if e.kind == ErrorKind::NotFound => match shards.shards.partial(&id)? {
+            Some(p) if p.state == "failed" => Err(Error::internal(format!(
+                "ranking {id} failed: {}",
+                p.error.as_deref().unwrap_or("unknown")
+            ))),
+            Some(p) => Ok(Outcome::Partial(Box::new(p))),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(|e| Error::internal(e.to_string()))?
+    .map_err(ApiError)
+}
+
+/// Polls ranking `id` until it is stored or `wait` passes.
+async fn wait_ranking(
+    st: &AppState,
+    id: &str,
+    wait: std::time::Duration,
+) -> Result<Outcome, ApiError> {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let now = ranking_now(st, id).await?;
+        if matches!(now, Outcome::Done(_)) || std::time::Instant::now() >= until {
+            return Ok(now);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn outcome_response(o: Outcome, done: StatusCode) -> Response {
+    match o {
+        Outcome::Done(r) => (done, Json(r)).into_response(),
+        Outcome::Partial(p) => (
+            StatusCode::ACCEPTED,
+            [(
+                axum::http::header::LOCATION,
+                format!("/v1/rankings/{}", p.id),
+            )],
+            Json(p),
+        )
+            .into_response(),
+    }
+}
+
 /// Ranks the zoo's teachers for a dataset. Teacher outputs are cached per (teacher, dataset), so ranking
-/// the same dataset again (other metrics, other teachers) is near-instant.
-#[utoipa::path(post, path = "/v1/rankings", tag = "rankings", request_body = RankRequest,
-    responses((status = 201, body = Ranking), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// the same dataset again (other metrics, other teachers) is near-instant. With `--rank-shard-size` the
+/// teachers are scored in shards by every working process; the answer waits for the last one (202 with
+/// the partial ranking when `wait=false` or after 10 minutes).
+#[utoipa::path(post, path = "/v1/rankings", tag = "rankings", request_body = RankRequest, params(RankWait),
+    responses((status = 201, body = Ranking), (status = 202, body = PartialRanking),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_ranking(
     State(st): State<AppState>,
+    super::error::ApiQuery(q): super::error::ApiQuery<RankWait>,
     ApiJson(req): ApiJson<RankRequest>,
-) -> Result<(StatusCode, Json<Ranking>), ApiError> {
+) -> Result<Response, ApiError> {
     let (zoo, datasets, cache, rankings) = (
         st.zoo.clone(),
         st.datasets.clone(),
         st.outputs.clone(),
         st.rankings.clone(),
     );
+    let shard_size = st.config.rank_shard_size;
+    if shard_size > 0 {
+        let work = st.shards.clone();
+        let id = st
+            .blocking(move || {
+                let info = datasets.info(&req.dataset_id)?;
+                work.shards
+                    .submit(&zoo, &rankings, &info.id, &req, shard_size)
+            })
+            .await?;
+        let wait = if q.wait.unwrap_or(true) {
+            RANK_WAIT
+        } else {
+            std::time::Duration::ZERO
+        };
+        return Ok(outcome_response(
+            wait_ranking(&st, &id, wait).await?,
+            StatusCode::CREATED,
+        ));
+    }
     let r = st
         .blocking(move || {
             let (info, ds) = datasets.load(&req.dataset_id)?;
@@ -176,7 +270,7 @@ pub async fn create_ranking(
         })
         .await?;
     tracing::info!(ranking = %r.id, dataset = %r.dataset_id, ms = r.elapsed_ms, "ranked");
-    Ok((StatusCode::CREATED, Json(r)))
+    Ok((StatusCode::CREATED, Json(r)).into_response())
 }
 
 /// Ranks the zoo for a dataset as server-sent events, so a client sees results before the last teacher
@@ -202,6 +296,24 @@ pub async fn stream_ranking(
     st.datasets.info(&req.dataset_id)?;
     crate::rank::check_metrics(&req)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    if st.config.rank_shard_size > 0 {
+        tokio::spawn(stream_shards(st, req, tx));
+    } else {
+        tokio::spawn(stream_here(st, req, tx));
+    }
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|ev| (Ok(ev), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+}
+
+/// A ranking this server scores, as events (see [`stream_ranking`]).
+async fn stream_here(
+    st: AppState,
+    req: RankRequest,
+    tx: tokio::sync::mpsc::UnboundedSender<axum::response::sse::Event>,
+) {
+    use axum::response::sse::Event;
     let (zoo, datasets, cache, rankings) = (
         st.zoo.clone(),
         st.datasets.clone(),
@@ -209,7 +321,7 @@ pub async fn stream_ranking(
         st.rankings.clone(),
     );
     let progress = tx.clone();
-    tokio::spawn(async move {
+    {
         let out = st
             .blocking(move || {
                 let (info, ds) = datasets.load(&req.dataset_id)?;
@@ -235,11 +347,60 @@ pub async fn stream_ranking(
         if let Ok(ev) = last {
             let _ = tx.send(ev);
         }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|ev| (Ok(ev), rx))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+    }
+}
+
+/// A sharded ranking as events: a `teacher` event per line as its shard is scored, then `ranking` (or
+/// `error`).
+async fn stream_shards(
+    st: AppState,
+    req: RankRequest,
+    tx: tokio::sync::mpsc::UnboundedSender<axum::response::sse::Event>,
+) {
+    use axum::response::sse::Event;
+    let send = |ev: Result<Event, axum::Error>| {
+        if let Ok(ev) = ev {
+            let _ = tx.send(ev);
+        }
+    };
+    let (zoo, rankings, work, size) = (
+        st.zoo.clone(),
+        st.rankings.clone(),
+        st.shards.clone(),
+        st.config.rank_shard_size,
+    );
+    let id = st
+        .blocking(move || {
+            work.shards
+                .submit(&zoo, &rankings, &req.dataset_id, &req, size)
+        })
+        .await;
+    let mut seen = std::collections::HashSet::new();
+    let until = std::time::Instant::now() + RANK_WAIT;
+    let last = loop {
+        let now = match &id {
+            Ok(id) => ranking_now(&st, id).await,
+            Err(e) => Err(ApiError(e.0.clone())),
+        };
+        match now {
+            Err(e) => break Event::default().event("error").json_data(e.body()),
+            Ok(Outcome::Done(r)) => break Event::default().event("ranking").json_data(&r),
+            Ok(Outcome::Partial(p)) => {
+                for t in &p.results {
+                    if seen.insert(t.teacher_id.clone()) {
+                        send(Event::default().event("teacher").json_data(
+                            serde_json::json!({ "done": seen.len(), "total": p.teachers, "teacher": t }),
+                        ));
+                    }
+                }
+            }
+        }
+        if std::time::Instant::now() >= until || tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    send(last);
 }
 
 /// Which rankings to list.
@@ -277,14 +438,18 @@ pub async fn list_rankings(
     Ok(Json(RankingList { rankings: list }))
 }
 
-/// A stored ranking.
+/// A stored ranking; 202 with the lines scored so far while a sharded ranking's shards are scored.
 #[utoipa::path(get, path = "/v1/rankings/{id}", tag = "rankings", params(("id" = String, Path)),
-    responses((status = 200, body = Ranking), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Ranking), (status = 202, body = PartialRanking),
+        (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)))]
 pub async fn get_ranking(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Ranking>, ApiError> {
-    Ok(Json(st.rankings.get(&id)?))
+) -> Result<Response, ApiError> {
+    Ok(outcome_response(
+        ranking_now(&st, &id).await?,
+        StatusCode::OK,
+    ))
 }
 
 /// A teacher's label map on the ranking's dataset: the transport plan and cost between the teacher's

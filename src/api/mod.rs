@@ -39,6 +39,8 @@ pub struct AppState {
     pub outputs: OutputCache,
     pub rankings: Arc<RankingStore>,
     pub jobs: JobManager,
+    /// Rankings fanned out as shards (`--rank-shard-size`), and this process's share of scoring them.
+    pub shards: Arc<crate::rank::shards::Work>,
     /// The API tokens (`None`: no tokens configured, everything open).
     pub tokens: Option<Arc<auth::Tokens>>,
     /// Slots for compute (inference, rankings) and, apart, for writes that wait on the disk (uploads,
@@ -112,8 +114,21 @@ impl AppState {
             students,
             config.max_jobs,
         )?;
+        let shards = Arc::new(crate::rank::shards::Work {
+            zoo: zoo.clone(),
+            datasets: datasets.clone(),
+            cache: outputs.clone(),
+            rankings: rankings.clone(),
+            shards: crate::rank::shards::Shards::open(&store, jobs.owner())?,
+        });
+        // runners only where shards can exist: a shared database (another server may fan out) or this
+        // server fans out itself
+        if store.shared() || config.rank_shard_size > 0 {
+            crate::rank::shards::start_runners(&shards, config.max_shards);
+        }
         Ok(Self {
             config: Arc::new(config),
+            shards,
             zoo,
             store,
             blobs,
@@ -374,19 +389,20 @@ pub async fn work(config: Config) -> Result<()> {
              (and --blob-url, unless it shares the servers' data directory)",
         ));
     }
-    if config.max_jobs == 0 {
+    if config.max_jobs == 0 && config.max_shards == 0 {
         return Err(Error::invalid_input(
-            "a worker with --max-jobs 0 would never run a job",
+            "a worker with --max-jobs 0 and --max-shards 0 would never do any work",
         ));
     }
-    let max_jobs = config.max_jobs;
+    let (max_jobs, max_shards) = (config.max_jobs, config.max_shards);
     let state = tokio::task::spawn_blocking(move || AppState::open(config))
         .await
         .map_err(|e| Error::internal(e.to_string()))??;
     tracing::info!(
         worker = state.jobs.owner(),
         max_jobs,
-        "faculty worker ready: taking jobs from the shared queue"
+        max_shards,
+        "faculty worker ready: taking jobs and ranking shards from the shared queue"
     );
     shutdown_signal().await;
     Ok(())

@@ -104,6 +104,8 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         jobs::StudentList,
         crate::rank::label_map::LabelMap,
         crate::rank::RankingSummary,
+        crate::rank::shards::PartialRanking,
+        crate::rank::shards::ShardSummary,
         datasets::RankingList,
         crate::rank::label_map::LabelPair,
         crate::data::preview::Samples,

@@ -7,6 +7,7 @@ pub mod expected;
 pub mod label_map;
 pub mod metrics;
 pub mod outputs;
+pub mod shards;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -303,6 +304,10 @@ pub struct Ranking {
     pub elapsed_ms: u64,
     /// Unix seconds.
     pub created: u64,
+    /// How the ranking was scored when fanned out over processes (`--rank-shard-size`): each shard's
+    /// teachers, the process that scored it and how many took it. Empty when one process ranked it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<shards::ShardSummary>,
 }
 
 /// One line of `GET /v1/rankings`.
@@ -448,19 +453,7 @@ pub fn rank_with(
             v
         }
     };
-    let all = zoo.all()?;
-    let teachers: Vec<_> = match &req.teachers {
-        None => all,
-        Some(ids) => {
-            ids.iter()
-                .map(|id| {
-                    all.iter().find(|t| &t.id == id).cloned().ok_or_else(|| {
-                        Error::invalid_input(format!("no teacher '{id}' in the zoo"))
-                    })
-                })
-                .collect::<Result<_>>()?
-        }
-    };
+    let teachers = select_teachers(zoo, req)?;
     let labeled = ds.labeled();
     let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
     let c_s = ds.classes();
@@ -590,6 +583,37 @@ pub fn rank_with(
     Ok(ranking)
 }
 
+/// The teachers a request ranks: those it names (each must be in the zoo), or the whole zoo.
+pub fn select_teachers(zoo: &Zoo, req: &RankRequest) -> Result<Vec<crate::zoo::Teacher>> {
+    let all = zoo.all()?;
+    match &req.teachers {
+        None => Ok(all),
+        Some(ids) => {
+            ids.iter()
+                .map(|id| {
+                    all.iter().find(|t| &t.id == id).cloned().ok_or_else(|| {
+                        Error::invalid_input(format!("no teacher '{id}' in the zoo"))
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Orders lines best first by `score` (the primary metric's value), unscored ones last by teacher id.
+fn sort_by_score(results: &mut [TeacherResult], primary: &str) {
+    let dir = direction(primary).unwrap_or(Direction::Higher);
+    results.sort_by(|a, b| match (a.score, b.score) {
+        (Some(x), Some(y)) => match dir {
+            Direction::Higher => y.total_cmp(&x),
+            Direction::Lower => x.total_cmp(&y),
+        },
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.teacher_id.cmp(&b.teacher_id),
+    });
+}
+
 /// A teacher's result line so far, and (when compatible) its outputs on the dataset's rows and its labels.
 pub type Entry = (TeacherResult, Option<(TeacherOutputs, Vec<String>)>);
 
@@ -622,15 +646,7 @@ pub fn finish(
     for r in &mut results {
         r.score = r.scores.get(primary).copied();
     }
-    results.sort_by(|a, b| match (a.score, b.score) {
-        (Some(x), Some(y)) => match dir {
-            Direction::Higher => y.total_cmp(&x),
-            Direction::Lower => x.total_cmp(&y),
-        },
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.teacher_id.cmp(&b.teacher_id),
-    });
+    sort_by_score(&mut results, primary);
     let mut next = 1;
     for r in &mut results {
         if r.score.is_some() {
@@ -669,6 +685,7 @@ pub fn finish(
         labeled_rows: labeled.len(),
         rows: ds.rows(),
         elapsed_ms: 0,
+        shards: Vec::new(),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -889,17 +906,31 @@ impl RankingStore {
     /// interval (0.5 s), and a ranking lost to a crash in that window is recomputed from the cache in
     /// milliseconds; an fsync per ranking set the p99 latency of cached rankings under load.
     pub fn put(&self, mut r: Ranking) -> Result<Ranking> {
+        r.id = self.new_id(&r.dataset_id, &r.primary_metric);
+        self.tree.insert(r.id.as_bytes(), serde_json::to_vec(&r)?)?;
+        Ok(r)
+    }
+
+    /// A fresh ranking id (`rk_` + 16 hex digits).
+    pub fn new_id(&self, dataset_id: &str, primary: &str) -> String {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let mut h = sha2::Sha256::default();
         sha2::Digest::update(
             &mut h,
-            format!("{}{nanos}{}", r.dataset_id, r.primary_metric),
+            format!("{dataset_id}{nanos}{primary}{}", std::process::id()),
         );
-        r.id = format!("rk_{}", &hex::encode(sha2::Digest::finalize(h))[..16]);
-        self.tree.insert(r.id.as_bytes(), serde_json::to_vec(&r)?)?;
-        Ok(r)
+        format!("rk_{}", &hex::encode(sha2::Digest::finalize(h))[..16])
+    }
+
+    /// Stores a ranking under its own id unless one is stored there already (then false), and flushes.
+    pub fn insert_new(&self, r: &Ranking) -> Result<bool> {
+        let new = self
+            .tree
+            .insert_new(r.id.as_bytes(), serde_json::to_vec(r)?)?;
+        self.tree.flush()?;
+        Ok(new)
     }
 
     /// Stored rankings, newest first: all, or those of one dataset; at most `limit`.

@@ -93,7 +93,13 @@ pub fn spawn_server_with(
 
 /// A `faculty worker` process over the same state as the servers spawned on `state`; its log is drained.
 pub fn spawn_worker(zoo: &std::path::Path, state: &std::path::Path) -> Server {
+    spawn_worker_with(zoo, state, &[])
+}
+
+/// The same, with extra `worker` flags.
+pub fn spawn_worker_with(zoo: &std::path::Path, state: &std::path::Path, extra: &[&str]) -> Server {
     let mut child = over_state(zoo, state, &["worker"])
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
