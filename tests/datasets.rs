@@ -672,3 +672,140 @@ async fn csv_split_columns_and_zip_test_folders_set_test_rows_apart() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&r.body).contains("test images need a class folder"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sharded_rankings_equal_one_process_rankings_and_show_their_progress() {
+    let bytes = std::fs::read(repo().join("zoo/tasks/fashion_clothing_6way.npz")).unwrap();
+    // the same task ranked by one process, and fanned out as shards of 4 teachers
+    let whole = Sandbox::new();
+    let app = whole.app();
+    let id = post_dataset(&app, multipart("fashion.npz", &bytes, &[]))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let one = post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({ "dataset_id": id }),
+    )
+    .await
+    .expect(201)
+    .json();
+    assert!(one.get("shards").is_none(), "one process: no shards");
+    let sharded = Sandbox::new();
+    let mut config = sharded.config();
+    config.rank_shard_size = 4;
+    let app = sharded.app_with(config);
+    post_dataset(&app, multipart("fashion.npz", &bytes, &[]))
+        .await
+        .expect(201);
+    let many = post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({ "dataset_id": id }),
+    )
+    .await
+    .expect(201)
+    .json();
+    let teachers = one["results"].as_array().unwrap().len();
+    let shards = many["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), teachers.div_ceil(4), "{many}");
+    assert!(
+        shards
+            .iter()
+            .all(|s| s["done"] == true && s["attempts"] == 1)
+    );
+    for key in [
+        "results",
+        "verdict",
+        "directions",
+        "primary_metric",
+        "labeled_rows",
+    ] {
+        let strip = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            for t in v.as_array_mut().into_iter().flatten() {
+                // outputs were computed in both, but by the shard in the sharded one
+                t.as_object_mut().unwrap().remove("cached");
+            }
+            v
+        };
+        assert_eq!(strip(&many[key]), strip(&one[key]), "{key} differs");
+    }
+
+    // without waiting: 202 with where to look, then the ranking once its shards are scored
+    let r = post_json(
+        &app,
+        "/v1/rankings?wait=false",
+        serde_json::json!({ "dataset_id": id, "recompute_scores": true, "primary_metric": "leep" }),
+    )
+    .await
+    .expect(202);
+    let at = r.headers["location"].to_str().unwrap().to_string();
+    let partial = r.json();
+    assert_eq!(partial["state"], "running");
+    assert_eq!(partial["teachers"], teachers);
+    let done = loop {
+        let r = get(&app, &at).await;
+        if r.status == StatusCode::OK {
+            break r.json();
+        }
+        let p = r.expect(202).json();
+        // lines scored so far come best first by the primary metric among them
+        let scores: Vec<f64> = p["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["score"].as_f64())
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{p}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["primary_metric"], "leep");
+    assert_eq!(done["results"][0]["rank"], 1);
+    assert_eq!(
+        get(&app, "/v1/rankings").await.json()["rankings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // bad requests are refused before any shard is queued
+    post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({ "dataset_id": id, "teachers": ["ghost"] }),
+    )
+    .await
+    .expect_error(400, "ghost");
+    post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({ "dataset_id": id, "primary_metric": "vibes" }),
+    )
+    .await
+    .expect_error(400, "vibes");
+    post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({ "dataset_id": "ds_0000000000000000" }),
+    )
+    .await
+    .expect(404);
+    get(&app, "/v1/rankings/rk_nope").await.expect(404);
+
+    // streamed: a teacher event per line as its shard is scored, then the ranking
+    let r = post_json(
+        &app,
+        "/v1/rankings/stream",
+        serde_json::json!({ "dataset_id": id, "primary_metric": "nce" }),
+    )
+    .await
+    .expect(200);
+    let text = String::from_utf8(r.body).unwrap();
+    assert_eq!(text.matches("event: teacher").count(), teachers, "{text}");
+    assert_eq!(text.matches("event: ranking").count(), 1, "{text}");
+}

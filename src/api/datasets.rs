@@ -384,7 +384,17 @@ async fn stream_shards(
         };
         match now {
             Err(e) => break Event::default().event("error").json_data(e.body()),
-            Ok(Outcome::Done(r)) => break Event::default().event("ranking").json_data(&r),
+            Ok(Outcome::Done(r)) => {
+                // lines scored after the last look (or all of them, when it closed before the first)
+                for t in &r.results {
+                    if seen.insert(t.teacher_id.clone()) {
+                        send(Event::default().event("teacher").json_data(
+                            serde_json::json!({ "done": seen.len(), "total": r.results.len(), "teacher": t }),
+                        ));
+                    }
+                }
+                break Event::default().event("ranking").json_data(&r);
+            }
             Ok(Outcome::Partial(p)) => {
                 for t in &p.results {
                     if seen.insert(t.teacher_id.clone()) {
