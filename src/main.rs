@@ -245,6 +245,18 @@ enum ZooCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Import a zoo directory (flat `*.onnx` and/or `<name>/<version>/model.onnx`, with cards) into the
+    /// object store (--blob-url) and the shared catalog (--database-url), so servers and workers on any
+    /// machine use its teachers without a copy of the directory. Replaces catalog entries of the same id.
+    Push {
+        /// The zoo directory to import.
+        dir: PathBuf,
+        #[command(flatten)]
+        config: faculty::config::Config,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect one ONNX file: signature, labels, parameters, and whether faculty can use it.
     Inspect {
         file: PathBuf,
@@ -359,6 +371,29 @@ fn open_zoo(dir: &std::path::Path) -> faculty::Result<zoo::Zoo> {
     )?;
     z.rescan()?;
     Ok(z)
+}
+
+/// `faculty zoo push`: the directory's teachers into the configured object store and catalog.
+fn push_zoo(
+    config: &faculty::config::Config,
+    dir: &std::path::Path,
+) -> faculty::Result<zoo::RescanReport> {
+    let (Some(_), Some(url)) = (&config.database_url, &config.blob_url) else {
+        return Err(faculty::Error::invalid_input(
+            "zoo push needs the shared state (--database-url) and object store (--blob-url) to push into",
+        ));
+    };
+    onnx::environment()?;
+    let store = Store::from_config(config.database_url.as_deref(), &config.data_dir)?;
+    let blobs = faculty::store::Blobs::open(Some(url), &config.data_dir, config.blob_cache_mb)?;
+    let z = zoo::Zoo::open(
+        dir,
+        &store,
+        std::sync::Arc::new(onnx::SessionPool::new(config.intra_threads)),
+        config.infer_batch,
+    )?
+    .with_blobs(std::sync::Arc::new(blobs));
+    z.push(dir)
 }
 
 /// The task's dataset file parsed the way the server parses an upload.
@@ -511,6 +546,32 @@ fn run(cli: Cli) -> faculty::Result<()> {
             name,
             json,
         ),
+        Command::Zoo(ZooCommand::Push { dir, config, json }) => {
+            let report = push_zoo(&config, &dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "pushed {}: {} added, {} changed, {} unchanged, {} refused",
+                    dir.display(),
+                    report.added.len(),
+                    report.changed.len(),
+                    report.unchanged,
+                    report.failed.len()
+                );
+                for f in &report.failed {
+                    println!("  {}: {}", f.id, f.reason);
+                }
+            }
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(faculty::Error::invalid_model(format!(
+                    "{} teachers were not usable and were not pushed",
+                    report.failed.len()
+                )))
+            }
+        }
         Command::Zoo(ZooCommand::Download { id, out }) => cli::remote::zoo_download(
             &client.ok_or_else(|| needs_server("zoo download"))?,
             &id,

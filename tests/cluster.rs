@@ -343,11 +343,15 @@ fn two_servers_uploading_the_same_teacher_at_once_end_with_one_teacher() {
         "{results:?}"
     );
     let sha = won[0]["sha256"].as_str().unwrap().to_string();
-    assert_eq!(
-        faculty::zoo::teacher::sha256_hex(&std::fs::read(sb.zoo().join("dup.onnx")).unwrap()),
-        sha,
-        "the file on disk is the winner's"
-    );
+    for port in [pa, pb] {
+        let (status, file) = http(port, "GET", "/v1/teachers/dup/model.onnx", "", b"");
+        assert_eq!(status, 200);
+        assert_eq!(
+            faculty::zoo::teacher::sha256_hex(&file),
+            sha,
+            "the stored file is the winner's"
+        );
+    }
     for port in [pa, pb] {
         let (_, list) = http_json(
             port,
@@ -367,4 +371,140 @@ fn two_servers_uploading_the_same_teacher_at_once_end_with_one_teacher() {
     a.kill().unwrap();
     b.kill().unwrap();
     let _ = (a.wait(), b.wait());
+}
+
+#[test]
+fn a_pushed_zoo_and_uploads_live_in_the_object_store_for_servers_without_the_files() {
+    if !on_postgres() {
+        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+        return;
+    }
+    let sb = Sandbox::new();
+    // a zoo directory of two usable teachers (one versioned, with a card) and one that is not a model
+    let src = tempfile::tempdir().unwrap();
+    let bundled = repo().join("zoo/teachers");
+    std::fs::copy(
+        bundled.join("letters_mlp.onnx"),
+        src.path().join("letters_mlp.onnx"),
+    )
+    .unwrap();
+    std::fs::copy(
+        bundled.join("letters_mlp.card.json"),
+        src.path().join("letters_mlp.card.json"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(src.path().join("digits/2")).unwrap();
+    std::fs::copy(
+        bundled.join("digits8x8_logreg.onnx"),
+        src.path().join("digits/2/model.onnx"),
+    )
+    .unwrap();
+    std::fs::write(src.path().join("junk.onnx"), random_bytes(2000)).unwrap();
+    let empty = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let push = || {
+        over_state(empty[0].path(), &sb.state(), &["zoo", "push"])
+            .arg(src.path())
+            .arg("--json")
+            .output()
+            .unwrap()
+    };
+    let out = push();
+    assert!(!out.status.success(), "a refused teacher makes push fail");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["added"],
+        serde_json::json!(["digits@2", "letters_mlp"]),
+        "{report}"
+    );
+    assert_eq!(report["failed"][0]["id"], "junk", "{report}");
+
+    // two servers over empty zoo directories serve the pushed teachers
+    let (mut a, pa) = spawn_server(empty[0].path(), &sb.state());
+    let (mut b, pb) = spawn_server(empty[1].path(), &sb.state());
+    let (_, list) = http_json(pa, "GET", "/v1/teachers", serde_json::Value::Null);
+    assert_eq!(list["total"], 2, "{list}");
+    let letters = list["teachers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "letters_mlp")
+        .unwrap()
+        .clone();
+    assert!(
+        letters["path"].as_str().unwrap().starts_with("teachers/"),
+        "{letters}"
+    );
+    assert_eq!(
+        letters["labels"].as_array().unwrap().len(),
+        26,
+        "the card came along"
+    );
+    let row = serde_json::json!({"inputs": [vec![0.5; 16]]});
+    let (status, on_a) = http_json(pa, "POST", "/v1/teachers/letters_mlp/predict", row.clone());
+    assert_eq!(status, 200, "{on_a}");
+    let (status, on_b) = http_json(pb, "POST", "/v1/teachers/letters_mlp/predict", row);
+    assert_eq!(status, 200, "{on_b}");
+    assert_eq!(on_a["probabilities"], on_b["probabilities"]);
+
+    let task = std::fs::read(repo().join("zoo/tasks/letters_26way.npz")).unwrap();
+    let (status, ds) = post_dataset(pb, "letters.npz", &task);
+    assert_eq!(status, 201);
+    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let (status, rk) = http_json(
+        pb,
+        "POST",
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds["id"]}),
+    );
+    assert_eq!(status, 201, "{rk}");
+    assert_eq!(rk["results"][0]["teacher_id"], "letters_mlp", "{rk}");
+
+    // an upload to A lands in the store, not in A's directory, and B predicts with it
+    let bytes = tiny_classifier();
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    let (status, up) = http(
+        pa,
+        "POST",
+        "/v1/teachers",
+        &ct,
+        &multipart("tiny.onnx", &bytes, &[]),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&up));
+    assert_eq!(
+        std::fs::read_dir(empty[0].path())
+            .unwrap()
+            .filter(|e| !e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.'))
+            .count(),
+        0
+    );
+    let (status, p) = http_json(
+        pb,
+        "POST",
+        "/v1/teachers/tiny/predict",
+        serde_json::json!({"inputs": [[1, 2, 3, 4]]}),
+    );
+    assert_eq!(status, 200, "{p}");
+    let (status, download) = http(pb, "GET", "/v1/teachers/tiny/model.onnx", "", b"");
+    assert_eq!(status, 200);
+    assert_eq!(download, bytes);
+    // rescans keep the stored teachers; pushing again changes nothing
+    let (_, scan) = http_json(pb, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
+    assert_eq!(scan["stored"], 3, "{scan}");
+    assert_eq!(scan["removed"], serde_json::json!([]), "{scan}");
+    let report: serde_json::Value = serde_json::from_slice(&push().stdout).unwrap();
+    assert_eq!(report["unchanged"], 2, "{report}");
+    // a delete on B is a delete everywhere
+    let (status, _) = http(pb, "DELETE", "/v1/teachers/tiny", "", b"");
+    assert_eq!(status, 204);
+    let (status, _) = http(pa, "GET", "/v1/teachers/tiny", "", b"");
+    assert_eq!(status, 404);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    b.kill().unwrap();
+    b.wait().unwrap();
 }

@@ -66,13 +66,26 @@ impl AppState {
             config.max_sessions,
             config.session_memory_mb << 20,
         ));
-        let zoo = Arc::new(Zoo::open(&config.zoo, &store, pool, config.infer_batch)?);
+        let blobs = Arc::new(crate::store::Blobs::open(
+            config.blob_url.as_deref(),
+            &config.data_dir,
+            config.blob_cache_mb,
+        )?);
+        tracing::info!(blobs = blobs.kind(), "blob store open");
+        let mut zoo = Zoo::open(&config.zoo, &store, pool, config.infer_batch)?;
+        if config.blob_url.is_some() {
+            // teachers uploaded here, or pushed with `faculty zoo push`, live in the shared store
+            zoo = zoo.with_blobs(blobs.clone());
+        }
+        let zoo = Arc::new(zoo);
         let report = zoo.rescan()?;
         tracing::info!(
             added = report.added.len(),
             changed = report.changed.len(),
             removed = report.removed.len(),
             unchanged = report.unchanged,
+            stored = report.stored,
+            missing = report.missing.len(),
             failed = report.failed.len(),
             "zoo indexed"
         );
@@ -82,14 +95,11 @@ impl AppState {
         let blocking = Arc::new(Semaphore::new(config.max_blocking.max(1)));
         let writing = Arc::new(Semaphore::new(config.max_blocking.max(1)));
         let upload_memory = Arc::new(Semaphore::new(config.upload_memory_mb.max(1) as usize));
-        let blobs = Arc::new(crate::store::Blobs::open(
-            config.blob_url.as_deref(),
-            &config.data_dir,
-            config.blob_cache_mb,
-        )?);
-        tracing::info!(blobs = blobs.kind(), "blob store open");
         let datasets = Arc::new(DatasetStore::open(&store, blobs.clone())?);
-        let outputs = OutputCache::open(&store)?;
+        let mut outputs = OutputCache::open(&store)?;
+        if config.blob_url.is_some() {
+            outputs = outputs.with_blobs(blobs.clone());
+        }
         let rankings = Arc::new(RankingStore::open(&store)?);
         let students = StudentStore::open(&store, blobs.clone())?;
         // what a crash (even SIGKILL) in the middle of an upload or an export left behind
@@ -113,6 +123,7 @@ impl AppState {
             outputs.clone(),
             students,
             config.max_jobs,
+            config.blob_url.is_some().then(|| blobs.clone()),
         )?;
         let shards = Arc::new(crate::rank::shards::Work {
             zoo: zoo.clone(),
@@ -120,6 +131,7 @@ impl AppState {
             cache: outputs.clone(),
             rankings: rankings.clone(),
             shards: crate::rank::shards::Shards::open(&store, jobs.owner())?,
+            running: Default::default(),
         });
         // runners only where shards can exist: a shared database (another server may fan out) or this
         // server fans out itself

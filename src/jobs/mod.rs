@@ -1,5 +1,6 @@
-//! Durable distillation jobs. A job is a row in the sled tree `jobs`; its training checkpoint is in
-//! `checkpoints`; finished students are in `students` (see [`students`]). The manager runs at most
+//! Durable distillation jobs. A job is a row in the table `jobs`; its training checkpoint is in
+//! `checkpoints` (with an object store, a blob `checkpoints/<sha256>.json` the table points at); finished
+//! students are in `students` (see [`students`]). The manager runs at most
 //! `max_jobs` at once on blocking threads (the rest wait, first come first served), streams every change
 //! through a watch channel (the SSE endpoint reads it), cancels on request, and on start-up puts every job
 //! a killed server left behind into a known state: queued again and resumed from its last checkpoint, or
@@ -101,6 +102,13 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// How a `checkpoints` entry points at a checkpoint kept in the blob store.
+const BLOB_POINTER: &[u8] = b"blob:";
+
+fn checkpoint_key(sha256: &str) -> String {
+    format!("checkpoints/{sha256}.json")
+}
+
 /// A restart may interrupt a job this many times before it is failed instead of resumed.
 const MAX_RESTARTS: u32 = 3;
 /// At most one checkpoint write per this interval.
@@ -111,6 +119,8 @@ const PERSIST_EVERY: Duration = Duration::from_millis(250);
 struct Inner {
     jobs: crate::store::Table,
     checkpoints: crate::store::Table,
+    /// Where checkpoints live when servers share an object store (the table then holds pointers).
+    checkpoint_blobs: Option<Arc<crate::store::Blobs>>,
     /// The unfinished jobs' ids (what a server looks through for jobs whose holder is gone).
     active: crate::store::Table,
     /// Cancellations asked of a job held by another server.
@@ -147,6 +157,7 @@ impl JobManager {
         outputs: OutputCache,
         students: StudentStore,
         max_jobs: usize,
+        checkpoint_blobs: Option<Arc<crate::store::Blobs>>,
     ) -> Result<Self> {
         let owner = format!(
             "{}:{}:{}",
@@ -164,6 +175,7 @@ impl JobManager {
             inner: Arc::new(Inner {
                 jobs: store.tree("jobs")?,
                 checkpoints: store.tree("checkpoints")?,
+                checkpoint_blobs,
                 active: store.tree("jobs_active")?,
                 cancels: store.tree("job_cancels")?,
                 leases: lease::Leases::new(store.tree("job_leases")?, owner),
@@ -264,6 +276,63 @@ impl JobManager {
             }
         }
         Ok(())
+    }
+
+    /// A job's last checkpoint (`None` when it has none, or it cannot be read: the job starts over).
+    fn read_checkpoint(&self, id: &str) -> Result<Option<Checkpoint>> {
+        let Some(raw) = self.inner.checkpoints.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        let bytes = match (raw.strip_prefix(BLOB_POINTER), &self.inner.checkpoint_blobs) {
+            (Some(sha), Some(blobs)) => {
+                let sha = String::from_utf8_lossy(sha).into_owned();
+                match blobs.path(&checkpoint_key(&sha), Some(&sha)) {
+                    Ok(path) => std::fs::read(path)?,
+                    Err(e) if e.kind == crate::error::ErrorKind::StoreUnavailable => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(job = %id, "checkpoint unreadable, starting over: {}", e.message);
+                        return Ok(None);
+                    }
+                }
+            }
+            (Some(_), None) => return Ok(None),
+            (None, _) => raw.to_vec(),
+        };
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// Keeps `ck` as job `id`'s checkpoint, durably, and drops the one it replaces.
+    fn write_checkpoint(&self, id: &str, ck: &Checkpoint) -> Result<()> {
+        let bytes = serde_json::to_vec(ck)?;
+        let tree = &self.inner.checkpoints;
+        let Some(blobs) = &self.inner.checkpoint_blobs else {
+            tree.insert(id.as_bytes(), bytes)?;
+            return tree.flush();
+        };
+        let sha = crate::zoo::teacher::sha256_hex(&bytes);
+        blobs.put(&checkpoint_key(&sha), &bytes)?;
+        let mut pointer = BLOB_POINTER.to_vec();
+        pointer.extend(sha.as_bytes());
+        let old = tree.get(id.as_bytes())?;
+        tree.insert(id.as_bytes(), pointer)?;
+        tree.flush()?;
+        if let Some(old) = old.as_deref().and_then(|o| o.strip_prefix(BLOB_POINTER))
+            && old != sha.as_bytes()
+        {
+            let _ = blobs.delete(&checkpoint_key(&String::from_utf8_lossy(old)));
+        }
+        Ok(())
+    }
+
+    /// Drops job `id`'s checkpoint (and its blob).
+    fn remove_checkpoint(&self, id: &str) -> Result<()> {
+        let tree = &self.inner.checkpoints;
+        if let (Some(old), Some(blobs)) = (tree.get(id.as_bytes())?, &self.inner.checkpoint_blobs)
+            && let Some(sha) = old.strip_prefix(BLOB_POINTER)
+        {
+            let _ = blobs.delete(&checkpoint_key(&String::from_utf8_lossy(sha)));
+        }
+        tree.remove(id.as_bytes())
     }
 
     pub fn students(&self) -> &StudentStore {
@@ -446,7 +515,7 @@ impl JobManager {
                 job.phase = "cancelled".into();
                 job.finished = Some(now_unix());
                 self.publish(&job, true)?;
-                let _ = self.inner.checkpoints.remove(id.as_bytes());
+                let _ = self.remove_checkpoint(id);
                 Ok(job)
             }
             _ => {
@@ -533,10 +602,7 @@ impl JobManager {
         job.started = Some(now_unix());
         job.worker = Some(self.inner.leases.owner.clone());
         self.publish(&job, true)?;
-        let resume: Option<Checkpoint> = match self.inner.checkpoints.get(id.as_bytes())? {
-            Some(v) => serde_json::from_slice(&v).ok(),
-            None => None,
-        };
+        let resume = self.read_checkpoint(id)?;
         if let Some(ck) = &resume {
             job.epochs = ck.history.clone();
             job.epochs_dropped = 0;
@@ -615,7 +681,7 @@ impl JobManager {
     fn finish(&self, job: &Job) -> Result<()> {
         self.publish(job, true)?;
         let id = job.id.as_bytes();
-        self.inner.checkpoints.remove(id)?;
+        self.remove_checkpoint(&job.id)?;
         self.inner.checkpoints.flush()?;
         self.inner.active.remove(id)?;
         self.inner.cancels.remove(id)?;
@@ -666,11 +732,7 @@ impl JobManager {
     fn requeue(&self, mut job: Job, why: &str) -> Result<()> {
         if job.state == JobState::Running {
             job.restarts += 1;
-            let ck: Option<Checkpoint> = self
-                .inner
-                .checkpoints
-                .get(job.id.as_bytes())?
-                .and_then(|v| serde_json::from_slice(&v).ok());
+            let ck = self.read_checkpoint(&job.id)?;
             if job.restarts > MAX_RESTARTS {
                 job.state = JobState::Failed;
                 job.error = Some(format!(
@@ -761,9 +823,7 @@ impl distill::Progress for JobProgress {
         }
         self.last_checkpoint = Some(Instant::now());
         let ck = make();
-        let tree = &self.m.inner.checkpoints;
-        tree.insert(self.job.id.as_bytes(), serde_json::to_vec(&ck)?)?;
-        tree.flush()?;
+        self.m.write_checkpoint(&self.job.id, &ck)?;
         self.job.checkpoint_epoch = Some(ck.epoch);
         self.update(true);
         Ok(())

@@ -1,6 +1,7 @@
 //! Teacher outputs on a dataset (probabilities, and penultimate features plus classifier rows where the
-//! teacher has a linear head), computed once per (teacher sha256, dataset sha256) and cached in the sled
-//! tree `outputs` as little-endian float32 blocks, so re-ranking is near-instant and survives restarts.
+//! teacher has a linear head), computed once per (teacher sha256, dataset sha256) and cached as
+//! little-endian float32 blocks in the tree `outputs` (or, with an object store, in blobs the tree points
+//! at), so re-ranking is near-instant and survives restarts.
 //! Also how a dataset's rows are adapted to a teacher's input, or why they cannot be.
 use ndarray::{Array2, ArrayD, ArrayViewD};
 
@@ -104,10 +105,36 @@ pub struct ScoreMemo {
     pub rows: Option<super::RowTerms>,
 }
 
-/// The `outputs` tree.
+/// The `outputs` tree (memos, and the outputs themselves unless they live in the blob store).
 #[derive(Clone)]
 pub struct OutputCache {
     tree: crate::store::Table,
+    /// With an object store, outputs are blobs `outputs/<sha256>.f32` and the tree holds
+    /// `blob:<sha256>` pointers to them (a teacher's outputs on a big dataset are megabytes: the
+    /// database holds only what it must).
+    blobs: Option<std::sync::Arc<crate::store::Blobs>>,
+    /// Outputs on their way to the blob store (written behind, so that a put does not hold up the next
+    /// teacher's inference), by tree key.
+    writes: std::sync::Arc<Writes>,
+    /// Whether `put` keeps outputs (false: only score memos are kept, see [`OutputCache::scores_only`]).
+    keep_outputs: bool,
+}
+
+/// Blob writes in flight: readable while they are, waited for by `flush`.
+#[derive(Default)]
+struct Writes {
+    pending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Arc<Vec<u8>>>>,
+    done: std::sync::Condvar,
+}
+
+/// Blob writes in flight at most (each holds one teacher's outputs).
+const MAX_PENDING: usize = 8;
+
+/// How a tree entry points at outputs kept in the blob store.
+const BLOB_POINTER: &[u8] = b"blob:";
+
+fn outputs_key(sha256: &str) -> String {
+    format!("outputs/{sha256}.f32")
 }
 
 fn push(buf: &mut Vec<u8>, a: &Array2<f32>) {
@@ -144,12 +171,32 @@ impl OutputCache {
     pub fn open(store: &Store) -> Result<Self> {
         let cache = Self {
             tree: store.tree("outputs")?,
+            blobs: None,
+            writes: Default::default(),
+            keep_outputs: true,
         };
         let stale = cache.drop_stale_memos()?;
         if stale > 0 {
             tracing::info!(stale, "removed score memos written by an older version");
         }
         Ok(cache)
+    }
+
+    /// Keeps outputs in `blobs` (an object store shared by every server) instead of the tree.
+    pub fn with_blobs(mut self, blobs: std::sync::Arc<crate::store::Blobs>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// The same cache, keeping score memos but not the outputs they were computed from (ranking shards:
+    /// a ranking needs only the memos, and a 200-teacher ranking of 2,000 rows would otherwise write
+    /// 100 MB of outputs to the object store; a job or label map that needs a teacher's outputs computes
+    /// and keeps them then).
+    pub fn scores_only(&self) -> Self {
+        Self {
+            keep_outputs: false,
+            ..self.clone()
+        }
     }
 
     /// Removes memo entries under a retired key version; returns how many. Only the key ranges around
@@ -179,10 +226,36 @@ impl OutputCache {
     }
 
     pub fn get(&self, teacher_sha: &str, dataset_sha: &str) -> Result<Option<TeacherOutputs>> {
-        let Some(raw) = self.tree.get(Self::key(teacher_sha, dataset_sha))? else {
-            return Ok(None);
+        let key = Self::key(teacher_sha, dataset_sha);
+        let in_flight = self
+            .writes
+            .pending
+            .lock()
+            .expect("writes lock")
+            .get(&key)
+            .cloned();
+        let raw = match in_flight {
+            Some(buf) => buf.to_vec(),
+            None => match self.tree.get(&key)? {
+                Some(raw) => raw.to_vec(),
+                None => return Ok(None),
+            },
         };
+        let fetched;
         let mut b: &[u8] = &raw;
+        if let Some(sha) = raw.strip_prefix(BLOB_POINTER) {
+            let Some(blobs) = &self.blobs else {
+                return Ok(None); // kept in an object store this process was not given: recomputed
+            };
+            let sha = String::from_utf8_lossy(sha).into_owned();
+            fetched = match blobs.path(&outputs_key(&sha), Some(&sha)) {
+                Ok(path) => std::fs::read(path)?,
+                // gone or corrupt in the store: recomputed (a corrupt blob was reported by the fetch)
+                Err(e) if e.kind != crate::error::ErrorKind::StoreUnavailable => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            b = &fetched;
+        }
         let decoded = (|| {
             let probs = take(&mut b)?;
             let penultimate = match b.first()? {
@@ -199,6 +272,9 @@ impl OutputCache {
     }
 
     pub fn put(&self, teacher_sha: &str, dataset_sha: &str, o: &TeacherOutputs) -> Result<()> {
+        if !self.keep_outputs {
+            return Ok(());
+        }
         let mut buf = Vec::new();
         push(&mut buf, &o.probs);
         match &o.penultimate {
@@ -209,7 +285,37 @@ impl OutputCache {
                 push(&mut buf, w);
             }
         }
-        self.tree.insert(Self::key(teacher_sha, dataset_sha), buf)?;
+        let key = Self::key(teacher_sha, dataset_sha);
+        let Some(blobs) = self.blobs.clone() else {
+            self.tree.insert(key, buf)?;
+            return Ok(());
+        };
+        let buf = std::sync::Arc::new(buf);
+        {
+            let mut p = self.writes.pending.lock().expect("writes lock");
+            while p.len() >= MAX_PENDING {
+                p = self.writes.done.wait(p).expect("writes lock");
+            }
+            p.insert(key.clone(), buf.clone());
+        }
+        let (writes, tree) = (self.writes.clone(), self.tree.clone());
+        std::thread::spawn(move || {
+            let sha = crate::zoo::teacher::sha256_hex(&buf);
+            let stored = blobs.put(&outputs_key(&sha), &buf).and_then(|_| {
+                let mut pointer = BLOB_POINTER.to_vec();
+                pointer.extend(sha.as_bytes());
+                tree.insert(&key, pointer)
+            });
+            if let Err(e) = stored {
+                // a cache entry lost: the outputs are computed again when next needed
+                tracing::warn!(
+                    "cannot keep teacher outputs in the blob store: {}",
+                    e.message
+                );
+            }
+            writes.pending.lock().expect("writes lock").remove(&key);
+            writes.done.notify_all();
+        });
         Ok(())
     }
 
@@ -245,6 +351,11 @@ impl OutputCache {
 
     /// Makes the cache durable (called once per ranking, not per teacher).
     pub fn flush(&self) -> Result<()> {
+        let mut p = self.writes.pending.lock().expect("writes lock");
+        while !p.is_empty() {
+            p = self.writes.done.wait(p).expect("writes lock");
+        }
+        drop(p);
         self.tree.flush()?;
         Ok(())
     }

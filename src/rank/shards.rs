@@ -2,7 +2,8 @@
 //! ranking plus shards of N teachers in the shared state tables (`rank_pending`, `rank_shards`). Every
 //! process with `--max-shards` above 0 (workers, and servers that work) claims shards under a lease
 //! (`rank_shard_leases`, renewed every `lease::HEARTBEAT`), scores their teachers into the metric memo
-//! (keyed by teacher and dataset) and records their lines in the shard. The process that finishes the
+//! (keyed by teacher and dataset; the teachers' outputs are not kept, see `OutputCache::scores_only`)
+//! and records their lines in the shard. The process that finishes the
 //! last shard closes the ranking: it ranks every teacher from the memo (no inference) and stores the
 //! ranking, create-only, under the id the request was given. A process killed mid-shard stops renewing
 //! its lease; after `lease::TTL` another process takes the shard and scores it again. Until the ranking
@@ -102,6 +103,9 @@ pub struct Work {
     pub cache: OutputCache,
     pub rankings: Arc<RankingStore>,
     pub shards: Shards,
+    /// Shards this process's runners are scoring (a lease is per process, so its runners check here
+    /// that no other runner of theirs has the shard).
+    pub running: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The shard tables, seen from one process.
@@ -287,11 +291,27 @@ impl Work {
             }
             all_done.retain(|r| r != &s.ranking_id);
             open.push(s.ranking_id.clone());
-            if self.shards.leases.held_elsewhere(&key)? || !self.shards.leases.claim(&key)? {
+            if !self
+                .running
+                .lock()
+                .expect("running lock")
+                .insert(key.clone())
+            {
+                continue;
+            }
+            let claimed = (|| {
+                Ok::<_, Error>(
+                    !self.shards.leases.held_elsewhere(&key)? && self.shards.leases.claim(&key)?,
+                )
+            })();
+            if !matches!(claimed, Ok(true)) {
+                self.running.lock().expect("running lock").remove(&key);
+                claimed?;
                 continue;
             }
             let ranking = s.ranking_id.clone();
             let out = self.run(&key);
+            self.running.lock().expect("running lock").remove(&key);
             self.shards.leases.release(&key)?;
             match out {
                 Ok(()) => {}
@@ -354,7 +374,8 @@ impl Work {
                 primary_metric: None,
                 ..p.request.clone()
             };
-            super::rank(&self.zoo, Some(&self.cache), &ds, &info.sha256, &req)
+            let memos = self.cache.scores_only();
+            super::rank(&self.zoo, Some(&memos), &ds, &info.sha256, &req)
         })();
         stop.store(true, Ordering::Relaxed);
         renew.thread().unpark();

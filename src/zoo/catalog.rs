@@ -1,6 +1,9 @@
-//! The catalog: every teacher of the zoo directory, indexed into sled. A rescan hashes and inspects only
-//! files whose size or modification time changed, so a restart costs a directory walk. Uploads and deletes
-//! change the directory and the catalog together, under one lock, and validate before they touch either.
+//! The catalog: every teacher of the zoo directory, indexed into the state store. A rescan hashes and
+//! inspects only files whose size or modification time changed, so a restart costs a directory walk.
+//! Uploads and deletes change the directory and the catalog together, under one lock, and validate before
+//! they touch either. With an object store (`--blob-url`), teachers can live there instead, as
+//! `teachers/<sha256>.onnx`: `faculty zoo push DIR` and REST uploads put them there, every server reads
+//! them through its local blob cache, and a rescan checks that each stored teacher's blob is still there.
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +52,15 @@ struct Fingerprint {
 struct Entry {
     teacher: Teacher,
     fingerprint: Fingerprint,
+    /// The model lives in the blob store under `teacher.path` (`teachers/<sha256>.onnx`), not in the
+    /// zoo directory.
+    #[serde(default)]
+    stored: bool,
+}
+
+/// The blob key of a teacher kept in the object store.
+fn stored_key(sha256: &str) -> String {
+    format!("teachers/{sha256}.onnx")
 }
 
 /// A teacher that could not be used, and why.
@@ -69,6 +81,12 @@ pub struct RescanReport {
     pub failed: Vec<Failed>,
     /// Files read and hashed in this scan (0 when nothing changed).
     pub hashed: usize,
+    /// Teachers kept in the object store whose blob was found there.
+    #[serde(default)]
+    pub stored: usize,
+    /// Teachers kept in the object store whose blob is gone: removed from the catalog.
+    #[serde(default)]
+    pub missing: Vec<String>,
 }
 
 /// Filters and paging for listing teachers.
@@ -122,6 +140,8 @@ pub struct Zoo {
     pool: Arc<SessionPool>,
     infer_batch: usize,
     lock: Mutex<()>,
+    /// Where uploads go and stored teachers are read from, when teachers live in an object store.
+    blobs: Option<Arc<crate::store::Blobs>>,
 }
 
 fn parse_shape(s: &str) -> Result<Vec<i64>> {
@@ -214,7 +234,79 @@ impl Zoo {
             pool,
             infer_batch,
             lock: Mutex::new(()),
+            blobs: None,
         })
+    }
+
+    /// Keeps uploaded teachers in `blobs` (an object store shared by every server) instead of the zoo
+    /// directory, and reads stored teachers from it.
+    pub fn with_blobs(mut self, blobs: Arc<crate::store::Blobs>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    fn blobs(&self) -> Result<&crate::store::Blobs> {
+        self.blobs.as_deref().ok_or_else(|| {
+            Error::invalid_input(
+                "this teacher lives in the object store: start faculty with the --blob-url that holds it",
+            )
+        })
+    }
+
+    /// Imports every teacher of directory `dir` (flat or versioned) into the object store and the catalog,
+    /// replacing catalog entries of the same id. Unusable models are reported and not stored.
+    pub fn push(&self, dir: &Path) -> Result<RescanReport> {
+        let blobs = self.blobs()?;
+        let _guard = self.lock.lock().expect("zoo lock");
+        let mut report = RescanReport::default();
+        let mut seen = std::collections::HashSet::new();
+        for f in discover(dir)? {
+            if !seen.insert(f.ident.id.clone()) {
+                continue;
+            }
+            let bytes = std::fs::read(&f.model)?;
+            let card = read_card(f.card.as_deref())?;
+            let sha = super::teacher::sha256_hex(&bytes);
+            let ins = inspect(
+                &bytes,
+                Ident {
+                    path: stored_key(&sha),
+                    ..f.ident.clone()
+                },
+                card.as_deref(),
+                self.pool.intra_threads(),
+            );
+            report.hashed += 1;
+            if !ins.teacher.usable {
+                report.failed.push(Failed {
+                    id: f.ident.id.clone(),
+                    reason: ins.teacher.reason.clone().unwrap_or_default(),
+                });
+                continue;
+            }
+            blobs.put(&ins.teacher.path, &bytes)?;
+            let old = self.load(&f.ident.id)?;
+            match &old {
+                Some(o) if o.stored && o.teacher.sha256 == sha => {
+                    report.unchanged += 1;
+                    continue;
+                }
+                Some(_) => report.changed.push(f.ident.id.clone()),
+                None => report.added.push(f.ident.id.clone()),
+            }
+            let entry = Entry {
+                teacher: ins.teacher,
+                fingerprint: Fingerprint {
+                    model: FileStamp::of(&f.model)?,
+                    card: None,
+                },
+                stored: true,
+            };
+            self.tree
+                .insert(f.ident.id.as_bytes(), serde_json::to_vec(&entry)?)?;
+        }
+        self.store.flush()?;
+        Ok(report)
     }
 
     pub fn root(&self) -> &Path {
@@ -256,6 +348,7 @@ impl Zoo {
         Ok(Entry {
             teacher: ins.teacher,
             fingerprint,
+            stored: false,
         })
     }
 
@@ -276,6 +369,10 @@ impl Zoo {
                 card: f.card.as_deref().map(FileStamp::of).transpose()?,
             };
             let old = self.load(&f.ident.id)?;
+            if old.as_ref().is_some_and(|o| o.stored) {
+                // the object store's teacher of this id wins over the directory's file
+                continue;
+            }
             if let Some(old) = &old
                 && old.fingerprint == fingerprint
                 && old.teacher.path == f.ident.path
@@ -304,8 +401,21 @@ impl Zoo {
         }
         for (k, v) in self.tree.iter()? {
             let id = String::from_utf8_lossy(&k).into_owned();
+            let entry = serde_json::from_slice::<Entry>(&v).ok();
+            if let Some(e) = entry.as_ref().filter(|e| e.stored) {
+                // kept in the object store: there while its blob is (left alone without a blob store)
+                match &self.blobs {
+                    Some(b) if !b.exists(&e.teacher.path)? => {
+                        self.pool.evict(&e.teacher.sha256);
+                        batch.remove(k);
+                        report.missing.push(id);
+                    }
+                    _ => report.stored += 1,
+                }
+                continue;
+            }
             if !seen.contains(&id) {
-                if let Ok(e) = serde_json::from_slice::<Entry>(&v) {
+                if let Some(e) = entry {
                     self.pool.evict(&e.teacher.sha256);
                 }
                 batch.remove(k);
@@ -377,6 +487,12 @@ impl Zoo {
         let e = self
             .load(id)?
             .ok_or_else(|| Error::not_found(format!("no teacher with id '{id}'")))?;
+        if e.stored {
+            let path = self
+                .blobs()?
+                .path(&e.teacher.path, Some(&e.teacher.sha256))?;
+            return Ok((e.teacher, path));
+        }
         let path = self.root.join(&e.teacher.path);
         match FileStamp::of(&path) {
             Ok(s) if s == e.fingerprint.model => Ok((e.teacher, path)),
@@ -539,6 +655,9 @@ impl Zoo {
                 ins.teacher.num_classes.unwrap_or(0)
             )));
         }
+        if let Some(blobs) = &self.blobs {
+            return self.add_stored(blobs, staged, &bytes, ins);
+        }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -575,6 +694,7 @@ impl Zoo {
             serde_json::to_vec(&Entry {
                 teacher: teacher.clone(),
                 fingerprint,
+                stored: false,
             })?,
         )?;
         self.store.flush()?;
@@ -584,12 +704,57 @@ impl Zoo {
         Ok(teacher)
     }
 
-    /// Deletes a teacher's file (and its card) from the zoo and the catalog.
+    /// An upload, validated, into the object store and the catalog: the blob is create-only under its
+    /// sha256, the catalog entry create-only under its id, so of several servers that upload one id at once
+    /// exactly one wins.
+    fn add_stored(
+        &self,
+        blobs: &crate::store::Blobs,
+        staged: &Path,
+        bytes: &[u8],
+        ins: super::teacher::Inspection,
+    ) -> Result<Teacher> {
+        let mut teacher = ins.teacher;
+        teacher.path = stored_key(&teacher.sha256);
+        blobs.put(&teacher.path, bytes)?;
+        let entry = Entry {
+            fingerprint: Fingerprint {
+                model: FileStamp::of(staged)?,
+                card: None,
+            },
+            teacher: teacher.clone(),
+            stored: true,
+        };
+        let _ = std::fs::remove_file(staged);
+        if !self
+            .tree
+            .insert_new(teacher.id.as_bytes(), serde_json::to_vec(&entry)?)?
+        {
+            return Err(Error::conflict(format!(
+                "a teacher with id '{}' already exists; delete it first or pick another name/version",
+                teacher.id
+            )));
+        }
+        self.store.flush()?;
+        if let Some(s) = ins.session {
+            self.pool.insert(&teacher.sha256, s, teacher.bytes as usize);
+        }
+        Ok(teacher)
+    }
+
+    /// Deletes a teacher's file (and its card) from the zoo and the catalog. A teacher kept in the object
+    /// store leaves the catalog; its blob stays (content-addressed: another id may hold the same bytes).
     pub fn remove(&self, id: &str) -> Result<Teacher> {
         let _guard = self.lock.lock().expect("zoo lock");
         let e = self
             .load(id)?
             .ok_or_else(|| Error::not_found(format!("no teacher with id '{id}'")))?;
+        if e.stored {
+            self.tree.remove(id.as_bytes())?;
+            self.store.flush()?;
+            self.pool.evict(&e.teacher.sha256);
+            return Ok(e.teacher);
+        }
         let model = self.root.join(&e.teacher.path);
         match std::fs::remove_file(&model) {
             Ok(()) => {}

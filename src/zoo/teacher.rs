@@ -31,7 +31,8 @@ pub struct Teacher {
     pub id: String,
     pub name: String,
     pub version: String,
-    /// Path of the model file relative to the zoo directory.
+    /// Path of the model file relative to the zoo directory, or for a teacher kept in the object store
+    /// its blob key (`teachers/<sha256>.onnx`).
     pub path: String,
     pub sha256: String,
     pub bytes: u64,

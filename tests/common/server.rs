@@ -39,7 +39,7 @@ impl Drop for Server {
 
 /// `faculty COMMAND` over `zoo` and the state directory `state`, with the state in PostgreSQL and the
 /// blobs in S3 where the run says so (see `test_database_url`).
-fn over_state(zoo: &std::path::Path, state: &std::path::Path, command: &[&str]) -> Command {
+pub fn over_state(zoo: &std::path::Path, state: &std::path::Path, command: &[&str]) -> Command {
     let mut cmd = faculty();
     if let Some(url) = super::test_database_url(state) {
         cmd.env("FACULTY_DATABASE_URL", url);
