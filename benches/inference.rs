@@ -54,7 +54,11 @@ fn bench(c: &mut Criterion) {
             group.throughput(Throughput::Elements(b as u64));
             group.bench_with_input(BenchmarkId::new(kind, b), &xb, |bencher, xb| {
                 let mut s = session.lock().unwrap();
-                bencher.iter(|| predictor.predict(&mut s, xb.view(), 1024).unwrap());
+                bencher.iter(|| {
+                    predictor
+                        .predict(&mut s, &t.sha256, xb.view(), 1024)
+                        .unwrap()
+                });
             });
         }
     }

@@ -125,31 +125,6 @@ fn slow_task(rows: usize) -> Vec<u8> {
     ])
 }
 
-/// Polls ranking `id` on `port` until `until` holds for (status, body).
-fn wait_ranking(
-    port: u16,
-    id: &str,
-    until: impl Fn(u16, &serde_json::Value) -> bool,
-) -> (u16, serde_json::Value) {
-    let start = std::time::Instant::now();
-    loop {
-        let (status, r) = http_json(
-            port,
-            "GET",
-            &format!("/v1/rankings/{id}"),
-            serde_json::Value::Null,
-        );
-        if until(status, &r) {
-            return (status, r);
-        }
-        assert!(
-            start.elapsed().as_secs() < 300,
-            "ranking never got there: {status} {r}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid_job() {
     if !on_postgres() {
@@ -223,7 +198,9 @@ fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid
             })
         })
     };
-    let (_, running) = wait_ranking(pb, &id, |status, r| status == 202 && shard_of(r).is_some());
+    let (_, running) = wait_until(pb, &format!("/v1/rankings/{id}"), |status, r| {
+        status == 202 && shard_of(r).is_some()
+    });
     let (shard, shard_worker) = shard_of(&running).unwrap();
     let mut killed = workers[shard_worker].take().unwrap();
     killed.kill().unwrap(); // SIGKILL
@@ -234,7 +211,7 @@ fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid
     let survivor = (0..3).find(|&k| workers[k].is_some()).unwrap();
 
     // the ranking closes, complete, and reads the same on both servers
-    let (status, on_b) = wait_ranking(pb, &id, |status, _| status != 202);
+    let (status, on_b) = wait_until(pb, &format!("/v1/rankings/{id}"), |status, _| status != 202);
     assert_eq!(status, 200, "{on_b}");
     let (status, on_a) = http_json(
         pa,

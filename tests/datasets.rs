@@ -677,38 +677,28 @@ async fn csv_split_columns_and_zip_test_folders_set_test_rows_apart() {
 async fn sharded_rankings_equal_one_process_rankings_and_show_their_progress() {
     let bytes = std::fs::read(repo().join("zoo/tasks/fashion_clothing_6way.npz")).unwrap();
     // the same task ranked by one process, and fanned out as shards of 4 teachers
-    let whole = Sandbox::new();
-    let app = whole.app();
-    let id = post_dataset(&app, multipart("fashion.npz", &bytes, &[]))
-        .await
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let one = post_json(
-        &app,
-        "/v1/rankings",
-        serde_json::json!({ "dataset_id": id }),
-    )
-    .await
-    .expect(201)
-    .json();
-    assert!(one.get("shards").is_none(), "one process: no shards");
-    let sharded = Sandbox::new();
+    let (whole, sharded) = (Sandbox::new(), Sandbox::new());
     let mut config = sharded.config();
     config.rank_shard_size = 4;
-    let app = sharded.app_with(config);
-    post_dataset(&app, multipart("fashion.npz", &bytes, &[]))
+    let mut answers = Vec::new();
+    for app in [whole.app(), sharded.app_with(config)] {
+        let ds = post_dataset(&app, multipart("fashion.npz", &bytes, &[]))
+            .await
+            .expect(201)
+            .json();
+        let r = post_json(
+            &app,
+            "/v1/rankings",
+            serde_json::json!({ "dataset_id": ds["id"] }),
+        )
         .await
-        .expect(201);
-    let many = post_json(
-        &app,
-        "/v1/rankings",
-        serde_json::json!({ "dataset_id": id }),
-    )
-    .await
-    .expect(201)
-    .json();
+        .expect(201)
+        .json();
+        answers.push((app, ds["id"].as_str().unwrap().to_string(), r));
+    }
+    let (_, _, one) = answers.remove(0);
+    let (app, id, many) = answers.remove(0);
+    assert!(one.get("shards").is_none(), "one process: no shards");
     let teachers = one["results"].as_array().unwrap().len();
     let shards = many["shards"].as_array().unwrap();
     assert_eq!(shards.len(), teachers.div_ceil(4), "{many}");

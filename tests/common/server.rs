@@ -193,18 +193,25 @@ pub fn wait_job(
     id: &str,
     until: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
+    wait_until(port, &format!("/v1/jobs/{id}"), |_, j| until(j)).1
+}
+
+/// Polls `GET path` until `until` holds for (status, body); at most 300 s.
+pub fn wait_until(
+    port: u16,
+    path: &str,
+    until: impl Fn(u16, &serde_json::Value) -> bool,
+) -> (u16, serde_json::Value) {
     let start = std::time::Instant::now();
     loop {
-        let (_, j) = http_json(
-            port,
-            "GET",
-            &format!("/v1/jobs/{id}"),
-            serde_json::Value::Null,
-        );
-        if until(&j) {
-            return j;
+        let (status, j) = http_json(port, "GET", path, serde_json::Value::Null);
+        if until(status, &j) {
+            return (status, j);
         }
-        assert!(start.elapsed().as_secs() < 300, "job never got there: {j}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "{path} never got there: {status} {j}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
