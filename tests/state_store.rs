@@ -12,25 +12,36 @@ use common::*;
 
 /// `faculty serve` over the bundled zoo and `database_url`, expected to exit at start.
 fn serve_once(database_url: &str) -> std::process::Output {
+    serve_with(&["--database-url", database_url])
+}
+
+/// `faculty serve` over the bundled zoo with `flags`, expected to exit at start.
+fn serve_with(flags: &[&str]) -> std::process::Output {
     let sb = Sandbox::new();
     server::faculty()
         .args(["serve", "--addr", "127.0.0.1:0", "--zoo"])
         .arg(sb.zoo())
         .arg("--data-dir")
         .arg(sb.state())
-        .args(["--database-url", database_url])
+        .args(flags)
+        .env_remove("FACULTY_DATABASE_URL")
+        .env_remove("FACULTY_BLOB_URL")
         .output()
         .unwrap()
 }
 
-#[test]
-fn a_database_that_is_down_at_start_is_a_clear_error_and_exit_code_4() {
-    // a port nothing listens on: bind one, note it, close it
-    let port = TcpListener::bind("127.0.0.1:0")
+/// A loopback port nothing listens on (bound, noted, closed).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+#[test]
+fn a_database_that_is_down_at_start_is_a_clear_error_and_exit_code_4() {
+    let port = closed_port();
     let out = serve_once(&format!(
         "postgres://faculty:secret@127.0.0.1:{port}/faculty"
     ));
@@ -44,6 +55,19 @@ fn a_database_that_is_down_at_start_is_a_clear_error_and_exit_code_4() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("secret"), "the password leaked: {stderr}");
+}
+
+#[test]
+fn an_object_store_that_is_down_at_start_is_a_clear_error_and_exit_code_4() {
+    let port = closed_port();
+    let out = serve_with(&[
+        "--blob-url",
+        &format!("s3://faculty?endpoint=http://127.0.0.1:{port}"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
@@ -313,4 +337,60 @@ async fn a_blob_that_does_not_match_its_sha256_is_refused() {
     );
     // the record is intact
     get(&app, &format!("/v1/datasets/{id}")).await.expect(200);
+}
+
+/// The work queue on PostgreSQL: eight processes claiming at once (FOR UPDATE SKIP LOCKED) each get
+/// different items, every item once, oldest first; a held item is nobody else's until its holder lets it
+/// go.
+#[test]
+fn the_work_queue_hands_each_item_to_exactly_one_claimer() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = test_database_url(dir.path()) else {
+        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+        return;
+    };
+    let store = faculty::store::Store::connect(&url).unwrap();
+    let lease = |owner: &str| {
+        faculty::jobs::lease::Leases::open(&store, "conformance_queue", owner.into()).unwrap()
+    };
+    let first = lease("first");
+    assert!(first.is_queue());
+    let items: Vec<String> = (0..40).map(|i| format!("item-{i:02}")).collect();
+    for id in &items {
+        first.enqueue(id).unwrap();
+    }
+    first.enqueue("item-00").unwrap(); // twice: still one item
+    assert_eq!(
+        first.claim_next().unwrap().as_deref(),
+        Some("item-00"),
+        "oldest first"
+    );
+    let claimed: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|k| {
+                let mine = lease(&format!("p{k}"));
+                s.spawn(move || {
+                    std::iter::from_fn(|| mine.claim_next().unwrap()).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = claimed.clone();
+    sorted.sort();
+    assert_eq!(sorted, items[1..], "every other item once, none twice");
+    // held items are nobody else's; a released one is gone; one held by nobody is free again
+    let (a, b) = (lease("p0"), lease("intruder"));
+    assert!(b.claim_next().unwrap().is_none());
+    assert!(!b.claim(&claimed[0]).unwrap(), "held by its claimer");
+    assert!(first.held_elsewhere("item-01").unwrap());
+    assert!(!b.renew("item-00").unwrap(), "only the holder renews");
+    assert!(first.renew("item-00").unwrap());
+    first.release("item-00").unwrap();
+    assert!(!a.held_elsewhere("item-00").unwrap());
+    b.enqueue("late").unwrap();
+    assert_eq!(b.claim_next().unwrap().as_deref(), Some("late"));
+    assert!(a.held_elsewhere("late").unwrap());
+    b.forget("late").unwrap();
+    assert!(!a.held_elsewhere("late").unwrap());
 }

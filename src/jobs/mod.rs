@@ -130,6 +130,9 @@ struct Inner {
     shared: bool,
     /// Whether this process runs jobs (`max_jobs` > 0); a server that does not leaves them to workers.
     runs_jobs: bool,
+    /// Jobs this process runs at once; it takes over at most this many jobs from the shared queue, less
+    /// the ones it has.
+    max_jobs: usize,
     zoo: Arc<Zoo>,
     datasets: Arc<DatasetStore>,
     outputs: OutputCache,
@@ -178,9 +181,10 @@ impl JobManager {
                 checkpoint_blobs,
                 active: store.tree("jobs_active")?,
                 cancels: store.tree("job_cancels")?,
-                leases: lease::Leases::new(store.tree("job_leases")?, owner),
+                leases: lease::Leases::open(store, "job_leases", owner)?,
                 shared: store.shared(),
                 runs_jobs: max_jobs > 0,
+                max_jobs,
                 zoo,
                 datasets,
                 outputs,
@@ -250,27 +254,54 @@ impl JobManager {
         Ok(())
     }
 
-    /// Queues here the unfinished jobs that no live server holds (their holder was killed), oldest first.
+    /// Queues here, oldest first and no more than this process has free slots for, the unfinished jobs
+    /// that no live process holds (left to workers, or their holder was killed).
     fn adopt_orphans(&self) -> Result<()> {
+        let local = || self.inner.cancel.lock().expect("cancel lock").len();
         let mut orphans = Vec::new();
         for (k, _) in self.inner.active.iter()? {
             let id = String::from_utf8_lossy(&k).into_owned();
-            let local = self
+            let mine = self
                 .inner
                 .cancel
                 .lock()
                 .expect("cancel lock")
                 .contains_key(&id);
-            if local || self.inner.leases.held_elsewhere(&id)? {
+            if mine || self.inner.leases.held_elsewhere(&id)? {
                 continue;
             }
             match self.read(&id) {
                 Ok(job) if !job.state.finished() => orphans.push(job),
-                Ok(_) | Err(_) => self.inner.active.remove(k)?,
+                Ok(_) | Err(_) => {
+                    self.inner.active.remove(k)?;
+                    self.inner.leases.forget(&id)?;
+                }
             }
+        }
+        if self.inner.leases.is_queue() {
+            // every unheld job is an item of the queue (idempotent), then the oldest are taken with
+            // FOR UPDATE SKIP LOCKED: processes claiming at once each get different jobs
+            for job in &orphans {
+                self.inner.leases.enqueue(&job.id)?;
+            }
+            while local() < self.inner.max_jobs {
+                let Some(id) = self.inner.leases.claim_next()? else {
+                    break;
+                };
+                match self.read(&id) {
+                    Ok(job) if !job.state.finished() => {
+                        self.requeue(job, "its server stopped answering")?
+                    }
+                    _ => self.inner.leases.forget(&id)?,
+                }
+            }
+            return Ok(());
         }
         orphans.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         for job in orphans {
+            if local() >= self.inner.max_jobs {
+                break;
+            }
             if self.inner.leases.claim(&job.id)? {
                 self.requeue(job, "its server stopped answering")?;
             }
@@ -490,6 +521,9 @@ impl JobManager {
         if self.inner.runs_jobs {
             self.inner.leases.claim(&job.id)?;
             self.enqueue(job.clone());
+        } else {
+            // left to the processes that run jobs
+            self.inner.leases.enqueue(&job.id)?;
         }
         Ok(job)
     }
@@ -697,14 +731,11 @@ impl JobManager {
             let mut job: Job = serde_json::from_slice(&v)?;
             match job.state {
                 JobState::Queued | JobState::Running => {
-                    if !self.inner.runs_jobs {
-                        // left to the workers
-                    } else if !self.inner.shared {
+                    if !self.inner.shared {
                         self.inner.leases.take(&job.id)?;
                         pending.push(job);
-                    } else if self.inner.leases.claim(&job.id)? {
-                        pending.push(job);
                     }
+                    // shared: taken at a heartbeat, by whichever process has a free slot
                 }
                 JobState::Succeeded => {
                     let ok = job

@@ -1,7 +1,8 @@
 //! Rankings fanned out over processes. With `--rank-shard-size N` a ranking request becomes a pending
 //! ranking plus shards of N teachers in the shared state tables (`rank_pending`, `rank_shards`). Every
 //! process with `--max-shards` above 0 (workers, and servers that work) claims shards under a lease
-//! (`rank_shard_leases`, renewed every `lease::HEARTBEAT`), scores their teachers into the metric memo
+//! (the `rank_shard_leases` queue: on PostgreSQL the oldest unheld shard is taken with
+//! `FOR UPDATE SKIP LOCKED`; renewed every `lease::HEARTBEAT`), scores their teachers into the metric memo
 //! (keyed by teacher and dataset; the teachers' outputs are not kept, see `OutputCache::scores_only`)
 //! and records their lines in the shard. The process that finishes the
 //! last shard closes the ranking: it ranks every teacher from the memo (no inference) and stores the
@@ -128,10 +129,7 @@ impl Shards {
         Ok(Self {
             pending: store.tree("rank_pending")?,
             shards: store.tree("rank_shards")?,
-            leases: Arc::new(Leases::new(
-                store.tree("rank_shard_leases")?,
-                owner.to_string(),
-            )),
+            leases: Arc::new(Leases::open(store, "rank_shard_leases", owner.to_string())?),
         })
     }
 
@@ -185,6 +183,7 @@ impl Shards {
         self.pending.insert(&id, serde_json::to_vec(&pending)?)?;
         for s in &shards {
             self.shards.insert(key(s), serde_json::to_vec(s)?)?;
+            self.leases.enqueue(&key(s))?;
         }
         if shards.is_empty() {
             // nothing to score: the ranking closes at once (no teachers)
@@ -264,7 +263,7 @@ impl Shards {
             self.pending.insert(id, serde_json::to_vec(&p)?)?;
             for k in &p.shard_keys {
                 self.shards.remove(k)?;
-                self.leases.release(k)?;
+                self.leases.forget(k)?;
             }
         }
         Ok(())
@@ -275,6 +274,18 @@ impl Work {
     /// Scores one shard that no live process holds, or closes a ranking whose shards are all scored;
     /// false when there was nothing to do.
     pub fn step(&self) -> Result<bool> {
+        if self.shards.leases.is_queue() {
+            // PostgreSQL: the oldest shard no live lease holds, taken with FOR UPDATE SKIP LOCKED
+            if let Some(key) = self.shards.leases.claim_next()? {
+                self.running
+                    .lock()
+                    .expect("running lock")
+                    .insert(key.clone());
+                let out = self.score(&key);
+                self.running.lock().expect("running lock").remove(&key);
+                return out.map(|()| true);
+            }
+        }
         let table = self.shards.shards.iter()?;
         let mut all_done: Vec<String> = Vec::new();
         let mut open: Vec<String> = Vec::new();
@@ -291,6 +302,9 @@ impl Work {
             }
             all_done.retain(|r| r != &s.ranking_id);
             open.push(s.ranking_id.clone());
+            if self.shards.leases.is_queue() {
+                continue; // taken from the queue above, not by looking through the table
+            }
             if !self
                 .running
                 .lock()
@@ -309,23 +323,37 @@ impl Work {
                 claimed?;
                 continue;
             }
-            let ranking = s.ranking_id.clone();
-            let out = self.run(&key);
+            let out = self.score(&key);
             self.running.lock().expect("running lock").remove(&key);
-            self.shards.leases.release(&key)?;
-            match out {
-                Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::StoreUnavailable => return Err(e),
-                Err(e) => self.shards.fail(&ranking, &e.message)?,
-            }
-            self.close(&ranking)?;
-            return Ok(true);
+            return out.map(|()| true);
         }
         // rankings whose last shard was scored by a process that died before closing them
         for id in all_done {
             self.close(&id)?;
         }
         Ok(false)
+    }
+
+    /// Scores the shard at `key`, whose lease this process holds, lets the lease go, and closes the
+    /// ranking if that was its last shard. A shard that fails fails its ranking.
+    fn score(&self, key: &str) -> Result<()> {
+        let ranking = self
+            .shards
+            .shard(key)?
+            .map(|s| s.ranking_id)
+            .unwrap_or_default();
+        let out = self.run(key);
+        match out {
+            Ok(()) => self.shards.leases.release(key)?,
+            Err(e) if e.kind == ErrorKind::StoreUnavailable => return Err(e),
+            Err(e) => self.shards.fail(&ranking, &e.message)?,
+        }
+        if ranking.is_empty() {
+            // the shard was gone (its ranking closed or failed): nothing to do
+            self.shards.leases.forget(key)?;
+            return Ok(());
+        }
+        self.close(&ranking)
     }
 
     /// Scores the shard at `key`, whose lease this process holds.
@@ -437,7 +465,7 @@ impl Work {
         }
         for k in &p.shard_keys {
             sh.shards.remove(k)?;
-            sh.leases.release(k)?;
+            sh.leases.forget(k)?;
         }
         sh.pending.remove(id)?;
         Ok(())

@@ -90,6 +90,14 @@ impl Store {
 
     /// Whether other processes may share these tables (PostgreSQL), so that jobs need leases that others
     /// can see and take over.
+    /// The PostgreSQL database, when the state lives there (for the work queue, `jobs::lease`).
+    pub fn pg(&self) -> Option<Arc<pg::Pg>> {
+        match &self.backend {
+            Backend::Pg(pg) => Some(pg.clone()),
+            Backend::Sled(_) => None,
+        }
+    }
+
     pub fn shared(&self) -> bool {
         matches!(self.backend, Backend::Pg(_))
     }

@@ -15,11 +15,14 @@ use postgres::{Client, NoTls};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The schema's migrations, in order: (version, name, SQL). Never edit one that has shipped; add another.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "tables",
-    include_str!("../../migrations/0001_tables.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "tables",
+        include_str!("../../migrations/0001_tables.sql"),
+    ),
+    (2, "queue", include_str!("../../migrations/0002_queue.sql")),
+];
 
 /// An arbitrary constant naming faculty's migration lock among the database's advisory locks.
 const MIGRATION_LOCK: i64 = 0x6661_6375_6c74;
@@ -192,6 +195,98 @@ impl Pg {
                     .map_or(1, |_| 0),
             };
             Ok(n == 1)
+        })
+    }
+
+    /// Takes (or renews) the lease on item `id` of `queue` for `owner` unless another owner's lease is
+    /// live; makes the item if there is none. Returns whether `owner` holds it now.
+    pub fn lease_claim(&self, queue: &str, id: &str, owner: &str, ttl_ms: i64) -> Result<bool> {
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO queue (queue, id, owner, until)
+                 VALUES ($1, $2, $3, clock_timestamp() + $4::bigint * interval '1 millisecond')
+                 ON CONFLICT (queue, id) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until
+                 WHERE queue.owner IS NULL OR queue.owner = EXCLUDED.owner OR queue.until < clock_timestamp()",
+                &[&queue, &id, &owner, &ttl_ms],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Takes the lease on item `id` whoever holds it.
+    pub fn lease_take(&self, queue: &str, id: &str, owner: &str, ttl_ms: i64) -> Result<()> {
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO queue (queue, id, owner, until)
+                 VALUES ($1, $2, $3, clock_timestamp() + $4::bigint * interval '1 millisecond')
+                 ON CONFLICT (queue, id) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until",
+                &[&queue, &id, &owner, &ttl_ms],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Extends `owner`'s lease on item `id`; false when it does not hold it.
+    pub fn lease_renew(&self, queue: &str, id: &str, owner: &str, ttl_ms: i64) -> Result<bool> {
+        self.run(|c| {
+            c.execute(
+                "UPDATE queue SET until = clock_timestamp() + $4::bigint * interval '1 millisecond'
+                 WHERE queue = $1 AND id = $2 AND owner = $3",
+                &[&queue, &id, &owner, &ttl_ms],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Removes item `id` if `owner` holds it (any owner: `None`).
+    pub fn lease_release(&self, queue: &str, id: &str, owner: Option<&str>) -> Result<()> {
+        self.run(|c| {
+            c.execute(
+                "DELETE FROM queue WHERE queue = $1 AND id = $2 AND ($3::text IS NULL OR owner = $3)",
+                &[&queue, &id, &owner],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Whether another owner than `owner` holds a live lease on item `id`.
+    pub fn lease_held_elsewhere(&self, queue: &str, id: &str, owner: &str) -> Result<bool> {
+        self.run(|c| {
+            c.query_opt(
+                "SELECT 1 FROM queue WHERE queue = $1 AND id = $2 AND owner IS NOT NULL
+                 AND owner <> $3 AND until > clock_timestamp()",
+                &[&queue, &id, &owner],
+            )
+            .map(|r| r.is_some())
+        })
+    }
+
+    /// Adds item `id` to `queue`, held by nobody, unless it is there.
+    pub fn enqueue(&self, queue: &str, id: &str) -> Result<()> {
+        self.run(|c| {
+            c.execute(
+                "INSERT INTO queue (queue, id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&queue, &id],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Takes the oldest item of `queue` that no live lease holds (skipping rows other processes are
+    /// claiming at this moment) for `owner`; its id.
+    pub fn claim_next(&self, queue: &str, owner: &str, ttl_ms: i64) -> Result<Option<String>> {
+        self.run(|c| {
+            c.query_opt(
+                "UPDATE queue SET owner = $2, until = clock_timestamp() + $3::bigint * interval '1 millisecond'
+                 WHERE (queue, id) = (
+                     SELECT queue, id FROM queue
+                     WHERE queue = $1 AND (owner IS NULL OR until < clock_timestamp())
+                     ORDER BY created, id LIMIT 1
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+                &[&queue, &owner, &ttl_ms],
+            )
+            .map(|r| r.map(|r| r.get(0)))
         })
     }
 
