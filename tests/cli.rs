@@ -3,7 +3,8 @@
 mod common;
 
 use common::server::{
-    Server, faculty, http, http_json, post_dataset, spawn_server, spawn_server_with, wait_job,
+    Server, epochs_of, faculty, http, http_json, post_dataset, spawn_server, spawn_server_with,
+    wait_finished, wait_job,
 };
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -153,19 +154,10 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
         note.contains("resumed from the checkpoint after epoch"),
         "{note}"
     );
-    let fin = wait_job(port, &id, |j| {
-        j["state"]
-            .as_str()
-            .is_some_and(|s| s != "queued" && s != "running")
-    });
+    let fin = wait_finished(port, &id);
     assert_eq!(fin["state"], "succeeded", "{fin}");
     // the epochs continue the checkpoint's history rather than starting over
-    let epochs: Vec<u64> = fin["epochs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["epoch"].as_u64().unwrap())
-        .collect();
+    let epochs = epochs_of(&fin);
     assert_eq!(epochs, (1..=400).collect::<Vec<_>>());
     // the student finished before the kill is still listed and downloadable, byte for byte
     let (_, card) = http_json(
@@ -228,11 +220,7 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     assert_eq!(before["search"].as_array().unwrap().len(), 1, "{before}");
     let ck = before["checkpoint_epoch"].as_u64().unwrap();
     let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
-    let fin = wait_job(port, &id, |j| {
-        j["state"]
-            .as_str()
-            .is_some_and(|s| s != "queued" && s != "running")
-    });
+    let fin = wait_finished(port, &id);
     assert_eq!(fin["state"], "succeeded", "{fin}");
     assert_eq!(fin["restarts"], 1);
     assert!(

@@ -60,11 +60,7 @@ fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other(
     assert!(before["checkpoint_epoch"].as_u64().unwrap() < 400);
 
     // B takes it over once A's lease runs out, and finishes it from the checkpoint
-    let fin = wait_job(pb, &id, |j| {
-        j["state"]
-            .as_str()
-            .is_some_and(|s| s != "queued" && s != "running")
-    });
+    let fin = wait_finished(pb, &id);
     assert_eq!(fin["state"], "succeeded", "{fin}");
     assert_eq!(fin["restarts"], 1, "{fin}");
     let notes = fin["notes"].to_string();
@@ -74,12 +70,7 @@ fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other(
         ),
         "{notes}"
     );
-    let epochs: Vec<u64> = fin["epochs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["epoch"].as_u64().unwrap())
-        .collect();
+    let epochs = epochs_of(&fin);
     assert_eq!(
         epochs,
         (1..=400).collect::<Vec<_>>(),
@@ -244,11 +235,7 @@ fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid
     assert_eq!(list["rankings"].as_array().unwrap().len(), 1, "{list}");
 
     // the job finishes on the surviving worker, from its checkpoint, every epoch once
-    let fin = wait_job(pb, &job_id, |j| {
-        j["state"]
-            .as_str()
-            .is_some_and(|s| s != "queued" && s != "running")
-    });
+    let fin = wait_finished(pb, &job_id);
     assert_eq!(fin["state"], "succeeded", "{fin}");
     assert_eq!(fin["restarts"], 1, "{fin}");
     assert_eq!(
@@ -256,12 +243,7 @@ fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid
         survivor,
         "{fin}"
     );
-    let epochs: Vec<u64> = fin["epochs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["epoch"].as_u64().unwrap())
-        .collect();
+    let epochs = epochs_of(&fin);
     assert_eq!(
         epochs,
         (1..=400).collect::<Vec<_>>(),

@@ -17,13 +17,19 @@ fn serve_once(database_url: &str) -> std::process::Output {
 
 /// `faculty serve` over the bundled zoo with `flags`, expected to exit at start.
 fn serve_with(flags: &[&str]) -> std::process::Output {
+    run_once(&[&["serve", "--addr", "127.0.0.1:0"], flags].concat())
+}
+
+/// `faculty ARGS` over the bundled zoo and a fresh state, without the cluster's variables, expected to
+/// exit at start.
+fn run_once(args: &[&str]) -> std::process::Output {
     let sb = Sandbox::new();
     server::faculty()
-        .args(["serve", "--addr", "127.0.0.1:0", "--zoo"])
+        .args(args)
+        .arg("--zoo")
         .arg(sb.zoo())
         .arg("--data-dir")
         .arg(sb.state())
-        .args(flags)
         .env_remove("FACULTY_DATABASE_URL")
         .env_remove("FACULTY_BLOB_URL")
         .output()
@@ -80,27 +86,12 @@ fn a_database_url_that_is_not_one_is_refused_by_name() {
 
 #[test]
 fn a_worker_without_a_shared_database_is_refused_by_name() {
-    let sb = Sandbox::new();
-    let out = server::faculty()
-        .args(["worker", "--zoo"])
-        .arg(sb.zoo())
-        .arg("--data-dir")
-        .arg(sb.state())
-        .env_remove("FACULTY_DATABASE_URL")
-        .output()
-        .unwrap();
+    let out = run_once(&["worker"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--database-url"), "{stderr}");
     // and a server that would leave its jobs to workers it cannot have
-    let out = server::faculty()
-        .args(["serve", "--addr", "127.0.0.1:0", "--max-jobs", "0", "--zoo"])
-        .arg(sb.zoo())
-        .arg("--data-dir")
-        .arg(sb.state())
-        .env_remove("FACULTY_DATABASE_URL")
-        .output()
-        .unwrap();
+    let out = serve_with(&["--max-jobs", "0"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--max-jobs 0"), "{stderr}");

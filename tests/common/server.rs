@@ -196,6 +196,25 @@ pub fn wait_job(
     wait_until(port, &format!("/v1/jobs/{id}"), |_, j| until(j)).1
 }
 
+/// Polls a job until it has ended (succeeded, failed or cancelled).
+pub fn wait_finished(port: u16, id: &str) -> serde_json::Value {
+    wait_job(port, id, |j| {
+        j["state"]
+            .as_str()
+            .is_some_and(|s| s != "queued" && s != "running")
+    })
+}
+
+/// The epoch numbers a job reports, in order.
+pub fn epochs_of(job: &serde_json::Value) -> Vec<u64> {
+    job["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect()
+}
+
 /// Polls `GET path` until `until` holds for (status, body); at most 300 s.
 pub fn wait_until(
     port: u16,
