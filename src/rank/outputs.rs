@@ -234,15 +234,20 @@ impl OutputCache {
             .expect("writes lock")
             .get(&key)
             .cloned();
-        let raw = match in_flight {
-            Some(buf) => buf.to_vec(),
-            None => match self.tree.get(&key)? {
-                Some(raw) => raw.to_vec(),
-                None => return Ok(None),
-            },
+        // read in place (the table's own buffer, or the write in flight): no copy on the re-ranking path
+        let stored;
+        let raw: &[u8] = match &in_flight {
+            Some(buf) => buf,
+            None => {
+                stored = self.tree.get(&key)?;
+                match &stored {
+                    Some(v) => v,
+                    None => return Ok(None),
+                }
+            }
         };
         let fetched;
-        let mut b: &[u8] = &raw;
+        let mut b: &[u8] = raw;
         if let Some(sha) = raw.strip_prefix(BLOB_POINTER) {
             let Some(blobs) = &self.blobs else {
                 return Ok(None); // kept in an object store this process was not given: recomputed
