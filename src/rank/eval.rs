@@ -103,6 +103,56 @@ pub struct TaskEval {
     pub scratch_accuracy: f64,
     pub teacher_helps: bool,
     pub metrics: BTreeMap<String, MetricOnTask>,
+    /// How noisy the truth itself is (when the file has per-draw accuracies).
+    #[serde(default)]
+    pub truth_noise: Option<TruthNoise>,
+}
+
+/// The truth's own noise: a "ranker" that knew how every teacher's student came out on a draw, judged
+/// like the metrics are. The truth is a mean over a few draws, so even this oracle does not reach 1.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TruthNoise {
+    /// Mean over draws of Spearman(the draw's measured accuracies, the truth): the same judging as the
+    /// metrics' (the draw is part of the mean it is compared with).
+    pub own_draw_spearman: f64,
+    /// The same against the mean of the other draws only.
+    pub other_draws_spearman: f64,
+    /// Standard deviation of the truth over teachers (how far apart the teachers are).
+    pub truth_spread: f64,
+}
+
+/// The truth's noise from per-draw accuracies `measured[teacher][draw]` (teachers with every draw).
+fn truth_noise(measured: &[&Vec<f64>], draws: usize) -> Option<TruthNoise> {
+    if draws < 2 || measured.len() < 2 || measured.iter().any(|v| v.len() < draws) {
+        return None;
+    }
+    let mean_without = |skip: Option<usize>| -> Vec<f64> {
+        measured
+            .iter()
+            .map(|v| {
+                let it = v[..draws]
+                    .iter()
+                    .enumerate()
+                    .filter(|(d, _)| Some(*d) != skip);
+                let n = it.clone().count() as f64;
+                it.map(|(_, a)| a).sum::<f64>() / n
+            })
+            .collect()
+    };
+    let truth = mean_without(None);
+    let (mut own, mut other) = (0.0, 0.0);
+    for d in 0..draws {
+        let this: Vec<f64> = measured.iter().map(|v| v[d]).collect();
+        own += spearman(&this, &truth) / draws as f64;
+        other += spearman(&this, &mean_without(Some(d))) / draws as f64;
+    }
+    let m = metrics::mean(&truth);
+    let spread = (truth.iter().map(|t| (t - m) * (t - m)).sum::<f64>() / truth.len() as f64).sqrt();
+    Some(TruthNoise {
+        own_draw_spearman: own,
+        other_draws_spearman: other,
+        truth_spread: spread,
+    })
 }
 
 /// The whole evaluation, with per-metric summaries.
@@ -117,6 +167,31 @@ pub struct EvalReport {
     /// The expected-accuracy calibration, held out by task (when the ground truth has per-draw accuracies).
     #[serde(default)]
     pub expected: Option<super::expected::CalibrationReport>,
+    /// Every draw's raw scores (JSON only): what a new combination or rule can be tried on offline.
+    #[serde(default)]
+    pub draws: Vec<DrawScores>,
+}
+
+/// One draw of one task: every teacher's score under every single metric, next to the truth.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrawScores {
+    pub task: String,
+    pub draw: usize,
+    /// The ridge classifier's leave-one-out accuracy on the draw's labeled rows.
+    pub scratch_estimate: f64,
+    /// The measured scratch student's accuracy on this draw (when the file has it).
+    pub scratch_measured: Option<f64>,
+    pub teachers: Vec<TeacherScores>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TeacherScores {
+    pub teacher: String,
+    pub scores: BTreeMap<String, f64>,
+    /// The teacher's truth: its student's accuracy, the mean over draws.
+    pub truth: f64,
+    /// Its student's accuracy on this draw (when the file has it).
+    pub measured: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -328,6 +403,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
     let all = zoo.all()?;
     let mut tasks = Vec::new();
     let mut pairs = Vec::new();
+    let mut draw_scores = Vec::new();
     for task in &gt.tasks {
         progress(&task.name);
         let GroundTruthTask {
@@ -405,6 +481,25 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                     1.0
                 };
                 if m == super::DEFAULT_METRIC {
+                    draw_scores.push(DrawScores {
+                        task: task.name.clone(),
+                        draw: d,
+                        scratch_estimate: scratch.accuracy(),
+                        scratch_measured: task.scratch.get(d).copied(),
+                        teachers: scored
+                            .iter()
+                            .map(|r| TeacherScores {
+                                teacher: r.teacher_id.clone(),
+                                scores: r.scores.clone(),
+                                truth: truth_of(&r.teacher_id),
+                                measured: task
+                                    .teachers
+                                    .get(&r.teacher_id)
+                                    .and_then(|v| v.get(d))
+                                    .copied(),
+                            })
+                            .collect(),
+                    });
                     for r in &scored {
                         let measured = task.teachers.get(&r.teacher_id).and_then(|v| v.get(d));
                         if let (Some(&measured), Some(&mapped)) =
@@ -489,6 +584,13 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
             scratch_accuracy: task.scratch_mean,
             teacher_helps: helps,
             metrics,
+            truth_noise: truth_noise(
+                &full
+                    .iter()
+                    .filter_map(|(r, _)| task.teachers.get(&r.teacher_id))
+                    .collect::<Vec<_>>(),
+                draw_rows.len(),
+            ),
         });
     }
     let mut summary = BTreeMap::new();
@@ -504,6 +606,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         summary,
         held_out,
         expected: super::expected::evaluate(&pairs),
+        draws: draw_scores,
     })
 }
 
@@ -659,25 +762,37 @@ pub fn render(r: &EvalReport) -> String {
         );
         let _ = writeln!(
             s,
-            "| left-out task | chosen | Spearman | top pick within 1 pt (draws) | consensus pick within 1 pt | verdict right (draws) | majority verdict right |"
+            "| left-out task | chosen | Spearman | top pick within 1 pt (draws) | consensus pick within 1 pt | verdict right (draws) | majority verdict right | the truth's noise: Spearman of the draws' own students |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---|---:|---|");
+        let _ = writeln!(s, "|---|---|---:|---:|---|---:|---|---:|");
+        let noise = |t: &str| {
+            r.tasks
+                .iter()
+                .find(|x| x.task == t)
+                .and_then(|x| x.truth_noise.as_ref())
+        };
         for (t, m, v) in &h.per_task {
             let _ = writeln!(
                 s,
-                "| {t} | {m} | {:.3} | {:.2} | {} | {:.2} | {} |",
+                "| {t} | {m} | {:.3} | {:.2} | {} | {:.2} | {} | {} |",
                 v.spearman,
                 v.top_within_1pt,
                 yes_no(v.consensus_within_1pt),
                 v.verdict_right,
-                yes_no(v.consensus_verdict_right)
+                yes_no(v.consensus_verdict_right),
+                noise(t).map_or("-".into(), |n| format!("{:.3}", n.own_draw_spearman))
             );
         }
+        let noisy: Vec<f64> = h
+            .per_task
+            .iter()
+            .filter_map(|(t, _, _)| noise(t).map(|n| n.own_draw_spearman))
+            .collect();
         let v = &h.summary;
         let leep = r.summary.get("leep").map_or(f64::NAN, |l| l.mean_spearman);
         let _ = writeln!(
             s,
-            "| **held out** | | {:.3} ({:+.3} vs leep's {:.3}) | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks |",
+            "| **held out** | | {:.3} ({:+.3} vs leep's {:.3}) | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks | {} |",
             v.mean_spearman,
             v.mean_spearman - leep,
             leep,
@@ -688,7 +803,18 @@ pub fn render(r: &EvalReport) -> String {
             v.tasks_verdict_right,
             v.tasks,
             v.tasks_consensus_verdict_right,
-            v.tasks
+            v.tasks,
+            if noisy.len() == h.per_task.len() {
+                format!("{:.3}", metrics::mean(&noisy))
+            } else {
+                "-".into()
+            }
+        );
+        let _ = writeln!(
+            s,
+            "\nThe last column is what a ranker that knew how every teacher's student came out on a draw would \
+             score, judged the same way: the truth is a mean over a few draws, so no ranking can be expected \
+             to reach 1 where the teachers are closer together than the draws' spread."
         );
     }
     if let Some(e) = &r.expected {
@@ -766,5 +892,29 @@ mod tests {
             draw("b", true, &[("a", 0.1), ("b", 0.9)]),
         ];
         assert_eq!(consensus(&flipped).0, "b");
+    }
+
+    #[test]
+    fn truth_noise_is_one_for_repeatable_students_and_lower_for_noisy_ones() {
+        // three teachers whose students come out the same on every draw: the oracle is perfect
+        let (a, b, c) = (
+            vec![0.9, 0.9, 0.9],
+            vec![0.5, 0.5, 0.5],
+            vec![0.7, 0.7, 0.7],
+        );
+        let n = truth_noise(&[&a, &b, &c], 3).unwrap();
+        assert!((n.own_draw_spearman - 1.0).abs() < 1e-12);
+        assert!((n.other_draws_spearman - 1.0).abs() < 1e-12);
+        // draws that disagree on the order of two close teachers
+        let (a, b, c) = (
+            vec![0.9, 0.9, 0.9],
+            vec![0.71, 0.69, 0.72],
+            vec![0.70, 0.72, 0.69],
+        );
+        let n = truth_noise(&[&a, &b, &c], 3).unwrap();
+        assert!(n.own_draw_spearman < 1.0 && n.other_draws_spearman < n.own_draw_spearman);
+        // fewer than two draws, or a teacher short of draws: no estimate
+        assert!(truth_noise(&[&a, &b], 1).is_none());
+        assert!(truth_noise(&[&a, &vec![0.5]], 3).is_none());
     }
 }
