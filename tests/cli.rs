@@ -406,6 +406,26 @@ fn eval_ranking_judges_each_draw_and_the_task() {
     let s = &r["summary"]["ot"];
     assert_eq!(s["tasks"], 1);
     assert_eq!(s["tasks_consensus_within_1pt"], 1);
+    // the truth's own noise, and every draw's raw scores next to the measured students
+    let noise = task["truth_noise"]["own_draw_spearman"].as_f64().unwrap();
+    assert!(noise > 0.5 && noise <= 1.0, "{noise}");
+    let draws = r["draws"].as_array().unwrap();
+    assert_eq!(draws.len(), 10);
+    for (d, draw) in draws.iter().enumerate() {
+        assert_eq!(draw["draw"], d);
+        let teachers = draw["teachers"].as_array().unwrap();
+        assert_eq!(teachers.len(), truth.len());
+        for t in teachers {
+            assert_eq!(
+                t["truth"].as_f64().unwrap(),
+                truth[t["teacher"].as_str().unwrap()]
+            );
+            assert!(
+                t["scores"]["leep"].is_f64() && t["measured"].is_f64(),
+                "{t}"
+            );
+        }
+    }
 }
 
 /// The stderr lines of a `faculty serve` process, as they come (a thread reads them).

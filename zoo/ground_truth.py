@@ -86,51 +86,52 @@ def build_tasks(src):
     add("letters_26way", "UCI letters rows [14000,20000), 16 raw features", "tabular",
         lx[14000:17000], ly_i[14000:17000], lx[17000:], ly_i[17000:], letters, 10)
     # --- the broader set (second build): more relabellings, binary tasks, domain shifts, 1 to 20 shots, with
-    # and without an unlabeled pool; 5 draws each. Same rows as above (no teacher saw them).
+    # and without an unlabeled pool; 10 draws each (5 when first built, extended to 10 to halve the truth's
+    # noise). Same rows as above (no teacher saw them).
     mp, mt = img(mx[pool]), img(mx[test])
     parity = lambda y: (y % 2).astype(np.int64)  # noqa: E731
     add("mnist_parity_2way", "MNIST relabelled even / odd (binary; one teacher has exactly this label space)",
-        "binary relabelling", mp, parity(my[pool]), mt, parity(my[test]), ["even", "odd"], 10, 5)
+        "binary relabelling", mp, parity(my[pool]), mt, parity(my[test]), ["even", "odd"], 10, 10)
     big = lambda y: (y >= 5).astype(np.int64)  # noqa: E731
     add("mnist_small_big_2way", "MNIST relabelled 0-4 / 5-9 (binary; no teacher has this label space)",
-        "binary relabelling", mp, big(my[pool]), mt, big(my[test]), ["small (0-4)", "big (5-9)"], 10, 5)
+        "binary relabelling", mp, big(my[pool]), mt, big(my[test]), ["small (0-4)", "big (5-9)"], 10, 10)
     rot = lambda a: np.ascontiguousarray(np.rot90(a, 1, axes=(2, 3)))  # noqa: E731
     add("mnist_rot90_10way", "MNIST rotated 90 degrees: domain shift", "domain shift (rotation)",
-        rot(mp), my[pool], rot(mt), my[test], DIGITS, 5, 5)
+        rot(mp), my[pool], rot(mt), my[test], DIGITS, 5, 10)
     add("mnist_inverted_10way", "MNIST with inverted intensities (255 - x): domain shift",
-        "domain shift (inversion)", 255 - mp, my[pool], 255 - mt, my[test], DIGITS, 5, 5)
+        "domain shift (inversion)", 255 - mp, my[pool], 255 - mt, my[test], DIGITS, 5, 10)
     nrng = np.random.default_rng(SEED + 7)
     noisy = lambda a: np.clip(a.astype(np.float32) + nrng.normal(0, 100, a.shape), 0, 255).astype(np.uint8)  # noqa: E731
     add("mnist_noisy_10way", "MNIST with strong Gaussian pixel noise (sd 100 of 255): domain shift",
-        "domain shift (noise)", noisy(mp), my[pool], noisy(mt), my[test], DIGITS, 5, 5)
+        "domain shift (noise)", noisy(mp), my[pool], noisy(mt), my[test], DIGITS, 5, 10)
     add("mnist_1shot_10way", "MNIST digits 0-9, one labeled row per class, 500 unlabeled", "same labels (1 shot)",
-        mp, my[pool], mt, my[test], DIGITS, 1, 5)
+        mp, my[pool], mt, my[test], DIGITS, 1, 10)
     add("mnist_20shot_nopool", "MNIST digits 0-9, 20 labeled rows per class, no unlabeled rows",
-        "same labels (20 shots, no pool)", mp, my[pool], mt, my[test], DIGITS, 20, 5, 0)
+        "same labels (20 shots, no pool)", mp, my[pool], mt, my[test], DIGITS, 20, 10, 0)
     fa, fat = img(fxt[:5000]), img(fxt[5000:])
     add("fashion_10way_1shot", "Fashion-MNIST test set, all 10 classes, one labeled row per class",
-        "same labels (1 shot)", fa, fyt[:5000], fat, fyt[5000:], FASHION, 1, 5)
+        "same labels (1 shot)", fa, fyt[:5000], fat, fyt[5000:], FASHION, 1, 10)
     foot = [5, 7, 9]
     s1, s2 = np.isin(fyt[:5000], foot), np.isin(fyt[5000:], foot)
     fmap = lambda y: np.asarray([foot.index(v) for v in y], dtype=np.int64)  # noqa: E731
     add("fashion_footwear_3way", "Fashion-MNIST Sandal / Sneaker / Ankle boot, 5 shots, no unlabeled rows",
         "label subset (no pool)", fa[s1], fmap(fyt[:5000][s1]), fat[s2], fmap(fyt[5000:][s2]),
-        [FASHION[i] for i in foot], 5, 5, 0)
+        [FASHION[i] for i in foot], 5, 10, 0)
     add("fashion_inverted_6way", "Fashion-MNIST clothing classes with inverted intensities: domain shift",
         "domain shift (inversion)", 255 - fx6[:3000], fy6[:3000], 255 - fx6[3000:], fy6[3000:],
-        [FASHION[i] for i in keep], 10, 5)
+        [FASHION[i] for i in keep], 10, 10)
     vowel = lambda y: np.asarray([letters[v] in "AEIOU" for v in y], dtype=np.int64)  # noqa: E731
     lp, lt = lx[14000:17000], lx[17000:]
     add("letters_vowel_2way", "UCI letters relabelled consonant / vowel (binary, unbalanced)", "tabular (binary)",
-        lp, vowel(ly_i[14000:17000]), lt, vowel(ly_i[17000:]), ["consonant", "vowel"], 10, 5)
+        lp, vowel(ly_i[14000:17000]), lt, vowel(ly_i[17000:]), ["consonant", "vowel"], 10, 10)
     am, amt = ly_i[14000:17000] < 13, ly_i[17000:] < 13
     add("letters_am_13way", "UCI letters A-M only, 20 shots, no unlabeled rows", "tabular (label subset, no pool)",
-        lp[am], ly_i[14000:17000][am], lt[amt], ly_i[17000:][amt], letters[:13], 20, 5, 0)
+        lp[am], ly_i[14000:17000][am], lt[amt], ly_i[17000:][amt], letters[:13], 20, 10, 0)
     lrng = np.random.default_rng(SEED + 11)
     lsd = lx[:12000].std(0)
     lnoise = lambda a: (a + lrng.normal(0, 1, a.shape) * lsd).astype(np.float32)  # noqa: E731
     add("letters_noisy_26way", "UCI letters with Gaussian noise of one feature sd added: domain shift",
-        "tabular (domain shift, noise)", lnoise(lp), ly_i[14000:17000], lnoise(lt), ly_i[17000:], letters, 5, 5)
+        "tabular (domain shift, noise)", lnoise(lp), ly_i[14000:17000], lnoise(lt), ly_i[17000:], letters, 5, 10)
     for i, t in enumerate(tasks):
         rng = np.random.default_rng(SEED + 101 * i)
         lab, unl = [], []
@@ -217,15 +218,25 @@ def main():
     teachers = [Teacher(m) for m in teacher_list()]
     report = {"seed": SEED, "draws": DRAWS, "unlabeled_per_draw": UNLABELED, "protocol": __doc__.split(
         "Protocol")[1].strip(), "tasks": []}
-    # tasks already in ground_truth.json are kept as measured (their draws are 10 long); --all remeasures
+    # tasks already in ground_truth.json are kept as measured; a task with fewer draws measured than it now
+    # has is extended by the missing ones (a draw's rows and seed do not depend on how many draws follow);
+    # --all remeasures
     gt_path = os.path.join(HERE, "ground_truth.json")
     done = {}
     if "--all" not in sys.argv and os.path.exists(gt_path):
         done = {t["name"]: t for t in json.load(open(gt_path))["tasks"]}
     for t in build_tasks(src):
-        if t["name"] in done:
-            report["tasks"].append(done[t["name"]])
+        old = done.get(t["name"])
+        if old is not None and len(old["scratch"]) >= t["draws"]:
+            report["tasks"].append(old)
             continue
+        if old is not None:
+            # the draws already measured must be the first draws of the task as built now
+            kept = np.load(os.path.join(out_dir, f"{t['name']}.npz"))
+            n_old = len(old["scratch"])
+            assert (kept["labeled"][:n_old] == t["labeled"][:n_old]).all(), t["name"]
+            assert (kept["unlabeled"][:n_old] == t["unlabeled"][:n_old]).all(), t["name"]
+            assert (kept["x"] == t["x"]).all() and (kept["x_test"] == t["x_test"]).all(), t["name"]
         np.savez_compressed(os.path.join(out_dir, f"{t['name']}.npz"), x=t["x"], y=t["y"].astype(np.int64),
                             x_test=t["x_test"], y_test=t["y_test"].astype(np.int64), labels=np.asarray(t["labels"]),
                             labeled=t["labeled"], unlabeled=t["unlabeled"])
@@ -240,11 +251,17 @@ def main():
         entry = {"name": t["name"], "description": t["desc"], "kind": t["kind"], "classes": t["labels"],
                  "shots": t["shots"], "pool_rows": len(t["y"]), "test_rows": len(t["y_test"]),
                  "scratch": [], "teachers": {}, "incompatible": []}
+        if old is not None:
+            entry["scratch"] = list(old["scratch"])
+            entry["teachers"] = {k: list(v) for k, v in old["teachers"].items()}
         compat = [te for te in teachers if te.accepts(row_shape)]
         entry["incompatible"] = [te.id for te in teachers if te not in compat]
+        if old is not None:
+            compat = [te for te in compat if te.id in old["teachers"]]
+            assert len(compat) == len(old["teachers"]), f"{t['name']}: teachers changed; use --all"
         probs = {te.id: te.probs(xf) for te in compat}
         entry["draws"], entry["unlabeled_per_draw"] = t["draws"], t["pool_size"]
-        for d in range(t["draws"]):
+        for d in range(len(entry["scratch"]), t["draws"]):
             lab, unl = t["labeled"][d], t["unlabeled"][d]
             both = np.concatenate([lab, unl])
             y_lab = t["y"][lab].astype(np.int64)
