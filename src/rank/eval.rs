@@ -676,6 +676,16 @@ fn summarise(on: &[&MetricOnTask]) -> Option<MetricSummary> {
     })
 }
 
+/// The standard error of the mean of `v` (0 for fewer than two values).
+fn standard_error(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let m = metrics::mean(v);
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64;
+    (var / v.len() as f64).sqrt()
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
@@ -790,11 +800,23 @@ pub fn render(r: &EvalReport) -> String {
             .collect();
         let v = &h.summary;
         let leep = r.summary.get("leep").map_or(f64::NAN, |l| l.mean_spearman);
+        // one standard error over tasks, of the mean and of the paired difference to LEEP
+        let held: Vec<f64> = h.per_task.iter().map(|x| x.2.spearman).collect();
+        let diff: Vec<f64> = h
+            .per_task
+            .iter()
+            .filter_map(|(t, _, m)| {
+                let l = r.tasks.iter().find(|x| &x.task == t)?.metrics.get("leep")?;
+                Some(m.spearman - l.spearman)
+            })
+            .collect();
         let _ = writeln!(
             s,
-            "| **held out** | | {:.3} ({:+.3} vs leep's {:.3}) | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks | {} |",
+            "| **held out** | | {:.3} ± {:.3} ({:+.3} ± {:.3} vs leep's {:.3}, paired by task) | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks | {} |",
             v.mean_spearman,
-            v.mean_spearman - leep,
+            standard_error(&held),
+            metrics::mean(&diff),
+            standard_error(&diff),
             leep,
             v.tasks_top_within_1pt,
             v.tasks,
@@ -812,7 +834,7 @@ pub fn render(r: &EvalReport) -> String {
         );
         let _ = writeln!(
             s,
-            "\nThe last column is what a ranker that knew how every teacher's student came out on a draw would \
+            "\n± is one standard error over the tasks. The last column is what a ranker that knew how every teacher's student came out on a draw would \
              score, judged the same way: the truth is a mean over a few draws, so no ranking can be expected \
              to reach 1 where the teachers are closer together than the draws' spread."
         );
@@ -916,5 +938,8 @@ mod tests {
         // fewer than two draws, or a teacher short of draws: no estimate
         assert!(truth_noise(&[&a, &b], 1).is_none());
         assert!(truth_noise(&[&a, &vec![0.5]], 3).is_none());
+        // sd([1, 2, 3, 4]) = 1.2909944, over sqrt(4)
+        assert!((standard_error(&[1.0, 2.0, 3.0, 4.0]) - 0.6454972243679028).abs() < 1e-12);
+        assert_eq!(standard_error(&[1.0]), 0.0);
     }
 }
