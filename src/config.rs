@@ -89,6 +89,11 @@ pub struct Config {
     /// The local cache of blobs fetched from an object store, MiB at most (least recently used evicted).
     #[arg(long, env = "FACULTY_BLOB_CACHE_MB", default_value_t = 2048)]
     pub blob_cache_mb: u64,
+    /// A job's event stream sends at most one event per this many ms: changes in between are folded
+    /// into the next event (each carries the whole job), so a fast job near its 2,000-epoch history cap
+    /// does not stream its ~250 KB object once per epoch. 0 sends every change.
+    #[arg(long, env = "FACULTY_EVENTS_MIN_INTERVAL_MS", default_value_t = 250)]
+    pub events_min_interval_ms: u64,
 }
 
 impl Config {
@@ -116,6 +121,7 @@ impl Config {
             database_url: None,
             blob_url: None,
             blob_cache_mb: 2048,
+            events_min_interval_ms: 250,
         }
     }
 }
@@ -149,6 +155,7 @@ impl std::fmt::Debug for Config {
             )
             .field("blob_url", &self.blob_url)
             .field("blob_cache_mb", &self.blob_cache_mb)
+            .field("events_min_interval_ms", &self.events_min_interval_ms)
             .finish()
     }
 }

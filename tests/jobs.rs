@@ -10,7 +10,10 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_trains_streams_and_leaves_a_student() {
     let sb = Sandbox::new();
-    let app = sb.app();
+    // every change as an event (the default folds changes less than 250 ms apart into one)
+    let mut config = sb.config();
+    config.events_min_interval_ms = 0;
+    let app = sb.app_with(config);
     let ds = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
     let r = post_json(
         &app,
@@ -34,11 +37,7 @@ async fn a_job_trains_streams_and_leaves_a_student() {
             .starts_with("text/event-stream")
     );
     let text = String::from_utf8(ev.body).unwrap();
-    let events: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|d| serde_json::from_str(d.trim()).unwrap())
-        .collect();
+    let events = sse_data(&text);
     assert!(text.contains("event: job"));
     assert!(events.len() >= 3, "{text}");
     assert_eq!(events.last().unwrap()["state"], "succeeded");
@@ -1019,12 +1018,38 @@ async fn a_long_job_keeps_its_latest_epochs_only() {
     let sb = Sandbox::new();
     let app = sb.app();
     let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
-    let (j, card) = run_job(
+    let body = json!({"dataset_id": letters, "method": "scratch", "student": "linear",
+                      "config": {"max_epochs": 2600, "patience": 2600}});
+    let id = post_json(&app, "/v1/jobs", body).await.expect(202).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // followed while it runs: at most one event per 250 ms (the default), each the whole job (up to its
+    // 2,000 latest epochs), and the last one the final state with every epoch accounted for
+    let start = std::time::Instant::now();
+    let ev = get(&app, &format!("/v1/jobs/{id}/events")).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let events = sse_data(&String::from_utf8(ev.body).unwrap());
+    assert!(
+        events.len() as f64 <= elapsed / 0.25 + 2.0,
+        "{} events in {elapsed:.2} s",
+        events.len()
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["state"], "succeeded");
+    assert_eq!(
+        last["epochs"].as_array().unwrap().len()
+            + last["epochs_dropped"].as_u64().unwrap() as usize,
+        2600
+    );
+    let j = get(&app, &format!("/v1/jobs/{id}")).await.json();
+    assert_eq!(j["student_id"], last["student_id"]);
+    let card = get(
         &app,
-        json!({"dataset_id": letters, "method": "scratch", "student": "linear",
-               "config": {"max_epochs": 2600, "patience": 2600}}),
+        &format!("/v1/students/{}", j["student_id"].as_str().unwrap()),
     )
-    .await;
+    .await
+    .json();
     let epochs = j["epochs"].as_array().unwrap();
     let dropped = j["epochs_dropped"].as_u64().unwrap() as usize;
     assert!(epochs.len() <= 2000 && dropped > 0, "{} kept", epochs.len());
@@ -1032,4 +1057,12 @@ async fn a_long_job_keeps_its_latest_epochs_only() {
     assert_eq!(epochs.last().unwrap()["epoch"], 2600);
     // the student's card keeps the whole training
     assert_eq!(card["history"].as_array().unwrap().len(), 2600);
+}
+
+/// The JSON of every `data:` line of a server-sent-event body.
+fn sse_data(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect()
 }

@@ -72,8 +72,9 @@ pub async fn cancel(
     Ok(Json(st.jobs.cancel(&id)?))
 }
 
-/// The job as server-sent events: one `job` event with the whole job object now and at every change
-/// (phase, epoch, state), ending after the final state.
+/// The job as server-sent events: one `job` event with the whole job object now, then at its changes (phase,
+/// epoch, state) at most one event per `--events-min-interval-ms` (default 250 ms; changes in between are
+/// folded into the next event, which carries the whole job), ending after the final state.
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, description = "text/event-stream of `job` events", content_type = "text/event-stream"),
         (status = 404, body = ErrorBody)))]
@@ -82,31 +83,35 @@ pub async fn events(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (first, rx) = st.jobs.subscribe(&id)?;
+    let gap = Duration::from_millis(st.config.events_min_interval_ms);
     let event = |j: &Job| {
         Event::default()
             .event("job")
             .json_data(j)
             .unwrap_or_else(|_| Event::default().event("job"))
     };
-    // state: (the next job to send, the receiver, done)
+    // state: (the next job to send, the receiver, done, when the last event went out)
     let stream = futures_util::stream::unfold(
-        (Some(first), rx, false),
-        move |(pending, mut rx, done)| async move {
+        (Some(first), rx, false, tokio::time::Instant::now()),
+        move |(pending, mut rx, done, last)| async move {
             if done {
                 return None;
             }
             if let Some(j) = pending {
                 let fin = j.state.finished() || rx.is_none();
-                return Some((Ok(event(&j)), (None, rx, fin)));
+                return Some((Ok(event(&j)), (None, rx, fin, tokio::time::Instant::now())));
             }
             let r = rx.as_mut()?;
+            // the watch keeps only the newest job: what changes while we wait is sent as one event
+            tokio::time::sleep_until(last + gap).await;
             match r.changed().await {
                 Ok(()) => {
                     let j = r.borrow_and_update().clone();
                     let fin = j.state.finished();
-                    Some((Ok(event(&j)), (None, rx, fin)))
+                    Some((Ok(event(&j)), (None, rx, fin, tokio::time::Instant::now())))
                 }
-                // the job finished and its channel closed: nothing more will come
+                // the job finished and its channel closed: nothing more will come (an unseen final
+                // state is still delivered by `changed` first)
                 Err(_) => None,
             }
         },
