@@ -136,8 +136,7 @@ impl Score {
             .map(|(&a, &b)| f64::from(u8::from(a)) - f64::from(u8::from(b)))
             .collect();
         let mean = d.iter().sum::<f64>() / n as f64;
-        let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        Some((mean, (var / n as f64).sqrt()))
+        Some((mean, crate::rank::metrics::standard_error(&d)))
     }
 }
 

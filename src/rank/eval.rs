@@ -676,16 +676,6 @@ fn summarise(on: &[&MetricOnTask]) -> Option<MetricSummary> {
     })
 }
 
-/// The standard error of the mean of `v` (0 for fewer than two values).
-fn standard_error(v: &[f64]) -> f64 {
-    if v.len() < 2 {
-        return 0.0;
-    }
-    let m = metrics::mean(v);
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64;
-    (var / v.len() as f64).sqrt()
-}
-
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
@@ -814,9 +804,9 @@ pub fn render(r: &EvalReport) -> String {
             s,
             "| **held out** | | {:.3} ± {:.3} ({:+.3} ± {:.3} vs leep's {:.3}, paired by task) | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks | {} |",
             v.mean_spearman,
-            standard_error(&held),
+            metrics::standard_error(&held),
             metrics::mean(&diff),
-            standard_error(&diff),
+            metrics::standard_error(&diff),
             leep,
             v.tasks_top_within_1pt,
             v.tasks,
@@ -939,7 +929,9 @@ mod tests {
         assert!(truth_noise(&[&a, &b], 1).is_none());
         assert!(truth_noise(&[&a, &vec![0.5]], 3).is_none());
         // sd([1, 2, 3, 4]) = 1.2909944, over sqrt(4)
-        assert!((standard_error(&[1.0, 2.0, 3.0, 4.0]) - 0.6454972243679028).abs() < 1e-12);
-        assert_eq!(standard_error(&[1.0]), 0.0);
+        assert!(
+            (metrics::standard_error(&[1.0, 2.0, 3.0, 4.0]) - 0.6454972243679028).abs() < 1e-12
+        );
+        assert_eq!(metrics::standard_error(&[1.0]), 0.0);
     }
 }

@@ -79,6 +79,18 @@ pub(crate) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// The standard error of the mean of `v`: its sample standard deviation (n - 1) over sqrt(n); 0 for
+/// fewer than two values.
+pub fn standard_error(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let m = mean(v);
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1) as f64;
+    (var / n as f64).sqrt()
+}
+
 /// How many standard errors `a` is above `b` on average, paired row by row (the same rows scored two
 /// ways): mean(a - b) / (sd(a - b) / sqrt(n)), clamped to +-99 (a difference with no spread at all).
 /// `None` with fewer than two rows.
@@ -88,9 +100,7 @@ pub fn paired_z(a: &[f64], b: &[f64]) -> Option<f64> {
         return None;
     }
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    let m = mean(&d);
-    let var = d.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1) as f64;
-    let se = (var / n as f64).sqrt();
+    let (m, se) = (mean(&d), standard_error(&d));
     Some(if se > 1e-12 {
         (m / se).clamp(-99.0, 99.0)
     } else if m.abs() <= 1e-12 {
