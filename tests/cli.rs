@@ -409,6 +409,11 @@ fn eval_ranking_judges_each_draw_and_the_task() {
     // the truth's own noise, and every draw's raw scores next to the measured students
     let noise = task["truth_noise"]["own_draw_spearman"].as_f64().unwrap();
     assert!(noise > 0.5 && noise <= 1.0, "{noise}");
+    // the truth tracks its own expectation (split-half), and the metric's draw-averaged order is reported
+    let tracks = task["truth_noise"]["truth_vs_expected"].as_f64().unwrap();
+    assert!(tracks > 0.5 && tracks <= 1.0 + 1e-12, "{tracks}");
+    let averaged = ot["spearman_of_mean_score"].as_f64().unwrap();
+    assert!(averaged > 0.5 && averaged <= 1.0 + 1e-12, "{averaged}");
     let draws = r["draws"].as_array().unwrap();
     assert_eq!(draws.len(), 10);
     for (d, draw) in draws.iter().enumerate() {

@@ -90,6 +90,11 @@ pub struct MetricOnTask {
     pub consensus_within_1pt: bool,
     /// Whether the verdict given on most draws (a tie goes to "a teacher helps") matches the ground truth.
     pub consensus_verdict_right: bool,
+    /// Spearman of the metric's score averaged over the draws against the truth: the metric's own expected
+    /// order, without the few-shot noise of any one draw. Its gain over `spearman` is the most that less
+    /// noisy scores could buy; the rest of the gap to the truth is the metric's order itself.
+    #[serde(default)]
+    pub spearman_of_mean_score: f64,
 }
 
 /// One task's evaluation.
@@ -119,6 +124,16 @@ pub struct TruthNoise {
     pub other_draws_spearman: f64,
     /// Standard deviation of the truth over teachers (how far apart the teachers are).
     pub truth_spread: f64,
+    /// Split-half reliability of the truth: the correlation over teachers between the means of two halves
+    /// of the draws, averaged over the splits and stepped up to all draws (Spearman-Brown).
+    #[serde(default)]
+    pub reliability: f64,
+    /// sqrt(reliability): how closely the truth (a mean over the draws) tracks what infinitely many draws
+    /// would give. Unlike the two Spearmans above, this one bounds a metric that predicts each teacher's
+    /// expected student: it cannot be expected to agree with the truth better than the truth agrees with
+    /// its own expectation.
+    #[serde(default)]
+    pub truth_vs_expected: f64,
 }
 
 /// The truth's noise from per-draw accuracies `measured[teacher][draw]` (teachers with every draw).
@@ -148,11 +163,53 @@ fn truth_noise(measured: &[&Vec<f64>], draws: usize) -> Option<TruthNoise> {
     }
     let m = metrics::mean(&truth);
     let spread = (truth.iter().map(|t| (t - m) * (t - m)).sum::<f64>() / truth.len() as f64).sqrt();
+    let reliability = split_half_reliability(measured, draws);
     Some(TruthNoise {
         own_draw_spearman: own,
         other_draws_spearman: other,
         truth_spread: spread,
+        reliability,
+        truth_vs_expected: reliability.max(0.0).sqrt(),
     })
+}
+
+/// Split-half reliability of the mean over `draws` draws of `measured[teacher][draw]`: every split of the
+/// draws into two halves (those holding draw 0, so each split once; up to 16 draws, beyond that the
+/// rotations), the Pearson correlation over teachers of the two halves' means, averaged, then stepped up
+/// from half the draws to all of them by Spearman-Brown, 2r / (1 + r).
+fn split_half_reliability(measured: &[&Vec<f64>], draws: usize) -> f64 {
+    let half = draws / 2;
+    let splits: Vec<Vec<bool>> = if draws <= 16 {
+        (0u32..1 << draws)
+            .filter(|m| m & 1 == 1 && m.count_ones() as usize == half)
+            .map(|m| (0..draws).map(|d| m >> d & 1 == 1).collect())
+            .collect()
+    } else {
+        (0..half)
+            .map(|i| (0..draws).map(|d| (d + draws - i) % draws < half).collect())
+            .collect()
+    };
+    let mean_of = |v: &Vec<f64>, split: &[bool], side: bool| {
+        let x: Vec<f64> = (0..draws)
+            .filter(|&d| split[d] == side)
+            .map(|d| v[d])
+            .collect();
+        metrics::mean(&x)
+    };
+    let r: Vec<f64> = splits
+        .iter()
+        .map(|sp| {
+            let a: Vec<f64> = measured.iter().map(|v| mean_of(v, sp, true)).collect();
+            let b: Vec<f64> = measured.iter().map(|v| mean_of(v, sp, false)).collect();
+            pearson(&a, &b)
+        })
+        .filter(|r| r.is_finite())
+        .collect();
+    if r.is_empty() {
+        return 0.0;
+    }
+    let r = metrics::mean(&r);
+    2.0 * r / (1.0 + r)
 }
 
 /// The whole evaluation, with per-metric summaries.
@@ -210,6 +267,9 @@ pub struct MetricSummary {
     pub tasks_consensus_within_1pt: usize,
     /// Tasks whose majority verdict is right.
     pub tasks_consensus_verdict_right: usize,
+    /// Mean over tasks of `MetricOnTask::spearman_of_mean_score`.
+    #[serde(default)]
+    pub mean_spearman_of_mean_score: f64,
     pub tasks: usize,
 }
 
@@ -375,13 +435,8 @@ fn consensus(draws: &[DrawPick]) -> (String, bool) {
     for d in draws {
         *count.entry(&d.top).or_default() += 1;
     }
-    let mean_score = |id: &str| {
-        let v: Vec<f64> = draws
-            .iter()
-            .filter_map(|d| d.scores.get(id).copied())
-            .collect();
-        v.iter().sum::<f64>() / v.len().max(1) as f64
-    };
+    let means = mean_scores(draws);
+    let mean_score = |id: &str| means.get(id).copied().unwrap_or(0.0);
     let pick = count
         .iter()
         .max_by(|a, b| {
@@ -392,6 +447,19 @@ fn consensus(draws: &[DrawPick]) -> (String, bool) {
         .unwrap_or_default();
     let helps = 2 * draws.iter().filter(|d| d.helps).count() >= draws.len();
     (pick, helps)
+}
+
+/// Every teacher's signed score averaged over the draws that scored it.
+fn mean_scores(draws: &[DrawPick]) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for (id, s) in draws.iter().flat_map(|d| &d.scores) {
+        let e = sums.entry(id.clone()).or_default();
+        e.0 += s;
+        e.1 += 1;
+    }
+    sums.into_iter()
+        .map(|(id, (s, n))| (id, s / n as f64))
+        .collect()
 }
 
 /// Evaluates every metric on every ground-truth task. `gt_json` is `zoo/ground_truth.json` (the task files
@@ -555,6 +623,9 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 let mean = |k: usize| v.iter().map(|r| r[k]).sum::<f64>() / v.len() as f64;
                 let (pick, majority_helps) = consensus(&picks[&m]);
                 let consensus_within_1pt = best - truth_of(&pick) <= 0.01 + 1e-9;
+                let means = mean_scores(&picks[&m]);
+                let (ids, mean_scores): (Vec<&String>, Vec<f64>) = means.iter().unzip();
+                let truths: Vec<f64> = ids.iter().map(|id| truth_of(id)).collect();
                 (
                     m,
                     MetricOnTask {
@@ -571,6 +642,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                         top_set_size: mean(7),
                         verdict_confident: mean(8),
                         confident_wrong: mean(9),
+                        spearman_of_mean_score: spearman(&mean_scores, &truths),
                     },
                 )
             })
@@ -672,6 +744,7 @@ fn summarise(on: &[&MetricOnTask]) -> Option<MetricSummary> {
         tasks_confident_wrong: on.iter().filter(|x| x.confident_wrong > 0.0).count(),
         tasks_consensus_within_1pt: on.iter().filter(|x| x.consensus_within_1pt).count(),
         tasks_consensus_verdict_right: on.iter().filter(|x| x.consensus_verdict_right).count(),
+        mean_spearman_of_mean_score: mean(|x| x.spearman_of_mean_score),
         tasks: on.len(),
     })
 }
@@ -730,14 +803,18 @@ pub fn render(r: &EvalReport) -> String {
     let _ = writeln!(s, "\n### Summary over {} tasks\n", r.tasks.len());
     let _ = writeln!(
         s,
-        "| metric | mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (every draw) | tasks: verdict right (every draw) | tasks: top set within 1 pt (every draw) | mean top set size | tasks: a confident verdict wrong | tasks: consensus pick within 1 pt | tasks: majority verdict right |"
+        "| metric | mean Spearman | its score averaged over draws: mean Spearman | mean Kendall | mean weighted tau | tasks: top pick within 1 pt (every draw) | tasks: verdict right (every draw) | tasks: top set within 1 pt (every draw) | mean top set size | tasks: a confident verdict wrong | tasks: consensus pick within 1 pt | tasks: majority verdict right |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for (m, v) in &r.summary {
         let _ = writeln!(
             s,
-            "| {m} | {:.3} | {:.3} | {:.3} | {}/{} | {}/{} | {}/{} | {:.2} | {}/{} | {}/{} | {}/{} |",
+            "| {m} | {:.3} | {:.3} | {:.3} | {:.3} | {}/{} | {}/{} | {}/{} | {:.2} | {}/{} | {}/{} | {}/{} |",
             v.mean_spearman,
+            v.mean_spearman_of_mean_score,
             v.mean_kendall,
             v.mean_weighted_tau,
             v.tasks_top_within_1pt,
@@ -762,9 +839,9 @@ pub fn render(r: &EvalReport) -> String {
         );
         let _ = writeln!(
             s,
-            "| left-out task | chosen | Spearman | top pick within 1 pt (draws) | consensus pick within 1 pt | verdict right (draws) | majority verdict right | the truth's noise: Spearman of the draws' own students |"
+            "| left-out task | chosen | Spearman | its score averaged over draws | top pick within 1 pt (draws) | consensus pick within 1 pt | verdict right (draws) | majority verdict right | the truth vs its expectation (split-half) | one draw's own students |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---|---:|---|---:|");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---|---:|---|---:|---:|");
         let noise = |t: &str| {
             r.tasks
                 .iter()
@@ -774,20 +851,29 @@ pub fn render(r: &EvalReport) -> String {
         for (t, m, v) in &h.per_task {
             let _ = writeln!(
                 s,
-                "| {t} | {m} | {:.3} | {:.2} | {} | {:.2} | {} | {} |",
+                "| {t} | {m} | {:.3} | {:.3} | {:.2} | {} | {:.2} | {} | {} | {} |",
                 v.spearman,
+                v.spearman_of_mean_score,
                 v.top_within_1pt,
                 yes_no(v.consensus_within_1pt),
                 v.verdict_right,
                 yes_no(v.consensus_verdict_right),
+                noise(t).map_or("-".into(), |n| format!("{:.3}", n.truth_vs_expected)),
                 noise(t).map_or("-".into(), |n| format!("{:.3}", n.own_draw_spearman))
             );
         }
-        let noisy: Vec<f64> = h
-            .per_task
-            .iter()
-            .filter_map(|(t, _, _)| noise(t).map(|n| n.own_draw_spearman))
-            .collect();
+        let noise_mean = |f: fn(&TruthNoise) -> f64| {
+            let v: Vec<f64> = h
+                .per_task
+                .iter()
+                .filter_map(|(t, _, _)| noise(t).map(f))
+                .collect();
+            if v.len() == h.per_task.len() {
+                format!("{:.3}", metrics::mean(&v))
+            } else {
+                "-".into()
+            }
+        };
         let v = &h.summary;
         let leep = r.summary.get("leep").map_or(f64::NAN, |l| l.mean_spearman);
         // one standard error over tasks, of the mean and of the paired difference to LEEP
@@ -802,12 +888,13 @@ pub fn render(r: &EvalReport) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "| **held out** | | {:.3} ± {:.3} ({:+.3} ± {:.3} vs leep's {:.3}, paired by task) | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks | {} |",
+            "| **held out** | | {:.3} ± {:.3} ({:+.3} ± {:.3} vs leep's {:.3}, paired by task) | {:.3} | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks | {} | {} |",
             v.mean_spearman,
             metrics::standard_error(&held),
             metrics::mean(&diff),
             metrics::standard_error(&diff),
             leep,
+            v.mean_spearman_of_mean_score,
             v.tasks_top_within_1pt,
             v.tasks,
             v.tasks_consensus_within_1pt,
@@ -816,17 +903,20 @@ pub fn render(r: &EvalReport) -> String {
             v.tasks,
             v.tasks_consensus_verdict_right,
             v.tasks,
-            if noisy.len() == h.per_task.len() {
-                format!("{:.3}", metrics::mean(&noisy))
-            } else {
-                "-".into()
-            }
+            noise_mean(|n| n.truth_vs_expected),
+            noise_mean(|n| n.own_draw_spearman)
         );
         let _ = writeln!(
             s,
-            "\n± is one standard error over the tasks. The last column is what a ranker that knew how every teacher's student came out on a draw would \
-             score, judged the same way: the truth is a mean over a few draws, so no ranking can be expected \
-             to reach 1 where the teachers are closer together than the draws' spread."
+            "\n± is one standard error over the tasks. \"Its score averaged over draws\" ranks the teachers by the chosen \
+             metric's score averaged over the task's draws: the metric's own expected order, free of any one draw's \
+             few-shot noise. Its gain over the Spearman is the most that less noisy scores (more labeled rows) could \
+             buy; what stays below the next column is the metric's order differing from the students'. \"The truth vs its expectation\" is the square root \
+             of the truth's split-half reliability: how closely the truth (a mean over the draws) tracks what \
+             infinitely many draws would give, which roughly bounds the agreement any metric can be expected to reach. \
+             \"One draw's own students\" is what a ranker that knew how every teacher's student came out on one draw \
+             scores, judged like the metrics: it shows how much one draw's outcome varies, and is not a bound \
+             (a metric predicting the expected student can exceed it)."
         );
     }
     if let Some(e) = &r.expected {
@@ -925,6 +1015,32 @@ mod tests {
         );
         let n = truth_noise(&[&a, &b, &c], 3).unwrap();
         assert!(n.own_draw_spearman < 1.0 && n.other_draws_spearman < n.own_draw_spearman);
+        // split-half reliability: 1 for repeatable students; for students whose draws are noise around
+        // spread-out means, below 1 and rising with the spread
+        let rep = [vec![0.9; 4], vec![0.5; 4], vec![0.7; 4]];
+        let rep: Vec<&Vec<f64>> = rep.iter().collect();
+        assert!((split_half_reliability(&rep, 4) - 1.0).abs() < 1e-12);
+        let noise = [0.02, -0.03, 0.01, 0.03, -0.02, -0.01];
+        let noisy = |gap: f64| -> Vec<Vec<f64>> {
+            (0..4)
+                .map(|t| {
+                    (0..6)
+                        .map(|d| gap * t as f64 + noise[(d + 2 * t) % 6])
+                        .collect()
+                })
+                .collect()
+        };
+        let (close, far) = (noisy(0.01), noisy(0.1));
+        let rel = |v: &Vec<Vec<f64>>| split_half_reliability(&v.iter().collect::<Vec<_>>(), 6);
+        assert!(
+            rel(&close) < rel(&far) && rel(&far) < 1.0,
+            "{} {}",
+            rel(&close),
+            rel(&far)
+        );
+        assert!(rel(&far) > 0.9);
+        let n = truth_noise(&rep, 4).unwrap();
+        assert!((n.truth_vs_expected - 1.0).abs() < 1e-12);
         // fewer than two draws, or a teacher short of draws: no estimate
         assert!(truth_noise(&[&a, &b], 1).is_none());
         assert!(truth_noise(&[&a, &vec![0.5]], 3).is_none());
