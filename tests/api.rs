@@ -235,6 +235,63 @@ async fn upload_predict_delete_rescan() {
     assert_eq!(r["hashed"], 1);
 }
 
+/// With a blob store (a directory here; the object store in make test's cluster pass), deleting a stored
+/// teacher removes its blob once no other id holds the same bytes, and a blob that an interrupted delete
+/// left aside is put back by a rescan.
+#[tokio::test]
+async fn deleting_the_last_stored_teacher_of_a_blob_removes_the_blob() {
+    let sb = Sandbox::new();
+    let mut config = sb.config();
+    let url = config
+        .blob_url
+        .get_or_insert_with(|| sb.state().join("shared-blobs").display().to_string())
+        .clone();
+    let app = sb.app_with(config);
+    let other = tempfile::tempdir().unwrap();
+    let blobs = faculty::store::Blobs::open(Some(&url), other.path(), 16).unwrap();
+    let bytes = tiny_classifier();
+    let sha = faculty::zoo::teacher::sha256_hex(&bytes);
+    let key = format!("teachers/{sha}.onnx");
+    for name in ["first", "second"] {
+        let r = upload(&app, multipart("tiny.onnx", &bytes, &[("name", name)])).await;
+        assert_eq!(r.expect(201).json()["path"], key);
+    }
+    assert!(blobs.exists(&key).unwrap());
+    // another id holds the same bytes: the blob stays, and that teacher still predicts
+    assert_eq!(
+        send(&app, "DELETE", "/v1/teachers/first").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(blobs.exists(&key).unwrap());
+    let rows = serde_json::json!({"inputs": [[1, 2, 3, 4]]});
+    post_json(&app, "/v1/teachers/second/predict", rows.clone())
+        .await
+        .expect(200);
+    // the last one: the blob goes, nothing is left aside
+    assert_eq!(
+        send(&app, "DELETE", "/v1/teachers/second").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert!(!blobs.exists(&key).unwrap());
+    assert!(!blobs.exists(&format!("trash/{key}")).unwrap());
+    // the same bytes uploaded again are stored again
+    upload(&app, multipart("tiny.onnx", &bytes, &[("name", "third")]))
+        .await
+        .expect(201);
+    assert!(blobs.exists(&key).unwrap());
+    post_json(&app, "/v1/teachers/third/predict", rows.clone())
+        .await
+        .expect(200);
+    // a delete interrupted with the blob moved aside: the rescan puts it back and keeps the teacher
+    assert!(blobs.rename(&key, &format!("trash/{key}")).unwrap());
+    let r = send(&app, "POST", "/v1/zoo/rescan").await.json();
+    assert_eq!(r["missing"], serde_json::json!([]), "{r}");
+    assert!(blobs.exists(&key).unwrap());
+    post_json(&app, "/v1/teachers/third/predict", rows)
+        .await
+        .expect(200);
+}
+
 /// Every bad upload gets a clear 4xx JSON error, and the zoo directory and the catalog are unchanged.
 #[tokio::test]
 async fn float64_and_int64_inputs_are_converted() {

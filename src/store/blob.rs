@@ -152,6 +152,27 @@ impl Blobs {
         super::sweep(&root.join(dir), leftover)
     }
 
+    /// Moves the blob under `from` to `to` (replacing a blob there: keys derive from the content, so it is
+    /// the same one); returns false when nothing is under `from`.
+    pub fn rename(&self, from: &str, to: &str) -> Result<bool> {
+        check_key(from)?;
+        check_key(to)?;
+        match self {
+            Self::Dir(root) => {
+                let target = root.join(to);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                match std::fs::rename(root.join(from), target) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Self::Object(o) => o.rename(from, to),
+        }
+    }
+
     /// Removes a blob (and its cached copy); a missing one is not an error.
     pub fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
@@ -336,6 +357,21 @@ impl ObjectBlobs {
         }
         let _ = std::fs::remove_file(self.cache.join(key));
         Ok(())
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<bool> {
+        let store = self.store.clone();
+        let (a, b) = (
+            object_store::path::Path::from(from),
+            object_store::path::Path::from(to),
+        );
+        let moved = match self.call(async move { store.rename(&a, &b).await }) {
+            Ok(()) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(self.error(from, e)),
+        };
+        let _ = std::fs::remove_file(self.cache.join(from));
+        Ok(moved)
     }
 
     /// Evicts the least recently used cached blobs while the cache is over its limit.

@@ -4,6 +4,7 @@
 //! they touch either. With an object store (`--blob-url`), teachers can live there instead, as
 //! `teachers/<sha256>.onnx`: `faculty zoo push DIR` and REST uploads put them there, every server reads
 //! them through its local blob cache, and a rescan checks that each stored teacher's blob is still there.
+//! Deleting the last teacher that holds a blob removes the blob too (see `collect_blob`).
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +62,17 @@ struct Entry {
 /// The blob key of a teacher kept in the object store.
 fn stored_key(sha256: &str) -> String {
     format!("teachers/{sha256}.onnx")
+}
+
+/// Where a stored teacher's blob waits while its deletion checks that no teacher took it in the meantime.
+fn trash_key(sha256: &str) -> String {
+    format!("trash/teachers/{sha256}.onnx")
+}
+
+/// Puts a stored teacher's blob back from where an interrupted deletion moved it; whether there was one.
+fn restore_blob(blobs: &crate::store::Blobs, sha256: &str) -> Result<bool> {
+    let trash = trash_key(sha256);
+    Ok(blobs.exists(&trash)? && blobs.rename(&trash, &stored_key(sha256))?)
 }
 
 /// A teacher that could not be used, and why.
@@ -405,7 +417,10 @@ impl Zoo {
             if let Some(e) = entry.as_ref().filter(|e| e.stored) {
                 // kept in the object store: there while its blob is (left alone without a blob store)
                 match &self.blobs {
-                    Some(b) if !b.exists(&e.teacher.path)? => {
+                    // a deletion that crashed with the blob moved aside: put it back
+                    Some(b)
+                        if !b.exists(&e.teacher.path)? && !restore_blob(b, &e.teacher.sha256)? =>
+                    {
                         self.pool.evict(&e.teacher.sha256);
                         batch.remove(k);
                         report.missing.push(id);
@@ -736,14 +751,51 @@ impl Zoo {
             )));
         }
         self.store.flush()?;
+        // a deletion of the same bytes on another server may have taken the blob away meanwhile
+        if !blobs.exists(&teacher.path)? {
+            blobs.put(&teacher.path, bytes)?;
+        }
         if let Some(s) = ins.session {
             self.pool.insert(&teacher.sha256, s, teacher.bytes as usize);
         }
         Ok(teacher)
     }
 
+    /// Whether a teacher in the catalog is kept in the blob store under these bytes.
+    fn blob_in_use(&self, sha256: &str) -> Result<bool> {
+        for (_, v) in self.tree.iter()? {
+            if serde_json::from_slice::<Entry>(&v)
+                .is_ok_and(|e| e.stored && e.teacher.sha256 == sha256)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Removes the blob of a deleted stored teacher unless another id holds the same bytes. Servers share
+    /// the store, so an upload of the same bytes elsewhere can land while this runs: the blob is first
+    /// moved aside, the catalog checked again, and put back if a teacher took it (an upload, for its part,
+    /// checks its blob after entering the catalog and writes it again if it is gone). A crash between the
+    /// move and the put-back leaves the blob aside, where the next rescan finds it.
+    fn collect_blob(&self, blobs: &crate::store::Blobs, sha256: &str) -> Result<()> {
+        if self.blob_in_use(sha256)? {
+            return Ok(());
+        }
+        let (key, trash) = (stored_key(sha256), trash_key(sha256));
+        if !blobs.exists(&key)? || !blobs.rename(&key, &trash)? {
+            return Ok(());
+        }
+        if self.blob_in_use(sha256)? {
+            blobs.rename(&trash, &key)?;
+        } else {
+            blobs.delete(&trash)?;
+        }
+        Ok(())
+    }
+
     /// Deletes a teacher's file (and its card) from the zoo and the catalog. A teacher kept in the object
-    /// store leaves the catalog; its blob stays (content-addressed: another id may hold the same bytes).
+    /// store leaves the catalog, and its blob the store unless another id holds the same bytes.
     pub fn remove(&self, id: &str) -> Result<Teacher> {
         let _guard = self.lock.lock().expect("zoo lock");
         let e = self
@@ -753,6 +805,12 @@ impl Zoo {
             self.tree.remove(id.as_bytes())?;
             self.store.flush()?;
             self.pool.evict(&e.teacher.sha256);
+            if let Some(blobs) = &self.blobs
+                && let Err(err) = self.collect_blob(blobs, &e.teacher.sha256)
+            {
+                // the teacher is gone from the catalog either way; its blob stays for a later delete
+                tracing::warn!(id, error = %err, "could not remove the deleted teacher's blob");
+            }
             return Ok(e.teacher);
         }
         let model = self.root.join(&e.teacher.path);
