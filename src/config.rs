@@ -94,6 +94,10 @@ pub struct Config {
     /// does not stream its ~250 KB object once per epoch. 0 sends every change.
     #[arg(long, env = "FACULTY_EVENTS_MIN_INTERVAL_MS", default_value_t = 250)]
     pub events_min_interval_ms: u64,
+    /// A running job writes its checkpoint (what a restart resumes from) at most once per this many ms;
+    /// lower it for resumes closer to the kill, raise it where checkpoints are large or the store is far.
+    #[arg(long, env = "FACULTY_CHECKPOINT_EVERY_MS", default_value_t = 2000)]
+    pub checkpoint_every_ms: u64,
 }
 
 impl Config {
@@ -122,6 +126,7 @@ impl Config {
             blob_url: None,
             blob_cache_mb: 2048,
             events_min_interval_ms: 250,
+            checkpoint_every_ms: 2000,
         }
     }
 }
@@ -156,6 +161,7 @@ impl std::fmt::Debug for Config {
             .field("blob_url", &self.blob_url)
             .field("blob_cache_mb", &self.blob_cache_mb)
             .field("events_min_interval_ms", &self.events_min_interval_ms)
+            .field("checkpoint_every_ms", &self.checkpoint_every_ms)
             .finish()
     }
 }

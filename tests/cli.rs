@@ -3,8 +3,8 @@
 mod common;
 
 use common::server::{
-    Server, epochs_of, faculty, http, http_json, post_dataset, spawn_server, spawn_server_with,
-    wait_finished, wait_job,
+    FAST_CHECKPOINTS, Server, epochs_of, faculty, http, http_json, post_dataset, spawn_server,
+    spawn_server_with, wait_finished, wait_job,
 };
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -102,7 +102,7 @@ fn serve_process_answers_over_loopback() {
 #[test]
 fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
     let sb = common::Sandbox::new();
-    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let (mut child, port) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
     let task = std::fs::read("zoo/tasks/mnist_10way_5shot.npz").unwrap();
     let body = common::multipart("mnist.npz", &task, &[]);
     let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
@@ -140,7 +140,7 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
     let ck = before["checkpoint_epoch"].as_u64().unwrap();
     assert!(ck < 400, "the job finished before the kill");
     // restart on the same state directory
-    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let (mut child, port) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
     // (on PostgreSQL the new process cannot know the old one is gone: it takes the job over once the
     // old lease runs out, within seconds)
     let after = wait_job(port, &id, |j| j["restarts"] == 1);
@@ -192,7 +192,7 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
 #[test]
 fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     let sb = common::Sandbox::new();
-    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let (mut child, port) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
     let task = std::fs::read("zoo/tasks/letters_26way.npz").unwrap();
     let (status, ds) = post_dataset(port, "l.npz", &task);
     assert_eq!(status, 201);
@@ -219,7 +219,7 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     child.wait().unwrap();
     assert_eq!(before["search"].as_array().unwrap().len(), 1, "{before}");
     let ck = before["checkpoint_epoch"].as_u64().unwrap();
-    let (mut child, port) = spawn_server(&sb.zoo(), &sb.state());
+    let (mut child, port) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
     let fin = wait_finished(port, &id);
     assert_eq!(fin["state"], "succeeded", "{fin}");
     assert_eq!(fin["restarts"], 1);

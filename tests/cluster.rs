@@ -16,8 +16,8 @@ fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other(
     }
     let sb = Sandbox::new();
     // one state (the schema and blob prefix follow the state directory), two servers
-    let (mut a, pa) = spawn_server(&sb.zoo(), &sb.state());
-    let (mut b, pb) = spawn_server(&sb.zoo(), &sb.state());
+    let (mut a, pa) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
+    let (mut b, pb) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
     let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
     let (status, ds) = post_dataset(pa, "mnist.npz", &task);
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&ds));
@@ -131,11 +131,13 @@ fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid
         "0",
         "--rank-shard-size",
         "3",
+        FAST_CHECKPOINTS[0],
+        FAST_CHECKPOINTS[1],
     ];
     let (mut a, pa) = spawn_server_with(&sb.zoo(), &sb.state(), &flags);
     let (mut b, pb) = spawn_server_with(&sb.zoo(), &sb.state(), &flags);
     let mut workers: Vec<Option<Server>> = (0..3)
-        .map(|_| Some(spawn_worker(&sb.zoo(), &sb.state())))
+        .map(|_| Some(spawn_worker_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS)))
         .collect();
     let tags: Vec<String> = workers
         .iter()

@@ -122,7 +122,10 @@ impl AppState {
             datasets.clone(),
             outputs.clone(),
             students,
-            config.max_jobs,
+            crate::jobs::Pace {
+                max_jobs: config.max_jobs,
+                checkpoint_every: std::time::Duration::from_millis(config.checkpoint_every_ms),
+            },
             config.blob_url.is_some().then(|| blobs.clone()),
         )?;
         let shards = Arc::new(crate::rank::shards::Work {

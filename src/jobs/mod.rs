@@ -111,8 +111,6 @@ fn checkpoint_key(sha256: &str) -> String {
 
 /// A restart may interrupt a job this many times before it is failed instead of resumed.
 const MAX_RESTARTS: u32 = 3;
-/// At most one checkpoint write per this interval.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// At most one progress write to sled per this interval (the watch channel sees every change).
 const PERSIST_EVERY: Duration = Duration::from_millis(250);
 
@@ -133,6 +131,8 @@ struct Inner {
     /// Jobs this process runs at once; it takes over at most this many jobs from the shared queue, less
     /// the ones it has.
     max_jobs: usize,
+    /// At most one checkpoint write per this interval.
+    checkpoint_every: Duration,
     zoo: Arc<Zoo>,
     datasets: Arc<DatasetStore>,
     outputs: OutputCache,
@@ -142,6 +142,13 @@ struct Inner {
     cancel: Mutex<HashMap<String, Arc<AtomicBool>>>,
     counter: AtomicU64,
     runtime: Option<tokio::runtime::Handle>,
+}
+
+/// How many jobs a process runs at once, and how often a running job writes its checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub max_jobs: usize,
+    pub checkpoint_every: Duration,
 }
 
 /// Runs and remembers jobs. Cheap to clone.
@@ -159,9 +166,13 @@ impl JobManager {
         datasets: Arc<DatasetStore>,
         outputs: OutputCache,
         students: StudentStore,
-        max_jobs: usize,
+        pace: Pace,
         checkpoint_blobs: Option<Arc<crate::store::Blobs>>,
     ) -> Result<Self> {
+        let Pace {
+            max_jobs,
+            checkpoint_every,
+        } = pace;
         let owner = format!(
             "{}:{}:{}",
             hostname(),
@@ -185,6 +196,7 @@ impl JobManager {
                 shared: store.shared(),
                 runs_jobs: max_jobs > 0,
                 max_jobs,
+                checkpoint_every,
                 zoo,
                 datasets,
                 outputs,
@@ -797,7 +809,7 @@ impl JobManager {
 }
 
 /// What a running job reports: every change goes to the watch channel, sled gets it at most every
-/// `PERSIST_EVERY` (and at every phase change), checkpoints at most every `CHECKPOINT_EVERY`.
+/// `PERSIST_EVERY` (and at every phase change), checkpoints at most every `Pace::checkpoint_every`.
 struct JobProgress {
     m: JobManager,
     job: Job,
@@ -848,7 +860,7 @@ impl distill::Progress for JobProgress {
     fn checkpoint(&mut self, make: &dyn Fn() -> Checkpoint) -> Result<()> {
         if self
             .last_checkpoint
-            .is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY)
+            .is_some_and(|t| t.elapsed() < self.m.inner.checkpoint_every)
         {
             return Ok(());
         }

@@ -13,6 +13,10 @@ pub fn faculty() -> Command {
     c
 }
 
+/// Checkpoints every 100 ms: a test that kills a job after its second checkpoint then finds one in
+/// release builds too (the default of 2 s outlasts a whole short job there).
+pub const FAST_CHECKPOINTS: [&str; 2] = ["--checkpoint-every-ms", "100"];
+
 /// A server process that is killed when dropped, so a failing test never leaves one running (it would
 /// also hold the test's output pipes open).
 pub struct Server(pub std::process::Child);
