@@ -211,9 +211,20 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     let id = job["id"].as_str().unwrap().to_string();
     // killed inside the hop's training on the second cross-validation fold (after the 1-hop answer and
     // the first fold), after a checkpoint of it
-    let hop = "training: hop 1 mlp:256:relu via kd (fold 2/2)";
+    let stage = "hop 1 mlp:256:relu via kd (fold 2/2)";
+    let hop = format!("training: {stage}");
+    let stage_epochs = |j: &serde_json::Value| {
+        j["epochs"].as_array().map_or(0, |e| {
+            e.iter().filter(|e| e["stage"] == stage).count() as u64
+        })
+    };
+    // a checkpoint of this fold's training (the one before it, of the first fold, stays on the job
+    // until this fold writes its own)
     let before = wait_job(port, &id, |j| {
-        j["phase"] == hop && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
+        j["phase"] == hop.as_str()
+            && j["checkpoint_epoch"]
+                .as_u64()
+                .is_some_and(|e| e >= 2 && e <= stage_epochs(j))
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -223,11 +234,17 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     let fin = wait_finished(port, &id);
     assert_eq!(fin["state"], "succeeded", "{fin}");
     assert_eq!(fin["restarts"], 1);
+    // resumed from the checkpoint seen, or a later one of the same fold written before the kill landed
+    let notes = fin["notes"].to_string();
+    let resumed: u64 = notes
+        .split("after epoch ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume note: {notes}"));
     assert!(
-        fin["notes"]
-            .to_string()
-            .contains(&format!("after epoch {ck}")),
-        "{fin}"
+        (ck..=300).contains(&resumed),
+        "seen {ck}, resumed {resumed}: {notes}"
     );
     // the hop's training went on from its checkpoint: its epochs run 1..=300 once, not twice
     let epochs: Vec<u64> = fin["epochs"]
