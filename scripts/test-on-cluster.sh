@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test's second pass: the API, job and state-store tests again with faculty's state in PostgreSQL
+# make test's second pass: the API, job, state-store and zoo-index tests again with faculty's state in PostgreSQL
 # and its blobs in SeaweedFS's S3,
 # over a PostgreSQL and a SeaweedFS started for this run by scripts/dev-cluster.sh (their own directory
 # and ports, below the ephemeral range, so a developer's `dev-cluster.sh up` is left alone) and stopped at
@@ -16,4 +16,4 @@ export FACULTY_TEST_DATABASE_URL="$FACULTY_DATABASE_URL" FACULTY_TEST_BLOB_URL="
 unset FACULTY_DATABASE_URL FACULTY_BLOB_URL
 cargo test --no-fail-fast \
   --test state_store --test cluster --test api --test auth --test datasets --test students --test jobs --test cli \
-  --test remote "$@"
+  --test remote --test zoo_index "$@"

@@ -392,3 +392,39 @@ async fn rank_with_one(app: &axum::Router, body: Vec<u8>, teacher: &str) -> serd
     );
     rk.json()["results"][0].clone()
 }
+
+/// `zoo push` of a directory whose teacher changed bytes under the same id: the new blob goes in, and the
+/// old one leaves the blob store (no other id holds it); pushing it again changes nothing.
+#[test]
+fn a_pushed_teacher_replaced_by_other_bytes_leaves_no_old_blob() {
+    let sb = common::Sandbox::new();
+    let store = Store::from_config(
+        common::test_database_url(&sb.state()).as_deref(),
+        &sb.state(),
+    )
+    .unwrap();
+    let url = common::test_blob_url(&sb.state())
+        .unwrap_or_else(|| sb.state().join("shared-blobs").display().to_string());
+    let blobs = Arc::new(faculty::store::Blobs::open(Some(&url), &sb.state(), 16).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = Zoo::open(dir.path(), &store, Arc::new(SessionPool::new(1)), 256)
+        .unwrap()
+        .with_blobs(blobs.clone());
+    let (old, new) = (
+        common::tiny_classifier(),
+        std::fs::read(common::repo().join("zoo/teachers/mnist_logreg.onnx")).unwrap(),
+    );
+    let key = |b: &[u8]| format!("teachers/{}.onnx", faculty::zoo::teacher::sha256_hex(b));
+    std::fs::write(dir.path().join("pet.onnx"), &old).unwrap();
+    assert_eq!(zoo.push(dir.path()).unwrap().added, ["pet"]);
+    assert!(blobs.exists(&key(&old)).unwrap());
+    std::fs::write(dir.path().join("pet.onnx"), &new).unwrap();
+    assert_eq!(zoo.push(dir.path()).unwrap().changed, ["pet"]);
+    assert!(blobs.exists(&key(&new)).unwrap());
+    assert!(
+        !blobs.exists(&key(&old)).unwrap(),
+        "the replaced blob stayed"
+    );
+    assert_eq!(zoo.push(dir.path()).unwrap().unchanged, 1);
+    assert!(blobs.exists(&key(&new)).unwrap());
+}

@@ -69,6 +69,15 @@ fn trash_key(sha256: &str) -> String {
     format!("trash/teachers/{sha256}.onnx")
 }
 
+/// Writes a stored teacher's blob again if it is gone, after its catalog entry went in: a deletion of the
+/// same bytes on another server may have taken it away meanwhile (see `Zoo::collect_blob`).
+fn ensure_blob(blobs: &crate::store::Blobs, key: &str, bytes: &[u8]) -> Result<()> {
+    if !blobs.exists(key)? {
+        blobs.put(key, bytes)?;
+    }
+    Ok(())
+}
+
 /// Puts a stored teacher's blob back from where an interrupted deletion moved it; whether there was one.
 fn restore_blob(blobs: &crate::store::Blobs, sha256: &str) -> Result<bool> {
     let trash = trash_key(sha256);
@@ -316,6 +325,13 @@ impl Zoo {
             };
             self.tree
                 .insert(f.ident.id.as_bytes(), serde_json::to_vec(&entry)?)?;
+            ensure_blob(blobs, &entry.teacher.path, &bytes)?;
+            // a stored teacher replaced by other bytes: its old blob goes unless another id holds it
+            if let Some(o) = old.filter(|o| o.stored)
+                && let Err(err) = self.collect_blob(blobs, &o.teacher.sha256)
+            {
+                tracing::warn!(id = %f.ident.id, error = %err, "could not remove the replaced teacher's blob");
+            }
         }
         self.store.flush()?;
         Ok(report)
@@ -751,10 +767,7 @@ impl Zoo {
             )));
         }
         self.store.flush()?;
-        // a deletion of the same bytes on another server may have taken the blob away meanwhile
-        if !blobs.exists(&teacher.path)? {
-            blobs.put(&teacher.path, bytes)?;
-        }
+        ensure_blob(blobs, &teacher.path, bytes)?;
         if let Some(s) = ins.session {
             self.pool.insert(&teacher.sha256, s, teacher.bytes as usize);
         }
