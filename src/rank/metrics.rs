@@ -215,14 +215,26 @@ pub fn ot_data_rows(
 }
 
 /// Leave-one-out accuracy of the teacher's outputs mapped through P(j | i): what the teacher, carried into
-/// the student's label space, gets right on rows it was not fitted on.
-pub fn mapped_accuracy(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> f64 {
-    mean(&mapped_hits(p, y, c_s))
+/// the student's label space, gets right on rows it was not fitted on. With a label-name prior (the one
+/// `ot` uses) a class whose only labeled row is held out still maps from the teacher's class of the same
+/// name; without it such a row is always a miss (one shot per class scored 0 for every teacher).
+pub fn mapped_accuracy(
+    p: ArrayView2<f64>,
+    y: &[usize],
+    c_s: usize,
+    prior: Option<&Array2<f64>>,
+) -> f64 {
+    mean(&mapped_hits(p, y, c_s, prior))
 }
 
 /// Per labeled row, 1 when the mapped teacher (leave-one-out) gets it right, else 0.
-pub fn mapped_hits(p: ArrayView2<f64>, y: &[usize], c_s: usize) -> Vec<f64> {
-    let map = LooMap::new(p, y, c_s, None);
+pub fn mapped_hits(
+    p: ArrayView2<f64>,
+    y: &[usize],
+    c_s: usize,
+    prior: Option<&Array2<f64>>,
+) -> Vec<f64> {
+    let map = LooMap::new(p, y, c_s, prior);
     let mut q = vec![0.0; c_s];
     let mut hits = Vec::with_capacity(y.len());
     for (n, &yn) in y.iter().enumerate() {
@@ -634,7 +646,7 @@ mod tests {
         // Jensen: the log-cost version of the score bounds -LEEP from above; the linear one is below 1
         assert!(leep(p.view(), &y, 2) > leep(bad_p.view(), &y, 2));
         assert!(nce(p.view(), &y, 2) > nce(bad_p.view(), &y, 2) - 1e-12);
-        assert_eq!(mapped_accuracy(p.view(), &y, 2), 1.0);
+        assert_eq!(mapped_accuracy(p.view(), &y, 2, None), 1.0);
     }
 
     #[test]
@@ -652,15 +664,32 @@ mod tests {
         assert!((ot_data(p.view(), &y, 2, None) - m).abs() < 1e-15);
         let l = leep_rows(p.view(), &y, 2);
         assert!((leep(p.view(), &y, 2) - l.iter().sum::<f64>() / 5.0).abs() < 1e-15);
-        let h = mapped_hits(p.view(), &y, 2);
+        let h = mapped_hits(p.view(), &y, 2, None);
         assert!(h.iter().all(|&v| v == 0.0 || v == 1.0));
-        assert!((mapped_accuracy(p.view(), &y, 2) - h.iter().sum::<f64>() / 5.0).abs() < 1e-15);
+        assert!(
+            (mapped_accuracy(p.view(), &y, 2, None) - h.iter().sum::<f64>() / 5.0).abs() < 1e-15
+        );
         // scipy.stats.ttest_rel([1, 2, 3, 5], [0, 2, 1, 2]).statistic = 2.32379000772445
         let z = paired_z(&[1.0, 2.0, 3.0, 5.0], &[0.0, 2.0, 1.0, 2.0]).unwrap();
         assert!((z - 2.32379000772445).abs() < 1e-12, "{z}");
         assert_eq!(paired_z(&[1.0, 2.0], &[1.0, 2.0]), Some(0.0));
         assert_eq!(paired_z(&[2.0, 3.0], &[1.0, 2.0]), Some(99.0));
         assert_eq!(paired_z(&[1.0], &[0.0]), None);
+    }
+
+    #[test]
+    fn one_shot_per_class_maps_through_the_label_names() {
+        // a confident teacher, right on every row, one labeled row per class
+        let p = array![[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]];
+        let y = [0, 1, 2];
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let prior = name_prior(&names, &names, 2.0);
+        // leaving a class's only row out leaves nothing to map it from
+        assert_eq!(mapped_accuracy(p.view(), &y, 3, None), 0.0);
+        assert_eq!(mapped_accuracy(p.view(), &y, 3, prior.as_ref()), 1.0);
+        // names that do not match give no prior
+        let other: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
+        assert!(name_prior(&other, &names, 2.0).is_none());
     }
 
     #[test]

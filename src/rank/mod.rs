@@ -227,6 +227,9 @@ impl RowTerms {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScratchEstimate {
     pub hits: Vec<f32>,
+    /// Labeled rows whose class has no other labeled row (scored as misses in `hits`).
+    #[serde(default)]
+    pub lone_rows: usize,
 }
 
 impl ScratchEstimate {
@@ -719,7 +722,7 @@ fn score_teacher(
         metrics::mean(terms)
     };
     // mapped accuracy always: the verdict needs it
-    let hits = metrics::mapped_hits(p.view(), y, c_s);
+    let hits = metrics::mapped_hits(p.view(), y, c_s, prior.as_ref());
     s.insert("mapped_accuracy".into(), keep("mapped_accuracy", &hits));
     if want("ot") || want("ot_pool") {
         let on_labeled = keep(
@@ -779,8 +782,13 @@ fn score_teacher(
 pub fn scratch_estimate(ds: &Dataset) -> Result<ScratchEstimate> {
     let (x, ys) = ridge_rows(ds);
     let hits = metrics::scratch_hits(x.view(), &ys, ds.classes(), 1.0)?;
+    let mut count = vec![0usize; ds.classes()];
+    for &c in &ys {
+        count[c] += 1;
+    }
     Ok(ScratchEstimate {
         hits: hits.iter().map(|&v| v as f32).collect(),
+        lone_rows: ys.iter().filter(|&&c| count[c] == 1).count(),
     })
 }
 
@@ -856,6 +864,15 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
             "no teacher is likely to help; train the student on your labeled rows"
         }
     );
+    if scratch.lone_rows > 0 {
+        reason.push_str(&format!(
+            " ({} of the {} labeled rows are their class's only one: held out, a classifier on the other \
+             rows has never seen their class and counts as wrong on them; the teacher maps them through \
+             its label names where they match)",
+            scratch.lone_rows,
+            s_hits.len()
+        ));
+    }
     if let Some(z) = z.filter(|_| !confident) {
         reason.push_str(&format!(
             ". The gap is within noise for {} labeled rows (paired z = {z:.1}): treat this as a lean, not a \

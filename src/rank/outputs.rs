@@ -163,8 +163,8 @@ fn take(buf: &mut &[u8]) -> Option<Array2<f32>> {
 
 /// The memo keys' current prefixes. A change to what a memo holds bumps its version; entries under an
 /// older prefix (the families below) are removed when the cache is opened.
-const SCORES: &str = "scores:v2:";
-const SCRATCH: &str = "scratch:v2:";
+const SCORES: &str = "scores:v3:";
+const SCRATCH: &str = "scratch:v3:";
 const MEMO_FAMILIES: [(&str, &str); 2] = [("scores:", SCORES), ("scratch:", SCRATCH)];
 
 impl OutputCache {
@@ -397,10 +397,12 @@ mod tests {
         let tree = store.tree("outputs").unwrap();
         for k in [
             "scores:v1:aa:bb",
-            "scores:v3:aa:bb",
-            "scratch:bb",
             "scores:v2:aa:bb",
+            "scores:v4:aa:bb",
+            "scratch:bb",
+            "scores:v3:aa:bb",
             "scratch:v2:bb",
+            "scratch:v3:bb",
             "aa:bb",
             "scores;",
         ] {
@@ -416,7 +418,7 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["aa:bb", "scores:v2:aa:bb", "scores;", "scratch:v2:bb"]
+            ["aa:bb", "scores:v3:aa:bb", "scores;", "scratch:v3:bb"]
         );
         assert_eq!(cache.drop_stale_memos().unwrap(), 0);
     }
