@@ -213,18 +213,12 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     // the first fold), after a checkpoint of it
     let stage = "hop 1 mlp:256:relu via kd (fold 2/2)";
     let hop = format!("training: {stage}");
-    let stage_epochs = |j: &serde_json::Value| {
-        j["epochs"].as_array().map_or(0, |e| {
-            e.iter().filter(|e| e["stage"] == stage).count() as u64
-        })
-    };
-    // a checkpoint of this fold's training (the one before it, of the first fold, stays on the job
-    // until this fold writes its own)
+    // a checkpoint of this fold's training (the job names the training its checkpoint belongs to: until
+    // this fold writes its own, the last one is the first fold's)
     let before = wait_job(port, &id, |j| {
         j["phase"] == hop.as_str()
-            && j["checkpoint_epoch"]
-                .as_u64()
-                .is_some_and(|e| e >= 2 && e <= stage_epochs(j))
+            && j["checkpoint_stage"] == stage
+            && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

@@ -679,21 +679,41 @@ fn kl_rows(soft: &Array2<f32>, z: Tensor<2>, rows: &[usize], t: f32, dev: &Devic
 }
 
 /// A teacher term's loss on a batch: (weight of the cross-entropy beside it, the loss, its value).
+/// A teacher term on one batch: the weight it leaves the labeled rows' cross-entropy, the tensor to
+/// differentiate, the term's own value (the epoch's `distill_loss`) and what it adds to the objective
+/// (the epoch's `train_loss`).
+struct TermLoss {
+    ce_weight: f32,
+    loss: Tensor<1>,
+    value: f64,
+    objective: f64,
+}
+
 fn teacher_loss(
     p: &Prepared<'_>,
     b: Batch<'_>,
     cfg: &TrainConfig,
     c: usize,
     dev: &Device,
-) -> Result<(f32, Tensor<1>, f64)> {
+) -> Result<TermLoss> {
     let t = cfg.temperature;
     let kd_scale = (1.0 - cfg.alpha) * t * t;
     match p {
-        Prepared::None => Ok((1.0, Tensor::zeros([1], dev), 0.0)),
+        Prepared::None => Ok(TermLoss {
+            ce_weight: 1.0,
+            loss: Tensor::zeros([1], dev),
+            value: 0.0,
+            objective: 0.0,
+        }),
         Prepared::Soft(soft) => {
             let kl = row_mean(kl_rows(soft, b.logits, b.rows, t, dev), b.weights);
             let v = f64::from(kl.clone().into_scalar::<f32>());
-            Ok((cfg.alpha, kl * kd_scale, v))
+            Ok(TermLoss {
+                ce_weight: cfg.alpha,
+                loss: kl * kd_scale,
+                value: v,
+                objective: v * f64::from(kd_scale),
+            })
         }
         Prepared::Heads(softs) => {
             let k = softs.len() as f32;
@@ -708,7 +728,12 @@ fn teacher_loss(
             }
             let kl = total.unwrap_or_else(|| Tensor::zeros([1], dev));
             let v = f64::from(kl.clone().into_scalar::<f32>());
-            Ok((cfg.alpha, kl * kd_scale, v))
+            Ok(TermLoss {
+                ce_weight: cfg.alpha,
+                loss: kl * kd_scale,
+                value: v,
+                objective: v * f64::from(kd_scale),
+            })
         }
         Prepared::Transport { probs, cost } => {
             let n = b.rows.len();
@@ -726,11 +751,18 @@ fn teacher_loss(
             let gt = matrix(g.iter().map(|v| *v as f32).collect(), n, c, dev);
             // d/dq of sum(q * g) is g: the envelope gradient of W at the current q
             let surrogate = row_mean((q * gt).sum_dim(1).squeeze_dim::<1>(1), b.weights);
-            Ok((1.0, surrogate * cfg.ot_weight, w))
+            // the surrogate has W's gradient, not its value (the potentials are centred, so it can be
+            // negative): the reported loss counts the transport cost itself
+            Ok(TermLoss {
+                ce_weight: 1.0,
+                loss: surrogate * cfg.ot_weight,
+                value: w,
+                objective: w * f64::from(cfg.ot_weight),
+            })
         }
         Prepared::Many(terms) => {
             let k = terms.len().max(1) as f32;
-            let (mut ce_w, mut v) = (0.0, 0.0);
+            let (mut ce_w, mut v, mut obj) = (0.0, 0.0, 0.0);
             let mut total: Option<Tensor<1>> = None;
             for term in terms {
                 let one = Batch {
@@ -739,16 +771,22 @@ fn teacher_loss(
                     rows: b.rows,
                     weights: b.weights,
                 };
-                let (w, l, x) = teacher_loss(term, one, cfg, c, dev)?;
-                ce_w += w / k;
-                v += x / f64::from(k);
-                let l = l / k;
+                let t = teacher_loss(term, one, cfg, c, dev)?;
+                ce_w += t.ce_weight / k;
+                v += t.value / f64::from(k);
+                obj += t.objective / f64::from(k);
+                let l = t.loss / k;
                 total = Some(match total {
                     Some(a) => a + l,
                     None => l,
                 });
             }
-            Ok((ce_w, total.unwrap_or_else(|| Tensor::zeros([1], dev)), v))
+            Ok(TermLoss {
+                ce_weight: ce_w,
+                loss: total.unwrap_or_else(|| Tensor::zeros([1], dev)),
+                value: v,
+                objective: obj,
+            })
         }
     }
 }
@@ -846,8 +884,9 @@ pub fn train(
                 &wl,
             );
             let wd = batch_weights(weights, &dis, &dev);
-            let (loss, distill) = match &prepared {
-                Prepared::None => (ce, None),
+            let ce_value = f64::from(ce.clone().into_scalar::<f32>());
+            let (loss, distill, objective) = match &prepared {
+                Prepared::None => (ce, None, ce_value),
                 p => {
                     let n = lab.len();
                     let at = Batch {
@@ -856,12 +895,13 @@ pub fn train(
                         rows: &dis,
                         weights: &wd,
                     };
-                    let (ce_weight, loss, v) = teacher_loss(p, at, cfg, c, &dev)?;
-                    (ce * ce_weight + loss, Some(v))
+                    let t = teacher_loss(p, at, cfg, c, &dev)?;
+                    let objective = ce_value * f64::from(t.ce_weight) + t.objective;
+                    (ce * t.ce_weight + t.loss, Some(t.value), objective)
                 }
             };
             lr = lr_at(cfg.lr, epoch * steps_per_epoch + s, total);
-            loss_sum += f64::from(loss.clone().into_scalar::<f32>());
+            loss_sum += objective;
             distill_sum += distill.unwrap_or(0.0);
             let grads = net.grads(loss.backward());
             state = net.into_data();

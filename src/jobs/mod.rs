@@ -72,6 +72,10 @@ pub struct Job {
     pub finished: Option<u64>,
     /// The epoch of the last saved checkpoint (what a restart resumes from).
     pub checkpoint_epoch: Option<usize>,
+    /// Which training that checkpoint belongs to (the `stage` of its epochs), for jobs that train several
+    /// students: until a new training writes its first checkpoint, the last one is the previous training's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_stage: Option<String>,
     /// How many times a server restart interrupted this job.
     pub restarts: u32,
     /// Method searches (`auto`, `multihop`): every candidate trained so far, with its validation
@@ -523,6 +527,7 @@ impl JobManager {
             started: None,
             finished: None,
             checkpoint_epoch: None,
+            checkpoint_stage: None,
             restarts: 0,
             search: Vec::new(),
             notes: Vec::new(),
@@ -868,6 +873,7 @@ impl distill::Progress for JobProgress {
         let ck = make();
         self.m.write_checkpoint(&self.job.id, &ck)?;
         self.job.checkpoint_epoch = Some(ck.epoch);
+        self.job.checkpoint_stage = ck.history.last().and_then(|m| m.stage.clone());
         self.update(true);
         Ok(())
     }
