@@ -98,6 +98,11 @@ pub struct Config {
     /// lower it for resumes closer to the kill, raise it where checkpoints are large or the store is far.
     #[arg(long, env = "FACULTY_CHECKPOINT_EVERY_MS", default_value_t = 2000)]
     pub checkpoint_every_ms: u64,
+    /// A stored teacher's blob that a deletion moved aside (`trash/teachers/` in the object store) and an
+    /// interrupted deletion left there is removed by a rescan once it is this many seconds old. A deletion
+    /// moves it back within milliseconds when another server took the same bytes meanwhile.
+    #[arg(long, env = "FACULTY_TRASH_GRACE_S", default_value_t = 600)]
+    pub trash_grace_s: u64,
 }
 
 impl Config {
@@ -127,6 +132,7 @@ impl Config {
             blob_cache_mb: 2048,
             events_min_interval_ms: 250,
             checkpoint_every_ms: 2000,
+            trash_grace_s: 600,
         }
     }
 }
@@ -162,6 +168,7 @@ impl std::fmt::Debug for Config {
             .field("blob_cache_mb", &self.blob_cache_mb)
             .field("events_min_interval_ms", &self.events_min_interval_ms)
             .field("checkpoint_every_ms", &self.checkpoint_every_ms)
+            .field("trash_grace_s", &self.trash_grace_s)
             .finish()
     }
 }

@@ -75,7 +75,9 @@ impl AppState {
         let mut zoo = Zoo::open(&config.zoo, &store, pool, config.infer_batch)?;
         if config.blob_url.is_some() {
             // teachers uploaded here, or pushed with `faculty zoo push`, live in the shared store
-            zoo = zoo.with_blobs(blobs.clone());
+            zoo = zoo
+                .with_blobs(blobs.clone())
+                .with_trash_grace(std::time::Duration::from_secs(config.trash_grace_s));
         }
         let zoo = Arc::new(zoo);
         let report = zoo.rescan()?;

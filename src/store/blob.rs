@@ -152,8 +152,35 @@ impl Blobs {
         super::sweep(&root.join(dir), leftover)
     }
 
+    /// The blobs directly under key directory `dir`, with when each was last written (a rename counts as
+    /// a write, as an object store's copy does).
+    pub fn list(&self, dir: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        check_key(dir)?;
+        match self {
+            Self::Dir(root) => {
+                let rd = match std::fs::read_dir(root.join(dir)) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(e.into()),
+                };
+                let mut out = Vec::new();
+                for e in rd {
+                    let e = e?;
+                    let m = e.metadata()?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let key = format!("{dir}/{name}");
+                    if m.is_file() && !name.starts_with(".tmp") && check_key(&key).is_ok() {
+                        out.push((key, m.modified()?));
+                    }
+                }
+                Ok(out)
+            }
+            Self::Object(o) => o.list(dir),
+        }
+    }
+
     /// Moves the blob under `from` to `to` (replacing a blob there: keys derive from the content, so it is
-    /// the same one); returns false when nothing is under `from`.
+    /// the same one); returns false when nothing is under `from`. The moved blob counts as written now.
     pub fn rename(&self, from: &str, to: &str) -> Result<bool> {
         check_key(from)?;
         check_key(to)?;
@@ -163,8 +190,14 @@ impl Blobs {
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                match std::fs::rename(root.join(from), target) {
-                    Ok(()) => Ok(true),
+                match std::fs::rename(root.join(from), &target) {
+                    Ok(()) => {
+                        std::fs::File::options()
+                            .append(true)
+                            .open(&target)?
+                            .set_modified(std::time::SystemTime::now())?;
+                        Ok(true)
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                     Err(e) => Err(e.into()),
                 }
@@ -357,6 +390,20 @@ impl ObjectBlobs {
         }
         let _ = std::fs::remove_file(self.cache.join(key));
         Ok(())
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        use futures_util::TryStreamExt;
+        let store = self.store.clone();
+        let prefix = object_store::path::Path::from(dir);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .call(async move { store.list(Some(&prefix)).try_collect().await })
+            .map_err(|e| self.error(dir, e))?;
+        Ok(metas
+            .into_iter()
+            .filter(|m| m.location.parts().count() == dir.split('/').count() + 1)
+            .map(|m| (m.location.to_string(), m.last_modified.into()))
+            .collect())
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<bool> {

@@ -108,6 +108,9 @@ pub struct RescanReport {
     /// Teachers kept in the object store whose blob is gone: removed from the catalog.
     #[serde(default)]
     pub missing: Vec<String>,
+    /// Blobs interrupted deletions had left aside in the object store, removed after their grace period.
+    #[serde(default)]
+    pub trash_removed: usize,
 }
 
 /// Filters and paging for listing teachers.
@@ -163,6 +166,8 @@ pub struct Zoo {
     lock: Mutex<()>,
     /// Where uploads go and stored teachers are read from, when teachers live in an object store.
     blobs: Option<Arc<crate::store::Blobs>>,
+    /// How old a blob left aside by an interrupted deletion must be before a rescan removes it.
+    trash_grace: std::time::Duration,
 }
 
 fn parse_shape(s: &str) -> Result<Vec<i64>> {
@@ -256,6 +261,7 @@ impl Zoo {
             infer_batch,
             lock: Mutex::new(()),
             blobs: None,
+            trash_grace: std::time::Duration::from_secs(600),
         })
     }
 
@@ -263,6 +269,12 @@ impl Zoo {
     /// directory, and reads stored teachers from it.
     pub fn with_blobs(mut self, blobs: Arc<crate::store::Blobs>) -> Self {
         self.blobs = Some(blobs);
+        self
+    }
+
+    /// How old a blob left aside by an interrupted deletion must be before a rescan removes it.
+    pub fn with_trash_grace(mut self, grace: std::time::Duration) -> Self {
+        self.trash_grace = grace;
         self
     }
 
@@ -455,7 +467,34 @@ impl Zoo {
         }
         self.tree.apply_batch(batch)?;
         self.store.flush()?;
+        if let Some(b) = &self.blobs {
+            report.trash_removed = self.sweep_trash(b)?;
+        }
         Ok(report)
+    }
+
+    /// Removes the blobs interrupted deletions left aside (`trash/teachers/`) once they are older than the
+    /// grace period (a deletion in progress puts a blob back within milliseconds when it is taken), and
+    /// puts back one a stored teacher still needs; returns how many were removed.
+    fn sweep_trash(&self, blobs: &crate::store::Blobs) -> Result<usize> {
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for (key, written) in blobs.list("trash/teachers")? {
+            if now.duration_since(written).unwrap_or_default() < self.trash_grace {
+                continue;
+            }
+            let Some(sha) = key.rsplit('/').next().and_then(|f| f.strip_suffix(".onnx")) else {
+                continue;
+            };
+            let home = stored_key(sha);
+            if self.blob_in_use(sha)? && !blobs.exists(&home)? {
+                blobs.rename(&key, &home)?;
+            } else {
+                blobs.delete(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// One teacher by id.
