@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use crate::data::{Format, ParseOptions};
 
+/// A parser run on one input; what it returns is ignored (only a panic or a hang is a finding).
+pub type Parse = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// A parser under test: a name and a function from bytes to "it answered" (its result is ignored).
 pub struct Target {
     pub name: &'static str,
     pub seeds: Vec<Vec<u8>>,
-    pub run: Box<dyn Fn(&[u8]) + Send + Sync>,
+    pub run: Parse,
 }
 
 /// What went wrong on one input.
@@ -111,7 +114,7 @@ fn mutate(seeds: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
 
 /// Runs `iterations` mutated inputs through the target; `slow` marks an input that took too long.
 pub fn run(target: &Target, iterations: u64, seed: u64, slow: Duration) -> Summary {
-    let mut rng = Rng(seed ^ 0xFAC0_17);
+    let mut rng = Rng(seed ^ 0x00FA_C017);
     let mut summary = Summary {
         target: target.name,
         inputs: 0,

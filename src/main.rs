@@ -211,6 +211,7 @@ struct TaskArgs {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum ZooCommand {
     /// List the teachers of a zoo directory.
     List {

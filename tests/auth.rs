@@ -151,7 +151,7 @@ async fn a_busy_server_answers_429_with_retry_after() {
             .map_err(|e| e.0.message)
     });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let refused = st.blocking(|| Ok(())).await.err().expect("no slot left");
+    let refused = st.blocking(|| Ok(())).await.expect_err("no slot left");
     let res = axum::response::IntoResponse::into_response(refused);
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(res.headers()["retry-after"], "1");

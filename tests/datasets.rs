@@ -174,7 +174,15 @@ async fn bad_datasets_are_refused_and_change_nothing() {
     let not_image = zip_of(&[("a/1.txt", b"hello".to_vec()), ("b/1.png", png(4, 4, 1))]);
     let huge = vec![b'1'; 400_000];
     let labels_unused = ("labels", r#"["a","b","never seen"]"#);
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    // (file name, bytes, form fields, status, text the error names)
+    type Case<'a> = (
+        &'a str,
+        Vec<u8>,
+        Vec<(&'a str, &'a str)>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("nan.npz", nan, vec![], StatusCode::BAD_REQUEST, "NaN"),
         ("inf.npz", inf, vec![], StatusCode::BAD_REQUEST, "infinity"),
         (

@@ -170,7 +170,7 @@ fn multi_teacher_fuses_and_reports_every_teacher() {
     let sb = Sandbox::new();
     let store = faculty::store::Store::temporary().unwrap();
     let zoo = faculty::zoo::Zoo::open(
-        &sb.zoo(),
+        sb.zoo(),
         &store,
         std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
         64,

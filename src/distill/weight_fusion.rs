@@ -124,6 +124,8 @@ fn activation_of(op: &str) -> Activation {
 /// dataset's label names; the last layer's columns are put in the dataset's label order.
 pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Dataset) -> Result<Family> {
     let mut nets = Vec::new();
+    // the first teacher's (layer widths, activation, input mean, input std), which the others must share
+    #[allow(clippy::type_complexity)]
     let mut first: Option<(Vec<usize>, String, Vec<f32>, Vec<f32>)> = None;
     for t in teachers {
         let refuse = |why: String| {
@@ -288,6 +290,7 @@ fn column_distances(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
 
 /// `other` with its hidden neurons aligned to `reference`'s. `acts` are both nets' hidden activations
 /// (align by activations) or `None` (align by weights).
+#[allow(clippy::type_complexity)]
 fn align(
     reference: &Mlp,
     other: &Mlp,
@@ -728,13 +731,13 @@ mod tests {
         for (l, p) in perms.iter().enumerate() {
             let (a, b) = (out.layers[l].clone(), out.layers[l + 1].clone());
             let (o, next_o) = (a.outputs, b.outputs);
-            for j in 0..o {
+            for (j, &pj) in p.iter().enumerate().take(o) {
                 for i in 0..a.inputs {
-                    out.layers[l].weight[i * o + p[j]] = a.weight[i * o + j];
+                    out.layers[l].weight[i * o + pj] = a.weight[i * o + j];
                 }
-                out.layers[l].bias[p[j]] = a.bias[j];
+                out.layers[l].bias[pj] = a.bias[j];
                 for k in 0..next_o {
-                    out.layers[l + 1].weight[p[j] * next_o + k] = b.weight[j * next_o + k];
+                    out.layers[l + 1].weight[pj * next_o + k] = b.weight[j * next_o + k];
                 }
             }
         }

@@ -747,13 +747,12 @@ impl JobManager {
         for (_, v) in self.inner.jobs.iter()? {
             let mut job: Job = serde_json::from_slice(&v)?;
             match job.state {
-                JobState::Queued | JobState::Running => {
-                    if !self.inner.shared {
-                        self.inner.leases.take(&job.id)?;
-                        pending.push(job);
-                    }
-                    // shared: taken at a heartbeat, by whichever process has a free slot
+                JobState::Queued | JobState::Running if !self.inner.shared => {
+                    self.inner.leases.take(&job.id)?;
+                    pending.push(job);
                 }
+                // shared: taken at a heartbeat, by whichever process has a free slot
+                JobState::Queued | JobState::Running => {}
                 JobState::Succeeded => {
                     let ok = job
                         .student_id

@@ -130,6 +130,8 @@ pub struct Predictor {
 }
 
 /// Creates a session for model bytes; failures are the model's fault (kind `invalid_model`).
+// the builder's closures return ONNX Runtime's own error type, large or not
+#[allow(clippy::result_large_err)]
 pub fn load_session(bytes: &[u8], intra_threads: usize) -> Result<Session> {
     let env = environment()?;
     let builder = Session::builder(env).map_err(Error::from)?;

@@ -83,6 +83,7 @@ fn ln(v: f64) -> f64 {
 }
 
 /// Runs log-domain Sinkhorn at one eps from potentials (u, v); `mr` = -M/eps. Returns iterations, converged.
+#[allow(clippy::too_many_arguments)] // the kernel's state, passed apart so the caller keeps it between eps
 fn iterate_log(
     loga: &Array1<f64>,
     logb: &Array1<f64>,
@@ -401,8 +402,7 @@ pub fn sinkhorn_batch(
                 u[i] = if ap[i] > 0.0 { ap[i] / kv[i] } else { 0.0 };
             }
             ktu.fill(0.0);
-            for i in 0..n {
-                let ui = u[i];
+            for (i, &ui) in u.iter().enumerate() {
                 for (t, x) in ktu.iter_mut().zip(kern.row(i)) {
                     *t += x * ui;
                 }
@@ -422,9 +422,9 @@ pub fn sinkhorn_batch(
         }
         if ok {
             let mut c = 0.0;
-            for i in 0..n {
+            for (i, &ui) in u.iter().enumerate() {
                 let row = km.row(i);
-                c += u[i] * row.iter().zip(&v).map(|(x, y)| x * y).sum::<f64>();
+                c += ui * row.iter().zip(&v).map(|(x, y)| x * y).sum::<f64>();
             }
             costs[p] = c;
             for j in 0..k {

@@ -151,9 +151,9 @@ fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
         a.swap(c, p);
         b.swap(c, p);
         for r in c + 1..4 {
-            let f = a[r][c] / a[c][c];
-            for k in c..4 {
-                a[r][k] -= f * a[c][k];
+            let (f, pivot) = (a[r][c] / a[c][c], a[c]);
+            for (x, y) in a[r][c..].iter_mut().zip(&pivot[c..]) {
+                *x -= f * y;
             }
             b[r] -= f * b[c];
         }

@@ -59,6 +59,9 @@ struct Entry {
     stored: bool,
 }
 
+/// A teacher's penultimate features [N, D] and its classifier rows [K, D].
+pub type Penultimate = (Array2<f32>, Array2<f32>);
+
 /// The blob key of a teacher kept in the object store.
 fn stored_key(sha256: &str) -> String {
     format!("teachers/{sha256}.onnx")
@@ -588,7 +591,7 @@ impl Zoo {
         &self,
         id: &str,
         x: ArrayViewD<'_, f32>,
-    ) -> Result<(Array2<f32>, Option<(Array2<f32>, Array2<f32>)>)> {
+    ) -> Result<(Array2<f32>, Option<Penultimate>)> {
         let (t, path) = self.model_file(id)?;
         let predictor = usable_predictor(&t)?;
         let bytes = std::fs::read(&path)?;

@@ -390,13 +390,12 @@ pub fn misleading_teacher_task() -> Vec<u8> {
     }
     let bytes = |v: &[f32]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
     let ints = |v: &[i64]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
-    let npz = zip_of(&[
+    zip_of(&[
         ("x.npy", npy("<f4", &[n, 4], &bytes(&x))),
         ("y.npy", npy("<i8", &[n], &ints(&y))),
         ("x_test.npy", npy("<f4", &[150, 4], &bytes(&xt))),
         ("y_test.npy", npy("<i8", &[150], &ints(&yt))),
-    ]);
-    npz
+    ])
 }
 
 /// A linear teacher that is confidently wrong on the misleading task: column k of W reads feature
