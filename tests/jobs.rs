@@ -969,7 +969,7 @@ async fn jobs_queue_and_cancel() {
         second["id"].as_str().unwrap(),
     );
     wait_for(&app, a, |j| {
-        j["state"] == "running" && !j["epochs"].as_array().unwrap().is_empty()
+        j["state"] == "running" && j["epochs"].as_array().unwrap().len() >= 2
     })
     .await;
     // one slot: the second waits
@@ -979,6 +979,21 @@ async fn jobs_queue_and_cancel() {
     );
     let listed = get(&app, "/v1/jobs").await.json();
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 2);
+    // listed with its latest epoch only, the older ones counted
+    let running = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == a)
+        .unwrap();
+    assert_eq!(running["epochs"].as_array().unwrap().len(), 1, "{running}");
+    let latest = running["epochs"][0]["epoch"].as_u64().unwrap();
+    assert!(latest >= 2, "{running}");
+    assert_eq!(
+        running["epochs_dropped"].as_u64().unwrap(),
+        latest - 1,
+        "{running}"
+    );
     // cancelling the queued one is immediate
     let r = post_json(&app, &format!("/v1/jobs/{b}/cancel"), json!({})).await;
     assert_eq!(r.status, StatusCode::OK);

@@ -43,7 +43,8 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
-/// Lists jobs.
+/// Lists jobs, newest first, each with its latest epoch only (`epochs_dropped` counts the others; GET the
+/// job for its whole history).
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = JobList)))]
 pub async fn list(State(st): State<AppState>) -> Result<Json<JobList>, ApiError> {
     Ok(Json(JobList {

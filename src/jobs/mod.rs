@@ -88,6 +88,16 @@ pub struct Job {
     pub worker: Option<String>,
 }
 
+impl Job {
+    /// The job as listed: its latest epoch, the others counted in `epochs_dropped`.
+    pub fn latest_epoch_only(mut self) -> Self {
+        let older = self.epochs.len().saturating_sub(1);
+        self.epochs.drain(..older);
+        self.epochs_dropped += older;
+        self
+    }
+}
+
 /// A job shows at most this many epochs: every epoch publishes the job to its watchers, so a search of
 /// thousands of epochs would otherwise copy and send an ever-longer list each time.
 const MAX_JOB_EPOCHS: usize = 2000;
@@ -428,16 +438,18 @@ impl JobManager {
         self.read(id)
     }
 
-    /// Every job, newest first.
+    /// Every job, newest first, each with its latest epoch only: a job near its history cap is ~250 KB,
+    /// so a list of a few hundred would be tens of MB (GET the job for its whole history).
     pub fn list(&self) -> Result<Vec<Job>> {
         let live = self.inner.live.lock().expect("live lock");
         let mut v = Vec::new();
         for (_, val) in self.inner.jobs.iter()? {
             let stored: Job = serde_json::from_slice(&val)?;
-            v.push(match live.get(&stored.id) {
+            let job = match live.get(&stored.id) {
                 Some(tx) => tx.borrow().clone(),
                 None => stored,
-            });
+            };
+            v.push(job.latest_epoch_only());
         }
         drop(live);
         v.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
