@@ -337,32 +337,24 @@ impl Work {
     /// Scores the shard at `key`, whose lease this process holds, lets the lease go, and closes the
     /// ranking if that was its last shard. A shard that fails fails its ranking.
     fn score(&self, key: &str) -> Result<()> {
-        let ranking = self
-            .shards
-            .shard(key)?
-            .map(|s| s.ranking_id)
-            .unwrap_or_default();
-        let out = self.run(key);
-        match out {
+        let Some(raw) = self.shards.shards.get(key)? else {
+            // the shard was gone (its ranking closed or failed): nothing to do
+            self.shards.leases.forget(key)?;
+            return Ok(());
+        };
+        let s: Shard = serde_json::from_slice(&raw)?;
+        let ranking = s.ranking_id.clone();
+        match self.run(key, &raw, s) {
             Ok(()) => self.shards.leases.release(key)?,
             Err(e) if e.kind == ErrorKind::StoreUnavailable => return Err(e),
             Err(e) => self.shards.fail(&ranking, &e.message)?,
         }
-        if ranking.is_empty() {
-            // the shard was gone (its ranking closed or failed): nothing to do
-            self.shards.leases.forget(key)?;
-            return Ok(());
-        }
         self.close(&ranking)
     }
 
-    /// Scores the shard at `key`, whose lease this process holds.
-    fn run(&self, key: &str) -> Result<()> {
+    /// Scores shard `s` (stored at `key` as `raw`), whose lease this process holds.
+    fn run(&self, key: &str, raw: &[u8], mut s: Shard) -> Result<()> {
         let sh = &self.shards;
-        let Some(raw) = sh.shards.get(key)? else {
-            return Ok(());
-        };
-        let mut s: Shard = serde_json::from_slice(&raw)?;
         if s.done {
             return Ok(());
         }
@@ -378,7 +370,7 @@ impl Work {
         }
         s.attempts += 1;
         s.worker = Some(sh.leases.owner.clone());
-        if !sh.swap(key, &raw, &s)? {
+        if !sh.swap(key, raw, &s)? {
             return Ok(());
         }
         // the lease is renewed while the shard is scored
