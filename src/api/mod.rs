@@ -137,6 +137,7 @@ impl AppState {
             rankings: rankings.clone(),
             shards: crate::rank::shards::Shards::open(&store, jobs.owner())?,
             running: Default::default(),
+            swept: Default::default(),
         });
         // runners only where shards can exist: a shared database (another server may fan out) or this
         // server fans out itself

@@ -26,6 +26,10 @@ use crate::zoo::Zoo;
 const MAX_ATTEMPTS: u32 = 4;
 /// How often an idle shard runner looks for work.
 const POLL: Duration = Duration::from_millis(150);
+/// How often a process on the work queue (PostgreSQL) looks through the shards table for rankings whose
+/// last shard was scored by a process that died before closing them (rare: the table holds every scored
+/// line, so it is not read at every poll).
+const ORPHAN_SWEEP: Duration = Duration::from_secs(2);
 
 /// A ranking whose shards are being scored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +111,8 @@ pub struct Work {
     /// Shards this process's runners are scoring (a lease is per process, so its runners check here
     /// that no other runner of theirs has the shard).
     pub running: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// When this process last looked through the shards table on the work queue (see `ORPHAN_SWEEP`).
+    pub swept: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The shard tables, seen from one process.
@@ -285,6 +291,11 @@ impl Work {
                 self.running.lock().expect("running lock").remove(&key);
                 return out.map(|()| true);
             }
+            let mut swept = self.swept.lock().expect("swept lock");
+            if swept.is_some_and(|t| t.elapsed() < ORPHAN_SWEEP) {
+                return Ok(false);
+            }
+            *swept = Some(std::time::Instant::now());
         }
         let table = self.shards.shards.iter()?;
         let mut all_done: Vec<String> = Vec::new();
