@@ -249,25 +249,23 @@ impl Client {
         }
     }
 
-    /// Follows a job's server-sent events, calling `on_job` with every update, until it finishes; the
-    /// final job.
+    /// Follows a job's server-sent events, calling `on_job` with every update (each with its latest epoch
+    /// only, the others counted in `epochs_dropped`), until it finishes; the final job, whole.
     pub fn follow(&self, id: &str, mut on_job: impl FnMut(&Job)) -> Result<Job> {
-        let req = self.authorized(self.agent.get(self.url(&format!("/v1/jobs/{id}/events"))));
+        let req = self.authorized(
+            self.agent
+                .get(self.url(&format!("/v1/jobs/{id}/events?epochs=latest"))),
+        );
         let res = req.call().map_err(|e| self.transport(e))?;
-        let mut last: Option<Job> = None;
         self.events(res, |_, data| {
             let job: Job = serde_json::from_str(data)
                 .map_err(|e| Error::internal(format!("job event: {e}")))?;
             on_job(&job);
-            let done = job.state.finished();
-            last = Some(job);
-            Ok(!done)
+            Ok(!job.state.finished())
         })?;
-        // the stream can end before the final state when the server restarts: ask once more
-        match last {
-            Some(j) if j.state.finished() => Ok(j),
-            _ => self.get(&format!("/v1/jobs/{id}")),
-        }
+        // the events carried the latest epoch only, and the stream can end before the final state when
+        // the server restarts: the final job is read whole
+        self.get(&format!("/v1/jobs/{id}"))
     }
 
     /// Ranks over the streaming endpoint, calling `on_teacher(line, done, total)` as teachers are scored;

@@ -1072,6 +1072,19 @@ async fn a_long_job_keeps_its_latest_epochs_only() {
     assert_eq!(epochs.last().unwrap()["epoch"], 2600);
     // the student's card keeps the whole training
     assert_eq!(card["history"].as_array().unwrap().len(), 2600);
+    // for a progress display: every event with the latest epoch only, the others counted
+    let ev = get(&app, &format!("/v1/jobs/{id}/events?epochs=latest")).await;
+    let events = sse_data(&String::from_utf8(ev.body).unwrap());
+    let last = events.last().unwrap();
+    assert_eq!(last["epochs"].as_array().unwrap().len(), 1, "{last}");
+    assert_eq!(last["epochs"][0]["epoch"], 2600);
+    assert_eq!(last["epochs_dropped"], 2599);
+    assert_eq!(last["student_id"], j["student_id"]);
+    // a value it does not know is refused, naming it
+    let r = get(&app, &format!("/v1/jobs/{id}/events?epochs=some")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(text.contains("some") || text.contains("epochs"), "{text}");
 }
 
 /// The JSON of every `data:` line of a server-sent-event body.

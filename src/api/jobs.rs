@@ -73,22 +73,44 @@ pub async fn cancel(
     Ok(Json(st.jobs.cancel(&id)?))
 }
 
+/// Which epochs a job's events carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EpochsShown {
+    /// The job's whole kept history (up to its 2,000 latest epochs).
+    #[default]
+    All,
+    /// The latest epoch only, the others counted in `epochs_dropped` (for progress displays).
+    Latest,
+}
+
+/// Options of a job's event stream.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EventsQuery {
+    /// `all` (default) or `latest`: each event then carries the job's latest epoch only (~1 KB instead of
+    /// up to ~250 KB), its older epochs counted in `epochs_dropped`.
+    pub epochs: Option<EpochsShown>,
+}
+
 /// The job as server-sent events: one `job` event with the whole job object now, then at its changes (phase,
 /// epoch, state) at most one event per `--events-min-interval-ms` (default 250 ms; changes in between are
 /// folded into the next event, which carries the whole job), ending after the final state.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path), EventsQuery),
     responses((status = 200, description = "text/event-stream of `job` events", content_type = "text/event-stream"),
         (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    super::error::ApiQuery(q): super::error::ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (first, rx) = st.jobs.subscribe(&id)?;
     let gap = Duration::from_millis(st.config.events_min_interval_ms);
-    let event = |j: &Job| {
+    let latest = q.epochs.unwrap_or_default() == EpochsShown::Latest;
+    let event = move |j: Job| {
+        let j = if latest { j.latest_epoch_only() } else { j };
         Event::default()
             .event("job")
-            .json_data(j)
+            .json_data(&j)
             .unwrap_or_else(|_| Event::default().event("job"))
     };
     // state: (the next job to send, the receiver, done, when the last event went out)
@@ -100,7 +122,7 @@ pub async fn events(
             }
             if let Some(j) = pending {
                 let fin = j.state.finished() || rx.is_none();
-                return Some((Ok(event(&j)), (None, rx, fin, tokio::time::Instant::now())));
+                return Some((Ok(event(j)), (None, rx, fin, tokio::time::Instant::now())));
             }
             let r = rx.as_mut()?;
             // the watch keeps only the newest job: what changes while we wait is sent as one event
@@ -109,7 +131,7 @@ pub async fn events(
                 Ok(()) => {
                     let j = r.borrow_and_update().clone();
                     let fin = j.state.finished();
-                    Some((Ok(event(&j)), (None, rx, fin, tokio::time::Instant::now())))
+                    Some((Ok(event(j)), (None, rx, fin, tokio::time::Instant::now())))
                 }
                 // the job finished and its channel closed: nothing more will come (an unseen final
                 // state is still delivered by `changed` first)

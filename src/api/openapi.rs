@@ -101,6 +101,7 @@ use crate::zoo::{RescanReport, Teacher, TeacherPage, TensorSig};
         HopTrial,
         Accuracy,
         jobs::JobList,
+        jobs::EpochsShown,
         jobs::StudentList,
         crate::rank::label_map::LabelMap,
         crate::rank::RankingSummary,

@@ -265,10 +265,13 @@ impl JobBar {
             self.bar.trial(t);
         }
         self.trials = j.search.len();
-        if j.epochs.len() > self.epochs
+        // counted with the epochs no longer in the job (a long job keeps its latest ones; events sent for
+        // a progress display carry the latest only)
+        let seen = j.epochs_dropped + j.epochs.len();
+        if seen > self.epochs
             && let Some(m) = j.epochs.last()
         {
-            self.epochs = j.epochs.len();
+            self.epochs = seen;
             self.bar.epoch(&j.phase, m, j.progress);
         } else if j.phase != self.phase {
             self.phase = j.phase.clone();
