@@ -66,8 +66,9 @@ class Faculty:
             return json.load(r)
 
     def follow(self, job_id):
-        """Yields the job at every change (server-sent events) until it finishes."""
-        with self.request("GET", f"/v1/jobs/{job_id}/events") as r:
+        """Yields the job at every change (server-sent events, each with its latest epoch only) until it
+        finishes."""
+        with self.request("GET", f"/v1/jobs/{job_id}/events?epochs=latest") as r:
             data = []
             for raw in r:
                 line = raw.decode().rstrip("\r\n")
