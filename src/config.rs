@@ -101,7 +101,7 @@ pub struct Config {
     /// A stored teacher's blob that a deletion moved aside (`trash/teachers/` in the object store) and an
     /// interrupted deletion left there is removed by a rescan once it is this many seconds old. A deletion
     /// moves it back within milliseconds when another server took the same bytes meanwhile.
-    #[arg(long, env = "FACULTY_TRASH_GRACE_S", default_value_t = 600)]
+    #[arg(long, env = "FACULTY_TRASH_GRACE_S", default_value_t = crate::zoo::TRASH_GRACE_S)]
     pub trash_grace_s: u64,
 }
 
@@ -132,7 +132,7 @@ impl Config {
             blob_cache_mb: 2048,
             events_min_interval_ms: 250,
             checkpoint_every_ms: 2000,
-            trash_grace_s: 600,
+            trash_grace_s: crate::zoo::TRASH_GRACE_S,
         }
     }
 }

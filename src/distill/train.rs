@@ -678,7 +678,6 @@ fn kl_rows(soft: &Array2<f32>, z: Tensor<2>, rows: &[usize], t: f32, dev: &Devic
         .squeeze_dim::<1>(1)
 }
 
-/// A teacher term's loss on a batch: (weight of the cross-entropy beside it, the loss, its value).
 /// A teacher term on one batch: the weight it leaves the labeled rows' cross-entropy, the tensor to
 /// differentiate, the term's own value (the epoch's `distill_loss`) and what it adds to the objective
 /// (the epoch's `train_loss`).

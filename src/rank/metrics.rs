@@ -538,6 +538,15 @@ pub fn scratch_accuracy(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64
     Ok(mean(&scratch_hits(x, y, c_s, lambda)?))
 }
 
+/// How many of `y` fall in each of the `c_s` classes.
+pub fn class_counts(y: &[usize], c_s: usize) -> Vec<usize> {
+    let mut count = vec![0usize; c_s];
+    for &c in y {
+        count[c] += 1;
+    }
+    count
+}
+
 /// Per row of `x`, 1 when the ridge classifier of [`scratch_accuracy`] gets it right held out, else 0.
 pub fn scratch_hits(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64) -> Result<Vec<f64>> {
     let (n, d) = x.dim();
@@ -554,10 +563,7 @@ pub fn scratch_hits(x: ArrayView2<f64>, y: &[usize], c_s: usize, lambda: f64) ->
         xs.dot(&inv).dot(&xs.t())
     };
     let pred = hat.dot(&tc);
-    let mut count = vec![0usize; c_s];
-    for &c in y {
-        count[c] += 1;
-    }
+    let count = class_counts(y, c_s);
     Ok((0..n)
         .map(|i| {
             // a row whose class has no other labeled row: a classifier that never saw the class cannot

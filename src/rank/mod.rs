@@ -782,10 +782,7 @@ fn score_teacher(
 pub fn scratch_estimate(ds: &Dataset) -> Result<ScratchEstimate> {
     let (x, ys) = ridge_rows(ds);
     let hits = metrics::scratch_hits(x.view(), &ys, ds.classes(), 1.0)?;
-    let mut count = vec![0usize; ds.classes()];
-    for &c in &ys {
-        count[c] += 1;
-    }
+    let count = metrics::class_counts(&ys, ds.classes());
     Ok(ScratchEstimate {
         hits: hits.iter().map(|&v| v as f32).collect(),
         lone_rows: ys.iter().filter(|&&c| count[c] == 1).count(),

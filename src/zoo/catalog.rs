@@ -68,8 +68,14 @@ fn stored_key(sha256: &str) -> String {
 }
 
 /// Where a stored teacher's blob waits while its deletion checks that no teacher took it in the meantime.
+const TRASH_DIR: &str = "trash/teachers";
+
+/// How long a blob stays aside before a rescan may remove it (`--trash-grace-s`).
+pub const TRASH_GRACE_S: u64 = 600;
+
+/// The key a stored teacher's blob is moved to while its deletion runs.
 fn trash_key(sha256: &str) -> String {
-    format!("trash/teachers/{sha256}.onnx")
+    format!("{TRASH_DIR}/{sha256}.onnx")
 }
 
 /// Writes a stored teacher's blob again if it is gone, after its catalog entry went in: a deletion of the
@@ -264,7 +270,7 @@ impl Zoo {
             infer_batch,
             lock: Mutex::new(()),
             blobs: None,
-            trash_grace: std::time::Duration::from_secs(600),
+            trash_grace: std::time::Duration::from_secs(TRASH_GRACE_S),
         })
     }
 
@@ -482,7 +488,7 @@ impl Zoo {
     fn sweep_trash(&self, blobs: &crate::store::Blobs) -> Result<usize> {
         let now = std::time::SystemTime::now();
         let mut removed = 0;
-        for (key, written) in blobs.list("trash/teachers")? {
+        for (key, written) in blobs.list(TRASH_DIR)? {
             if now.duration_since(written).unwrap_or_default() < self.trash_grace {
                 continue;
             }
