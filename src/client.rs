@@ -184,6 +184,34 @@ impl Client {
         }
     }
 
+    /// The newest `limit` items of a list paged newest first (`path` with its filters, e.g.
+    /// `/v1/jobs?state=running`; `field` the page's array), and how many match in all.
+    pub fn newest<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        field: &str,
+        limit: usize,
+    ) -> Result<(Vec<T>, usize)> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let sep = if path.contains('?') { '&' } else { '?' };
+        loop {
+            let size = limit.saturating_sub(out.len()).clamp(1, 500);
+            let mut url = format!("{path}{sep}page_size={size}");
+            if let Some(t) = &token {
+                url += &format!("&page_token={t}");
+            }
+            let mut page: serde_json::Value = self.get(&url)?;
+            let items: Vec<T> = serde_json::from_value(page[field].take())?;
+            out.extend(items);
+            let total = page["total"].as_u64().unwrap_or(0) as usize;
+            match page["next_page_token"].as_str() {
+                Some(t) if out.len() < limit => token = Some(t.to_string()),
+                _ => return Ok((out, total)),
+            }
+        }
+    }
+
     /// Uploads a dataset file; its stored description.
     pub fn upload_dataset(
         &self,

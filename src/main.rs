@@ -325,6 +325,12 @@ enum JobsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Only jobs in this state (queued, running, succeeded, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many jobs (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// One job's state; with --follow, a progress bar until it finishes.
     Status {
@@ -347,6 +353,9 @@ enum StudentsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// At most this many students (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Download a student's ONNX file (sha256 checked) and its card (`<out>.card.json`).
     Download {

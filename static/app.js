@@ -715,7 +715,7 @@ function jobStateBadge(j) {
 
 route(/^\/jobs(?:\?(.*))?$/, async (query) => {
   const params = new URLSearchParams(query || "");
-  const [{ datasets }, teachers, { jobs }] = await Promise.all([api("/v1/datasets"), allTeachers(), api("/v1/jobs")]);
+  const [{ datasets }, teachers, { jobs, total: jobsTotal }] = await Promise.all([api("/v1/datasets"), allTeachers(), api("/v1/jobs?page_size=200")]);
   const usable = teachers.filter((t) => t.usable);
   const sel = (id, options, value) => h("select", { id }, options.map(([v, l]) => h("option", { value: v, selected: v === value }, l)));
   const input = (id, attrs) => h("input", { id, ...attrs });
@@ -820,7 +820,7 @@ route(/^\/jobs(?:\?(.*))?$/, async (query) => {
     group("weight_fusion", "Weight fusion", field("job-weight-fusion", "Settings (JSON)", f.weight_fusion))),
     h("div", { class: "row" }, submit), msg);
   sync();
-  show(h("h1", {}, "Jobs"), form, h("h2", {}, "All jobs"),
+  show(h("h1", {}, "Jobs"), form, h("h2", { id: "jobs-heading" }, jobs.length < jobsTotal ? `The newest ${jobs.length} of ${jobsTotal} jobs` : "All jobs"),
     jobs.length ? table("job-table", [
       { key: "id", label: "Job", render: (j) => h("a", { href: "#/jobs/" + j.id }, j.id) },
       { key: "state", label: "State", render: jobStateBadge },
@@ -945,13 +945,14 @@ function studentCard(c, { compare } = {}) {
       h("button", { class: "primary download-btn", id: "download-" + c.id, onclick: () => download(`/v1/students/${c.id}/model.onnx`, c.id + ".onnx", c.sha256, dl) }, "Download ONNX"), dl));
 }
 route(/^\/students$/, async () => {
-  const { students } = await api("/v1/students");
+  const { students, total } = await api("/v1/students?page_size=200");
   const cmp = h("button", { id: "compare-btn", onclick: () => {
     const ids = $$(".compare-pick:checked").map((x) => x.value);
     if (ids.length < 2) toast("Pick two or more students to compare");
     else go("#/compare/" + ids.join(","));
   } }, "Compare selected");
-  show(h("h1", {}, "Students"), students.length ? h("div", {}, h("p", { class: "row" }, cmp, h("span", { class: "muted" }, "tick two or more cards")), h("div", { class: "cards", id: "student-list" }, students.map((c) => studentCard(c, { compare: true }))))
+  show(h("h1", {}, "Students"), students.length ? h("div", {}, h("p", { class: "row" }, cmp, h("span", { class: "muted" }, "tick two or more cards"),
+    students.length < total ? h("span", { class: "muted", id: "students-shown" }, `the newest ${students.length} of ${total}`) : null), h("div", { class: "cards", id: "student-list" }, students.map((c) => studentCard(c, { compare: true }))))
     : empty("No students yet. ", h("a", { href: "#/jobs" }, "Start a job")));
 });
 route(/^\/students\/([^/]+)$/, async (id) => {

@@ -1029,7 +1029,7 @@ async fn jobs_queue_and_cancel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_job_keeps_its_latest_epochs_only() {
+async fn a_long_job_keeps_its_latest_epochs_only_and_lists_stay_small_and_paged() {
     let sb = Sandbox::new();
     let app = sb.app();
     let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
@@ -1085,6 +1085,89 @@ async fn a_long_job_keeps_its_latest_epochs_only() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let text = String::from_utf8_lossy(&r.body);
     assert!(text.contains("some") || text.contains("epochs"), "{text}");
+
+    // lists: small views, paged newest first, filtered
+    for seed in 1..=3 {
+        run_job(
+            &app,
+            json!({"dataset_id": letters, "method": "scratch", "student": "linear",
+                   "config": {"max_epochs": 3, "seed": seed}}),
+        )
+        .await;
+    }
+    for (path, field) in [("/v1/jobs", "jobs"), ("/v1/students", "students")] {
+        let whole = get(&app, &format!("{path}?page_size=500")).await;
+        // the long job's view carries one epoch, its student's no history: a few KB, not ~250-350 KB
+        assert!(
+            whole.body.len() < 40_000,
+            "{path}: {} bytes",
+            whole.body.len()
+        );
+        let whole = whole.json();
+        assert_eq!(whole["total"], 4, "{path}");
+        assert!(whole["next_page_token"].is_null());
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = get(&app, &format!("{path}?page_size=3{token}"))
+                .await
+                .json();
+            assert_eq!(page["total"], 4);
+            let items = page[field].as_array().unwrap();
+            assert!(!items.is_empty() && items.len() <= 3, "{page}");
+            seen.extend(items.iter().map(|j| {
+                (
+                    j["created"].as_u64().unwrap(),
+                    j["id"].as_str().unwrap().to_string(),
+                )
+            }));
+            match page["next_page_token"].as_str() {
+                Some(t) => token = format!("&page_token={t}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 4, "{path}: {seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0] > w[1]),
+            "{path}: not newest first: {seen:?}"
+        );
+        get(&app, &format!("{path}?page_token=nonsense"))
+            .await
+            .expect_error(400, "page_token");
+        get(&app, &format!("{path}?page_size=0"))
+            .await
+            .expect_error(400, "page_size");
+        let other = get(&app, &format!("{path}?dataset_id=ds_0000000000000000"))
+            .await
+            .json();
+        assert_eq!(other["total"], 0);
+        assert_eq!(other[field], json!([]));
+    }
+    let jobs = get(&app, "/v1/jobs?page_size=500").await.json();
+    let long = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(long["epochs"].as_array().unwrap().len(), 1);
+    assert_eq!(long["epochs_dropped"], 2599);
+    let students = get(&app, "/v1/students").await.json();
+    for s in students["students"].as_array().unwrap() {
+        assert_eq!(s["history"], json!([]), "a listed card carries no history");
+    }
+    assert_eq!(
+        get(&app, "/v1/jobs?state=succeeded").await.json()["total"],
+        4
+    );
+    assert_eq!(get(&app, "/v1/jobs?state=running").await.json()["total"], 0);
+    get(&app, "/v1/jobs?state=finished")
+        .await
+        .expect_error(400, "finished");
+    // the id of a list view is no job
+    get(&app, &format!("/v1/jobs/~list%2F{id}"))
+        .await
+        .expect_error(404, "no job");
 }
 
 /// The JSON of every `data:` line of a server-sent-event body.

@@ -8,24 +8,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::distill::{DistillRequest, StudentCard};
-use crate::jobs::Job;
-
-/// Jobs, newest first.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct JobList {
-    pub jobs: Vec<Job>,
-}
-
-/// Students, newest first.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct StudentList {
-    pub students: Vec<StudentCard>,
-}
+use crate::jobs::{Job, JobPage, JobQuery, StudentPage, StudentQuery};
 
 /// Starts a distillation job. Every check that needs no training runs first: a bad request (unknown
 /// dataset or teacher, incompatible teacher, impossible student, no labeled rows) gets a 4xx and creates
@@ -43,13 +31,16 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 
-/// Lists jobs, newest first, each with its latest epoch only (`epochs_dropped` counts the others; GET the
-/// job for its whole history).
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", responses((status = 200, body = JobList)))]
-pub async fn list(State(st): State<AppState>) -> Result<Json<JobList>, ApiError> {
-    Ok(Json(JobList {
-        jobs: st.jobs.list()?,
-    }))
+/// Lists jobs, newest first, filtered and paginated, each with its latest epoch only (`epochs_dropped`
+/// counts the others; GET the job for its whole history).
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery),
+    responses((status = 200, body = JobPage), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<JobQuery>,
+) -> Result<Json<JobPage>, ApiError> {
+    let jobs = st.jobs.clone();
+    Ok(Json(st.blocking(move || jobs.list(&q)).await?))
 }
 
 /// One job: state, phase, progress, epoch metrics, and `student_id` once it succeeded.
@@ -142,12 +133,16 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// Lists students.
-#[utoipa::path(get, path = "/v1/students", tag = "students", responses((status = 200, body = StudentList)))]
-pub async fn list_students(State(st): State<AppState>) -> Result<Json<StudentList>, ApiError> {
-    Ok(Json(StudentList {
-        students: st.jobs.students().list()?,
-    }))
+/// Lists students, newest first, filtered and paginated, each card without its training history
+/// (`history` is empty: GET the student for it).
+#[utoipa::path(get, path = "/v1/students", tag = "students", params(StudentQuery),
+    responses((status = 200, body = StudentPage), (status = 400, body = ErrorBody)))]
+pub async fn list_students(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<StudentQuery>,
+) -> Result<Json<StudentPage>, ApiError> {
+    let jobs = st.jobs.clone();
+    Ok(Json(st.blocking(move || jobs.students().list(&q)).await?))
 }
 
 /// A student's card: held-out accuracy next to the scratch baseline and the teacher's, parameters, file

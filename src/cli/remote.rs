@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use faculty::Result;
 use faculty::client::Client;
-use faculty::distill::Progress;
+use faculty::distill::{Progress, StudentCard};
 use faculty::jobs::{Job, JobState};
 
 use crate::{
@@ -351,13 +351,23 @@ fn job_header() {
 
 pub fn jobs(c: &Client, cmd: JobsCommand) -> Result<()> {
     match cmd {
-        JobsCommand::List { json } => {
-            let list: faculty::api::jobs::JobList = c.get("/v1/jobs")?;
+        JobsCommand::List { json, state, limit } => {
+            let path = match &state {
+                Some(s) => format!("/v1/jobs?state={s}"),
+                None => "/v1/jobs".into(),
+            };
+            let (jobs, total) = c.newest::<Job>(&path, "jobs", limit.max(1))?;
             if json {
-                return json_out(&list);
+                return json_out(&serde_json::json!({"jobs": jobs, "total": total}));
             }
             job_header();
-            list.jobs.iter().for_each(job_line);
+            jobs.iter().for_each(job_line);
+            if jobs.len() < total {
+                eprintln!(
+                    "{} of {total} jobs shown (newest first; --limit for more)",
+                    jobs.len()
+                );
+            }
             Ok(())
         }
         JobsCommand::Status { id, follow, json } => {
@@ -386,10 +396,11 @@ pub fn jobs(c: &Client, cmd: JobsCommand) -> Result<()> {
 
 pub fn students(c: &Client, cmd: StudentsCommand) -> Result<()> {
     match cmd {
-        StudentsCommand::List { json } => {
-            let list: faculty::api::jobs::StudentList = c.get("/v1/students")?;
+        StudentsCommand::List { json, limit } => {
+            let (students, total) =
+                c.newest::<StudentCard>("/v1/students", "students", limit.max(1))?;
             if json {
-                return json_out(&list);
+                return json_out(&serde_json::json!({"students": students, "total": total}));
             }
             let pct =
                 |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
@@ -397,7 +408,7 @@ pub fn students(c: &Client, cmd: StudentsCommand) -> Result<()> {
                 "{:<20} {:<13} {:<12} {:>9} {:>8} {:>8} {:>8} NAME",
                 "ID", "METHOD", "STUDENT", "PARAMS", "ACC", "SCRATCH", "TEACHER"
             );
-            for s in &list.students {
+            for s in &students {
                 // held-out test accuracy where there is a test split, else validation
                 let (acc, scratch, teacher) = match &s.test {
                     Some(t) => (
@@ -417,6 +428,12 @@ pub fn students(c: &Client, cmd: StudentsCommand) -> Result<()> {
                     pct(scratch),
                     pct(teacher),
                     s.name
+                );
+            }
+            if students.len() < total {
+                eprintln!(
+                    "{} of {total} students shown (newest first; --limit for more)",
+                    students.len()
                 );
             }
             Ok(())

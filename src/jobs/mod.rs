@@ -26,9 +26,10 @@ use crate::data::DatasetStore;
 use crate::distill::{self, Checkpoint, DistillRequest, EpochMetrics, TeacherRef};
 use crate::error::{Error, Result};
 use crate::rank::OutputCache;
+use crate::store::listing::{Listing, Paging, newest_first};
 use crate::store::{Store, now_unix};
 use crate::zoo::Zoo;
-pub use students::StudentStore;
+pub use students::{StudentPage, StudentQuery, StudentStore};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -98,6 +99,30 @@ impl Job {
     }
 }
 
+/// Filters and paging for listing jobs.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this dataset.
+    pub dataset_id: Option<String>,
+    /// Jobs per page (1-500, default 100).
+    pub page_size: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// A page of jobs, newest first, each with its latest epoch only (`epochs_dropped` counts the others).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Pass as `page_token` for the next page; null on the last page.
+    pub next_page_token: Option<String>,
+    /// Jobs matching the filters, over all pages.
+    pub total: usize,
+}
+
 /// A job shows at most this many epochs: every epoch publishes the job to its watchers, so a search of
 /// thousands of epochs would otherwise copy and send an ever-longer list each time.
 const MAX_JOB_EPOCHS: usize = 2000;
@@ -129,7 +154,9 @@ const MAX_RESTARTS: u32 = 3;
 const PERSIST_EVERY: Duration = Duration::from_millis(250);
 
 struct Inner {
-    jobs: crate::store::Table,
+    /// The jobs, each with its list view (its latest epoch only, ~1 KB: a list reads these, not the
+    /// whole jobs of ~250 KB each near the epoch cap).
+    jobs: Listing<Job>,
     checkpoints: crate::store::Table,
     /// Where checkpoints live when servers share an object store (the table then holds pointers).
     checkpoint_blobs: Option<Arc<crate::store::Blobs>>,
@@ -201,7 +228,7 @@ impl JobManager {
         }
         let m = Self {
             inner: Arc::new(Inner {
-                jobs: store.tree("jobs")?,
+                jobs: Listing::open(store.tree("jobs")?, |j: &Job| j.clone().latest_epoch_only())?,
                 checkpoints: store.tree("checkpoints")?,
                 checkpoint_blobs,
                 active: store.tree("jobs_active")?,
@@ -397,20 +424,15 @@ impl JobManager {
     }
 
     fn read(&self, id: &str) -> Result<Job> {
-        let v = self
-            .inner
+        self.inner
             .jobs
-            .get(id.as_bytes())?
-            .ok_or_else(|| Error::not_found(format!("no job '{id}'")))?;
-        Ok(serde_json::from_slice(&v)?)
+            .get(id)?
+            .ok_or_else(|| Error::not_found(format!("no job '{id}'")))
     }
 
     fn write(&self, job: &Job) -> Result<()> {
-        self.inner
-            .jobs
-            .insert(job.id.as_bytes(), serde_json::to_vec(job)?)?;
-        self.inner.jobs.flush()?;
-        Ok(())
+        self.inner.jobs.put(&job.id, job)?;
+        self.inner.jobs.flush()
     }
 
     /// Persists and announces a job's new state.
@@ -438,22 +460,34 @@ impl JobManager {
         self.read(id)
     }
 
-    /// Every job, newest first, each with its latest epoch only: a job near its history cap is ~250 KB,
-    /// so a list of a few hundred would be tens of MB (GET the job for its whole history).
-    pub fn list(&self) -> Result<Vec<Job>> {
+    /// A page of jobs, newest first, each with its latest epoch only (GET the job for its whole
+    /// history). Reads the listed copies (~1 KB a job), not the jobs themselves.
+    pub fn list(&self, q: &JobQuery) -> Result<JobPage> {
         let live = self.inner.live.lock().expect("live lock");
         let mut v = Vec::new();
-        for (_, val) in self.inner.jobs.iter()? {
-            let stored: Job = serde_json::from_slice(&val)?;
+        for stored in self.inner.jobs.views()? {
             let job = match live.get(&stored.id) {
-                Some(tx) => tx.borrow().clone(),
+                Some(tx) => tx.borrow().clone().latest_epoch_only(),
                 None => stored,
             };
-            v.push(job.latest_epoch_only());
+            if q.state.is_none_or(|s| s == job.state)
+                && q.dataset_id.as_ref().is_none_or(|d| *d == job.dataset_id)
+            {
+                v.push(job);
+            }
         }
         drop(live);
-        v.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
-        Ok(v)
+        let paging = Paging {
+            page_size: q.page_size,
+            page_token: q.page_token.as_deref(),
+        };
+        let (jobs, next_page_token, total) =
+            newest_first(v, |j| (j.created, j.id.as_str()), paging)?;
+        Ok(JobPage {
+            jobs,
+            next_page_token,
+            total,
+        })
     }
 
     /// A receiver that sees every change of a job until it finishes (`None` when it already has).
@@ -756,8 +790,8 @@ impl JobManager {
     /// Jobs another live server holds are left to it.
     fn recover(&self) -> Result<()> {
         let mut pending = Vec::new();
-        for (_, v) in self.inner.jobs.iter()? {
-            let mut job: Job = serde_json::from_slice(&v)?;
+        // one job at a time: a few hundred jobs near their epoch cap are tens of MB
+        self.inner.jobs.for_each(|mut job| {
             match job.state {
                 JobState::Queued | JobState::Running if !self.inner.shared => {
                     self.inner.leases.take(&job.id)?;
@@ -778,7 +812,8 @@ impl JobManager {
                 }
                 _ => {}
             }
-        }
+            Ok(())
+        })?;
         pending.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         for job in pending {
             self.requeue(job, "the server stopped")?;

@@ -7,18 +7,53 @@ use std::sync::Arc;
 
 use crate::distill::{Outcome, StudentCard};
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::store::listing::{Listing, Paging, newest_first};
 use crate::store::{Blobs, Store};
 
 #[derive(Clone)]
 pub struct StudentStore {
-    tree: crate::store::Table,
+    /// The cards, each with its list view (the card without its training history).
+    cards: Listing<StudentCard>,
     blobs: Arc<Blobs>,
+}
+
+/// Filters and paging for listing students.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StudentQuery {
+    /// Only students of this dataset.
+    pub dataset_id: Option<String>,
+    /// Students per page (1-500, default 100).
+    pub page_size: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// A page of student cards, newest first, without their training histories (`history` is empty; GET
+/// the student for it).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StudentPage {
+    pub students: Vec<StudentCard>,
+    /// Pass as `page_token` for the next page; null on the last page.
+    pub next_page_token: Option<String>,
+    /// Students matching the filters, over all pages.
+    pub total: usize,
+}
+
+/// A card as listed: without its training history (a long training's is ~350 KB).
+fn list_view(card: &StudentCard) -> StudentCard {
+    StudentCard {
+        history: Vec::new(),
+        ..card.clone()
+    }
 }
 
 impl StudentStore {
     pub fn open(store: &Store, blobs: Arc<Blobs>) -> Result<Self> {
         Ok(Self {
-            tree: store.tree("students")?,
+            cards: Listing::open(store.tree("students")?, list_view)?,
             blobs,
         })
     }
@@ -52,28 +87,36 @@ impl StudentStore {
     /// Stores a finished student durably and returns its card.
     pub fn put(&self, out: &Outcome) -> Result<StudentCard> {
         self.blobs.put(&Self::key(&out.card.id)?, &out.onnx)?;
-        self.tree
-            .insert(out.card.id.as_bytes(), serde_json::to_vec(&out.card)?)?;
-        self.tree.flush()?;
+        self.cards.put(&out.card.id, &out.card)?;
+        self.cards.flush()?;
         Ok(out.card.clone())
     }
 
     pub fn get(&self, id: &str) -> Result<StudentCard> {
-        let v = self
-            .tree
-            .get(id.as_bytes())?
-            .ok_or_else(|| Error::not_found(format!("no student '{id}'")))?;
-        Ok(serde_json::from_slice(&v)?)
+        self.cards
+            .get(id)?
+            .ok_or_else(|| Error::not_found(format!("no student '{id}'")))
     }
 
-    /// Every student, newest first.
-    pub fn list(&self) -> Result<Vec<StudentCard>> {
-        let mut v = Vec::new();
-        for (_, val) in self.tree.iter()? {
-            v.push(serde_json::from_slice::<StudentCard>(&val)?);
-        }
-        v.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
-        Ok(v)
+    /// A page of students, newest first, without their training histories.
+    pub fn list(&self, q: &StudentQuery) -> Result<StudentPage> {
+        let cards: Vec<StudentCard> = self
+            .cards
+            .views()?
+            .into_iter()
+            .filter(|c| q.dataset_id.as_ref().is_none_or(|d| *d == c.dataset_id))
+            .collect();
+        let paging = Paging {
+            page_size: q.page_size,
+            page_token: q.page_token.as_deref(),
+        };
+        let (students, next_page_token, total) =
+            newest_first(cards, |c| (c.created, c.id.as_str()), paging)?;
+        Ok(StudentPage {
+            students,
+            next_page_token,
+            total,
+        })
     }
 
     /// Whether the card and its file are both there.
@@ -83,8 +126,8 @@ impl StudentStore {
 
     pub fn delete(&self, id: &str) -> Result<StudentCard> {
         let card = self.get(id)?;
-        self.tree.remove(id.as_bytes())?;
-        self.tree.flush()?;
+        self.cards.remove(id)?;
+        self.cards.flush()?;
         self.blobs.delete(&Self::key(id)?)?;
         Ok(card)
     }

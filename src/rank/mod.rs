@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::store::listing::Listing;
 use crate::zoo::Zoo;
 pub use outputs::{OutputCache, TeacherOutputs};
 
@@ -904,15 +905,34 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
     }
 }
 
-/// Stored rankings (the sled tree `rankings`).
+/// Stored rankings (the table `rankings`), each with its summary for lists.
 pub struct RankingStore {
-    tree: crate::store::Table,
+    rankings: Listing<Ranking, RankingSummary>,
+}
+
+/// A ranking as `GET /v1/rankings` lists it.
+fn summary(r: &Ranking) -> RankingSummary {
+    RankingSummary {
+        recommended: r
+            .results
+            .iter()
+            .find(|t| t.rank == Some(1))
+            .map(|t| t.teacher_id.clone()),
+        teachers: r.results.len(),
+        compatible: r.results.iter().filter(|t| t.compatible).count(),
+        teacher_helps: r.verdict.teacher_helps,
+        confident: r.verdict.confident,
+        id: r.id.clone(),
+        dataset_id: r.dataset_id.clone(),
+        primary_metric: r.primary_metric.clone(),
+        created: r.created,
+    }
 }
 
 impl RankingStore {
     pub fn open(store: &Store) -> Result<Self> {
         Ok(Self {
-            tree: store.tree("rankings")?,
+            rankings: Listing::open(store.tree("rankings")?, summary)?,
         })
     }
 
@@ -921,7 +941,7 @@ impl RankingStore {
     /// milliseconds; an fsync per ranking set the p99 latency of cached rankings under load.
     pub fn put(&self, mut r: Ranking) -> Result<Ranking> {
         r.id = self.new_id(&r.dataset_id, &r.primary_metric);
-        self.tree.insert(r.id.as_bytes(), serde_json::to_vec(&r)?)?;
+        self.rankings.put(&r.id, &r)?;
         Ok(r)
     }
 
@@ -940,47 +960,28 @@ impl RankingStore {
 
     /// Stores a ranking under its own id unless one is stored there already (then false), and flushes.
     pub fn insert_new(&self, r: &Ranking) -> Result<bool> {
-        let new = self
-            .tree
-            .insert_new(r.id.as_bytes(), serde_json::to_vec(r)?)?;
-        self.tree.flush()?;
+        let new = self.rankings.put_new(&r.id, r)?;
+        self.rankings.flush()?;
         Ok(new)
     }
 
-    /// Stored rankings, newest first: all, or those of one dataset; at most `limit`.
+    /// Stored rankings, newest first: all, or those of one dataset; at most `limit`. Reads the
+    /// summaries, not the rankings.
     pub fn list(&self, dataset_id: Option<&str>, limit: usize) -> Result<Vec<RankingSummary>> {
-        let mut out = Vec::new();
-        for (_, raw) in self.tree.iter()? {
-            let r: Ranking = serde_json::from_slice(&raw)?;
-            if dataset_id.is_some_and(|d| d != r.dataset_id) {
-                continue;
-            }
-            out.push(RankingSummary {
-                recommended: r
-                    .results
-                    .iter()
-                    .find(|t| t.rank == Some(1))
-                    .map(|t| t.teacher_id.clone()),
-                teachers: r.results.len(),
-                compatible: r.results.iter().filter(|t| t.compatible).count(),
-                teacher_helps: r.verdict.teacher_helps,
-                confident: r.verdict.confident,
-                id: r.id,
-                dataset_id: r.dataset_id,
-                primary_metric: r.primary_metric,
-                created: r.created,
-            });
-        }
+        let mut out: Vec<RankingSummary> = self
+            .rankings
+            .views()?
+            .into_iter()
+            .filter(|r| dataset_id.is_none_or(|d| d == r.dataset_id))
+            .collect();
         out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
         out.truncate(limit);
         Ok(out)
     }
 
     pub fn get(&self, id: &str) -> Result<Ranking> {
-        let raw = self
-            .tree
-            .get(id.as_bytes())?
-            .ok_or_else(|| Error::not_found(format!("no ranking '{id}'")))?;
-        Ok(serde_json::from_slice(&raw)?)
+        self.rankings
+            .get(id)?
+            .ok_or_else(|| Error::not_found(format!("no ranking '{id}'")))
     }
 }

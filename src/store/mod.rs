@@ -4,6 +4,7 @@
 //! share one state. Callers see [`Store`] and [`Table`] only. The bytes beside the tables (datasets'
 //! rows, students' files) go through the blob seam, [`Blobs`].
 pub mod blob;
+pub mod listing;
 pub mod pg;
 
 pub use blob::Blobs;
@@ -213,6 +214,41 @@ impl Table {
         match self {
             Self::Sled(t) => collect(t.iter()),
             Self::Pg(pg, tree) => pg.range(tree, None),
+        }
+    }
+
+    /// Calls `f` with every pair in key order, holding a few at a time in memory (for tables whose values
+    /// are large: `iter` holds them all).
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        match self {
+            Self::Sled(t) => {
+                for kv in t.iter() {
+                    let (k, v) = kv?;
+                    f(&k, &v)?;
+                }
+            }
+            Self::Pg(pg, tree) => {
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let page = pg.page_after(tree, after.as_deref(), 32)?;
+                    for (k, v) in &page {
+                        f(k, v)?;
+                    }
+                    match page.last() {
+                        Some((k, _)) if page.len() == 32 => after = Some(k.clone()),
+                        _ => return Ok(()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The pairs with keys in `range`, in order.
+    pub fn range(&self, range: Range<&[u8]>) -> Result<Vec<Pair>> {
+        match self {
+            Self::Sled(t) => collect(t.range(range)),
+            Self::Pg(pg, tree) => pg.range(tree, Some(range)),
         }
     }
 

@@ -318,6 +318,28 @@ impl Pg {
         })
     }
 
+    /// At most `limit` pairs of `tree` with keys after `after` (from the first when `None`), in key order.
+    pub fn page_after(
+        &self,
+        tree: &str,
+        after: Option<&[u8]>,
+        limit: i64,
+    ) -> Result<Vec<super::Pair>> {
+        self.run(|c| {
+            let rows = match after {
+                None => c.query(
+                    "SELECT key, value FROM kv WHERE tree = $1 ORDER BY key LIMIT $2",
+                    &[&tree, &limit],
+                )?,
+                Some(a) => c.query(
+                    "SELECT key, value FROM kv WHERE tree = $1 AND key > $2 ORDER BY key LIMIT $3",
+                    &[&tree, &a, &limit],
+                )?,
+            };
+            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
     /// Inserts (`Some`) and removes (`None`) in one transaction.
     pub fn apply(&self, tree: &str, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
         if ops.is_empty() {
