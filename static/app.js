@@ -865,7 +865,7 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     const all = job.epochs;
     const stages = [...new Set(all.map(stageOf))];
     const stage = picked && stages.includes(picked) ? picked : stages.at(-1);
-    const key = `${all.length}/${stage}`;
+    const key = `${(job.epochs_dropped || 0) + all.length}/${stage}`;
     if (key === shown) return;
     shown = key;
     stageSel.hidden = stages.length < 2;
@@ -875,6 +875,8 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     if (!ep.length) { lossEl.replaceChildren(h("p", { class: "muted" }, "Curves appear with the first epoch.")); return; }
     const xs = ep.map((e, k) => k + 1);
     const col = (k) => ep.map((e) => (e[k] == null ? null : e[k]));
+    lossEl.setAttribute("aria-label", `loss curves: ${ep.length} epochs of ${stage}`);
+    accEl.setAttribute("aria-label", `validation accuracy: ${ep.length} epochs of ${stage}`);
     const ld = [xs, col("train_loss"), col("val_loss"), col("distill_loss")];
     const ad = [xs, col("val_accuracy")];
     if (loss) loss.setData(ld); else loss = curves(lossEl, "loss", [{ label: "train", color: "#2a5bd7" }, { label: "validation", color: "#c0392b" }, { label: "distill term", color: "#b7791f" }], ld);
@@ -923,7 +925,18 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
   if (!job.state || ["queued", "running"].includes(job.state)) {
     const ctl = new AbortController();
     onLeave(() => ctl.abort());
-    follow(`/v1/jobs/${job.id}/events`, update, ctl.signal).catch((e) => { if (e.name !== "AbortError") result.replaceChildren(errorBox("job-events-error", "live updates stopped: " + e.message)); });
+    // epochs=new: each event carries the epochs not sent before, `epochs_dropped` their position; the
+    // page keeps the latest 2,000 (as the server does) and draws from them
+    let hist = [], histStart = 0;
+    const merge = (j) => {
+      const at = j.epochs_dropped || 0;
+      if (at < histStart || at > histStart + hist.length) { hist = []; histStart = at; }
+      hist.length = at - histStart;
+      hist.push(...j.epochs);
+      if (hist.length > 2000) { const cut = hist.length - 2000; hist.splice(0, cut); histStart += cut; }
+      update({ ...j, epochs: hist.slice(), epochs_dropped: histStart });
+    };
+    follow(`/v1/jobs/${job.id}/events?epochs=new`, merge, ctl.signal).catch((e) => { if (e.name !== "AbortError") result.replaceChildren(errorBox("job-events-error", "live updates stopped: " + e.message)); });
   }
 });
 

@@ -610,6 +610,27 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         .await
         .unwrap();
     assert_eq!(curves, json!(2), "loss and accuracy curves");
+    // the page followed the job with epochs=new and put each epoch in its place: the curves hold the
+    // delivered training's epochs, as many as the job has
+    let job = http_json(port, "GET", &format!("/v1/jobs/{watched}"), Value::Null).1;
+    let final_epochs = job["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["stage"].is_null())
+        .count();
+    let label = c
+        .execute(
+            "return document.querySelector('#loss-chart').getAttribute('aria-label')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        label,
+        json!(format!("loss curves: {final_epochs} epochs of training")),
+        "{job}"
+    );
     shot(&c, "job").await;
     assert_eq!(
         http_json(port, "GET", &format!("/v1/jobs/{long}"), Value::Null).1["state"],

@@ -1086,6 +1086,46 @@ async fn a_long_job_keeps_its_latest_epochs_only_and_lists_stay_small_and_paged(
     let text = String::from_utf8_lossy(&r.body);
     assert!(text.contains("some") || text.contains("epochs"), "{text}");
 
+    // for a chart: each epoch once, at the position `epochs_dropped` names
+    let body = json!({"dataset_id": letters, "method": "scratch", "student": "linear",
+                      "config": {"max_epochs": 5000, "patience": 5000, "seed": 9}});
+    let id2 = post_json(&app, "/v1/jobs", body).await.expect(202).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ev = get(&app, &format!("/v1/jobs/{id2}/events?epochs=new")).await;
+    let delta_bytes = ev.body.len();
+    let events = sse_data(&String::from_utf8(ev.body).unwrap());
+    assert!(events.len() >= 2, "{} events", events.len());
+    let mut held: Vec<serde_json::Value> = Vec::new();
+    let mut start = 0;
+    for (k, e) in events.iter().enumerate() {
+        let at = e["epochs_dropped"].as_u64().unwrap_or(0) as usize;
+        if k == 0 {
+            start = at;
+        } else {
+            assert_eq!(
+                at,
+                start + held.len(),
+                "event {k}: an epoch skipped or sent twice"
+            );
+        }
+        held.extend(e["epochs"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(events.last().unwrap()["state"], "succeeded");
+    assert_eq!(start + held.len(), 5000);
+    assert_eq!(held.last().unwrap()["epoch"], 5000);
+    // what the page holds ends with what the job keeps
+    let whole = get(&app, &format!("/v1/jobs/{id2}")).await.json();
+    let kept = whole["epochs"].as_array().unwrap();
+    assert_eq!(&held[held.len() - kept.len()..], &kept[..]);
+    // each epoch crossed the wire once: ~130 bytes each, not the whole job per event
+    assert!(
+        delta_bytes < 5000 * 400 + events.len() * 4000,
+        "{delta_bytes} bytes in {} events",
+        events.len()
+    );
+
     // lists: small views, paged newest first, filtered
     for seed in 1..=3 {
         run_job(
@@ -1104,7 +1144,7 @@ async fn a_long_job_keeps_its_latest_epochs_only_and_lists_stay_small_and_paged(
             whole.body.len()
         );
         let whole = whole.json();
-        assert_eq!(whole["total"], 4, "{path}");
+        assert_eq!(whole["total"], 5, "{path}");
         assert!(whole["next_page_token"].is_null());
         let mut seen = Vec::new();
         let mut token = String::new();
@@ -1112,7 +1152,7 @@ async fn a_long_job_keeps_its_latest_epochs_only_and_lists_stay_small_and_paged(
             let page = get(&app, &format!("{path}?page_size=3{token}"))
                 .await
                 .json();
-            assert_eq!(page["total"], 4);
+            assert_eq!(page["total"], 5);
             let items = page[field].as_array().unwrap();
             assert!(!items.is_empty() && items.len() <= 3, "{page}");
             seen.extend(items.iter().map(|j| {
@@ -1126,7 +1166,7 @@ async fn a_long_job_keeps_its_latest_epochs_only_and_lists_stay_small_and_paged(
                 None => break,
             }
         }
-        assert_eq!(seen.len(), 4, "{path}: {seen:?}");
+        assert_eq!(seen.len(), 5, "{path}: {seen:?}");
         assert!(
             seen.windows(2).all(|w| w[0] > w[1]),
             "{path}: not newest first: {seen:?}"
@@ -1158,7 +1198,7 @@ async fn a_long_job_keeps_its_latest_epochs_only_and_lists_stay_small_and_paged(
     }
     assert_eq!(
         get(&app, "/v1/jobs?state=succeeded").await.json()["total"],
-        4
+        5
     );
     assert_eq!(get(&app, "/v1/jobs?state=running").await.json()["total"], 0);
     get(&app, "/v1/jobs?state=finished")

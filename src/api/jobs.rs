@@ -73,13 +73,43 @@ pub enum EpochsShown {
     All,
     /// The latest epoch only, the others counted in `epochs_dropped` (for progress displays).
     Latest,
+    /// The epochs this stream has not sent yet (the first event: all the job keeps); `epochs_dropped`
+    /// is then the position of the first one carried among all the job's epochs. A client puts them
+    /// there, dropping what it held from there on (a job resumed from a checkpoint starts over from an
+    /// earlier position). For charts: each epoch crosses the wire once.
+    New,
+}
+
+/// What a stream of `epochs=new` has sent: the job's epoch count then, and its restarts.
+#[derive(Default, Clone, Copy)]
+struct Sent {
+    epochs: Option<usize>,
+    restarts: u32,
+}
+
+/// `j` with the epochs `sent` has not carried yet only (see [`EpochsShown::New`]); records them sent.
+fn new_epochs_only(mut j: Job, sent: &mut Sent) -> Job {
+    let total = j.epochs_dropped + j.epochs.len();
+    let start = match sent.epochs {
+        Some(s) if s <= total && sent.restarts == j.restarts => s.max(j.epochs_dropped),
+        // the first event, or the job went back to a checkpoint: everything it keeps
+        _ => j.epochs_dropped,
+    };
+    j.epochs.drain(..start - j.epochs_dropped);
+    j.epochs_dropped = start;
+    *sent = Sent {
+        epochs: Some(total),
+        restarts: j.restarts,
+    };
+    j
 }
 
 /// Options of a job's event stream.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct EventsQuery {
-    /// `all` (default) or `latest`: each event then carries the job's latest epoch only (~1 KB instead of
-    /// up to ~250 KB), its older epochs counted in `epochs_dropped`.
+    /// `all` (default: each event the whole job, up to ~250 KB), `latest` (each event the job's latest
+    /// epoch only, its older epochs counted in `epochs_dropped`) or `new` (each event the epochs not sent
+    /// before on this stream, `epochs_dropped` their position).
     pub epochs: Option<EpochsShown>,
 }
 
@@ -96,24 +126,35 @@ pub async fn events(
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let (first, rx) = st.jobs.subscribe(&id)?;
     let gap = Duration::from_millis(st.config.events_min_interval_ms);
-    let latest = q.epochs.unwrap_or_default() == EpochsShown::Latest;
-    let event = move |j: Job| {
-        let j = if latest { j.latest_epoch_only() } else { j };
+    let shown = q.epochs.unwrap_or_default();
+    let event = move |j: Job, sent: &mut Sent| {
+        let j = match shown {
+            EpochsShown::All => j,
+            EpochsShown::Latest => j.latest_epoch_only(),
+            EpochsShown::New => new_epochs_only(j, sent),
+        };
         Event::default()
             .event("job")
             .json_data(&j)
             .unwrap_or_else(|_| Event::default().event("job"))
     };
-    // state: (the next job to send, the receiver, done, when the last event went out)
+    // state: (the next job to send, the receiver, done, when the last event went out, what was sent)
     let stream = futures_util::stream::unfold(
-        (Some(first), rx, false, tokio::time::Instant::now()),
-        move |(pending, mut rx, done, last)| async move {
+        (
+            Some(first),
+            rx,
+            false,
+            tokio::time::Instant::now(),
+            Sent::default(),
+        ),
+        move |(pending, mut rx, done, last, mut sent)| async move {
             if done {
                 return None;
             }
             if let Some(j) = pending {
                 let fin = j.state.finished() || rx.is_none();
-                return Some((Ok(event(j)), (None, rx, fin, tokio::time::Instant::now())));
+                let ev = event(j, &mut sent);
+                return Some((Ok(ev), (None, rx, fin, tokio::time::Instant::now(), sent)));
             }
             let r = rx.as_mut()?;
             // the watch keeps only the newest job: what changes while we wait is sent as one event
@@ -122,7 +163,8 @@ pub async fn events(
                 Ok(()) => {
                     let j = r.borrow_and_update().clone();
                     let fin = j.state.finished();
-                    Some((Ok(event(j)), (None, rx, fin, tokio::time::Instant::now())))
+                    let ev = event(j, &mut sent);
+                    Some((Ok(ev), (None, rx, fin, tokio::time::Instant::now(), sent)))
                 }
                 // the job finished and its channel closed: nothing more will come (an unseen final
                 // state is still delivered by `changed` first)
@@ -180,4 +222,72 @@ pub async fn download_student(
     let path = st.jobs.students().file(&id)?;
     let filename = format!("{}.onnx", card.id);
     super::teachers::file_response(&path, &card.sha256, card.file_size, &filename, &headers).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distill::EpochMetrics;
+
+    /// A job keeping epochs `dropped + 1 ..= dropped + n` after `restarts` restarts.
+    fn job(dropped: usize, n: usize, restarts: u32) -> Job {
+        let mut j: Job = serde_json::from_value(serde_json::json!({
+            "id": "job_0000000000000000", "state": "running", "phase": "training", "progress": 0.5,
+            "dataset_id": "ds_0000000000000000", "request": {"dataset_id": "ds_0000000000000000"},
+            "student_id": null, "teacher": null, "epochs": [], "error": null, "created": 0,
+            "started": null, "finished": null, "checkpoint_epoch": null, "restarts": restarts,
+            "notes": []}))
+        .unwrap();
+        j.epochs_dropped = dropped;
+        j.epochs = (dropped + 1..=dropped + n)
+            .map(|epoch| EpochMetrics {
+                epoch,
+                train_loss: 1.0,
+                distill_loss: None,
+                val_accuracy: None,
+                val_loss: None,
+                lr: 0.1,
+                stage: None,
+            })
+            .collect();
+        j
+    }
+
+    fn carried(j: &Job) -> (usize, Vec<usize>) {
+        (j.epochs_dropped, j.epochs.iter().map(|e| e.epoch).collect())
+    }
+
+    #[test]
+    fn a_stream_of_new_epochs_sends_each_once_and_starts_over_after_a_resume() {
+        let mut sent = Sent::default();
+        // the first event: all the job keeps
+        assert_eq!(
+            carried(&new_epochs_only(job(0, 3, 0), &mut sent)),
+            (0, vec![1, 2, 3])
+        );
+        // then only what is new
+        assert_eq!(
+            carried(&new_epochs_only(job(0, 5, 0), &mut sent)),
+            (3, vec![4, 5])
+        );
+        assert_eq!(
+            carried(&new_epochs_only(job(0, 5, 0), &mut sent)),
+            (5, vec![])
+        );
+        // past the history cap (the oldest dropped): still from where the stream was
+        assert_eq!(
+            carried(&new_epochs_only(job(4, 3, 0), &mut sent)),
+            (5, vec![6, 7])
+        );
+        // the job went back to a checkpoint (a restart): everything it keeps, from its start
+        assert_eq!(
+            carried(&new_epochs_only(job(0, 6, 1), &mut sent)),
+            (0, vec![1, 2, 3, 4, 5, 6])
+        );
+        // fewer epochs than sent (a new stage's history replaced it): everything it keeps
+        assert_eq!(
+            carried(&new_epochs_only(job(0, 2, 1), &mut sent)),
+            (0, vec![1, 2])
+        );
+    }
 }
