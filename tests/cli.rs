@@ -187,6 +187,36 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
     assert_eq!(done_after["state"], "succeeded");
     child.kill().unwrap();
     child.wait().unwrap();
+    // a student file lost while the server was down (here: deleted from the directory store): at the
+    // next start the job that claims it says so instead of pointing at nothing
+    if common::test_blob_url(&sb.state()).is_none() {
+        std::fs::remove_file(sb.state().join(format!("students/{student}.onnx"))).unwrap();
+        let (mut child, port) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
+        let (_, lost) = http_json(
+            port,
+            "GET",
+            &format!("/v1/jobs/{}", done["id"].as_str().unwrap()),
+            serde_json::Value::Null,
+        );
+        assert_eq!(lost["state"], "failed", "{lost}");
+        assert_eq!(lost["error"], "the student this job produced is missing");
+        let (_, listed) = http_json(
+            port,
+            "GET",
+            "/v1/jobs?state=failed",
+            serde_json::Value::Null,
+        );
+        assert_eq!(listed["jobs"][0]["id"], done["id"], "{listed}");
+        let (_, kept) = http_json(
+            port,
+            "GET",
+            &format!("/v1/jobs/{id}"),
+            serde_json::Value::Null,
+        );
+        assert_eq!(kept["state"], "succeeded", "{kept}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
 
 #[test]

@@ -790,21 +790,22 @@ impl JobManager {
     /// Jobs another live server holds are left to it.
     fn recover(&self) -> Result<()> {
         let mut pending = Vec::new();
-        // one job at a time: a few hundred jobs near their epoch cap are tens of MB
-        self.inner.jobs.for_each(|mut job| {
-            match job.state {
+        // from the jobs' list views (~1 KB each); a whole job (up to ~250 KB) is read only to change it
+        for view in self.inner.jobs.views()? {
+            match view.state {
                 JobState::Queued | JobState::Running if !self.inner.shared => {
-                    self.inner.leases.take(&job.id)?;
-                    pending.push(job);
+                    self.inner.leases.take(&view.id)?;
+                    pending.push(self.read(&view.id)?);
                 }
                 // shared: taken at a heartbeat, by whichever process has a free slot
                 JobState::Queued | JobState::Running => {}
                 JobState::Succeeded => {
-                    let ok = job
+                    let ok = view
                         .student_id
                         .as_deref()
                         .is_some_and(|s| self.inner.students.exists(s));
                     if !ok {
+                        let mut job = self.read(&view.id)?;
                         job.state = JobState::Failed;
                         job.error = Some("the student this job produced is missing".into());
                         self.write(&job)?;
@@ -812,8 +813,7 @@ impl JobManager {
                 }
                 _ => {}
             }
-            Ok(())
-        })?;
+        }
         pending.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         for job in pending {
             self.requeue(job, "the server stopped")?;

@@ -121,7 +121,8 @@ impl StudentStore {
 
     /// Whether the card and its file are both there.
     pub fn exists(&self, id: &str) -> bool {
-        self.get(id).is_ok() && Self::key(id).is_ok_and(|k| self.blobs.exists(&k).unwrap_or(false))
+        self.cards.contains(id).unwrap_or(false)
+            && Self::key(id).is_ok_and(|k| self.blobs.exists(&k).unwrap_or(false))
     }
 
     pub fn delete(&self, id: &str) -> Result<StudentCard> {

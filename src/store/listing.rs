@@ -2,8 +2,7 @@
 //! a student card with a long training history ~350 KB and a ranking of a big zoo tens of KB, so a list
 //! that read the records would read tens of MB per hundred. Each record's list view (small: a job with its latest epoch, a card without
 //! its history, a ranking's summary) is kept in the record's own table under `~list/<id>`, written in the
-//! same batch as the record, so the two never disagree (a record stored only-if-new gets its view in a
-//! second write); lists read only the views. Tables written before views existed
+//! same batch (or transaction) as the record, so the two never disagree; lists read only the views. Tables written before views existed
 //! get theirs once, at open (the key `~list` marks a table whose views are complete).
 use std::collections::HashSet;
 use std::marker::PhantomData;
@@ -68,6 +67,11 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Listing<T
             .transpose()
     }
 
+    /// Whether a record is stored under `id` (reads its small view, not the record).
+    pub fn contains(&self, id: &str) -> Result<bool> {
+        Ok(is_record(id.as_bytes()) && self.table.get(view_key(id.as_bytes()))?.is_some())
+    }
+
     /// Stores a record and its view together (not flushed).
     pub fn put(&self, id: &str, record: &T) -> Result<()> {
         let mut batch = Batch::default();
@@ -79,19 +83,17 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Listing<T
         self.table.apply_batch(batch)
     }
 
-    /// Stores a record and its view unless a record is stored under `id` already (then false; two
-    /// writers racing for one id: exactly one wins). The view follows the record in a second write.
+    /// Stores a record and its view together unless a record is stored under `id` already (then false;
+    /// two writers racing for one id: exactly one wins).
     pub fn put_new(&self, id: &str, record: &T) -> Result<bool> {
-        let won = self
-            .table
-            .insert_new(id.as_bytes(), serde_json::to_vec(record)?)?;
-        if won {
-            self.table.insert(
+        self.table.insert_new_with(
+            id.as_bytes(),
+            serde_json::to_vec(record)?,
+            vec![(
                 view_key(id.as_bytes()),
                 serde_json::to_vec(&(self.view)(record))?,
-            )?;
-        }
-        Ok(won)
+            )],
+        )
     }
 
     /// Removes a record and its view together (not flushed).
@@ -109,16 +111,6 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Listing<T
             .into_iter()
             .map(|(_, v)| Ok(serde_json::from_slice(&v)?))
             .collect()
-    }
-
-    /// Calls `f` with every whole record, one at a time.
-    pub fn for_each(&self, mut f: impl FnMut(T) -> Result<()>) -> Result<()> {
-        self.table.for_each(|key, value| {
-            if is_record(key) {
-                f(serde_json::from_slice(value)?)?;
-            }
-            Ok(())
-        })
     }
 
     pub fn flush(&self) -> Result<()> {
@@ -242,13 +234,8 @@ mod tests {
         assert_eq!(l.views().unwrap(), vec![vec![1], vec![4]]);
         assert_eq!(l.get("b2").unwrap(), Some(vec![4, 5]));
         assert_eq!(l.get("~list/b2").unwrap(), None);
-        let mut whole = Vec::new();
-        l.for_each(|r| {
-            whole.push(r);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(whole, vec![vec![1, 2, 3], vec![4, 5]]);
+        assert!(l.contains("a1").unwrap() && l.contains("b2").unwrap());
+        assert!(!l.contains("zz").unwrap() && !l.contains("~list/b2").unwrap());
         l.remove("a1").unwrap();
         assert_eq!(l.views().unwrap(), vec![vec![4]]);
         // reopening finds the views complete and adds none

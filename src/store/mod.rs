@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Where the tables live.
 #[derive(Clone)]
@@ -183,6 +183,37 @@ impl Table {
     /// for one key: exactly one wins).
     pub fn insert_new(&self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) -> Result<bool> {
         self.compare_and_swap(key, None, Some(&value.into()))
+    }
+
+    /// Inserts `value` under `key` and the pairs of `also` together, only if `key` is absent; returns
+    /// whether it did (all or nothing).
+    pub fn insert_new_with(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        also: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<bool> {
+        match self {
+            Self::Sled(t) => {
+                let r = t.transaction(|tx| {
+                    if tx.get(key)?.is_some() {
+                        return Ok(false);
+                    }
+                    tx.insert(key, value.as_slice())?;
+                    for (k, v) in &also {
+                        tx.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    Ok(true)
+                });
+                r.map_err(|e: sled::transaction::TransactionError<()>| match e {
+                    sled::transaction::TransactionError::Storage(e) => e.into(),
+                    sled::transaction::TransactionError::Abort(()) => {
+                        Error::internal("the insert was aborted")
+                    }
+                })
+            }
+            Self::Pg(pg, tree) => pg.insert_new_with(tree, key, &value, &also),
+        }
     }
 
     /// Replaces the value under `key` by `new` (`None`: removes it) only if it is `old` (`None`: absent);

@@ -198,6 +198,35 @@ impl Pg {
         })
     }
 
+    /// Inserts `key` and the pairs of `also` in one transaction if `key` is absent; returns whether it did.
+    pub fn insert_new_with(
+        &self,
+        tree: &str,
+        key: &[u8],
+        value: &[u8],
+        also: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<bool> {
+        self.run(|c| {
+            let mut tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&tree, &key, &value],
+            )?;
+            if n != 1 {
+                return Ok(false); // dropped: rolled back
+            }
+            for (k, v) in also {
+                tx.execute(
+                    "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&tree, k, v],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
     /// Takes (or renews) the lease on item `id` of `queue` for `owner` unless another owner's lease is
     /// live; makes the item if there is none. Returns whether `owner` holds it now.
     pub fn lease_claim(&self, queue: &str, id: &str, owner: &str, ttl_ms: i64) -> Result<bool> {
