@@ -461,11 +461,12 @@ impl JobManager {
     }
 
     /// A page of jobs, newest first, each with its latest epoch only (GET the job for its whole
-    /// history). Reads the listed copies (~1 KB a job), not the jobs themselves.
+    /// history). Reads the jobs' list views (~1 KB a job), not the jobs themselves.
     pub fn list(&self, q: &JobQuery) -> Result<JobPage> {
+        let views = self.inner.jobs.views()?;
         let live = self.inner.live.lock().expect("live lock");
         let mut v = Vec::new();
-        for stored in self.inner.jobs.views()? {
+        for stored in views {
             let job = match live.get(&stored.id) {
                 Some(tx) => tx.borrow().clone().latest_epoch_only(),
                 None => stored,
