@@ -279,6 +279,43 @@ fn tables_behave_the_same_on_every_backend() {
             Some(&[winners[0] as u8][..]),
             "{kind}"
         );
+        // one new key and its companions, all or nothing, racing as above
+        let winners: Vec<usize> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let t = t.clone();
+                    s.spawn(move || {
+                        let also = vec![(format!("~with/{i}").into_bytes(), vec![i as u8])];
+                        t.insert_new_with(b"race2", vec![i as u8], also)
+                            .unwrap()
+                            .then_some(i)
+                    })
+                })
+                .collect();
+            hs.into_iter().filter_map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(winners.len(), 1, "{kind}: {winners:?}");
+        let with = t.range(&b"~with/"[..]..&b"~with0"[..]).unwrap();
+        assert_eq!(
+            with,
+            [(
+                format!("~with/{}", winners[0]).into_bytes(),
+                vec![winners[0] as u8]
+            )],
+            "{kind}: only the winner's companion is written"
+        );
+        // every pair in order, a few at a time (PostgreSQL pages through them: more than one page here)
+        for i in 0..70u8 {
+            t.insert([b'p', i], vec![i]).unwrap();
+        }
+        let mut seen = Vec::new();
+        t.for_each(|k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, t.iter().unwrap(), "{kind}");
+        assert_eq!(seen.len(), 70 + 5, "{kind}");
         store.flush().unwrap();
         store.ping().unwrap();
     }
