@@ -348,7 +348,7 @@ async function render() {
   leave = [];
   delete main.dataset.page;
   const hash = location.hash.replace(/^#/, "") || "/zoo";
-  const top = hash.split("/")[1];
+  const top = hash.split("?")[0].split("/")[1];
   $$("nav a").forEach((a) => a.classList.toggle("active", a.dataset.nav === top || (top === "teachers" && a.dataset.nav === "zoo") || (top === "compare" && a.dataset.nav === "students")));
   for (const [re, fn] of routes) {
     const m = hash.match(re);
@@ -684,6 +684,30 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
   if (selected) showMap(selected);
 });
 
+// A list the server pages newest first (`path` with its page size; `field` the page's array): `render`
+// draws the items held so far (and the total) into the returned box, under which a button fetches the
+// next page until there is none.
+function paged(path, field, first, render) {
+  const box = h("div", { id: field + "-paged" });
+  const items = first[field];
+  let next = first.next_page_token;
+  const draw = () => {
+    const more = next ? h("button", { id: field + "-more", onclick: async (ev) => {
+      ev.target.disabled = true;
+      try {
+        const p = await api(`${path}&page_token=${encodeURIComponent(next)}`);
+        items.push(...p[field]);
+        next = p.next_page_token;
+        draw();
+      } catch (e) { box.append(errorBox(field + "-more-error", e.message)); ev.target.disabled = false; }
+    } }, `Show older ${field}`) : null;
+    box.replaceChildren(...[render(items, first.total), more].flat().filter(Boolean));
+  };
+  draw();
+  return box;
+}
+const pageSize = (params) => Math.min(500, Math.max(1, Number(params.get("page_size")) || 200));
+
 // ---------- jobs ----------
 const METHODS = {
   scratch: "cross-entropy on the labeled rows only (the baseline)",
@@ -715,7 +739,8 @@ function jobStateBadge(j) {
 
 route(/^\/jobs(?:\?(.*))?$/, async (query) => {
   const params = new URLSearchParams(query || "");
-  const [{ datasets }, teachers, { jobs, total: jobsTotal }] = await Promise.all([api("/v1/datasets"), allTeachers(), api("/v1/jobs?page_size=200")]);
+  const jobsPath = `/v1/jobs?page_size=${pageSize(params)}`;
+  const [{ datasets }, teachers, jobsPage] = await Promise.all([api("/v1/datasets"), allTeachers(), api(jobsPath)]);
   const usable = teachers.filter((t) => t.usable);
   const sel = (id, options, value) => h("select", { id }, options.map(([v, l]) => h("option", { value: v, selected: v === value }, l)));
   const input = (id, attrs) => h("input", { id, ...attrs });
@@ -820,7 +845,8 @@ route(/^\/jobs(?:\?(.*))?$/, async (query) => {
     group("weight_fusion", "Weight fusion", field("job-weight-fusion", "Settings (JSON)", f.weight_fusion))),
     h("div", { class: "row" }, submit), msg);
   sync();
-  show(h("h1", {}, "Jobs"), form, h("h2", { id: "jobs-heading" }, jobs.length < jobsTotal ? `The newest ${jobs.length} of ${jobsTotal} jobs` : "All jobs"),
+  show(h("h1", {}, "Jobs"), form, paged(jobsPath, "jobs", jobsPage, (jobs, total) => [
+    h("h2", { id: "jobs-heading" }, jobs.length < total ? `The newest ${jobs.length} of ${total} jobs` : "All jobs"),
     jobs.length ? table("job-table", [
       { key: "id", label: "Job", render: (j) => h("a", { href: "#/jobs/" + j.id }, j.id) },
       { key: "state", label: "State", render: jobStateBadge },
@@ -829,7 +855,7 @@ route(/^\/jobs(?:\?(.*))?$/, async (query) => {
       { key: "dataset_id", label: "Dataset" },
       { key: "progress", label: "Progress", num: true, render: (j) => pct(j.progress) },
       { key: "created", label: "Created", num: true, render: (j) => when(j.created) },
-    ], jobs, { onRow: (j) => go("#/jobs/" + j.id), rowAttrs: (j) => ({ "data-id": j.id }), sortKey: "created", sortDir: -1 }) : empty("No jobs yet."));
+    ], jobs, { onRow: (j) => go("#/jobs/" + j.id), rowAttrs: (j) => ({ "data-id": j.id }), sortKey: "created", sortDir: -1 }) : empty("No jobs yet.")]));
 });
 
 function chainView(nodes) {
@@ -957,16 +983,23 @@ function studentCard(c, { compare } = {}) {
     h("div", { class: "row", style: "margin-top:8px" },
       h("button", { class: "primary download-btn", id: "download-" + c.id, onclick: () => download(`/v1/students/${c.id}/model.onnx`, c.id + ".onnx", c.sha256, dl) }, "Download ONNX"), dl));
 }
-route(/^\/students$/, async () => {
-  const { students, total } = await api("/v1/students?page_size=200");
+route(/^\/students(?:\?(.*))?$/, async (query) => {
+  const path = `/v1/students?page_size=${pageSize(new URLSearchParams(query || ""))}`;
+  const first = await api(path);
   const cmp = h("button", { id: "compare-btn", onclick: () => {
     const ids = $$(".compare-pick:checked").map((x) => x.value);
     if (ids.length < 2) toast("Pick two or more students to compare");
     else go("#/compare/" + ids.join(","));
   } }, "Compare selected");
-  show(h("h1", {}, "Students"), students.length ? h("div", {}, h("p", { class: "row" }, cmp, h("span", { class: "muted" }, "tick two or more cards"),
-    students.length < total ? h("span", { class: "muted", id: "students-shown" }, `the newest ${students.length} of ${total}`) : null), h("div", { class: "cards", id: "student-list" }, students.map((c) => studentCard(c, { compare: true }))))
-    : empty("No students yet. ", h("a", { href: "#/jobs" }, "Start a job")));
+  show(h("h1", {}, "Students"), paged(path, "students", first, (students, total) => {
+    if (!students.length) return empty("No students yet. ", h("a", { href: "#/jobs" }, "Start a job"));
+    // the ticks survive loading older students
+    const picked = new Set($$(".compare-pick:checked").map((x) => x.value));
+    const cards = h("div", { class: "cards", id: "student-list" }, students.map((c) => studentCard(c, { compare: true })));
+    cards.querySelectorAll(".compare-pick").forEach((x) => { x.checked = picked.has(x.value); });
+    return h("div", {}, h("p", { class: "row" }, cmp, h("span", { class: "muted" }, "tick two or more cards"),
+      students.length < total ? h("span", { class: "muted", id: "students-shown" }, `the newest ${students.length} of ${total}`) : null), cards);
+  }));
 });
 route(/^\/students\/([^/]+)$/, async (id) => {
   const c = await api("/v1/students/" + encodeURIComponent(id));

@@ -730,6 +730,46 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     )
     .await;
     shot(&c, "jobs").await;
+    // older pages on demand (two at a time here)
+    open(
+        &c,
+        &format!("{origin}/#/jobs?page_size=2"),
+        "document.querySelectorAll('#job-table tbody tr').length === 2",
+        "the newest two jobs",
+    )
+    .await;
+    assert_eq!(text(&c, "#jobs-heading").await, "The newest 2 of 3 jobs");
+    assert_eq!(
+        text(&c, "nav a.active").await,
+        "Jobs",
+        "the page's tab is marked with a query after the path too"
+    );
+    click(&c, "#jobs-more").await;
+    wait_js(
+        &c,
+        "document.querySelectorAll('#job-table tbody tr').length === 3 && !document.querySelector('#jobs-more')",
+        "the older job",
+    )
+    .await;
+    assert_eq!(text(&c, "#jobs-heading").await, "All jobs");
+    open(
+        &c,
+        &format!("{origin}/#/students?page_size=1"),
+        "document.querySelectorAll('.compare-pick').length === 1",
+        "the newest student",
+    )
+    .await;
+    assert_eq!(text(&c, "#students-shown").await, "the newest 1 of 2");
+    c.execute("document.querySelector('.compare-pick').click()", vec![])
+        .await
+        .unwrap();
+    click(&c, "#students-more").await;
+    wait_js(
+        &c,
+        "document.querySelectorAll('.compare-pick').length === 2 && document.querySelectorAll('.compare-pick:checked').length === 1",
+        "the older student, the tick kept",
+    )
+    .await;
     open(
         &c,
         &format!("{origin}/#/zoo"),
