@@ -1,9 +1,10 @@
 //! Listed copies of large records, and lists paged newest first. A job near its epoch cap is ~250 KB,
 //! a student card with a long training history ~350 KB and a ranking of a big zoo tens of KB, so a list
-//! that read the records would read tens of MB per hundred. Each record's list view (small: a job with its latest epoch, a card without
-//! its history, a ranking's summary) is kept in the record's own table under `~list/<id>`, written in the
-//! same batch (or transaction) as the record, so the two never disagree; lists read only the views. Tables written before views existed
-//! get theirs once, at open (the key `~list` marks a table whose views are complete).
+//! that read the records would read tens of MB per hundred. Each record's list view (small: a job with
+//! its latest epoch, a card without its history, a ranking's summary) is kept in the record's own table
+//! under `~list/<id>`, written in the same batch (or transaction) as the record, so the two never
+//! disagree; lists read only the views. Tables written before views existed get theirs once, at open
+//! (the key `~list` marks a table whose views are complete).
 use std::collections::HashSet;
 use std::marker::PhantomData;
 

@@ -2,7 +2,8 @@
 //! memos, students' cards and the jobs. Embedded default: one sled database under the data directory.
 //! With `--database-url postgres://...` the same tables live in PostgreSQL ([`pg`]), so several servers
 //! share one state. Callers see [`Store`] and [`Table`] only. The bytes beside the tables (datasets'
-//! rows, students' files) go through the blob seam, [`Blobs`].
+//! rows, students' files) go through the blob seam, [`Blobs`]. Tables of large records keep a small
+//! list view of each beside it ([`listing`]).
 pub mod blob;
 pub mod listing;
 pub mod pg;
