@@ -300,6 +300,9 @@ enum RankingsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// At most this many rankings (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Show a stored ranking.
     Show {

@@ -603,19 +603,22 @@ route(/^\/tasks\/([^/]+)$/, async (id) => {
 });
 
 // ---------- rankings ----------
-route(/^\/rankings$/, async () => {
-  const { rankings } = await api("/v1/rankings?limit=200");
+route(/^\/rankings(?:\?(.*))?$/, async (query) => {
+  const path = `/v1/rankings?page_size=${pageSize(new URLSearchParams(query || ""))}`;
+  const first = await api(path);
   show(h("h1", {}, "Rankings"),
     h("p", { class: "muted" }, "Rank a task from its page (Tasks → a dataset → Rank). Newest first:"),
-    rankings.length ? table("ranking-list", [
-      { key: "id", label: "Ranking", render: (r) => h("a", { href: "#/rankings/" + r.id }, r.id) },
-      { key: "dataset_id", label: "Dataset", render: (r) => h("a", { href: "#/tasks/" + r.dataset_id }, r.dataset_id) },
-      { key: "recommended", label: "Recommended" },
-      { key: "teacher_helps", label: "Verdict", value: (r) => (r.teacher_helps ? 1 : 0), render: (r) => h("span", { class: "badge " + (r.teacher_helps ? "good" : "bad") }, (r.teacher_helps ? "teacher helps" : "scratch") + (r.confident ? "" : " (lean)")) },
-      { key: "compatible", label: "Compatible", num: true, render: (r) => `${r.compatible} of ${r.teachers}` },
-      { key: "primary_metric", label: "Metric" },
-      { key: "created", label: "When", num: true, render: (r) => when(r.created) }], rankings, { onRow: (r) => go("#/rankings/" + r.id), rowAttrs: (r) => ({ "data-id": r.id }), sortKey: "created", sortDir: -1 })
-      : empty("No rankings yet. ", h("a", { href: "#/tasks" }, "Pick a task")));
+    paged(path, "rankings", first, (rankings, total) => [
+      rankings.length < total ? h("p", { class: "muted", id: "rankings-shown" }, `the newest ${rankings.length} of ${total}`) : null,
+      rankings.length ? table("ranking-list", [
+        { key: "id", label: "Ranking", render: (r) => h("a", { href: "#/rankings/" + r.id }, r.id) },
+        { key: "dataset_id", label: "Dataset", render: (r) => h("a", { href: "#/tasks/" + r.dataset_id }, r.dataset_id) },
+        { key: "recommended", label: "Recommended" },
+        { key: "teacher_helps", label: "Verdict", value: (r) => (r.teacher_helps ? 1 : 0), render: (r) => h("span", { class: "badge " + (r.teacher_helps ? "good" : "bad") }, (r.teacher_helps ? "teacher helps" : "scratch") + (r.confident ? "" : " (lean)")) },
+        { key: "compatible", label: "Compatible", num: true, render: (r) => `${r.compatible} of ${r.teachers}` },
+        { key: "primary_metric", label: "Metric" },
+        { key: "created", label: "When", num: true, render: (r) => when(r.created) }], rankings, { onRow: (r) => go("#/rankings/" + r.id), rowAttrs: (r) => ({ "data-id": r.id }), sortKey: "created", sortDir: -1 })
+        : empty("No rankings yet. ", h("a", { href: "#/tasks" }, "Pick a task"))]));
 });
 
 route(/^\/rankings\/([^/]+)$/, async (id) => {

@@ -571,6 +571,38 @@ async fn label_maps_and_sample_images() {
         get(&app, "/v1/rankings?limit=0").await.status,
         StatusCode::BAD_REQUEST
     );
+    // paged: two more rankings, walked one at a time, newest first, each once
+    let mut ids = vec![rk.clone()];
+    for _ in 0..2 {
+        let r = post_json(&app, "/v1/rankings", serde_json::json!({"dataset_id": ds})).await;
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = get(&app, &format!("/v1/rankings?page_size=1{token}"))
+            .await
+            .json();
+        assert_eq!(page["total"], 3, "{page}");
+        let items = page["rankings"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{page}");
+        seen.push((
+            items[0]["created"].as_u64().unwrap(),
+            items[0]["id"].as_str().unwrap().to_string(),
+        ));
+        match page["next_page_token"].as_str() {
+            Some(t) => token = format!("&page_token={t}"),
+            None => break,
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+    let mut listed: Vec<String> = seen.into_iter().map(|(_, id)| id).collect();
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids);
+    get(&app, "/v1/rankings?page_token=zz")
+        .await
+        .expect_error(400, "page_token");
 
     // the fashion teacher names the task's six classes: each is taught by itself
     let m = get(

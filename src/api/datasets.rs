@@ -418,34 +418,54 @@ async fn stream_shards(
 pub struct RankingQuery {
     /// Only this dataset's rankings.
     pub dataset_id: Option<String>,
-    /// At most this many, newest first (1-500, default 50).
+    /// Rankings per page, newest first (1-500, default 50).
     pub limit: Option<usize>,
+    /// The same as `limit` (the name the other lists use); `limit` wins when both are given.
+    pub page_size: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
 }
 
-/// Stored rankings, newest first.
+/// A page of stored rankings, newest first.
 #[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RankingList {
     pub rankings: Vec<crate::rank::RankingSummary>,
+    /// Pass as `page_token` for the next page; null on the last page.
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+    /// Rankings matching the filter, over all pages.
+    #[serde(default)]
+    pub total: usize,
 }
 
-/// Lists stored rankings (newest first): id, dataset, recommended teacher, verdict.
+/// Lists stored rankings (newest first, paginated): id, dataset, recommended teacher, verdict.
 #[utoipa::path(get, path = "/v1/rankings", tag = "rankings", params(RankingQuery),
     responses((status = 200, body = RankingList), (status = 400, body = ErrorBody)))]
 pub async fn list_rankings(
     State(st): State<AppState>,
     super::error::ApiQuery(q): super::error::ApiQuery<RankingQuery>,
 ) -> Result<Json<RankingList>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
+    let limit = q.limit.or(q.page_size).unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError(Error::invalid_input(format!(
             "limit must be in 1..=500, got {limit}"
         ))));
     }
     let rankings = st.rankings.clone();
-    let list = st
-        .blocking(move || rankings.list(q.dataset_id.as_deref(), limit))
+    let (list, next_page_token, total) = st
+        .blocking(move || {
+            let paging = crate::store::listing::Paging {
+                page_size: Some(limit),
+                page_token: q.page_token.as_deref(),
+            };
+            rankings.list(q.dataset_id.as_deref(), paging)
+        })
         .await?;
-    Ok(Json(RankingList { rankings: list }))
+    Ok(Json(RankingList {
+        rankings: list,
+        next_page_token,
+        total,
+    }))
 }
 
 /// A stored ranking; 202 with the lines scored so far while a sharded ranking's shards are scored.

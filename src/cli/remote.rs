@@ -7,6 +7,7 @@ use faculty::Result;
 use faculty::client::Client;
 use faculty::distill::{Progress, StudentCard};
 use faculty::jobs::{Job, JobState};
+use faculty::rank::RankingSummary;
 
 use crate::{
     DatasetsCommand, DistillArgs, JobsCommand, RankingsCommand, StudentsCommand, TaskArgs,
@@ -165,20 +166,24 @@ pub fn rank(
 
 pub fn rankings(c: &Client, cmd: RankingsCommand) -> Result<()> {
     match cmd {
-        RankingsCommand::List { dataset, json } => {
+        RankingsCommand::List {
+            dataset,
+            json,
+            limit,
+        } => {
             let path = match &dataset {
-                Some(d) => format!("/v1/rankings?limit=500&dataset_id={d}"),
-                None => "/v1/rankings?limit=500".to_string(),
+                Some(d) => format!("/v1/rankings?dataset_id={d}"),
+                None => "/v1/rankings".to_string(),
             };
-            let list: faculty::api::datasets::RankingList = c.get(&path)?;
+            let (rankings, total) = c.newest::<RankingSummary>(&path, "rankings", limit.max(1))?;
             if json {
-                return json_out(&list);
+                return json_out(&serde_json::json!({"rankings": rankings, "total": total}));
             }
             println!(
                 "{:<20} {:<20} {:<24} {:<16} {:>10} METRIC",
                 "ID", "DATASET", "RECOMMENDED", "VERDICT", "COMPATIBLE"
             );
-            for r in &list.rankings {
+            for r in &rankings {
                 println!(
                     "{:<20} {:<20} {:<24} {:<16} {:>10} {}",
                     r.id,
@@ -192,6 +197,12 @@ pub fn rankings(c: &Client, cmd: RankingsCommand) -> Result<()> {
                     },
                     format!("{}/{}", r.compatible, r.teachers),
                     r.primary_metric
+                );
+            }
+            if rankings.len() < total {
+                eprintln!(
+                    "{} of {total} rankings shown (newest first; --limit for more)",
+                    rankings.len()
                 );
             }
             Ok(())

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::store::listing::Listing;
+use crate::store::listing::{Listing, Paging, newest_first};
 use crate::zoo::Zoo;
 pub use outputs::{OutputCache, TeacherOutputs};
 
@@ -965,18 +965,20 @@ impl RankingStore {
         Ok(new)
     }
 
-    /// Stored rankings, newest first: all, or those of one dataset; at most `limit`. Reads the
-    /// summaries, not the rankings.
-    pub fn list(&self, dataset_id: Option<&str>, limit: usize) -> Result<Vec<RankingSummary>> {
-        let mut out: Vec<RankingSummary> = self
+    /// A page of stored rankings, newest first: all, or those of one dataset; with the next page's token
+    /// and how many there are. Reads the summaries, not the rankings.
+    pub fn list(
+        &self,
+        dataset_id: Option<&str>,
+        paging: Paging,
+    ) -> Result<(Vec<RankingSummary>, Option<String>, usize)> {
+        let out: Vec<RankingSummary> = self
             .rankings
             .views()?
             .into_iter()
             .filter(|r| dataset_id.is_none_or(|d| d == r.dataset_id))
             .collect();
-        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
-        out.truncate(limit);
-        Ok(out)
+        newest_first(out, |r| (r.created, r.id.as_str()), paging)
     }
 
     pub fn get(&self, id: &str) -> Result<Ranking> {
