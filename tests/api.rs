@@ -577,25 +577,7 @@ async fn label_maps_and_sample_images() {
         let r = post_json(&app, "/v1/rankings", serde_json::json!({"dataset_id": ds})).await;
         ids.push(r.json()["id"].as_str().unwrap().to_string());
     }
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = get(&app, &format!("/v1/rankings?page_size=1{token}"))
-            .await
-            .json();
-        assert_eq!(page["total"], 3, "{page}");
-        let items = page["rankings"].as_array().unwrap();
-        assert_eq!(items.len(), 1, "{page}");
-        seen.push((
-            items[0]["created"].as_u64().unwrap(),
-            items[0]["id"].as_str().unwrap().to_string(),
-        ));
-        match page["next_page_token"].as_str() {
-            Some(t) => token = format!("&page_token={t}"),
-            None => break,
-        }
-    }
-    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+    let seen = walk_pages(&app, "/v1/rankings", "rankings", 1, 3).await;
     let mut listed: Vec<String> = seen.into_iter().map(|(_, id)| id).collect();
     listed.sort();
     ids.sort();

@@ -1146,31 +1146,7 @@ async fn a_long_job_keeps_its_latest_epochs_only_and_lists_stay_small_and_paged(
         let whole = whole.json();
         assert_eq!(whole["total"], 5, "{path}");
         assert!(whole["next_page_token"].is_null());
-        let mut seen = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = get(&app, &format!("{path}?page_size=3{token}"))
-                .await
-                .json();
-            assert_eq!(page["total"], 5);
-            let items = page[field].as_array().unwrap();
-            assert!(!items.is_empty() && items.len() <= 3, "{page}");
-            seen.extend(items.iter().map(|j| {
-                (
-                    j["created"].as_u64().unwrap(),
-                    j["id"].as_str().unwrap().to_string(),
-                )
-            }));
-            match page["next_page_token"].as_str() {
-                Some(t) => token = format!("&page_token={t}"),
-                None => break,
-            }
-        }
-        assert_eq!(seen.len(), 5, "{path}: {seen:?}");
-        assert!(
-            seen.windows(2).all(|w| w[0] > w[1]),
-            "{path}: not newest first: {seen:?}"
-        );
+        walk_pages(&app, path, field, 3, 5).await;
         get(&app, &format!("{path}?page_token=nonsense"))
             .await
             .expect_error(400, "page_token");

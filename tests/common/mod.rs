@@ -318,6 +318,44 @@ pub async fn upload_dataset(app: &axum::Router, bytes: &[u8], name: &str) -> Rep
 }
 
 /// Polls a job until `done` says so (at most 300 s).
+/// Walks a list paged newest first (`path` has no query) `size` at a time: every item's (`created`, id),
+/// in the order served, after checking each page's size and `total` (= `expected`) and that the order is
+/// newest first.
+pub async fn walk_pages(
+    app: &axum::Router,
+    path: &str,
+    field: &str,
+    size: usize,
+    expected: usize,
+) -> Vec<(u64, String)> {
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = get(app, &format!("{path}?page_size={size}{token}"))
+            .await
+            .json();
+        assert_eq!(page["total"], expected, "{path}: {page}");
+        let items = page[field].as_array().unwrap();
+        assert!(!items.is_empty() && items.len() <= size, "{path}: {page}");
+        seen.extend(items.iter().map(|j| {
+            (
+                j["created"].as_u64().unwrap(),
+                j["id"].as_str().unwrap().to_string(),
+            )
+        }));
+        match page["next_page_token"].as_str() {
+            Some(t) => token = format!("&page_token={t}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected, "{path}: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "{path}: not newest first: {seen:?}"
+    );
+    seen
+}
+
 pub async fn wait_for(
     app: &axum::Router,
     id: &str,
