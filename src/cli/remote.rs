@@ -199,12 +199,7 @@ pub fn rankings(c: &Client, cmd: RankingsCommand) -> Result<()> {
                     r.primary_metric
                 );
             }
-            if rankings.len() < total {
-                eprintln!(
-                    "{} of {total} rankings shown (newest first; --limit for more)",
-                    rankings.len()
-                );
-            }
+            more_than_shown(rankings.len(), total, "rankings");
             Ok(())
         }
         RankingsCommand::Show { id, json } => {
@@ -353,6 +348,13 @@ fn job_line(j: &Job) {
     );
 }
 
+/// Says on stderr when a list printed fewer items than the server holds.
+fn more_than_shown(shown: usize, total: usize, what: &str) {
+    if shown < total {
+        eprintln!("{shown} of {total} {what} shown (newest first; --limit for more)");
+    }
+}
+
 fn job_header() {
     println!(
         "{:<20} {:<10} {:<13} {:<26} {:>6} {:<18} STUDENT / ERROR",
@@ -373,12 +375,7 @@ pub fn jobs(c: &Client, cmd: JobsCommand) -> Result<()> {
             }
             job_header();
             jobs.iter().for_each(job_line);
-            if jobs.len() < total {
-                eprintln!(
-                    "{} of {total} jobs shown (newest first; --limit for more)",
-                    jobs.len()
-                );
-            }
+            more_than_shown(jobs.len(), total, "jobs");
             Ok(())
         }
         JobsCommand::Status { id, follow, json } => {
@@ -441,12 +438,7 @@ pub fn students(c: &Client, cmd: StudentsCommand) -> Result<()> {
                     s.name
                 );
             }
-            if students.len() < total {
-                eprintln!(
-                    "{} of {total} students shown (newest first; --limit for more)",
-                    students.len()
-                );
-            }
+            more_than_shown(students.len(), total, "students");
             Ok(())
         }
         StudentsCommand::Download { id, out, json } => {

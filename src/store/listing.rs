@@ -143,10 +143,7 @@ pub fn newest_first<T>(
     key: impl Fn(&T) -> (u64, &str),
     paging: Paging,
 ) -> Result<(Vec<T>, Option<String>, usize)> {
-    let size = paging.page_size.unwrap_or(100);
-    if !(1..=500).contains(&size) {
-        return Err(Error::invalid_input("page_size must be between 1 and 500"));
-    }
+    let size = page_size(paging.page_size)?;
     let after = paging.page_token.map(parse_token).transpose()?;
     items.sort_by(|a, b| key(b).cmp(&key(a)));
     let total = items.len();
@@ -163,20 +160,38 @@ pub fn newest_first<T>(
     page.truncate(size);
     let next = more.then(|| {
         let (c, id) = key(page.last().expect("a full page"));
-        hex::encode(format!("{c}:{id}"))
+        page_token(&format!("{c}:{id}"))
     });
     Ok((page, next, total))
 }
 
-/// The position a page token names: the last listed item's `created` and id.
-fn parse_token(tok: &str) -> Result<(u64, String)> {
+/// A list's page size: `page_size` if given (1-500), else 100.
+pub fn page_size(page_size: Option<usize>) -> Result<usize> {
+    let size = page_size.unwrap_or(100);
+    if !(1..=500).contains(&size) {
+        return Err(Error::invalid_input("page_size must be between 1 and 500"));
+    }
+    Ok(size)
+}
+
+/// The page token of a list's position `at` (hex, so that it travels in a query string as it is).
+pub fn page_token(at: &str) -> String {
+    hex::encode(at)
+}
+
+/// The position a page token names ([`page_token`]'s inverse).
+pub fn token_position(tok: &str) -> Result<String> {
     hex::decode(tok)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            let (c, id) = s.split_once(':')?;
-            Some((c.parse().ok()?, id.to_string()))
-        })
+        .ok_or_else(|| Error::invalid_input("page_token is not a token this server issued"))
+}
+
+/// The position a page token of a newest-first list names: the last listed item's `created` and id.
+fn parse_token(tok: &str) -> Result<(u64, String)> {
+    token_position(tok)?
+        .split_once(':')
+        .and_then(|(c, id)| Some((c.parse().ok()?, id.to_string())))
         .ok_or_else(|| Error::invalid_input("page_token is not a token this server issued"))
 }
 

@@ -15,7 +15,7 @@ use super::scan::{Found, discover, teacher_id, valid_name};
 use super::teacher::{Ident, Teacher, inspect};
 use crate::error::{Error, Result};
 use crate::onnx::SessionPool;
-use crate::store::Store;
+use crate::store::{Store, listing};
 
 /// Name of the hidden directory inside the zoo where uploads are staged before the atomic rename.
 pub const STAGING_DIR: &str = ".faculty-staging";
@@ -524,21 +524,12 @@ impl Zoo {
 
     /// A filtered page of teachers, in id order.
     pub fn list(&self, q: &TeacherQuery) -> Result<TeacherPage> {
-        let size = q.page_size.unwrap_or(100);
-        if !(1..=500).contains(&size) {
-            return Err(Error::invalid_input("page_size must be between 1 and 500"));
-        }
-        let after = match &q.page_token {
-            Some(tok) => Some(
-                hex::decode(tok)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        Error::invalid_input("page_token is not a token this server issued")
-                    })?,
-            ),
-            None => None,
-        };
+        let size = listing::page_size(q.page_size)?;
+        let after = q
+            .page_token
+            .as_deref()
+            .map(listing::token_position)
+            .transpose()?;
         let shape = q.input_shape.as_deref().map(parse_shape).transpose()?;
         let matching: Vec<Teacher> = self
             .all()?
@@ -553,7 +544,7 @@ impl Zoo {
         let more = rest.len() > size;
         let teachers: Vec<Teacher> = rest.into_iter().take(size).collect();
         let next_page_token =
-            more.then(|| hex::encode(teachers.last().expect("non-empty page").id.as_bytes()));
+            more.then(|| listing::page_token(&teachers.last().expect("non-empty page").id));
         Ok(TeacherPage {
             teachers,
             next_page_token,
