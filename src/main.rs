@@ -85,7 +85,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Distill on every ground-truth task (faculty with teacher auto, and scratch) and print test accuracies.
     /// Mutation-fuzz every parser of user bytes (npy, npz, csv, image zip, ONNX, cards); exits non-zero
     /// on a finding and writes each finding's input to --out.
     Fuzz {
@@ -103,6 +102,8 @@ enum Command {
         #[arg(long, default_value = "fuzz-findings")]
         out: PathBuf,
     },
+    /// Distill on every ground-truth task (the chosen methods with teacher auto, and scratch) and print
+    /// test accuracies; with --truth, measure a ground truth with faculty's own distiller.
     EvalDistill {
         /// Zoo directory.
         #[arg(long, env = "FACULTY_ZOO", default_value = "zoo/teachers")]

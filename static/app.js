@@ -918,7 +918,8 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     bar.value = j.progress;
     bar.setAttribute("aria-valuenow", String(j.progress));
     const last = j.epochs.at(-1);
-    epochsEl.textContent = last ? `${last.stage ? last.stage + ", " : ""}epoch ${last.epoch}${last.val_accuracy != null ? `, validation accuracy ${pct(last.val_accuracy)}` : ""}${j.epochs_dropped ? ` (the ${j.epochs_dropped} epochs of earlier trainings are no longer shown)` : ""}` : "";
+    const over = !["queued", "running"].includes(j.state);
+    epochsEl.textContent = last ? `${over ? "last training: " : ""}${last.stage ? last.stage + ", " : ""}epoch ${last.epoch}${last.val_accuracy != null ? `, validation accuracy ${pct(last.val_accuracy)}` : ""}${j.epochs_dropped ? ` (the ${j.epochs_dropped} epochs of earlier trainings are no longer shown)` : ""}` : "";
     cancel.hidden = j.state !== "queued" && j.state !== "running";
     cancel.disabled = false;
     draw();

@@ -1080,6 +1080,17 @@ async fn a_long_job_keeps_its_latest_epochs_only_and_lists_stay_small_and_paged(
     assert_eq!(last["epochs"][0]["epoch"], 2600);
     assert_eq!(last["epochs_dropped"], 2599);
     assert_eq!(last["student_id"], j["student_id"]);
+    // the job read the same way: a few KB instead of the whole kept history
+    let small = get(&app, &format!("/v1/jobs/{id}?epochs=latest")).await;
+    assert!(small.body.len() < 10_000, "{} bytes", small.body.len());
+    let small = small.json();
+    assert_eq!(small["epochs"].as_array().unwrap().len(), 1);
+    assert_eq!(small["epochs"][0]["epoch"], 2600);
+    assert_eq!(small["epochs_dropped"], 2599);
+    assert_eq!(small["student_id"], j["student_id"]);
+    let r = get(&app, &format!("/v1/jobs/{id}?epochs=new")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&r.body).contains("epochs=new"));
     // a value it does not know is refused, naming it
     let r = get(&app, &format!("/v1/jobs/{id}/events?epochs=some")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);

@@ -43,14 +43,34 @@ pub async fn list(
     Ok(Json(st.blocking(move || jobs.list(&q)).await?))
 }
 
+/// Options of reading one job.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct JobGetQuery {
+    /// `all` (default: the job's whole kept history, up to ~250 KB) or `latest` (its latest epoch only,
+    /// the older ones counted in `epochs_dropped`: a few KB, for status displays).
+    pub epochs: Option<EpochsShown>,
+}
+
 /// One job: state, phase, progress, epoch metrics, and `student_id` once it succeeded.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path), JobGetQuery),
+    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<JobGetQuery>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(st.jobs.get(&id)?))
+    let shown = q.epochs.unwrap_or_default();
+    if shown == EpochsShown::New {
+        return Err(crate::error::Error::invalid_input(
+            "epochs=new is for a job's event stream (/events); GET a job with epochs=all or epochs=latest",
+        )
+        .into());
+    }
+    let job = st.jobs.get(&id)?;
+    Ok(Json(match shown {
+        EpochsShown::Latest => job.latest_epoch_only(),
+        _ => job,
+    }))
 }
 
 /// Cancels a job: a queued one at once, a running one at its next training step (the job then reads

@@ -382,8 +382,10 @@ pub fn jobs(c: &Client, cmd: JobsCommand) -> Result<()> {
             let job: Job = if follow {
                 let mut bar = JobBar::new();
                 c.follow(&id, |j| bar.update(j))?
-            } else {
+            } else if json {
                 c.get(&format!("/v1/jobs/{id}"))?
+            } else {
+                c.get(&format!("/v1/jobs/{id}?epochs=latest"))?
             };
             if json {
                 json_out(&job)?;
