@@ -134,6 +134,10 @@ enum Command {
         /// rows are left out.
         #[arg(long)]
         labeled: Option<usize>,
+        /// The unlabeled pool of every draw: up to N of the task's rows that are not the draw's labeled
+        /// ones (a seeded sample), instead of the draw's own pool (or 500 with --labeled).
+        #[arg(long)]
+        pool: Option<usize>,
         /// Instead: measure a ground truth with faculty's own distiller (a faculty student from every
         /// teacher the ground truth lists, per task and draw) and write it to this file, for
         /// `eval-ranking --ground-truth`.
@@ -735,6 +739,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             methods,
             config,
             labeled,
+            pool,
             truth,
             json,
         } => {
@@ -756,6 +761,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 draws,
                 methods,
                 labeled,
+                pool,
             };
             let config = parse_config(config)?;
             if let Some(out) = truth {

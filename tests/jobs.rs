@@ -651,7 +651,8 @@ async fn a_multihop_search_stops_at_its_time_budget() {
     let stopped = m["stopped"].as_str().unwrap();
     assert!(
         stopped.contains("time budget ran out in hop 1")
-            && stopped.contains("mlp:8:relu, mlp:256:relu"),
+            && stopped.contains("mlp:8:relu, mlp:256:relu")
+            && stopped.contains("1x the 1-hop answer's time: multihop.max_time_factor"),
         "{m}"
     );
     assert_eq!(m["trials"].as_array().unwrap().len(), 1, "{m}");

@@ -316,6 +316,13 @@ fn tables_behave_the_same_on_every_backend() {
         .unwrap();
         assert_eq!(seen, t.iter().unwrap(), "{kind}");
         assert_eq!(seen.len(), 70 + 5, "{kind}");
+        // the last keys of a range first, at most so many, and how many there are (a list's pages)
+        let (lo, hi) = (&[b'p', 10][..], &[b'p', 60][..]);
+        let last: Vec<Vec<u8>> = (55..60u8).rev().map(|i| vec![b'p', i]).collect();
+        assert_eq!(t.keys_rev(lo..hi, 5).unwrap(), last, "{kind}");
+        assert_eq!(t.keys_rev(lo..hi, 500).unwrap().len(), 50, "{kind}");
+        assert_eq!(t.count(lo..hi).unwrap(), 50, "{kind}");
+        assert_eq!(t.count(&b"q"[..]..&b"r"[..]).unwrap(), 0, "{kind}");
         store.flush().unwrap();
         store.ping().unwrap();
     }

@@ -54,6 +54,9 @@ pub struct Scope {
     /// task's rows) and up to [`POOL_WITH_LABELED`] of the others as the unlabeled pool. Tasks with
     /// fewer rows than that are left out.
     pub labeled: Option<usize>,
+    /// The unlabeled pool of every draw: up to this many of the task's rows that are not the draw's
+    /// labeled ones (a seeded sample), instead of the draw's own pool (or [`POOL_WITH_LABELED`]).
+    pub pool: Option<usize>,
 }
 
 /// The unlabeled pool beside `--labeled` rows.
@@ -86,6 +89,16 @@ impl Scope {
                 .collect();
         }
         task.draws.truncate(self.draws);
+        if let Some(n) = self.pool {
+            let rows = task.pool.rows();
+            for (d, (labeled, unl)) in task.draws.iter_mut().enumerate() {
+                let taken: std::collections::HashSet<usize> = labeled.iter().copied().collect();
+                let mut others: Vec<usize> = (0..rows).filter(|i| !taken.contains(i)).collect();
+                super::student::SplitMix(0x9001 + d as u64).shuffle(&mut others);
+                others.truncate(n);
+                *unl = others;
+            }
+        }
         Ok(Some(task))
     }
 }

@@ -416,8 +416,10 @@ pub(super) fn search(
                 }
                 let left: Vec<String> = todo[i..].iter().map(|c| c.0.describe()).collect();
                 stopped = Some(format!(
-                    "the time budget ran out in hop {hop} ({} not tried or not finished)",
-                    left.join(", ")
+                    "the time budget ran out in hop {hop} ({} not tried or not finished; the budget is \
+                     {}x the 1-hop answer's time: multihop.max_time_factor, 0 for no limit)",
+                    left.join(", "),
+                    opts.max_time_factor
                 ));
                 break;
             };

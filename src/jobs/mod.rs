@@ -26,7 +26,7 @@ use crate::data::DatasetStore;
 use crate::distill::{self, Checkpoint, DistillRequest, EpochMetrics, TeacherRef};
 use crate::error::{Error, Result};
 use crate::rank::OutputCache;
-use crate::store::listing::{Listing, Paging, newest_first};
+use crate::store::listing::{Listed, Listing, Paging};
 use crate::store::{Store, now_unix};
 use crate::zoo::Zoo;
 pub use students::{StudentPage, StudentQuery, StudentStore};
@@ -87,6 +87,15 @@ pub struct Job {
     /// The process that runs (or ran) it: `host:pid:tag` of a server or a `faculty worker`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+}
+
+impl Listed for Job {
+    fn created(&self) -> u64 {
+        self.created
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 impl Job {
@@ -463,27 +472,25 @@ impl JobManager {
     /// A page of jobs, newest first, each with its latest epoch only (GET the job for its whole
     /// history). Reads the jobs' list views (~1 KB a job), not the jobs themselves.
     pub fn list(&self, q: &JobQuery) -> Result<JobPage> {
-        let views = self.inner.jobs.views()?;
-        let live = self.inner.live.lock().expect("live lock");
-        let mut v = Vec::new();
-        for stored in views {
-            let job = match live.get(&stored.id) {
-                Some(tx) => tx.borrow().clone().latest_epoch_only(),
-                None => stored,
-            };
-            if q.state.is_none_or(|s| s == job.state)
-                && q.dataset_id.as_ref().is_none_or(|d| *d == job.dataset_id)
-            {
-                v.push(job);
-            }
-        }
-        drop(live);
         let paging = Paging {
             page_size: q.page_size,
             page_token: q.page_token.as_deref(),
         };
-        let (jobs, next_page_token, total) =
-            newest_first(v, |j| (j.created, j.id.as_str()), paging)?;
+        // a running job's view is as of its last save: the live job is newer
+        let live = |stored: Job| match self.inner.live.lock().expect("live lock").get(&stored.id) {
+            Some(tx) => tx.borrow().clone().latest_epoch_only(),
+            None => stored,
+        };
+        let keep = |job: &Job| {
+            q.state.is_none_or(|s| s == job.state)
+                && q.dataset_id.as_ref().is_none_or(|d| *d == job.dataset_id)
+        };
+        let filtered = q.state.is_some() || q.dataset_id.is_some();
+        let (jobs, next_page_token, total) = self.inner.jobs.page(
+            paging,
+            live,
+            filtered.then_some(&keep as &dyn Fn(&Job) -> bool),
+        )?;
         Ok(JobPage {
             jobs,
             next_page_token,

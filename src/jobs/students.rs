@@ -9,7 +9,7 @@ use crate::distill::{Outcome, StudentCard};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::store::listing::{Listing, Paging, newest_first};
+use crate::store::listing::{Listed, Listing, Paging};
 use crate::store::{Blobs, Store};
 
 #[derive(Clone)]
@@ -47,6 +47,15 @@ fn list_view(card: &StudentCard) -> StudentCard {
     StudentCard {
         history: Vec::new(),
         ..card.clone()
+    }
+}
+
+impl Listed for StudentCard {
+    fn created(&self) -> u64 {
+        self.created
+    }
+    fn id(&self) -> &str {
+        &self.id
     }
 }
 
@@ -100,18 +109,16 @@ impl StudentStore {
 
     /// A page of students, newest first, without their training histories.
     pub fn list(&self, q: &StudentQuery) -> Result<StudentPage> {
-        let cards: Vec<StudentCard> = self
-            .cards
-            .views()?
-            .into_iter()
-            .filter(|c| q.dataset_id.as_ref().is_none_or(|d| *d == c.dataset_id))
-            .collect();
         let paging = Paging {
             page_size: q.page_size,
             page_token: q.page_token.as_deref(),
         };
-        let (students, next_page_token, total) =
-            newest_first(cards, |c| (c.created, c.id.as_str()), paging)?;
+        let keep = |c: &StudentCard| q.dataset_id.as_ref().is_none_or(|d| *d == c.dataset_id);
+        let keep = q
+            .dataset_id
+            .is_some()
+            .then_some(&keep as &dyn Fn(&StudentCard) -> bool);
+        let (students, next_page_token, total) = self.cards.page(paging, |c| c, keep)?;
         Ok(StudentPage {
             students,
             next_page_token,

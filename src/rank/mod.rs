@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::store::listing::{Listing, Paging, newest_first};
+use crate::store::listing::{Listed, Listing, Paging};
 use crate::zoo::Zoo;
 pub use outputs::{OutputCache, TeacherOutputs};
 
@@ -329,6 +329,15 @@ pub struct RankingSummary {
     pub confident: bool,
     /// Unix seconds.
     pub created: u64,
+}
+
+impl Listed for RankingSummary {
+    fn created(&self) -> u64 {
+        self.created
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 fn f64s(a: &Array2<f32>, rows: &[usize]) -> Array2<f64> {
@@ -972,13 +981,11 @@ impl RankingStore {
         dataset_id: Option<&str>,
         paging: Paging,
     ) -> Result<(Vec<RankingSummary>, Option<String>, usize)> {
-        let out: Vec<RankingSummary> = self
-            .rankings
-            .views()?
-            .into_iter()
-            .filter(|r| dataset_id.is_none_or(|d| d == r.dataset_id))
-            .collect();
-        newest_first(out, |r| (r.created, r.id.as_str()), paging)
+        let keep = |r: &RankingSummary| dataset_id.is_none_or(|d| d == r.dataset_id);
+        let keep = dataset_id
+            .is_some()
+            .then_some(&keep as &dyn Fn(&RankingSummary) -> bool);
+        self.rankings.page(paging, |r| r, keep)
     }
 
     pub fn get(&self, id: &str) -> Result<Ranking> {

@@ -284,6 +284,34 @@ impl Table {
         }
     }
 
+    /// At most `limit` keys in `range`, last first (for lists read newest first a page at a time).
+    pub fn keys_rev(&self, range: Range<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>> {
+        match self {
+            Self::Sled(t) => t
+                .range(range)
+                .rev()
+                .take(limit)
+                .map(|kv| Ok(kv?.0.to_vec()))
+                .collect::<Result<_>>(),
+            Self::Pg(pg, tree) => pg.keys_rev(tree, range, limit as i64),
+        }
+    }
+
+    /// How many keys are in `range`.
+    pub fn count(&self, range: Range<&[u8]>) -> Result<usize> {
+        match self {
+            Self::Sled(t) => {
+                let mut n = 0;
+                for kv in t.range(range) {
+                    kv?;
+                    n += 1;
+                }
+                Ok(n)
+            }
+            Self::Pg(pg, tree) => pg.count(tree, range),
+        }
+    }
+
     /// The keys in `range`, in order.
     pub fn keys_in(&self, range: Range<&[u8]>) -> Result<Vec<Vec<u8>>> {
         match self {

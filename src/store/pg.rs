@@ -347,6 +347,28 @@ impl Pg {
         })
     }
 
+    /// At most `limit` keys of `tree` in `range`, last first.
+    pub fn keys_rev(&self, tree: &str, r: Range<&[u8]>, limit: i64) -> Result<Vec<Vec<u8>>> {
+        self.run(|c| {
+            let rows = c.query(
+                "SELECT key FROM kv WHERE tree = $1 AND key >= $2 AND key < $3 ORDER BY key DESC LIMIT $4",
+                &[&tree, &r.start, &r.end, &limit],
+            )?;
+            Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        })
+    }
+
+    /// How many keys of `tree` are in `range`.
+    pub fn count(&self, tree: &str, r: Range<&[u8]>) -> Result<usize> {
+        self.run(|c| {
+            let row = c.query_one(
+                "SELECT count(*) FROM kv WHERE tree = $1 AND key >= $2 AND key < $3",
+                &[&tree, &r.start, &r.end],
+            )?;
+            Ok(row.get::<_, i64>(0) as usize)
+        })
+    }
+
     /// At most `limit` pairs of `tree` with keys after `after` (from the first when `None`), in key order.
     pub fn page_after(
         &self,
