@@ -1,9 +1,9 @@
 //! Lists of stored records, newest first (`store::listing`): the first page of 100 of N stored records
-//! whose list views are ~1 KB each (a job's view with its latest epoch is 1-2 KB), on sled, for N = 1,000,
-//! 10,000 and 50,000. `unfiltered` is what `GET /v1/jobs`, `/v1/students` and `/v1/rankings` do without
-//! a filter: read the order keys last first and only the page's views; `every_view` is the filtered path
-//! (and what every list did before the order keys): read and sort every view. `last_page` walks the
-//! unfiltered list's page tokens to its end, to show a deep page costs what the first does.
+//! whose list views are ~1 KB each (a job's view with its latest epoch is 1-2 KB), on sled, for N =
+//! 1,000, 10,000 and 50,000. `unfiltered` is what `GET /v1/jobs`, `/v1/students` and `/v1/rankings` do
+//! without a filter: read the order keys last first and only the page's views. `every_view` is a
+//! filtered list (`?state=...`): one pass over every view, the page kept in a heap. `last_page` is the
+//! unfiltered list's last page, to show a deep page costs what the first does.
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

@@ -323,6 +323,13 @@ fn tables_behave_the_same_on_every_backend() {
         assert_eq!(t.keys_rev(lo..hi, 500).unwrap().len(), 50, "{kind}");
         assert_eq!(t.count(lo..hi).unwrap(), 50, "{kind}");
         assert_eq!(t.count(&b"q"[..]..&b"r"[..]).unwrap(), 0, "{kind}");
+        let mut seen = Vec::new();
+        t.for_each_in(Some(lo..hi), |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, t.range(lo..hi).unwrap(), "{kind}: more than a page");
         store.flush().unwrap();
         store.ping().unwrap();
     }

@@ -7,7 +7,8 @@
 //! by creation, so that a page of an unfiltered list reads only the views it shows (a filtered list
 //! reads every view). Tables written before get their views and order keys once, at open (the keys
 //! `~list` and `~by` mark a table whose views, and order keys, are complete).
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 use std::marker::PhantomData;
 
 use serde::Serialize;
@@ -143,12 +144,12 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned + Listed> 
         map: impl Fn(V) -> V,
         keep: Option<&dyn Fn(&V) -> bool>,
     ) -> Result<(Vec<V>, Option<String>, usize)> {
-        if let Some(keep) = keep {
-            let views: Vec<V> = self.views()?.into_iter().map(map).filter(keep).collect();
-            return newest_first(views, |v| (v.created(), v.id()), paging);
-        }
         let size = page_size(paging.page_size)?;
-        let end = match paging.page_token.map(parse_token).transpose()? {
+        let after = paging.page_token.map(parse_token).transpose()?;
+        if let Some(keep) = keep {
+            return self.page_filtered(size, after, map, keep);
+        }
+        let end = match after {
             Some((created, id)) => order_key_of(created, &id),
             None => BY_END.to_vec(),
         };
@@ -191,8 +192,65 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned + Listed> 
             .collect()
     }
 
+    /// [`Listing::page`] with a filter: one pass over every view, holding the page's views only (the
+    /// newest `size + 1` kept ones after the token, in a heap).
+    fn page_filtered(
+        &self,
+        size: usize,
+        after: Option<(u64, String)>,
+        map: impl Fn(V) -> V,
+        keep: &dyn Fn(&V) -> bool,
+    ) -> Result<(Vec<V>, Option<String>, usize)> {
+        let mut total = 0;
+        let mut heap: BinaryHeap<Reverse<ByAge<V>>> = BinaryHeap::with_capacity(size + 2);
+        self.table.for_each_in(Some(PREFIX..PREFIX_END), |_, v| {
+            let view = map(serde_json::from_slice(v)?);
+            if !keep(&view) {
+                return Ok(());
+            }
+            total += 1;
+            let item = ByAge((view.created(), view.id().to_string()), view);
+            if after.as_ref().is_none_or(|a| item.0 < *a) {
+                heap.push(Reverse(item));
+                if heap.len() > size + 1 {
+                    heap.pop(); // the oldest
+                }
+            }
+            Ok(())
+        })?;
+        // newest first
+        let mut page: Vec<V> = heap.into_sorted_vec().into_iter().map(|r| r.0.1).collect();
+        let more = page.len() > size;
+        page.truncate(size);
+        let next = more.then(|| {
+            let v = page.last().expect("a full page");
+            page_token(&format!("{}:{}", v.created(), v.id()))
+        });
+        Ok((page, next, total))
+    }
+
     pub fn flush(&self) -> Result<()> {
         self.table.flush()
+    }
+}
+
+/// A view ordered by its place in a list (`created`, id).
+struct ByAge<V>((u64, String), V);
+
+impl<V> PartialEq for ByAge<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<V> Eq for ByAge<V> {}
+impl<V> PartialOrd for ByAge<V> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<V> Ord for ByAge<V> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
     }
 }
 
@@ -220,35 +278,6 @@ pub struct Paging<'a> {
     pub page_size: Option<usize>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<&'a str>,
-}
-
-/// A page of `items`, newest first by `key` (`created`, id): the page, the token of the next one (none
-/// on the last page), and how many items there are over all pages.
-pub fn newest_first<T>(
-    mut items: Vec<T>,
-    key: impl Fn(&T) -> (u64, &str),
-    paging: Paging,
-) -> Result<(Vec<T>, Option<String>, usize)> {
-    let size = page_size(paging.page_size)?;
-    let after = paging.page_token.map(parse_token).transpose()?;
-    items.sort_by(|a, b| key(b).cmp(&key(a)));
-    let total = items.len();
-    let mut page: Vec<T> = items
-        .into_iter()
-        .filter(|t| {
-            after
-                .as_ref()
-                .is_none_or(|(c, id)| key(t) < (*c, id.as_str()))
-        })
-        .take(size + 1)
-        .collect();
-    let more = page.len() > size;
-    page.truncate(size);
-    let next = more.then(|| {
-        let (c, id) = key(page.last().expect("a full page"));
-        page_token(&format!("{c}:{id}"))
-    });
-    Ok((page, next, total))
 }
 
 /// A list's page size: `page_size` if given (1-500), else 100.
@@ -285,42 +314,6 @@ fn parse_token(tok: &str) -> Result<(u64, String)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pages_walk_every_item_once_newest_first() {
-        let items: Vec<(u64, String)> = (0..7).map(|i| (i / 2, format!("id{i}"))).collect();
-        fn key(t: &(u64, String)) -> (u64, &str) {
-            (t.0, &t.1)
-        }
-        let mut seen = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let paging = Paging {
-                page_size: Some(3),
-                page_token: token.as_deref(),
-            };
-            let (page, next, total) = newest_first(items.clone(), key, paging).unwrap();
-            assert_eq!(total, 7);
-            assert!(page.len() <= 3);
-            seen.extend(page.into_iter().map(|t| t.1));
-            match next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-        assert_eq!(seen, ["id6", "id5", "id4", "id3", "id2", "id1", "id0"]);
-        let bad = Paging {
-            page_size: Some(3),
-            page_token: Some("zz"),
-        };
-        let e = newest_first(items.clone(), key, bad).unwrap_err();
-        assert!(e.message.contains("page_token"), "{}", e.message);
-        let big = Paging {
-            page_size: Some(501),
-            page_token: None,
-        };
-        assert!(newest_first(items, key, big).is_err());
-    }
-
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Rec {
         id: String,
@@ -350,6 +343,13 @@ mod tests {
         Rec {
             body: r.body[..1].to_vec(),
             ..r.clone()
+        }
+    }
+
+    fn first_page(size: usize) -> Paging<'static> {
+        Paging {
+            page_size: Some(size),
+            page_token: None,
         }
     }
 
@@ -437,11 +437,7 @@ mod tests {
         assert!(seen.windows(2).all(|w| w[0] > w[1]));
         // an order key left behind without its view is skipped, the page still full
         table.insert(order_key_of(105, "gone"), Vec::new()).unwrap();
-        let paging = Paging {
-            page_size: Some(3),
-            page_token: None,
-        };
-        let (page, _, _) = l.page(paging, |v| v, None).unwrap();
+        let (page, _, _) = l.page(first_page(3), |v| v, None).unwrap();
         let ids: Vec<(u64, String)> = page.into_iter().map(|v| (v.created, v.id)).collect();
         assert_eq!(ids, expected[..3].to_vec());
         // a bad token is refused, naming it
@@ -451,6 +447,10 @@ mod tests {
         };
         let e = l.page(bad, |v| v, None).unwrap_err();
         assert!(e.message.contains("page_token"), "{}", e.message);
+        for size in [0, 501] {
+            let e = l.page(first_page(size), |v| v, None).unwrap_err();
+            assert!(e.message.contains("page_size"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -251,10 +251,24 @@ impl Table {
 
     /// Calls `f` with every pair in key order, holding a few at a time in memory (for tables whose values
     /// are large: `iter` holds them all).
-    pub fn for_each(&self, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+    pub fn for_each(&self, f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        self.for_each_in(None, f)
+    }
+
+    /// Calls `f` with every pair with a key in `range` (all when `None`), in key order, holding a few at
+    /// a time in memory.
+    pub fn for_each_in(
+        &self,
+        range: Option<Range<&[u8]>>,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
         match self {
             Self::Sled(t) => {
-                for kv in t.iter() {
+                let it = match range {
+                    Some(r) => t.range(r),
+                    None => t.iter(),
+                };
+                for kv in it {
                     let (k, v) = kv?;
                     f(&k, &v)?;
                 }
@@ -262,7 +276,7 @@ impl Table {
             Self::Pg(pg, tree) => {
                 let mut after: Option<Vec<u8>> = None;
                 loop {
-                    let page = pg.page_after(tree, after.as_deref(), 32)?;
+                    let page = pg.page_after(tree, range.clone(), after.as_deref(), 32)?;
                     for (k, v) in &page {
                         f(k, v)?;
                     }

@@ -369,22 +369,36 @@ impl Pg {
         })
     }
 
-    /// At most `limit` pairs of `tree` with keys after `after` (from the first when `None`), in key order.
+    /// At most `limit` pairs of `tree` with keys in `range` (all keys when `None`) and after `after`
+    /// (from the range's start when `None`), in key order.
     pub fn page_after(
         &self,
         tree: &str,
+        range: Option<Range<&[u8]>>,
         after: Option<&[u8]>,
         limit: i64,
     ) -> Result<Vec<super::Pair>> {
+        let start: &[u8] = range.as_ref().map_or(&[], |r| r.start);
+        let end = range.as_ref().map(|r| r.end);
         self.run(|c| {
-            let rows = match after {
-                None => c.query(
-                    "SELECT key, value FROM kv WHERE tree = $1 ORDER BY key LIMIT $2",
-                    &[&tree, &limit],
+            let rows = match (after, end) {
+                (None, None) => c.query(
+                    "SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 ORDER BY key LIMIT $3",
+                    &[&tree, &start, &limit],
                 )?,
-                Some(a) => c.query(
+                (Some(a), None) => c.query(
                     "SELECT key, value FROM kv WHERE tree = $1 AND key > $2 ORDER BY key LIMIT $3",
                     &[&tree, &a, &limit],
+                )?,
+                (None, Some(e)) => c.query(
+                    "SELECT key, value FROM kv WHERE tree = $1 AND key >= $2 AND key < $3 \
+                     ORDER BY key LIMIT $4",
+                    &[&tree, &start, &e, &limit],
+                )?,
+                (Some(a), Some(e)) => c.query(
+                    "SELECT key, value FROM kv WHERE tree = $1 AND key > $2 AND key < $3 \
+                     ORDER BY key LIMIT $4",
+                    &[&tree, &a, &e, &limit],
                 )?,
             };
             Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
