@@ -797,13 +797,13 @@ impl JobManager {
     /// Puts every job a previous process left unfinished back in the queue (or fails it), oldest first.
     /// Jobs another live server holds are left to it.
     fn recover(&self) -> Result<()> {
-        let mut pending = Vec::new();
-        // from the jobs' list views (~1 KB each); a whole job (up to ~250 KB) is read only to change it
-        for view in self.inner.jobs.views()? {
+        // from the jobs' list views (~1 KB each, read one at a time); a whole job (up to ~250 KB) is read
+        // only to change it
+        let (mut unfinished, mut lost) = (Vec::new(), Vec::new());
+        self.inner.jobs.for_each_view(|view| {
             match view.state {
                 JobState::Queued | JobState::Running if !self.inner.shared => {
-                    self.inner.leases.take(&view.id)?;
-                    pending.push(self.read(&view.id)?);
+                    unfinished.push(view.id)
                 }
                 // shared: taken at a heartbeat, by whichever process has a free slot
                 JobState::Queued | JobState::Running => {}
@@ -813,14 +813,23 @@ impl JobManager {
                         .as_deref()
                         .is_some_and(|s| self.inner.students.exists(s));
                     if !ok {
-                        let mut job = self.read(&view.id)?;
-                        job.state = JobState::Failed;
-                        job.error = Some("the student this job produced is missing".into());
-                        self.write(&job)?;
+                        lost.push(view.id);
                     }
                 }
                 _ => {}
             }
+            Ok(())
+        })?;
+        for id in lost {
+            let mut job = self.read(&id)?;
+            job.state = JobState::Failed;
+            job.error = Some("the student this job produced is missing".into());
+            self.write(&job)?;
+        }
+        let mut pending = Vec::new();
+        for id in unfinished {
+            self.inner.leases.take(&id)?;
+            pending.push(self.read(&id)?);
         }
         pending.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
         for job in pending {

@@ -68,10 +68,7 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned + Listed> 
             me.table.flush()?;
         }
         if me.table.get(BY_COMPLETE)?.is_none() {
-            for (_, v) in me.table.range(PREFIX..PREFIX_END)? {
-                let view: V = serde_json::from_slice(&v)?;
-                me.table.insert(order_key(&view), Vec::new())?;
-            }
+            me.for_each_view(|view| me.table.insert(order_key(&view), Vec::new()))?;
             me.table.insert(BY_COMPLETE, Vec::new())?;
             me.table.flush()?;
         }
@@ -183,7 +180,15 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned + Listed> 
         Ok((page, next, total))
     }
 
+    /// Calls `f` with every record's view, in id order, one at a time.
+    pub fn for_each_view(&self, mut f: impl FnMut(V) -> Result<()>) -> Result<()> {
+        self.table.for_each_in(Some(PREFIX..PREFIX_END), |_, v| {
+            f(serde_json::from_slice(v)?)
+        })
+    }
+
     /// Every record's view, in id order.
+    #[cfg(test)]
     pub fn views(&self) -> Result<Vec<V>> {
         self.table
             .range(PREFIX..PREFIX_END)?
@@ -203,8 +208,8 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned + Listed> 
     ) -> Result<(Vec<V>, Option<String>, usize)> {
         let mut total = 0;
         let mut heap: BinaryHeap<Reverse<ByAge<V>>> = BinaryHeap::with_capacity(size + 2);
-        self.table.for_each_in(Some(PREFIX..PREFIX_END), |_, v| {
-            let view = map(serde_json::from_slice(v)?);
+        self.for_each_view(|view| {
+            let view = map(view);
             if !keep(&view) {
                 return Ok(());
             }
