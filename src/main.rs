@@ -287,11 +287,14 @@ enum DatasetsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List the stored datasets.
+    /// List the stored datasets, newest first.
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// At most this many datasets (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 

@@ -490,8 +490,9 @@ route(/^\/teachers\/(.+)$/, async (id) => {
 // ---------- tasks ----------
 // Datasets that are not another dataset's test split (those are held out, never trained on).
 const trainable = (datasets) => datasets.filter((d) => !datasets.some((o) => o.test_dataset_id === d.id));
-route(/^\/tasks$/, async () => {
-  const { datasets } = await api("/v1/datasets");
+route(/^\/tasks(?:\?(.*))?$/, async (query) => {
+  const path = `/v1/datasets?page_size=${pageSize(new URLSearchParams(query || ""))}`;
+  const first = await api(path);
   const bar = h("progress", { id: "dataset-progress", value: 0, max: 1, hidden: true });
   const msg = h("div", { id: "dataset-upload-result" });
   const labelCol = h("input", { id: "dataset-label-column", placeholder: "label", size: 10 });
@@ -508,15 +509,16 @@ route(/^\/tasks$/, async () => {
       msg.replaceChildren(errorBox("dataset-error", `${file.name} was not stored: ${e.message}`));
     } finally { bar.hidden = true; }
   });
-  const visible = trainable(datasets);
   show(
     h("h1", {}, "Tasks"),
     h("div", { class: "card" }, h("h2", { style: "margin-top:0" }, "Upload a task dataset"),
       h("p", { class: "muted" }, ".npz with x, y (-1 = unlabeled) and optional labels / x_test / y_test; .csv with a header and a label column; .zip of <class>/<image> folders."),
       h("div", { class: "row", style: "margin-bottom:8px" }, h("label", { for: "dataset-label-column" }, "CSV label column"), labelCol),
       zone, bar, msg),
-    h("h2", {}, "Datasets"),
-    visible.length ? table("dataset-table", [
+    paged(path, "datasets", first, (datasets, total) => {
+      const visible = trainable(datasets);
+      return [h("h2", { id: "datasets-heading" }, datasets.length < total ? `Datasets: the newest ${datasets.length} of ${total}` : "Datasets"),
+        visible.length ? table("dataset-table", [
       { key: "name", label: "Name", render: (d) => h("a", { href: "#/tasks/" + d.id }, d.name) },
       { key: "id", label: "Id", render: (d) => h("code", {}, d.id) },
       { key: "format", label: "Format" },
@@ -526,7 +528,8 @@ route(/^\/tasks$/, async () => {
       { key: "row_shape", label: "Row shape", render: (d) => shape(d.row_shape), value: (d) => shape(d.row_shape) },
       { key: "created", label: "Uploaded", num: true, render: (d) => when(d.created) },
     ], visible, { onRow: (d) => go("#/tasks/" + d.id), rowAttrs: (d) => ({ "data-id": d.id }), sortKey: "created", sortDir: -1 })
-      : empty("No datasets yet: drop one above."));
+      : empty("No datasets yet: drop one above.")];
+    }));
 });
 
 function sampleGrid(sm) {
@@ -743,7 +746,7 @@ function jobStateBadge(j) {
 route(/^\/jobs(?:\?(.*))?$/, async (query) => {
   const params = new URLSearchParams(query || "");
   const jobsPath = `/v1/jobs?page_size=${pageSize(params)}`;
-  const [{ datasets }, teachers, jobsPage] = await Promise.all([api("/v1/datasets"), allTeachers(), api(jobsPath)]);
+  const [{ datasets }, teachers, jobsPage] = await Promise.all([api("/v1/datasets?page_size=500"), allTeachers(), api(jobsPath)]);
   const usable = teachers.filter((t) => t.usable);
   const sel = (id, options, value) => h("select", { id }, options.map(([v, l]) => h("option", { value: v, selected: v === value }, l)));
   const input = (id, attrs) => h("input", { id, ...attrs });

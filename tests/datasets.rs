@@ -121,6 +121,17 @@ async fn formats_parse_and_store_content_addressed() {
             .len(),
         4
     );
+    // paged newest first, each once, whatever the page size
+    let all = walk_pages(&app, "/v1/datasets", "datasets", 1, 4).await;
+    assert_eq!(
+        walk_pages(&app, "/v1/datasets", "datasets", 3, 4).await,
+        all
+    );
+    for bad in ["page_token=zz", "page_size=0", "page_size=501"] {
+        let r = get(&app, &format!("/v1/datasets?{bad}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(String::from_utf8_lossy(&r.body).contains(bad.split('=').next().unwrap()));
+    }
     assert_eq!(
         send(&app, "DELETE", &format!("/v1/datasets/{id}"))
             .await
@@ -131,6 +142,9 @@ async fn formats_parse_and_store_content_addressed() {
         get(&app, &format!("/v1/datasets/{id}")).await.status,
         StatusCode::NOT_FOUND
     );
+    // gone from the pages and the count too
+    let left = walk_pages(&app, "/v1/datasets", "datasets", 2, 3).await;
+    assert!(left.iter().all(|(_, d)| *d != id), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -32,10 +32,25 @@ pub struct DatasetForm {
     labels: Option<String>,
 }
 
-/// Datasets, newest first.
+/// A page of datasets, newest first.
 #[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DatasetList {
     pub datasets: Vec<DatasetInfo>,
+    /// Pass as `page_token` for the next page; null on the last page.
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+    /// Datasets over all pages.
+    #[serde(default)]
+    pub total: usize,
+}
+
+/// Paging of the datasets list.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct DatasetQuery {
+    /// Datasets per page, newest first (1-500, default 100).
+    pub page_size: Option<usize>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
 }
 
 /// Uploads a task dataset. The same content uploaded again returns the stored entry (200 instead of 201).
@@ -126,12 +141,26 @@ pub async fn upload(
     ))
 }
 
-/// Lists stored datasets.
-#[utoipa::path(get, path = "/v1/datasets", tag = "datasets",
-    responses((status = 200, body = DatasetList)))]
-pub async fn list(State(st): State<AppState>) -> Result<Json<DatasetList>, ApiError> {
+/// Lists stored datasets, newest first, paginated (descriptions only: the rows and labels are not read).
+#[utoipa::path(get, path = "/v1/datasets", tag = "datasets", params(DatasetQuery),
+    responses((status = 200, body = DatasetList), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(st): State<AppState>,
+    super::error::ApiQuery(q): super::error::ApiQuery<DatasetQuery>,
+) -> Result<Json<DatasetList>, ApiError> {
+    let datasets = st.datasets.clone();
+    let (datasets, next_page_token, total) = st
+        .blocking(move || {
+            datasets.list(crate::store::listing::Paging {
+                page_size: q.page_size,
+                page_token: q.page_token.as_deref(),
+            })
+        })
+        .await?;
     Ok(Json(DatasetList {
-        datasets: st.datasets.list()?,
+        datasets,
+        next_page_token,
+        total,
     }))
 }
 

@@ -105,16 +105,17 @@ pub fn datasets(c: &Client, cmd: DatasetsCommand) -> Result<()> {
             );
             Ok(())
         }
-        DatasetsCommand::List { json } => {
-            let list: faculty::api::datasets::DatasetList = c.get("/v1/datasets")?;
+        DatasetsCommand::List { json, limit } => {
+            let (datasets, total) =
+                c.newest::<faculty::data::DatasetInfo>("/v1/datasets", "datasets", limit.max(1))?;
             if json {
-                return json_out(&list);
+                return json_out(&serde_json::json!({"datasets": datasets, "total": total}));
             }
             println!(
                 "{:<20} {:<6} {:>8} {:>8} {:>8} {:<14} NAME",
                 "ID", "FORMAT", "ROWS", "LABELED", "CLASSES", "ROW SHAPE"
             );
-            for d in &list.datasets {
+            for d in &datasets {
                 println!(
                     "{:<20} {:<6} {:>8} {:>8} {:>8} {:<14} {}",
                     d.id,
@@ -126,6 +127,7 @@ pub fn datasets(c: &Client, cmd: DatasetsCommand) -> Result<()> {
                     d.name
                 );
             }
+            more_than_shown(datasets.len(), total, "datasets");
             Ok(())
         }
     }

@@ -1,6 +1,8 @@
 //! Datasets at rest: content-addressed by the sha256 of their canonical content. The rows live in the
 //! blob store under `datasets/<sha256>.f32` (little-endian float32; a blob is whole or absent), the
 //! description, labels and class names in the table `datasets`. A dataset is visible only once both exist.
+//! The description is also kept as the record's list view (`store::listing`), so that listing datasets
+//! or describing one does not read their labels (a record of two million rows is ~4 MB of them).
 use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn};
@@ -8,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{Dataset, Format};
 use crate::error::{Error, Result};
+use crate::store::listing::{Listed, Listing, Paging};
 use crate::store::{Blobs, Store};
 
 /// Labeled rows of one class.
@@ -40,6 +43,15 @@ pub struct DatasetInfo {
     pub test_dataset_id: Option<String>,
 }
 
+impl Listed for DatasetInfo {
+    fn created(&self) -> u64 {
+        self.created
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Record {
     info: DatasetInfo,
@@ -53,7 +65,7 @@ struct Record {
 /// The stored datasets.
 pub struct DatasetStore {
     blobs: Arc<Blobs>,
-    tree: crate::store::Table,
+    records: Listing<Record, DatasetInfo>,
 }
 
 /// The id a dataset with this sha256 gets.
@@ -65,7 +77,7 @@ impl DatasetStore {
     pub fn open(store: &Store, blobs: Arc<Blobs>) -> Result<Self> {
         Ok(Self {
             blobs,
-            tree: store.tree("datasets")?,
+            records: Listing::open(store.tree("datasets")?, |r: &Record| r.info.clone())?,
         })
     }
 
@@ -119,41 +131,37 @@ impl DatasetStore {
             y: ds.y.clone(),
             rows_sha256: Some(rows_sha256),
         };
-        self.tree.insert(id.as_bytes(), serde_json::to_vec(&rec)?)?;
-        self.tree.flush()?;
+        self.records.put(&id, &rec)?;
+        self.records.flush()?;
         Ok((info, true))
     }
 
+    fn not_found(id: &str) -> Error {
+        Error::not_found(format!("no dataset '{id}'"))
+    }
+
     fn record(&self, id: &str) -> Result<Record> {
-        let raw = self
-            .tree
-            .get(id.as_bytes())?
-            .ok_or_else(|| Error::not_found(format!("no dataset '{id}'")))?;
-        Ok(serde_json::from_slice(&raw)?)
+        self.records.get(id)?.ok_or_else(|| Self::not_found(id))
     }
 
     /// Records `test_id` as the test split of dataset `id`.
     pub fn set_test(&self, id: &str, test_id: &str) -> Result<DatasetInfo> {
         let mut rec = self.record(id)?;
         rec.info.test_dataset_id = Some(test_id.to_string());
-        self.tree.insert(id.as_bytes(), serde_json::to_vec(&rec)?)?;
-        self.tree.flush()?;
+        self.records.put(id, &rec)?;
+        self.records.flush()?;
         Ok(rec.info)
     }
 
-    /// The description of a stored dataset.
+    /// The description of a stored dataset (its list view: the labels are not read).
     pub fn info(&self, id: &str) -> Result<DatasetInfo> {
-        Ok(self.record(id)?.info)
+        self.records.view(id)?.ok_or_else(|| Self::not_found(id))
     }
 
-    /// Every stored dataset, newest first.
-    pub fn list(&self) -> Result<Vec<DatasetInfo>> {
-        let mut out = Vec::new();
-        for (_, v) in self.tree.iter()? {
-            out.push(serde_json::from_slice::<Record>(&v)?.info);
-        }
-        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
-        Ok(out)
+    /// A page of the stored datasets, newest first: the page, the next page's token and how many
+    /// there are.
+    pub fn list(&self, paging: Paging) -> Result<(Vec<DatasetInfo>, Option<String>, usize)> {
+        self.records.page(paging, |d| d, None)
     }
 
     /// Loads the rows back.
@@ -188,8 +196,8 @@ impl DatasetStore {
     /// Deletes a dataset (its catalog entry first, so a crash never leaves a visible half).
     pub fn delete(&self, id: &str) -> Result<DatasetInfo> {
         let info = self.info(id)?;
-        self.tree.remove(id.as_bytes())?;
-        self.tree.flush()?;
+        self.records.remove(id)?;
+        self.records.flush()?;
         self.blobs.delete(&Self::rows_key(&info.sha256))?;
         Ok(info)
     }

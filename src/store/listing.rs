@@ -86,6 +86,17 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned + Listed> 
             .transpose()
     }
 
+    /// A record's list view (not found: `None`).
+    pub fn view(&self, id: &str) -> Result<Option<V>> {
+        if !is_record(id.as_bytes()) {
+            return Ok(None);
+        }
+        self.table
+            .get(view_key(id.as_bytes()))?
+            .map(|v| Ok(serde_json::from_slice(&v)?))
+            .transpose()
+    }
+
     /// Whether a record is stored under `id` (reads its small view, not the record).
     pub fn contains(&self, id: &str) -> Result<bool> {
         Ok(is_record(id.as_bytes()) && self.table.get(view_key(id.as_bytes()))?.is_some())
