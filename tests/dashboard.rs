@@ -770,6 +770,31 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         "the older student, the tick kept",
     )
     .await;
+    let n = datasets(port);
+    assert!(n >= 2, "{n} datasets");
+    open(
+        &c,
+        &format!("{origin}/#/tasks?page_size=1"),
+        "document.querySelector('#datasets-heading')",
+        "the newest dataset",
+    )
+    .await;
+    assert_eq!(
+        text(&c, "#datasets-heading").await,
+        format!("Datasets: the newest 1 of {n}")
+    );
+    click(&c, "#datasets-more").await;
+    let after = if n == 2 {
+        "Datasets".to_string()
+    } else {
+        format!("Datasets: the newest 2 of {n}")
+    };
+    wait_js(
+        &c,
+        &format!("document.querySelector('#datasets-heading')?.innerText === '{after}'"),
+        "the older dataset",
+    )
+    .await;
     open(
         &c,
         &format!("{origin}/#/zoo"),
