@@ -182,13 +182,7 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned + Listed> 
                 _ => break,
             }
         }
-        let more = page.len() > size;
-        page.truncate(size);
-        let next = more.then(|| {
-            let v = page.last().expect("a full page");
-            page_token(&format!("{}:{}", v.created(), v.id()))
-        });
-        Ok((page, next, total))
+        Ok(end_page(page, size, total))
     }
 
     /// Calls `f` with every record's view, in id order, one at a time.
@@ -235,19 +229,29 @@ impl<T: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned + Listed> 
             Ok(())
         })?;
         // newest first
-        let mut page: Vec<V> = heap.into_sorted_vec().into_iter().map(|r| r.0.1).collect();
-        let more = page.len() > size;
-        page.truncate(size);
-        let next = more.then(|| {
-            let v = page.last().expect("a full page");
-            page_token(&format!("{}:{}", v.created(), v.id()))
-        });
-        Ok((page, next, total))
+        let page: Vec<V> = heap.into_sorted_vec().into_iter().map(|r| r.0.1).collect();
+        Ok(end_page(page, size, total))
     }
 
     pub fn flush(&self) -> Result<()> {
         self.table.flush()
     }
+}
+
+/// `page` (up to `size + 1` views, newest first) cut to `size`, with the next page's token when there
+/// was one more, and `total`.
+fn end_page<V: Listed>(
+    mut page: Vec<V>,
+    size: usize,
+    total: usize,
+) -> (Vec<V>, Option<String>, usize) {
+    let more = page.len() > size;
+    page.truncate(size);
+    let next = more.then(|| {
+        let v = page.last().expect("a full page");
+        page_token(&format!("{}:{}", v.created(), v.id()))
+    });
+    (page, next, total)
 }
 
 /// A view ordered by its place in a list (`created`, id).
