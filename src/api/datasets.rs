@@ -558,8 +558,23 @@ pub async fn samples(
     let datasets = st.datasets.clone();
     let s = st
         .blocking(move || {
-            let (_, ds) = datasets.load(&id)?;
-            crate::data::preview::samples(&ds, q.per_class.unwrap_or(6))
+            use crate::data::preview;
+            // only the rows shown are read
+            let some = datasets.load_rows(&id, |info, y| {
+                preview::image_dims(&info.row_shape)?;
+                Ok(preview::pick(
+                    y,
+                    info.classes.len(),
+                    q.per_class.unwrap_or(6),
+                ))
+            })?;
+            preview::render(
+                some.x.view(),
+                &some.info.row_shape,
+                &some.rows,
+                &some.y,
+                &some.labels,
+            )
         })
         .await?;
     Ok(Json(s))

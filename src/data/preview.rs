@@ -33,53 +33,72 @@ pub struct Samples {
 /// `per_class` (1..=16) images of each class, or why the rows are not images.
 pub fn samples(ds: &Dataset, per_class: usize) -> Result<Samples> {
     let shape = ds.row_shape();
-    let (c, h, w) = match shape[..] {
-        [h, w] => (1, h, w),
-        [c, h, w] if c == 1 || c == 3 => (c, h, w),
-        _ => {
-            return Err(Error::invalid_input(format!(
-                "rows of shape {shape:?} are not images (an image row is [H, W], [1, H, W] or [3, H, W])"
-            )));
-        }
-    };
+    image_dims(&shape)?;
+    let chosen = pick(&ds.y, ds.classes(), per_class);
+    let x = ds.flat().select(ndarray::Axis(0), &chosen);
+    render(x.view(), &shape, &chosen, &ds.y, &ds.labels)
+}
+
+/// The channels, height and width of an image row, or why `shape` is not one.
+pub fn image_dims(shape: &[usize]) -> Result<(usize, usize, usize)> {
+    match shape[..] {
+        [h, w] => Ok((1, h, w)),
+        [c, h, w] if c == 1 || c == 3 => Ok((c, h, w)),
+        _ => Err(Error::invalid_input(format!(
+            "rows of shape {shape:?} are not images (an image row is [H, W], [1, H, W] or [3, H, W])"
+        ))),
+    }
+}
+
+/// The rows [`samples`] shows: up to `per_class` (1..=16) labeled rows of each class, in class order,
+/// evenly spaced over the class's rows.
+pub fn pick(y: &[i64], classes: usize, per_class: usize) -> Vec<usize> {
     let per_class = per_class.clamp(1, MAX_PER_CLASS);
-    let step = h.max(w).div_ceil(MAX_SIDE).max(1);
-    let (oh, ow) = (h.div_ceil(step), w.div_ceil(step));
-    let flat = ds.flat();
     let mut chosen = Vec::new();
-    for class in 0..ds.classes() {
-        let rows: Vec<usize> = (0..ds.rows())
-            .filter(|&r| ds.y[r] == class as i64)
-            .collect();
+    for class in 0..classes {
+        let rows: Vec<usize> = (0..y.len()).filter(|&r| y[r] == class as i64).collect();
         let k = rows.len().min(per_class);
         chosen.extend((0..k).map(|i| rows[i * rows.len() / k.max(1)]));
     }
+    chosen
+}
+
+/// The samples of the dataset's rows `rows` (row `i` of `x` is the dataset's row `rows[i]`, whose
+/// label is `y[rows[i]]`), images of shape `shape`.
+pub fn render(
+    x: ndarray::ArrayView2<f32>,
+    shape: &[usize],
+    rows: &[usize],
+    y: &[i64],
+    labels: &[String],
+) -> Result<Samples> {
+    let (c, h, w) = image_dims(shape)?;
+    let step = h.max(w).div_ceil(MAX_SIDE).max(1);
+    let (oh, ow) = (h.div_ceil(step), w.div_ceil(step));
     let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for &r in &chosen {
-        for &v in flat.row(r) {
-            if v.is_finite() {
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
+    for &v in x.iter() {
+        if v.is_finite() {
+            lo = lo.min(v);
+            hi = hi.max(v);
         }
     }
     let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
-    let samples = chosen
-        .into_iter()
-        .map(|r| {
-            let row = flat.row(r);
+    let samples = rows
+        .iter()
+        .zip(x.rows())
+        .map(|(&r, row)| {
             let mut pixels = Vec::with_capacity(c * oh * ow);
             for ch in 0..c {
-                for y in (0..h).step_by(step) {
-                    for x in (0..w).step_by(step) {
-                        let v = row[ch * h * w + y * w + x];
+                for py in (0..h).step_by(step) {
+                    for px in (0..w).step_by(step) {
+                        let v = row[ch * h * w + py * w + px];
                         pixels.push(((v - lo) * scale).clamp(0.0, 255.0).round() as u8);
                     }
                 }
             }
             Sample {
                 row: r,
-                class: ds.labels[ds.y[r] as usize].clone(),
+                class: labels[y[r] as usize].clone(),
                 pixels,
             }
         })

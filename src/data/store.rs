@@ -62,6 +62,18 @@ struct Record {
     rows_sha256: Option<String>,
 }
 
+/// Some rows of a stored dataset ([`DatasetStore::load_rows`]).
+pub struct SomeRows {
+    pub info: DatasetInfo,
+    /// Every row's label.
+    pub y: Vec<i64>,
+    pub labels: Vec<String>,
+    /// Which rows: row `i` of `x` is the dataset's row `rows[i]`.
+    pub rows: Vec<usize>,
+    /// The rows, flattened.
+    pub x: ndarray::Array2<f32>,
+}
+
 /// The stored datasets.
 pub struct DatasetStore {
     blobs: Arc<Blobs>,
@@ -164,19 +176,39 @@ impl DatasetStore {
         self.records.page(paging, |d| d, None)
     }
 
-    /// Loads the rows back.
-    pub fn load(&self, id: &str) -> Result<(DatasetInfo, Dataset)> {
-        let rec = self.record(id)?;
-        let path = self.blobs.path(
+    /// The local path of a dataset's rows file (fetched from the object store if need be).
+    fn rows_path(&self, rec: &Record) -> Result<std::path::PathBuf> {
+        self.blobs.path(
             &Self::rows_key(&rec.info.sha256),
             rec.rows_sha256.as_deref(),
-        )?;
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::internal(format!("dataset {id}: rows file unreadable: {e}")))?;
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        )
+    }
+
+    /// Loads the rows back (read a megabyte at a time straight into the floats: the file is not held
+    /// twice).
+    pub fn load(&self, id: &str) -> Result<(DatasetInfo, Dataset)> {
+        let rec = self.record(id)?;
+        let unreadable = |e: std::io::Error| {
+            Error::internal(format!("dataset {id}: rows file unreadable or short: {e}"))
+        };
+        let mut file = std::fs::File::open(self.rows_path(&rec)?).map_err(unreadable)?;
+        let n: usize = rec.info.rows * rec.info.row_shape.iter().product::<usize>();
+        if file.metadata().map_err(unreadable)?.len() != 4 * n as u64 {
+            return Err(Error::internal(format!(
+                "dataset {id}: rows file has the wrong size (expected {n} floats)"
+            )));
+        }
+        let mut values: Vec<f32> = Vec::with_capacity(n);
+        let mut buf = vec![0u8; 1 << 20];
+        while values.len() < n {
+            let chunk = (4 * (n - values.len())).min(buf.len());
+            std::io::Read::read_exact(&mut file, &mut buf[..chunk]).map_err(unreadable)?;
+            values.extend(
+                buf[..chunk]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+        }
         let mut shape = vec![rec.info.rows];
         shape.extend(&rec.info.row_shape);
         let x = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| {
@@ -193,6 +225,44 @@ impl DatasetStore {
         ))
     }
 
+    /// A few rows of a dataset, read from its rows file one by one (the rest is not read): `pick`
+    /// chooses them from the description and the labels.
+    pub fn load_rows(
+        &self,
+        id: &str,
+        pick: impl FnOnce(&DatasetInfo, &[i64]) -> Result<Vec<usize>>,
+    ) -> Result<SomeRows> {
+        use std::io::{Read, Seek, SeekFrom};
+        let rec = self.record(id)?;
+        let rows = pick(&rec.info, &rec.y)?;
+        let d: usize = rec.info.row_shape.iter().product();
+        let unreadable = |e: std::io::Error| {
+            Error::internal(format!("dataset {id}: rows file unreadable or short: {e}"))
+        };
+        let mut file = std::fs::File::open(self.rows_path(&rec)?).map_err(unreadable)?;
+        let mut x = ndarray::Array2::<f32>::zeros((rows.len(), d));
+        let mut buf = vec![0u8; 4 * d];
+        for (i, &r) in rows.iter().enumerate() {
+            if r >= rec.info.rows {
+                return Err(Error::internal(format!("dataset {id} has no row {r}")));
+            }
+            file.seek(SeekFrom::Start((4 * d * r) as u64))
+                .map_err(unreadable)?;
+            file.read_exact(&mut buf).map_err(unreadable)?;
+            for (v, c) in x.row_mut(i).iter_mut().zip(buf.chunks_exact(4)) {
+                *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        let labels = rec.info.classes.iter().map(|c| c.name.clone()).collect();
+        Ok(SomeRows {
+            info: rec.info,
+            y: rec.y,
+            labels,
+            rows,
+            x,
+        })
+    }
+
     /// Deletes a dataset (its catalog entry first, so a crash never leaves a visible half).
     pub fn delete(&self, id: &str) -> Result<DatasetInfo> {
         let info = self.info(id)?;
@@ -200,5 +270,63 @@ impl DatasetStore {
         self.records.flush()?;
         self.blobs.delete(&Self::rows_key(&info.sha256))?;
         Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn some_rows_read_alone_equal_the_whole_load_and_give_the_same_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::temporary().unwrap();
+        let blobs = Arc::new(Blobs::open(None, dir.path(), 0).unwrap());
+        let datasets = DatasetStore::open(&store, blobs).unwrap();
+        let x = ndarray::Array::from_shape_fn((9, 1, 3, 2), |(n, _, h, w)| {
+            (n * 6 + h * 2 + w) as f32 * 0.5 - 3.0
+        })
+        .into_dyn();
+        let ds = Dataset {
+            x,
+            y: vec![0, 1, -1, 1, 0, 2, 2, 1, 0],
+            labels: vec!["a".into(), "b".into(), "c".into()],
+        };
+        let (info, _) = datasets.put(&ds, "t.npz", Format::Npz).unwrap();
+        let (_, whole) = datasets.load(&info.id).unwrap();
+        assert_eq!(whole.x, ds.x);
+        let some = datasets
+            .load_rows(&info.id, |_, _| Ok(vec![8, 0, 3]))
+            .unwrap();
+        for (i, r) in [8, 0, 3].into_iter().enumerate() {
+            assert_eq!(some.x.row(i), whole.flat().row(r));
+        }
+        assert_eq!(some.y, ds.y);
+        // the preview from the rows it shows only is the preview from the whole dataset
+        use crate::data::preview;
+        let picked = datasets
+            .load_rows(&info.id, |i, y| Ok(preview::pick(y, i.classes.len(), 2)))
+            .unwrap();
+        let alone = preview::render(
+            picked.x.view(),
+            &info.row_shape,
+            &picked.rows,
+            &picked.y,
+            &picked.labels,
+        )
+        .unwrap();
+        let from_all = preview::samples(&whole, 2).unwrap();
+        assert_eq!(
+            serde_json::to_value(&alone).unwrap(),
+            serde_json::to_value(&from_all).unwrap()
+        );
+        // a row past the end is an error, not a short read
+        assert!(datasets.load_rows(&info.id, |_, _| Ok(vec![9])).is_err());
+        // a rows file cut short is refused by name
+        let path = dir.path().join(DatasetStore::rows_key(&info.sha256));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+        let e = datasets.load(&info.id).unwrap_err();
+        assert!(e.message.contains("wrong size"), "{}", e.message);
     }
 }
