@@ -207,9 +207,7 @@ impl Dataset {
         for d in self.x.shape() {
             h.update((*d as u64).to_le_bytes());
         }
-        for v in self.x.iter() {
-            h.update(v.to_le_bytes());
-        }
+        h.update(&*self.row_bytes());
         for v in &self.y {
             h.update(v.to_le_bytes());
         }
@@ -218,6 +216,17 @@ impl Dataset {
             h.update(l.as_bytes());
         }
         hex::encode(h.finalize())
+    }
+
+    /// The rows as little-endian float32 bytes, row after row: borrowed from `x` on a little-endian
+    /// machine when `x` is contiguous (an upload's rows are not copied to be hashed and stored).
+    pub fn row_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.x.as_slice() {
+            Some(v) if cfg!(target_endian = "little") => {
+                std::borrow::Cow::Borrowed(bytemuck::cast_slice(v))
+            }
+            _ => std::borrow::Cow::Owned(self.x.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        }
     }
 
     /// A dataset made of some rows of this one; rows after the first `keep_labels` become unlabeled.

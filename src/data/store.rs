@@ -134,7 +134,7 @@ impl DatasetStore {
                 .map_or(0, |d| d.as_secs()),
             test_dataset_id: None,
         };
-        let rows: Vec<u8> = ds.x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let rows = ds.row_bytes();
         let rows_sha256 = crate::zoo::teacher::sha256_hex(&rows);
         self.blobs.put(&Self::rows_key(&sha256), &rows)?;
         drop(rows);
