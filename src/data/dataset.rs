@@ -131,7 +131,7 @@ impl Dataset {
                 self.y.len()
             )));
         }
-        let x = self.x.as_standard_layout().into_owned();
+        let x = standard(self.x);
         if let Some(pos) = x.iter().position(|v| !v.is_finite()) {
             let d = x.len() / n;
             return Err(Error::invalid_input(format!(
@@ -186,7 +186,7 @@ impl Dataset {
                 self.y.len()
             )));
         }
-        let x = self.x.as_standard_layout().into_owned();
+        let x = standard(self.x);
         if x.iter().any(|v| !v.is_finite()) {
             return Err(Error::invalid_input("x_test contains NaN or infinity"));
         }
@@ -289,7 +289,7 @@ fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Datas
             "x must be float32, float64 or uint8 (uint8 is scaled to [0, 1])",
         ));
     }
-    let x = x.to_f32().map_err(|e| e.context("x"))?;
+    let x = x.into_f32().map_err(|e| e.context("x"))?;
     let y = arrays.remove("y").ok_or_else(|| {
         Error::invalid_input("the .npz has no array named 'y' (integer labels, -1 = unlabeled)")
     })?;
@@ -307,7 +307,7 @@ fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Datas
     let test = match (arrays.remove("x_test"), arrays.remove("y_test")) {
         (None, None) => None,
         (Some(xt), Some(yt)) => {
-            let xt = xt.to_f32().map_err(|e| e.context("x_test"))?;
+            let xt = xt.into_f32().map_err(|e| e.context("x_test"))?;
             let yt: Vec<i64> = yt
                 .to_i64()
                 .map_err(|e| e.context("y_test"))?
@@ -335,6 +335,16 @@ fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Datas
         labels: labels.clone(),
     });
     Ok((Dataset { x, y, labels }, test))
+}
+
+/// `x` in standard (row-major) layout: moved when it is already (`as_standard_layout().into_owned()`
+/// would copy it), copied when not.
+fn standard(x: ArrayD<f32>) -> ArrayD<f32> {
+    if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    }
 }
 
 /// The CSV column that marks test rows (`test`; `train` or empty for the rest).

@@ -45,6 +45,15 @@ impl NpyArray {
         })
     }
 
+    /// [`NpyArray::to_f32`], consuming the array: float32 is moved, not copied, and the source of a
+    /// conversion is freed as soon as it is done.
+    pub fn into_f32(self) -> Result<ArrayD<f32>> {
+        match self {
+            Self::F32(a) => Ok(a),
+            other => other.to_f32(),
+        }
+    }
+
     /// The array as integers (floats must be whole numbers).
     pub fn to_i64(&self) -> Result<ArrayD<i64>> {
         let whole = |v: f64| {

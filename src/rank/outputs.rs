@@ -3,7 +3,7 @@
 //! little-endian float32 blocks in the tree `outputs` (or, with an object store, in blobs the tree points
 //! at), so re-ranking is near-instant and survives restarts.
 //! Also how a dataset's rows are adapted to a teacher's input, or why they cannot be.
-use ndarray::{Array2, ArrayD, ArrayViewD};
+use ndarray::{Array2, ArrayViewD, CowArray, IxDyn};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -57,11 +57,13 @@ pub(crate) fn standardisation(teacher: &Teacher, row_len: usize) -> Option<(Vec<
     (m.len() == row_len && s.len() == row_len && s.iter().all(|v| *v > 0.0)).then_some((m, s))
 }
 
-fn adapt(teacher: &Teacher, x: ArrayViewD<'_, f32>) -> ArrayD<f32> {
+/// The rows as the teacher takes them: `x` itself (not copied) unless the teacher declares a
+/// standardisation, then a standardised copy.
+fn adapt<'a>(teacher: &Teacher, x: ArrayViewD<'a, f32>) -> CowArray<'a, f32, IxDyn> {
     let n = x.shape()[0];
     let d = x.len() / n.max(1);
     match standardisation(teacher, d) {
-        None => x.to_owned(),
+        None => x.into(),
         Some((m, s)) => {
             let mut out = x.as_standard_layout().into_owned();
             for row in out.as_slice_mut().expect("standard layout").chunks_mut(d) {
@@ -69,7 +71,7 @@ fn adapt(teacher: &Teacher, x: ArrayViewD<'_, f32>) -> ArrayD<f32> {
                     *v = (*v - mu) / sd;
                 }
             }
-            out
+            out.into()
         }
     }
 }
