@@ -177,6 +177,18 @@ async fn bad_datasets_are_refused_and_change_nothing() {
     truncated.truncate(truncated.len() / 2);
     let bomb_member = npy("<f4", &[500_000], &vec![0u8; 2_000_000]);
     let npz_bomb = zip_of(&[("x.npy", bomb_member), ("y.npy", npy("<i8", &[1], &[0; 8]))]);
+    // 400 KB of uint8 pixels fit the 1.2 MB inflation limit, their 1.6 MB of float32 rows do not
+    let pixels = zip_of(&[
+        ("x.npy", npy("|u1", &[2, 200_000], &vec![0u8; 400_000])),
+        (
+            "y.npy",
+            npy(
+                "<i8",
+                &[2],
+                &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+            ),
+        ),
+    ]);
     let png_bomb = zip_of(&[("a/1.png", vec![0u8; 3_000_000]), ("b/1.png", png(4, 4, 1))]);
     let traversal = zip_of(&[("../evil/1.png", png(4, 4, 1)), ("b/1.png", png(4, 4, 1))]);
     let undecodable = zip_of(&[
@@ -248,6 +260,13 @@ async fn bad_datasets_are_refused_and_change_nothing() {
             vec![],
             StatusCode::PAYLOAD_TOO_LARGE,
             "inflates",
+        ),
+        (
+            "pixels.npz",
+            pixels,
+            vec![],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "as float32",
         ),
         (
             "ragged.csv",

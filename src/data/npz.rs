@@ -303,9 +303,10 @@ pub(crate) fn read_member_bounded(
     Ok(buf)
 }
 
-/// The header length and the data length a `.npy` header declares, from its first bytes (`None` when
+/// The header length, the data length a `.npy` header declares and what its data takes in memory once
+/// read (a number narrower than 4 bytes becomes a float32 or wider), from its first bytes (`None` when
 /// they do not hold a whole valid header yet).
-fn declared_len(head: &[u8]) -> Option<(usize, usize)> {
+fn declared_len(head: &[u8]) -> Option<(usize, usize, usize)> {
     if head.len() < 10 || &head[..6] != b"\x93NUMPY" {
         return None;
     }
@@ -333,7 +334,13 @@ fn declared_len(head: &[u8]) -> Option<(usize, usize)> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .try_fold(1usize, |a, d| a.checked_mul(d.parse::<usize>().ok()?))?;
-    Some((start + hlen, count.checked_mul(item)?))
+    let numeric = matches!(descr.get(1..2), Some("f" | "i" | "u" | "b"));
+    let in_memory = if numeric { item.max(4) } else { item };
+    Some((
+        start + hlen,
+        count.checked_mul(item)?,
+        count.checked_mul(in_memory)?,
+    ))
 }
 
 /// Reads an `.npy` member lazily: its header first, then exactly the bytes its shape declares (refused
@@ -344,7 +351,7 @@ fn read_npy_member(f: &mut impl Read, name: &str, budget: &mut u64, limit: u64) 
     let head_max = (*budget).min(64 * 1024 + 12);
     let mut buf = Vec::new();
     f.take(head_max).read_to_end(&mut buf).map_err(io)?;
-    let Some((hdr, data)) = declared_len(&buf) else {
+    let Some((hdr, data, in_memory)) = declared_len(&buf) else {
         // not a valid header: let the parser say why, on what was read
         *budget = budget.saturating_sub(buf.len() as u64);
         return Ok(buf);
@@ -352,6 +359,18 @@ fn read_npy_member(f: &mut impl Read, name: &str, budget: &mut u64, limit: u64) 
     let total = hdr.saturating_add(data) as u64;
     if total > *budget {
         return Err(too_large(what, limit));
+    }
+    // charged at what it takes once read: 1-byte pixels become 4-byte floats
+    let charged = hdr.saturating_add(in_memory) as u64;
+    if charged > *budget {
+        return Err(Error::new(
+            crate::error::ErrorKind::PayloadTooLarge,
+            format!(
+                "member '{name}' holds {data} bytes of numbers that take {in_memory} bytes once read \
+                 (as float32, 4 bytes each), past the archive's {limit}-byte limit ({INFLATE_RATIO}x its \
+                 compressed size, at most 4x the upload limit: --max-upload-bytes)"
+            ),
+        ));
     }
     if (buf.len() as u64) < total {
         buf.reserve_exact(total as usize - buf.len());
@@ -364,7 +383,7 @@ fn read_npy_member(f: &mut impl Read, name: &str, budget: &mut u64, limit: u64) 
             "not a valid .npy array: member '{name}' holds more bytes than its shape declares"
         )));
     }
-    *budget -= total;
+    *budget -= charged;
     Ok(buf)
 }
 
