@@ -355,28 +355,52 @@ impl ObjectBlobs {
             }
             return Ok(path);
         }
+        // streamed into a file beside its place in the cache and hashed on the way: a blob is never
+        // held in memory whole
+        let dir = path.parent().expect("blob paths have a parent");
+        std::fs::create_dir_all(dir)?;
+        let tmp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir)?;
+        let mut file = tmp.reopen()?;
         let store = self.store.clone();
         let location = object_store::path::Path::from(key);
-        let bytes = self
-            .call(async move { store.get(&location).await?.bytes().await })
+        let got = self
+            .call(async move {
+                use futures_util::TryStreamExt;
+                use sha2::Digest;
+                use std::io::Write;
+                let mut chunks = store.get(&location).await?.into_stream();
+                let mut hash = sha2::Sha256::new();
+                while let Some(chunk) = chunks.try_next().await? {
+                    hash.update(&chunk);
+                    file.write_all(&chunk)
+                        .map_err(|e| object_store::Error::Generic {
+                            store: "faculty blob cache",
+                            source: Box::new(e),
+                        })?;
+                }
+                file.sync_all().map_err(|e| object_store::Error::Generic {
+                    store: "faculty blob cache",
+                    source: Box::new(e),
+                })?;
+                Ok(hex::encode(hash.finalize()))
+            })
             .map_err(|e| self.error(key, e))?;
-        if let Some(want) = sha256 {
-            let got = crate::zoo::teacher::sha256_hex(&bytes);
-            if got != want {
-                tracing::error!(
-                    key,
-                    want,
-                    got,
-                    "object store blob does not match its sha256"
-                );
-                return Err(Error::internal(format!(
-                    "blob {key} in the object store {} does not match its sha256 (expected {want}, \
-                     got {got}): refused",
-                    self.url
-                )));
-            }
+        if let Some(want) = sha256
+            && got != want
+        {
+            tracing::error!(
+                key,
+                want,
+                got,
+                "object store blob does not match its sha256"
+            );
+            return Err(Error::internal(format!(
+                "blob {key} in the object store {} does not match its sha256 (expected {want}, \
+                 got {got}): refused",
+                self.url
+            )));
         }
-        write_atomic(&path, &bytes)?;
+        tmp.persist(&path).map_err(|e| Error::from(e.error))?;
         self.trim_cache();
         Ok(path)
     }
