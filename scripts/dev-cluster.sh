@@ -119,7 +119,14 @@ up() {
     echo $! >"$DIR/seaweedfs.pid"
   )
   wait_port "$S3_PORT" 60 seaweedfs
-  # the bucket is made asynchronously after the port opens; wait until a signed request sees it
+  # the bucket is made asynchronously after the port opens: wait until the filer holds it (a server
+  # started before then fails with NoSuchBucket)
+  local i
+  for i in $(seq 1 120); do
+    curl -sf -o /dev/null -H 'Accept: application/json' "http://127.0.0.1:$((BASE + 888))/buckets/faculty/" && break
+    [ "$i" = 120 ] && { say "SeaweedFS did not make the bucket in 60 s (see $DIR/seaweedfs.log)"; exit 1; }
+    sleep 0.5
+  done
   cat >"$DIR/env" <<EOF
 export FACULTY_DATABASE_URL='postgres://faculty:$pw@127.0.0.1:$PG_PORT/faculty'
 export FACULTY_BLOB_URL='s3://faculty?endpoint=http://127.0.0.1:$S3_PORT'
