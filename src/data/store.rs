@@ -43,6 +43,13 @@ pub struct DatasetInfo {
     pub test_dataset_id: Option<String>,
 }
 
+impl DatasetInfo {
+    /// The class names, in class-index order.
+    pub fn label_names(&self) -> Vec<String> {
+        self.classes.iter().map(|c| c.name.clone()).collect()
+    }
+}
+
 impl Listed for DatasetInfo {
     fn created(&self) -> u64 {
         self.created
@@ -60,6 +67,10 @@ struct Record {
     /// written before it was kept).
     #[serde(default)]
     rows_sha256: Option<String>,
+}
+
+fn rows_unreadable(id: &str, e: std::io::Error) -> Error {
+    Error::internal(format!("dataset {id}: rows file unreadable or short: {e}"))
 }
 
 /// Some rows of a stored dataset ([`DatasetStore::load_rows`]).
@@ -176,22 +187,21 @@ impl DatasetStore {
         self.records.page(paging, |d| d, None)
     }
 
-    /// The local path of a dataset's rows file (fetched from the object store if need be).
-    fn rows_path(&self, rec: &Record) -> Result<std::path::PathBuf> {
-        self.blobs.path(
+    /// A dataset's rows file, opened (fetched from the object store first if need be).
+    fn open_rows(&self, id: &str, rec: &Record) -> Result<std::fs::File> {
+        let path = self.blobs.path(
             &Self::rows_key(&rec.info.sha256),
             rec.rows_sha256.as_deref(),
-        )
+        )?;
+        std::fs::File::open(path).map_err(|e| rows_unreadable(id, e))
     }
 
     /// Loads the rows back (read a megabyte at a time straight into the floats: the file is not held
     /// twice).
     pub fn load(&self, id: &str) -> Result<(DatasetInfo, Dataset)> {
         let rec = self.record(id)?;
-        let unreadable = |e: std::io::Error| {
-            Error::internal(format!("dataset {id}: rows file unreadable or short: {e}"))
-        };
-        let mut file = std::fs::File::open(self.rows_path(&rec)?).map_err(unreadable)?;
+        let unreadable = |e| rows_unreadable(id, e);
+        let mut file = self.open_rows(id, &rec)?;
         let n: usize = rec.info.rows * rec.info.row_shape.iter().product::<usize>();
         if file.metadata().map_err(unreadable)?.len() != 4 * n as u64 {
             return Err(Error::internal(format!(
@@ -214,7 +224,7 @@ impl DatasetStore {
         let x = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| {
             Error::internal(format!("dataset {id}: rows file has the wrong size: {e}"))
         })?;
-        let labels = rec.info.classes.iter().map(|c| c.name.clone()).collect();
+        let labels = rec.info.label_names();
         Ok((
             rec.info,
             Dataset {
@@ -236,10 +246,8 @@ impl DatasetStore {
         let rec = self.record(id)?;
         let rows = pick(&rec.info, &rec.y)?;
         let d: usize = rec.info.row_shape.iter().product();
-        let unreadable = |e: std::io::Error| {
-            Error::internal(format!("dataset {id}: rows file unreadable or short: {e}"))
-        };
-        let mut file = std::fs::File::open(self.rows_path(&rec)?).map_err(unreadable)?;
+        let unreadable = |e| rows_unreadable(id, e);
+        let mut file = self.open_rows(id, &rec)?;
         let mut x = ndarray::Array2::<f32>::zeros((rows.len(), d));
         let mut buf = vec![0u8; 4 * d];
         for (i, &r) in rows.iter().enumerate() {
@@ -253,7 +261,7 @@ impl DatasetStore {
                 *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             }
         }
-        let labels = rec.info.classes.iter().map(|c| c.name.clone()).collect();
+        let labels = rec.info.label_names();
         Ok(SomeRows {
             info: rec.info,
             y: rec.y,
