@@ -469,3 +469,89 @@ fn a_pushed_zoo_and_uploads_live_in_the_object_store_for_servers_without_the_fil
     b.kill().unwrap();
     b.wait().unwrap();
 }
+
+#[test]
+fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_teachers_alone() {
+    if !on_postgres() {
+        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+        return;
+    }
+    let sb = Sandbox::new();
+    // A serves the bundled zoo; B its own directory: `tiny`, and a file under an id A's zoo has
+    let own = tempfile::tempdir().unwrap();
+    std::fs::write(own.path().join("tiny.onnx"), tiny_classifier()).unwrap();
+    std::fs::write(own.path().join("mnist_mlp.onnx"), tiny_classifier()).unwrap();
+    let (mut a, pa) = spawn_server(&sb.zoo(), &sb.state());
+    let (mut b, pb) = spawn_server(own.path(), &sb.state());
+    let bundled = bundled_teachers();
+    let total =
+        |port| http_json(port, "GET", "/v1/teachers", serde_json::Value::Null).1["total"].clone();
+    // B's start did not remove A's teachers (it used to: they are not in B's directory)
+    assert_eq!(total(pa), bundled);
+    assert_eq!(total(pb), 1, "B serves only what it can read");
+    let (_, scan) = http_json(pb, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
+    assert_eq!(scan["foreign"], bundled, "{scan}");
+    assert_eq!(scan["removed"], serde_json::json!([]), "{scan}");
+    assert_eq!(scan["shadowed"], serde_json::json!(["mnist_mlp"]), "{scan}");
+    let (_, scan) = http_json(pa, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
+    assert_eq!(scan["foreign"], 1, "{scan}");
+    assert_eq!(scan["removed"], serde_json::json!([]), "{scan}");
+    assert_eq!(scan["unchanged"], bundled, "{scan}");
+
+    // B names the reason for A's teachers, and cannot delete or overwrite them
+    let (status, body) = http(pb, "GET", "/v1/teachers/mnist_mlp", "", b"");
+    assert_eq!(status, 404);
+    assert!(
+        String::from_utf8_lossy(&body).contains("another server's zoo directory"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _) = http(pb, "DELETE", "/v1/teachers/mnist_mlp", "", b"");
+    assert_eq!(status, 404);
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    let (status, _) = http(
+        pb,
+        "POST",
+        "/v1/teachers",
+        &ct,
+        &multipart("mnist_mlp.onnx", &tiny_classifier(), &[]),
+    );
+    assert_eq!(status, 409);
+    let (status, p) = http_json(
+        pa,
+        "POST",
+        "/v1/teachers/mnist_mlp/predict",
+        serde_json::json!({"inputs": [vec![0.0; 784]]}),
+    );
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["probabilities"][0].as_array().unwrap().len(), 10);
+    let (status, p) = http_json(
+        pb,
+        "POST",
+        "/v1/teachers/tiny/predict",
+        serde_json::json!({"inputs": [[1, 2, 3, 4]]}),
+    );
+    assert_eq!(status, 200, "{p}");
+    // a ranking on B ranks what B can read, and does not fail on A's teachers
+    let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let (status, ds) = post_dataset(pb, "mnist.npz", &task);
+    assert_eq!(status, 201);
+    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let (status, rk) = http_json(
+        pb,
+        "POST",
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds["id"]}),
+    );
+    assert_eq!(status, 201, "{rk}");
+    assert_eq!(rk["results"].as_array().unwrap().len(), 1, "{rk}");
+    // A's restart finds its catalog as it left it
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let (mut a, pa) = spawn_server(&sb.zoo(), &sb.state());
+    assert_eq!(total(pa), bundled);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    b.kill().unwrap();
+    b.wait().unwrap();
+}

@@ -89,10 +89,21 @@ impl AppState {
             stored = report.stored,
             missing = report.missing.len(),
             failed = report.failed.len(),
+            foreign = report.foreign,
             "zoo indexed"
         );
         for f in &report.failed {
             tracing::warn!(teacher = %f.id, "unusable: {}", f.reason);
+        }
+        if report.foreign > 0 {
+            tracing::warn!(
+                "{} teachers of this shared catalog are in another server's zoo directory: this server \
+                 does not serve them (give the servers one zoo directory, or `faculty zoo push` the zoo)",
+                report.foreign
+            );
+        }
+        for id in &report.shadowed {
+            tracing::warn!(teacher = %id, "not indexed: another server's zoo directory holds this id");
         }
         let blocking = Arc::new(Semaphore::new(config.max_blocking.max(1)));
         let writing = Arc::new(Semaphore::new(config.max_blocking.max(1)));

@@ -5,6 +5,9 @@
 //! `teachers/<sha256>.onnx`: `faculty zoo push DIR` and REST uploads put them there, every server reads
 //! them through its local blob cache, and a rescan checks that each stored teacher's blob is still there.
 //! Deleting the last teacher that holds a blob removes the blob too (see `collect_blob`).
+//! Several servers may share one catalog (PostgreSQL): a directory teacher records which zoo directory
+//! indexed it (`origin`, see `directory_origin`), and a server neither shows, uses nor removes another
+//! directory's teachers: it cannot read their files.
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -57,6 +60,78 @@ struct Entry {
     /// zoo directory.
     #[serde(default)]
     stored: bool,
+    /// The zoo directory that indexed this teacher (see `directory_origin`); none for stored teachers
+    /// and for entries written before origins were recorded (those count as the reading server's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+}
+
+impl Entry {
+    /// A directory teacher indexed from another zoo directory than `origin` (none: a catalog of one
+    /// server, where every directory teacher is its own).
+    fn foreign_to(&self, origin: Option<&str>) -> bool {
+        match (self.origin.as_deref(), origin) {
+            (Some(theirs), Some(ours)) => !self.stored && theirs != ours,
+            _ => false,
+        }
+    }
+}
+
+/// The file inside a zoo directory that names it to the catalog.
+pub const ORIGIN_FILE: &str = ".faculty-zoo-id";
+
+/// The identity of zoo directory `root` in a shared catalog: the id in its [`ORIGIN_FILE`], written at the
+/// first open over a shared catalog (create-only, so servers starting together on one shared directory
+/// agree), or, where the directory is read-only, a hash of its canonical path. Servers over one directory
+/// (or over copies that carry the file) share it; servers with different directories do not.
+fn directory_origin(root: &Path) -> Result<String> {
+    let file = root.join(ORIGIN_FILE);
+    let read = |f: &Path| -> Result<Option<String>> {
+        match std::fs::read_to_string(f) {
+            Ok(s) => {
+                let id = s.trim();
+                if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric())
+                {
+                    return Err(Error::invalid_input(format!(
+                        "{} does not hold a zoo directory id (letters and digits): delete it to make a new one",
+                        f.display()
+                    )));
+                }
+                Ok(Some(id.to_string()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    if let Some(id) = read(&file)? {
+        return Ok(id);
+    }
+    let canonical = std::fs::canonicalize(root)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = super::teacher::sha256_hex(
+        format!("{nanos}:{}:{}", std::process::id(), canonical.display()).as_bytes(),
+    )[..32]
+        .to_string();
+    let tmp = root.join(format!("{ORIGIN_FILE}.{}.{nanos}.tmp", std::process::id()));
+    if std::fs::write(&tmp, format!("{id}\n")).is_err() {
+        // a read-only directory: its path names it
+        return Ok(format!(
+            "path{}",
+            super::teacher::sha256_hex(canonical.to_string_lossy().as_bytes())
+        ));
+    }
+    let linked = std::fs::hard_link(&tmp, &file);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(id),
+        // another server made it first: its id is the directory's
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read(&file)?.ok_or_else(|| Error::from(e))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A teacher's penultimate features [N, D] and its classifier rows [K, D].
@@ -120,6 +195,13 @@ pub struct RescanReport {
     /// Blobs interrupted deletions had left aside in the object store, removed after their grace period.
     #[serde(default)]
     pub trash_removed: usize,
+    /// Teachers of another server's zoo directory in this (shared) catalog: left alone, and not served
+    /// here (this server cannot read their files).
+    #[serde(default)]
+    pub foreign: usize,
+    /// Files of this zoo directory whose id another server's directory indexed first: not indexed.
+    #[serde(default)]
+    pub shadowed: Vec<String>,
 }
 
 /// Filters and paging for listing teachers.
@@ -177,6 +259,8 @@ pub struct Zoo {
     blobs: Option<Arc<crate::store::Blobs>>,
     /// How old a blob left aside by an interrupted deletion must be before a rescan removes it.
     trash_grace: std::time::Duration,
+    /// This zoo directory's identity when the catalog is shared (PostgreSQL; see `directory_origin`).
+    origin: Option<String>,
 }
 
 fn parse_shape(s: &str) -> Result<Vec<i64>> {
@@ -263,6 +347,11 @@ impl Zoo {
             )));
         }
         Ok(Self {
+            origin: if store.shared() {
+                Some(directory_origin(&root)?)
+            } else {
+                None
+            },
             root,
             tree: store.tree("teachers")?,
             store: store.clone(),
@@ -327,7 +416,7 @@ impl Zoo {
                 continue;
             }
             blobs.put(&ins.teacher.path, &bytes)?;
-            let old = self.load(&f.ident.id)?;
+            let old = self.load_any(&f.ident.id)?;
             match &old {
                 Some(o) if o.stored && o.teacher.sha256 == sha => {
                     report.unchanged += 1;
@@ -343,6 +432,7 @@ impl Zoo {
                     card: None,
                 },
                 stored: true,
+                origin: None,
             };
             self.tree
                 .insert(f.ident.id.as_bytes(), serde_json::to_vec(&entry)?)?;
@@ -375,11 +465,31 @@ impl Zoo {
         crate::store::sweep(&self.root.join(STAGING_DIR), |_| true)
     }
 
-    fn load(&self, id: &str) -> Result<Option<Entry>> {
+    /// The catalog's entry of `id`, whoever indexed it.
+    fn load_any(&self, id: &str) -> Result<Option<Entry>> {
         Ok(match self.tree.get(id.as_bytes())? {
             Some(v) => Some(serde_json::from_slice(&v)?),
             None => None,
         })
+    }
+
+    /// Whether `e` is a teacher of another server's zoo directory (see `Entry::foreign_to`).
+    fn foreign(&self, e: &Entry) -> bool {
+        e.foreign_to(self.origin.as_deref())
+    }
+
+    /// The entry of `id` when this server can read its model (stored, or indexed from this directory),
+    /// or why this server has no such teacher.
+    fn entry(&self, id: &str) -> Result<Entry> {
+        match self.load_any(id)? {
+            Some(e) if self.foreign(&e) => Err(Error::not_found(format!(
+                "teacher '{id}' is in another server's zoo directory (the servers share a catalog), which \
+                 this server cannot read; give the servers one zoo directory, or put the teachers in the \
+                 object store with `faculty zoo push`"
+            ))),
+            Some(e) => Ok(e),
+            None => Err(Error::not_found(format!("no teacher with id '{id}'"))),
+        }
     }
 
     fn index_one(&self, f: &Found, fingerprint: Fingerprint) -> Result<Entry> {
@@ -398,6 +508,7 @@ impl Zoo {
             teacher: ins.teacher,
             fingerprint,
             stored: false,
+            origin: self.origin.clone(),
         })
     }
 
@@ -417,9 +528,14 @@ impl Zoo {
                 model: FileStamp::of(&f.model)?,
                 card: f.card.as_deref().map(FileStamp::of).transpose()?,
             };
-            let old = self.load(&f.ident.id)?;
+            let old = self.load_any(&f.ident.id)?;
             if old.as_ref().is_some_and(|o| o.stored) {
                 // the object store's teacher of this id wins over the directory's file
+                continue;
+            }
+            if old.as_ref().is_some_and(|o| self.foreign(o)) {
+                // another zoo directory indexed this id first: its teacher keeps it
+                report.shadowed.push(f.ident.id.clone());
                 continue;
             }
             if let Some(old) = &old
@@ -427,6 +543,12 @@ impl Zoo {
                 && old.teacher.path == f.ident.path
             {
                 report.unchanged += 1;
+                if old.origin.is_none() && self.origin.is_some() {
+                    // indexed before origins were recorded: this directory's from now on
+                    let mut own = old.clone();
+                    own.origin = self.origin.clone();
+                    batch.insert(f.ident.id.as_bytes(), serde_json::to_vec(&own)?);
+                }
                 continue;
             }
             let entry = self.index_one(f, fingerprint)?;
@@ -464,6 +586,11 @@ impl Zoo {
                     }
                     _ => report.stored += 1,
                 }
+                continue;
+            }
+            if entry.as_ref().is_some_and(|e| self.foreign(e)) {
+                // another server's directory: it rescans its own
+                report.foreign += 1;
                 continue;
             }
             if !seen.contains(&id) {
@@ -508,18 +635,20 @@ impl Zoo {
 
     /// One teacher by id.
     pub fn get(&self, id: &str) -> Result<Teacher> {
-        self.load(id)?
-            .map(|e| e.teacher)
-            .ok_or_else(|| Error::not_found(format!("no teacher with id '{id}'")))
+        Ok(self.entry(id)?.teacher)
     }
 
     /// All teachers, in id order.
+    /// Teachers indexed from another server's zoo directory over a shared catalog are not among them.
     pub fn all(&self) -> Result<Vec<Teacher>> {
-        self.tree
-            .iter()?
-            .into_iter()
-            .map(|(_, v)| Ok(serde_json::from_slice::<Entry>(&v)?.teacher))
-            .collect()
+        let mut all = Vec::new();
+        for (_, v) in self.tree.iter()? {
+            let e = serde_json::from_slice::<Entry>(&v)?;
+            if !self.foreign(&e) {
+                all.push(e.teacher);
+            }
+        }
+        Ok(all)
     }
 
     /// A filtered page of teachers, in id order.
@@ -554,9 +683,7 @@ impl Zoo {
 
     /// The model file of a teacher, checked to be the file that was indexed.
     pub fn model_file(&self, id: &str) -> Result<(Teacher, PathBuf)> {
-        let e = self
-            .load(id)?
-            .ok_or_else(|| Error::not_found(format!("no teacher with id '{id}'")))?;
+        let e = self.entry(id)?;
         if e.stored {
             let path = self
                 .blobs()?
@@ -686,7 +813,17 @@ impl Zoo {
             .transpose()?;
         let _guard = self.lock.lock().expect("zoo lock");
         let target = self.root.join(&rel);
-        if self.load(&id)?.is_some() || target.exists() {
+        if let Some(e) = self.load_any(&id)? {
+            let whose = if self.foreign(&e) {
+                " (in another server's zoo directory that shares this catalog)"
+            } else {
+                ""
+            };
+            return Err(Error::conflict(format!(
+                "a teacher with id '{id}' already exists{whose}; delete it first or pick another name/version"
+            )));
+        }
+        if target.exists() {
             return Err(Error::conflict(format!(
                 "a teacher with id '{id}' already exists; delete it first or pick another name/version"
             )));
@@ -765,6 +902,7 @@ impl Zoo {
                 teacher: teacher.clone(),
                 fingerprint,
                 stored: false,
+                origin: self.origin.clone(),
             })?,
         )?;
         self.store.flush()?;
@@ -794,6 +932,7 @@ impl Zoo {
             },
             teacher: teacher.clone(),
             stored: true,
+            origin: None,
         };
         let _ = std::fs::remove_file(staged);
         if !self
@@ -850,9 +989,7 @@ impl Zoo {
     /// store leaves the catalog, and its blob the store unless another id holds the same bytes.
     pub fn remove(&self, id: &str) -> Result<Teacher> {
         let _guard = self.lock.lock().expect("zoo lock");
-        let e = self
-            .load(id)?
-            .ok_or_else(|| Error::not_found(format!("no teacher with id '{id}'")))?;
+        let e = self.entry(id)?;
         if e.stored {
             self.tree.remove(id.as_bytes())?;
             self.store.flush()?;

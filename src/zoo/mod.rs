@@ -4,5 +4,7 @@ pub mod catalog;
 pub mod scan;
 pub mod teacher;
 
-pub use catalog::{RescanReport, TRASH_GRACE_S, TeacherPage, TeacherQuery, Upload, Zoo};
+pub use catalog::{
+    ORIGIN_FILE, RescanReport, TRASH_GRACE_S, TeacherPage, TeacherQuery, Upload, Zoo,
+};
 pub use teacher::{Teacher, TensorSig, inspect};
