@@ -555,3 +555,84 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
     b.kill().unwrap();
     b.wait().unwrap();
 }
+
+#[test]
+fn a_ranking_whose_last_shard_was_scored_by_a_process_that_died_before_closing_it_is_closed_by_another()
+ {
+    if !on_postgres() {
+        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+        return;
+    }
+    let sb = Sandbox::new();
+    // a server that queues shards but scores none
+    let (mut a, pa) = spawn_server_with(
+        &sb.zoo(),
+        &sb.state(),
+        &[
+            "--max-jobs",
+            "0",
+            "--max-shards",
+            "0",
+            "--rank-shard-size",
+            "10",
+        ],
+    );
+    let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let (status, ds) = post_dataset(pa, "mnist.npz", &task);
+    assert_eq!(status, 201);
+    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let (status, rk) = http_json(
+        pa,
+        "POST",
+        "/v1/rankings?wait=false",
+        serde_json::json!({"dataset_id": ds["id"]}),
+    );
+    assert_eq!(status, 202, "{rk}");
+    let id = rk["id"].as_str().unwrap().to_string();
+    // the state a process leaves when it dies between scoring the last shard and closing the ranking:
+    // every shard done (its lines not needed: closing ranks from the memo, or scores what is missing)
+    // and out of the work queue
+    let store = faculty::store::Store::connect(&test_database_url(&sb.state()).unwrap()).unwrap();
+    let shards = store.tree("rank_shards").unwrap();
+    let leases =
+        faculty::jobs::lease::Leases::open(&store, "rank_shard_leases", "test:0:dead".into())
+            .unwrap();
+    let mut keys = 0;
+    for (k, v) in shards.iter().unwrap() {
+        let mut s: serde_json::Value = serde_json::from_slice(&v).unwrap();
+        assert_eq!(s["ranking_id"], id.as_str());
+        s["done"] = true.into();
+        s["attempts"] = 1.into();
+        s["worker"] = "test:0:dead".into();
+        shards.insert(&k, serde_json::to_vec(&s).unwrap()).unwrap();
+        leases.forget(std::str::from_utf8(&k).unwrap()).unwrap();
+        keys += 1;
+    }
+    assert_eq!(keys, bundled_teachers().div_ceil(10));
+    let (status, _) = http_json(
+        pa,
+        "GET",
+        &format!("/v1/rankings/{id}"),
+        serde_json::Value::Null,
+    );
+    assert_eq!(status, 202, "nobody closes it yet");
+    // a worker finds nothing to claim, and closes the ranking in its sweep of the shards table
+    let mut w = spawn_worker(&sb.zoo(), &sb.state());
+    let (status, closed) = wait_until(pa, &format!("/v1/rankings/{id}"), |status, _| status != 202);
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(
+        closed["results"].as_array().unwrap().len(),
+        bundled_teachers(),
+        "{closed}"
+    );
+    assert_eq!(closed["results"][0]["rank"], 1);
+    assert_eq!(closed["shards"].as_array().unwrap().len(), keys);
+    assert!(
+        shards.iter().unwrap().is_empty(),
+        "the closer drops the shards"
+    );
+    w.kill().unwrap();
+    w.wait().unwrap();
+    a.kill().unwrap();
+    a.wait().unwrap();
+}
