@@ -220,6 +220,10 @@ impl Blobs {
 }
 
 /// Keys are relative paths of plain segments (letters, digits, `_`, `-`, `.`), never `..`.
+/// Blobs larger than this are uploaded to an object store in parts of this size (S3 wants at least 5 MiB
+/// per part but the last).
+const PART_BYTES: usize = 8 << 20;
+
 fn check_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && key.split('/').all(|s| {
@@ -317,23 +321,59 @@ impl ObjectBlobs {
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<bool> {
-        let store = self.store.clone();
-        let location = object_store::path::Path::from(key);
-        let payload = PutPayload::from(bytes.to_vec());
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let stored = match self.call(async move { store.put_opts(&location, payload, opts).await })
-        {
-            Ok(_) => true,
-            Err(object_store::Error::AlreadyExists { .. }) => false,
-            Err(e) => return Err(self.error(key, e)),
+        let stored = if bytes.len() > PART_BYTES {
+            self.put_in_parts(key, bytes)?
+        } else {
+            let store = self.store.clone();
+            let location = object_store::path::Path::from(key);
+            let payload = PutPayload::from(bytes.to_vec());
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self.call(async move { store.put_opts(&location, payload, opts).await }) {
+                Ok(_) => true,
+                Err(object_store::Error::AlreadyExists { .. }) => false,
+                Err(e) => return Err(self.error(key, e)),
+            }
         };
         // what was just written is likely read soon (a student downloaded, a dataset ranked)
         write_atomic(&self.cache.join(key), bytes)?;
         self.trim_cache();
         Ok(stored)
+    }
+
+    /// A blob larger than one part, uploaded a part at a time (a multipart upload), so that only one
+    /// part's copy is held besides the caller's bytes (a single put needs an owned copy of them all).
+    /// Multipart uploads cannot be create-only: a blob already there is left alone, and two servers
+    /// uploading one key at once write the same bytes (keys derive from the content).
+    fn put_in_parts(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        if self.exists(key)? {
+            return Ok(false);
+        }
+        let store = self.store.clone();
+        let location = object_store::path::Path::from(key);
+        let mut upload = self
+            .call(async move { store.put_multipart(&location).await })
+            .map_err(|e| self.error(key, e))?;
+        for part in bytes.chunks(PART_BYTES) {
+            let sent = upload.put_part(PutPayload::from(part.to_vec()));
+            if let Err(e) = self.call(sent) {
+                let _ = self.call(async move { upload.abort().await });
+                return Err(self.error(key, e));
+            }
+        }
+        self.call(async move {
+            match upload.complete().await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let _ = upload.abort().await;
+                    Err(e)
+                }
+            }
+        })
+        .map_err(|e| self.error(key, e))?;
+        Ok(true)
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
@@ -517,5 +557,35 @@ mod tests {
         b.delete("datasets/k.f32").unwrap();
         b.delete("datasets/k.f32").unwrap();
         assert!(!b.exists("datasets/k.f32").unwrap());
+    }
+
+    #[test]
+    fn an_object_store_takes_a_large_blob_in_parts_and_gives_it_back_whole() {
+        let (bucket, a, b) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let store = || -> Arc<dyn ObjectStore> {
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(bucket.path()).unwrap())
+        };
+        let big: Vec<u8> = (0..2 * PART_BYTES + 12_345)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let sha = crate::zoo::teacher::sha256_hex(&big);
+        let on_a = ObjectBlobs::new(store(), "a".into(), a.path(), 64).unwrap();
+        assert!(on_a.put("datasets/big.f32", &big).unwrap());
+        assert!(
+            !on_a.put("datasets/big.f32", &big).unwrap(),
+            "already there"
+        );
+        // another process (an empty cache) reads it from the store, checked against its sha256
+        let on_b = ObjectBlobs::new(store(), "b".into(), b.path(), 64).unwrap();
+        let path = on_b.fetch("datasets/big.f32", Some(&sha)).unwrap();
+        assert!(path.starts_with(b.path()));
+        assert_eq!(std::fs::read(path).unwrap(), big);
+        // small blobs still go in one create-only put
+        assert!(on_b.put("datasets/small.f32", b"small").unwrap());
+        assert!(!on_a.put("datasets/small.f32", b"small").unwrap());
     }
 }
