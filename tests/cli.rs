@@ -3,8 +3,8 @@
 mod common;
 
 use common::server::{
-    FAST_CHECKPOINTS, Server, epochs_of, faculty, http, http_json, post_dataset, spawn_server,
-    spawn_server_with, wait_finished, wait_job,
+    FAST_CHECKPOINTS, Server, epochs_of, faculty, http, http_json, post_dataset, post_task,
+    spawn_server, spawn_server_with, wait_finished, wait_job,
 };
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -223,10 +223,7 @@ fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
 fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     let sb = common::Sandbox::new();
     let (mut child, port) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
-    let task = std::fs::read("zoo/tasks/letters_26way.npz").unwrap();
-    let (status, ds) = post_dataset(port, "l.npz", &task);
-    assert_eq!(status, 201);
-    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let ds = post_task(port, "letters_26way.npz");
     let (status, job) = http_json(
         port,
         "POST",

@@ -18,10 +18,7 @@ fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other(
     // one state (the schema and blob prefix follow the state directory), two servers
     let (mut a, pa) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
     let (mut b, pb) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
-    let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
-    let (status, ds) = post_dataset(pa, "mnist.npz", &task);
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&ds));
-    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let ds = post_task(pa, "mnist_10way_5shot.npz");
 
     // a ranking made on A is read, complete, on B
     let (status, rk) = http_json(
@@ -148,10 +145,7 @@ fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid
             .position(|t| holder.contains(t.as_str()))
             .unwrap_or_else(|| panic!("held by {holder}, not by a worker {tags:?}"))
     };
-    let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
-    let (status, ds) = post_dataset(pa, "mnist.npz", &task);
-    assert_eq!(status, 201);
-    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let ds = post_task(pa, "mnist_10way_5shot.npz");
     let (status, slow) = post_dataset(pa, "slow.npz", &slow_task(4000));
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&slow));
     let slow: serde_json::Value = serde_json::from_slice(&slow).unwrap();
@@ -407,10 +401,7 @@ fn a_pushed_zoo_and_uploads_live_in_the_object_store_for_servers_without_the_fil
     assert_eq!(status, 200, "{on_b}");
     assert_eq!(on_a["probabilities"], on_b["probabilities"]);
 
-    let task = std::fs::read(repo().join("zoo/tasks/letters_26way.npz")).unwrap();
-    let (status, ds) = post_dataset(pb, "letters.npz", &task);
-    assert_eq!(status, 201);
-    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let ds = post_task(pb, "letters_26way.npz");
     let (status, rk) = http_json(
         pb,
         "POST",
@@ -533,10 +524,7 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
     );
     assert_eq!(status, 200, "{p}");
     // a ranking on B ranks what B can read, and does not fail on A's teachers
-    let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
-    let (status, ds) = post_dataset(pb, "mnist.npz", &task);
-    assert_eq!(status, 201);
-    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let ds = post_task(pb, "mnist_10way_5shot.npz");
     let (status, rk) = http_json(
         pb,
         "POST",
@@ -577,10 +565,7 @@ fn a_ranking_whose_last_shard_was_scored_by_a_process_that_died_before_closing_i
             "10",
         ],
     );
-    let task = std::fs::read(repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
-    let (status, ds) = post_dataset(pa, "mnist.npz", &task);
-    assert_eq!(status, 201);
-    let ds: serde_json::Value = serde_json::from_slice(&ds).unwrap();
+    let ds = post_task(pa, "mnist_10way_5shot.npz");
     let (status, rk) = http_json(
         pa,
         "POST",

@@ -133,6 +133,14 @@ pub fn post_dataset(port: u16, name: &str, bytes: &[u8]) -> (u16, Vec<u8>) {
     )
 }
 
+/// Uploads the bundled task `zoo/tasks/<file>` and returns the stored dataset (201 checked).
+pub fn post_task(port: u16, file: &str) -> serde_json::Value {
+    let task = std::fs::read(super::repo().join("zoo/tasks").join(file)).unwrap();
+    let (status, ds) = post_dataset(port, file, &task);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&ds));
+    serde_json::from_slice(&ds).unwrap()
+}
+
 /// One HTTP/1.1 request over loopback: (status, body).
 pub fn http(
     port: u16,
