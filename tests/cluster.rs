@@ -10,8 +10,7 @@ use common::*;
 
 #[test]
 fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other() {
-    if !on_postgres() {
-        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+    if skipped_off_postgres() {
         return;
     }
     let sb = Sandbox::new();
@@ -115,8 +114,7 @@ fn slow_task(rows: usize) -> Vec<u8> {
 
 #[test]
 fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid_job() {
-    if !on_postgres() {
-        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+    if skipped_off_postgres() {
         return;
     }
     let sb = Sandbox::new();
@@ -260,8 +258,7 @@ fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid
 
 #[test]
 fn two_servers_uploading_the_same_teacher_at_once_end_with_one_teacher() {
-    if !on_postgres() {
-        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+    if skipped_off_postgres() {
         return;
     }
     let sb = Sandbox::new();
@@ -330,8 +327,7 @@ fn two_servers_uploading_the_same_teacher_at_once_end_with_one_teacher() {
 
 #[test]
 fn a_pushed_zoo_and_uploads_live_in_the_object_store_for_servers_without_the_files() {
-    if !on_postgres() {
-        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+    if skipped_off_postgres() {
         return;
     }
     let sb = Sandbox::new();
@@ -463,8 +459,7 @@ fn a_pushed_zoo_and_uploads_live_in_the_object_store_for_servers_without_the_fil
 
 #[test]
 fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_teachers_alone() {
-    if !on_postgres() {
-        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+    if skipped_off_postgres() {
         return;
     }
     let sb = Sandbox::new();
@@ -547,8 +542,7 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
 #[test]
 fn a_ranking_whose_last_shard_was_scored_by_a_process_that_died_before_closing_it_is_closed_by_another()
  {
-    if !on_postgres() {
-        eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+    if skipped_off_postgres() {
         return;
     }
     let sb = Sandbox::new();

@@ -94,6 +94,16 @@ pub fn on_postgres() -> bool {
     std::env::var_os("FACULTY_TEST_DATABASE_URL").is_some()
 }
 
+/// For tests of several processes over one database: true (and says so) when this run is not make
+/// test's PostgreSQL pass.
+pub fn skipped_off_postgres() -> bool {
+    if on_postgres() {
+        return false;
+    }
+    eprintln!("skipped: runs in make test's PostgreSQL pass (FACULTY_TEST_DATABASE_URL)");
+    true
+}
+
 /// Every file under the zoo directory with its sha256 (staging leftovers included).
 pub fn snapshot_files(root: &Path) -> BTreeMap<String, String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
