@@ -445,7 +445,7 @@ fn read_dataset_with_test(
     };
     let name = path.file_name().and_then(|s| s.to_str());
     let format = faculty::data::Format::detect(name, &bytes)?;
-    faculty::data::parse_with_test(format, &bytes, &opts)
+    faculty::data::parse_with_test(format, bytes, &opts)
 }
 
 /// The job a `distill` command asks for (dataset id left empty), named after the dataset file.

@@ -152,7 +152,7 @@ fn mnist_task() -> (faculty::data::Dataset, faculty::data::Dataset) {
         ..Default::default()
     };
     let (ds, test) =
-        faculty::data::parse_with_test(faculty::data::Format::Npz, &bytes, &opts).unwrap();
+        faculty::data::parse_with_test(faculty::data::Format::Npz, bytes, &opts).unwrap();
     (ds, test.unwrap())
 }
 

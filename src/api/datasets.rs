@@ -108,7 +108,7 @@ pub async fn upload(
         .writing(move || {
             let _budget = budget;
             let format = Format::detect(fname.as_deref(), &bytes)?;
-            let (ds, test) = crate::data::parse_with_test(format, &bytes, &opts)?;
+            let (ds, test) = crate::data::parse_with_test(format, bytes, &opts)?;
             let display = name
                 .filter(|n| !n.is_empty())
                 .or(fname)

@@ -252,15 +252,16 @@ impl Dataset {
 }
 
 /// Parses an upload in the given format.
-pub fn parse(format: Format, bytes: &[u8], opts: &ParseOptions) -> Result<Dataset> {
+pub fn parse(format: Format, bytes: Vec<u8>, opts: &ParseOptions) -> Result<Dataset> {
     Ok(parse_with_test(format, bytes, opts)?.0)
 }
 
 /// Parses an upload and the test split it may carry (npz: `x_test` and `y_test`, every row labeled):
-/// rows kept apart for measuring students, never trained on.
+/// rows kept apart for measuring students, never trained on. The upload is taken by value: an npz's bytes
+/// are freed once its arrays are read, before its rows become floats (the parse's peak).
 pub fn parse_with_test(
     format: Format,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     opts: &ParseOptions,
 ) -> Result<(Dataset, Option<Dataset>)> {
     if bytes.is_empty() {
@@ -268,16 +269,17 @@ pub fn parse_with_test(
     }
     let (ds, test) = match format {
         Format::Npz => parse_npz(bytes, opts)?,
-        Format::Csv => parse_csv(bytes, opts)?,
-        Format::Zip => parse_image_zip(bytes, opts)?,
+        Format::Csv => parse_csv(&bytes, opts)?,
+        Format::Zip => parse_image_zip(&bytes, opts)?,
     };
     let ds = ds.validate()?;
     let test = test.map(|t| t.validate_test(&ds)).transpose()?;
     Ok((ds, test))
 }
 
-fn parse_npz(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Dataset>)> {
-    let mut arrays = read_npz(bytes, opts.max_bytes)?;
+fn parse_npz(bytes: Vec<u8>, opts: &ParseOptions) -> Result<(Dataset, Option<Dataset>)> {
+    let mut arrays = read_npz(&bytes, opts.max_bytes)?;
+    drop(bytes);
     let x = arrays.remove("x").ok_or_else(|| {
         Error::invalid_input(format!(
             "the .npz has no array named 'x' (found: {})",
