@@ -1036,3 +1036,36 @@ fn usable_predictor(t: &Teacher) -> Result<&crate::onnx::Predictor> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zoo_directory_keeps_one_id_and_another_directory_gets_its_own() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let id = directory_origin(a.path()).unwrap();
+        assert_eq!(id.len(), 32);
+        assert!(a.path().join(ORIGIN_FILE).is_file());
+        assert_eq!(
+            directory_origin(a.path()).unwrap(),
+            id,
+            "read back, not made again"
+        );
+        assert_ne!(directory_origin(b.path()).unwrap(), id);
+        // nothing but the id file is left in the directory
+        let names: Vec<_> = std::fs::read_dir(a.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(ORIGIN_FILE)]);
+        // a file that does not hold an id is named, not overwritten
+        std::fs::write(b.path().join(ORIGIN_FILE), "../../etc\n").unwrap();
+        let err = directory_origin(b.path()).unwrap_err();
+        assert!(err.message.contains(ORIGIN_FILE), "{}", err.message);
+        assert_eq!(
+            std::fs::read_to_string(b.path().join(ORIGIN_FILE)).unwrap(),
+            "../../etc\n"
+        );
+    }
+}
