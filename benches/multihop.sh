@@ -7,6 +7,8 @@
 # Usage: bash benches/multihop.sh [DRAWS]   (default 5; about 25 minutes on 2 cores)
 # LABELED=1200 runs the many-labels regime instead: 1,200 labeled rows per draw sampled from each task's
 # rows, 500 others as the pool (tasks with too few rows are left out), into .bench/multihop/labeled_1200.
+# POOL=5000 gives every draw up to 5,000 of its task's other rows as its unlabeled pool (instead of the
+# draw's own, or 500 with LABELED), into .bench/multihop/pool_5000.
 # The six original ground-truth tasks (the README's table); TASKS=all (or a comma list) for others: the
 # ground truth has 19 tasks since ranking v2, about three times as long.
 set -euo pipefail
@@ -19,6 +21,10 @@ extra=()
 if [ -n "${LABELED:-}" ]; then
   out=".bench/multihop/labeled_$LABELED"
   extra=(--labeled "$LABELED")
+fi
+if [ -n "${POOL:-}" ]; then
+  out="$out/pool_$POOL"
+  extra+=(--pool "$POOL")
 fi
 mkdir -p "$out"
 bin="${CARGO_TARGET_DIR:-target}/release/faculty"
