@@ -463,10 +463,22 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
         return;
     }
     let sb = Sandbox::new();
-    // A serves the bundled zoo; B its own directory: `tiny`, and a file under an id A's zoo has
+    // A serves the bundled zoo; B its own directory: `tiny`, another file under an id A's zoo has, and
+    // a copy of one of A's teachers (as a copy baked into an image is: same bytes, same modification time)
     let own = tempfile::tempdir().unwrap();
     std::fs::write(own.path().join("tiny.onnx"), tiny_classifier()).unwrap();
     std::fs::write(own.path().join("mnist_mlp.onnx"), tiny_classifier()).unwrap();
+    for f in ["letters_mlp.onnx", "letters_mlp.card.json"] {
+        let (from, to) = (sb.zoo().join(f), own.path().join(f));
+        std::fs::copy(&from, &to).unwrap();
+        let mtime = std::fs::metadata(&from).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&to)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
     let (mut a, pa) = spawn_server(&sb.zoo(), &sb.state());
     let (mut b, pb) = spawn_server(own.path(), &sb.state());
     let bundled = bundled_teachers();
@@ -474,9 +486,14 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
         |port| http_json(port, "GET", "/v1/teachers", serde_json::Value::Null).1["total"].clone();
     // B's start did not remove A's teachers (it used to: they are not in B's directory)
     assert_eq!(total(pa), bundled);
-    assert_eq!(total(pb), 1, "B serves only what it can read");
+    assert_eq!(
+        total(pb),
+        2,
+        "B serves only what it can read: tiny and its copy of letters_mlp"
+    );
     let (_, scan) = http_json(pb, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
-    assert_eq!(scan["foreign"], bundled, "{scan}");
+    assert_eq!(scan["foreign"], bundled - 1, "{scan}");
+    assert_eq!(scan["unchanged"], 2, "{scan}");
     assert_eq!(scan["removed"], serde_json::json!([]), "{scan}");
     assert_eq!(scan["shadowed"], serde_json::json!(["mnist_mlp"]), "{scan}");
     let (_, scan) = http_json(pa, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
@@ -518,6 +535,13 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
         serde_json::json!({"inputs": [[1, 2, 3, 4]]}),
     );
     assert_eq!(status, 200, "{p}");
+    let (status, p) = http_json(
+        pb,
+        "POST",
+        "/v1/teachers/letters_mlp/predict",
+        serde_json::json!({"inputs": [vec![0.5; 16]]}),
+    );
+    assert_eq!(status, 200, "B reads its copy: {p}");
     // a ranking on B ranks what B can read, and does not fail on A's teachers
     let ds = post_task(pb, "mnist_10way_5shot.npz");
     let (status, rk) = http_json(
@@ -527,7 +551,7 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
         serde_json::json!({"dataset_id": ds["id"]}),
     );
     assert_eq!(status, 201, "{rk}");
-    assert_eq!(rk["results"].as_array().unwrap().len(), 1, "{rk}");
+    assert_eq!(rk["results"].as_array().unwrap().len(), 2, "{rk}");
     // A's restart finds its catalog as it left it
     a.kill().unwrap();
     a.wait().unwrap();

@@ -261,6 +261,10 @@ pub struct Zoo {
     trash_grace: std::time::Duration,
     /// This zoo directory's identity when the catalog is shared (PostgreSQL; see `directory_origin`).
     origin: Option<String>,
+    /// Teachers another zoo directory indexed of which this directory holds the same file (same path,
+    /// size and modification time, as copies baked into one image have), found by the last rescan:
+    /// this server reads them from its own copy.
+    copies: Mutex<std::collections::HashSet<String>>,
 }
 
 fn parse_shape(s: &str) -> Result<Vec<i64>> {
@@ -360,6 +364,7 @@ impl Zoo {
             lock: Mutex::new(()),
             blobs: None,
             trash_grace: std::time::Duration::from_secs(TRASH_GRACE_S),
+            copies: Mutex::default(),
         })
     }
 
@@ -476,6 +481,11 @@ impl Zoo {
     /// Whether `e` is a teacher of another server's zoo directory (see `Entry::foreign_to`).
     fn foreign(&self, e: &Entry) -> bool {
         e.foreign_to(self.origin.as_deref())
+            && !self
+                .copies
+                .lock()
+                .expect("copies lock")
+                .contains(&e.teacher.id)
     }
 
     /// The entry of `id` when this server can read its model (stored, or indexed from this directory),
@@ -520,6 +530,7 @@ impl Zoo {
         let mut report = RescanReport::default();
         let mut batch = crate::store::Batch::default();
         let mut seen = std::collections::HashSet::new();
+        let mut copies = std::collections::HashSet::new();
         for f in &found {
             if !seen.insert(f.ident.id.clone()) {
                 continue; // two files mapped to one id: the first (sorted) wins
@@ -533,9 +544,18 @@ impl Zoo {
                 // the object store's teacher of this id wins over the directory's file
                 continue;
             }
-            if old.as_ref().is_some_and(|o| self.foreign(o)) {
-                // another zoo directory indexed this id first: its teacher keeps it
-                report.shadowed.push(f.ident.id.clone());
+            if let Some(o) = old
+                .as_ref()
+                .filter(|o| o.foreign_to(self.origin.as_deref()))
+            {
+                if o.fingerprint == fingerprint && o.teacher.path == f.ident.path {
+                    // the same file as the directory that indexed it (a copy): read here from ours
+                    copies.insert(f.ident.id.clone());
+                    report.unchanged += 1;
+                } else {
+                    // another zoo directory indexed this id first: its teacher keeps it
+                    report.shadowed.push(f.ident.id.clone());
+                }
                 continue;
             }
             if let Some(old) = &old
@@ -588,9 +608,14 @@ impl Zoo {
                 }
                 continue;
             }
-            if entry.as_ref().is_some_and(|e| self.foreign(e)) {
+            if entry
+                .as_ref()
+                .is_some_and(|e| e.foreign_to(self.origin.as_deref()))
+            {
                 // another server's directory: it rescans its own
-                report.foreign += 1;
+                if !copies.contains(&id) {
+                    report.foreign += 1;
+                }
                 continue;
             }
             if !seen.contains(&id) {
@@ -603,6 +628,7 @@ impl Zoo {
         }
         self.tree.apply_batch(batch)?;
         self.store.flush()?;
+        *self.copies.lock().expect("copies lock") = copies;
         if let Some(b) = &self.blobs {
             report.trash_removed = self.sweep_trash(b)?;
         }
