@@ -7,7 +7,7 @@
 //! Deleting the last teacher that holds a blob removes the blob too (see `collect_blob`).
 //! Several servers may share one catalog (PostgreSQL): a directory teacher records which zoo directory
 //! indexed it (`origin`, see `directory_origin`), and a server neither shows, uses nor removes another
-//! directory's teachers: it cannot read their files.
+//! directory's teachers (it cannot read their files), unless its own directory holds the same file.
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
