@@ -219,11 +219,11 @@ impl Blobs {
     }
 }
 
-/// Keys are relative paths of plain segments (letters, digits, `_`, `-`, `.`), never `..`.
 /// Blobs larger than this are uploaded to an object store in parts of this size (S3 wants at least 5 MiB
 /// per part but the last).
 const PART_BYTES: usize = 8 << 20;
 
+/// Keys are relative paths of plain segments (letters, digits, `_`, `-`, `.`), never `..`.
 fn check_key(key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && key.split('/').all(|s| {
@@ -408,20 +408,17 @@ impl ObjectBlobs {
                 use futures_util::TryStreamExt;
                 use sha2::Digest;
                 use std::io::Write;
+                let cache_error = |e: std::io::Error| object_store::Error::Generic {
+                    store: "faculty blob cache",
+                    source: Box::new(e),
+                };
                 let mut chunks = store.get(&location).await?.into_stream();
                 let mut hash = sha2::Sha256::new();
                 while let Some(chunk) = chunks.try_next().await? {
                     hash.update(&chunk);
-                    file.write_all(&chunk)
-                        .map_err(|e| object_store::Error::Generic {
-                            store: "faculty blob cache",
-                            source: Box::new(e),
-                        })?;
+                    file.write_all(&chunk).map_err(cache_error)?;
                 }
-                file.sync_all().map_err(|e| object_store::Error::Generic {
-                    store: "faculty blob cache",
-                    source: Box::new(e),
-                })?;
+                file.sync_all().map_err(cache_error)?;
                 Ok(hex::encode(hash.finalize()))
             })
             .map_err(|e| self.error(key, e))?;
