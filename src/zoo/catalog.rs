@@ -839,19 +839,15 @@ impl Zoo {
             .transpose()?;
         let _guard = self.lock.lock().expect("zoo lock");
         let target = self.root.join(&rel);
-        if let Some(e) = self.load_any(&id)? {
-            let whose = if self.foreign(&e) {
+        let existing = self.load_any(&id)?;
+        if existing.is_some() || target.exists() {
+            let whose = if existing.is_some_and(|e| self.foreign(&e)) {
                 " (in another server's zoo directory that shares this catalog)"
             } else {
                 ""
             };
             return Err(Error::conflict(format!(
                 "a teacher with id '{id}' already exists{whose}; delete it first or pick another name/version"
-            )));
-        }
-        if target.exists() {
-            return Err(Error::conflict(format!(
-                "a teacher with id '{id}' already exists; delete it first or pick another name/version"
             )));
         }
         let bytes = std::fs::read(staged)?;
