@@ -71,8 +71,6 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
     }
     let spec = StudentSpec::parse(spec).unwrap();
     let arch = Arch::new(&spec, row_shape, 3, x.view()).unwrap();
-    let mut xs = x.clone();
-    arch.standardise(&mut xs);
     let split = Split::stratified(&y, 3, 0.2, 0);
     let cfg = TrainConfig {
         max_epochs: 25,
@@ -81,7 +79,7 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
     let stop = AtomicBool::new(false);
     let t = train::train(
         &arch,
-        xs.view(),
+        x.view(),
         &Lesson::scratch(&y, &split),
         &cfg,
         Start::Fresh,
@@ -92,7 +90,7 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
     checker(&onnx);
     let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
     let rows: Vec<usize> = (0..x.nrows()).collect();
-    let burn_p = train::predict(&net, &arch, xs.view(), &rows);
+    let burn_p = train::predict(&net, &arch, x.view(), &rows);
     let mut shape = vec![x.nrows()];
     shape.extend_from_slice(row_shape);
     let raw = ArrayD::from_shape_vec(IxDyn(&shape), x.iter().copied().collect()).unwrap();
@@ -243,8 +241,6 @@ fn the_ot_term_teaches_across_label_spaces() {
         cost[[t, s]] = 0.0;
     }
     let arch = Arch::new(&StudentSpec::parse("mlp:32").unwrap(), &[8], 6, x.view()).unwrap();
-    let mut xs = x.clone();
-    arch.standardise(&mut xs);
     let split = Split::stratified(&y, 6, 0.0, 0);
     assert_eq!(split.train, labeled);
     let cfg = TrainConfig {
@@ -260,7 +256,7 @@ fn the_ot_term_teaches_across_label_spaces() {
         };
         let t = train::train(
             &arch,
-            xs.view(),
+            x.view(),
             &lesson,
             &cfg,
             Start::Fresh,
@@ -268,7 +264,7 @@ fn the_ot_term_teaches_across_label_spaces() {
         )
         .unwrap();
         let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
-        let p = train::predict(&net, &arch, xs.view(), &test);
+        let p = train::predict(&net, &arch, x.view(), &test);
         let hits = test
             .iter()
             .enumerate()

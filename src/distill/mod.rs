@@ -637,15 +637,10 @@ fn restarts_for(kind: &Kind, n: usize) -> usize {
 /// Restart k's seed is the job's seed plus k - 1 times this.
 const RESTART_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// Rows standardised with a (mean, std): the key and the rows.
-type Standardised = (Vec<f32>, Vec<f32>, std::rc::Rc<Array2<f32>>);
-
 /// The trainings of one job: the rows, the config, the checkpoint to resume, progress.
 struct Trainer<'a> {
-    /// The rows as they are (flat). A tree reads them so; a network reads them standardised its way.
+    /// The rows as they are (flat). A tree reads them so; a network standardises each batch its way.
     raw: ndarray::ArrayView2<'a, f32>,
-    /// The rows standardised the last way asked for (networks of one kind share it).
-    standardised: std::cell::RefCell<Option<Standardised>>,
     cfg: &'a TrainConfig,
     resume: Option<Checkpoint>,
     progress: &'a mut dyn Progress,
@@ -723,7 +718,6 @@ impl Trainer<'_> {
             }
             _ => cfg,
         };
-        let x = self.rows_for(arch);
         let mut hooks = StageHooks {
             p: &mut *self.progress,
             phase,
@@ -731,7 +725,7 @@ impl Trainer<'_> {
             span,
             deadline: self.deadline,
         };
-        let mut t = train::train(arch, x.view(), lesson, cfg, start, &mut hooks)?;
+        let mut t = train::train(arch, self.raw, lesson, cfg, start, &mut hooks)?;
         if t.cancelled {
             return Ok(None);
         }
@@ -794,28 +788,12 @@ impl Trainer<'_> {
         Ok(best.map(|b| b.1))
     }
 
-    /// The rows standardised for `arch` (computed once per standardisation: an MLP and a CNN differ).
-    fn rows_for(&self, arch: &Arch) -> std::rc::Rc<Array2<f32>> {
-        let mut cache = self.standardised.borrow_mut();
-        if let Some((m, s, x)) = cache.as_ref()
-            && *m == arch.mean
-            && *s == arch.std
-        {
-            return x.clone();
-        }
-        let mut x = self.raw.to_owned();
-        arch.standardise(&mut x);
-        let x = std::rc::Rc::new(x);
-        *cache = Some((arch.mean.clone(), arch.std.clone(), x.clone()));
-        x
-    }
-
     /// Class probabilities of a trained student on dataset rows `rows`.
     fn predict(&self, m: &Model, rows: &[usize]) -> Array2<f32> {
         match m {
             Model::Net { arch, params } => {
                 let net = student::Net::from_params(arch, params, &burn::tensor::Device::flex());
-                train::predict(&net, arch, self.rows_for(arch).view(), rows)
+                train::predict(&net, arch, self.raw, rows)
             }
             Model::Tree(t) => t.predict(self.raw, rows),
         }
@@ -1203,7 +1181,6 @@ pub fn run(
     };
     let mut tr = Trainer {
         raw: ds.flat(),
-        standardised: Default::default(),
         cfg,
         resume,
         progress,
@@ -1640,10 +1617,8 @@ fn predict_external(m: &Model, x: ndarray::ArrayView2<'_, f32>) -> Array2<f32> {
     let rows: Vec<usize> = (0..x.nrows()).collect();
     match m {
         Model::Net { arch, params } => {
-            let mut xs = x.to_owned();
-            arch.standardise(&mut xs);
             let net = student::Net::from_params(arch, params, &burn::tensor::Device::flex());
-            train::predict(&net, arch, xs.view(), &rows)
+            train::predict(&net, arch, x, &rows)
         }
         Model::Tree(t) => t.predict(x, &rows),
     }

@@ -584,13 +584,16 @@ fn evaluate(
     (correct as f64 / n, loss / n)
 }
 
-/// Class probabilities of `net` for the given rows of standardised x, in chunks.
+/// Class probabilities of `net` for the given rows of raw flat rows `x` (standardised for `arch` chunk by
+/// chunk).
 pub fn predict(net: &Net, arch: &Arch, x: ArrayView2<'_, f32>, rows: &[usize]) -> Array2<f32> {
     let dev = Device::flex();
     let net = net.valid();
     let mut out = Array2::zeros((rows.len(), arch.classes));
     for (c, chunk) in rows.chunks(1024).enumerate() {
-        let xb = matrix(gather(x, chunk), chunk.len(), x.ncols(), &dev);
+        let mut xb = Vec::new();
+        arch.gather_standardised(x, chunk, &mut xb);
+        let xb = matrix(xb, chunk.len(), x.ncols(), &dev);
         let p = softmax(net.forward(arch, xb), 1)
             .into_data()
             .try_to_vec::<f32>()
@@ -817,7 +820,8 @@ impl Batches {
     }
 }
 
-/// Trains a student on a lesson. `x` holds every row standardised for `arch` ([N, D]).
+/// Trains a student on a lesson. `x` holds every row as stored ([N, D]); batches are standardised for
+/// `arch` as they are gathered.
 pub fn train(
     arch: &Arch,
     x: ArrayView2<'_, f32>,
@@ -871,8 +875,9 @@ pub fn train(
             }
             let lab = labeled.next(bl, &mut rng);
             let dis = pooled.next(bd, &mut rng);
-            let mut xb = gather(x, &lab);
-            xb.extend(gather(x, &dis));
+            let mut xb = Vec::new();
+            arch.gather_standardised(x, &lab, &mut xb);
+            arch.gather_standardised(x, &dis, &mut xb);
             let net = Net::from_data(arch, std::mem::take(&mut state), &dev);
             let raw = net.forward_heads(arch, matrix(xb, lab.len() + dis.len(), d, &dev));
             let logits = super::student::mix_heads(raw.clone(), arch);

@@ -9,7 +9,7 @@
 //! (unaligned) averaging is measured beside them. The best on validation is kept (and delivered unless the scratch baseline beat it).
 use burn::tensor::activation::{log_softmax, relu, sigmoid, tanh};
 use burn::tensor::{Device, Tensor, TensorData};
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::fusion::Ensemble;
@@ -363,7 +363,7 @@ fn average(nets: &[&Mlp]) -> Mlp {
 fn combine(
     aligned: &[Mlp],
     arch: &Arch,
-    x: &Array2<f32>,
+    x: ArrayView2<'_, f32>,
     lesson: &Lesson,
     cfg: &TrainConfig,
     keep_going: &dyn Fn() -> bool,
@@ -447,7 +447,8 @@ fn combine(
                 .copied()
                 .filter(|r| labeled[*r] && lesson.y[*r] >= 0)
                 .collect();
-            let xb: Vec<f32> = batch.iter().flat_map(|&r| x.row(r).to_vec()).collect();
+            let mut xb = Vec::new();
+            arch.gather_standardised(x, batch, &mut xb);
             let a_t: Vec<Tensor<1>> = alpha
                 .iter()
                 .map(|a| {
@@ -540,11 +541,11 @@ fn to_f64(a: &[Vec<f32>]) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Class probabilities of `net` on standardised rows `rows` of `x`.
-fn forward_ndarray(net: &Mlp, arch: &Arch, x: &Array2<f32>, rows: &[usize]) -> Array2<f32> {
+/// Class probabilities of `net` on rows `rows` of raw flat rows `x`.
+fn forward_ndarray(net: &Mlp, arch: &Arch, x: ArrayView2<'_, f32>, rows: &[usize]) -> Array2<f32> {
     let params = to_params(net);
     let n = super::student::Net::from_params(arch, &params, &Device::flex());
-    super::train::predict(&n, arch, x.view(), rows)
+    super::train::predict(&n, arch, x, rows)
 }
 
 /// Fuses the family: plain average, aligned average, learned combination, fine-tuning; the best on
@@ -561,7 +562,7 @@ pub(super) fn fuse(
     test: Option<&Dataset>,
     (from, to): (f64, f64),
 ) -> Result<Option<(Fitted, WeightFusionReport)>> {
-    let x = tr.rows_for(arch);
+    let x = tr.raw;
     let val = |m: &Model, tr: &Trainer<'_>| tr.accuracy(m, &ds.y, &split.val);
     // the reference: the teacher best on validation
     let reference = (0..fam.nets.len())
@@ -574,7 +575,9 @@ pub(super) fn fuse(
     let fit = split.fit_rows();
     let step = (fit.len() / opts.alignment_rows).max(1);
     let rows: Vec<usize> = fit.iter().step_by(step).copied().collect();
-    let xa = x.select(Axis(0), &rows).mapv(f64::from);
+    let mut xa = x.select(Axis(0), &rows);
+    arch.standardise(&mut xa);
+    let xa = xa.mapv(f64::from);
     let acts: Vec<Vec<Array2<f64>>> = match opts.align {
         Align::Activations => fam.nets.iter().map(|n| activations(n, &xa)).collect(),
         Align::Weights => vec![],
@@ -618,7 +621,7 @@ pub(super) fn fuse(
             .phase("training: mixing weights", from + (to - from) * 0.2);
         let p: &dyn Progress = &*tr.progress;
         let keep = || !p.cancelled();
-        let (mix, net) = combine(&aligned, arch, &x, &lesson, tr.cfg, &keep);
+        let (mix, net) = combine(&aligned, arch, x, &lesson, tr.cfg, &keep);
         if tr.progress.cancelled() {
             return Ok(None);
         }
