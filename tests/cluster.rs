@@ -463,11 +463,21 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
         return;
     }
     let sb = Sandbox::new();
-    // A serves the bundled zoo; B its own directory: `tiny`, another file under an id A's zoo has, and
-    // a copy of one of A's teachers (as a copy baked into an image is: same bytes, same modification time)
+    // A serves the bundled zoo; B its own directory: `tiny`, two other files under ids A's zoo has (one
+    // of another size, one of the same size with one byte changed), a copy of one of A's teachers as a
+    // copy baked into an image is (same bytes, same modification time), and one as `git clone` makes
+    // (same bytes, a new modification time)
     let own = tempfile::tempdir().unwrap();
     std::fs::write(own.path().join("tiny.onnx"), tiny_classifier()).unwrap();
     std::fs::write(own.path().join("mnist_mlp.onnx"), tiny_classifier()).unwrap();
+    let mut changed = std::fs::read(sb.zoo().join("mnist_logreg.onnx")).unwrap();
+    *changed.last_mut().unwrap() ^= 1;
+    std::fs::write(own.path().join("mnist_logreg.onnx"), changed).unwrap();
+    std::fs::copy(
+        sb.zoo().join("letters_logreg.onnx"),
+        own.path().join("letters_logreg.onnx"),
+    )
+    .unwrap();
     for f in ["letters_mlp.onnx", "letters_mlp.card.json"] {
         let (from, to) = (sb.zoo().join(f), own.path().join(f));
         std::fs::copy(&from, &to).unwrap();
@@ -488,14 +498,18 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
     assert_eq!(total(pa), bundled);
     assert_eq!(
         total(pb),
-        2,
-        "B serves only what it can read: tiny and its copy of letters_mlp"
+        3,
+        "B serves only what it can read: tiny and its copies of letters_mlp and letters_logreg"
     );
     let (_, scan) = http_json(pb, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
-    assert_eq!(scan["foreign"], bundled - 1, "{scan}");
-    assert_eq!(scan["unchanged"], 2, "{scan}");
+    assert_eq!(scan["foreign"], bundled - 2, "{scan}");
+    assert_eq!(scan["unchanged"], 3, "{scan}");
     assert_eq!(scan["removed"], serde_json::json!([]), "{scan}");
-    assert_eq!(scan["shadowed"], serde_json::json!(["mnist_mlp"]), "{scan}");
+    assert_eq!(
+        scan["shadowed"],
+        serde_json::json!(["mnist_logreg", "mnist_mlp"]),
+        "{scan}"
+    );
     let (_, scan) = http_json(pa, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
     assert_eq!(scan["foreign"], 1, "{scan}");
     assert_eq!(scan["removed"], serde_json::json!([]), "{scan}");
@@ -542,6 +556,18 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
         serde_json::json!({"inputs": [vec![0.5; 16]]}),
     );
     assert_eq!(status, 200, "B reads its copy: {p}");
+    let (status, p) = http_json(
+        pb,
+        "POST",
+        "/v1/teachers/letters_logreg/predict",
+        serde_json::json!({"inputs": [vec![0.5; 16]]}),
+    );
+    assert_eq!(
+        status, 200,
+        "B reads its copy with a new modification time: {p}"
+    );
+    let (status, _) = http(pb, "GET", "/v1/teachers/mnist_logreg", "", b"");
+    assert_eq!(status, 404, "a file with other bytes is not a copy");
     // a ranking on B ranks what B can read, and does not fail on A's teachers
     let ds = post_task(pb, "mnist_10way_5shot.npz");
     let (status, rk) = http_json(
@@ -551,7 +577,7 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
         serde_json::json!({"dataset_id": ds["id"]}),
     );
     assert_eq!(status, 201, "{rk}");
-    assert_eq!(rk["results"].as_array().unwrap().len(), 2, "{rk}");
+    assert_eq!(rk["results"].as_array().unwrap().len(), 3, "{rk}");
     // A's restart finds its catalog as it left it
     a.kill().unwrap();
     a.wait().unwrap();

@@ -261,10 +261,10 @@ pub struct Zoo {
     trash_grace: std::time::Duration,
     /// This zoo directory's identity when the catalog is shared (PostgreSQL; see `directory_origin`).
     origin: Option<String>,
-    /// Teachers another zoo directory indexed of which this directory holds the same file (same path,
-    /// size and modification time, as copies baked into one image have), found by the last rescan:
-    /// this server reads them from its own copy.
-    copies: Mutex<std::collections::HashSet<String>>,
+    /// Teachers another zoo directory indexed of which this directory holds the same file (same path
+    /// and teacher: see `same_teacher`), found by the last rescan, with this directory's stamps: this
+    /// server reads them from its own copy.
+    copies: Mutex<std::collections::HashMap<String, Fingerprint>>,
 }
 
 fn parse_shape(s: &str) -> Result<Vec<i64>> {
@@ -485,7 +485,7 @@ impl Zoo {
                 .copies
                 .lock()
                 .expect("copies lock")
-                .contains(&e.teacher.id)
+                .contains_key(&e.teacher.id)
     }
 
     /// The entry of `id` when this server can read its model (stored, or indexed from this directory),
@@ -497,7 +497,13 @@ impl Zoo {
                  this server cannot read; give the servers one zoo directory, or put the teachers in the \
                  object store with `faculty zoo push`"
             ))),
-            Some(e) => Ok(e),
+            Some(mut e) => {
+                // a copy of another directory's file: checked against this directory's stamps
+                if let Some(own) = self.copies.lock().expect("copies lock").get(id) {
+                    e.fingerprint = own.clone();
+                }
+                Ok(e)
+            }
             None => Err(Error::not_found(format!("no teacher with id '{id}'"))),
         }
     }
@@ -522,6 +528,37 @@ impl Zoo {
         })
     }
 
+    /// Whether the file found is the teacher another directory indexed (a copy of the same file): the same
+    /// size and modification time, or, when only the times differ (a `git clone` or a copy that did not
+    /// keep them), the same teacher once the file is inspected (its bytes' sha256, labels, card fields).
+    fn same_teacher(&self, f: &Found, fingerprint: &Fingerprint, o: &Entry) -> Result<bool> {
+        if o.fingerprint == *fingerprint {
+            return Ok(true);
+        }
+        let len = |s: Option<&FileStamp>| s.map(|s| s.len);
+        if o.fingerprint.model.len != fingerprint.model.len
+            || len(o.fingerprint.card.as_ref()) != len(fingerprint.card.as_ref())
+        {
+            return Ok(false);
+        }
+        let bytes = std::fs::read(&f.model)?;
+        let card = read_card(f.card.as_deref())?;
+        let ins = inspect(
+            &bytes,
+            f.ident.clone(),
+            card.as_deref(),
+            self.pool.intra_threads(),
+        );
+        let same = Teacher {
+            indexed_at: o.teacher.indexed_at,
+            ..ins.teacher
+        } == o.teacher;
+        if let Some(s) = ins.session.filter(|_| same) {
+            self.pool.insert(&o.teacher.sha256, s, bytes.len());
+        }
+        Ok(same)
+    }
+
     /// Brings the catalog in line with the directory: new files are added, vanished ones removed, files
     /// whose size or mtime changed re-inspected; unchanged files are not read.
     pub fn rescan(&self) -> Result<RescanReport> {
@@ -530,7 +567,7 @@ impl Zoo {
         let mut report = RescanReport::default();
         let mut batch = crate::store::Batch::default();
         let mut seen = std::collections::HashSet::new();
-        let mut copies = std::collections::HashSet::new();
+        let mut copies = std::collections::HashMap::new();
         for f in &found {
             if !seen.insert(f.ident.id.clone()) {
                 continue; // two files mapped to one id: the first (sorted) wins
@@ -548,9 +585,9 @@ impl Zoo {
                 .as_ref()
                 .filter(|o| o.foreign_to(self.origin.as_deref()))
             {
-                if o.fingerprint == fingerprint && o.teacher.path == f.ident.path {
+                if o.teacher.path == f.ident.path && self.same_teacher(f, &fingerprint, o)? {
                     // the same file as the directory that indexed it (a copy): read here from ours
-                    copies.insert(f.ident.id.clone());
+                    copies.insert(f.ident.id.clone(), fingerprint);
                     report.unchanged += 1;
                 } else {
                     // another zoo directory indexed this id first: its teacher keeps it
@@ -613,7 +650,7 @@ impl Zoo {
                 .is_some_and(|e| e.foreign_to(self.origin.as_deref()))
             {
                 // another server's directory: it rescans its own
-                if !copies.contains(&id) {
+                if !copies.contains_key(&id) {
                     report.foreign += 1;
                 }
                 continue;
