@@ -356,10 +356,12 @@ async fn a_blob_that_does_not_match_its_sha256_is_refused() {
         .as_str()
         .unwrap()
         .to_string();
-    let key = format!("datasets/{sha}.f32");
-    // another client of the same bucket replaces the rows (its own cache directory)
+    // another client of the same bucket replaces the rows (its own cache directory); pixels are kept
+    // one byte each
     let other = tempfile::tempdir().unwrap();
     let tamper = faculty::store::Blobs::open(Some(&blob_url), other.path(), 16).unwrap();
+    let key = format!("datasets/{sha}.px8");
+    assert!(tamper.exists(&key).unwrap(), "{key}");
     let mut rows = std::fs::read(tamper.path(&key, None).unwrap()).unwrap();
     rows[0] ^= 0x40;
     tamper.delete(&key).unwrap();

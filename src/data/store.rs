@@ -1,6 +1,9 @@
 //! Datasets at rest: content-addressed by the sha256 of their canonical content. The rows live in the
-//! blob store under `datasets/<sha256>.f32` (little-endian float32; a blob is whole or absent), the
-//! description, labels and class names in the table `datasets`. A dataset is visible only once both exist.
+//! blob store under `datasets/<sha256>.f32` (little-endian float32), or one byte a value when every value
+//! is a `uint8` pixel as uploads scale them (k / 255: `datasets/<sha256>.px8`) or a whole number in
+//! 0..=255 (`datasets/<sha256>.u8`): four times smaller, read back as the same floats bit for bit. A blob
+//! is whole or absent. The description, labels and class names live in the table `datasets`. A dataset
+//! is visible only once both exist.
 //! The description is also kept as the record's list view (`store::listing`), so that listing datasets
 //! or describing one does not read their labels (a record of two million rows is ~4 MB of them).
 use std::sync::Arc;
@@ -67,6 +70,74 @@ struct Record {
     /// written before it was kept).
     #[serde(default)]
     rows_sha256: Option<String>,
+    /// How the rows blob holds a value (float32 in records written before bytes were an option).
+    #[serde(default)]
+    rows_dtype: RowsDtype,
+}
+
+/// How a rows blob holds a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RowsDtype {
+    /// Little-endian float32.
+    #[default]
+    F32,
+    /// One byte b, the value b / 255: `uint8` pixels as uploads scale them.
+    Px8,
+    /// One byte: rows whose every value is a whole number in 0..=255.
+    U8,
+}
+
+impl RowsDtype {
+    /// Bytes per value.
+    fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::Px8 | Self::U8 => 1,
+        }
+    }
+
+    /// The values `bytes` hold (whole values), appended to `out`.
+    fn decode(self, bytes: &[u8], out: &mut Vec<f32>) {
+        match self {
+            Self::F32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+            one_byte => out.extend(bytes.iter().map(|&b| one_byte.value(b))),
+        }
+    }
+
+    /// The value byte `b` holds (Px8 and U8; the upload scales a pixel the same way).
+    fn value(self, b: u8) -> f32 {
+        match self {
+            Self::Px8 => f32::from(b) / 255.0,
+            _ => f32::from(b),
+        }
+    }
+
+    /// The byte that holds `v` (Px8 and U8; saturating, so a value out of range is not held).
+    fn byte(self, v: f32) -> u8 {
+        match self {
+            Self::Px8 => (v * 255.0).round() as u8,
+            _ => v as u8,
+        }
+    }
+
+    /// Whether this way holds `v` exactly: the same float bits come back (so -0.0, NaN, fractions and
+    /// values out of range are not held by a byte).
+    fn holds(self, v: f32) -> bool {
+        self == Self::F32 || self.value(self.byte(v)).to_bits() == v.to_bits()
+    }
+
+    /// The smallest way to hold `x` that gives back the same float bits.
+    fn of(x: &ndarray::ArrayD<f32>) -> Self {
+        [Self::Px8, Self::U8]
+            .into_iter()
+            .find(|d| x.iter().all(|&v| d.holds(v)))
+            .unwrap_or(Self::F32)
+    }
 }
 
 fn rows_unreadable(id: &str, e: std::io::Error) -> Error {
@@ -109,8 +180,12 @@ impl DatasetStore {
         self.blobs.sweep("datasets", |n| n.starts_with(".tmp"))
     }
 
-    fn rows_key(sha256: &str) -> String {
-        format!("datasets/{sha256}.f32")
+    fn rows_key(sha256: &str, dtype: RowsDtype) -> String {
+        match dtype {
+            RowsDtype::F32 => format!("datasets/{sha256}.f32"),
+            RowsDtype::Px8 => format!("datasets/{sha256}.px8"),
+            RowsDtype::U8 => format!("datasets/{sha256}.u8"),
+        }
     }
 
     /// Stores a validated dataset; storing the same content again returns the existing entry.
@@ -145,14 +220,20 @@ impl DatasetStore {
                 .map_or(0, |d| d.as_secs()),
             test_dataset_id: None,
         };
-        let rows = ds.row_bytes();
+        let rows_dtype = RowsDtype::of(&ds.x);
+        let rows = match rows_dtype {
+            RowsDtype::F32 => ds.row_bytes(),
+            d => std::borrow::Cow::Owned(ds.x.iter().map(|&v| d.byte(v)).collect()),
+        };
         let rows_sha256 = crate::zoo::teacher::sha256_hex(&rows);
-        self.blobs.put(&Self::rows_key(&sha256), &rows)?;
+        self.blobs
+            .put(&Self::rows_key(&sha256, rows_dtype), &rows)?;
         drop(rows);
         let rec = Record {
             info: info.clone(),
             y: ds.y.clone(),
             rows_sha256: Some(rows_sha256),
+            rows_dtype,
         };
         self.records.put(&id, &rec)?;
         self.records.flush()?;
@@ -190,34 +271,31 @@ impl DatasetStore {
     /// A dataset's rows file, opened (fetched from the object store first if need be).
     fn open_rows(&self, id: &str, rec: &Record) -> Result<std::fs::File> {
         let path = self.blobs.path(
-            &Self::rows_key(&rec.info.sha256),
+            &Self::rows_key(&rec.info.sha256, rec.rows_dtype),
             rec.rows_sha256.as_deref(),
         )?;
         std::fs::File::open(path).map_err(|e| rows_unreadable(id, e))
     }
 
     /// Loads the rows back (read a megabyte at a time straight into the floats: the file is not held
-    /// twice).
+    /// besides them).
     pub fn load(&self, id: &str) -> Result<(DatasetInfo, Dataset)> {
         let rec = self.record(id)?;
         let unreadable = |e| rows_unreadable(id, e);
         let mut file = self.open_rows(id, &rec)?;
         let n: usize = rec.info.rows * rec.info.row_shape.iter().product::<usize>();
-        if file.metadata().map_err(unreadable)?.len() != 4 * n as u64 {
+        let size = rec.rows_dtype.size();
+        if file.metadata().map_err(unreadable)?.len() != (size * n) as u64 {
             return Err(Error::internal(format!(
-                "dataset {id}: rows file has the wrong size (expected {n} floats)"
+                "dataset {id}: rows file has the wrong size (expected {n} values of {size} bytes)"
             )));
         }
         let mut values: Vec<f32> = Vec::with_capacity(n);
         let mut buf = vec![0u8; 1 << 20];
         while values.len() < n {
-            let chunk = (4 * (n - values.len())).min(buf.len());
+            let chunk = (size * (n - values.len())).min(buf.len());
             std::io::Read::read_exact(&mut file, &mut buf[..chunk]).map_err(unreadable)?;
-            values.extend(
-                buf[..chunk]
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
+            rec.rows_dtype.decode(&buf[..chunk], &mut values);
         }
         let mut shape = vec![rec.info.rows];
         shape.extend(&rec.info.row_shape);
@@ -248,18 +326,20 @@ impl DatasetStore {
         let d: usize = rec.info.row_shape.iter().product();
         let unreadable = |e| rows_unreadable(id, e);
         let mut file = self.open_rows(id, &rec)?;
+        let size = rec.rows_dtype.size();
         let mut x = ndarray::Array2::<f32>::zeros((rows.len(), d));
-        let mut buf = vec![0u8; 4 * d];
+        let mut buf = vec![0u8; size * d];
+        let mut row = Vec::with_capacity(d);
         for (i, &r) in rows.iter().enumerate() {
             if r >= rec.info.rows {
                 return Err(Error::internal(format!("dataset {id} has no row {r}")));
             }
-            file.seek(SeekFrom::Start((4 * d * r) as u64))
+            file.seek(SeekFrom::Start((size * d * r) as u64))
                 .map_err(unreadable)?;
             file.read_exact(&mut buf).map_err(unreadable)?;
-            for (v, c) in x.row_mut(i).iter_mut().zip(buf.chunks_exact(4)) {
-                *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
+            row.clear();
+            rec.rows_dtype.decode(&buf, &mut row);
+            x.row_mut(i).assign(&ndarray::ArrayView1::from(&row[..]));
         }
         let labels = rec.info.label_names();
         Ok(SomeRows {
@@ -273,10 +353,12 @@ impl DatasetStore {
 
     /// Deletes a dataset (its catalog entry first, so a crash never leaves a visible half).
     pub fn delete(&self, id: &str) -> Result<DatasetInfo> {
-        let info = self.info(id)?;
+        let rec = self.record(id)?;
+        let info = rec.info;
         self.records.remove(id)?;
         self.records.flush()?;
-        self.blobs.delete(&Self::rows_key(&info.sha256))?;
+        self.blobs
+            .delete(&Self::rows_key(&info.sha256, rec.rows_dtype))?;
         Ok(info)
     }
 }
@@ -331,10 +413,62 @@ mod tests {
         // a row past the end is an error, not a short read
         assert!(datasets.load_rows(&info.id, |_, _| Ok(vec![9])).is_err());
         // a rows file cut short is refused by name
-        let path = dir.path().join(DatasetStore::rows_key(&info.sha256));
+        let path = dir
+            .path()
+            .join(DatasetStore::rows_key(&info.sha256, RowsDtype::F32));
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
         let e = datasets.load(&info.id).unwrap_err();
         assert!(e.message.contains("wrong size"), "{}", e.message);
+    }
+
+    #[test]
+    fn pixels_and_bytes_are_kept_one_byte_each_and_read_back_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::temporary().unwrap();
+        let blobs = Arc::new(Blobs::open(None, dir.path(), 0).unwrap());
+        let datasets = DatasetStore::open(&store, blobs).unwrap();
+        let pixels = |f: fn(usize) -> f32| Dataset {
+            x: ndarray::Array::from_shape_fn((6, 1, 4, 4), |(n, _, h, w)| f(n * 16 + h * 4 + w))
+                .into_dyn(),
+            y: vec![0, 1, 0, 1, -1, 1],
+            labels: vec!["a".into(), "b".into()],
+        };
+        // pixels as uploads scale them (k / 255) and whole numbers 0..=255: one byte a value; anything
+        // else (0.5 among pixels, a fraction, 256, -0.0, a negative value): float32
+        type Case = (fn(usize) -> f32, RowsDtype);
+        let cases: [Case; 7] = [
+            (|i| ((i * 37) % 256) as f32 / 255.0, RowsDtype::Px8),
+            (|i| if i == 7 { 0.5 } else { 1.0 }, RowsDtype::F32),
+            (|i| ((i * 37) % 256) as f32, RowsDtype::U8),
+            (
+                |i| ((i * 37) % 256) as f32 + if i == 50 { 0.5 } else { 0.0 },
+                RowsDtype::F32,
+            ),
+            (|i| if i == 95 { 256.0 } else { 1.0 }, RowsDtype::F32),
+            (|i| if i == 3 { -0.0 } else { 0.0 }, RowsDtype::F32),
+            (|i| if i == 3 { -1.0 } else { 255.0 }, RowsDtype::F32),
+        ];
+        for (k, (f, dtype)) in cases.into_iter().enumerate() {
+            let ds = pixels(f);
+            let (info, _) = datasets.put(&ds, "p.npz", Format::Npz).unwrap();
+            assert_eq!(info.sha256, ds.sha256(), "case {k}: the id is the floats'");
+            let file = dir.path().join(DatasetStore::rows_key(&info.sha256, dtype));
+            let values = 6 * 16;
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().len() as usize,
+                dtype.size() * values,
+                "case {k}: {dtype:?}"
+            );
+            let (_, back) = datasets.load(&info.id).unwrap();
+            let bits = |x: &ndarray::ArrayD<f32>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&back.x), bits(&ds.x), "case {k}");
+            assert_eq!(back.sha256(), info.sha256, "case {k}");
+            let some = datasets.load_rows(&info.id, |_, _| Ok(vec![5, 2])).unwrap();
+            assert_eq!(some.x.row(0), back.flat().row(5), "case {k}");
+            assert_eq!(some.x.row(1), back.flat().row(2), "case {k}");
+            datasets.delete(&info.id).unwrap();
+            assert!(!file.exists(), "case {k}: deleting removes the blob");
+        }
     }
 }
