@@ -97,7 +97,7 @@ impl RowsDtype {
         }
     }
 
-    /// The values `bytes` hold (whole values), appended to `out`.
+    /// The values `bytes` hold (a whole number of values), appended to `out`.
     fn decode(self, bytes: &[u8], out: &mut Vec<f32>) {
         match self {
             Self::F32 => out.extend(
