@@ -367,12 +367,17 @@ impl DatasetStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn some_rows_read_alone_equal_the_whole_load_and_give_the_same_samples() {
+    /// A dataset store over a temporary catalog and blob directory (kept while the directory lives).
+    fn temporary() -> (tempfile::TempDir, DatasetStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::temporary().unwrap();
         let blobs = Arc::new(Blobs::open(None, dir.path(), 0).unwrap());
-        let datasets = DatasetStore::open(&store, blobs).unwrap();
+        (dir, DatasetStore::open(&store, blobs).unwrap())
+    }
+
+    #[test]
+    fn some_rows_read_alone_equal_the_whole_load_and_give_the_same_samples() {
+        let (dir, datasets) = temporary();
         let x = ndarray::Array::from_shape_fn((9, 1, 3, 2), |(n, _, h, w)| {
             (n * 6 + h * 2 + w) as f32 * 0.5 - 3.0
         })
@@ -424,10 +429,7 @@ mod tests {
 
     #[test]
     fn pixels_and_bytes_are_kept_one_byte_each_and_read_back_bit_for_bit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::temporary().unwrap();
-        let blobs = Arc::new(Blobs::open(None, dir.path(), 0).unwrap());
-        let datasets = DatasetStore::open(&store, blobs).unwrap();
+        let (dir, datasets) = temporary();
         let pixels = |f: fn(usize) -> f32| Dataset {
             x: ndarray::Array::from_shape_fn((6, 1, 4, 4), |(n, _, h, w)| f(n * 16 + h * 4 + w))
                 .into_dyn(),

@@ -508,7 +508,8 @@ impl Zoo {
         }
     }
 
-    fn index_one(&self, f: &Found, fingerprint: Fingerprint) -> Result<Entry> {
+    /// A found file inspected (model and card), with the model's size.
+    fn inspect_found(&self, f: &Found) -> Result<(super::teacher::Inspection, usize)> {
         let bytes = std::fs::read(&f.model)?;
         let card = read_card(f.card.as_deref())?;
         let ins = inspect(
@@ -517,8 +518,13 @@ impl Zoo {
             card.as_deref(),
             self.pool.intra_threads(),
         );
+        Ok((ins, bytes.len()))
+    }
+
+    fn index_one(&self, f: &Found, fingerprint: Fingerprint) -> Result<Entry> {
+        let (ins, len) = self.inspect_found(f)?;
         if let Some(s) = ins.session {
-            self.pool.insert(&ins.teacher.sha256, s, bytes.len());
+            self.pool.insert(&ins.teacher.sha256, s, len);
         }
         Ok(Entry {
             teacher: ins.teacher,
@@ -541,20 +547,13 @@ impl Zoo {
         {
             return Ok(false);
         }
-        let bytes = std::fs::read(&f.model)?;
-        let card = read_card(f.card.as_deref())?;
-        let ins = inspect(
-            &bytes,
-            f.ident.clone(),
-            card.as_deref(),
-            self.pool.intra_threads(),
-        );
+        let (ins, len) = self.inspect_found(f)?;
         let same = Teacher {
             indexed_at: o.teacher.indexed_at,
             ..ins.teacher
         } == o.teacher;
         if let Some(s) = ins.session.filter(|_| same) {
-            self.pool.insert(&o.teacher.sha256, s, bytes.len());
+            self.pool.insert(&o.teacher.sha256, s, len);
         }
         Ok(same)
     }
