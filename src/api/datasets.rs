@@ -82,6 +82,10 @@ pub async fn upload(
                             format!("upload exceeds the {limit}-byte limit"),
                         )));
                     }
+                    if buf.capacity() - buf.len() < chunk.len() {
+                        // grow by a quarter, not double: the upload is the parse's largest buffer
+                        buf.reserve_exact(chunk.len().max(buf.len() / 4));
+                    }
                     buf.extend_from_slice(&chunk);
                 }
                 file = Some((fname, buf));
@@ -108,7 +112,7 @@ pub async fn upload(
         .writing(move || {
             let _budget = budget;
             let format = Format::detect(fname.as_deref(), &bytes)?;
-            let (ds, test) = crate::data::parse_with_test(format, bytes, &opts)?;
+            let (ds, test) = crate::data::parse_upload(format, bytes, &opts)?;
             let display = name
                 .filter(|n| !n.is_empty())
                 .or(fname)

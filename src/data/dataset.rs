@@ -15,12 +15,124 @@ pub const UNLABELED: i64 = -1;
 /// The folder of a zip whose images carry no label.
 pub const UNLABELED_FOLDER: &str = "_unlabeled";
 
-/// Rows `x` [N, ...] (float32), labels `y` (class index, or -1), and class names.
+/// Rows `x` [N, ...] (float32 unless said otherwise), labels `y` (class index, or -1), and class names.
 #[derive(Debug, Clone)]
-pub struct Dataset {
-    pub x: ArrayD<f32>,
+pub struct Dataset<X = ArrayD<f32>> {
+    pub x: X,
     pub y: Vec<i64>,
     pub labels: Vec<String>,
+}
+
+/// An upload's rows as its file carried them: float32, or `uint8` pixels kept one byte a value (the
+/// value k / 255, as [`NpyArray::to_f32`] scales them). An image upload is checked, hashed and stored
+/// from its bytes, without a float copy four times their size.
+#[derive(Debug, Clone)]
+pub enum Rows {
+    F32(ArrayD<f32>),
+    Px8(ArrayD<u8>),
+}
+
+/// A parsed upload: its rows as [`Rows`] until something needs them as floats.
+pub type Parsed = Dataset<Rows>;
+
+impl Rows {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Self::F32(x) => x.shape(),
+            Self::Px8(x) => x.shape(),
+        }
+    }
+
+    /// The rows in standard (row-major) layout: moved when they are already, copied when not.
+    fn standard(self) -> Self {
+        match self {
+            Self::F32(x) if !x.is_standard_layout() => {
+                Self::F32(x.as_standard_layout().into_owned())
+            }
+            Self::Px8(x) if !x.is_standard_layout() => {
+                Self::Px8(x.as_standard_layout().into_owned())
+            }
+            rows => rows,
+        }
+    }
+
+    /// The position of the first NaN or infinity (pixels have none).
+    fn first_non_finite(&self) -> Option<usize> {
+        match self {
+            Self::F32(x) => x.iter().position(|v| !v.is_finite()),
+            Self::Px8(_) => None,
+        }
+    }
+
+    /// Some rows (along the first axis).
+    fn select(&self, rows: &[usize]) -> Self {
+        match self {
+            Self::F32(x) => Self::F32(x.select(Axis(0), rows)),
+            Self::Px8(x) => Self::Px8(x.select(Axis(0), rows)),
+        }
+    }
+
+    /// Feeds the rows to `h` as little-endian float32 bytes, row after row, as [`Dataset::sha256`] does:
+    /// pixels through a table of their 256 floats, a block at a time.
+    fn hash(&self, h: &mut Sha256) {
+        match self {
+            Self::F32(x) => h.update(&*f32_le_bytes(x)),
+            Self::Px8(x) => {
+                let table: Vec<[u8; 4]> = (0..=255u8)
+                    .map(|k| (f32::from(k) / 255.0).to_le_bytes())
+                    .collect();
+                let mut block = Vec::with_capacity(4 << 16);
+                let x = x.as_standard_layout();
+                for chunk in x.as_slice().expect("standard layout").chunks(1 << 16) {
+                    block.clear();
+                    block.extend(chunk.iter().flat_map(|&b| table[b as usize]));
+                    h.update(&block);
+                }
+            }
+        }
+    }
+
+    /// The rows as float32 (a move for float rows).
+    pub fn into_f32(self) -> ArrayD<f32> {
+        match self {
+            Self::F32(x) => x,
+            Self::Px8(x) => x.mapv(|b| f32::from(b) / 255.0),
+        }
+    }
+}
+
+/// `x` as little-endian float32 bytes, row after row: borrowed on a little-endian machine when `x` is
+/// contiguous (an upload's rows are not copied to be hashed and stored).
+pub(super) fn f32_le_bytes(x: &ArrayD<f32>) -> std::borrow::Cow<'_, [u8]> {
+    match x.as_slice() {
+        Some(v) if cfg!(target_endian = "little") => {
+            std::borrow::Cow::Borrowed(bytemuck::cast_slice(v))
+        }
+        _ => std::borrow::Cow::Owned(x.iter().flat_map(|v| v.to_le_bytes()).collect()),
+    }
+}
+
+/// sha256 of a dataset's canonical content: its shape, its rows' float bits (fed by `rows`), its labels
+/// and its class names.
+fn content_sha256(
+    shape: &[usize],
+    rows: impl FnOnce(&mut Sha256),
+    y: &[i64],
+    labels: &[String],
+) -> String {
+    let mut h = Sha256::new();
+    for d in shape {
+        h.update((*d as u64).to_le_bytes());
+    }
+    rows(&mut h);
+    for v in y {
+        h.update(v.to_le_bytes());
+    }
+    for l in labels {
+        h.update((l.len() as u64).to_le_bytes());
+        h.update(l.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// Which upload format a file is.
@@ -71,15 +183,10 @@ pub struct ParseOptions {
     pub max_bytes: u64,
 }
 
-impl Dataset {
+impl<X> Dataset<X> {
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.y.len()
-    }
-
-    /// The shape of one row.
-    pub fn row_shape(&self) -> Vec<usize> {
-        self.x.shape()[1..].to_vec()
     }
 
     /// Number of classes.
@@ -102,6 +209,13 @@ impl Dataset {
         }
         c
     }
+}
+
+impl Dataset {
+    /// The shape of one row.
+    pub fn row_shape(&self) -> Vec<usize> {
+        self.x.shape()[1..].to_vec()
+    }
 
     /// The rows as [N, D] (a view when `x` is contiguous).
     pub fn flat(&self) -> ndarray::ArrayView2<'_, f32> {
@@ -113,16 +227,91 @@ impl Dataset {
             .expect("x is standard layout")
     }
 
+    /// sha256 of the canonical content (shape, float bits, labels, class names): the same data uploaded
+    /// twice, in any format, gets the same id.
+    pub fn sha256(&self) -> String {
+        content_sha256(
+            self.x.shape(),
+            |h| h.update(&*f32_le_bytes(&self.x)),
+            &self.y,
+            &self.labels,
+        )
+    }
+
+    /// Checks what every dataset must satisfy ([`Parsed::validate`]).
+    pub fn validate(self) -> Result<Self> {
+        Parsed::from(self).validate().map(Parsed::into_f32)
+    }
+
+    /// Checks a test split against this dataset ([`Parsed::validate_test`]).
+    pub fn validate_test(self, main: &Dataset) -> Result<Self> {
+        Parsed::from(self)
+            .validate_test(&main.row_shape())
+            .map(Parsed::into_f32)
+    }
+
+    /// A dataset made of some rows of this one; rows after the first `keep_labels` become unlabeled.
+    pub fn subset(&self, rows: &[usize], keep_labels: usize) -> Self {
+        let x = self.x.select(Axis(0), rows);
+        let y = rows
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                if k < keep_labels {
+                    self.y[i]
+                } else {
+                    UNLABELED
+                }
+            })
+            .collect();
+        Self {
+            x,
+            y,
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+impl From<Dataset> for Parsed {
+    fn from(ds: Dataset) -> Self {
+        Self {
+            x: Rows::F32(ds.x),
+            y: ds.y,
+            labels: ds.labels,
+        }
+    }
+}
+
+impl Parsed {
+    /// The shape of one row.
+    pub fn row_shape(&self) -> Vec<usize> {
+        self.x.shape()[1..].to_vec()
+    }
+
+    /// The same sha256 as [`Dataset::sha256`] of [`Parsed::into_f32`], without the floats.
+    pub fn sha256(&self) -> String {
+        content_sha256(self.x.shape(), |h| self.x.hash(h), &self.y, &self.labels)
+    }
+
+    /// The dataset with float rows.
+    pub fn into_f32(self) -> Dataset {
+        Dataset {
+            x: self.x.into_f32(),
+            y: self.y,
+            labels: self.labels,
+        }
+    }
+
     /// Checks what every dataset must satisfy, whatever format it came from.
     pub fn validate(self) -> Result<Self> {
         let n = self.x.shape().first().copied().unwrap_or(0);
-        if self.x.ndim() < 2 {
+        if self.x.shape().len() < 2 {
             return Err(Error::invalid_input(format!(
                 "x must have shape [N, ...features], got {:?}",
                 self.x.shape()
             )));
         }
-        if n == 0 || self.x.is_empty() {
+        if n == 0 || self.x.shape().contains(&0) {
             return Err(Error::invalid_input("the dataset has no rows"));
         }
         if n != self.y.len() {
@@ -131,9 +320,9 @@ impl Dataset {
                 self.y.len()
             )));
         }
-        let x = standard(self.x);
-        if let Some(pos) = x.iter().position(|v| !v.is_finite()) {
-            let d = x.len() / n;
+        let x = self.x.standard();
+        if let Some(pos) = x.first_non_finite() {
+            let d = x.shape().iter().product::<usize>() / n;
             return Err(Error::invalid_input(format!(
                 "x contains NaN or infinity (row {}, feature {})",
                 pos / d,
@@ -171,13 +360,12 @@ impl Dataset {
 
     /// Checks a test split against its dataset: the same row shape, every row labeled with one of its
     /// classes, finite values.
-    pub fn validate_test(self, main: &Dataset) -> Result<Self> {
+    pub fn validate_test(self, row_shape: &[usize]) -> Result<Self> {
         let n = self.x.shape().first().copied().unwrap_or(0);
-        if self.x.shape()[1..] != main.x.shape()[1..] {
+        if self.x.shape().get(1..) != Some(row_shape) {
             return Err(Error::invalid_input(format!(
-                "test rows have shape {:?}, the dataset's rows {:?}",
-                &self.x.shape()[1..],
-                main.row_shape()
+                "test rows have shape {:?}, the dataset's rows {row_shape:?}",
+                self.x.shape().get(1..).unwrap_or(&[]),
             )));
         }
         if n == 0 || n != self.y.len() {
@@ -186,8 +374,8 @@ impl Dataset {
                 self.y.len()
             )));
         }
-        let x = standard(self.x);
-        if x.iter().any(|v| !v.is_finite()) {
+        let x = self.x.standard();
+        if x.first_non_finite().is_some() {
             return Err(Error::invalid_input("x_test contains NaN or infinity"));
         }
         let k = self.labels.len() as i64;
@@ -199,56 +387,6 @@ impl Dataset {
         }
         Ok(Self { x, ..self })
     }
-
-    /// sha256 of the canonical content (shape, float bits, labels, class names): the same data uploaded
-    /// twice, in any format, gets the same id.
-    pub fn sha256(&self) -> String {
-        let mut h = Sha256::new();
-        for d in self.x.shape() {
-            h.update((*d as u64).to_le_bytes());
-        }
-        h.update(&*self.row_bytes());
-        for v in &self.y {
-            h.update(v.to_le_bytes());
-        }
-        for l in &self.labels {
-            h.update((l.len() as u64).to_le_bytes());
-            h.update(l.as_bytes());
-        }
-        hex::encode(h.finalize())
-    }
-
-    /// The rows as little-endian float32 bytes, row after row: borrowed from `x` on a little-endian
-    /// machine when `x` is contiguous (an upload's rows are not copied to be hashed and stored).
-    pub fn row_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
-        match self.x.as_slice() {
-            Some(v) if cfg!(target_endian = "little") => {
-                std::borrow::Cow::Borrowed(bytemuck::cast_slice(v))
-            }
-            _ => std::borrow::Cow::Owned(self.x.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        }
-    }
-
-    /// A dataset made of some rows of this one; rows after the first `keep_labels` become unlabeled.
-    pub fn subset(&self, rows: &[usize], keep_labels: usize) -> Self {
-        let x = self.x.select(Axis(0), rows);
-        let y = rows
-            .iter()
-            .enumerate()
-            .map(|(k, &i)| {
-                if k < keep_labels {
-                    self.y[i]
-                } else {
-                    UNLABELED
-                }
-            })
-            .collect();
-        Self {
-            x,
-            y,
-            labels: self.labels.clone(),
-        }
-    }
 }
 
 /// Parses an upload in the given format.
@@ -256,14 +394,24 @@ pub fn parse(format: Format, bytes: Vec<u8>, opts: &ParseOptions) -> Result<Data
     Ok(parse_with_test(format, bytes, opts)?.0)
 }
 
-/// Parses an upload and the test split it may carry (npz: `x_test` and `y_test`, every row labeled):
-/// rows kept apart for measuring students, never trained on. The upload is taken by value: an npz's bytes
-/// are freed once its arrays are read, before its rows become floats (the parse's peak).
+/// Parses an upload and the test split it may carry ([`parse_upload`]), with float rows.
 pub fn parse_with_test(
     format: Format,
     bytes: Vec<u8>,
     opts: &ParseOptions,
 ) -> Result<(Dataset, Option<Dataset>)> {
+    let (ds, test) = parse_upload(format, bytes, opts)?;
+    Ok((ds.into_f32(), test.map(Parsed::into_f32)))
+}
+
+/// Parses and checks an upload and the test split it may carry (npz: `x_test` and `y_test`, every row
+/// labeled): rows kept apart for measuring students, never trained on. The upload is taken by value: an
+/// npz's bytes are freed once its arrays are read. `uint8` pixels (npz, image zip) stay bytes.
+pub fn parse_upload(
+    format: Format,
+    bytes: Vec<u8>,
+    opts: &ParseOptions,
+) -> Result<(Parsed, Option<Parsed>)> {
     if bytes.is_empty() {
         return Err(Error::invalid_input("the uploaded file is empty"));
     }
@@ -273,11 +421,19 @@ pub fn parse_with_test(
         Format::Zip => parse_image_zip(&bytes, opts)?,
     };
     let ds = ds.validate()?;
-    let test = test.map(|t| t.validate_test(&ds)).transpose()?;
+    let test = test.map(|t| t.validate_test(&ds.row_shape())).transpose()?;
     Ok((ds, test))
 }
 
-fn parse_npz(bytes: Vec<u8>, opts: &ParseOptions) -> Result<(Dataset, Option<Dataset>)> {
+/// An npz array as rows: `uint8` kept as pixels, other numbers as float32.
+fn npz_rows(a: NpyArray, what: &str) -> Result<Rows> {
+    match a {
+        NpyArray::U8(x) => Ok(Rows::Px8(x)),
+        other => Ok(Rows::F32(other.into_f32().map_err(|e| e.context(what))?)),
+    }
+}
+
+fn parse_npz(bytes: Vec<u8>, opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
     let mut arrays = read_npz(&bytes, opts.max_bytes)?;
     drop(bytes);
     let x = arrays.remove("x").ok_or_else(|| {
@@ -291,7 +447,7 @@ fn parse_npz(bytes: Vec<u8>, opts: &ParseOptions) -> Result<(Dataset, Option<Dat
             "x must be float32, float64 or uint8 (uint8 is scaled to [0, 1])",
         ));
     }
-    let x = x.into_f32().map_err(|e| e.context("x"))?;
+    let x = npz_rows(x, "x")?;
     let y = arrays.remove("y").ok_or_else(|| {
         Error::invalid_input("the .npz has no array named 'y' (integer labels, -1 = unlabeled)")
     })?;
@@ -309,7 +465,7 @@ fn parse_npz(bytes: Vec<u8>, opts: &ParseOptions) -> Result<(Dataset, Option<Dat
     let test = match (arrays.remove("x_test"), arrays.remove("y_test")) {
         (None, None) => None,
         (Some(xt), Some(yt)) => {
-            let xt = xt.into_f32().map_err(|e| e.context("x_test"))?;
+            let xt = npz_rows(xt, "x_test")?;
             let yt: Vec<i64> = yt
                 .to_i64()
                 .map_err(|e| e.context("y_test"))?
@@ -331,28 +487,18 @@ fn parse_npz(bytes: Vec<u8>, opts: &ParseOptions) -> Result<(Dataset, Option<Dat
             (0..k.max(0)).map(|i| i.to_string()).collect()
         }
     };
-    let test = test.map(|(x, y)| Dataset {
+    let test = test.map(|(x, y)| Parsed {
         x,
         y,
         labels: labels.clone(),
     });
-    Ok((Dataset { x, y, labels }, test))
-}
-
-/// `x` in standard (row-major) layout: moved when it is already (`as_standard_layout().into_owned()`
-/// would copy it), copied when not.
-fn standard(x: ArrayD<f32>) -> ArrayD<f32> {
-    if x.is_standard_layout() {
-        x
-    } else {
-        x.as_standard_layout().into_owned()
-    }
+    Ok((Parsed { x, y, labels }, test))
 }
 
 /// The CSV column that marks test rows (`test`; `train` or empty for the rest).
 pub const SPLIT_COLUMN: &str = "split";
 
-fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Dataset>)> {
+fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
     let column = opts.label_column.as_deref().unwrap_or("label");
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -461,11 +607,18 @@ fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Datas
         .collect::<Result<Vec<_>>>()?;
     let x = ArrayD::from_shape_vec(IxDyn(&[n, features]), values)
         .map_err(|e| Error::internal(e.to_string()))?;
-    Ok(split_off_test(Dataset { x, y, labels }, &is_test))
+    Ok(split_off_test(
+        Parsed {
+            x: Rows::F32(x),
+            y,
+            labels,
+        },
+        &is_test,
+    ))
 }
 
 /// Separates the rows marked as test rows (if any) into a dataset of their own.
-fn split_off_test(all: Dataset, is_test: &[bool]) -> (Dataset, Option<Dataset>) {
+fn split_off_test(all: Parsed, is_test: &[bool]) -> (Parsed, Option<Parsed>) {
     if !is_test.iter().any(|t| *t) {
         return (all, None);
     }
@@ -474,8 +627,8 @@ fn split_off_test(all: Dataset, is_test: &[bool]) -> (Dataset, Option<Dataset>) 
             .filter(|&i| is_test.get(i) == Some(&test))
             .collect()
     };
-    let keep = |rows: &[usize]| Dataset {
-        x: all.x.select(Axis(0), rows),
+    let keep = |rows: &[usize]| Parsed {
+        x: all.x.select(rows),
         y: rows.iter().map(|&i| all.y[i]).collect(),
         labels: all.labels.clone(),
     };
@@ -485,7 +638,7 @@ fn split_off_test(all: Dataset, is_test: &[bool]) -> (Dataset, Option<Dataset>) 
 /// The folder of a zip whose class folders hold test images (`_test/<class>/<file>.png`).
 pub const TEST_FOLDER: &str = "_test";
 
-fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option<Dataset>)> {
+fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
     let bad = |m: String| Error::invalid_input(format!("image archive: {m}"));
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| bad(format!("not a readable zip ({e})")))?;
@@ -590,12 +743,12 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option
     let mut x = Vec::with_capacity(decoded.len() * c * h * w);
     for d in &decoded {
         if gray {
-            x.extend(d.to_luma8().as_raw().iter().map(|&v| v as f32 / 255.0));
+            x.extend_from_slice(d.to_luma8().as_raw());
         } else {
             let rgb = d.to_rgb8();
             let raw = rgb.as_raw();
             for ch in 0..3 {
-                x.extend((0..h * w).map(|p| raw[p * 3 + ch] as f32 / 255.0));
+                x.extend((0..h * w).map(|p| raw[p * 3 + ch]));
             }
         }
     }
@@ -611,5 +764,12 @@ fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Dataset, Option
     let x = ArrayD::from_shape_vec(IxDyn(&[decoded.len(), c, h, w]), x)
         .map_err(|e| Error::internal(e.to_string()))?;
     let is_test: Vec<bool> = files.iter().map(|f| f.3).collect();
-    Ok(split_off_test(Dataset { x, y, labels }, &is_test))
+    Ok(split_off_test(
+        Parsed {
+            x: Rows::Px8(x),
+            y,
+            labels,
+        },
+        &is_test,
+    ))
 }

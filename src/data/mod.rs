@@ -6,5 +6,7 @@ pub mod npz;
 pub mod preview;
 pub mod store;
 
-pub use dataset::{Dataset, Format, ParseOptions, UNLABELED, parse, parse_with_test};
+pub use dataset::{
+    Dataset, Format, ParseOptions, Parsed, Rows, UNLABELED, parse, parse_upload, parse_with_test,
+};
 pub use store::{ClassCount, DatasetInfo, DatasetStore, dataset_id};

@@ -93,6 +93,11 @@ fn header_field<'a>(header: &'a str, key: &str) -> Result<&'a str> {
 
 /// Parses one `.npy` file.
 pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
+    parse_npy_from(std::borrow::Cow::Borrowed(bytes))
+}
+
+/// [`parse_npy`]; a `uint8` array taken by value keeps the file's buffer (no copy of its data).
+fn parse_npy_from(bytes: std::borrow::Cow<'_, [u8]>) -> Result<NpyArray> {
     let bad = |m: &str| Error::invalid_input(format!("not a valid .npy array: {m}"));
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("missing the \\x93NUMPY magic"));
@@ -195,7 +200,17 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
             &read_shape,
             fortran,
         )),
-        ('u', 1) | ('b', 1) => NpyArray::U8(arr(data.to_vec(), &read_shape, fortran)),
+        ('u', 1) | ('b', 1) => {
+            let offset = start + hlen;
+            let data = match bytes {
+                std::borrow::Cow::Owned(mut v) => {
+                    v.drain(..offset);
+                    v
+                }
+                std::borrow::Cow::Borrowed(b) => b[offset..].to_vec(),
+            };
+            NpyArray::U8(arr(data, &read_shape, fortran))
+        }
         ('i', 1) => NpyArray::I64(arr(
             data.iter().map(|&b| b as i8 as i64).collect(),
             &read_shape,
@@ -410,7 +425,8 @@ pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArra
         let buf = read_npy_member(&mut f, &name, &mut budget, limit)?;
         out.insert(
             key.to_string(),
-            parse_npy(&buf).map_err(|e| e.context(format!("member '{name}'")))?,
+            parse_npy_from(std::borrow::Cow::Owned(buf))
+                .map_err(|e| e.context(format!("member '{name}'")))?,
         );
     }
     Ok(out)

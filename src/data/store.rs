@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{Dataset, Format};
+use super::dataset::{Dataset, Format, Parsed, Rows};
 use crate::error::{Error, Result};
 use crate::store::listing::{Listed, Listing, Paging};
 use crate::store::{Blobs, Store};
@@ -188,8 +188,9 @@ impl DatasetStore {
         }
     }
 
-    /// Stores a validated dataset; storing the same content again returns the existing entry.
-    pub fn put(&self, ds: &Dataset, name: &str, format: Format) -> Result<(DatasetInfo, bool)> {
+    /// Stores a validated dataset; storing the same content again returns the existing entry. Pixels are
+    /// stored as they are; float rows in the smallest way that gives them back bit for bit.
+    pub fn put(&self, ds: &Parsed, name: &str, format: Format) -> Result<(DatasetInfo, bool)> {
         let sha256 = ds.sha256();
         let id = dataset_id(&sha256);
         if let Ok(existing) = self.info(&id) {
@@ -220,10 +221,21 @@ impl DatasetStore {
                 .map_or(0, |d| d.as_secs()),
             test_dataset_id: None,
         };
-        let rows_dtype = RowsDtype::of(&ds.x);
-        let rows = match rows_dtype {
-            RowsDtype::F32 => ds.row_bytes(),
-            d => std::borrow::Cow::Owned(ds.x.iter().map(|&v| d.byte(v)).collect()),
+        let (rows_dtype, rows) = match &ds.x {
+            Rows::Px8(x) => (
+                RowsDtype::Px8,
+                match x.as_slice() {
+                    Some(b) => std::borrow::Cow::Borrowed(b),
+                    None => std::borrow::Cow::Owned(x.iter().copied().collect()),
+                },
+            ),
+            Rows::F32(x) => match RowsDtype::of(x) {
+                RowsDtype::F32 => (RowsDtype::F32, super::dataset::f32_le_bytes(x)),
+                d => (
+                    d,
+                    std::borrow::Cow::Owned(x.iter().map(|&v| d.byte(v)).collect()),
+                ),
+            },
         };
         let rows_sha256 = crate::zoo::teacher::sha256_hex(&rows);
         self.blobs
@@ -387,7 +399,9 @@ mod tests {
             y: vec![0, 1, -1, 1, 0, 2, 2, 1, 0],
             labels: vec!["a".into(), "b".into(), "c".into()],
         };
-        let (info, _) = datasets.put(&ds, "t.npz", Format::Npz).unwrap();
+        let (info, _) = datasets
+            .put(&Parsed::from(ds.clone()), "t.npz", Format::Npz)
+            .unwrap();
         let (_, whole) = datasets.load(&info.id).unwrap();
         assert_eq!(whole.x, ds.x);
         let some = datasets
@@ -453,7 +467,9 @@ mod tests {
         ];
         for (k, (f, dtype)) in cases.into_iter().enumerate() {
             let ds = pixels(f);
-            let (info, _) = datasets.put(&ds, "p.npz", Format::Npz).unwrap();
+            let (info, _) = datasets
+                .put(&Parsed::from(ds.clone()), "p.npz", Format::Npz)
+                .unwrap();
             assert_eq!(info.sha256, ds.sha256(), "case {k}: the id is the floats'");
             let file = dir.path().join(DatasetStore::rows_key(&info.sha256, dtype));
             let values = 6 * 16;
@@ -472,5 +488,23 @@ mod tests {
             datasets.delete(&info.id).unwrap();
             assert!(!file.exists(), "case {k}: deleting removes the blob");
         }
+        // the same pixels uploaded as bytes (a uint8 npz, an image zip): the floats' id, stored as they
+        // are, read back as the same floats
+        let floats = pixels(cases[0].0);
+        let bytes = Parsed {
+            x: Rows::Px8(floats.x.mapv(|v| (v * 255.0).round() as u8)),
+            y: floats.y.clone(),
+            labels: floats.labels.clone(),
+        };
+        assert_eq!(bytes.sha256(), floats.sha256());
+        let (info, _) = datasets.put(&bytes, "u8.npz", Format::Npz).unwrap();
+        assert_eq!(info.sha256, floats.sha256());
+        let file = dir
+            .path()
+            .join(DatasetStore::rows_key(&info.sha256, RowsDtype::Px8));
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 6 * 16);
+        let (_, back) = datasets.load(&info.id).unwrap();
+        assert_eq!(back.x, floats.x);
+        assert_eq!(bytes.into_f32().x, floats.x);
     }
 }
