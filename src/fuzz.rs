@@ -170,7 +170,7 @@ fn dataset_target(name: &'static str, format: Format, seeds: Vec<Vec<u8>>) -> Ta
         name,
         seeds,
         run: Box::new(move |b| {
-            let _ = crate::data::parse_with_test(format, b.to_vec(), &opts);
+            let _ = crate::data::parse_with_test(format, std::io::Cursor::new(b), &opts);
         }),
     }
 }

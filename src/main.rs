@@ -427,8 +427,9 @@ fn read_dataset_with_test(
     task: &TaskArgs,
 ) -> faculty::Result<(faculty::data::Dataset, Option<faculty::data::Dataset>)> {
     let path = &task.dataset;
-    let bytes = std::fs::read(path)
+    let file = std::fs::File::open(path)
         .map_err(|e| faculty::Error::invalid_input(format!("{}: {e}", path.display())))?;
+    let mut src = std::io::BufReader::new(file);
     let labels = task
         .labels
         .as_deref()
@@ -444,8 +445,8 @@ fn read_dataset_with_test(
         max_bytes: 4 << 30,
     };
     let name = path.file_name().and_then(|s| s.to_str());
-    let format = faculty::data::Format::detect(name, &bytes)?;
-    faculty::data::parse_with_test(format, bytes, &opts)
+    let format = faculty::data::Format::detect_from(name, &mut src)?;
+    faculty::data::parse_with_test(format, src, &opts)
 }
 
 /// The job a `distill` command asks for (dataset id left empty), named after the dataset file.

@@ -38,15 +38,19 @@ async fn state(
     std::collections::BTreeMap<String, String>,
 ) {
     let list = get(app, "/v1/datasets").await.json();
-    let dir = sb.state().join("datasets");
-    (
-        list,
+    // the stored rows, and the files uploads are written to while they are parsed (none left behind)
+    let mut files = std::collections::BTreeMap::new();
+    for sub in ["datasets", "uploads"] {
+        let dir = sb.state().join(sub);
         if dir.exists() {
-            snapshot_files(&dir)
-        } else {
-            Default::default()
-        },
-    )
+            files.extend(
+                snapshot_files(&dir)
+                    .into_iter()
+                    .map(|(k, v)| (format!("{sub}/{k}"), v)),
+            );
+        }
+    }
+    (list, files)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -151,8 +151,12 @@ fn mnist_task() -> (faculty::data::Dataset, faculty::data::Dataset) {
         max_bytes: 1 << 30,
         ..Default::default()
     };
-    let (ds, test) =
-        faculty::data::parse_with_test(faculty::data::Format::Npz, bytes, &opts).unwrap();
+    let (ds, test) = faculty::data::parse_with_test(
+        faculty::data::Format::Npz,
+        std::io::Cursor::new(bytes),
+        &opts,
+    )
+    .unwrap();
     (ds, test.unwrap())
 }
 

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiMultipart, ApiPath, ErrorBody};
@@ -64,7 +65,15 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<DatasetInfo>), ApiError> {
     st.check_disk()?;
     let limit = st.config.max_upload_bytes;
-    let mut file: Option<(Option<String>, Vec<u8>)> = None;
+    // the file goes to disk as it arrives: parsing reads it from there, so an upload in memory is its
+    // rows, not its bytes and then its rows
+    let staging = st.config.data_dir.join(UPLOAD_STAGING);
+    std::fs::create_dir_all(&staging)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("upload-")
+        .suffix(".part")
+        .tempfile_in(&staging)?;
+    let mut file: Option<(Option<String>, u64)> = None;
     let mut opts = ParseOptions {
         max_bytes: limit.saturating_mul(4),
         ..ParseOptions::default()
@@ -74,21 +83,21 @@ pub async fn upload(
         match field.name().unwrap_or("") {
             "file" => {
                 let fname = field.file_name().map(str::to_string);
-                let mut buf = Vec::new();
+                let mut out = tokio::fs::File::from_std(tmp.reopen()?);
+                out.set_len(0).await?;
+                let mut n: u64 = 0;
                 while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                    if (buf.len() + chunk.len()) as u64 > limit {
+                    n += chunk.len() as u64;
+                    if n > limit {
                         return Err(ApiError(Error::new(
                             ErrorKind::PayloadTooLarge,
                             format!("upload exceeds the {limit}-byte limit"),
                         )));
                     }
-                    if buf.capacity() - buf.len() < chunk.len() {
-                        // grow by a quarter, not double: the upload is the parse's largest buffer
-                        buf.reserve_exact(chunk.len().max(buf.len() / 4));
-                    }
-                    buf.extend_from_slice(&chunk);
+                    out.write_all(&chunk).await?;
                 }
-                file = Some((fname, buf));
+                out.flush().await?;
+                file = Some((fname, n));
             }
             "name" => name = Some(field_text(field).await?.trim().to_string()),
             "label_column" => opts.label_column = Some(field_text(field).await?.trim().to_string()),
@@ -101,18 +110,19 @@ pub async fn upload(
             _ => {}
         }
     }
-    let (fname, bytes) =
+    let (fname, len) =
         file.ok_or_else(|| ApiError(Error::invalid_input("multipart field `file` is missing")))?;
     let datasets = st.datasets.clone();
-    // what parsing may hold at its worst: the upload, what it may inflate to, and the rows
-    let need =
-        bytes.len() as u64 + 2 * crate::data::npz::inflate_budget(bytes.len(), opts.max_bytes);
+    // what parsing may hold at its worst: what the file may inflate to, and the rows
+    let need = 2 * crate::data::npz::inflate_budget(len as usize, opts.max_bytes);
     let budget = st.memory_for_upload(need).await?;
     let (info, created) = st
         .writing(move || {
             let _budget = budget;
-            let format = Format::detect(fname.as_deref(), &bytes)?;
-            let (ds, test) = crate::data::parse_upload(format, bytes, &opts)?;
+            let mut src = std::io::BufReader::new(tmp.reopen()?);
+            let format = Format::detect_from(fname.as_deref(), &mut src)?;
+            let (ds, test) = crate::data::parse_upload(format, src, &opts)?;
+            drop(tmp); // removes the staging file
             let display = name
                 .filter(|n| !n.is_empty())
                 .or(fname)
@@ -198,6 +208,9 @@ pub struct RankWait {
 }
 
 /// How long a sharded ranking request waits for its ranking to close before answering 202.
+/// The folder of the data directory that uploads are written to while they arrive and are parsed.
+pub(crate) const UPLOAD_STAGING: &str = "uploads";
+
 const RANK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A stored ranking, or the partial one while its shards are scored.

@@ -118,6 +118,10 @@ impl AppState {
         // what a crash (even SIGKILL) in the middle of an upload or an export left behind
         for (what, names) in [
             ("teacher upload staging", zoo.sweep_staging()?),
+            (
+                "dataset upload staging",
+                crate::store::sweep(&config.data_dir.join(datasets::UPLOAD_STAGING), |_| true)?,
+            ),
             ("dataset temporary", datasets.sweep_temporary()?),
             ("student temporary", students.sweep_temporary()?),
         ] {

@@ -7,7 +7,9 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::npz::{NpyArray, read_npz};
+use std::io::{Read, Seek};
+
+use super::npz::{NpyArray, read_npz_from};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The row label of an unlabeled row.
@@ -147,6 +149,11 @@ pub enum Format {
 impl Format {
     /// From a file name's extension, else from the leading bytes.
     pub fn detect(filename: Option<&str>, bytes: &[u8]) -> Result<Self> {
+        Self::detect_from(filename, &mut std::io::Cursor::new(bytes))
+    }
+
+    /// [`Format::detect`] on a file or any other seekable source (left at its start).
+    pub fn detect_from(filename: Option<&str>, src: &mut (impl Read + Seek)) -> Result<Self> {
         let ext = filename
             .and_then(|f| f.rsplit_once('.'))
             .map(|(_, e)| e.to_ascii_lowercase());
@@ -156,14 +163,19 @@ impl Format {
             Some("zip") => return Ok(Self::Zip),
             _ => {}
         }
-        if bytes.starts_with(b"PK\x03\x04") {
+        let mut head = Vec::new();
+        src.by_ref().take(4096).read_to_end(&mut head)?;
+        src.rewind()?;
+        if head.starts_with(b"PK\x03\x04") {
             // an npz is a zip whose members end in .npy
-            let is_npz = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            let is_npz = zip::ZipArchive::new(&mut *src)
                 .map(|z| z.file_names().any(|n| n.ends_with(".npy")))
                 .unwrap_or(false);
+            src.rewind()?;
             return Ok(if is_npz { Self::Npz } else { Self::Zip });
         }
-        if std::str::from_utf8(&bytes[..bytes.len().min(4096)]).is_ok() {
+        // text, perhaps with a character cut at the end of the first 4 KB
+        if std::str::from_utf8(&head).map_or_else(|e| e.error_len().is_none(), |_| true) {
             return Ok(Self::Csv);
         }
         Err(Error::invalid_input(
@@ -391,34 +403,37 @@ impl Parsed {
 
 /// Parses an upload in the given format.
 pub fn parse(format: Format, bytes: Vec<u8>, opts: &ParseOptions) -> Result<Dataset> {
-    Ok(parse_with_test(format, bytes, opts)?.0)
+    Ok(parse_with_test(format, std::io::Cursor::new(bytes), opts)?.0)
 }
 
-/// Parses an upload and the test split it may carry ([`parse_upload`]), with float rows.
+/// Parses an upload (a file, or bytes in a `Cursor`) and the test split it may carry ([`parse_upload`]),
+/// with float rows.
 pub fn parse_with_test(
     format: Format,
-    bytes: Vec<u8>,
+    src: impl Read + Seek,
     opts: &ParseOptions,
 ) -> Result<(Dataset, Option<Dataset>)> {
-    let (ds, test) = parse_upload(format, bytes, opts)?;
+    let (ds, test) = parse_upload(format, src, opts)?;
     Ok((ds.into_f32(), test.map(Parsed::into_f32)))
 }
 
-/// Parses and checks an upload and the test split it may carry (npz: `x_test` and `y_test`, every row
-/// labeled): rows kept apart for measuring students, never trained on. The upload is taken by value: an
-/// npz's bytes are freed once its arrays are read. `uint8` pixels (npz, image zip) stay bytes.
+/// Parses and checks an upload (a file, or bytes in memory) and the test split it may carry (npz:
+/// `x_test` and `y_test`, every row labeled): rows kept apart for measuring students, never trained on.
+/// `uint8` pixels (npz, image zip) stay bytes.
 pub fn parse_upload(
     format: Format,
-    bytes: Vec<u8>,
+    mut src: impl Read + Seek,
     opts: &ParseOptions,
 ) -> Result<(Parsed, Option<Parsed>)> {
-    if bytes.is_empty() {
+    let len = src.seek(std::io::SeekFrom::End(0))?;
+    src.rewind()?;
+    if len == 0 {
         return Err(Error::invalid_input("the uploaded file is empty"));
     }
     let (ds, test) = match format {
-        Format::Npz => parse_npz(bytes, opts)?,
-        Format::Csv => parse_csv(&bytes, opts)?,
-        Format::Zip => parse_image_zip(&bytes, opts)?,
+        Format::Npz => parse_npz(src, opts)?,
+        Format::Csv => parse_csv(src, opts)?,
+        Format::Zip => parse_image_zip(src, len, opts)?,
     };
     let ds = ds.validate()?;
     let test = test.map(|t| t.validate_test(&ds.row_shape())).transpose()?;
@@ -433,9 +448,8 @@ fn npz_rows(a: NpyArray, what: &str) -> Result<Rows> {
     }
 }
 
-fn parse_npz(bytes: Vec<u8>, opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
-    let mut arrays = read_npz(&bytes, opts.max_bytes)?;
-    drop(bytes);
+fn parse_npz(src: impl Read + Seek, opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
+    let mut arrays = read_npz_from(src, opts.max_bytes)?;
     let x = arrays.remove("x").ok_or_else(|| {
         Error::invalid_input(format!(
             "the .npz has no array named 'x' (found: {})",
@@ -498,13 +512,13 @@ fn parse_npz(bytes: Vec<u8>, opts: &ParseOptions) -> Result<(Parsed, Option<Pars
 /// The CSV column that marks test rows (`test`; `train` or empty for the rest).
 pub const SPLIT_COLUMN: &str = "split";
 
-fn parse_csv(bytes: &[u8], opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
+fn parse_csv(src: impl Read, opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
     let column = opts.label_column.as_deref().unwrap_or("label");
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(bytes);
+        .from_reader(src);
     let headers = rdr
         .headers()
         .map_err(|e| Error::invalid_input(format!("cannot read the CSV header: {e}")))?
@@ -638,13 +652,17 @@ fn split_off_test(all: Parsed, is_test: &[bool]) -> (Parsed, Option<Parsed>) {
 /// The folder of a zip whose class folders hold test images (`_test/<class>/<file>.png`).
 pub const TEST_FOLDER: &str = "_test";
 
-fn parse_image_zip(bytes: &[u8], opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
+fn parse_image_zip(
+    src: impl Read + Seek,
+    len: u64,
+    opts: &ParseOptions,
+) -> Result<(Parsed, Option<Parsed>)> {
     let bad = |m: String| Error::invalid_input(format!("image archive: {m}"));
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| bad(format!("not a readable zip ({e})")))?;
+    let mut zip =
+        zip::ZipArchive::new(src).map_err(|e| bad(format!("not a readable zip ({e})")))?;
     // (class folder, file name) -> bytes, after checking every member's path
     let mut files: Vec<(String, String, Vec<u8>, bool)> = Vec::new();
-    let limit = super::npz::inflate_budget(bytes.len(), opts.max_bytes);
+    let limit = super::npz::inflate_budget(len as usize, opts.max_bytes);
     let mut budget = limit;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| bad(e.to_string()))?;

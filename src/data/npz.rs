@@ -96,9 +96,39 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray> {
     parse_npy_from(std::borrow::Cow::Borrowed(bytes))
 }
 
-/// [`parse_npy`]; a `uint8` array taken by value keeps the file's buffer (no copy of its data).
-fn parse_npy_from(bytes: std::borrow::Cow<'_, [u8]>) -> Result<NpyArray> {
-    let bad = |m: &str| Error::invalid_input(format!("not a valid .npy array: {m}"));
+fn bad_npy(m: &str) -> Error {
+    Error::invalid_input(format!("not a valid .npy array: {m}"))
+}
+
+/// What an `.npy` file's header says, checked.
+struct NpyHeader {
+    /// Where the data starts.
+    offset: usize,
+    descr: String,
+    kind: char,
+    width: usize,
+    /// Bytes per element.
+    item: usize,
+    fortran: bool,
+    shape: Vec<usize>,
+    count: usize,
+}
+
+impl NpyHeader {
+    /// The shape to read the data with: Fortran order is read with the reversed shape, then the axes are
+    /// reversed back.
+    fn read_shape(&self) -> Vec<usize> {
+        if self.fortran {
+            self.shape.iter().rev().copied().collect()
+        } else {
+            self.shape.clone()
+        }
+    }
+}
+
+/// Parses and checks the header at the start of `bytes` (the data after it is not looked at).
+fn npy_header(bytes: &[u8]) -> Result<NpyHeader> {
+    let bad = bad_npy;
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("missing the \\x93NUMPY magic"));
     }
@@ -141,7 +171,6 @@ fn parse_npy_from(bytes: std::borrow::Cow<'_, [u8]>) -> Result<NpyArray> {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| bad("shape too large"))?;
-    let data = &bytes[start + hlen..];
     let (order, kind, width) = {
         let mut chars = descr.chars();
         let order = chars.next().unwrap_or(' ');
@@ -163,6 +192,42 @@ fn parse_npy_from(bytes: std::borrow::Cow<'_, [u8]>) -> Result<NpyArray> {
     } else {
         width
     };
+    Ok(NpyHeader {
+        offset: start + hlen,
+        descr: descr.to_string(),
+        kind,
+        width,
+        item,
+        fortran,
+        shape,
+        count,
+    })
+}
+
+fn arr<T: Clone>(v: Vec<T>, s: &[usize], fortran: bool) -> ArrayD<T> {
+    let a = ArrayD::from_shape_vec(IxDyn(s), v).expect("length checked");
+    if fortran {
+        a.reversed_axes().as_standard_layout().into_owned()
+    } else {
+        a
+    }
+}
+
+/// [`parse_npy`]; a `uint8` array taken by value keeps the file's buffer (no copy of its data).
+fn parse_npy_from(bytes: std::borrow::Cow<'_, [u8]>) -> Result<NpyArray> {
+    let bad = bad_npy;
+    let h = npy_header(&bytes)?;
+    let NpyHeader {
+        offset,
+        ref descr,
+        kind,
+        width,
+        item,
+        fortran,
+        ref shape,
+        count,
+    } = h;
+    let data = &bytes[offset..];
     if count.checked_mul(item) != Some(data.len()) {
         return Err(bad(&format!(
             "data holds {} bytes, shape {shape:?} of {descr} needs {}",
@@ -170,20 +235,7 @@ fn parse_npy_from(bytes: std::borrow::Cow<'_, [u8]>) -> Result<NpyArray> {
             count.saturating_mul(item)
         )));
     }
-    // Fortran order: read with the reversed shape, then reverse the axes back.
-    let read_shape: Vec<usize> = if fortran {
-        shape.iter().rev().copied().collect()
-    } else {
-        shape.clone()
-    };
-    fn arr<T: Clone>(v: Vec<T>, s: &[usize], fortran: bool) -> ArrayD<T> {
-        let a = ArrayD::from_shape_vec(IxDyn(s), v).expect("length checked");
-        if fortran {
-            a.reversed_axes().as_standard_layout().into_owned()
-        } else {
-            a
-        }
-    }
+    let read_shape = h.read_shape();
     let chunks = |n: usize| data.chunks_exact(n);
     Ok(match (kind, width) {
         ('f', 4) => NpyArray::F32(arr(
@@ -201,7 +253,6 @@ fn parse_npy_from(bytes: std::borrow::Cow<'_, [u8]>) -> Result<NpyArray> {
             fortran,
         )),
         ('u', 1) | ('b', 1) => {
-            let offset = start + hlen;
             let data = match bytes {
                 std::borrow::Cow::Owned(mut v) => {
                     v.drain(..offset);
@@ -261,7 +312,7 @@ fn parse_npy_from(bytes: std::borrow::Cow<'_, [u8]>) -> Result<NpyArray> {
                         .collect()
                 })
                 .collect();
-            NpyArray::Str(strings, shape)
+            NpyArray::Str(strings, shape.clone())
         }
         _ => {
             return Err(bad(&format!(
@@ -321,55 +372,36 @@ pub(crate) fn read_member_bounded(
 /// The header length, the data length a `.npy` header declares and what its data takes in memory once
 /// read (a number narrower than 4 bytes becomes a float32 or wider), from its first bytes (`None` when
 /// they do not hold a whole valid header yet).
-fn declared_len(head: &[u8]) -> Option<(usize, usize, usize)> {
-    if head.len() < 10 || &head[..6] != b"\x93NUMPY" {
-        return None;
-    }
-    let (hlen, start) = match head[6] {
-        1 => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
-        2 | 3 if head.len() >= 12 => (
-            u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
-            12,
-        ),
-        _ => return None,
-    };
-    let header = std::str::from_utf8(head.get(start..start + hlen)?).ok()?;
-    let descr = header_field(header, "descr").ok()?;
-    let descr = descr.trim_start_matches('\'').split('\'').next()?;
-    let width: usize = descr.get(2..)?.parse().ok()?;
-    let item = if descr.get(1..2) == Some("U") {
-        width.checked_mul(4)?
-    } else {
-        width
-    };
-    let shape_s = header_field(header, "shape").ok()?;
-    let inner = shape_s.trim_start_matches('(').split(')').next()?;
-    let count = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .try_fold(1usize, |a, d| a.checked_mul(d.parse::<usize>().ok()?))?;
-    let numeric = matches!(descr.get(1..2), Some("f" | "i" | "u" | "b"));
-    let in_memory = if numeric { item.max(4) } else { item };
+fn declared_len(h: &NpyHeader) -> Option<(usize, usize, usize)> {
+    let numeric = matches!(h.kind, 'f' | 'i' | 'u' | 'b');
+    let in_memory = if numeric { h.item.max(4) } else { h.item };
     Some((
-        start + hlen,
-        count.checked_mul(item)?,
-        count.checked_mul(in_memory)?,
+        h.offset,
+        h.count.checked_mul(h.item)?,
+        h.count.checked_mul(in_memory)?,
     ))
 }
 
-/// Reads an `.npy` member lazily: its header first, then exactly the bytes its shape declares (refused
-/// before inflating when that is past the budget, and as soon as the member holds more).
-fn read_npy_member(f: &mut impl Read, name: &str, budget: &mut u64, limit: u64) -> Result<Vec<u8>> {
+/// Reads and parses an `.npy` member lazily: its header first, then exactly the bytes its shape declares
+/// (refused before inflating when that is past the budget, and as soon as the member holds more).
+/// float32 data is read straight into its array, and `uint8` data becomes its array in place: a member
+/// costs its array, not its bytes and then its array.
+fn read_npy_member(
+    f: &mut impl Read,
+    name: &str,
+    budget: &mut u64,
+    limit: u64,
+) -> Result<NpyArray> {
     let what = ".npz archive";
     let io = |e: std::io::Error| Error::invalid_input(format!("{what}: {name}: {e}"));
     let head_max = (*budget).min(64 * 1024 + 12);
     let mut buf = Vec::new();
     f.take(head_max).read_to_end(&mut buf).map_err(io)?;
-    let Some((hdr, data, in_memory)) = declared_len(&buf) else {
+    let header = npy_header(&buf).ok();
+    let Some((hdr, data, in_memory)) = header.as_ref().and_then(declared_len) else {
         // not a valid header: let the parser say why, on what was read
         *budget = budget.saturating_sub(buf.len() as u64);
-        return Ok(buf);
+        return parse_npy(&buf);
     };
     let total = hdr.saturating_add(data) as u64;
     if total > *budget {
@@ -387,29 +419,68 @@ fn read_npy_member(f: &mut impl Read, name: &str, budget: &mut u64, limit: u64) 
             ),
         ));
     }
+    let too_long = || {
+        Error::invalid_input(format!(
+            "not a valid .npy array: member '{name}' holds more bytes than its shape declares"
+        ))
+    };
+    let ends = |f: &mut dyn Read| -> Result<()> {
+        match f.read(&mut [0u8; 1]).map_err(io)? {
+            0 => Ok(()),
+            _ => Err(too_long()),
+        }
+    };
+    if let Some(h) = header.filter(|h| (h.kind, h.width) == ('f', 4))
+        && cfg!(target_endian = "little")
+        && buf.len() <= total as usize
+    {
+        let mut v = vec![0f32; h.count];
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut v);
+        let have = buf.len() - hdr;
+        dst[..have].copy_from_slice(&buf[hdr..]);
+        drop(buf);
+        f.read_exact(&mut dst[have..]).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => bad_npy(&format!(
+                "member '{name}' holds fewer bytes than shape {:?} of {} needs ({data})",
+                h.shape, h.descr
+            )),
+            _ => io(e),
+        })?;
+        ends(f)?;
+        *budget -= charged;
+        return Ok(NpyArray::F32(arr(v, &h.read_shape(), h.fortran)));
+    }
     if (buf.len() as u64) < total {
         buf.reserve_exact(total as usize - buf.len());
-        f.take(total - buf.len() as u64 + 1)
+        f.take(total - buf.len() as u64)
             .read_to_end(&mut buf)
             .map_err(io)?;
     }
     if buf.len() as u64 > total {
-        return Err(Error::invalid_input(format!(
-            "not a valid .npy array: member '{name}' holds more bytes than its shape declares"
-        )));
+        return Err(too_long());
     }
+    ends(f)?;
     *budget -= charged;
-    Ok(buf)
+    parse_npy_from(std::borrow::Cow::Owned(buf))
 }
 
 /// Reads every `.npy` member of an `.npz` archive, refusing archives that would inflate past their
 /// budget (see [`inflate_budget`]); other members are not read.
 pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArray>> {
+    read_npz_from(std::io::Cursor::new(bytes), max_bytes)
+}
+
+/// [`read_npz`] from a file or any other seekable source (dropped once its arrays are read).
+pub fn read_npz_from(
+    mut src: impl Read + std::io::Seek,
+    max_bytes: u64,
+) -> Result<BTreeMap<String, NpyArray>> {
     let bad = |m: String| Error::invalid_input(format!("not a valid .npz archive: {m}"));
-    let mut zip =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+    let len = src.seek(std::io::SeekFrom::End(0))?;
+    src.rewind()?;
+    let mut zip = zip::ZipArchive::new(src).map_err(|e| bad(e.to_string()))?;
     let mut out = BTreeMap::new();
-    let limit = inflate_budget(bytes.len(), max_bytes);
+    let limit = inflate_budget(len as usize, max_bytes);
     let mut budget = limit;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
@@ -422,12 +493,9 @@ pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArra
                 "member '{name}' has a path; npz members are plain names"
             )));
         }
-        let buf = read_npy_member(&mut f, &name, &mut budget, limit)?;
-        out.insert(
-            key.to_string(),
-            parse_npy_from(std::borrow::Cow::Owned(buf))
-                .map_err(|e| e.context(format!("member '{name}'")))?,
-        );
+        let a = read_npy_member(&mut f, &name, &mut budget, limit)
+            .map_err(|e| e.context(format!("member '{name}'")))?;
+        out.insert(key.to_string(), a);
     }
     Ok(out)
 }
@@ -499,6 +567,73 @@ mod tests {
         );
         assert!(parse_npy(&npy("<f4", "(99999999999999999999,)", &[0; 4])).is_err());
         assert!(read_npz(b"PK\x03\x04 truncated", 1000).is_err());
+    }
+
+    fn zip_of(members: &[(&str, Vec<u8>)], method: zip::CompressionMethod) -> Vec<u8> {
+        use std::io::Write;
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+        for (name, bytes) in members {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(bytes).unwrap();
+        }
+        z.finish().unwrap();
+        buf.into_inner()
+    }
+
+    #[test]
+    fn members_are_read_straight_into_their_arrays_and_checked_the_same() {
+        // float32 members larger than the header read (64 KB), in C and Fortran order, and pixels: read
+        // from an archive, stored or deflated, they equal the whole-file parse bit for bit
+        let floats: Vec<u8> = (0..30_000)
+            .flat_map(|i| (i as f32 * 0.5 - 7.25).to_le_bytes())
+            .collect();
+        let mut fortran = npy("<f4", "(300, 100)", &floats);
+        let at = fortran.windows(5).position(|w| w == b"False").unwrap();
+        fortran.splice(at..at + 5, b"True ".iter().copied());
+        let pixels: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+        let members = [
+            ("x.npy", npy("<f4", "(300, 100)", &floats)),
+            ("f.npy", fortran),
+            ("p.npy", npy("|u1", "(1000, 100)", &pixels)),
+            ("s.npy", npy("<f4", "(2,)", &floats[..8])),
+        ];
+        for method in [
+            zip::CompressionMethod::Stored,
+            zip::CompressionMethod::Deflated,
+        ] {
+            let got = read_npz(&zip_of(&members, method), 1 << 24).unwrap();
+            for (name, bytes) in &members {
+                let key = name.strip_suffix(".npy").unwrap();
+                assert_eq!(got[key], parse_npy(bytes).unwrap(), "{name} {method:?}");
+            }
+            let NpyArray::F32(f) = &got["f"] else {
+                panic!("f32")
+            };
+            assert_eq!(f.shape(), &[300, 100]);
+            assert_eq!(
+                f[[1, 0]],
+                0.5 - 7.25,
+                "Fortran order: the second value is [1, 0]"
+            );
+        }
+        // a member with fewer or more bytes than its shape declares is refused by name
+        let short = npy("<f4", "(300, 100)", &floats[..100_000]);
+        let mut long = npy("<f4", "(300, 100)", &floats);
+        long.extend([0, 0, 0, 0]);
+        for (bytes, says) in [(short, "fewer bytes"), (long, "more bytes")] {
+            for method in [
+                zip::CompressionMethod::Stored,
+                zip::CompressionMethod::Deflated,
+            ] {
+                let e =
+                    read_npz(&zip_of(&[("x.npy", bytes.clone())], method), 1 << 24).unwrap_err();
+                assert_eq!(e.kind, crate::error::ErrorKind::InvalidInput);
+                assert!(e.message.contains(says), "{}", e.message);
+                assert!(e.message.contains("x.npy"), "{}", e.message);
+            }
+        }
     }
 
     #[test]
