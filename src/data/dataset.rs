@@ -449,7 +449,8 @@ fn npz_rows(a: NpyArray, what: &str) -> Result<Rows> {
 }
 
 fn parse_npz(src: impl Read + Seek, opts: &ParseOptions) -> Result<(Parsed, Option<Parsed>)> {
-    let mut arrays = read_npz_from(src, opts.max_bytes)?;
+    // the rows are float32 once read: float64 rows are converted as they are read
+    let mut arrays = read_npz_from(src, opts.max_bytes, &["x", "x_test"])?;
     let x = arrays.remove("x").ok_or_else(|| {
         Error::invalid_input(format!(
             "the .npz has no array named 'x' (found: {})",

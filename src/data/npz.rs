@@ -384,13 +384,15 @@ fn declared_len(h: &NpyHeader) -> Option<(usize, usize, usize)> {
 
 /// Reads and parses an `.npy` member lazily: its header first, then exactly the bytes its shape declares
 /// (refused before inflating when that is past the budget, and as soon as the member holds more).
-/// float32 data is read straight into its array, and `uint8` data becomes its array in place: a member
-/// costs its array, not its bytes and then its array.
+/// float32 data (and float64 data when `as_f32`, converted as `NpyArray::to_f32` does) is read a block at
+/// a time into a float32 array, and `uint8` data becomes its array in place: a member costs its array,
+/// not its bytes and then its array.
 fn read_npy_member(
     f: &mut impl Read,
     name: &str,
     budget: &mut u64,
     limit: u64,
+    as_f32: bool,
 ) -> Result<NpyArray> {
     let what = ".npz archive";
     let io = |e: std::io::Error| Error::invalid_input(format!("{what}: {name}: {e}"));
@@ -430,22 +432,36 @@ fn read_npy_member(
             _ => Err(too_long()),
         }
     };
-    if let Some(h) = header.filter(|h| (h.kind, h.width) == ('f', 4))
-        && cfg!(target_endian = "little")
+    if let Some(h) = header.filter(|h| h.kind == 'f' && (h.width == 4 || (h.width == 8 && as_f32)))
         && buf.len() <= total as usize
     {
-        let mut v = vec![0f32; h.count];
-        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut v);
-        let have = buf.len() - hdr;
-        dst[..have].copy_from_slice(&buf[hdr..]);
-        drop(buf);
-        f.read_exact(&mut dst[have..]).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => bad_npy(&format!(
-                "member '{name}' holds fewer bytes than shape {:?} of {} needs ({data})",
-                h.shape, h.descr
-            )),
-            _ => io(e),
-        })?;
+        // read a block at a time into the floats: what was read with the header, then the member
+        let mut rest = (&buf[hdr..]).chain(&mut *f);
+        let mut block = vec![0u8; h.width << 13];
+        let mut v: Vec<f32> = Vec::with_capacity(h.count);
+        while v.len() < h.count {
+            let n = ((h.count - v.len()) * h.width).min(block.len());
+            rest.read_exact(&mut block[..n])
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => bad_npy(&format!(
+                        "member '{name}' holds fewer bytes than shape {:?} of {} needs ({data})",
+                        h.shape, h.descr
+                    )),
+                    _ => io(e),
+                })?;
+            match h.width {
+                4 => v.extend(
+                    block[..n]
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+                ),
+                _ => v.extend(
+                    block[..n]
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32),
+                ),
+            }
+        }
         ends(f)?;
         *budget -= charged;
         return Ok(NpyArray::F32(arr(v, &h.read_shape(), h.fortran)));
@@ -467,13 +483,15 @@ fn read_npy_member(
 /// Reads every `.npy` member of an `.npz` archive, refusing archives that would inflate past their
 /// budget (see [`inflate_budget`]); other members are not read.
 pub fn read_npz(bytes: &[u8], max_bytes: u64) -> Result<BTreeMap<String, NpyArray>> {
-    read_npz_from(std::io::Cursor::new(bytes), max_bytes)
+    read_npz_from(std::io::Cursor::new(bytes), max_bytes, &[])
 }
 
-/// [`read_npz`] from a file or any other seekable source (dropped once its arrays are read).
+/// [`read_npz`] from a file or any other seekable source (dropped once its arrays are read); the
+/// members named in `as_f32` are read as float32 when they hold float64 (never held as float64).
 pub fn read_npz_from(
     mut src: impl Read + std::io::Seek,
     max_bytes: u64,
+    as_f32: &[&str],
 ) -> Result<BTreeMap<String, NpyArray>> {
     let bad = |m: String| Error::invalid_input(format!("not a valid .npz archive: {m}"));
     let len = src.seek(std::io::SeekFrom::End(0))?;
@@ -493,7 +511,7 @@ pub fn read_npz_from(
                 "member '{name}' has a path; npz members are plain names"
             )));
         }
-        let a = read_npy_member(&mut f, &name, &mut budget, limit)
+        let a = read_npy_member(&mut f, &name, &mut budget, limit, as_f32.contains(&key))
             .map_err(|e| e.context(format!("member '{name}'")))?;
         out.insert(key.to_string(), a);
     }
@@ -617,6 +635,26 @@ mod tests {
                 0.5 - 7.25,
                 "Fortran order: the second value is [1, 0]"
             );
+        }
+        // float64 members asked for as float32: converted as they are read, as `to_f32` converts them;
+        // other members keep their type
+        let doubles: Vec<u8> = (0..20_000)
+            .flat_map(|i| (f64::from(i) / 3.0 - 1e-9).to_le_bytes())
+            .collect();
+        let d = npy("<f8", "(200, 100)", &doubles);
+        for method in [
+            zip::CompressionMethod::Stored,
+            zip::CompressionMethod::Deflated,
+        ] {
+            let zipped = zip_of(&[("d.npy", d.clone()), ("e.npy", d.clone())], method);
+            let got = read_npz_from(std::io::Cursor::new(&zipped), 1 << 24, &["d"]).unwrap();
+            let whole = parse_npy(&d).unwrap();
+            assert_eq!(
+                got["d"],
+                NpyArray::F32(whole.to_f32().unwrap()),
+                "{method:?}"
+            );
+            assert_eq!(got["e"], whole, "{method:?}");
         }
         // a member with fewer or more bytes than its shape declares is refused by name
         let short = npy("<f4", "(300, 100)", &floats[..100_000]);
