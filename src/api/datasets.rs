@@ -207,10 +207,10 @@ pub struct RankWait {
     pub wait: Option<bool>,
 }
 
-/// How long a sharded ranking request waits for its ranking to close before answering 202.
 /// The folder of the data directory that uploads are written to while they arrive and are parsed.
 pub(crate) const UPLOAD_STAGING: &str = "uploads";
 
+/// How long a sharded ranking request waits for its ranking to close before answering 202.
 const RANK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A stored ranking, or the partial one while its shards are scored.

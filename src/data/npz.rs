@@ -370,8 +370,7 @@ pub(crate) fn read_member_bounded(
 }
 
 /// The header length, the data length a `.npy` header declares and what its data takes in memory once
-/// read (a number narrower than 4 bytes becomes a float32 or wider), from its first bytes (`None` when
-/// they do not hold a whole valid header yet).
+/// read (a number narrower than 4 bytes becomes a float32 or wider); `None` when a length overflows.
 fn declared_len(h: &NpyHeader) -> Option<(usize, usize, usize)> {
     let numeric = matches!(h.kind, 'f' | 'i' | 'u' | 'b');
     let in_memory = if numeric { h.item.max(4) } else { h.item };
