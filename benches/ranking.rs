@@ -102,24 +102,25 @@ fn bench(c: &mut Criterion) {
     // table was measured)
     eprintln!("ranking over {} teachers", zoo.all().unwrap().len());
     let req = RankRequest::default();
+    let rows = faculty::rank::RankRows::of(&ds, &sha);
     let mut g = c.benchmark_group("ranking");
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(8))
         .sample_size(10);
     g.bench_function("cold", |b| {
-        b.iter(|| rank(&zoo, None, &ds, &sha, &req).unwrap())
+        b.iter(|| rank(&zoo, None, &rows, &req).unwrap())
     });
     let cache = OutputCache::open(&store).unwrap();
-    rank(&zoo, Some(&cache), &ds, &sha, &req).unwrap();
+    rank(&zoo, Some(&cache), &rows, &req).unwrap();
     g.bench_function("warm", |b| {
-        b.iter(|| rank(&zoo, Some(&cache), &ds, &sha, &req).unwrap())
+        b.iter(|| rank(&zoo, Some(&cache), &rows, &req).unwrap())
     });
     let rescore = RankRequest {
         recompute_scores: true,
         ..RankRequest::default()
     };
     g.bench_function("warm_rescore", |b| {
-        b.iter(|| rank(&zoo, Some(&cache), &ds, &sha, &rescore).unwrap())
+        b.iter(|| rank(&zoo, Some(&cache), &rows, &rescore).unwrap())
     });
     g.finish();
 

@@ -624,7 +624,8 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 primary_metric,
                 recompute_scores: false,
             };
-            let r = faculty::rank::rank(&z, None, &ds, &ds.sha256(), &req)?;
+            let rows = faculty::rank::RankRows::of(&ds, &ds.sha256());
+            let r = faculty::rank::rank(&z, None, &rows, &req)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

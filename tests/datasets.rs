@@ -844,3 +844,113 @@ async fn sharded_rankings_equal_one_process_rankings_and_show_their_progress() {
     assert_eq!(text.matches("event: teacher").count(), teachers, "{text}");
     assert_eq!(text.matches("event: ranking").count(), 1, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dataset_bigger_than_a_ranking_needs_is_ranked_on_its_sample() {
+    // 100 labeled rows of 16 features (the letters teachers' input) and 2,500 unlabeled ones: more
+    // unlabeled rows than the pool term looks at, so the ranking reads a sample
+    let (d, n) = (16, 2_600);
+    let mut s = 7u64;
+    let x: Vec<f32> = (0..n * d)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) % 16) as f32
+        })
+        .collect();
+    let y: Vec<i64> = (0..n as i64)
+        .map(|i| if i < 100 { i % 4 } else { -1 })
+        .collect();
+    let rows = faculty::rank::sample::pick(&y).expect("a sample");
+    let pool = rows.iter().filter(|&&r| y[r] < 0).count();
+    assert_eq!(rows.len() - pool, 100, "every labeled row");
+    assert!(
+        (1_000..=2_000).contains(&pool),
+        "{pool} evenly spaced unlabeled rows"
+    );
+    let sub_x: Vec<f32> = rows
+        .iter()
+        .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
+        .collect();
+    let sub_y: Vec<i64> = rows.iter().map(|&r| y[r]).collect();
+    let teachers = serde_json::json!(["letters_mlp", "letters_rf", "letters_logreg", "mnist_mlp"]);
+    let rank = |app: axum::Router, id: String| {
+        let teachers = teachers.clone();
+        async move {
+            post_json(
+                &app,
+                "/v1/rankings",
+                serde_json::json!({ "dataset_id": id, "teachers": teachers }),
+            )
+            .await
+            .expect(201)
+            .json()
+        }
+    };
+    // the whole dataset, in one process and in shards of 2 teachers; the sample uploaded on its own
+    let (sb, sharded) = (Sandbox::new(), Sandbox::new());
+    let mut config = sharded.config();
+    config.rank_shard_size = 2;
+    let app = sb.app();
+    let big = post_dataset(&app, multipart("big.npz", &npz(&x, d, &y), &[]))
+        .await
+        .expect(201)
+        .json();
+    let big_id = big["id"].as_str().unwrap().to_string();
+    let one = rank(app.clone(), big_id.clone()).await;
+    let app2 = sharded.app_with(config);
+    post_dataset(&app2, multipart("big.npz", &npz(&x, d, &y), &[]))
+        .await
+        .expect(201);
+    let many = rank(app2, big_id.clone()).await;
+    let small = post_dataset(&app, multipart("sample.npz", &npz(&sub_x, d, &sub_y), &[]))
+        .await
+        .expect(201)
+        .json();
+    let alone = rank(app.clone(), small["id"].as_str().unwrap().to_string()).await;
+
+    assert_eq!(one["dataset_id"], big_id.as_str());
+    assert_eq!(
+        one["sampled_from"],
+        serde_json::json!({"labeled_rows": 100, "rows": 2_600})
+    );
+    assert_eq!(one["labeled_rows"], 100);
+    assert_eq!(one["rows"], rows.len());
+    assert!(alone.get("sampled_from").is_none(), "{alone}");
+    assert!(
+        one["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["rank"] == 1)
+    );
+    for (other, what) in [(&many, "sharded"), (&alone, "the sample uploaded alone")] {
+        for key in ["results", "verdict", "labeled_rows", "rows"] {
+            let strip = |v: &serde_json::Value| {
+                let mut v = v.clone();
+                for t in v.as_array_mut().into_iter().flatten() {
+                    t.as_object_mut().unwrap().remove("cached");
+                }
+                v
+            };
+            assert_eq!(
+                strip(&other[key]),
+                strip(&one[key]),
+                "{what}: {key} differs"
+            );
+        }
+    }
+    // ranked again: every teacher's scores from the cache, the same answer
+    let again = rank(app.clone(), big_id.clone()).await;
+    assert!(
+        again["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["compatible"] == true)
+            .all(|t| t["cached"] == true),
+        "{again}"
+    );
+    assert_eq!(again["results"][0]["scores"], one["results"][0]["scores"]);
+}

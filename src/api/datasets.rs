@@ -310,8 +310,8 @@ pub async fn create_ranking(
     }
     let r = st
         .blocking(move || {
-            let (info, ds) = datasets.load(&req.dataset_id)?;
-            let r = crate::rank::rank(&zoo, Some(&cache), &ds, &info.sha256, &req)?;
+            let (_, rows) = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
+            let r = crate::rank::rank(&zoo, Some(&cache), &rows, &req)?;
             rankings.put(r)
         })
         .await?;
@@ -370,7 +370,7 @@ async fn stream_here(
     {
         let out = st
             .blocking(move || {
-                let (info, ds) = datasets.load(&req.dataset_id)?;
+                let (_, rows) = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
                 let on = |t: &crate::rank::TeacherResult, done: usize, total: usize| {
                     let ev = Event::default().event("teacher").json_data(
                         serde_json::json!({ "done": done, "total": total, "teacher": t }),
@@ -379,7 +379,7 @@ async fn stream_here(
                         let _ = progress.send(ev);
                     }
                 };
-                let r = crate::rank::rank_with(&zoo, Some(&cache), &ds, &info.sha256, &req, &on)?;
+                let r = crate::rank::rank_with(&zoo, Some(&cache), &rows, &req, &on)?;
                 rankings.put(r)
             })
             .await;
@@ -548,8 +548,8 @@ pub async fn label_map(
     let (zoo, datasets, cache) = (st.zoo.clone(), st.datasets.clone(), st.outputs.clone());
     let map = st
         .blocking(move || {
-            let (info, ds) = datasets.load(&ranking.dataset_id)?;
-            crate::rank::label_map::label_map(&zoo, Some(&cache), &teacher, &ds, &info.sha256)
+            let (_, rows) = crate::rank::RankRows::load(&datasets, &ranking.dataset_id)?;
+            crate::rank::label_map::label_map(&zoo, Some(&cache), &teacher, &rows)
         })
         .await?;
     Ok(Json(map))

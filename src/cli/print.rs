@@ -265,10 +265,18 @@ pub fn print_card(
 
 /// A ranking as a table, with the verdict.
 pub fn print_ranking(r: &faculty::rank::Ranking) {
+    let rows = match &r.sampled_from {
+        None => format!("{} rows ({} labeled)", r.rows, r.labeled_rows),
+        Some(all) => format!(
+            "{} rows ({} labeled); ranked on a sample of {} labeled and {} unlabeled rows",
+            all.rows,
+            all.labeled_rows,
+            r.labeled_rows,
+            r.rows - r.labeled_rows
+        ),
+    };
     println!(
-        "dataset: {} rows ({} labeled); primary metric: {} ({} is better)",
-        r.rows,
-        r.labeled_rows,
+        "dataset: {rows}; primary metric: {} ({} is better)",
         r.primary_metric,
         match r.directions.get(&r.primary_metric) {
             Some(faculty::rank::Direction::Lower) => "lower",

@@ -1064,8 +1064,7 @@ fn rank_for(
     rank::rank(
         zoo,
         Some(cache),
-        ds,
-        ds_sha,
+        &rank::RankRows::of(ds, ds_sha),
         &RankRequest {
             dataset_id: crate::data::dataset_id(ds_sha),
             teachers,

@@ -69,21 +69,21 @@ fn rows(a: &ndarray::Array2<f64>) -> Vec<Vec<f64>> {
     a.rows().into_iter().map(|r| r.to_vec()).collect()
 }
 
-/// The label map of `teacher` on `ds` (outputs from the cache when there).
+/// The label map of `teacher` on the rows a ranking looks at (outputs from the cache when there).
 pub fn label_map(
     zoo: &Zoo,
     cache: Option<&OutputCache>,
     teacher: &Teacher,
-    ds: &Dataset,
-    ds_sha: &str,
+    ranked: &super::RankRows<'_>,
 ) -> Result<LabelMap> {
+    let ds: &Dataset = &ranked.ds;
     if let Err(reason) = outputs::compatibility(teacher, ds) {
         return Err(Error::invalid_input(format!(
             "teacher '{}' cannot read this dataset's rows, so it has no label map: {reason}",
             teacher.id
         )));
     }
-    let (out, _) = outputs::cached(zoo, cache, teacher, ds, ds_sha)?;
+    let (out, _) = outputs::cached(zoo, cache, teacher, ds, &ranked.cache_key())?;
     let labeled = ds.labeled();
     let y: Vec<usize> = labeled.iter().map(|&i| ds.y[i] as usize).collect();
     let p = out.probs.select(ndarray::Axis(0), &labeled).mapv(f64::from);
@@ -124,7 +124,7 @@ pub fn label_map(
         .collect();
     Ok(LabelMap {
         teacher_id: teacher.id.clone(),
-        dataset_id: crate::data::dataset_id(ds_sha),
+        dataset_id: crate::data::dataset_id(&ranked.sha256),
         teacher_labels,
         task_labels: ds.labels.clone(),
         cost: rows(&cond.mapv(|v| 1.0 - v)),

@@ -7,6 +7,7 @@ pub mod expected;
 pub mod label_map;
 pub mod metrics;
 pub mod outputs;
+pub mod sample;
 pub mod shards;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::store::Store;
 use crate::store::listing::{Listed, Listing, Paging};
 use crate::zoo::Zoo;
 pub use outputs::{OutputCache, TeacherOutputs};
+pub use sample::{RankRows, SampledFrom};
 
 /// Every metric faculty computes, with its direction.
 pub const METRICS: &[(&str, Direction, &str)] = &[
@@ -303,8 +305,14 @@ pub struct Ranking {
     pub directions: BTreeMap<String, Direction>,
     pub results: Vec<TeacherResult>,
     pub verdict: Verdict,
+    /// The labeled rows and all rows the ranking looked at.
     pub labeled_rows: usize,
     pub rows: usize,
+    /// Set when the dataset has more rows than a ranking needs (over 10,000 labeled or 2,000 unlabeled):
+    /// its own counts. The ranking looked at a stratified sample: every class in proportion (at least
+    /// 50 rows each), evenly spaced within the class, and 2,000 evenly spaced unlabeled rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_from: Option<SampledFrom>,
     pub elapsed_ms: u64,
     /// Unix seconds.
     pub created: u64,
@@ -348,7 +356,7 @@ fn f64s(a: &Array2<f32>, rows: &[usize]) -> Array2<f64> {
 const SCRATCH_MAX_ROWS: usize = 600;
 
 /// Unlabeled rows the `ot_pool` score's pool term looks at, at most (evenly spaced over the pool).
-const POOL_MAX_ROWS: usize = 2000;
+pub(crate) const POOL_MAX_ROWS: usize = 2000;
 
 /// The unlabeled pool as the `ot_pool` score sees it: which rows, and what a ridge student trained on the
 /// labeled rows alone decides on each.
@@ -401,11 +409,10 @@ fn ridge_rows(ds: &Dataset) -> (Array2<f64>, Vec<usize>) {
 pub fn rank(
     zoo: &Zoo,
     cache: Option<&OutputCache>,
-    ds: &Dataset,
-    ds_sha: &str,
+    rows: &RankRows<'_>,
     req: &RankRequest,
 ) -> Result<Ranking> {
-    rank_with(zoo, cache, ds, ds_sha, req, &|_, _, _| {})
+    rank_with(zoo, cache, rows, req, &|_, _, _| {})
 }
 
 /// Refuses a request that names a metric faculty does not compute (the primary one or any of
@@ -439,12 +446,14 @@ pub type OnTeacher<'a> = &'a (dyn Fn(&TeacherResult, usize, usize) + Sync);
 pub fn rank_with(
     zoo: &Zoo,
     cache: Option<&OutputCache>,
-    ds: &Dataset,
-    ds_sha: &str,
+    rows: &RankRows<'_>,
     req: &RankRequest,
     on_teacher: OnTeacher,
 ) -> Result<Ranking> {
     let start = Instant::now();
+    let ds: &Dataset = &rows.ds;
+    let key = rows.cache_key();
+    let ds_sha = key.as_str();
     check_metrics(req)?;
     let primary = req
         .primary_metric
@@ -591,7 +600,8 @@ pub fn rank_with(
         c.flush()?;
     }
     let mut ranking = finish(&primary, &wanted, entries, ds, Some(scratch), pool.as_ref())?;
-    ranking.dataset_id = crate::data::dataset_id(ds_sha);
+    ranking.dataset_id = crate::data::dataset_id(&rows.sha256);
+    ranking.sampled_from = rows.sampled_from.clone();
     ranking.elapsed_ms = start.elapsed().as_millis() as u64;
     Ok(ranking)
 }
@@ -697,6 +707,7 @@ pub fn finish(
         verdict,
         labeled_rows: labeled.len(),
         rows: ds.rows(),
+        sampled_from: None,
         elapsed_ms: 0,
         shards: Vec::new(),
         created: std::time::SystemTime::now()

@@ -398,7 +398,7 @@ impl Work {
             })
         };
         let scored = (|| {
-            let (info, ds) = self.datasets.load(&p.dataset_id)?;
+            let (_, rows) = super::RankRows::load(&self.datasets, &p.dataset_id)?;
             let req = RankRequest {
                 teachers: Some(s.teachers.clone()),
                 metrics: None,
@@ -406,7 +406,7 @@ impl Work {
                 ..p.request.clone()
             };
             let memos = self.cache.scores_only();
-            super::rank(&self.zoo, Some(&memos), &ds, &info.sha256, &req)
+            super::rank(&self.zoo, Some(&memos), &rows, &req)
         })();
         stop.store(true, Ordering::Relaxed);
         renew.thread().unpark();
@@ -445,12 +445,12 @@ impl Work {
             }
         }
         if self.rankings.get(id).is_err() {
-            let (info, ds) = self.datasets.load(&p.dataset_id)?;
+            let (_, rows) = super::RankRows::load(&self.datasets, &p.dataset_id)?;
             let req = RankRequest {
                 recompute_scores: false,
                 ..p.request.clone()
             };
-            let mut r = super::rank(&self.zoo, Some(&self.cache), &ds, &info.sha256, &req)?;
+            let mut r = super::rank(&self.zoo, Some(&self.cache), &rows, &req)?;
             for line in &mut r.results {
                 line.cached = shards
                     .iter()
