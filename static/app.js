@@ -670,7 +670,7 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
       h("span", { class: "badge " + (v.confident ? "good" : "warn") }, v.confident ? "confident" : "a lean, not a finding"), " ", v.reason),
     h("dl", { class: "kv" }, h("dt", {}, "teacher estimate"), h("dd", {}, pct(v.teacher_estimate)), h("dt", {}, "scratch estimate"), h("dd", {}, pct(v.scratch_estimate)),
       h("dt", {}, "z"), h("dd", {}, num(v.z, 2)), h("dt", {}, "tied with the top"), h("dd", {}, v.tied.join(", ") || "none"),
-      h("dt", {}, "labeled rows"), h("dd", { id: "ranked-rows" }, r.sampled_from ? `${r.labeled_rows} of ${r.rows} rows ranked: a sample of the dataset's ${r.sampled_from.labeled_rows} labeled of ${r.sampled_from.rows}` : `${r.labeled_rows} of ${r.rows}`)),
+      h("dt", {}, "labeled rows"), h("dd", { id: "ranked-rows" }, rankedRows(r))),
     top ? h("a", { class: "button primary", id: "distill-top", href: `#/jobs?dataset=${r.dataset_id}&teacher=${encodeURIComponent(top.teacher_id)}` }, "Distill from " + top.teacher_id) : null);
   show(
     h("p", {}, h("a", { href: "#/tasks/" + r.dataset_id }, "← Task " + r.dataset_id)),
@@ -974,6 +974,13 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
 });
 
 // ---------- students ----------
+// How many rows a ranking looked at: all of the dataset's, or a stratified sample of a big one.
+const rankedRows = (r) => {
+  const n = (v) => v.toLocaleString("en-US");
+  if (!r.sampled_from) return `${n(r.labeled_rows)} of ${n(r.rows)}`;
+  const s = r.sampled_from, pool = r.rows - r.labeled_rows, allPool = s.rows - s.labeled_rows;
+  return `a stratified sample: ${n(r.labeled_rows)} of ${n(s.labeled_rows)}` + (allPool ? `, and ${n(pool)} of ${n(allPool)} unlabeled` : "");
+};
 const delivered = (c) => (c.method === "scratch" ? "labeled rows only" : c.delivered === "scratch" ? `scratch delivered (it beat the distilled student on ${c.selection ? c.selection.estimator : "validation"})` : "distilled");
 function studentCard(c, { compare } = {}) {
   const dl = h("span", { class: "download-status", id: "download-status-" + c.id });

@@ -267,13 +267,16 @@ pub fn print_card(
 pub fn print_ranking(r: &faculty::rank::Ranking) {
     let rows = match &r.sampled_from {
         None => format!("{} rows ({} labeled)", r.rows, r.labeled_rows),
-        Some(all) => format!(
-            "{} rows ({} labeled); ranked on a sample of {} labeled and {} unlabeled rows",
-            all.rows,
-            all.labeled_rows,
-            r.labeled_rows,
-            r.rows - r.labeled_rows
-        ),
+        Some(all) => {
+            let pool = match r.rows - r.labeled_rows {
+                0 => String::new(),
+                k => format!(" and {k} unlabeled"),
+            };
+            format!(
+                "{} rows ({} labeled); ranked on a stratified sample of {} labeled{pool} rows",
+                all.rows, all.labeled_rows, r.labeled_rows
+            )
+        }
     };
     println!(
         "dataset: {rows}; primary metric: {} ({} is better)",
