@@ -417,15 +417,19 @@ fn push_zoo(
     z.push(dir)
 }
 
-/// The task's dataset file parsed the way the server parses an upload.
-fn read_dataset(task: &TaskArgs) -> faculty::Result<faculty::data::Dataset> {
-    Ok(read_dataset_with_test(task)?.0)
-}
-
-/// The dataset file and the test split it may carry (npz `x_test` / `y_test`).
+/// The task's dataset file parsed the way the server parses an upload, and the test split it may carry
+/// (npz `x_test` / `y_test`).
 fn read_dataset_with_test(
     task: &TaskArgs,
 ) -> faculty::Result<(faculty::data::Dataset, Option<faculty::data::Dataset>)> {
+    let (ds, test) = read_parsed(task)?;
+    Ok((ds.into_f32(), test.map(faculty::data::Parsed::into_f32)))
+}
+
+/// The same, as parsed (`uint8` pixels still bytes).
+fn read_parsed(
+    task: &TaskArgs,
+) -> faculty::Result<(faculty::data::Parsed, Option<faculty::data::Parsed>)> {
     let path = &task.dataset;
     let file = std::fs::File::open(path)
         .map_err(|e| faculty::Error::invalid_input(format!("{}: {e}", path.display())))?;
@@ -446,7 +450,7 @@ fn read_dataset_with_test(
     };
     let name = path.file_name().and_then(|s| s.to_str());
     let format = faculty::data::Format::detect_from(name, &mut src)?;
-    faculty::data::parse_with_test(format, src, &opts)
+    faculty::data::parse_upload(format, src, &opts)
 }
 
 /// The job a `distill` command asks for (dataset id left empty), named after the dataset file.
@@ -615,7 +619,8 @@ fn run(cli: Cli) -> faculty::Result<()> {
             if let Some(c) = client {
                 return cli::remote::rank(&c, &task, teachers, metrics, primary_metric, json);
             }
-            let ds = read_dataset(&task)?;
+            // a big file's rows become floats only where the ranking's sample reads them
+            let rows = faculty::rank::RankRows::from_parsed(read_parsed(&task)?.0);
             let z = open_zoo(&task.zoo)?;
             let req = faculty::rank::RankRequest {
                 dataset_id: String::new(),
@@ -624,7 +629,6 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 primary_metric,
                 recompute_scores: false,
             };
-            let rows = faculty::rank::RankRows::of(&ds, &ds.sha256());
             let r = faculty::rank::rank(&z, None, &rows, &req)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

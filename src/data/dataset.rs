@@ -307,6 +307,15 @@ impl Parsed {
         content_sha256(self.x.shape(), |h| self.x.hash(h), &self.y, &self.labels)
     }
 
+    /// Some of its rows (in the order given), still as they were parsed.
+    pub fn select(&self, rows: &[usize]) -> Self {
+        Self {
+            x: self.x.select(rows),
+            y: rows.iter().map(|&r| self.y[r]).collect(),
+            labels: self.labels.clone(),
+        }
+    }
+
     /// The dataset with float rows.
     pub fn into_f32(self) -> Dataset {
         Dataset {
@@ -644,12 +653,7 @@ fn split_off_test(all: Parsed, is_test: &[bool]) -> (Parsed, Option<Parsed>) {
             .filter(|&i| is_test.get(i) == Some(&test))
             .collect()
     };
-    let keep = |rows: &[usize]| Parsed {
-        x: all.x.select(rows),
-        y: rows.iter().map(|&i| all.y[i]).collect(),
-        labels: all.labels.clone(),
-    };
-    (keep(&pick(false)), Some(keep(&pick(true))))
+    (all.select(&pick(false)), Some(all.select(&pick(true))))
 }
 
 /// The folder of a zip whose class folders hold test images (`_test/<class>/<file>.png`).

@@ -69,6 +69,23 @@ impl<'a> RankRows<'a> {
 }
 
 impl RankRows<'static> {
+    /// The rows a ranking of a parsed file looks at: only the sample's become floats.
+    pub fn from_parsed(p: crate::data::Parsed) -> Self {
+        let sha256 = p.sha256();
+        match pick(&p.y) {
+            None => Self {
+                ds: Cow::Owned(p.into_f32()),
+                sha256,
+                sampled_from: None,
+            },
+            Some(rows) => Self {
+                sampled_from: Some(counts(&p.y)),
+                ds: Cow::Owned(p.select(&rows).into_f32()),
+                sha256,
+            },
+        }
+    }
+
     /// Reads the rows a ranking of stored dataset `id` looks at: only the sample's, when it has one.
     pub fn load(datasets: &DatasetStore, id: &str) -> Result<(DatasetInfo, Self)> {
         let mut sampled = None;
@@ -203,6 +220,31 @@ mod tests {
         let rows = RankRows::of(&small, "abc");
         assert!(rows.sampled_from.is_none() && matches!(rows.ds, Cow::Borrowed(_)));
         assert_eq!(rows.cache_key(), "abc");
+    }
+
+    #[test]
+    fn a_parsed_file_gives_the_sample_its_floats_give() {
+        let n = 3 * super::super::POOL_MAX_ROWS;
+        let x = ndarray::Array::from_shape_fn((n, 1, 2, 2), |(r, _, h, w)| {
+            ((r * 7 + h * 2 + w) % 256) as u8
+        })
+        .into_dyn();
+        let p = Parsed {
+            x: crate::data::Rows::Px8(x),
+            y: (0..n as i64)
+                .map(|i| if i % 40 == 1 { i % 4 } else { -1 })
+                .collect(),
+            labels: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+        };
+        let floats = p.clone().into_f32();
+        let whole = RankRows::of(&floats, &floats.sha256());
+        let parsed = RankRows::from_parsed(p);
+        assert!(parsed.sampled_from.is_some());
+        assert_eq!(parsed.sampled_from, whole.sampled_from);
+        assert_eq!(parsed.sha256, whole.sha256);
+        assert_eq!(parsed.cache_key(), whole.cache_key());
+        assert_eq!(parsed.ds.x, whole.ds.x);
+        assert_eq!(parsed.ds.y, whole.ds.y);
     }
 
     #[test]
