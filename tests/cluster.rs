@@ -510,6 +510,20 @@ fn servers_with_their_own_zoo_directories_over_one_catalog_leave_each_others_tea
         serde_json::json!(["mnist_logreg", "mnist_mlp"]),
         "{scan}"
     );
+    // the two same-size files B's start read (the copy with a new time, the one with a byte changed)
+    // are not read again while their stamps stay; touched, the copy is read once more, then not
+    assert_eq!(scan["hashed"], 0, "{scan}");
+    std::fs::File::options()
+        .append(true)
+        .open(own.path().join("letters_logreg.onnx"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    for hashed in [1, 0] {
+        let (_, scan) = http_json(pb, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
+        assert_eq!(scan["hashed"], hashed, "{scan}");
+        assert_eq!(scan["unchanged"], 3, "{scan}");
+    }
     let (_, scan) = http_json(pa, "POST", "/v1/zoo/rescan", serde_json::Value::Null);
     assert_eq!(scan["foreign"], 1, "{scan}");
     assert_eq!(scan["removed"], serde_json::json!([]), "{scan}");

@@ -265,6 +265,10 @@ pub struct Zoo {
     /// and teacher: see `same_teacher`), found by the last rescan, with this directory's stamps: this
     /// server reads them from its own copy.
     copies: Mutex<std::collections::HashMap<String, Fingerprint>>,
+    /// What `same_teacher` found by reading a file, by id: this directory's stamps, the indexing
+    /// directory's, and whether the files hold the same teacher. A later rescan that finds both stamps
+    /// as they were does not read the file again.
+    compared: Mutex<std::collections::HashMap<String, (Fingerprint, Fingerprint, bool)>>,
 }
 
 fn parse_shape(s: &str) -> Result<Vec<i64>> {
@@ -365,6 +369,7 @@ impl Zoo {
             blobs: None,
             trash_grace: std::time::Duration::from_secs(TRASH_GRACE_S),
             copies: Mutex::default(),
+            compared: Mutex::default(),
         })
     }
 
@@ -537,7 +542,14 @@ impl Zoo {
     /// Whether the file found is the teacher another directory indexed (a copy of the same file): the same
     /// size and modification time, or, when only the times differ (a `git clone` or a copy that did not
     /// keep them), the same teacher once the file is inspected (its bytes' sha256, labels, card fields).
-    fn same_teacher(&self, f: &Found, fingerprint: &Fingerprint, o: &Entry) -> Result<bool> {
+    /// A file read to find out counts in `report.hashed`; its answer is kept for the next rescan.
+    fn same_teacher(
+        &self,
+        f: &Found,
+        fingerprint: &Fingerprint,
+        o: &Entry,
+        report: &mut RescanReport,
+    ) -> Result<bool> {
         if o.fingerprint == *fingerprint {
             return Ok(true);
         }
@@ -547,7 +559,15 @@ impl Zoo {
         {
             return Ok(false);
         }
+        let mut compared = self.compared.lock().expect("compared lock");
+        if let Some((ours, theirs, same)) = compared.get(&f.ident.id)
+            && ours == fingerprint
+            && *theirs == o.fingerprint
+        {
+            return Ok(*same);
+        }
         let (ins, len) = self.inspect_found(f)?;
+        report.hashed += 1;
         let same = Teacher {
             indexed_at: o.teacher.indexed_at,
             ..ins.teacher
@@ -555,6 +575,10 @@ impl Zoo {
         if let Some(s) = ins.session.filter(|_| same) {
             self.pool.insert(&o.teacher.sha256, s, len);
         }
+        compared.insert(
+            f.ident.id.clone(),
+            (fingerprint.clone(), o.fingerprint.clone(), same),
+        );
         Ok(same)
     }
 
@@ -584,7 +608,9 @@ impl Zoo {
                 .as_ref()
                 .filter(|o| o.foreign_to(self.origin.as_deref()))
             {
-                if o.teacher.path == f.ident.path && self.same_teacher(f, &fingerprint, o)? {
+                if o.teacher.path == f.ident.path
+                    && self.same_teacher(f, &fingerprint, o, &mut report)?
+                {
                     // the same file as the directory that indexed it (a copy): read here from ours
                     copies.insert(f.ident.id.clone(), fingerprint);
                     report.unchanged += 1;
