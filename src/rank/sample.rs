@@ -1,10 +1,10 @@
 //! The rows a ranking looks at. A ranking's estimates (mean log-likelihoods, transport costs, mapped
 //! accuracies) settle long before a big dataset's last row, while every row costs a pass through every
 //! teacher, its cached outputs and their scoring: 200,000 labeled images took 6 minutes, 2.5 GB of memory
-//! and 3.3 GB of cache. A dataset with more than `MAX_LABELED` labeled rows is ranked on a stratified
-//! sample of them (every class in proportion, at least `MIN_PER_CLASS` rows of each, evenly spaced within
-//! the class) and at most `super::POOL_MAX_ROWS` of its unlabeled rows (the ones the pool term looks at
-//! anyway). The sample depends only on the labels, so it is the same every time, and its outputs are
+//! and 3.3 GB of cache. A dataset with more than `MAX_LABELED` labeled rows or `super::POOL_MAX_ROWS`
+//! unlabeled ones is ranked on a sample: its labeled rows stratified (every class in proportion, at least
+//! `MIN_PER_CLASS` rows of each, evenly spaced within the class; all of them under the limit) and at most
+//! `super::POOL_MAX_ROWS` of its unlabeled rows, evenly spaced (the ones the pool term looks at anyway). The sample depends only on the labels, so it is the same every time, and its outputs are
 //! cached under a key of their own (a job's teacher outputs on the whole dataset keep the dataset's).
 use std::borrow::Cow;
 
