@@ -310,7 +310,7 @@ pub async fn create_ranking(
     }
     let r = st
         .blocking(move || {
-            let (_, rows) = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
+            let rows = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
             let r = crate::rank::rank(&zoo, Some(&cache), &rows, &req)?;
             rankings.put(r)
         })
@@ -370,7 +370,7 @@ async fn stream_here(
     {
         let out = st
             .blocking(move || {
-                let (_, rows) = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
+                let rows = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
                 let on = |t: &crate::rank::TeacherResult, done: usize, total: usize| {
                     let ev = Event::default().event("teacher").json_data(
                         serde_json::json!({ "done": done, "total": total, "teacher": t }),
@@ -548,7 +548,7 @@ pub async fn label_map(
     let (zoo, datasets, cache) = (st.zoo.clone(), st.datasets.clone(), st.outputs.clone());
     let map = st
         .blocking(move || {
-            let (_, rows) = crate::rank::RankRows::load(&datasets, &ranking.dataset_id)?;
+            let rows = crate::rank::RankRows::load(&datasets, &ranking.dataset_id)?;
             crate::rank::label_map::label_map(&zoo, Some(&cache), &teacher, &rows)
         })
         .await?;

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, DatasetInfo, DatasetStore};
+use crate::data::{Dataset, DatasetStore};
 use crate::error::Result;
 
 /// Labeled rows a ranking looks at, at most (beyond the few classes' minimum).
@@ -87,45 +87,36 @@ impl RankRows<'static> {
     }
 
     /// Reads the rows a ranking of stored dataset `id` looks at: only the sample's, when it has one.
-    pub fn load(datasets: &DatasetStore, id: &str) -> Result<(DatasetInfo, Self)> {
+    pub fn load(datasets: &DatasetStore, id: &str) -> Result<Self> {
         let mut sampled = None;
         let some = datasets.load_rows(id, |_, y| {
             Ok(pick(y)
                 .inspect(|_| sampled = Some(counts(y)))
                 .unwrap_or_default())
         })?;
-        let Some(from) = sampled else {
+        if sampled.is_none() {
             let (info, ds) = datasets.load(id)?;
-            let sha256 = info.sha256.clone();
-            return Ok((
-                info,
-                Self {
-                    ds: Cow::Owned(ds),
-                    sha256,
-                    sampled_from: None,
-                },
-            ));
-        };
+            return Ok(Self {
+                ds: Cow::Owned(ds),
+                sha256: info.sha256,
+                sampled_from: None,
+            });
+        }
         let mut shape = vec![some.rows.len()];
         shape.extend(&some.info.row_shape);
         let x = some
             .x
             .into_shape_with_order(ndarray::IxDyn(&shape))
             .map_err(|e| crate::error::Error::internal(format!("dataset {id}: {e}")))?;
-        let ds = Dataset {
-            x,
-            y: some.rows.iter().map(|&r| some.y[r]).collect(),
-            labels: some.labels,
-        };
-        let sha256 = some.info.sha256.clone();
-        Ok((
-            some.info,
-            Self {
-                ds: Cow::Owned(ds),
-                sha256,
-                sampled_from: Some(from),
-            },
-        ))
+        Ok(Self {
+            ds: Cow::Owned(Dataset {
+                x,
+                y: some.rows.iter().map(|&r| some.y[r]).collect(),
+                labels: some.labels,
+            }),
+            sha256: some.info.sha256,
+            sampled_from: sampled,
+        })
     }
 }
 
@@ -196,7 +187,7 @@ mod tests {
             .put(&Parsed::from(ds.clone()), "t.npz", Format::Npz)
             .unwrap();
         let whole = RankRows::of(&ds, &info.sha256);
-        let (_, read) = RankRows::load(&datasets, &info.id).unwrap();
+        let read = RankRows::load(&datasets, &info.id).unwrap();
         assert_eq!(read.ds.x, whole.ds.x);
         assert_eq!(read.ds.y, whole.ds.y);
         assert_eq!(read.ds.labels, ds.labels);

@@ -398,7 +398,7 @@ impl Work {
             })
         };
         let scored = (|| {
-            let (_, rows) = super::RankRows::load(&self.datasets, &p.dataset_id)?;
+            let rows = super::RankRows::load(&self.datasets, &p.dataset_id)?;
             let req = RankRequest {
                 teachers: Some(s.teachers.clone()),
                 metrics: None,
@@ -445,7 +445,7 @@ impl Work {
             }
         }
         if self.rankings.get(id).is_err() {
-            let (_, rows) = super::RankRows::load(&self.datasets, &p.dataset_id)?;
+            let rows = super::RankRows::load(&self.datasets, &p.dataset_id)?;
             let req = RankRequest {
                 recompute_scores: false,
                 ..p.request.clone()
