@@ -102,6 +102,7 @@ fn bench(c: &mut Criterion) {
     // table was measured)
     eprintln!("ranking over {} teachers", zoo.all().unwrap().len());
     let req = RankRequest::default();
+    let ds = faculty::data::Parsed::from(ds);
     let rows = faculty::rank::RankRows::of(&ds, &sha);
     let mut g = c.benchmark_group("ranking");
     g.warm_up_time(Duration::from_secs(1))

@@ -19,7 +19,7 @@ fn bench(c: &mut Criterion) {
         &StudentSpec::parse("mlp:256:relu").unwrap(),
         &[d],
         k,
-        x.view(),
+        x.view().into(),
     )
     .unwrap();
     let split = Split::stratified(&y, k, 0.0, 0);
@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             train(
                 &arch,
-                x.view(),
+                x.view().into(),
                 &Lesson::scratch(&y, &split),
                 &cfg,
                 Start::Fresh,

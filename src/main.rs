@@ -418,15 +418,7 @@ fn push_zoo(
 }
 
 /// The task's dataset file parsed the way the server parses an upload, and the test split it may carry
-/// (npz `x_test` / `y_test`).
-fn read_dataset_with_test(
-    task: &TaskArgs,
-) -> faculty::Result<(faculty::data::Dataset, Option<faculty::data::Dataset>)> {
-    let (ds, test) = read_parsed(task)?;
-    Ok((ds.into_f32(), test.map(faculty::data::Parsed::into_f32)))
-}
-
-/// The same, as parsed (`uint8` pixels still bytes).
+/// (npz `x_test` / `y_test`); `uint8` pixels stay bytes.
 fn read_parsed(
     task: &TaskArgs,
 ) -> faculty::Result<(faculty::data::Parsed, Option<faculty::data::Parsed>)> {
@@ -646,7 +638,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             if let Some(c) = client {
                 return cli::remote::distill(&c, &task, &how, &out, json);
             }
-            let (ds, test) = read_dataset_with_test(&task)?;
+            let (ds, test) = read_parsed(&task)?;
             let mut req = distill_request(&how, &task)?;
             let z = open_zoo(&task.zoo)?;
             let store = Store::temporary()?;

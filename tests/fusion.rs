@@ -184,6 +184,10 @@ fn multi_teacher_fuses_and_reports_every_teacher() {
     let cache = faculty::rank::OutputCache::open(&store).unwrap();
     let (ds, test) = mnist_task();
     let sha = ds.sha256();
+    let (ds, test) = (
+        faculty::data::Parsed::from(ds),
+        faculty::data::Parsed::from(test),
+    );
     let task = faculty::distill::TaskData {
         ds: &ds,
         sha256: &sha,

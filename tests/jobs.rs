@@ -363,8 +363,8 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
     )
     .unwrap();
     zoo.rescan().unwrap();
-    let ds = faculty::data::Dataset {
-        x: ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 784])),
+    let ds = faculty::data::Parsed {
+        x: faculty::data::Rows::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 784]))),
         y: vec![-1; 4],
         labels: vec!["a".into(), "b".into()],
     };

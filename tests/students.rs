@@ -1,6 +1,8 @@
 //! Students end to end in the library: every architecture trains, exports to ONNX that ONNX Runtime runs
 //! to within 1e-4 of burn and that passes `onnx.checker` (full check, Python `onnx` from .ort/py), training
 //! is reproducible from a seed, and the OT term teaches across label spaces.
+mod common;
+
 use faculty::distill::student::{Arch, Net, StudentSpec};
 use faculty::distill::train::{self, Flag, Lesson, Split, Start, Term, TrainConfig};
 use faculty::distill::{export, onnx_accuracy, student_predictor};
@@ -70,7 +72,7 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
         }
     }
     let spec = StudentSpec::parse(spec).unwrap();
-    let arch = Arch::new(&spec, row_shape, 3, x.view()).unwrap();
+    let arch = Arch::new(&spec, row_shape, 3, x.view().into()).unwrap();
     let split = Split::stratified(&y, 3, 0.2, 0);
     let cfg = TrainConfig {
         max_epochs: 25,
@@ -79,7 +81,7 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
     let stop = AtomicBool::new(false);
     let t = train::train(
         &arch,
-        x.view(),
+        x.view().into(),
         &Lesson::scratch(&y, &split),
         &cfg,
         Start::Fresh,
@@ -90,7 +92,7 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
     checker(&onnx);
     let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
     let rows: Vec<usize> = (0..x.nrows()).collect();
-    let burn_p = train::predict(&net, &arch, x.view(), &rows);
+    let burn_p = train::predict(&net, &arch, x.view().into(), &rows);
     let mut shape = vec![x.nrows()];
     shape.extend_from_slice(row_shape);
     let raw = ArrayD::from_shape_vec(IxDyn(&shape), x.iter().copied().collect()).unwrap();
@@ -133,7 +135,7 @@ fn tree_parity(
     let split = Split::stratified(y, classes, 0.0, 0);
     let lesson = Lesson::scratch(y, &split);
     let tree = Tree::fit(
-        x.view(),
+        x.view().into(),
         &TreeLesson::from_lesson(&lesson, classes),
         classes,
         depth,
@@ -141,7 +143,7 @@ fn tree_parity(
     let onnx = tree.to_onnx(row_shape, &[]);
     checker(&onnx);
     let rows: Vec<usize> = (0..x.nrows()).collect();
-    let own = tree.predict(x.view(), &rows);
+    let own = tree.predict(x.view().into(), &rows);
     let mut shape = vec![x.nrows()];
     shape.extend_from_slice(row_shape);
     let raw = ArrayD::from_shape_vec(IxDyn(&shape), x.iter().copied().collect()).unwrap();
@@ -170,12 +172,12 @@ fn tree_student_exports_and_matches() {
     let (x, y) = blobs(150, 16, 3, 11);
     let split = Split::stratified(&y, 3, 0.0, 0);
     let lesson = Lesson::scratch(&y, &split);
-    let tree = Tree::fit(x.view(), &TreeLesson::from_lesson(&lesson, 3), 3, 3);
+    let tree = Tree::fit(x.view().into(), &TreeLesson::from_lesson(&lesson, 3), 3, 3);
     assert!(tree.nodes.len() > 3, "the tree should split: {tree:?}");
     let onnx = tree.to_onnx(&[1, 4, 4], &[("labels", "[\"a\",\"b\",\"c\"]")]);
     checker(&onnx);
     let rows: Vec<usize> = (0..x.nrows()).collect();
-    let own = tree.predict(x.view(), &rows);
+    let own = tree.predict(x.view().into(), &rows);
     let raw =
         ArrayD::from_shape_vec(IxDyn(&[x.nrows(), 1, 4, 4]), x.iter().copied().collect()).unwrap();
     let mut session = faculty::onnx::session::load_session(&onnx, 1).unwrap();
@@ -197,7 +199,13 @@ fn tree_student_exports_and_matches() {
 #[test]
 fn training_is_reproducible_from_the_seed() {
     let (x, y) = blobs(90, 10, 3, 9);
-    let arch = Arch::new(&StudentSpec::parse("mlp:16").unwrap(), &[10], 3, x.view()).unwrap();
+    let arch = Arch::new(
+        &StudentSpec::parse("mlp:16").unwrap(),
+        &[10],
+        3,
+        x.view().into(),
+    )
+    .unwrap();
     let split = Split::stratified(&y, 3, 0.2, 0);
     let stop = AtomicBool::new(false);
     let run = |seed| {
@@ -208,7 +216,7 @@ fn training_is_reproducible_from_the_seed() {
         };
         train::train(
             &arch,
-            x.view(),
+            x.view().into(),
             &Lesson::scratch(&y, &split),
             &cfg,
             Start::Fresh,
@@ -240,7 +248,13 @@ fn the_ot_term_teaches_across_label_spaces() {
     for (s, &t) in perm.iter().enumerate() {
         cost[[t, s]] = 0.0;
     }
-    let arch = Arch::new(&StudentSpec::parse("mlp:32").unwrap(), &[8], 6, x.view()).unwrap();
+    let arch = Arch::new(
+        &StudentSpec::parse("mlp:32").unwrap(),
+        &[8],
+        6,
+        x.view().into(),
+    )
+    .unwrap();
     let split = Split::stratified(&y, 6, 0.0, 0);
     assert_eq!(split.train, labeled);
     let cfg = TrainConfig {
@@ -256,7 +270,7 @@ fn the_ot_term_teaches_across_label_spaces() {
         };
         let t = train::train(
             &arch,
-            x.view(),
+            x.view().into(),
             &lesson,
             &cfg,
             Start::Fresh,
@@ -264,7 +278,7 @@ fn the_ot_term_teaches_across_label_spaces() {
         )
         .unwrap();
         let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
-        let p = train::predict(&net, &arch, x.view(), &test);
+        let p = train::predict(&net, &arch, x.view().into(), &test);
         let hits = test
             .iter()
             .enumerate()
@@ -294,4 +308,103 @@ fn the_ot_term_teaches_across_label_spaces() {
         faculty > scratch + 0.02,
         "faculty {faculty} vs scratch {scratch}"
     );
+}
+
+/// A job holds a stored image dataset a byte a pixel (`DatasetStore::load_parsed`), not as floats four
+/// times its size. Every step that reads rows (the teacher's outputs, a block at a time; standardisation
+/// statistics; batches; the exported student's check in ONNX Runtime; a tree's splits) must see the
+/// floats the bytes stand for: students come out bit for bit the same as from the floats.
+#[test]
+fn rows_held_as_bytes_teach_the_students_their_floats_teach() {
+    use faculty::data::{Format, ParseOptions, Parsed, Rows, parse_upload};
+    let sb = common::Sandbox::new();
+    let file = std::fs::read(common::repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let opts = ParseOptions {
+        max_bytes: 1 << 30,
+        ..Default::default()
+    };
+    let (px, px_test) = parse_upload(Format::Npz, std::io::Cursor::new(file), &opts).unwrap();
+    let px_test = px_test.unwrap();
+    assert!(matches!(px.x, Rows::Px8(_)), "the task's pixels are uint8");
+    let floats = Parsed::from(px.clone().into_f32());
+    let float_test = Parsed::from(px_test.clone().into_f32());
+    let sha = px.sha256();
+    assert_eq!(sha, floats.sha256());
+    // a fresh zoo and output cache each time, so the teacher runs on the rows given
+    let open = || {
+        let store = faculty::store::Store::temporary().unwrap();
+        let zoo = faculty::zoo::Zoo::open(
+            sb.zoo(),
+            &store,
+            std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
+            64,
+        )
+        .unwrap();
+        zoo.rescan().unwrap();
+        let cache = faculty::rank::OutputCache::open(&store).unwrap();
+        (store, zoo, cache)
+    };
+    // the teacher's outputs: the floats in one go, the bytes in blocks of 100 rows
+    let (_store, zoo, _) = open();
+    let t = zoo.get("mnist_cnn@2").unwrap();
+    let whole = faculty::rank::outputs::compute(&zoo, &t, &floats).unwrap();
+    let blocks = faculty::rank::outputs::compute_in_blocks(&zoo, &t, &px, 100 * 784 * 4).unwrap();
+    let gap = |a: &Array2<f32>, b: &Array2<f32>| {
+        assert_eq!(a.dim(), b.dim());
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(gap(&whole.probs, &blocks.probs) <= 1e-6);
+    let (wf, ww) = whole.penultimate.as_ref().unwrap();
+    let (bf, bw) = blocks.penultimate.as_ref().unwrap();
+    assert!(gap(wf, bf) <= 1e-5 && ww == bw);
+    for (method, student) in [
+        ("faculty", "cnn:4:16"),
+        ("kd", "mlp:16"),
+        ("faculty", "tree:3"),
+    ] {
+        let req: faculty::distill::DistillRequest = serde_json::from_value(serde_json::json!({
+            "dataset_id": faculty::data::dataset_id(&sha), "method": method, "teacher": "mnist_cnn@2",
+            "student": student, "config": {"max_epochs": 3}}))
+        .unwrap();
+        let run = |ds: &Parsed, test: &Parsed| {
+            let (_store, zoo, cache) = open();
+            let data = faculty::distill::TaskData {
+                ds,
+                sha256: &sha,
+                test: Some(faculty::distill::TestRows {
+                    dataset_id: "test".into(),
+                    ds: test,
+                }),
+            };
+            faculty::distill::run(
+                &zoo,
+                &cache,
+                &data,
+                &req,
+                None,
+                &mut faculty::distill::Quiet,
+            )
+            .unwrap()
+            .unwrap()
+        };
+        let (a, b) = (run(&floats, &float_test), run(&px, &px_test));
+        // the same graph and weights (the metadata holds the time it was made)
+        let graph = |o: &faculty::distill::Outcome| {
+            faculty::onnx::graph::decode(&o.onnx)
+                .unwrap()
+                .graph
+                .unwrap()
+        };
+        assert!(
+            graph(&a) == graph(&b),
+            "{method} {student}: the students differ"
+        );
+        assert_eq!(
+            serde_json::to_value(&a.card.test).unwrap(),
+            serde_json::to_value(&b.card.test).unwrap()
+        );
+    }
 }

@@ -29,11 +29,225 @@ pub struct Dataset<X = ArrayD<f32>> {
 
 /// An upload's rows as its file carried them: float32, or `uint8` pixels kept one byte a value (the
 /// value k / 255, as [`NpyArray::to_f32`] scales them). An image upload is checked, hashed and stored
-/// from its bytes, without a float copy four times their size.
+/// from its bytes, without a float copy four times their size. A stored dataset whose values are all
+/// whole numbers 0..=255 comes back as `U8` (the value k), so a job holds a byte a value too.
 #[derive(Debug, Clone)]
 pub enum Rows {
     F32(ArrayD<f32>),
     Px8(ArrayD<u8>),
+    U8(ArrayD<u8>),
+}
+
+/// The value each byte of `Px8` rows holds: k / 255.
+pub static PX8_VALUES: [f32; 256] = byte_values(255.0);
+/// The value each byte of `U8` rows holds: k.
+pub static U8_VALUES: [f32; 256] = byte_values(1.0);
+
+const fn byte_values(scale: f32) -> [f32; 256] {
+    let mut t = [0.0; 256];
+    let mut k = 0;
+    while k < 256 {
+        t[k] = k as f32 / scale;
+        k += 1;
+    }
+    t
+}
+
+/// Rows as [N, D], whatever holds them: floats borrowed, or bytes with the value each byte holds. Read
+/// a row or a batch at a time, so rows kept as bytes never become a float copy of the whole dataset.
+#[derive(Debug, Clone, Copy)]
+pub enum RowsView<'a> {
+    F32(ndarray::ArrayView2<'a, f32>),
+    Bytes(ndarray::ArrayView2<'a, u8>, &'static [f32; 256]),
+}
+
+impl<'a> RowsView<'a> {
+    pub fn nrows(&self) -> usize {
+        match self {
+            Self::F32(x) => x.nrows(),
+            Self::Bytes(x, _) => x.nrows(),
+        }
+    }
+
+    pub fn ncols(&self) -> usize {
+        match self {
+            Self::F32(x) => x.ncols(),
+            Self::Bytes(x, _) => x.ncols(),
+        }
+    }
+
+    /// Value `j` of row `r`.
+    pub fn get(&self, r: usize, j: usize) -> f32 {
+        match self {
+            Self::F32(x) => x[[r, j]],
+            Self::Bytes(x, t) => t[x[[r, j]] as usize],
+        }
+    }
+
+    /// Every value, row after row.
+    pub fn values(&self) -> Box<dyn Iterator<Item = f32> + 'a> {
+        match *self {
+            Self::F32(x) => Box::new(x.into_iter().copied()),
+            Self::Bytes(x, t) => Box::new(x.into_iter().map(move |&b| t[b as usize])),
+        }
+    }
+
+    /// Column `j`'s values, row after row.
+    pub fn column(&self, j: usize) -> Box<dyn Iterator<Item = f32> + 'a> {
+        match *self {
+            Self::F32(x) => Box::new(x.index_axis_move(Axis(1), j).into_iter().copied()),
+            Self::Bytes(x, t) => Box::new(
+                x.index_axis_move(Axis(1), j)
+                    .into_iter()
+                    .map(move |&b| t[b as usize]),
+            ),
+        }
+    }
+
+    /// Row `r`'s values, each through `f(column, value)`, appended to `out`.
+    pub fn extend_row(&self, r: usize, out: &mut Vec<f32>, f: impl Fn(usize, f32) -> f32) {
+        match self {
+            Self::F32(x) => out.extend(x.row(r).iter().enumerate().map(|(j, &v)| f(j, v))),
+            Self::Bytes(x, t) => out.extend(
+                x.row(r)
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &b)| f(j, t[b as usize])),
+            ),
+        }
+    }
+
+    /// Rows `rows` (in the order given) as floats.
+    pub fn select(&self, rows: &[usize]) -> ndarray::Array2<f32> {
+        match self {
+            Self::F32(x) => x.select(Axis(0), rows),
+            Self::Bytes(..) => {
+                let mut v = Vec::with_capacity(rows.len() * self.ncols());
+                for &r in rows {
+                    self.extend_row(r, &mut v, |_, v| v);
+                }
+                ndarray::Array2::from_shape_vec((rows.len(), self.ncols()), v)
+                    .expect("rows x columns values")
+            }
+        }
+    }
+
+    /// Rows `range`, held as they are.
+    pub fn range(&self, range: std::ops::Range<usize>) -> Self {
+        match *self {
+            Self::F32(x) => Self::F32(x.slice_move(ndarray::s![range, ..])),
+            Self::Bytes(x, t) => Self::Bytes(x.slice_move(ndarray::s![range, ..]), t),
+        }
+    }
+
+    /// Rows `range` as floats: borrowed when they are floats already.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> ndarray::CowArray<'a, f32, ndarray::Ix2> {
+        match *self {
+            Self::F32(x) => x.slice_move(ndarray::s![range, ..]).into(),
+            Self::Bytes(x, t) => x
+                .slice_move(ndarray::s![range, ..])
+                .mapv(|b| t[b as usize])
+                .into(),
+        }
+    }
+
+    /// Every row as floats (borrowed when they are floats already).
+    pub fn to_f32(&self) -> ndarray::CowArray<'a, f32, ndarray::Ix2> {
+        self.slice(0..self.nrows())
+    }
+
+    /// Calls `f` on consecutive blocks of rows as floats (range, rows): one block of every row when they
+    /// are floats already, else blocks of about `block_bytes` of floats.
+    pub fn for_blocks<E>(
+        &self,
+        block_bytes: usize,
+        mut f: impl FnMut(
+            std::ops::Range<usize>,
+            ndarray::ArrayView2<'_, f32>,
+        ) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let n = self.nrows();
+        let step = match self {
+            Self::F32(_) => n.max(1),
+            Self::Bytes(..) => (block_bytes / (4 * self.ncols().max(1))).max(1),
+        };
+        let mut a = 0;
+        while a < n {
+            let b = (a + step).min(n);
+            f(a..b, self.slice(a..b).view())?;
+            a = b;
+        }
+        Ok(())
+    }
+}
+
+impl<'a> From<ndarray::ArrayView2<'a, f32>> for RowsView<'a> {
+    fn from(x: ndarray::ArrayView2<'a, f32>) -> Self {
+        Self::F32(x)
+    }
+}
+
+/// What holds a dataset's rows: floats, or [`Rows`] as parsed or loaded.
+pub trait RowStore: Sync {
+    /// Shape [N, ...row shape].
+    fn dims(&self) -> &[usize];
+    /// The rows as [N, D] (standard layout).
+    fn rows_view(&self) -> RowsView<'_>;
+}
+
+/// `x` as [N, D], `x` in standard layout.
+fn flat2<T>(x: &ArrayD<T>) -> ndarray::ArrayView2<'_, T> {
+    let n = x.shape()[0];
+    let d = x.len() / n.max(1);
+    x.view()
+        .into_shape_with_order((n, d))
+        .expect("rows are in standard layout")
+}
+
+impl RowStore for ArrayD<f32> {
+    fn dims(&self) -> &[usize] {
+        self.shape()
+    }
+
+    fn rows_view(&self) -> RowsView<'_> {
+        RowsView::F32(flat2(self))
+    }
+}
+
+impl RowStore for Rows {
+    fn dims(&self) -> &[usize] {
+        self.shape()
+    }
+
+    fn rows_view(&self) -> RowsView<'_> {
+        match self {
+            Self::F32(x) => RowsView::F32(flat2(x)),
+            Self::Px8(x) => RowsView::Bytes(flat2(x), &PX8_VALUES),
+            Self::U8(x) => RowsView::Bytes(flat2(x), &U8_VALUES),
+        }
+    }
+}
+
+impl<X: RowStore> Dataset<X> {
+    /// The shape of one row.
+    pub fn row_shape(&self) -> Vec<usize> {
+        self.x.dims()[1..].to_vec()
+    }
+
+    /// The rows as [N, D], whatever holds them.
+    pub fn view(&self) -> RowsView<'_> {
+        self.x.rows_view()
+    }
+
+    /// Rows `rows` as floats, in the dataset's shape [len, ...row shape].
+    pub fn select_rows(&self, rows: &[usize]) -> ArrayD<f32> {
+        let mut shape = vec![rows.len()];
+        shape.extend(&self.x.dims()[1..]);
+        self.view()
+            .select(rows)
+            .into_shape_with_order(IxDyn(&shape))
+            .expect("rows x row shape")
+    }
 }
 
 /// A parsed upload: its rows as [`Rows`] until something needs them as floats.
@@ -43,7 +257,7 @@ impl Rows {
     pub fn shape(&self) -> &[usize] {
         match self {
             Self::F32(x) => x.shape(),
-            Self::Px8(x) => x.shape(),
+            Self::Px8(x) | Self::U8(x) => x.shape(),
         }
     }
 
@@ -56,6 +270,7 @@ impl Rows {
             Self::Px8(x) if !x.is_standard_layout() => {
                 Self::Px8(x.as_standard_layout().into_owned())
             }
+            Self::U8(x) if !x.is_standard_layout() => Self::U8(x.as_standard_layout().into_owned()),
             rows => rows,
         }
     }
@@ -64,7 +279,7 @@ impl Rows {
     fn first_non_finite(&self) -> Option<usize> {
         match self {
             Self::F32(x) => x.iter().position(|v| !v.is_finite()),
-            Self::Px8(_) => None,
+            Self::Px8(_) | Self::U8(_) => None,
         }
     }
 
@@ -73,6 +288,7 @@ impl Rows {
         match self {
             Self::F32(x) => Self::F32(x.select(Axis(0), rows)),
             Self::Px8(x) => Self::Px8(x.select(Axis(0), rows)),
+            Self::U8(x) => Self::U8(x.select(Axis(0), rows)),
         }
     }
 
@@ -81,10 +297,11 @@ impl Rows {
     fn hash(&self, h: &mut Sha256) {
         match self {
             Self::F32(x) => h.update(&*f32_le_bytes(x)),
-            Self::Px8(x) => {
-                let table: Vec<[u8; 4]> = (0..=255u8)
-                    .map(|k| (f32::from(k) / 255.0).to_le_bytes())
-                    .collect();
+            Self::Px8(x) | Self::U8(x) => {
+                let RowsView::Bytes(_, values) = self.rows_view() else {
+                    unreachable!("bytes")
+                };
+                let table: Vec<[u8; 4]> = values.iter().map(|v| v.to_le_bytes()).collect();
                 let mut block = Vec::with_capacity(4 << 16);
                 let x = x.as_standard_layout();
                 for chunk in x.as_slice().expect("standard layout").chunks(1 << 16) {
@@ -100,7 +317,8 @@ impl Rows {
     pub fn into_f32(self) -> ArrayD<f32> {
         match self {
             Self::F32(x) => x,
-            Self::Px8(x) => x.mapv(|b| f32::from(b) / 255.0),
+            Self::Px8(x) => x.mapv(|b| PX8_VALUES[b as usize]),
+            Self::U8(x) => x.mapv(|b| U8_VALUES[b as usize]),
         }
     }
 }
@@ -226,11 +444,6 @@ impl<X> Dataset<X> {
 }
 
 impl Dataset {
-    /// The shape of one row.
-    pub fn row_shape(&self) -> Vec<usize> {
-        self.x.shape()[1..].to_vec()
-    }
-
     /// The rows as [N, D] (a view when `x` is contiguous).
     pub fn flat(&self) -> ndarray::ArrayView2<'_, f32> {
         let n = self.rows();
@@ -297,11 +510,6 @@ impl From<Dataset> for Parsed {
 }
 
 impl Parsed {
-    /// The shape of one row.
-    pub fn row_shape(&self) -> Vec<usize> {
-        self.x.shape()[1..].to_vec()
-    }
-
     /// The same sha256 as [`Dataset::sha256`] of [`Parsed::into_f32`], without the floats.
     pub fn sha256(&self) -> String {
         content_sha256(self.x.shape(), |h| self.x.hash(h), &self.y, &self.labels)
@@ -797,4 +1005,61 @@ fn parse_image_zip(
         },
         &is_test,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_held_as_bytes_read_as_the_floats_they_stand_for() {
+        let bytes = ndarray::Array::from_shape_fn((7, 1, 2, 3), |(r, _, h, w)| {
+            ((r * 37 + h * 11 + w * 5) % 256) as u8
+        })
+        .into_dyn();
+        for rows in [Rows::Px8(bytes.clone()), Rows::U8(bytes.clone())] {
+            let floats = rows.clone().into_f32();
+            let (b, f) = (rows.rows_view(), floats.rows_view());
+            assert_eq!((b.nrows(), b.ncols()), (7, 6));
+            assert_eq!(b.to_f32(), f.to_f32());
+            assert_eq!(b.select(&[6, 0, 6]), f.select(&[6, 0, 6]));
+            assert_eq!(b.range(2..5).to_f32(), f.slice(2..5));
+            assert_eq!(b.get(3, 4), f.get(3, 4));
+            assert!(b.values().eq(f.values()));
+            assert!(b.column(5).eq(f.column(5)));
+            let mut got = Vec::new();
+            b.extend_row(1, &mut got, |j, v| v + j as f32);
+            let want: Vec<f32> = f
+                .values()
+                .skip(6)
+                .take(6)
+                .enumerate()
+                .map(|(j, v)| v + j as f32)
+                .collect();
+            assert_eq!(got, want);
+            // blocks of 2 rows (2 x 6 floats), the last one short; float rows come in one block
+            let mut seen = Vec::new();
+            b.for_blocks(2 * 6 * 4, |r, x| {
+                assert_eq!(x, f.slice(r.clone()));
+                seen.push(r);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+            assert_eq!(seen, vec![0..2, 2..4, 4..6, 6..7]);
+            let mut blocks = 0;
+            f.for_blocks(1, |_, _| {
+                blocks += 1;
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+            assert_eq!(blocks, 1);
+        }
+        // the hash is the floats' hash, whichever way the bytes are held
+        let px = Parsed {
+            x: Rows::Px8(bytes),
+            y: vec![0; 7],
+            labels: vec!["a".into()],
+        };
+        assert_eq!(px.sha256(), px.clone().into_f32().sha256());
+    }
 }

@@ -7,6 +7,7 @@ pub mod preview;
 pub mod store;
 
 pub use dataset::{
-    Dataset, Format, ParseOptions, Parsed, Rows, UNLABELED, parse, parse_upload, parse_with_test,
+    Dataset, Format, ParseOptions, Parsed, RowStore, Rows, RowsView, UNLABELED, parse,
+    parse_upload, parse_with_test,
 };
 pub use store::{ClassCount, DatasetInfo, DatasetStore, dataset_id};

@@ -112,8 +112,8 @@ impl RowsDtype {
     /// The value byte `b` holds (Px8 and U8; the upload scales a pixel the same way).
     fn value(self, b: u8) -> f32 {
         match self {
-            Self::Px8 => f32::from(b) / 255.0,
-            _ => f32::from(b),
+            Self::Px8 => super::dataset::PX8_VALUES[b as usize],
+            _ => super::dataset::U8_VALUES[b as usize],
         }
     }
 
@@ -222,8 +222,12 @@ impl DatasetStore {
             test_dataset_id: None,
         };
         let (rows_dtype, rows) = match &ds.x {
-            Rows::Px8(x) => (
-                RowsDtype::Px8,
+            Rows::Px8(x) | Rows::U8(x) => (
+                if matches!(ds.x, Rows::Px8(_)) {
+                    RowsDtype::Px8
+                } else {
+                    RowsDtype::U8
+                },
                 match x.as_slice() {
                     Some(b) => std::borrow::Cow::Borrowed(b),
                     None => std::borrow::Cow::Owned(x.iter().copied().collect()),
@@ -318,6 +322,44 @@ impl DatasetStore {
         Ok((
             rec.info,
             Dataset {
+                x,
+                y: rec.y,
+                labels,
+            },
+        ))
+    }
+
+    /// Loads the rows back as they are stored: a byte a value when the blob holds bytes (pixels or whole
+    /// numbers), floats otherwise. A job holds a 200,000-image dataset in 157 MB this way, not 627 MB.
+    pub fn load_parsed(&self, id: &str) -> Result<(DatasetInfo, Parsed)> {
+        let rec = self.record(id)?;
+        if rec.rows_dtype == RowsDtype::F32 {
+            let (info, ds) = self.load(id)?;
+            return Ok((info, ds.into()));
+        }
+        let unreadable = |e| rows_unreadable(id, e);
+        let mut file = self.open_rows(id, &rec)?;
+        let n: usize = rec.info.rows * rec.info.row_shape.iter().product::<usize>();
+        if file.metadata().map_err(unreadable)?.len() != n as u64 {
+            return Err(Error::internal(format!(
+                "dataset {id}: rows file has the wrong size (expected {n} bytes)"
+            )));
+        }
+        let mut bytes = vec![0u8; n];
+        std::io::Read::read_exact(&mut file, &mut bytes).map_err(unreadable)?;
+        let mut shape = vec![rec.info.rows];
+        shape.extend(&rec.info.row_shape);
+        let x = ArrayD::from_shape_vec(IxDyn(&shape), bytes).map_err(|e| {
+            Error::internal(format!("dataset {id}: rows file has the wrong size: {e}"))
+        })?;
+        let labels = rec.info.label_names();
+        let x = match rec.rows_dtype {
+            RowsDtype::Px8 => Rows::Px8(x),
+            _ => Rows::U8(x),
+        };
+        Ok((
+            rec.info,
+            Parsed {
                 x,
                 y: rec.y,
                 labels,

@@ -3,12 +3,11 @@
 //! parameter count (exact) and latency (the untrained student exported to ONNX and timed in ONNX Runtime on
 //! this machine: one row, one thread, the median of 20 runs). A budget nothing fits is refused with the
 //! smallest student's size and latency.
-use ndarray::s;
 use serde::{Deserialize, Serialize};
 
 use super::export;
 use super::student::{Arch, StudentSpec};
-use crate::data::Dataset;
+use crate::data::Parsed;
 use crate::error::{Error, Result};
 
 /// Limits on the student (either may be absent).
@@ -57,7 +56,7 @@ impl Budget {
 
 /// The family a budget chooses from, largest first, bound to the dataset (specs that do not fit its rows
 /// are left out).
-fn family(ds: &Dataset) -> Vec<(StudentSpec, Arch)> {
+fn family(ds: &Parsed) -> Vec<(StudentSpec, Arch)> {
     let mut specs: Vec<StudentSpec> =
         ["cnn:32,64:128", "cnn:16,32:64", "cnn:8,16:32", "cnn:4,8:16"]
             .iter()
@@ -72,11 +71,11 @@ fn family(ds: &Dataset) -> Vec<(StudentSpec, Arch)> {
             }),
     );
     specs.push(StudentSpec::Linear);
-    let none = ds.flat().slice(s![..0, ..]).to_owned();
+    let none = ds.view().range(0..0);
     let mut out: Vec<(StudentSpec, Arch)> = specs
         .into_iter()
         .filter_map(|spec| {
-            let arch = Arch::new(&spec, &ds.row_shape(), ds.classes(), none.view()).ok()?;
+            let arch = Arch::new(&spec, &ds.row_shape(), ds.classes(), none).ok()?;
             Some((spec, arch))
         })
         .collect();
@@ -85,12 +84,11 @@ fn family(ds: &Dataset) -> Vec<(StudentSpec, Arch)> {
 }
 
 /// Median single-row latency of an ONNX student, in milliseconds.
-pub fn latency_ms(onnx: &[u8], ds: &Dataset) -> Result<f64> {
+pub fn latency_ms(onnx: &[u8], ds: &Parsed) -> Result<f64> {
     let mut session = crate::onnx::session::load_session(onnx, 1)?;
     let pred = super::student_predictor(&ds.row_shape(), ds.classes());
-    let one =
-        ds.x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(0..1));
-    median_latency_ms(&mut session, &pred, one)
+    let one = ds.select_rows(&[0]);
+    median_latency_ms(&mut session, &pred, one.view())
 }
 
 /// Median time of one-row predictions (20 runs after 5 warm-up runs), in milliseconds.
@@ -112,7 +110,7 @@ pub fn median_latency_ms(
 }
 
 /// The largest student of the family within the budget.
-pub fn choose(budget: &Budget, ds: &Dataset) -> Result<(StudentSpec, BudgetReport)> {
+pub fn choose(budget: &Budget, ds: &Parsed) -> Result<(StudentSpec, BudgetReport)> {
     budget.check()?;
     let mut candidates = Vec::new();
     let fam = family(ds);

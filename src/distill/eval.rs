@@ -208,15 +208,15 @@ fn distill_draws(
     template: &DistillRequest,
 ) -> Result<Vec<Draw>> {
     let c = task.pool.classes();
-    let test = crate::data::Dataset {
-        x: task.x_test.clone(),
+    let test = crate::data::Parsed {
+        x: crate::data::Rows::F32(task.x_test.clone()),
         y: task.y_test.clone(),
         labels: task.pool.labels.clone(),
     };
     let mut out = Vec::new();
     for (lab, unl) in &task.draws {
         let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
-        let ds = task.pool.subset(&rows, lab.len());
+        let ds = crate::data::Parsed::from(task.pool.subset(&rows, lab.len()));
         let sha = ds.sha256();
         let req = DistillRequest {
             dataset_id: crate::data::dataset_id(&sha),

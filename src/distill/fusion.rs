@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Fitted, HopTrial, Kind, Method, Progress, TeacherRef, Trainer, accuracy_of, argmax, methods,
 };
-use crate::data::Dataset;
+use crate::data::Parsed;
 use crate::error::{Error, Result};
 use crate::rank::{self, OutputCache, Ranking, outputs};
 use crate::zoo::{Teacher, Zoo};
@@ -213,7 +213,7 @@ impl Ensemble {
     }
 
     /// The lesson of `rule` on `split`.
-    pub fn lesson(&self, rule: Fusion, ds: &Dataset, split: &Split) -> Lesson {
+    pub fn lesson(&self, rule: Fusion, ds: &Parsed, split: &Split) -> Lesson {
         let base = Lesson::scratch(&ds.y, split);
         let term = match rule {
             Fusion::LossAvg => Term::Many(
@@ -285,7 +285,7 @@ fn vote(ps: &[&Array2<f32>], how: Votes) -> Array2<f32> {
 }
 
 /// Checks a multi-teacher request's teachers against the zoo and the rows (no training, no ranking).
-pub(super) fn validate_set(zoo: &Zoo, ds: &Dataset, set: &Chosen) -> Result<Vec<Teacher>> {
+pub(super) fn validate_set(zoo: &Zoo, ds: &Parsed, set: &Chosen) -> Result<Vec<Teacher>> {
     match set {
         Chosen::Ids(ids) => {
             let mut out = Vec::new();
@@ -327,7 +327,7 @@ pub(super) fn validate_set(zoo: &Zoo, ds: &Dataset, set: &Chosen) -> Result<Vec<
 pub(super) fn gather(
     zoo: &Zoo,
     cache: &OutputCache,
-    ds: &Dataset,
+    ds: &Parsed,
     ds_sha: &str,
     set: &Chosen,
     split: &Split,
@@ -469,7 +469,7 @@ fn pick_auto(ranking: &Ranking, k: usize, notes: &mut Vec<String>) -> (Vec<Strin
 pub(super) fn teach(
     tr: &mut Trainer<'_>,
     ens: &Ensemble,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &Split,
     kind: &Kind,
     rule: Fusion,
@@ -553,9 +553,9 @@ pub(super) fn ensemble_on(
     zoo: &Zoo,
     cache: &OutputCache,
     ens: &Ensemble,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &Split,
-    other: &Dataset,
+    other: &Parsed,
 ) -> Result<(Array2<f32>, Vec<f64>)> {
     let mut out: Option<Array2<f32>> = None;
     let mut each = Vec::new();

@@ -8,7 +8,7 @@ use ndarray::{Array2, Axis};
 
 use super::student::{Arch, ParamTensor, Params};
 use super::train::{Lesson, Split, Term};
-use crate::data::Dataset;
+use crate::data::Parsed;
 use crate::rank::{self, metrics};
 use crate::zoo::Teacher;
 
@@ -17,7 +17,7 @@ const MAP_SMOOTH: f64 = 0.1;
 
 /// For `kd`: position of each student class in the teacher's output, when the teacher names the same
 /// classes (in any order).
-pub fn kd_permutation(teacher: &Teacher, ds: &Dataset) -> Option<Vec<usize>> {
+pub fn kd_permutation(teacher: &Teacher, ds: &Parsed) -> Option<Vec<usize>> {
     let norm = |s: &str| s.trim().to_lowercase();
     if teacher.labels.len() != ds.labels.len() {
         return None;
@@ -29,7 +29,7 @@ pub fn kd_permutation(teacher: &Teacher, ds: &Dataset) -> Option<Vec<usize>> {
 }
 
 /// P(student class | teacher class) [C_t, C], estimated from the training rows with the label-name prior.
-fn label_map(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Array2<f64> {
+fn label_map(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) -> Array2<f64> {
     let yl: Vec<usize> = split.train.iter().map(|&r| ds.y[r] as usize).collect();
     let prior = metrics::name_prior(&teacher.labels, &ds.labels, rank::NAME_PRIOR);
     metrics::label_map(
@@ -43,7 +43,7 @@ fn label_map(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split
 
 /// The teacher's probabilities carried into the student's labels [N, C]: columns permuted for a teacher
 /// with the same label names, else through the label map.
-pub fn carried(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Array2<f32> {
+pub fn carried(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) -> Array2<f32> {
     match kd_permutation(teacher, ds) {
         Some(perm) => {
             let mut target = probs.select(Axis(1), &perm);
@@ -65,7 +65,7 @@ pub fn carried(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Spl
 pub fn carry_other(
     teacher: &Teacher,
     probs: &Array2<f32>,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &Split,
     other: &Array2<f32>,
 ) -> Array2<f32> {
@@ -79,7 +79,7 @@ pub fn carry_other(
 }
 
 /// `kd`: the teacher's probabilities in the student's label order as soft targets.
-pub fn kd(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Lesson {
+pub fn kd(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) -> Lesson {
     Lesson {
         term: Term::Soft {
             targets: carried(teacher, probs, ds, split),
@@ -90,7 +90,7 @@ pub fn kd(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -
 
 /// `faculty`: the teacher's probabilities in its own labels and the label cost 1 - P(student | teacher)
 /// for the OT term.
-pub fn faculty(teacher: &Teacher, probs: &Array2<f32>, ds: &Dataset, split: &Split) -> Lesson {
+pub fn faculty(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) -> Lesson {
     Lesson {
         term: Term::Transport {
             probs: probs.mapv(f64::from),

@@ -15,10 +15,10 @@ pub mod tree;
 pub mod weight_fusion;
 pub mod weighting;
 
-use ndarray::{Array2, Axis, s};
+use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
+use crate::data::{Parsed, RowsView};
 use crate::error::{Error, Result};
 use crate::rank::{self, OutputCache, RankRequest, outputs};
 use crate::zoo::{Teacher, Zoo};
@@ -315,7 +315,7 @@ pub struct Validated {
 fn usable_for(
     zoo: &Zoo,
     t: &Teacher,
-    ds: &Dataset,
+    ds: &Parsed,
     req: &DistillRequest,
 ) -> std::result::Result<(), String> {
     outputs::compatibility(t, ds)?;
@@ -350,7 +350,7 @@ fn usable_for(
 
 /// The parameter count of the requested network student on this dataset (`None` for a tree or a bad
 /// spec: a tree's size is known once grown).
-fn target_params(req: &DistillRequest, ds: &Dataset) -> Option<usize> {
+fn target_params(req: &DistillRequest, ds: &Parsed) -> Option<usize> {
     let spec = req
         .student
         .as_ref()
@@ -359,19 +359,14 @@ fn target_params(req: &DistillRequest, ds: &Dataset) -> Option<usize> {
     if matches!(spec, StudentSpec::Tree { .. }) {
         return None;
     }
-    Arch::new(
-        &spec,
-        &ds.row_shape(),
-        ds.classes(),
-        ds.flat().slice(s![..0, ..]),
-    )
-    .ok()
-    .map(|a| a.param_count())
+    Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))
+        .ok()
+        .map(|a| a.param_count())
 }
 
 /// Every check that needs no training: config, student spec against the rows, labeled rows, teacher
 /// existence, compatibility and label space.
-pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validated> {
+pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validated> {
     req.config.check()?;
     let (spec, budget) = match &req.student {
         Some(StudentArg::Budget { auto }) => {
@@ -382,12 +377,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
         None => (StudentSpec::default(), None),
     };
     if !matches!(spec, StudentSpec::Tree { .. }) {
-        Arch::new(
-            &spec,
-            &ds.row_shape(),
-            ds.classes(),
-            ds.flat().slice(s![..0, ..]),
-        )?;
+        Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))?;
     }
     let counts = ds.class_counts();
     if counts.iter().sum::<usize>() == 0 {
@@ -482,7 +472,7 @@ pub fn validate(zoo: &Zoo, ds: &Dataset, req: &DistillRequest) -> Result<Validat
 /// The checks of a multi-teacher request: its teacher set, fusion rule and what it cannot combine with.
 fn validate_multi(
     zoo: &Zoo,
-    ds: &Dataset,
+    ds: &Parsed,
     req: &DistillRequest,
     spec: StudentSpec,
     budget: Option<BudgetReport>,
@@ -640,7 +630,7 @@ const RESTART_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 /// The trainings of one job: the rows, the config, the checkpoint to resume, progress.
 struct Trainer<'a> {
     /// The rows as they are (flat). A tree reads them so; a network standardises each batch its way.
-    raw: ndarray::ArrayView2<'a, f32>,
+    raw: RowsView<'a>,
     cfg: &'a TrainConfig,
     resume: Option<Checkpoint>,
     progress: &'a mut dyn Progress,
@@ -931,7 +921,7 @@ const FINE_TUNE_LR: f64 = 0.1;
 fn transfer(
     tr: &mut Trainer<'_>,
     taught: &Taught,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &Split,
     arch: &Arch,
     (from, to): (f64, f64),
@@ -1031,7 +1021,7 @@ struct Taught {
 /// student's probabilities on `split.fit_rows()`.
 fn sample_weights(
     zoo: &Zoo,
-    ds: &Dataset,
+    ds: &Parsed,
     req: &DistillRequest,
     taught: &Taught,
     simple: &Array2<f32>,
@@ -1057,7 +1047,7 @@ fn sample_weights(
 fn rank_for(
     zoo: &Zoo,
     cache: &OutputCache,
-    ds: &Dataset,
+    ds: &Parsed,
     ds_sha: &str,
     teachers: Option<Vec<String>>,
 ) -> Result<rank::Ranking> {
@@ -1077,7 +1067,7 @@ fn rank_for(
 fn pick_teacher(
     zoo: &Zoo,
     cache: &OutputCache,
-    ds: &Dataset,
+    ds: &Parsed,
     ds_sha: &str,
     req: &DistillRequest,
     notes: &mut Vec<String>,
@@ -1113,7 +1103,7 @@ fn teach(
     tr: &mut Trainer<'_>,
     method: Method,
     taught: Option<&Taught>,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &Split,
     kind: &Kind,
     span: (f64, f64),
@@ -1176,10 +1166,10 @@ pub fn run(
     let kind = match (&v.spec, &family) {
         (_, Some(f)) => Kind::Net(f.arch(ds)),
         (StudentSpec::Tree { depth }, _) => Kind::Tree(*depth),
-        _ => Kind::Net(Arch::new(&v.spec, &ds.row_shape(), c_s, ds.flat())?),
+        _ => Kind::Net(Arch::new(&v.spec, &ds.row_shape(), c_s, ds.view())?),
     };
     let mut tr = Trainer {
-        raw: ds.flat(),
+        raw: ds.view(),
         cfg,
         resume,
         progress,
@@ -1547,7 +1537,7 @@ pub fn run(
 
 /// Checks that `eval` can measure students of `ds`: the same class names in the same order, the same row
 /// shape, every row labeled.
-pub fn check_eval(ds: &Dataset, eval: &Dataset) -> Result<()> {
+pub fn check_eval(ds: &Parsed, eval: &Parsed) -> Result<()> {
     if eval.labels != ds.labels {
         return Err(Error::invalid_input(format!(
             "the eval dataset's classes {:?} differ from the dataset's {:?}",
@@ -1555,14 +1545,14 @@ pub fn check_eval(ds: &Dataset, eval: &Dataset) -> Result<()> {
         )));
     }
     eval.clone()
-        .validate_test(ds)
+        .validate_test(&ds.row_shape())
         .map(|_| ())
         .map_err(|e| Error::invalid_input(format!("eval dataset: {}", e.message)))
 }
 
 /// The data of a job: the dataset (with its sha256) and the rows to report test accuracy on.
 pub struct TaskData<'a> {
-    pub ds: &'a Dataset,
+    pub ds: &'a Parsed,
     pub sha256: &'a str,
     pub test: Option<TestRows<'a>>,
 }
@@ -1570,7 +1560,7 @@ pub struct TaskData<'a> {
 /// Labeled rows never trained on, from a stored dataset.
 pub struct TestRows<'a> {
     pub dataset_id: String,
-    pub ds: &'a Dataset,
+    pub ds: &'a Parsed,
 }
 
 /// An accuracy on test rows with its 95% interval (Wilson score).
@@ -1612,7 +1602,7 @@ pub struct TestReport {
 }
 
 /// Class probabilities of a trained student on rows `x` from outside the job's dataset.
-fn predict_external(m: &Model, x: ndarray::ArrayView2<'_, f32>) -> Array2<f32> {
+fn predict_external(m: &Model, x: RowsView<'_>) -> Array2<f32> {
     let rows: Vec<usize> = (0..x.nrows()).collect();
     match m {
         Model::Net { arch, params } => {
@@ -1640,8 +1630,8 @@ fn test_report(
             .count();
         Estimate::wilson(hits, all.len())
     };
-    let d = est(&predict_external(distilled, t.ds.flat()));
-    let sc = scratch.map(|m| est(&predict_external(m, t.ds.flat())));
+    let d = est(&predict_external(distilled, t.ds.view()));
+    let sc = scratch.map(|m| est(&predict_external(m, t.ds.view())));
     let teacher = teacher.map(est);
     let student = match (delivered, &sc) {
         (Delivered::Scratch, Some(s)) => s.clone(),
@@ -1689,7 +1679,7 @@ struct Report {
 /// the parity rows and `job` the job's own accuracies (the split's row counts, the teacher's accuracy).
 fn export_intermediate(
     tr: &Trainer<'_>,
-    ds: &Dataset,
+    ds: &Parsed,
     ds_sha: &str,
     req: &DistillRequest,
     inter: multihop::Intermediate,
@@ -1750,7 +1740,7 @@ fn export_intermediate(
 /// Exports the student to ONNX, checks it in ONNX Runtime against its own predictions, and writes its
 /// card. `training` says how the distilled student's training went.
 fn finish(
-    ds: &Dataset,
+    ds: &Parsed,
     ds_sha: &str,
     req: &DistillRequest,
     s: &Student<'_>,
@@ -1863,15 +1853,15 @@ fn accuracy_of(p: &Array2<f32>, y: &[i64], rows: &[usize]) -> Option<f64> {
 /// measures the median single-row latency.
 fn ort_check(
     onnx: &[u8],
-    ds: &Dataset,
+    ds: &Parsed,
     rows: &[usize],
     classes: usize,
 ) -> Result<(Array2<f32>, f64)> {
     let mut session = crate::onnx::session::load_session(onnx, 1)?;
     let pred = student_predictor(&ds.row_shape(), classes);
-    let x = ds.x.select(Axis(0), rows);
+    let x = ds.select_rows(rows);
     let p = pred.predict(&mut session, "student-check", x.view(), 1024)?;
-    let one = ds.x.select(Axis(0), &rows[..1]);
+    let one = ds.select_rows(&rows[..1]);
     Ok((
         p,
         budget::median_latency_ms(&mut session, &pred, one.view())?,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::select::{Score, Selector};
 use super::student::{Arch, StudentSpec};
 use super::{Fitted, Kind, Method, StudentArg, Taught, Trainer, methods};
-use crate::data::Dataset;
+use crate::data::Parsed;
 use crate::error::{Error, Result};
 
 /// The multihop search's settings (`multihop` in a job request).
@@ -121,7 +121,7 @@ impl MultihopOptions {
 
     /// The candidate intermediates bound to the dataset, with their parameter counts, largest first;
     /// each must fit the rows.
-    pub fn candidates(&self, ds: &Dataset) -> Result<Vec<(StudentSpec, usize)>> {
+    pub fn candidates(&self, ds: &Parsed) -> Result<Vec<(StudentSpec, usize)>> {
         let specs: Vec<StudentSpec> = match &self.candidates {
             Candidates::List(l) => l.iter().map(StudentArg::spec).collect::<Result<_>>()?,
             Candidates::Word(_) => AUTO_WIDTHS
@@ -134,7 +134,7 @@ impl MultihopOptions {
         };
         let mut out = Vec::new();
         for spec in specs {
-            let arch = Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.flat()).map_err(|e| {
+            let arch = Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.view()).map_err(|e| {
                 Error::invalid_input(format!(
                     "multihop candidate '{}' does not fit the rows: {}",
                     spec.describe(),
@@ -215,7 +215,7 @@ pub(super) struct Intermediate {
 fn first_hop_methods(
     opts: &MultihopOptions,
     taught: &Taught,
-    ds: &Dataset,
+    ds: &Parsed,
     target: &Kind,
 ) -> Vec<Method> {
     opts.hop_methods
@@ -270,7 +270,7 @@ pub(super) type Found = (Fitted, MultihopReport, Vec<Intermediate>, Score);
 pub(super) fn search(
     tr: &mut Trainer<'_>,
     taught: &Taught,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &super::Split,
     sel: &Selector,
     target: &Kind,
@@ -363,7 +363,7 @@ pub(super) fn search(
             let judged = if tr.out_of_time() {
                 None
             } else {
-                let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.flat())?;
+                let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.view())?;
                 let kind = Kind::Net(arch);
                 let method = if chain.is_empty() {
                     first_method
@@ -540,7 +540,7 @@ pub(super) fn search(
 fn retrain(
     tr: &mut Trainer<'_>,
     taught: &Taught,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &super::Split,
     target: &Kind,
     (first, restarts): (Method, usize),
@@ -553,7 +553,7 @@ fn retrain(
             &c.spec,
             &ds.row_shape(),
             ds.classes(),
-            ds.flat(),
+            ds.view(),
         )?);
         tr.tag = Some(format!("chain {} {}", k + 1, c.spec.describe()));
         let prev = kept.last().map(|i| &i.fitted);
@@ -585,7 +585,7 @@ fn taught_by(
     tr: &mut Trainer<'_>,
     prev: Option<&Fitted>,
     (first, taught): (Method, &Taught),
-    ds: &Dataset,
+    ds: &Parsed,
     split: &super::Split,
     kind: &Kind,
     span: (f64, f64),
@@ -605,7 +605,7 @@ fn lesson_from(
     tr: &Trainer<'_>,
     from: &Fitted,
     taught: &Taught,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &super::Split,
 ) -> super::Lesson {
     let all: Vec<usize> = (0..ds.rows()).collect();

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::student::{Arch, Net, Params, SplitMix};
+use crate::data::RowsView;
 use crate::error::{Error, Result};
 use crate::ot::{SinkhornOptions, sinkhorn_batch};
 
@@ -562,13 +563,7 @@ fn cross_entropy_rows(logits: Tensor<2>, y: &[usize], dev: &Device) -> Tensor<1>
 }
 
 /// Validation accuracy and mean cross-entropy of `net` on rows `rows`.
-fn evaluate(
-    net: &Net,
-    arch: &Arch,
-    x: ArrayView2<'_, f32>,
-    y: &[i64],
-    rows: &[usize],
-) -> (f64, f64) {
+fn evaluate(net: &Net, arch: &Arch, x: RowsView<'_>, y: &[i64], rows: &[usize]) -> (f64, f64) {
     let probs = predict(net, arch, x, rows);
     let mut correct = 0usize;
     let mut loss = 0.0;
@@ -586,7 +581,7 @@ fn evaluate(
 
 /// Class probabilities of `net` for the given rows of raw flat rows `x` (standardised for `arch` chunk by
 /// chunk).
-pub fn predict(net: &Net, arch: &Arch, x: ArrayView2<'_, f32>, rows: &[usize]) -> Array2<f32> {
+pub fn predict(net: &Net, arch: &Arch, x: RowsView<'_>, rows: &[usize]) -> Array2<f32> {
     let dev = Device::flex();
     let net = net.valid();
     let mut out = Array2::zeros((rows.len(), arch.classes));
@@ -824,7 +819,7 @@ impl Batches {
 /// `arch` as they are gathered.
 pub fn train(
     arch: &Arch,
-    x: ArrayView2<'_, f32>,
+    x: RowsView<'_>,
     lesson: &Lesson,
     cfg: &TrainConfig,
     start: Start,

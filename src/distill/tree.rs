@@ -10,6 +10,8 @@
 //! would bring a second ndarray into the build; this CART is ~150 lines and exactly what the export needs.
 use ndarray::{Array2, ArrayView2};
 use prost::Message;
+
+use crate::data::RowsView;
 use serde::{Deserialize, Serialize};
 
 use super::train::{Lesson, Term};
@@ -107,7 +109,10 @@ fn row_target(term: &Term, r: usize, classes: usize) -> ndarray::Array1<f64> {
 
 impl Tree {
     /// Grows a tree of at most `depth` levels of splits on the raw flat rows `x`.
-    pub fn fit(x: ArrayView2<'_, f32>, lesson: &TreeLesson, classes: usize, depth: usize) -> Self {
+    pub fn fit(x: RowsView<'_>, lesson: &TreeLesson, classes: usize, depth: usize) -> Self {
+        // splits compare values many times over: floats (a copy when the rows are bytes)
+        let x = x.to_f32();
+        let x = x.view();
         let mut t = Tree {
             nodes: Vec::new(),
             classes,
@@ -163,7 +168,7 @@ impl Tree {
     }
 
     /// Class probabilities for raw flat rows `rows` of `x`.
-    pub fn predict(&self, x: ArrayView2<'_, f32>, rows: &[usize]) -> Array2<f32> {
+    pub fn predict(&self, x: RowsView<'_>, rows: &[usize]) -> Array2<f32> {
         let mut out = Array2::zeros((rows.len(), self.classes));
         for (k, &r) in rows.iter().enumerate() {
             let mut n = 0;
@@ -175,7 +180,7 @@ impl Tree {
                         left,
                         right,
                     } => {
-                        n = if x[[r, *feature]] <= *threshold {
+                        n = if x.get(r, *feature) <= *threshold {
                             *left
                         } else {
                             *right
@@ -417,7 +422,7 @@ mod tests {
             rows: vec![0, 1, 2, 3],
             targets: one_hot(&y, 2),
         };
-        let t = Tree::fit(x.view(), &l, 2, 1);
+        let t = Tree::fit(x.view().into(), &l, 2, 1);
         assert_eq!(t.nodes.len(), 3);
         let Node::Split {
             feature, threshold, ..
@@ -426,7 +431,7 @@ mod tests {
             panic!("root must split")
         };
         assert_eq!((feature, threshold), (0, 1.5));
-        let p = t.predict(x.view(), &[0, 3]);
+        let p = t.predict(x.view().into(), &[0, 3]);
         assert_eq!(p, array![[1.0, 0.0], [0.0, 1.0]]);
     }
 
@@ -438,13 +443,13 @@ mod tests {
             rows: vec![0, 1, 2],
             targets: array![[1.0, 0.0], [5.0, 0.0], [0.0, 1.0]],
         };
-        let t = Tree::fit(x.view(), &heavy_left, 2, 1);
+        let t = Tree::fit(x.view().into(), &heavy_left, 2, 1);
         assert!(matches!(t.nodes[0], Node::Split { threshold, .. } if threshold == 1.5));
         let soft_right = TreeLesson {
             rows: vec![0, 1, 2],
             targets: array![[1.0, 0.0], [0.1, 0.9], [0.0, 1.0]],
         };
-        let t = Tree::fit(x.view(), &soft_right, 2, 1);
+        let t = Tree::fit(x.view().into(), &soft_right, 2, 1);
         assert!(matches!(t.nodes[0], Node::Split { threshold, .. } if threshold == 0.5));
     }
 
@@ -455,7 +460,7 @@ mod tests {
             rows: vec![0, 1, 2, 3],
             targets: one_hot(&[0, 1, 1, 1], 2),
         };
-        let t = Tree::fit(x.view(), &l, 2, 0);
+        let t = Tree::fit(x.view().into(), &l, 2, 0);
         assert_eq!(
             t.nodes,
             vec![Node::Leaf {
@@ -468,7 +473,7 @@ mod tests {
             t.rules(&[1], &labels),
             vec!["always then yes (75%, weight 4.0)"]
         );
-        let t = Tree::fit(x.view(), &l, 2, 3);
+        let t = Tree::fit(x.view().into(), &l, 2, 3);
         let r = t.rules(&[1], &labels);
         assert_eq!(r[0], "if x[0] <= 0.5000 then no (100%, weight 1.0)");
     }

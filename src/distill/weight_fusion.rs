@@ -9,14 +9,14 @@
 //! (unaligned) averaging is measured beside them. The best on validation is kept (and delivered unless the scratch baseline beat it).
 use burn::tensor::activation::{log_softmax, relu, sigmoid, tanh};
 use burn::tensor::{Device, Tensor, TensorData};
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::fusion::Ensemble;
 use super::student::{Activation, Arch, ParamTensor, Params, SplitMix, StudentSpec};
 use super::train::{Lesson, Split, Start, Term, TrainConfig};
 use super::{Fitted, Model, Progress, Trainer, accuracy_of, methods};
-use crate::data::Dataset;
+use crate::data::{Parsed, RowsView};
 use crate::error::{Error, Result};
 use crate::onnx::mlp::{self, Mlp};
 use crate::zoo::{Teacher, Zoo};
@@ -122,7 +122,7 @@ fn activation_of(op: &str) -> Activation {
 
 /// Reads every teacher's MLP and checks they share an architecture, an input standardisation and the
 /// dataset's label names; the last layer's columns are put in the dataset's label order.
-pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Dataset) -> Result<Family> {
+pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Parsed) -> Result<Family> {
     let mut nets = Vec::new();
     // the first teacher's (layer widths, activation, input mean, input std), which the others must share
     #[allow(clippy::type_complexity)]
@@ -148,7 +148,7 @@ pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Dataset) -> Result<Family> {
                 t.labels, ds.labels
             ));
         };
-        let d = ds.flat().ncols();
+        let d = ds.view().ncols();
         if net.layers[0].inputs != d {
             return refuse(format!(
                 "it takes {} features, the dataset's rows have {d}",
@@ -214,7 +214,7 @@ pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Dataset) -> Result<Family> {
 
 impl Family {
     /// The student architecture that holds one of the teachers.
-    pub fn arch(&self, ds: &Dataset) -> Arch {
+    pub fn arch(&self, ds: &Parsed) -> Arch {
         Arch {
             spec: self.spec.clone(),
             row_shape: ds.row_shape(),
@@ -363,7 +363,7 @@ fn average(nets: &[&Mlp]) -> Mlp {
 fn combine(
     aligned: &[Mlp],
     arch: &Arch,
-    x: ArrayView2<'_, f32>,
+    x: RowsView<'_>,
     lesson: &Lesson,
     cfg: &TrainConfig,
     keep_going: &dyn Fn() -> bool,
@@ -542,7 +542,7 @@ fn to_f64(a: &[Vec<f32>]) -> Vec<Vec<f64>> {
 }
 
 /// Class probabilities of `net` on rows `rows` of raw flat rows `x`.
-fn forward_ndarray(net: &Mlp, arch: &Arch, x: ArrayView2<'_, f32>, rows: &[usize]) -> Array2<f32> {
+fn forward_ndarray(net: &Mlp, arch: &Arch, x: RowsView<'_>, rows: &[usize]) -> Array2<f32> {
     let params = to_params(net);
     let n = super::student::Net::from_params(arch, &params, &Device::flex());
     super::train::predict(&n, arch, x, rows)
@@ -555,11 +555,11 @@ pub(super) fn fuse(
     tr: &mut Trainer<'_>,
     fam: &Family,
     ens: &Ensemble,
-    ds: &Dataset,
+    ds: &Parsed,
     split: &Split,
     arch: &Arch,
     opts: &WeightFusionOptions,
-    test: Option<&Dataset>,
+    test: Option<&Parsed>,
     (from, to): (f64, f64),
 ) -> Result<Option<(Fitted, WeightFusionReport)>> {
     let x = tr.raw;
@@ -575,7 +575,7 @@ pub(super) fn fuse(
     let fit = split.fit_rows();
     let step = (fit.len() / opts.alignment_rows).max(1);
     let rows: Vec<usize> = fit.iter().step_by(step).copied().collect();
-    let mut xa = x.select(Axis(0), &rows);
+    let mut xa = x.select(&rows);
     arch.standardise(&mut xa);
     let xa = xa.mapv(f64::from);
     let acts: Vec<Vec<Array2<f64>>> = match opts.align {
@@ -680,7 +680,7 @@ pub(super) fn fuse(
                 name: c.0.clone(),
                 val_accuracy: c.2,
                 test_accuracy: test.map(|t| {
-                    let p = super::predict_external(&c.1, t.flat());
+                    let p = super::predict_external(&c.1, t.view());
                     let all: Vec<usize> = (0..t.rows()).collect();
                     accuracy_of(&p, &t.y, &all).unwrap_or(0.0)
                 }),

@@ -121,7 +121,7 @@ fn probe(
     seed: u64,
 ) -> Result<(Vec<f32>, f64)> {
     let d = feats.ncols();
-    let arch = Arch::new(&StudentSpec::Linear, &[d], classes, feats.view())?;
+    let arch = Arch::new(&StudentSpec::Linear, &[d], classes, feats.view().into())?;
     let mut order: Vec<usize> = (0..rows.len()).collect();
     SplitMix(seed ^ 0x5eed).shuffle(&mut order);
     let half = order.len() / 2;
@@ -152,7 +152,7 @@ fn probe(
         };
         let t = train::train(
             &arch,
-            feats.view(),
+            feats.view().into(),
             &Lesson::scratch(y, &split),
             &cfg,
             Start::Fresh,
@@ -160,7 +160,7 @@ fn probe(
         )?;
         let net = Net::from_params(&arch, &t.params, &burn::tensor::Device::flex());
         let held_rows: Vec<usize> = held.iter().map(|&i| rows[i]).collect();
-        let p = train::predict(&net, &arch, feats.view(), &held_rows);
+        let p = train::predict(&net, &arch, feats.view().into(), &held_rows);
         for (j, &i) in held.iter().enumerate() {
             let label = y[rows[i]] as usize;
             conf[i] = p[[j, label]];

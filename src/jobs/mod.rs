@@ -559,10 +559,10 @@ impl JobManager {
 
     /// Checks a request (a bad one creates nothing) and queues it.
     pub fn submit(&self, req: DistillRequest) -> Result<Job> {
-        let (info, ds) = self.inner.datasets.load(&req.dataset_id)?;
+        let (info, ds) = self.inner.datasets.load_parsed(&req.dataset_id)?;
         distill::validate(&self.inner.zoo, &ds, &req)?;
         if let Some(eid) = &req.eval_dataset_id {
-            let (_, eval) = self.inner.datasets.load(eid)?;
+            let (_, eval) = self.inner.datasets.load_parsed(eid)?;
             distill::check_eval(&ds, &eval)?;
         }
         let job = Job {
@@ -714,7 +714,7 @@ impl JobManager {
         }
         // a search re-runs its trainings before the checkpoint (seeded, so identically) and reports them again
         job.search.clear();
-        let (info, ds) = self.inner.datasets.load(&job.dataset_id)?;
+        let (info, ds) = self.inner.datasets.load_parsed(&job.dataset_id)?;
         // test rows: the job's eval dataset, else the test split the dataset came with
         let eval_id = job
             .request
@@ -722,7 +722,7 @@ impl JobManager {
             .clone()
             .or(info.test_dataset_id.clone());
         let eval = match &eval_id {
-            Some(id) => Some(self.inner.datasets.load(id)?.1),
+            Some(id) => Some(self.inner.datasets.load_parsed(id)?.1),
             None => None,
         };
         let data = distill::TaskData {

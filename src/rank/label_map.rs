@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics;
 use super::outputs::{self, OutputCache};
-use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::zoo::{Teacher, Zoo};
 
@@ -76,7 +75,7 @@ pub fn label_map(
     teacher: &Teacher,
     ranked: &super::RankRows<'_>,
 ) -> Result<LabelMap> {
-    let ds: &Dataset = &ranked.ds;
+    let ds: &crate::data::Parsed = &ranked.ds;
     if let Err(reason) = outputs::compatibility(teacher, ds) {
         return Err(Error::invalid_input(format!(
             "teacher '{}' cannot read this dataset's rows, so it has no label map: {reason}",

@@ -17,7 +17,7 @@ use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Parsed, RowStore};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::listing::{Listed, Listing, Paging};
@@ -374,7 +374,7 @@ fn spaced(rows: Vec<usize>, max: usize) -> Vec<usize> {
 
 /// The dataset's unlabeled pool (at most `POOL_MAX_ROWS` rows) with the ridge student's decisions on it;
 /// `None` when every row is labeled.
-pub fn pool(ds: &Dataset) -> Result<Option<Pool>> {
+pub fn pool(ds: &Dataset<impl RowStore>) -> Result<Option<Pool>> {
     let rows = spaced(
         (0..ds.rows()).filter(|&i| ds.y[i] < 0).collect(),
         POOL_MAX_ROWS,
@@ -383,7 +383,7 @@ pub fn pool(ds: &Dataset) -> Result<Option<Pool>> {
         return Ok(None);
     }
     let (x, ys) = ridge_rows(ds);
-    let u = ds.flat().select(Axis(0), &rows).mapv(f64::from);
+    let u = ds.view().select(&rows).mapv(f64::from);
     let decisions = metrics::ridge_decisions(x.view(), &ys, ds.classes(), u.view(), 1.0)?;
     Ok(Some(Pool { rows, decisions }))
 }
@@ -395,14 +395,14 @@ fn term_positions(labeled: usize) -> Vec<usize> {
 }
 
 /// The labeled rows the ridge student learns from (see [`term_positions`]), flattened, and their labels.
-fn ridge_rows(ds: &Dataset) -> (Array2<f64>, Vec<usize>) {
+fn ridge_rows(ds: &Dataset<impl RowStore>) -> (Array2<f64>, Vec<usize>) {
     let labeled = ds.labeled();
     let rows: Vec<usize> = term_positions(labeled.len())
         .into_iter()
         .map(|k| labeled[k])
         .collect();
     let ys = rows.iter().map(|&i| ds.y[i] as usize).collect();
-    (ds.flat().select(Axis(0), &rows).mapv(f64::from), ys)
+    (ds.view().select(&rows).mapv(f64::from), ys)
 }
 
 /// Ranks the zoo's teachers for a dataset. `cache` keeps teacher outputs across calls.
@@ -451,7 +451,7 @@ pub fn rank_with(
     on_teacher: OnTeacher,
 ) -> Result<Ranking> {
     let start = Instant::now();
-    let ds: &Dataset = &rows.ds;
+    let ds: &Parsed = &rows.ds;
     let key = rows.cache_key();
     let ds_sha = key.as_str();
     check_metrics(req)?;
@@ -647,7 +647,7 @@ pub fn finish(
     primary: &str,
     wanted: &[String],
     entries: Vec<Entry>,
-    ds: &Dataset,
+    ds: &Dataset<impl RowStore>,
     scratch: Option<ScratchEstimate>,
     pool: Option<&Pool>,
 ) -> Result<Ranking> {
@@ -721,7 +721,7 @@ fn score_teacher(
     r: &mut TeacherResult,
     o: &TeacherOutputs,
     teacher_labels: &[String],
-    ds: &Dataset,
+    ds: &Dataset<impl RowStore>,
     labeled: &[usize],
     y: &[usize],
     c_s: usize,
@@ -800,7 +800,7 @@ fn score_teacher(
 
 /// Leave-one-out accuracy of a ridge classifier on (at most `SCRATCH_MAX_ROWS` of) the labeled rows:
 /// what the student is expected to reach without a teacher.
-pub fn scratch_estimate(ds: &Dataset) -> Result<ScratchEstimate> {
+pub fn scratch_estimate(ds: &Dataset<impl RowStore>) -> Result<ScratchEstimate> {
     let (x, ys) = ridge_rows(ds);
     let hits = metrics::scratch_hits(x.view(), &ys, ds.classes(), 1.0)?;
     let count = metrics::class_counts(&ys, ds.classes());

@@ -5,7 +5,7 @@
 //! Also how a dataset's rows are adapted to a teacher's input, or why they cannot be.
 use ndarray::{Array2, ArrayViewD, CowArray, IxDyn};
 
-use crate::data::Dataset;
+use crate::data::{Dataset, RowStore, RowsView};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::zoo::{Teacher, Zoo};
@@ -20,7 +20,10 @@ pub struct TeacherOutputs {
 }
 
 /// How rows reach a teacher: `Ok(notes)` (adaptations applied, possibly none) or `Err(reason)`.
-pub fn compatibility(teacher: &Teacher, ds: &Dataset) -> std::result::Result<Vec<String>, String> {
+pub fn compatibility(
+    teacher: &Teacher,
+    ds: &Dataset<impl RowStore>,
+) -> std::result::Result<Vec<String>, String> {
     let row_shape = &ds.row_shape()[..];
     let Some(pred) = teacher.predictor.as_ref().filter(|_| teacher.usable) else {
         return Err(format!(
@@ -29,7 +32,22 @@ pub fn compatibility(teacher: &Teacher, ds: &Dataset) -> std::result::Result<Vec
         ));
     };
     let to = pred.adapt_row_shape(row_shape).map_err(|e| e.message)?;
-    if let Some(why) = ds.x.as_slice().and_then(|x| pred.input_type.misfit(x)) {
+    let whole = matches!(
+        pred.input_type,
+        crate::onnx::InputType::Int32 | crate::onnx::InputType::Int64
+    );
+    let misfit = match ds.view() {
+        _ if !whole => None,
+        RowsView::F32(x) => x.as_slice().and_then(|x| pred.input_type.misfit(x)),
+        // bytes: the values that occur, once each
+        RowsView::Bytes(x, values) => {
+            let mut seen = [false; 256];
+            x.iter().for_each(|&b| seen[b as usize] = true);
+            let present: Vec<f32> = (0..256).filter(|&k| seen[k]).map(|k| values[k]).collect();
+            pred.input_type.misfit(&present)
+        }
+    };
+    if let Some(why) = misfit {
         return Err(why);
     }
     let mut notes = Vec::new();
@@ -76,12 +94,73 @@ fn adapt<'a>(teacher: &Teacher, x: ArrayViewD<'a, f32>) -> CowArray<'a, f32, IxD
     }
 }
 
+/// Rows turned into floats a block at a time when they are held as bytes, at most this many bytes of
+/// floats (a teacher runs over each block in turn; float rows run in one go).
+const BLOCK_BYTES: usize = 64 << 20;
+
+/// Runs `run` over the rows of `ds` shaped as the dataset's rows, adapted to the teacher, a block at a
+/// time when they are bytes, and stacks each of its outputs' blocks.
+fn by_blocks(
+    teacher: &Teacher,
+    ds: &Dataset<impl RowStore>,
+    block_bytes: usize,
+    mut run: impl FnMut(ArrayViewD<'_, f32>) -> Result<Vec<Array2<f32>>>,
+) -> Result<Vec<Array2<f32>>> {
+    let mut shape = ds.x.dims().to_vec();
+    let mut parts: Vec<Vec<Array2<f32>>> = Vec::new();
+    ds.view().for_blocks(block_bytes, |range, x| {
+        shape[0] = range.len();
+        let x = x
+            .into_shape_with_order(IxDyn(&shape))
+            .map_err(|e| Error::internal(format!("rows of shape {shape:?}: {e}")))?;
+        parts.push(run(adapt(teacher, x).view())?);
+        Ok::<_, Error>(())
+    })?;
+    if parts.len() == 1 {
+        return Ok(parts.pop().expect("one block"));
+    }
+    (0..parts.first().map_or(0, Vec::len))
+        .map(|k| {
+            let views: Vec<_> = parts.iter().map(|p| p[k].view()).collect();
+            ndarray::concatenate(ndarray::Axis(0), &views)
+                .map_err(|e| Error::internal(format!("stacking output blocks: {e}")))
+        })
+        .collect()
+}
+
 /// Runs a teacher over every row of a dataset.
-pub fn compute(zoo: &Zoo, teacher: &Teacher, ds: &Dataset) -> Result<TeacherOutputs> {
+pub fn compute(
+    zoo: &Zoo,
+    teacher: &Teacher,
+    ds: &Dataset<impl RowStore>,
+) -> Result<TeacherOutputs> {
+    compute_in_blocks(zoo, teacher, ds, BLOCK_BYTES)
+}
+
+/// [`compute`] with rows held as bytes turned into floats at most `block_bytes` at a time.
+pub fn compute_in_blocks(
+    zoo: &Zoo,
+    teacher: &Teacher,
+    ds: &Dataset<impl RowStore>,
+    block_bytes: usize,
+) -> Result<TeacherOutputs> {
     compatibility(teacher, ds).map_err(Error::invalid_input)?;
-    let x = adapt(teacher, ds.x.view());
-    let (probs, penultimate) = zoo.predict_with_penultimate(&teacher.id, x.view())?;
-    Ok(TeacherOutputs { probs, penultimate })
+    let mut head = None;
+    let mut out = by_blocks(teacher, ds, block_bytes, |x| {
+        let (probs, pen) = zoo.predict_with_penultimate(&teacher.id, x)?;
+        Ok(match pen {
+            Some((f, w)) => {
+                head = Some(w);
+                vec![probs, f]
+            }
+            None => vec![probs],
+        })
+    })?;
+    let penultimate = head.map(|w| (out.pop().expect("features"), w));
+    Ok(TeacherOutputs {
+        probs: out.pop().expect("probabilities"),
+        penultimate,
+    })
 }
 
 /// A teacher's inner tensors `names` on every row of a dataset (for probes; see
@@ -89,12 +168,13 @@ pub fn compute(zoo: &Zoo, teacher: &Teacher, ds: &Dataset) -> Result<TeacherOutp
 pub fn inner(
     zoo: &Zoo,
     teacher: &Teacher,
-    ds: &Dataset,
+    ds: &Dataset<impl RowStore>,
     names: &[String],
 ) -> Result<Vec<Array2<f32>>> {
     compatibility(teacher, ds).map_err(Error::invalid_input)?;
-    let x = adapt(teacher, ds.x.view());
-    zoo.predict_inner(&teacher.id, x.view(), names)
+    by_blocks(teacher, ds, BLOCK_BYTES, |x| {
+        zoo.predict_inner(&teacher.id, x, names)
+    })
 }
 
 /// A teacher's metrics on a dataset and the notes scoring produced, kept so re-ranking is a lookup.
@@ -373,7 +453,7 @@ pub fn cached(
     zoo: &Zoo,
     cache: Option<&OutputCache>,
     teacher: &Teacher,
-    ds: &Dataset,
+    ds: &Dataset<impl RowStore>,
     ds_sha: &str,
 ) -> Result<(TeacherOutputs, bool)> {
     if let Some(c) = cache

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, DatasetStore};
+use crate::data::{DatasetStore, Parsed, Rows};
 use crate::error::Result;
 
 /// Labeled rows a ranking looks at, at most (beyond the few classes' minimum).
@@ -26,9 +26,10 @@ pub struct SampledFrom {
     pub rows: usize,
 }
 
-/// A ranking's rows: the dataset's, or a sample of them, with the dataset's sha256.
+/// A ranking's rows: the dataset's, or a sample of them, with the dataset's sha256. Rows held as bytes
+/// stay bytes (teachers read them a block at a time).
 pub struct RankRows<'a> {
-    pub ds: Cow<'a, Dataset>,
+    pub ds: Cow<'a, Parsed>,
     pub sha256: String,
     /// Set when `ds` is a sample.
     pub sampled_from: Option<SampledFrom>,
@@ -36,7 +37,7 @@ pub struct RankRows<'a> {
 
 impl<'a> RankRows<'a> {
     /// The rows a ranking of `ds` looks at (borrowed when that is every row).
-    pub fn of(ds: &'a Dataset, sha256: &str) -> Self {
+    pub fn of(ds: &'a Parsed, sha256: &str) -> Self {
         match pick(&ds.y) {
             None => Self {
                 ds: Cow::Borrowed(ds),
@@ -45,7 +46,7 @@ impl<'a> RankRows<'a> {
             },
             Some(rows) => Self {
                 sampled_from: Some(counts(&ds.y)),
-                ds: Cow::Owned(ds.subset(&rows, rows.len())),
+                ds: Cow::Owned(ds.select(&rows)),
                 sha256: sha256.to_string(),
             },
         }
@@ -69,18 +70,18 @@ impl<'a> RankRows<'a> {
 }
 
 impl RankRows<'static> {
-    /// The rows a ranking of a parsed file looks at: only the sample's become floats.
-    pub fn from_parsed(p: crate::data::Parsed) -> Self {
+    /// The rows a ranking of a parsed file looks at (kept as parsed).
+    pub fn from_parsed(p: Parsed) -> Self {
         let sha256 = p.sha256();
         match pick(&p.y) {
             None => Self {
-                ds: Cow::Owned(p.into_f32()),
+                ds: Cow::Owned(p),
                 sha256,
                 sampled_from: None,
             },
             Some(rows) => Self {
                 sampled_from: Some(counts(&p.y)),
-                ds: Cow::Owned(p.select(&rows).into_f32()),
+                ds: Cow::Owned(p.select(&rows)),
                 sha256,
             },
         }
@@ -95,7 +96,7 @@ impl RankRows<'static> {
                 .unwrap_or_default())
         })?;
         if sampled.is_none() {
-            let (info, ds) = datasets.load(id)?;
+            let (info, ds) = datasets.load_parsed(id)?;
             return Ok(Self {
                 ds: Cow::Owned(ds),
                 sha256: info.sha256,
@@ -109,8 +110,8 @@ impl RankRows<'static> {
             .into_shape_with_order(ndarray::IxDyn(&shape))
             .map_err(|e| crate::error::Error::internal(format!("dataset {id}: {e}")))?;
         Ok(Self {
-            ds: Cow::Owned(Dataset {
-                x,
+            ds: Cow::Owned(Parsed {
+                x: Rows::F32(x),
                 y: some.rows.iter().map(|&r| some.y[r]).collect(),
                 labels: some.labels,
             }),
@@ -162,7 +163,7 @@ pub fn pick(y: &[i64]) -> Option<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Format, Parsed};
+    use crate::data::{Dataset, Format, Parsed};
 
     #[test]
     fn a_stored_dataset_reads_the_same_sample_as_the_whole_one_gives() {
@@ -183,12 +184,11 @@ mod tests {
             y,
             labels: vec!["a".into(), "b".into(), "c".into()],
         };
-        let (info, _) = datasets
-            .put(&Parsed::from(ds.clone()), "t.npz", Format::Npz)
-            .unwrap();
-        let whole = RankRows::of(&ds, &info.sha256);
+        let parsed = Parsed::from(ds.clone());
+        let (info, _) = datasets.put(&parsed, "t.npz", Format::Npz).unwrap();
+        let whole = RankRows::of(&parsed, &info.sha256);
         let read = RankRows::load(&datasets, &info.id).unwrap();
-        assert_eq!(read.ds.x, whole.ds.x);
+        assert_eq!(read.ds.view().to_f32(), whole.ds.view().to_f32());
         assert_eq!(read.ds.y, whole.ds.y);
         assert_eq!(read.ds.labels, ds.labels);
         assert_eq!(read.sampled_from, whole.sampled_from);
@@ -207,7 +207,7 @@ mod tests {
             "the sample's outputs are cached apart"
         );
         // a dataset a ranking reads whole keeps its own key
-        let small = ds.subset(&(0..100).collect::<Vec<_>>(), 100);
+        let small = Parsed::from(ds.subset(&(0..100).collect::<Vec<_>>(), 100));
         let rows = RankRows::of(&small, "abc");
         assert!(rows.sampled_from.is_none() && matches!(rows.ds, Cow::Borrowed(_)));
         assert_eq!(rows.cache_key(), "abc");
@@ -227,14 +227,18 @@ mod tests {
                 .collect(),
             labels: vec!["a".into(), "b".into(), "c".into(), "d".into()],
         };
-        let floats = p.clone().into_f32();
+        let floats = Parsed::from(p.clone().into_f32());
         let whole = RankRows::of(&floats, &floats.sha256());
         let parsed = RankRows::from_parsed(p);
         assert!(parsed.sampled_from.is_some());
         assert_eq!(parsed.sampled_from, whole.sampled_from);
         assert_eq!(parsed.sha256, whole.sha256);
         assert_eq!(parsed.cache_key(), whole.cache_key());
-        assert_eq!(parsed.ds.x, whole.ds.x);
+        assert!(
+            matches!(parsed.ds.x, crate::data::Rows::Px8(_)),
+            "pixels stay bytes"
+        );
+        assert_eq!(parsed.ds.view().to_f32(), whole.ds.view().to_f32());
         assert_eq!(parsed.ds.y, whole.ds.y);
     }
 
