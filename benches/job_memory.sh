@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What a distillation job costs the server in memory: writes an npz of N 28x28 uint8 images (default
-# 200,000 = 158 MB of pixels, as benches/upload_memory.sh writes them: random, every row labeled 0-9), uploads it to a release server, then
-# for each job below restarts the server over the same state (so the upload's own peak does not count),
-# submits the job over curl, waits for it and prints the server's peak RSS (VmHWM of its /proc status) and
-# the job's time. Stops by itself.
+# 200,000 = 158 MB of pixels, as benches/upload_memory.sh writes them: random, every row labeled 0-9),
+# uploads it to a release server, then for each job below restarts the server over the same state (so the
+# upload's own peak does not count), submits the job over curl, waits for it and prints the server's peak
+# RSS (`peak_resident_mb` of its /healthz: VmHWM, kept across the resets inference makes) and the job's
+# time. Stops by itself.
 # Usage: bash benches/job_memory.sh [N] [BINARY]   (BINARY: another build to compare, e.g. an older one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ np.savez(f"{out}/images.npz", x=r.integers(0, 256, size=(n, 1, 28, 28), dtype=np
          y=r.integers(0, 10, size=n))
 PY
 port=18099
-hwm() { grep VmHWM /proc/$pid/status | awk '{print int($2/1024)}'; }
+# the process's own peak: the kernel's VmHWM is reset whenever inference measures a batch's peak
+hwm() { curl -s localhost:$port/healthz | python3 -c "import json, sys; print(json.load(sys.stdin)['peak_resident_mb'])"; }
 start() {
   "$bin" serve --zoo zoo/teachers --data-dir "$work/state" --addr 127.0.0.1:$port > "$work/log" 2>&1 &
   pid=$!

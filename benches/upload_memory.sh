@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What a dataset upload costs the server in memory: writes three npz files (N 28x28 uint8 images, default
 # 200,000 = 158 MB; the same bytes' worth of float32 and of float64 rows), then for each starts a fresh
-# release server on loopback, uploads the file with curl and prints the server's peak RSS (VmHWM of its
-# /proc status, read before and after; nothing else runs in it) and the upload's time; the uint8 server then
-# ranks its images with the whole zoo (time, peak after it, size of its state directory). Stops by itself.
+# release server on loopback, uploads the file with curl and prints the server's peak RSS
+# (`peak_resident_mb` of its /healthz, VmHWM kept across the resets inference makes; nothing else runs in
+# it) and the upload's time; the uint8 server then ranks its images with the whole zoo (time, peak after
+# it, size of its state directory). Stops by itself.
 # Usage: bash benches/upload_memory.sh [N] [BINARY]   (BINARY: another build to compare, e.g. an older one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,8 @@ np.savez(f"{out}/float32.npz", x=r.random((n // 4, d), dtype=np.float32), y=r.in
 np.savez(f"{out}/float64.npz", x=r.random((n // 8, d)), y=r.integers(0, 10, size=n // 8))
 PY
 port=18098
-hwm() { grep VmHWM /proc/$pid/status | awk '{print int($2/1024)}'; }
+# the process's own peak: the kernel's VmHWM is reset whenever inference measures a batch's peak
+hwm() { curl -s localhost:$port/healthz | python3 -c "import json, sys; print(json.load(sys.stdin)['peak_resident_mb'])"; }
 printf "%-14s %10s %12s %12s %9s\n" file "file MB" "idle MB" "peak MB" "upload s"
 rank_line=
 for f in uint8 float32 float64; do
