@@ -6,15 +6,9 @@
 # RSS (`peak_resident_mb` of its /healthz: VmHWM, kept across the resets inference makes) and the job's
 # time. Stops by itself.
 # Usage: bash benches/job_memory.sh [N] [BINARY]   (BINARY: another build to compare, e.g. an older one)
-set -euo pipefail
-cd "$(dirname "$0")/.."
 n=${1:-200000}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/faculty/target}"
-if [ -n "${2:-}" ]; then bin=$2; else cargo build --release -q; bin=$CARGO_TARGET_DIR/release/faculty; fi
-bash scripts/setup.sh > /dev/null
-export ORT_DYLIB_PATH="$PWD/.ort/onnxruntime/capi/libonnxruntime.so.1.31.1"
-work=$(mktemp -d); pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+port=18096
+source "$(dirname "$0")/server_bench.sh"
 PYTHONPATH=.ort:.ort/py python3 - "$n" "$work" <<'PY'
 import sys
 import numpy as np
@@ -23,28 +17,19 @@ r = np.random.default_rng(0)
 np.savez(f"{out}/images.npz", x=r.integers(0, 256, size=(n, 1, 28, 28), dtype=np.uint8),
          y=r.integers(0, 10, size=n))
 PY
-port=18099
-# the process's own peak: the kernel's VmHWM is reset whenever inference measures a batch's peak
-hwm() { curl -s localhost:$port/healthz | python3 -c "import json, sys; print(json.load(sys.stdin)['peak_resident_mb'])"; }
-start() {
-  "$bin" serve --zoo zoo/teachers --data-dir "$work/state" --addr 127.0.0.1:$port > "$work/log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 600); do curl -sf localhost:$port/healthz > /dev/null && break; sleep 0.5; done
-}
-stop() { kill $pid; wait $pid 2>/dev/null || true; pid=; }
 start
 code=$(curl -s -o "$work/reply" -w '%{http_code}' -F file=@"$work/images.npz" localhost:$port/v1/datasets)
 [ "$code" = 201 ] || { echo "upload answered $code: $(cat "$work/reply")"; exit 1; }
 id=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['id'])" "$work/reply")
 stop
 echo "$n images ($(( $(stat -c %s "$work/images.npz") / 1048576 )) MB npz), dataset $id"
-printf "%-58s %10s %10s %8s\n" job "idle MB" "peak MB" "time s"
+printf "%-72s %10s %10s %8s\n" job "idle MB" "peak MB" "time s"
 for job in \
   '"method": "scratch", "student": "mlp:64", "config": {"max_epochs": 2}' \
   '"method": "faculty", "teacher": "mnist_cnn@1", "student": "mlp:64", "config": {"max_epochs": 2}' \
   '"method": "scratch", "student": "cnn:4:16", "config": {"max_epochs": 1}'; do
   start
-  idle=$(hwm)
+  idle=$(peak)
   s=$(date +%s.%N)
   code=$(curl -s -o "$work/job" -w '%{http_code}' localhost:$port/v1/jobs \
     -H 'content-type: application/json' -d "{\"dataset_id\": \"$id\", $job}")
@@ -56,6 +41,6 @@ for job in \
     sleep 0.5
   done
   secs=$(python3 -c "import time; print(round(time.time()-$s, 1))")
-  printf "%-58s %10d %10d %8s\n" "$(echo "$job" | sed 's/"config": //; s/"//g')" "$idle" "$(hwm)" "$secs"
+  printf "%-72s %10d %10d %8s\n" "$(echo "$job" | sed 's/"config": //; s/"//g')" "$idle" "$(peak)" "$secs"
   stop
 done

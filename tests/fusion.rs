@@ -172,16 +172,7 @@ impl faculty::distill::Progress for Phases {
 #[test]
 fn multi_teacher_fuses_and_reports_every_teacher() {
     let sb = Sandbox::new();
-    let store = faculty::store::Store::temporary().unwrap();
-    let zoo = faculty::zoo::Zoo::open(
-        sb.zoo(),
-        &store,
-        std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
-        64,
-    )
-    .unwrap();
-    zoo.rescan().unwrap();
-    let cache = faculty::rank::OutputCache::open(&store).unwrap();
+    let (_store, zoo, cache) = library_zoo(&sb);
     let (ds, test) = mnist_task();
     let sha = ds.sha256();
     let (ds, test) = (

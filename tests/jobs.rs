@@ -353,16 +353,7 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
     let r = upload_dataset(&app, &unlabeled, "unlabeled.npz").await;
     r.expect(400);
     // and the library refuses one built by hand
-    let zoo_dir = sb.zoo();
-    let store = faculty::store::Store::temporary().unwrap();
-    let zoo = faculty::zoo::Zoo::open(
-        &zoo_dir,
-        &store,
-        std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
-        64,
-    )
-    .unwrap();
-    zoo.rescan().unwrap();
+    let (_store, zoo, _) = library_zoo(&sb);
     let ds = faculty::data::Parsed {
         x: faculty::data::Rows::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[4, 784]))),
         y: vec![-1; 4],

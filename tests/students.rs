@@ -331,19 +331,7 @@ fn rows_held_as_bytes_teach_the_students_their_floats_teach() {
     let sha = px.sha256();
     assert_eq!(sha, floats.sha256());
     // a fresh zoo and output cache each time, so the teacher runs on the rows given
-    let open = || {
-        let store = faculty::store::Store::temporary().unwrap();
-        let zoo = faculty::zoo::Zoo::open(
-            sb.zoo(),
-            &store,
-            std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
-            64,
-        )
-        .unwrap();
-        zoo.rescan().unwrap();
-        let cache = faculty::rank::OutputCache::open(&store).unwrap();
-        (store, zoo, cache)
-    };
+    let open = || common::library_zoo(&sb);
     // the teacher's outputs: the floats in one go, the bytes in blocks of 100 rows
     let (_store, zoo, _) = open();
     let t = zoo.get("mnist_cnn@2").unwrap();

@@ -70,6 +70,28 @@ impl Sandbox {
     }
 }
 
+/// The sandbox's zoo, scanned, with an output cache, in a temporary store of their own (for tests of the
+/// library without a server).
+pub fn library_zoo(
+    sb: &Sandbox,
+) -> (
+    faculty::store::Store,
+    faculty::zoo::Zoo,
+    faculty::rank::OutputCache,
+) {
+    let store = faculty::store::Store::temporary().unwrap();
+    let zoo = faculty::zoo::Zoo::open(
+        sb.zoo(),
+        &store,
+        std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
+        64,
+    )
+    .unwrap();
+    zoo.rescan().unwrap();
+    let cache = faculty::rank::OutputCache::open(&store).unwrap();
+    (store, zoo, cache)
+}
+
 /// With `FACULTY_TEST_DATABASE_URL` set (`make test` sets it for its second pass, over the servers of
 /// `scripts/dev-cluster.sh`), the state of the server over `state` lives in PostgreSQL, in a schema of its
 /// own named after the state directory (a restart over the same directory finds the same state).
