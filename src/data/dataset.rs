@@ -1,8 +1,9 @@
 //! A task dataset in memory (rows, labels with -1 for unlabeled, class names) and the three upload formats
 //! that produce one: `.npz`, `.csv` and a `.zip` of image folders, read from a file or from bytes. An
 //! upload's rows stay as its file carried them ([`Rows`]: float32, or `uint8` pixels one byte each) until
-//! something needs floats. Every parser refuses bad input with an `InvalidInput` (or `PayloadTooLarge`)
-//! error that names the problem.
+//! something needs floats, and a stored dataset comes back to a job the same way; [`RowsView`] reads either
+//! kind a row, a few rows or a block at a time as floats. Every parser refuses bad input with an
+//! `InvalidInput` (or `PayloadTooLarge`) error that names the problem.
 use std::collections::{BTreeMap, BTreeSet};
 
 use ndarray::{ArrayD, Axis, IxDyn};
