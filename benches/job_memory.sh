@@ -4,7 +4,7 @@
 # uploads it to a release server, then for each job below restarts the server over the same state (so the
 # upload's own peak does not count), submits the job over curl, waits for it and prints the server's peak
 # RSS (`peak_resident_mb` of its /healthz: VmHWM, kept across the resets inference makes) and the job's
-# time. Stops by itself.
+# time; then what a restart over that state holds. Stops by itself.
 # Usage: bash benches/job_memory.sh [N] [BINARY]   (BINARY: another build to compare, e.g. an older one)
 n=${1:-200000}
 port=18096
@@ -44,3 +44,7 @@ for job in \
   printf "%-72s %10d %10d %8s\n" "$(echo "$job" | sed 's/"config": //; s/"//g')" "$idle" "$(peak)" "$secs"
   stop
 done
+# what a restart holds: sled keeps in memory what it holds, and teacher outputs of 1 MB or more are files
+start
+echo "restart after the jobs: $(resident) MB resident (start peak $(peak) MB); sled $(du -sm "$work/state/state.sled" | cut -f1) MB, output files $(du -sm "$work/state/outputs" 2>/dev/null | cut -f1 || echo 0) MB"
+stop

@@ -19,3 +19,5 @@ stop() { kill $pid; wait $pid 2>/dev/null || true; pid=; }
 # the process's own peak, MB: the kernel's VmHWM is reset whenever inference measures a batch's peak, and
 # /healthz keeps the highest mark across the resets
 peak() { curl -s localhost:$port/healthz | python3 -c "import json, sys; print(json.load(sys.stdin)['peak_resident_mb'])"; }
+# its resident memory now, MB
+resident() { curl -s localhost:$port/healthz | python3 -c "import json, sys; print(json.load(sys.stdin)['resident_mb'])"; }

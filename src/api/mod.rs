@@ -109,9 +109,15 @@ impl AppState {
         let writing = Arc::new(Semaphore::new(config.max_blocking.max(1)));
         let upload_memory = Arc::new(Semaphore::new(config.upload_memory_mb.max(1) as usize));
         let datasets = Arc::new(DatasetStore::open(&store, blobs.clone())?);
-        let mut outputs = OutputCache::open(&store)?;
-        if config.blob_url.is_some() {
-            outputs = outputs.with_blobs(blobs.clone());
+        // teacher outputs live in the blob store: in an object store all of them (every server reads
+        // them), in the data directory those of 1 MB or more (sled keeps what it holds in memory)
+        let mut outputs = OutputCache::open(&store)?.with_blobs(blobs.clone());
+        if config.blob_url.is_none() {
+            outputs = outputs.inline_below(crate::rank::outputs::INLINE_MAX);
+            let moved = outputs.move_to_blobs()?;
+            if moved > 0 {
+                tracing::info!(moved, "moved cached teacher outputs from sled to files");
+            }
         }
         let rankings = Arc::new(RankingStore::open(&store)?);
         let students = StudentStore::open(&store, blobs.clone())?;
@@ -123,6 +129,10 @@ impl AppState {
                 crate::store::sweep(&config.data_dir.join(datasets::UPLOAD_STAGING), |_| true)?,
             ),
             ("dataset temporary", datasets.sweep_temporary()?),
+            (
+                "teacher outputs temporary",
+                blobs.sweep("outputs", |n| n.starts_with(".tmp"))?,
+            ),
             ("student temporary", students.sweep_temporary()?),
         ] {
             if !names.is_empty() {

@@ -191,10 +191,11 @@ pub struct ScoreMemo {
 #[derive(Clone)]
 pub struct OutputCache {
     tree: crate::store::Table,
-    /// With an object store, outputs are blobs `outputs/<sha256>.f32` and the tree holds
-    /// `blob:<sha256>` pointers to them (a teacher's outputs on a big dataset are megabytes: the
-    /// database holds only what it must).
+    /// With a blob store, outputs of at least `inline_below` bytes are blobs `outputs/<sha256>.f32` and
+    /// the tree holds `blob:<sha256>` pointers to them (a teacher's outputs on a big dataset are
+    /// megabytes: the database holds only what it must, and sled keeps in memory what it holds).
     blobs: Option<std::sync::Arc<crate::store::Blobs>>,
+    inline_below: usize,
     /// Outputs on their way to the blob store (written behind, so that a put does not hold up the next
     /// teacher's inference), by tree key.
     writes: std::sync::Arc<Writes>,
@@ -208,6 +209,10 @@ struct Writes {
     pending: std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Arc<Vec<u8>>>>,
     done: std::sync::Condvar,
 }
+
+/// Outputs smaller than this stay in the tree when the blob store is the data directory's files (a
+/// bundled task's are 0.1-0.4 MB; a 10,000-row ranking sample's are megabytes).
+pub const INLINE_MAX: usize = 1 << 20;
 
 /// Blob writes in flight at most (each holds one teacher's outputs).
 const MAX_PENDING: usize = 8;
@@ -254,6 +259,7 @@ impl OutputCache {
         let cache = Self {
             tree: store.tree("outputs")?,
             blobs: None,
+            inline_below: 0,
             writes: Default::default(),
             keep_outputs: true,
         };
@@ -264,10 +270,52 @@ impl OutputCache {
         Ok(cache)
     }
 
-    /// Keeps outputs in `blobs` (an object store shared by every server) instead of the tree.
+    /// Keeps outputs in `blobs` (an object store shared by every server, or the data directory's
+    /// files) instead of the tree.
     pub fn with_blobs(mut self, blobs: std::sync::Arc<crate::store::Blobs>) -> Self {
         self.blobs = Some(blobs);
         self
+    }
+
+    /// Keeps outputs smaller than `bytes` in the tree all the same (with [`OutputCache::with_blobs`]).
+    pub fn inline_below(mut self, bytes: usize) -> Self {
+        self.inline_below = bytes;
+        self
+    }
+
+    /// Moves outputs of at least `inline_below` bytes that an earlier version kept in the tree to the
+    /// blob store (at start: a restarted server's sled held every output it had cached in memory); returns
+    /// how many. One entry is read at a time.
+    pub fn move_to_blobs(&self) -> Result<usize> {
+        let Some(blobs) = &self.blobs else {
+            return Ok(0);
+        };
+        let mut moved = 0;
+        for key in self.tree.keys_in(&b""[..]..&[0xff][..])? {
+            if MEMO_FAMILIES
+                .iter()
+                .any(|(f, _)| key.starts_with(f.as_bytes()))
+            {
+                continue;
+            }
+            let Some(v) = self.tree.get(&key)? else {
+                continue;
+            };
+            if v.starts_with(BLOB_POINTER) || v.len() < self.inline_below {
+                continue;
+            }
+            let sha = crate::zoo::teacher::sha256_hex(&v);
+            blobs.put(&outputs_key(&sha), &v)?;
+            drop(v);
+            let mut pointer = BLOB_POINTER.to_vec();
+            pointer.extend(sha.as_bytes());
+            self.tree.insert(&key, pointer)?;
+            moved += 1;
+        }
+        if moved > 0 {
+            self.tree.flush()?;
+        }
+        Ok(moved)
     }
 
     /// The same cache, keeping score memos but not the outputs they were computed from (ranking shards:
@@ -336,11 +384,20 @@ impl OutputCache {
             };
             let sha = String::from_utf8_lossy(sha).into_owned();
             fetched = match blobs.path(&outputs_key(&sha), Some(&sha)) {
-                Ok(path) => std::fs::read(path)?,
+                Ok(path) => match std::fs::read(path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                },
                 // gone or corrupt in the store: recomputed (a corrupt blob was reported by the fetch)
                 Err(e) if e.kind != crate::error::ErrorKind::StoreUnavailable => return Ok(None),
                 Err(e) => return Err(e),
             };
+            // a file changed since it was written (on disk, or in the object store's cache) is recomputed
+            if crate::zoo::teacher::sha256_hex(&fetched) != sha {
+                tracing::warn!(blob = %outputs_key(&sha), "cached teacher outputs do not match their hash; recomputing");
+                return Ok(None);
+            }
             b = &fetched;
         }
         let decoded = (|| {
@@ -373,7 +430,11 @@ impl OutputCache {
             }
         }
         let key = Self::key(teacher_sha, dataset_sha);
-        let Some(blobs) = self.blobs.clone() else {
+        let Some(blobs) = self
+            .blobs
+            .clone()
+            .filter(|_| buf.len() >= self.inline_below)
+        else {
             self.tree.insert(key, buf)?;
             return Ok(());
         };
@@ -503,5 +564,78 @@ mod tests {
             ["aa:bb", "scores:v3:aa:bb", "scores;", "scratch:v3:bb"]
         );
         assert_eq!(cache.drop_stale_memos().unwrap(), 0);
+    }
+
+    #[test]
+    fn big_outputs_go_to_files_small_ones_stay_in_the_table_and_a_changed_file_is_recomputed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::temporary().unwrap();
+        let blobs = std::sync::Arc::new(crate::store::Blobs::open(None, dir.path(), 0).unwrap());
+        let outputs = |rows: usize| TeacherOutputs {
+            probs: Array2::from_shape_fn((rows, 3), |(r, c)| (r * 3 + c) as f32),
+            penultimate: Some((
+                Array2::from_shape_fn((rows, 2), |(r, c)| (r + c) as f32),
+                Array2::eye(2),
+            )),
+        };
+        let (big, small) = (outputs(1000), outputs(10));
+        // an earlier version kept both in the table
+        let old = OutputCache::open(&store).unwrap();
+        old.put("t", "big", &big).unwrap();
+        old.put("t", "small", &small).unwrap();
+        old.put_scores(
+            "t",
+            "big",
+            &ScoreMemo {
+                scores: Default::default(),
+                notes: vec![],
+                rows: None,
+            },
+        )
+        .unwrap();
+        let cache = OutputCache::open(&store)
+            .unwrap()
+            .with_blobs(blobs)
+            .inline_below(4096);
+        assert_eq!(cache.move_to_blobs().unwrap(), 1, "the big one moves, once");
+        assert_eq!(cache.move_to_blobs().unwrap(), 0);
+        let files = || -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(dir.path().join("outputs"))
+                .map(|d| d.map(|e| e.unwrap().path()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(files().len(), 1);
+        let raw = cache
+            .tree
+            .get(OutputCache::key("t", "big"))
+            .unwrap()
+            .unwrap();
+        assert!(raw.starts_with(BLOB_POINTER) && raw.len() < 100);
+        let same = |a: &TeacherOutputs, b: &TeacherOutputs| {
+            a.probs == b.probs && a.penultimate == b.penultimate
+        };
+        assert!(same(&cache.get("t", "big").unwrap().unwrap(), &big));
+        assert!(same(&cache.get("t", "small").unwrap().unwrap(), &small));
+        assert!(cache.scores("t", "big").unwrap().is_some(), "memos stay");
+        // new outputs: by size
+        cache.put("u", "big", &big).unwrap();
+        cache.put("u", "small", &small).unwrap();
+        cache.flush().unwrap();
+        assert_eq!(files().len(), 1, "the same bytes are one file");
+        let raw = cache
+            .tree
+            .get(OutputCache::key("u", "small"))
+            .unwrap()
+            .unwrap();
+        assert!(!raw.starts_with(BLOB_POINTER));
+        assert!(same(&cache.get("u", "big").unwrap().unwrap(), &big));
+        // a file changed or gone since: computed again, not trusted
+        let file = &files()[0];
+        let mut bytes = std::fs::read(file).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(file, &bytes).unwrap();
+        assert!(cache.get("u", "big").unwrap().is_none());
+        std::fs::remove_file(file).unwrap();
+        assert!(cache.get("t", "big").unwrap().is_none());
     }
 }
