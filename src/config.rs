@@ -55,8 +55,9 @@ pub struct Config {
     /// MiB: the state store never meets a full disk.
     #[arg(long, env = "FACULTY_MIN_FREE_DISK_MB", default_value_t = 64)]
     pub min_free_disk_mb: u64,
-    /// Memory that dataset uploads being parsed may hold together, MiB (each reserves twice what its file,
-    /// on disk, may inflate to; past the budget an upload waits, then gets 429).
+    /// Memory that dataset uploads being parsed and stored datasets loaded by requests (job checks,
+    /// rankings) may hold together, MiB (an upload reserves twice what its file, on disk, may inflate to,
+    /// a load what the rows take; past the budget a request waits, then gets 429).
     #[arg(long, env = "FACULTY_UPLOAD_MEMORY_MB", default_value_t = 1024)]
     pub upload_memory_mb: u64,
     /// How long a request waits for a blocking slot before it is answered 429 (with Retry-After), ms.

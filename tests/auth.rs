@@ -173,7 +173,7 @@ async fn a_busy_server_answers_429_with_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_share_a_memory_budget() {
+async fn uploads_and_dataset_loads_share_a_memory_budget() {
     let sb = Sandbox::new();
     let mut cfg = sb.config();
     cfg.upload_memory_mb = 200;
@@ -182,7 +182,7 @@ async fn uploads_share_a_memory_budget() {
     let app = faculty::api::router(st.clone());
     let task = std::fs::read(repo().join("zoo/tasks/letters_26way.npz")).unwrap();
     // the whole budget held (as by uploads being parsed): a new upload waits, then gets 429
-    let held = st.memory_for_upload(200 << 20).await.unwrap();
+    let held = st.dataset_memory(200 << 20).await.unwrap();
     let r = post_multipart(&app, "/v1/datasets", multipart("l.npz", &task, &[])).await;
     assert_eq!(
         r.status,
@@ -199,5 +199,27 @@ async fn uploads_share_a_memory_budget() {
     // released: the upload goes through
     drop(held);
     let r = post_multipart(&app, "/v1/datasets", multipart("l.npz", &task, &[])).await;
-    r.expect(201);
+    let id = r.expect(201).json()["id"].as_str().unwrap().to_string();
+    // held again: a job request and a ranking (each loads the dataset) wait, then get 429, and create
+    // nothing
+    let held = st.dataset_memory(200 << 20).await.unwrap();
+    let job = serde_json::json!({"dataset_id": id, "method": "scratch", "student": "linear"});
+    let r = post_json(&app, "/v1/jobs", job.clone()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(String::from_utf8_lossy(&r.body).contains("datasets being loaded"));
+    let r = post_json(&app, "/v1/rankings", serde_json::json!({"dataset_id": id})).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        get(&app, "/v1/jobs").await.json()["jobs"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        get(&app, "/v1/rankings").await.json()["rankings"],
+        serde_json::json!([])
+    );
+    drop(held);
+    post_json(&app, "/v1/jobs", job.clone()).await.expect(202);
+    post_json(&app, "/v1/rankings", serde_json::json!({"dataset_id": id}))
+        .await
+        .expect(201);
 }

@@ -638,6 +638,59 @@ fn decompression_bombs_are_refused_in_bounded_memory() {
     assert_eq!(list["datasets"].as_array().unwrap().len(), 2, "{list}");
 }
 
+/// Checking a job request loads its dataset: eight requests at once on a 100 MB dataset (as floats)
+/// held eight copies (on 250 MB, a 1.96 GB peak). They now take turns in the dataset memory that uploads
+/// share (`--upload-memory-mb`), and each still gets its answer.
+#[test]
+fn job_requests_at_once_take_turns_in_the_dataset_memory() {
+    let sb = common::Sandbox::new();
+    let (_child, port) = spawn_server_with(
+        &sb.zoo(),
+        &sb.state(),
+        &["--upload-memory-mb", "128", "--queue-wait-ms", "60000"],
+    );
+    // 32,000 rows of 784 float32 values that no byte holds (100 MB), labels 0..9
+    let (n, d) = (32_000usize, 784usize);
+    let mut rng = faculty::distill::student::SplitMix(7);
+    let x: Vec<u8> = (0..n * d)
+        .flat_map(|_| (0.25 + rng.next_f64() as f32).to_le_bytes())
+        .collect();
+    let y: Vec<u8> = (0..n as i64).flat_map(|i| (i % 10).to_le_bytes()).collect();
+    let file = common::zip_of(&[
+        ("x.npy", common::npy("<f4", &[n, d], &x)),
+        ("y.npy", common::npy("<i8", &[n], &y)),
+    ]);
+    drop(x);
+    let (status, ds) = post_dataset(port, "big.npz", &file);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&ds));
+    drop(file);
+    let id = serde_json::from_slice::<serde_json::Value>(&ds).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = peak_mb(port);
+    let threads: Vec<_> = (0..8)
+        .map(|k| {
+            let body = format!(
+                r#"{{"dataset_id": "{id}", "method": "scratch", "student": "linear", "config": {{"seed": {k}, "max_epochs": 1}}}}"#
+            );
+            std::thread::spawn(move || {
+                http(port, "POST", "/v1/jobs", "application/json", body.as_bytes())
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    }
+    let grew = peak_mb(port).saturating_sub(base);
+    eprintln!("8 job requests at once: peak RSS grew {grew} MB");
+    assert!(
+        grew < 350,
+        "8 job requests at once: peak RSS grew {grew} MB"
+    );
+}
+
 /// A tmpfs mounted for the test's life (unmounted when dropped).
 struct Tmpfs(std::path::PathBuf);
 impl Drop for Tmpfs {

@@ -115,7 +115,7 @@ pub async fn upload(
     let datasets = st.datasets.clone();
     // what parsing may hold at its worst: what the file may inflate to, and the rows
     let need = 2 * crate::data::npz::inflate_budget(len as usize, opts.max_bytes);
-    let budget = st.memory_for_upload(need).await?;
+    let budget = st.dataset_memory(need).await?;
     let (info, created) = st
         .writing(move || {
             let _budget = budget;
@@ -308,8 +308,10 @@ pub async fn create_ranking(
             StatusCode::CREATED,
         ));
     }
+    let memory = ranking_memory(&st, &req.dataset_id).await?;
     let r = st
         .blocking(move || {
+            let _memory = memory; // as long as the rows are held
             let rows = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
             let r = crate::rank::rank(&zoo, Some(&cache), &rows, &req)?;
             rankings.put(r)
@@ -368,21 +370,26 @@ async fn stream_here(
     );
     let progress = tx.clone();
     {
-        let out = st
-            .blocking(move || {
-                let rows = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
-                let on = |t: &crate::rank::TeacherResult, done: usize, total: usize| {
-                    let ev = Event::default().event("teacher").json_data(
-                        serde_json::json!({ "done": done, "total": total, "teacher": t }),
-                    );
-                    if let Ok(ev) = ev {
-                        let _ = progress.send(ev);
-                    }
-                };
-                let r = crate::rank::rank_with(&zoo, Some(&cache), &rows, &req, &on)?;
-                rankings.put(r)
-            })
-            .await;
+        let out = match ranking_memory(&st, &req.dataset_id).await {
+            Err(e) => Err(e),
+            Ok(memory) => {
+                st.blocking(move || {
+                    let _memory = memory; // as long as the rows are held
+                    let rows = crate::rank::RankRows::load(&datasets, &req.dataset_id)?;
+                    let on = |t: &crate::rank::TeacherResult, done: usize, total: usize| {
+                        let ev = Event::default().event("teacher").json_data(
+                            serde_json::json!({ "done": done, "total": total, "teacher": t }),
+                        );
+                        if let Ok(ev) = ev {
+                            let _ = progress.send(ev);
+                        }
+                    };
+                    let r = crate::rank::rank_with(&zoo, Some(&cache), &rows, &req, &on)?;
+                    rankings.put(r)
+                })
+                .await
+            }
+        };
         let last = match out {
             Ok(r) => {
                 tracing::info!(ranking = %r.id, dataset = %r.dataset_id, ms = r.elapsed_ms, "ranked (streamed)");
@@ -546,8 +553,10 @@ pub async fn label_map(
     }
     let teacher = st.zoo.get(&teacher_id)?;
     let (zoo, datasets, cache) = (st.zoo.clone(), st.datasets.clone(), st.outputs.clone());
+    let memory = ranking_memory(&st, &ranking.dataset_id).await?;
     let map = st
         .blocking(move || {
+            let _memory = memory; // as long as the rows are held
             let rows = crate::rank::RankRows::load(&datasets, &ranking.dataset_id)?;
             crate::rank::label_map::label_map(&zoo, Some(&cache), &teacher, &rows)
         })
@@ -595,4 +604,14 @@ pub async fn samples(
         })
         .await?;
     Ok(Json(s))
+}
+
+/// Reserves the dataset memory a ranking's rows of `dataset_id` will hold ([`AppState::dataset_memory`]).
+async fn ranking_memory(
+    st: &AppState,
+    dataset_id: &str,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let (datasets, id) = (st.datasets.clone(), dataset_id.to_string());
+    st.dataset_memory_for(move || crate::rank::RankRows::load_bytes(&datasets, &id))
+        .await
 }

@@ -25,8 +25,26 @@ pub async fn create(
     ApiJson(req): ApiJson<DistillRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     st.check_disk()?;
+    // the checks load the dataset (and the eval dataset): their memory is reserved first
+    let (datasets, ids) = (
+        st.datasets.clone(),
+        [Some(req.dataset_id.clone()), req.eval_dataset_id.clone()],
+    );
+    let memory = st
+        .dataset_memory_for(move || {
+            ids.iter()
+                .flatten()
+                .map(|id| datasets.held(id).map(|h| h.bytes()))
+                .sum()
+        })
+        .await?;
     let jobs = st.jobs.clone();
-    let job = st.writing(move || jobs.submit(req)).await?;
+    let job = st
+        .writing(move || {
+            let _memory = memory;
+            jobs.submit(req)
+        })
+        .await?;
     tracing::info!(job = %job.id, dataset = %job.dataset_id, method = job.request.method.as_str(), "job queued");
     Ok((StatusCode::ACCEPTED, Json(job)))
 }

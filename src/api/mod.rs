@@ -206,9 +206,10 @@ impl AppState {
         self.run_in(&self.writing, f).await
     }
 
-    /// Reserves `bytes` of the shared upload memory budget (whole MiB, at most all of it), waiting up to
-    /// `queue_wait_ms`; then 429 with `Retry-After`. The reservation lasts as long as the permit.
-    pub async fn memory_for_upload(
+    /// Reserves `bytes` of the memory that uploads being parsed and datasets being loaded share (whole
+    /// MiB, at most all of it), waiting up to `queue_wait_ms`; then 429 with `Retry-After`. The
+    /// reservation lasts as long as the permit.
+    pub async fn dataset_memory(
         &self,
         bytes: u64,
     ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
@@ -218,8 +219,8 @@ impl AppState {
             ApiError(Error::new(
                 ErrorKind::Overloaded,
                 format!(
-                    "uploads being parsed hold the server's upload memory ({} MiB, --upload-memory-mb); \
-                     retry after the Retry-After seconds",
+                    "uploads being parsed and datasets being loaded hold the server's dataset memory \
+                     ({} MiB, --upload-memory-mb); retry after the Retry-After seconds",
                     self.config.upload_memory_mb
                 ),
             ))
@@ -228,6 +229,16 @@ impl AppState {
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())
+    }
+
+    /// [`AppState::dataset_memory`] for what `load_bytes` says loading will take (read off the async
+    /// threads; an unknown dataset reserves nothing much, and the load that follows names the problem).
+    pub async fn dataset_memory_for(
+        &self,
+        load_bytes: impl FnOnce() -> Result<u64> + Send + 'static,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let need = self.blocking(move || Ok(load_bytes().unwrap_or(0))).await?;
+        self.dataset_memory(need).await
     }
 
     /// Refuses writes while the data or zoo directory's disk has less than `min_free_disk_mb` free.

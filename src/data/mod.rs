@@ -10,4 +10,4 @@ pub use dataset::{
     Dataset, Format, ParseOptions, Parsed, RowStore, Rows, RowsView, UNLABELED, parse,
     parse_upload, parse_with_test,
 };
-pub use store::{ClassCount, DatasetInfo, DatasetStore, dataset_id};
+pub use store::{ClassCount, DatasetInfo, DatasetStore, Held, dataset_id};

@@ -156,6 +156,25 @@ pub struct SomeRows {
     pub x: ndarray::Array2<f32>,
 }
 
+/// What loading a stored dataset holds ([`DatasetStore::held`]).
+pub struct Held {
+    pub info: DatasetInfo,
+    pub y: Vec<i64>,
+    pub value_bytes: usize,
+}
+
+impl Held {
+    /// The values of one row.
+    pub fn row_len(&self) -> usize {
+        self.info.row_shape.iter().product()
+    }
+
+    /// The bytes every row takes once loaded as stored ([`DatasetStore::load_parsed`]).
+    pub fn bytes(&self) -> u64 {
+        (self.info.rows * self.row_len() * self.value_bytes) as u64
+    }
+}
+
 /// The stored datasets.
 pub struct DatasetStore {
     blobs: Arc<Blobs>,
@@ -355,6 +374,17 @@ impl DatasetStore {
         Ok(Rows::F32(
             ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(shaped)?,
         ))
+    }
+
+    /// A dataset's description and labels, and how many bytes a value of its rows takes once loaded as
+    /// it is stored (1 for bytes, 4 for floats): what loading it will cost, before loading it.
+    pub fn held(&self, id: &str) -> Result<Held> {
+        let rec = self.record(id)?;
+        Ok(Held {
+            value_bytes: rec.rows_dtype.size(),
+            info: rec.info,
+            y: rec.y,
+        })
     }
 
     /// A few rows of a dataset, read from its rows file one by one (the rest is not read): `pick`

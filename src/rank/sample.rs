@@ -87,6 +87,16 @@ impl RankRows<'static> {
         }
     }
 
+    /// The bytes [`RankRows::load`] will hold for stored dataset `id`: the sample's rows as floats, or
+    /// every row as stored.
+    pub fn load_bytes(datasets: &DatasetStore, id: &str) -> Result<u64> {
+        let held = datasets.held(id)?;
+        Ok(match pick(&held.y) {
+            Some(rows) => (rows.len() * held.row_len() * 4) as u64,
+            None => held.bytes(),
+        })
+    }
+
     /// Reads the rows a ranking of stored dataset `id` looks at: only the sample's, when it has one.
     pub fn load(datasets: &DatasetStore, id: &str) -> Result<Self> {
         let mut sampled = None;
