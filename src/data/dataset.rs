@@ -168,6 +168,9 @@ impl<'a> RowsView<'a> {
         ) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         let n = self.nrows();
+        if n == 0 {
+            return f(0..0, self.slice(0..0).view()); // one empty block: callers see their outputs' shape
+        }
         let step = match self {
             Self::F32(_) => n.max(1),
             Self::Bytes(..) => (block_bytes / (4 * self.ncols().max(1))).max(1),
@@ -1054,6 +1057,14 @@ mod tests {
             })
             .unwrap();
             assert_eq!(blocks, 1);
+            let mut empty = Vec::new();
+            b.range(3..3)
+                .for_blocks(1, |r, x| {
+                    empty.push((r, x.dim()));
+                    Ok::<_, ()>(())
+                })
+                .unwrap();
+            assert_eq!(empty, vec![(0..0, (0, 6))], "no rows: one empty block");
         }
         // the hash is the floats' hash, whichever way the bytes are held
         let px = Parsed {
