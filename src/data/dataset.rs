@@ -172,7 +172,7 @@ impl<'a> RowsView<'a> {
             return f(0..0, self.slice(0..0).view()); // one empty block: callers see their outputs' shape
         }
         let step = match self {
-            Self::F32(_) => n.max(1),
+            Self::F32(_) => n,
             Self::Bytes(..) => (block_bytes / (4 * self.ncols().max(1))).max(1),
         };
         let mut a = 0;
@@ -450,12 +450,7 @@ impl<X> Dataset<X> {
 impl Dataset {
     /// The rows as [N, D] (a view when `x` is contiguous).
     pub fn flat(&self) -> ndarray::ArrayView2<'_, f32> {
-        let n = self.rows();
-        let d = self.x.len() / n.max(1);
-        self.x
-            .view()
-            .into_shape_with_order((n, d))
-            .expect("x is standard layout")
+        flat2(&self.x)
     }
 
     /// sha256 of the canonical content (shape, float bits, labels, class names): the same data uploaded

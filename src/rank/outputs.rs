@@ -32,12 +32,8 @@ pub fn compatibility(
         ));
     };
     let to = pred.adapt_row_shape(row_shape).map_err(|e| e.message)?;
-    let whole = matches!(
-        pred.input_type,
-        crate::onnx::InputType::Int32 | crate::onnx::InputType::Int64
-    );
     let misfit = match ds.view() {
-        _ if !whole => None,
+        _ if !pred.input_type.is_integer() => None,
         RowsView::F32(x) => x.as_slice().and_then(|x| pred.input_type.misfit(x)),
         // bytes: the values that occur, once each
         RowsView::Bytes(x, values) => {
@@ -220,6 +216,14 @@ const MAX_PENDING: usize = 8;
 /// How a tree entry points at outputs kept in the blob store.
 const BLOB_POINTER: &[u8] = b"blob:";
 
+/// The tree entry of outputs kept as blob `sha256`.
+fn pointer(sha256: &str) -> Vec<u8> {
+    [BLOB_POINTER, sha256.as_bytes()].concat()
+}
+
+/// The key that marks the tree as walked by [`OutputCache::move_to_blobs`] (for a threshold).
+const MOVED_TO_BLOBS: &str = "moved to blobs:";
+
 fn outputs_key(sha256: &str) -> String {
     format!("outputs/{sha256}.f32")
 }
@@ -285,11 +289,15 @@ impl OutputCache {
 
     /// Moves outputs of at least `inline_below` bytes that an earlier version kept in the tree to the
     /// blob store (at start: a restarted server's sled held every output it had cached in memory); returns
-    /// how many. One entry is read at a time.
+    /// how many. One entry is read at a time, and the tree is walked once: a marker records that it was.
     pub fn move_to_blobs(&self) -> Result<usize> {
         let Some(blobs) = &self.blobs else {
             return Ok(0);
         };
+        let done = format!("{MOVED_TO_BLOBS}{}", self.inline_below);
+        if self.tree.get(&done)?.is_some() {
+            return Ok(0);
+        }
         let mut moved = 0;
         for key in self.tree.keys_in(&b""[..]..&[0xff][..])? {
             if MEMO_FAMILIES
@@ -307,14 +315,11 @@ impl OutputCache {
             let sha = crate::zoo::teacher::sha256_hex(&v);
             blobs.put(&outputs_key(&sha), &v)?;
             drop(v);
-            let mut pointer = BLOB_POINTER.to_vec();
-            pointer.extend(sha.as_bytes());
-            self.tree.insert(&key, pointer)?;
+            self.tree.insert(&key, pointer(&sha))?;
             moved += 1;
         }
-        if moved > 0 {
-            self.tree.flush()?;
-        }
+        self.tree.insert(&done, b"".as_slice())?;
+        self.tree.flush()?;
         Ok(moved)
     }
 
@@ -449,11 +454,9 @@ impl OutputCache {
         let (writes, tree) = (self.writes.clone(), self.tree.clone());
         std::thread::spawn(move || {
             let sha = crate::zoo::teacher::sha256_hex(&buf);
-            let stored = blobs.put(&outputs_key(&sha), &buf).and_then(|_| {
-                let mut pointer = BLOB_POINTER.to_vec();
-                pointer.extend(sha.as_bytes());
-                tree.insert(&key, pointer)
-            });
+            let stored = blobs
+                .put(&outputs_key(&sha), &buf)
+                .and_then(|_| tree.insert(&key, pointer(&sha)));
             if let Err(e) = stored {
                 // a cache entry lost: the outputs are computed again when next needed
                 tracing::warn!(
