@@ -1029,7 +1029,7 @@ route(/^\/students\/([^/]+)$/, async (id) => {
         h("dt", {}, "input shape"), h("dd", {}, shape(c.input_shape)), h("dt", {}, "labels"), h("dd", {}, c.labels.join(", ")),
         h("dt", {}, "sha256"), h("dd", { class: "mono", id: "student-sha" }, c.sha256),
         h("dt", {}, "epochs"), h("dd", {}, `${c.epochs_run}${c.best_epoch != null ? `, best ${c.best_epoch}` : ""}${c.stopped_early ? ", stopped early" : ""}`),
-        h("dt", {}, "rows"), h("dd", {}, `${c.accuracy.train_rows} train, ${c.accuracy.validation_rows} validation, ${c.accuracy.unlabeled_rows} unlabeled`),
+        h("dt", {}, "rows"), h("dd", {}, `${c.accuracy.train_rows} train, ${c.accuracy.validation_rows} validation, ${c.accuracy.unlabeled_rows} unlabeled` + (c.accuracy.mixup_rows ? `, ${c.accuracy.mixup_rows} mixup rows labeled by the teacher` : "")),
         c.selection ? [h("dt", {}, "chosen by"), h("dd", { id: "student-selection" }, `${c.selection.estimator} (${c.selection.rows} held-out rows): ${c.selection.candidates.map((k) => `${k.name} ${pct(k.accuracy)}`).join(", ")}; delivered ${c.selection.picked}${c.selection.restarts > 1 ? ` (the lowest-loss of ${c.selection.restarts} seeded trainings)` : ""}`)] : null,
         c.multihop && c.multihop.stopped ? [h("dt", {}, "search"), h("dd", { id: "student-search-stopped" }, `stopped: ${c.multihop.stopped}${c.multihop.time_budget_s != null ? ` (time budget ${num(c.multihop.time_budget_s, 1)} s)` : ""}`)] : null,
         c.test ? [h("dt", {}, "test"), h("dd", {}, `${c.test.rows} rows of ${c.test.dataset_id}: student ${pct(c.test.student.accuracy)} [${pct(c.test.student.low)}, ${pct(c.test.student.high)}]`)] : null,

@@ -302,6 +302,16 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             "restarts must be in 1..=10",
         ),
         (
+            json!({"dataset_id": mnist, "method": "faculty", "config": {"mixup_pool": 1_000_000}}),
+            StatusCode::BAD_REQUEST,
+            "mixup_pool must be in 0..=100000",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "kd", "config": {"mixup_pool": 100_000}}),
+            StatusCode::BAD_REQUEST,
+            "mixup_pool 100000 would hold",
+        ),
+        (
             json!({"dataset_id": mnist, "method": "multihop", "multihop": {"hop_methods": ["scratch"]}}),
             StatusCode::BAD_REQUEST,
             "hop_methods",

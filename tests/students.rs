@@ -396,3 +396,73 @@ fn rows_held_as_bytes_teach_the_students_their_floats_teach() {
         );
     }
 }
+
+/// `config.mixup_pool` grows a small distillation pool with mixup rows the teacher labels: the card counts
+/// them apart from the dataset's own rows and says so in its notes, the split is the one without them,
+/// and the student still exports and matches ONNX Runtime. Off (0), nothing changes.
+#[test]
+fn mixup_rows_grow_the_pool_and_the_card_counts_them() {
+    use faculty::data::{Format, ParseOptions, Parsed, parse_upload};
+    let sb = common::Sandbox::new();
+    let file = std::fs::read(common::repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let (px, _) = parse_upload(
+        Format::Npz,
+        std::io::Cursor::new(file),
+        &ParseOptions {
+            max_bytes: 1 << 30,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ds = Parsed::from(px.into_f32());
+    let sha = ds.sha256();
+    let (_store, zoo, cache) = common::library_zoo(&sb);
+    let run = |method: &str, pool: usize| {
+        let req: faculty::distill::DistillRequest = serde_json::from_value(serde_json::json!({
+            "dataset_id": faculty::data::dataset_id(&sha), "method": method, "teacher": "mnist_cnn@2",
+            "student": "mlp:16", "config": {"max_epochs": 2, "cv_folds": 0, "mixup_pool": pool}}))
+        .unwrap();
+        let data = faculty::distill::TaskData {
+            ds: &ds,
+            sha256: &sha,
+            test: None,
+        };
+        faculty::distill::run(
+            &zoo,
+            &cache,
+            &data,
+            &req,
+            None,
+            &mut faculty::distill::Quiet,
+        )
+        .unwrap()
+        .unwrap()
+        .card
+    };
+    let fit = (ds.labeled().len() - 10) + (ds.rows() - ds.labeled().len());
+    let plain = run("faculty", 0);
+    for method in ["faculty", "kd"] {
+        let card = run(method, fit + 700);
+        let a = &card.accuracy;
+        assert_eq!(a.mixup_rows, 700, "{method}: {a:?}");
+        assert_eq!(
+            (a.train_rows, a.validation_rows, a.unlabeled_rows),
+            (
+                plain.accuracy.train_rows,
+                plain.accuracy.validation_rows,
+                plain.accuracy.unlabeled_rows
+            )
+        );
+        assert!(
+            card.notes.iter().any(|n| n.contains("700 mixup rows")),
+            "{:?}",
+            card.notes
+        );
+        assert!(card.onnx_max_abs_diff < 1e-4);
+        assert_eq!(card.history.len(), 2);
+    }
+    assert_eq!(plain.accuracy.mixup_rows, 0);
+    assert!(!plain.notes.iter().any(|n| n.contains("mixup")));
+    // a pool already as large gets none
+    assert_eq!(run("faculty", fit).accuracy.mixup_rows, 0);
+}

@@ -2,6 +2,7 @@
 //! with its card. `validate` does every cheap check up front, so a bad request is refused before any job
 //! exists; `run` does the work (rank when the teacher is `auto`, teacher outputs from the ranking cache,
 //! training, a scratch baseline on the same split, export, and an ONNX Runtime parity and latency check).
+pub mod augment;
 pub mod budget;
 pub mod eval;
 pub mod export;
@@ -193,7 +194,15 @@ pub struct Accuracy {
     pub teacher: Option<f64>,
     pub validation_rows: usize,
     pub train_rows: usize,
+    /// The dataset's own unlabeled rows.
     pub unlabeled_rows: usize,
+    /// Mixup rows the teacher labeled for the pool (`config.mixup_pool`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mixup_rows: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Everything known about a trained student (the card).
@@ -368,6 +377,9 @@ fn target_params(req: &DistillRequest, ds: &Parsed) -> Option<usize> {
 /// existence, compatibility and label space.
 pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validated> {
     req.config.check()?;
+    if matches!(req.method, Method::Kd | Method::Faculty) {
+        augment::check_size(ds, req.config.mixup_pool)?;
+    }
     let (spec, budget) = match &req.student {
         Some(StudentArg::Budget { auto }) => {
             let (spec, report) = budget::choose(auto, ds)?;
@@ -1168,6 +1180,9 @@ pub fn run(
         (StudentSpec::Tree { depth }, _) => Kind::Tree(*depth),
         _ => Kind::Net(Arch::new(&v.spec, &ds.row_shape(), c_s, ds.view())?),
     };
+    // the dataset with the teacher's mixup rows, when they are asked for (declared before the trainer
+    // that reads it)
+    let augmented: Parsed;
     let mut tr = Trainer {
         raw: ds.view(),
         cfg,
@@ -1211,6 +1226,34 @@ pub fn run(
                 weights: None,
             })
         }
+    };
+    //    (mixup rows the teacher labels, added to the pool)
+    let fit = split.fit_rows();
+    let mut mixup_rows = 0;
+    let (ds, split) = match taught.as_mut() {
+        Some(t)
+            if fit.len() < cfg.mixup_pool && matches!(req.method, Method::Kd | Method::Faculty) =>
+        {
+            tr.progress.phase("teacher outputs on mixup rows", 0.03);
+            let n = cfg.mixup_pool - fit.len();
+            let synth = augment::unlabeled_like(ds, augment::mixup(ds, &fit, n, cfg.seed));
+            let o = outputs::compute(zoo, &t.teacher, &synth)?;
+            t.probs = ndarray::concatenate(Axis(0), &[t.probs.view(), o.probs.view()])
+                .map_err(|e| Error::internal(format!("teacher outputs: {e}")))?;
+            augmented = augment::joined(ds, &synth);
+            let split = Split::stratified(&augmented.y, c_s, cfg.val_fraction, cfg.seed);
+            t.carried = methods::carried(&t.teacher, &t.probs, &augmented, &split);
+            tr.raw = augmented.view();
+            mixup_rows = n;
+            notes.push(format!(
+                "the distillation pool ({} rows) was grown to {} with {n} mixup rows labeled by the \
+                 teacher (config mixup_pool)",
+                fit.len(),
+                cfg.mixup_pool
+            ));
+            (&augmented, split)
+        }
+        _ => (ds, split),
     };
     //    (several teachers for multi_teacher)
     let ensemble = match (req.method, &req.teachers) {
@@ -1449,7 +1492,8 @@ pub fn run(
         },
         validation_rows: split.val.len(),
         train_rows: split.train.len(),
-        unlabeled_rows: split.unlabeled.len(),
+        unlabeled_rows: split.unlabeled.len() - mixup_rows,
+        mixup_rows,
     };
     // 6. export, parity, latency
     tr.progress.phase("export", 0.96);

@@ -56,6 +56,10 @@ pub struct TrainConfig {
     /// training loss is kept: such a network trained on few rows sometimes fails to train at all, and
     /// the folds must judge the procedure that is delivered (1: a single training).
     pub restarts: usize,
+    /// `kd` and `faculty`: a distillation pool (labeled training rows + unlabeled rows) smaller than
+    /// this is grown to it with mixup rows, each a random mix of two of its rows, labeled by the
+    /// teacher (see `distill::augment`; 0: never).
+    pub mixup_pool: usize,
 }
 
 impl Default for TrainConfig {
@@ -78,6 +82,7 @@ impl Default for TrainConfig {
             cv_repeats: 1,
             cv_max_labeled: 1000,
             restarts: 3,
+            mixup_pool: 0,
         }
     }
 }
@@ -120,6 +125,9 @@ impl TrainConfig {
         }
         if !(1..=10).contains(&self.cv_repeats) {
             return bad("cv_repeats must be in 1..=10");
+        }
+        if self.mixup_pool > 100_000 {
+            return bad("mixup_pool must be in 0..=100000");
         }
         if !(1..=10).contains(&self.restarts) {
             return bad("restarts must be in 1..=10");
