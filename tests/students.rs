@@ -310,20 +310,38 @@ fn the_ot_term_teaches_across_label_spaces() {
     );
 }
 
+/// The bundled 5-shot MNIST task as an upload parses it (uint8 pixels), with its test split.
+fn mnist_task() -> (faculty::data::Parsed, Option<faculty::data::Parsed>) {
+    use faculty::data::{Format, ParseOptions, parse_upload};
+    let file = std::fs::read(common::repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+    let opts = ParseOptions {
+        max_bytes: 1 << 30,
+        ..Default::default()
+    };
+    parse_upload(Format::Npz, std::io::Cursor::new(file), &opts).unwrap()
+}
+
+/// A local distillation run to its end (not cancelled).
+fn distill(
+    zoo: &faculty::zoo::Zoo,
+    cache: &faculty::rank::OutputCache,
+    data: &faculty::distill::TaskData<'_>,
+    req: &faculty::distill::DistillRequest,
+) -> faculty::distill::Outcome {
+    faculty::distill::run(zoo, cache, data, req, None, &mut faculty::distill::Quiet)
+        .unwrap()
+        .unwrap()
+}
+
 /// A job holds a stored image dataset a byte a pixel (`DatasetStore::load_parsed`), not as floats four
 /// times its size. Every step that reads rows (the teacher's outputs, a block at a time; standardisation
 /// statistics; batches; the exported student's check in ONNX Runtime; a tree's splits) must see the
 /// floats the bytes stand for: students come out bit for bit the same as from the floats.
 #[test]
 fn rows_held_as_bytes_teach_the_students_their_floats_teach() {
-    use faculty::data::{Format, ParseOptions, Parsed, Rows, parse_upload};
+    use faculty::data::{Parsed, Rows};
     let sb = common::Sandbox::new();
-    let file = std::fs::read(common::repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
-    let opts = ParseOptions {
-        max_bytes: 1 << 30,
-        ..Default::default()
-    };
-    let (px, px_test) = parse_upload(Format::Npz, std::io::Cursor::new(file), &opts).unwrap();
+    let (px, px_test) = mnist_task();
     let px_test = px_test.unwrap();
     assert!(matches!(px.x, Rows::Px8(_)), "the task's pixels are uint8");
     let floats = Parsed::from(px.clone().into_f32());
@@ -367,16 +385,7 @@ fn rows_held_as_bytes_teach_the_students_their_floats_teach() {
                     ds: test,
                 }),
             };
-            faculty::distill::run(
-                &zoo,
-                &cache,
-                &data,
-                &req,
-                None,
-                &mut faculty::distill::Quiet,
-            )
-            .unwrap()
-            .unwrap()
+            distill(&zoo, &cache, &data, &req)
         };
         let (a, b) = (run(&floats, &float_test), run(&px, &px_test));
         // the same graph and weights (the metadata holds the time it was made)
@@ -402,19 +411,9 @@ fn rows_held_as_bytes_teach_the_students_their_floats_teach() {
 /// and the student still exports and matches ONNX Runtime. Off (0), nothing changes.
 #[test]
 fn mixup_rows_grow_the_pool_and_the_card_counts_them() {
-    use faculty::data::{Format, ParseOptions, Parsed, parse_upload};
+    use faculty::data::Parsed;
     let sb = common::Sandbox::new();
-    let file = std::fs::read(common::repo().join("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
-    let (px, _) = parse_upload(
-        Format::Npz,
-        std::io::Cursor::new(file),
-        &ParseOptions {
-            max_bytes: 1 << 30,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let ds = Parsed::from(px.into_f32());
+    let ds = Parsed::from(mnist_task().0.into_f32());
     let sha = ds.sha256();
     let (_store, zoo, cache) = common::library_zoo(&sb);
     let run = |method: &str, pool: usize| {
@@ -427,17 +426,7 @@ fn mixup_rows_grow_the_pool_and_the_card_counts_them() {
             sha256: &sha,
             test: None,
         };
-        faculty::distill::run(
-            &zoo,
-            &cache,
-            &data,
-            &req,
-            None,
-            &mut faculty::distill::Quiet,
-        )
-        .unwrap()
-        .unwrap()
-        .card
+        distill(&zoo, &cache, &data, &req).card
     };
     let fit = (ds.labeled().len() - 10) + (ds.rows() - ds.labeled().len());
     let plain = run("faculty", 0);
