@@ -400,6 +400,13 @@ fn read_npy_member(
     f.take(head_max).read_to_end(&mut buf).map_err(io)?;
     let header = npy_header(&buf).ok();
     let Some((hdr, data, in_memory)) = header.as_ref().and_then(declared_len) else {
+        // the budget ran out before a header could be read: the limit is the problem, not the member
+        if (buf.len() as u64) == head_max
+            && head_max < 64 * 1024 + 12
+            && f.read(&mut [0u8; 1]).map_err(io)? > 0
+        {
+            return Err(too_large(what, limit));
+        }
         // not a valid header: let the parser say why, on what was read
         *budget = budget.saturating_sub(buf.len() as u64);
         return parse_npy(&buf);
@@ -584,6 +591,31 @@ mod tests {
         );
         assert!(parse_npy(&npy("<f4", "(99999999999999999999,)", &[0; 4])).is_err());
         assert!(read_npz(b"PK\x03\x04 truncated", 1000).is_err());
+    }
+
+    #[test]
+    fn a_budget_too_small_for_the_header_says_so() {
+        let f: Vec<u8> = [1.5f32; 8].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let z = zip_of(
+            &[("x.npy", npy("<f4", "(8,)", &f))],
+            zip::CompressionMethod::Stored,
+        );
+        for max in [0, 10] {
+            let e = read_npz(&z, max).unwrap_err();
+            assert_eq!(e.kind, crate::error::ErrorKind::PayloadTooLarge, "{e:?}");
+            assert!(e.message.contains(&format!("{max}-byte limit")), "{e:?}");
+        }
+        assert_eq!(read_npz(&z, 1 << 20).unwrap()["x"].shape(), vec![8]);
+        // a member that is all there and only too short for a header is still a bad member
+        let e = read_npz(
+            &zip_of(
+                &[("x.npy", b"\x93NUM".to_vec())],
+                zip::CompressionMethod::Stored,
+            ),
+            6,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("NUMPY"), "{e:?}");
     }
 
     fn zip_of(members: &[(&str, Vec<u8>)], method: zip::CompressionMethod) -> Vec<u8> {
