@@ -386,6 +386,10 @@ fn declared_len(h: &NpyHeader) -> Option<(usize, usize, usize)> {
 /// float32 data (and float64 data when `as_f32`, converted as `NpyArray::to_f32` does) is read a block at
 /// a time into a float32 array, and `uint8` data becomes its array in place: a member costs its array,
 /// not its bytes and then its array.
+/// The most bytes an `.npy` header may take: the magic, version and length (12 bytes at most) and
+/// a 64 KiB header.
+const HEADER_MAX: u64 = 64 * 1024 + 12;
+
 fn read_npy_member(
     f: &mut impl Read,
     name: &str,
@@ -395,14 +399,14 @@ fn read_npy_member(
 ) -> Result<NpyArray> {
     let what = ".npz archive";
     let io = |e: std::io::Error| Error::invalid_input(format!("{what}: {name}: {e}"));
-    let head_max = (*budget).min(64 * 1024 + 12);
+    let head_max = (*budget).min(HEADER_MAX);
     let mut buf = Vec::new();
     f.take(head_max).read_to_end(&mut buf).map_err(io)?;
     let header = npy_header(&buf).ok();
     let Some((hdr, data, in_memory)) = header.as_ref().and_then(declared_len) else {
         // the budget ran out before a header could be read: the limit is the problem, not the member
         if (buf.len() as u64) == head_max
-            && head_max < 64 * 1024 + 12
+            && head_max < HEADER_MAX
             && f.read(&mut [0u8; 1]).map_err(io)? > 0
         {
             return Err(too_large(what, limit));

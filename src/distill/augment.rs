@@ -16,11 +16,11 @@ pub const MAX_BYTES: u64 = 256 << 20;
 /// Refuses a `mixup_pool` whose rows, with the dataset's as floats, would take more than [`MAX_BYTES`].
 pub fn check_size(ds: &Parsed, mixup_pool: usize) -> Result<()> {
     let width = ds.row_shape().iter().product::<usize>() as u64;
-    let fit = ds.rows() as u64;
-    if mixup_pool as u64 <= fit.saturating_sub(ds.labeled().len() as u64) {
+    let rows = ds.rows() as u64;
+    if mixup_pool as u64 <= rows.saturating_sub(ds.labeled().len() as u64) {
         return Ok(()); // the unlabeled rows alone fill it: no mixup rows
     }
-    let bytes = (fit + 2 * mixup_pool as u64) * width * 4;
+    let bytes = (rows + 2 * mixup_pool as u64) * width * 4;
     if bytes > MAX_BYTES {
         return Err(Error::invalid_input(format!(
             "config: mixup_pool {mixup_pool} would hold {} MiB of rows ({width} values each) next to \

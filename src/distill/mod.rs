@@ -62,6 +62,11 @@ pub enum Method {
 }
 
 impl Method {
+    /// Whether `config.mixup_pool` applies: the methods whose lesson is the teacher's outputs on the pool.
+    pub fn grows_pool(self) -> bool {
+        matches!(self, Self::Kd | Self::Faculty)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scratch => "scratch",
@@ -377,7 +382,7 @@ fn target_params(req: &DistillRequest, ds: &Parsed) -> Option<usize> {
 /// existence, compatibility and label space.
 pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validated> {
     req.config.check()?;
-    if matches!(req.method, Method::Kd | Method::Faculty) {
+    if req.method.grows_pool() {
         augment::check_size(ds, req.config.mixup_pool)?;
     }
     let (spec, budget) = match &req.student {
@@ -1231,12 +1236,12 @@ pub fn run(
     let fit = split.fit_rows();
     let mut mixup_rows = 0;
     let (ds, split) = match taught.as_mut() {
-        Some(t)
-            if fit.len() < cfg.mixup_pool && matches!(req.method, Method::Kd | Method::Faculty) =>
-        {
+        Some(t) if fit.len() < cfg.mixup_pool && req.method.grows_pool() => {
             tr.progress.phase("teacher outputs on mixup rows", 0.03);
-            let n = cfg.mixup_pool - fit.len();
-            let synth = augment::unlabeled_like(ds, augment::mixup(ds, &fit, n, cfg.seed));
+            let want = cfg.mixup_pool - fit.len();
+            let synth = augment::unlabeled_like(ds, augment::mixup(ds, &fit, want, cfg.seed));
+            // what was made (none from fewer than 2 rows), so the counts below stay true
+            let n = synth.rows();
             let o = outputs::compute(zoo, &t.teacher, &synth)?;
             t.probs = ndarray::concatenate(Axis(0), &[t.probs.view(), o.probs.view()])
                 .map_err(|e| Error::internal(format!("teacher outputs: {e}")))?;
