@@ -981,7 +981,18 @@ const rankedRows = (r) => {
   const s = r.sampled_from, pool = r.rows - r.labeled_rows, allPool = s.rows - s.labeled_rows;
   return `a stratified sample: ${n(r.labeled_rows)} of ${n(s.labeled_rows)}` + (allPool ? `, and ${n(pool)} of ${n(allPool)} unlabeled` : "");
 };
-const delivered = (c) => (c.method === "scratch" ? "labeled rows only" : c.delivered === "scratch" ? `scratch delivered (it beat the distilled student on ${c.selection ? c.selection.estimator : "validation"})` : "distilled");
+const shortOfMargin = (f) => f && f.no_teacher_helps && f.margin_se > 0 && f.gain >= 0 && f.gain <= f.required_gain;
+const delivered = (c) => {
+  if (c.method === "scratch") return "labeled rows only";
+  if (c.delivered !== "scratch") return "distilled";
+  const s = c.selection, on = s ? s.estimator : "validation";
+  if (s && shortOfMargin(s.fallback)) {
+    const f = s.fallback;
+    const by = f.gain > 0 ? `beat it by ${(100 * f.gain).toFixed(1)} ± ${(100 * f.gain_se).toFixed(1)} points on ${on}, short of the ${f.margin_se} standard errors asked` : `only tied with it on ${on} (a tie goes to scratch here)`;
+    return `scratch delivered (the ranking's verdict is that no teacher helps, and the distilled student ${by})`;
+  }
+  return `scratch delivered (it beat the distilled student on ${on})`;
+};
 function studentCard(c, { compare } = {}) {
   const dl = h("span", { class: "download-status", id: "download-status-" + c.id });
   const acc = c.test ? [["test, student", c.test.student.accuracy], ["test, scratch", c.test.scratch && c.test.scratch.accuracy], ["test, teacher", c.test.teacher && c.test.teacher.accuracy]]
@@ -989,7 +1000,7 @@ function studentCard(c, { compare } = {}) {
   return h("div", { class: "card student", "data-id": c.id },
     h("div", { class: "row" }, compare ? h("input", { type: "checkbox", class: "compare-pick", value: c.id, "aria-label": "compare " + c.id }) : null,
       h("h2", { style: "margin:0" }, h("a", { href: "#/students/" + c.id }, c.name))),
-    h("p", { class: "muted" }, `${c.method} · ${c.student} · ${delivered(c)}`),
+    h("p", { class: "muted", id: "delivered-" + c.id }, `${c.method} · ${c.student} · ${delivered(c)}`),
     barChart("acc-" + c.id, acc.filter((a) => a[1] != null).map(([n, v]) => ({ name: n, value: v })), { label: c.test ? "held-out test accuracy" : "validation accuracy", highlight: acc[0][0], width: 300 }),
     h("dl", { class: "kv" }, h("dt", {}, "parameters"), h("dd", {}, count(c.parameters)), h("dt", {}, "size"), h("dd", {}, bytes(c.file_size)),
       h("dt", {}, "latency"), h("dd", {}, `${num(c.latency_ms, 3)} ms / row`), h("dt", {}, "sha256"), h("dd", { class: "mono" }, c.sha256.slice(0, 16) + "…"),

@@ -820,6 +820,46 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         "Enter to open the teacher",
     )
     .await;
+    // --- where the ranking's verdict is that no teacher helps: the page says why scratch was delivered
+    let ct = format!("multipart/form-data; boundary={}", common::BOUNDARY);
+    let merger =
+        common::blob_teacher([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0; 3]]);
+    let body = common::multipart("merger.onnx", &merger, &[("name", "merger")]);
+    assert_eq!(
+        common::server::http(port, "POST", "/v1/teachers", &ct, &body).0,
+        201
+    );
+    let labels = [("labels", "[\"cat\", \"dog\", \"eel\"]")];
+    let body = common::multipart("blobs.npz", &common::misleading_teacher_task(), &labels);
+    let (status, blobs) = common::server::http(port, "POST", "/v1/datasets", &ct, &body);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&blobs));
+    let blobs: Value = serde_json::from_slice(&blobs).unwrap();
+    let (_, j) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        json!({"dataset_id": blobs["id"], "method": "kd", "student": "mlp:16",
+               "config": {"max_epochs": 60}}),
+    );
+    let j = common::server::wait_job(port, j["id"].as_str().unwrap(), |j| {
+        j["state"] == "succeeded"
+    });
+    let st = j["student_id"].as_str().unwrap();
+    open(
+        &c,
+        &format!("{origin}/#/students/{st}"),
+        &format!("document.querySelector('#delivered-{st}')"),
+        "the scratch-delivered student",
+    )
+    .await;
+    let why = text(&c, &format!("#delivered-{st}")).await;
+    assert!(
+        why.contains("scratch delivered")
+            && why.contains("no teacher helps")
+            && (why.contains("short of the 2 standard errors asked") || why.contains("only tied")),
+        "{why}"
+    );
+    shot(&c, "student-no-teacher-helps").await;
     c.set_window_size(390, 844).await.unwrap();
     for page in ["zoo", &format!("tasks/{ds}")] {
         open(&c, &format!("{origin}/#/{page}"), "document.querySelector('main').dataset.page && !document.querySelector('main .loading')", "the narrow page").await;

@@ -302,6 +302,11 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             "restarts must be in 1..=10",
         ),
         (
+            json!({"dataset_id": mnist, "config": {"no_help_margin_se": 11}}),
+            StatusCode::BAD_REQUEST,
+            "no_help_margin_se must be in [0, 10]",
+        ),
+        (
             json!({"dataset_id": mnist, "method": "faculty", "config": {"mixup_pool": 1_000_000}}),
             StatusCode::BAD_REQUEST,
             "mixup_pool must be in 0..=100000",
@@ -853,6 +858,71 @@ async fn budgets_choose_the_largest_student_that_fits() {
             .len(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_no_teacher_helps_the_distilled_student_needs_a_margin_over_scratch() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    // the only teacher for these rows calls every eel a dog: the labeled rows' own classifier is far
+    // better, so the ranking's verdict is that no teacher helps
+    let merger = blob_teacher([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0; 3]]);
+    post_multipart(
+        &app,
+        "/v1/teachers",
+        multipart("merger.onnx", &merger, &[("name", "merger")]),
+    )
+    .await
+    .expect(201);
+    let ds = upload_misleading(&app, &[]).await;
+    let job = |teacher: &str, margin: Option<f64>| {
+        let mut config = json!({"max_epochs": 60});
+        if let Some(m) = margin {
+            config["no_help_margin_se"] = json!(m);
+        }
+        json!({"dataset_id": ds, "method": "kd", "teacher": teacher, "student": "mlp:16",
+               "config": config})
+    };
+    // without a margin the estimates alone decide: the distilled student was as good as scratch on the
+    // cross-validation folds, and is delivered
+    let (_, plain) = run_job(&app, job("auto", Some(0.0))).await;
+    let f = &plain["selection"]["fallback"];
+    assert_eq!(f["no_teacher_helps"], true, "{plain}");
+    let (gain, se) = (f["gain"].as_f64().unwrap(), f["gain_se"].as_f64().unwrap());
+    // (a tie: the folds cannot tell them apart)
+    assert!(gain == 0.0 && se == 0.0, "{f}");
+    assert_eq!(f["required_gain"], 0.0);
+    assert_eq!(plain["delivered"], "distilled", "{plain}");
+    // the default asks it to clear two standard errors, which it does not: scratch is delivered, the
+    // card says why with the numbers, and on the 150 test rows no training saw it is the better one
+    let (_, card) = run_job(&app, job("auto", None)).await;
+    let f = &card["selection"]["fallback"];
+    assert_eq!(f["gain"].as_f64().unwrap(), gain, "same seed, same folds");
+    assert!(
+        (f["required_gain"].as_f64().unwrap() - 2.0 * se).abs() < 1e-12,
+        "{f}"
+    );
+    assert_eq!(f["margin_se"], 2.0);
+    assert_eq!(card["delivered"], "scratch", "{card}");
+    assert_eq!(card["selection"]["picked"], "scratch");
+    assert_eq!(card["accuracy"]["student"], card["accuracy"]["scratch"]);
+    let notes = card["notes"].to_string();
+    assert!(
+        notes.contains("the distilled student tied with the scratch one")
+            && notes.contains("delivered the scratch student (config no_help_margin_se: 0"),
+        "{notes}"
+    );
+    let test_acc = |c: &serde_json::Value| c["test"]["student"]["accuracy"].as_f64().unwrap();
+    assert!(
+        test_acc(&card) > test_acc(&plain),
+        "{} vs {}",
+        card["test"],
+        plain["test"]
+    );
+    // a teacher the user names is theirs to judge: no verdict, no margin
+    let (_, named) = run_job(&app, job("merger", None)).await;
+    assert_eq!(named["selection"]["fallback"]["no_teacher_helps"], false);
+    assert_eq!(named["delivered"], "distilled", "{named}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

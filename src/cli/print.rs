@@ -162,6 +162,16 @@ pub fn print_card(
                     String::new()
                 }
             );
+            if let Some(f) = s.fallback.as_ref().filter(|f| f.no_teacher_helps) {
+                println!(
+                    "the ranking's verdict: no teacher helps; the distilled student's gain over scratch \
+                     {:+.1} ± {:.1} points, {:.1} needed ({} standard errors)",
+                    100.0 * f.gain,
+                    100.0 * f.gain_se,
+                    100.0 * f.required_gain,
+                    f.margin_se
+                );
+            }
         }
         if let Some(t) = &c.test {
             let ci = |e: &faculty::distill::Estimate| {

@@ -32,6 +32,10 @@ pub struct EvalLine {
     /// Test accuracy per draw of the distilled student, delivered or not (the delivered one's for
     /// `scratch`).
     pub distilled: Vec<f64>,
+    /// Per draw, the numbers behind the scratch fallback (the card's `selection.fallback`): the
+    /// distilled student's gain over scratch where they were judged, its standard error, and whether
+    /// the ranking's verdict was that no teacher helps.
+    pub fallback: Vec<Option<super::select::Fallback>>,
     pub mean: f64,
     /// The matching scratch student's mean.
     pub scratch_mean: f64,
@@ -176,6 +180,7 @@ pub fn evaluate(
                 chosen: draws.iter().map(|d| d.chosen.clone()).collect(),
                 picked: draws.iter().map(|d| d.picked.clone()).collect(),
                 distilled: draws.iter().map(|d| d.distilled).collect(),
+                fallback: draws.iter().map(|d| d.fallback.clone()).collect(),
                 accuracy: acc,
                 mean: m,
                 scratch_mean,
@@ -197,6 +202,7 @@ struct Draw {
     picked: String,
     /// Test accuracy of the distilled student (before the scratch fallback).
     distilled: f64,
+    fallback: Option<super::select::Fallback>,
 }
 
 /// Distills one student per draw of the task's labeled shots and scores each on the held-out test rows
@@ -253,6 +259,7 @@ fn distill_draws(
                 .map_or("-".to_string(), |t| t.id.clone()),
             picked,
             distilled,
+            fallback: card.selection.as_ref().and_then(|s| s.fallback.clone()),
         });
     }
     Ok(out)

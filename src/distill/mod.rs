@@ -1088,7 +1088,7 @@ fn pick_teacher(
     ds_sha: &str,
     req: &DistillRequest,
     notes: &mut Vec<String>,
-) -> Result<(Teacher, String)> {
+) -> Result<(Teacher, String, bool)> {
     let ranking = rank_for(zoo, cache, ds, ds_sha, None)?;
     let pick = ranking
         .results
@@ -1102,8 +1102,9 @@ fn pick_teacher(
     if !ranking.verdict.teacher_helps {
         notes.push(format!(
             "the ranking's verdict is that no teacher is likely to help ({}); distilled from the top \
-             pick anyway, and kept the scratch student if it is better",
-            ranking.verdict.reason
+             pick anyway, and kept the scratch student unless the distilled one beat it by {} standard \
+             errors (config no_help_margin_se)",
+            ranking.verdict.reason, req.config.no_help_margin_se
         ));
     }
     let why = format!(
@@ -1112,7 +1113,11 @@ fn pick_teacher(
         ranking.primary_metric,
         pick.score.unwrap_or(f64::NAN)
     );
-    Ok((zoo.get(&pick.teacher_id)?, why))
+    Ok((
+        zoo.get(&pick.teacher_id)?,
+        why,
+        ranking.verdict.teacher_helps,
+    ))
 }
 
 /// Trains the distilled student (or the scratch one for `scratch`). `None` when cancelled.
@@ -1162,13 +1167,16 @@ pub fn run(
     let cfg = &req.config;
     let mut notes = Vec::new();
     let c_s = ds.classes();
-    // 1. the teacher
+    // 1. the teacher (and, for `auto`, whether the ranking's verdict is that no teacher helps)
+    let mut no_teacher_helps = false;
     let teacher = match (&v.teacher, req.method) {
         (_, Method::Scratch | Method::MultiTeacher | Method::WeightFusion) => None,
         (Some(t), _) => Some((t.clone(), "requested".to_string())),
         (None, _) => {
             progress.phase("ranking", 0.0);
-            Some(pick_teacher(zoo, cache, ds, ds_sha, req, &mut notes)?)
+            let (t, why, helps) = pick_teacher(zoo, cache, ds, ds_sha, req, &mut notes)?;
+            no_teacher_helps = !helps;
+            Some((t, why))
         }
     };
     // 2. split, the kind of student, standardised rows
@@ -1433,7 +1441,7 @@ pub fn run(
     let mut delivered = Delivered::Distilled;
     let mut selection = None;
     if base.is_some() {
-        let (mut report, d, b) = match judged {
+        let (mut report, d_score, b_score) = match judged {
             Some(d) => {
                 let Some((_, b)) = tr.judge(&sel, &ds.y, |tr, fold, _| {
                     let lesson = Lesson::scratch(&ds.y, fold);
@@ -1444,14 +1452,23 @@ pub fn run(
                 else {
                     return Ok(None);
                 };
-                (sel.report(), d.accuracy(), b.accuracy())
+                (sel.report(), d, b)
             }
-            None => (
-                select::Selector::on_split(&split).report(),
-                distilled,
-                scratch_acc,
-            ),
+            None => {
+                let on_val = |m: &Model| {
+                    let mut s = select::Score::default();
+                    s.add(&tr.predict(m, &split.val), &ds.y, &split.val);
+                    s
+                };
+                let b = base.as_ref().map(|b| on_val(&b.model)).unwrap_or_default();
+                (
+                    select::Selector::on_split(&split).report(),
+                    on_val(&fitted.model),
+                    b,
+                )
+            }
         };
+        let (d, b) = (d_score.accuracy(), b_score.accuracy());
         let name = match &search {
             Some(r) if !r.chain.is_empty() => {
                 format!("{} (a chain of {})", req.method.as_str(), r.chain.len() + 1)
@@ -1467,6 +1484,8 @@ pub fn run(
                 accuracy: b,
             },
         ];
+        let fallback =
+            select::Fallback::judge(&d_score, &b_score, no_teacher_helps, cfg.no_help_margin_se);
         if cfg.scratch_fallback && b > d {
             notes.push(format!(
                 "the scratch student beat the distilled one on {} ({:.1}% vs {:.1}%): delivered the \
@@ -1476,7 +1495,31 @@ pub fn run(
                 100.0 * d.unwrap_or(0.0)
             ));
             delivered = Delivered::Scratch;
+        } else if let Some(f) = fallback
+            .as_ref()
+            .filter(|f| cfg.scratch_fallback && f.short_of_margin())
+        {
+            let by = if f.gain > 0.0 {
+                format!(
+                    "beat the scratch one by {:.1} points (standard error {:.1}; {} standard errors, \
+                     {:.1} points, needed)",
+                    100.0 * f.gain,
+                    100.0 * f.gain_se,
+                    cfg.no_help_margin_se,
+                    100.0 * f.required_gain
+                )
+            } else {
+                "tied with the scratch one (a tie goes to scratch here)".to_string()
+            };
+            notes.push(format!(
+                "the ranking's verdict is that no teacher helps, and the distilled student {by} on {}: \
+                 delivered the scratch student (config no_help_margin_se: 0 keeps the better of the \
+                 two)",
+                report.estimator
+            ));
+            delivered = Delivered::Scratch;
         }
+        report.fallback = fallback;
         report.picked = report.candidates[usize::from(delivered == Delivered::Scratch)]
             .name
             .clone();

@@ -84,6 +84,7 @@ impl Selector {
             restarts: self.restarts,
             candidates: vec![],
             picked: String::new(),
+            fallback: None,
         }
     }
 }
@@ -158,6 +159,55 @@ pub struct SelectionReport {
     pub candidates: Vec<SelectionCandidate>,
     /// The candidate delivered.
     pub picked: String,
+    /// The scratch fallback: how much more accurate the distilled student was than the scratch one on
+    /// the rows that judged them, the standard error of that gain (paired by row), and the gain it
+    /// needed to be delivered (0, or `no_help_margin_se` standard errors when the ranking's verdict was
+    /// that no teacher helps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+}
+
+/// The numbers behind the scratch fallback (see [`SelectionReport::fallback`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Fallback {
+    pub gain: f64,
+    pub gain_se: f64,
+    pub required_gain: f64,
+    /// The ranking's verdict said no teacher is likely to help (`teacher: auto`).
+    pub no_teacher_helps: bool,
+    /// The margin asked for then, in standard errors (config `no_help_margin_se`).
+    pub margin_se: f64,
+}
+
+impl Fallback {
+    /// The distilled student's gain over the scratch one on the rows that judged both; `None` unless
+    /// they were judged on the same (at least 2) rows.
+    pub fn judge(
+        distilled: &Score,
+        scratch: &Score,
+        no_teacher_helps: bool,
+        margin_se: f64,
+    ) -> Option<Self> {
+        let (gain, gain_se) = distilled.gain_over(scratch)?;
+        Some(Self {
+            gain,
+            gain_se,
+            required_gain: if no_teacher_helps {
+                margin_se * gain_se
+            } else {
+                0.0
+            },
+            no_teacher_helps,
+            margin_se,
+        })
+    }
+
+    /// Whether the scratch student is delivered because the ranking's verdict said no teacher helps and
+    /// the distilled student did not beat scratch by the margin (a tie goes to scratch: the verdict
+    /// already leans that way). A margin of 0 leaves the choice to the estimates alone.
+    pub fn short_of_margin(&self) -> bool {
+        self.no_teacher_helps && self.margin_se > 0.0 && self.gain <= self.required_gain
+    }
 }
 
 fn one() -> usize {
@@ -237,6 +287,46 @@ mod tests {
             assert!(!s.cv && s.folds == vec![split.clone()]);
             assert_eq!(s.report().rows, split.val.len());
         }
+    }
+
+    #[test]
+    fn a_verdict_of_no_help_asks_the_distilled_student_for_a_margin() {
+        // the first `right` of `n` rows right
+        let score = |right: usize, n: usize| Score {
+            correct: (0..n).map(|i| i < right).collect(),
+        };
+        // 40 rows: the distilled student right on 30, scratch on 27 (3 more rows right, none worse)
+        let d = score(30, 40);
+        let s = score(27, 40);
+        let f = Fallback::judge(&d, &s, false, 2.0).unwrap();
+        assert!((f.gain - 0.075).abs() < 1e-12 && f.gain_se > 0.0);
+        assert_eq!(f.required_gain, 0.0);
+        assert!(
+            !f.short_of_margin(),
+            "without the verdict any gain is enough"
+        );
+        let f = Fallback::judge(&d, &s, true, 2.0).unwrap();
+        assert!((f.required_gain - 2.0 * f.gain_se).abs() < 1e-12);
+        assert!(f.gain < f.required_gain && f.short_of_margin(), "{f:?}");
+        assert!(
+            !Fallback::judge(&d, &s, true, 0.0)
+                .unwrap()
+                .short_of_margin()
+        );
+        // a large gain clears the margin; a tie does not (it goes to scratch)
+        let far = score(38, 40);
+        assert!(
+            !Fallback::judge(&far, &s, true, 2.0)
+                .unwrap()
+                .short_of_margin()
+        );
+        assert!(
+            Fallback::judge(&s, &s, true, 2.0)
+                .unwrap()
+                .short_of_margin()
+        );
+        // not judged on the same rows: nothing to say
+        assert!(Fallback::judge(&d, &score(3, 3), true, 2.0).is_none());
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub struct TrainConfig {
     /// this is grown to it with mixup rows, each a random mix of two of its rows, labeled by the
     /// teacher (see `distill::augment`; 0: never).
     pub mixup_pool: usize,
+    /// With `teacher: auto`, when the ranking's verdict is that no teacher is likely to help, the
+    /// distilled student is delivered only if it beats the scratch baseline by at least this many
+    /// standard errors of their paired difference on the rows that judged them (else the scratch student
+    /// is): two noisy pieces of evidence, the verdict and the fallback's estimate, must both be overcome.
+    pub no_help_margin_se: f64,
 }
 
 impl Default for TrainConfig {
@@ -83,6 +88,7 @@ impl Default for TrainConfig {
             cv_max_labeled: 1000,
             restarts: 3,
             mixup_pool: 0,
+            no_help_margin_se: 2.0,
         }
     }
 }
@@ -125,6 +131,9 @@ impl TrainConfig {
         }
         if !(1..=10).contains(&self.cv_repeats) {
             return bad("cv_repeats must be in 1..=10");
+        }
+        if !(0.0..=10.0).contains(&self.no_help_margin_se) {
+            return bad("no_help_margin_se must be in [0, 10]");
         }
         if self.mixup_pool > 100_000 {
             return bad("mixup_pool must be in 0..=100000");

@@ -482,6 +482,14 @@ pub fn liar(scale: f32) -> Vec<u8> {
     prost::Message::encode_to_vec(&teacher)
 }
 
+/// A linear teacher for the misleading task: `w[f][k]` is feature f's weight for class k.
+pub fn blob_teacher(w: [[f32; 3]; 4]) -> Vec<u8> {
+    let flat: Vec<f32> = w.iter().flatten().copied().collect();
+    let teacher =
+        faculty::onnx::build::linear_classifier(&flat, &[0.0; 3], 4, &["cat", "dog", "eel"]);
+    prost::Message::encode_to_vec(&teacher)
+}
+
 /// Uploads confidently wrong teachers (name, confidence) and the misleading task; returns the dataset id.
 pub async fn upload_misleading(app: &axum::Router, liars: &[(&str, f32)]) -> String {
     let npz = misleading_teacher_task();
