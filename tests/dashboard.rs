@@ -653,6 +653,14 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
             && chosen.contains(card["selection"]["picked"].as_str().unwrap()),
         "{chosen}"
     );
+    // and by how much the distilled student beat scratch there, with its standard error
+    let fb = &card["selection"]["fallback"];
+    let gain = format!(
+        "distilled − scratch {:.1} ± {:.1} points",
+        100.0 * fb["gain"].as_f64().unwrap(),
+        100.0 * fb["gain_se"].as_f64().unwrap()
+    );
+    assert!(chosen.contains(&gain), "{chosen} should say {gain}");
     click(&c, &format!("#download-{student}")).await;
     let status = wait_js(
         &c,
