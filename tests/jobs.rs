@@ -415,11 +415,12 @@ async fn tree_and_transfer_students() {
         .collect();
     assert_eq!(ops, ["Flatten", "TreeEnsembleClassifier"]);
     // transfer: three stages (mimic the teacher in its own labels, fit a head, fine-tune), all visible
+    // (the transfer student kept: the card's history is the delivered student's)
     let mnist = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
     let (j, card) = run_job(
         &app,
         json!({"dataset_id": mnist, "method": "transfer", "teacher": "mnist_04_cnn",
-               "student": "mlp:32", "config": {"max_epochs": 4}}),
+               "student": "mlp:32", "config": {"max_epochs": 4, "scratch_fallback": false}}),
     )
     .await;
     let stages: Vec<&str> = card["history"]
@@ -919,6 +920,16 @@ async fn where_no_teacher_helps_the_distilled_student_needs_a_margin_over_scratc
         card["test"],
         plain["test"]
     );
+    // the card's training is the delivered student's: the same as a scratch job's on the same split
+    let (_, scratch) = run_job(
+        &app,
+        json!({"dataset_id": ds, "method": "scratch", "student": "mlp:16",
+               "config": {"max_epochs": 60}}),
+    )
+    .await;
+    assert_eq!(card["history"], scratch["history"]);
+    assert_eq!(card["best_epoch"], scratch["best_epoch"]);
+    assert_ne!(card["history"], plain["history"]);
     // a teacher the user names is theirs to judge: no verdict, no margin
     let (_, named) = run_job(&app, job("merger", None)).await;
     assert_eq!(named["selection"]["fallback"]["no_teacher_helps"], false);

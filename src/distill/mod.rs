@@ -243,6 +243,8 @@ pub struct StudentCard {
     pub latency_ms: f64,
     /// Largest |ONNX Runtime - burn| over the validation probabilities.
     pub onnx_max_abs_diff: f64,
+    /// The delivered student's training (the scratch baseline's when it is delivered): the epoch kept,
+    /// the epochs run, whether it stopped early, and every epoch's metrics.
     pub best_epoch: Option<usize>,
     pub epochs_run: usize,
     pub stopped_early: bool,
@@ -1554,7 +1556,12 @@ pub fn run(
         model: distilled_model,
         training,
     } = fitted;
-    let base_model = base.map(|b| b.model);
+    let (base_model, base_training) = base.map(|b| (b.model, b.training)).unzip();
+    // the card's epochs and history are the delivered student's
+    let training = match (delivered, base_training) {
+        (Delivered::Scratch, Some(t)) => t,
+        _ => training,
+    };
     let test = match &task.test {
         Some(t) => {
             let teacher = match (&taught, &ensemble) {
