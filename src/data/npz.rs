@@ -381,15 +381,15 @@ fn declared_len(h: &NpyHeader) -> Option<(usize, usize, usize)> {
     ))
 }
 
+/// The most bytes an `.npy` header may take: the magic, version and length (12 bytes at most) and
+/// a 64 KiB header.
+const HEADER_MAX: u64 = 64 * 1024 + 12;
+
 /// Reads and parses an `.npy` member lazily: its header first, then exactly the bytes its shape declares
 /// (refused before inflating when that is past the budget, and as soon as the member holds more).
 /// float32 data (and float64 data when `as_f32`, converted as `NpyArray::to_f32` does) is read a block at
 /// a time into a float32 array, and `uint8` data becomes its array in place: a member costs its array,
 /// not its bytes and then its array.
-/// The most bytes an `.npy` header may take: the magic, version and length (12 bytes at most) and
-/// a 64 KiB header.
-const HEADER_MAX: u64 = 64 * 1024 + 12;
-
 fn read_npy_member(
     f: &mut impl Read,
     name: &str,

@@ -1433,11 +1433,17 @@ pub fn run(
             f
         }
     };
-    let distilled = tr.accuracy(&fitted.model, &ds.y, &split.val);
-    let scratch_acc = match &base {
-        Some(b) => tr.accuracy(&b.model, &ds.y, &split.val),
-        None => distilled,
+    // both students on the validation rows, scored once: the card's accuracies, and what the fallback
+    // compares when no cross-validation judged them
+    let on_val = |m: &Model| {
+        let mut s = select::Score::default();
+        s.add(&tr.predict(m, &split.val), &ds.y, &split.val);
+        s
     };
+    let d_val = on_val(&fitted.model);
+    let b_val = base.as_ref().map(|b| on_val(&b.model));
+    let distilled = d_val.accuracy();
+    let scratch_acc = b_val.as_ref().map_or(distilled, select::Score::accuracy);
     // 5. never worse than scratch: deliver the baseline when it won (on the folds that judged the
     //    distilled student, else on the validation rows)
     let mut delivered = Delivered::Distilled;
@@ -1456,19 +1462,11 @@ pub fn run(
                 };
                 (sel.report(), d, b)
             }
-            None => {
-                let on_val = |m: &Model| {
-                    let mut s = select::Score::default();
-                    s.add(&tr.predict(m, &split.val), &ds.y, &split.val);
-                    s
-                };
-                let b = base.as_ref().map(|b| on_val(&b.model)).unwrap_or_default();
-                (
-                    select::Selector::on_split(&split).report(),
-                    on_val(&fitted.model),
-                    b,
-                )
-            }
+            None => (
+                select::Selector::on_split(&split).report(),
+                d_val,
+                b_val.unwrap_or_default(),
+            ),
         };
         let (d, b) = (d_score.accuracy(), b_score.accuracy());
         let name = match &search {
