@@ -12,9 +12,6 @@ use crate::data::Parsed;
 use crate::rank::{self, metrics};
 use crate::zoo::Teacher;
 
-/// Smoothing (pseudo-rows) of the teacher-to-student label map used for distillation.
-const MAP_SMOOTH: f64 = 0.1;
-
 /// For `kd`: position of each student class in the teacher's output, when the teacher names the same
 /// classes (in any order).
 pub fn kd_permutation(teacher: &Teacher, ds: &Parsed) -> Option<Vec<usize>> {
@@ -32,12 +29,11 @@ pub fn kd_permutation(teacher: &Teacher, ds: &Parsed) -> Option<Vec<usize>> {
 fn label_map(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) -> Array2<f64> {
     let yl: Vec<usize> = split.train.iter().map(|&r| ds.y[r] as usize).collect();
     let prior = metrics::name_prior(&teacher.labels, &ds.labels, rank::NAME_PRIOR);
-    metrics::label_map(
+    metrics::distillation_map(
         probs.select(Axis(0), &split.train).mapv(f64::from).view(),
         &yl,
         ds.classes(),
         prior.as_ref(),
-        MAP_SMOOTH,
     )
 }
 

@@ -2,17 +2,15 @@
 //! From the teacher's (cached) outputs on the task's labeled rows: the transport plan of the OT score
 //! (with a one-hot target the only feasible plan moves row n's mass p_n to its label, so
 //! plan[i, j] = sum over rows of class j of p_n[i] / N), the conditional P(task j | teacher i) that
-//! distillation carries the teacher's outputs through (with the label-name prior), and the OT cost
-//! 1 - P(j | i). Served at `GET /v1/rankings/{id}/teachers/{teacher_id}/label_map`.
+//! distillation carries the teacher's outputs through (`metrics::distillation_map`: the label-name prior,
+//! and a teacher class no labeled row shows leaning where Good-Turing says the unseen classes are;
+//! distillation estimates it on its training rows, this on all labeled rows), and the OT cost 1 - P(j | i). Served at `GET /v1/rankings/{id}/teachers/{teacher_id}/label_map`.
 use serde::{Deserialize, Serialize};
 
 use super::metrics;
 use super::outputs::{self, OutputCache};
 use crate::error::{Error, Result};
 use crate::zoo::{Teacher, Zoo};
-
-/// Pseudo-count spread over the task classes of every teacher class (the ranking's smoothing).
-const SMOOTH: f64 = 1e-3;
 
 /// Where most of a task class's mass comes from.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -97,7 +95,7 @@ pub fn label_map(
     }
     let plan = transport_plan(p.view(), &y, c_s);
     let prior = metrics::name_prior(&teacher_labels, &ds.labels, super::NAME_PRIOR);
-    let cond = metrics::label_map(p.view(), &y, c_s, prior.as_ref(), SMOOTH);
+    let cond = metrics::distillation_map(p.view(), &y, c_s, prior.as_ref());
     let pairs = (0..c_s)
         .map(|j| {
             let col = plan.column(j);
