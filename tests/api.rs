@@ -215,6 +215,62 @@ async fn upload_predict_delete_rescan() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["standardised"], false);
+    // a teacher that declares its input standardisation gets rows as a dataset holds them: the row
+    // mean + k * std predicts what the standardised row k gives with `raw`
+    let t = get(&app, "/v1/teachers/letters_mlp")
+        .await
+        .expect(200)
+        .json();
+    let stat = |k: &str| -> Vec<f64> {
+        serde_json::from_str(t["provenance"][k].as_str().unwrap()).unwrap()
+    };
+    let (mean, std) = (stat("input_mean"), stat("input_std"));
+    let z: Vec<f64> = (0..16).map(|i| (i as f64 - 7.5) / 5.0).collect();
+    let as_held: Vec<f64> = (0..16).map(|i| mean[i] + z[i] * std[i]).collect();
+    let held = post_json(
+        &app,
+        "/v1/teachers/letters_mlp/predict",
+        serde_json::json!({"inputs": [as_held]}),
+    )
+    .await
+    .expect(200)
+    .json();
+    let raw = post_json(
+        &app,
+        "/v1/teachers/letters_mlp/predict",
+        serde_json::json!({"inputs": [z], "raw": true}),
+    )
+    .await
+    .expect(200)
+    .json();
+    assert_eq!(
+        (&held["standardised"], &raw["standardised"]),
+        (&true.into(), &false.into())
+    );
+    let probs = |v: &serde_json::Value| -> Vec<f64> {
+        serde_json::from_value(v["probabilities"][0].clone()).unwrap()
+    };
+    let (a, b) = (probs(&held), probs(&raw));
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4),
+        "{a:?} vs {b:?}"
+    );
+    // and the standardisation matters: the same numbers fed raw give another answer
+    let unstd = post_json(
+        &app,
+        "/v1/teachers/letters_mlp/predict",
+        serde_json::json!({"inputs": [as_held], "raw": true}),
+    )
+    .await
+    .expect(200)
+    .json();
+    assert!(
+        probs(&unstd)
+            .iter()
+            .zip(&a)
+            .any(|(x, y)| (x - y).abs() > 0.05)
+    );
     // delete removes file and entry; rescan sees a file dropped in by hand
     assert_eq!(
         send(&app, "DELETE", "/v1/teachers/tiny@3").await.status,

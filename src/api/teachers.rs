@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiMultipart, ApiPath, ApiQuery, ErrorBody};
 use crate::error::{Error, ErrorKind};
+use crate::rank::outputs;
 use crate::zoo::{RescanReport, Teacher, TeacherPage, TeacherQuery, Upload};
 
 /// Lists teachers, filtered and paginated.
@@ -210,8 +211,14 @@ pub async fn delete(
 /// Rows to classify.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PredictRequest {
-    /// One flat list of numbers per row; reshaped to the teacher's input (e.g. 784 -> 1x28x28).
+    /// One flat list of numbers per row, as a dataset holds them; reshaped to the teacher's input (e.g.
+    /// 784 -> 1x28x28) and standardised with the teacher's declared `input_mean` / `input_std` (the same
+    /// as rankings and distillation read a dataset's rows).
     pub inputs: Vec<Vec<f32>>,
+    /// Feed the numbers to the model as they are, skipping the declared standardisation (for rows already
+    /// standardised). Default false.
+    #[serde(default)]
+    pub raw: bool,
 }
 
 /// Class probabilities per row.
@@ -222,6 +229,8 @@ pub struct PredictResponse {
     pub probabilities: Vec<Vec<f32>>,
     /// Index into `labels` of each row's most probable class.
     pub predictions: Vec<usize>,
+    /// Whether the rows were standardised with the teacher's declared `input_mean` / `input_std` first.
+    pub standardised: bool,
 }
 
 const PREDICT_MAX_ROWS: usize = 4096;
@@ -251,8 +260,18 @@ pub async fn predict(
         .map_err(|e| Error::internal(e.to_string()))?;
     let zoo = st.zoo.clone();
     let id2 = id.clone();
-    let (teacher, probs) = st
-        .blocking(move || Ok((zoo.get(&id2)?, zoo.predict(&id2, x.view())?)))
+    let (teacher, probs, standardised) = st
+        .blocking(move || {
+            let teacher = zoo.get(&id2)?;
+            let standardised = !req.raw && outputs::standardisation(&teacher, d).is_some();
+            let x = if req.raw {
+                x.view().into()
+            } else {
+                outputs::adapt(&teacher, x.view())
+            };
+            let probs = zoo.predict(&id2, x.view())?;
+            Ok((teacher, probs, standardised))
+        })
         .await?;
     let predictions = probs
         .rows()
@@ -269,6 +288,7 @@ pub async fn predict(
         labels: teacher.labels,
         probabilities: probs.rows().into_iter().map(|r| r.to_vec()).collect(),
         predictions,
+        standardised,
     }))
 }
 

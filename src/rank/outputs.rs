@@ -72,8 +72,8 @@ pub(crate) fn standardisation(teacher: &Teacher, row_len: usize) -> Option<(Vec<
 }
 
 /// The rows as the teacher takes them: `x` itself (not copied) unless the teacher declares a
-/// standardisation, then a standardised copy.
-fn adapt<'a>(teacher: &Teacher, x: ArrayViewD<'a, f32>) -> CowArray<'a, f32, IxDyn> {
+/// standardisation, then a standardised copy. Rankings, distillation and `predict` all read rows this way.
+pub(crate) fn adapt<'a>(teacher: &Teacher, x: ArrayViewD<'a, f32>) -> CowArray<'a, f32, IxDyn> {
     let n = x.shape()[0];
     let d = x.len() / n.max(1);
     match standardisation(teacher, d) {
