@@ -228,49 +228,26 @@ async fn upload_predict_delete_rescan() {
     let (mean, std) = (stat("input_mean"), stat("input_std"));
     let z: Vec<f64> = (0..16).map(|i| (i as f64 - 7.5) / 5.0).collect();
     let as_held: Vec<f64> = (0..16).map(|i| mean[i] + z[i] * std[i]).collect();
-    let held = post_json(
-        &app,
-        "/v1/teachers/letters_mlp/predict",
-        serde_json::json!({"inputs": [as_held]}),
-    )
-    .await
-    .expect(200)
-    .json();
-    let raw = post_json(
-        &app,
-        "/v1/teachers/letters_mlp/predict",
-        serde_json::json!({"inputs": [z], "raw": true}),
-    )
-    .await
-    .expect(200)
-    .json();
-    assert_eq!(
-        (&held["standardised"], &raw["standardised"]),
-        (&true.into(), &false.into())
-    );
-    let probs = |v: &serde_json::Value| -> Vec<f64> {
-        serde_json::from_value(v["probabilities"][0].clone()).unwrap()
+    // (standardised?, probabilities of the one row)
+    let predict = async |row: &[f64], raw: bool| {
+        let body = serde_json::json!({"inputs": [row], "raw": raw});
+        let r = post_json(&app, "/v1/teachers/letters_mlp/predict", body)
+            .await
+            .expect(200)
+            .json();
+        let p: Vec<f64> = serde_json::from_value(r["probabilities"][0].clone()).unwrap();
+        (r["standardised"].as_bool().unwrap(), p)
     };
-    let (a, b) = (probs(&held), probs(&raw));
+    let (held_std, a) = predict(&as_held, false).await;
+    let (raw_std, b) = predict(&z, true).await;
+    assert!(held_std && !raw_std);
     assert!(
         a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4),
         "{a:?} vs {b:?}"
     );
     // and the standardisation matters: the same numbers fed raw give another answer
-    let unstd = post_json(
-        &app,
-        "/v1/teachers/letters_mlp/predict",
-        serde_json::json!({"inputs": [as_held], "raw": true}),
-    )
-    .await
-    .expect(200)
-    .json();
-    assert!(
-        probs(&unstd)
-            .iter()
-            .zip(&a)
-            .any(|(x, y)| (x - y).abs() > 0.05)
-    );
+    let (_, unstd) = predict(&as_held, true).await;
+    assert!(unstd.iter().zip(&a).any(|(x, y)| (x - y).abs() > 0.05));
     // delete removes file and entry; rescan sees a file dropped in by hand
     assert_eq!(
         send(&app, "DELETE", "/v1/teachers/tiny@3").await.status,
