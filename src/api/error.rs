@@ -138,6 +138,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
+/// The most bytes a JSON request body may have (every route but the uploads, which have their own limit).
+pub const JSON_BODY_LIMIT: usize = 2 << 20;
+
 /// `Json` whose rejection speaks our error format.
 pub struct ApiJson<T>(pub T);
 
@@ -151,7 +154,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             {
                 Err(ApiError(Error::new(
                     ErrorKind::PayloadTooLarge,
-                    "request body too large",
+                    format!(
+                        "request body too large: a JSON body may be at most {} MiB (for predict, send \
+                         the rows in several requests; datasets and models are uploaded as files)",
+                        JSON_BODY_LIMIT >> 20
+                    ),
                 )))
             }
             Err(e) => Err(ApiError(Error::invalid_input(format!(

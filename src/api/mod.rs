@@ -400,6 +400,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/students/{id}/model.onnx", get(jobs::download_student))
         .fallback(not_found)
+        // JSON bodies everywhere else (the upload routes above set their own, larger limit)
+        .layer(axum::extract::DefaultBodyLimit::max(error::JSON_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,
