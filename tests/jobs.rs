@@ -150,6 +150,71 @@ async fn a_job_trains_streams_and_leaves_a_student() {
     assert_eq!(r.json()["labels"].as_array().unwrap().len(), 10);
 }
 
+/// A teacher with finer classes than the task's (letters for consonant / vowel, 6 labeled rows a class):
+/// the card says how many of the rows the student learns from the teacher reads as classes no labeled
+/// row shows, and where the label map sends those classes. A teacher with the task's own label names
+/// says nothing of the kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_card_names_the_teacher_classes_no_labeled_row_shows() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    let bytes = std::fs::read(repo().join("zoo/tasks/letters_26way.npz")).unwrap();
+    let arrays = faculty::data::npz::read_npz(&bytes, 1 << 30).unwrap();
+    let x = arrays["x"].to_f32().unwrap();
+    let y = arrays["y"].to_i64().unwrap();
+    let vowel = |c: i64| [0, 4, 8, 14, 20].contains(&c);
+    let mut taken = [0; 2];
+    let task_y: Vec<i64> = y
+        .iter()
+        .map(|&c| {
+            let k = usize::from(vowel(c));
+            if c >= 0 && taken[k] < 6 {
+                taken[k] += 1;
+                k as i64
+            } else {
+                -1
+            }
+        })
+        .collect();
+    let xb: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let yb: Vec<u8> = task_y.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let npz = zip_of(&[
+        ("x.npy", npy("<f4", x.shape(), &xb)),
+        ("y.npy", npy("<i8", &[task_y.len()], &yb)),
+    ]);
+    let body = multipart(
+        "vowels.npz",
+        &npz,
+        &[("labels", r#"["consonant", "vowel"]"#)],
+    );
+    let ds = post_multipart(&app, "/v1/datasets", body)
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job = |ds: &str| {
+        json!({"dataset_id": ds, "method": "faculty", "teacher": "letters_mlp", "student": "mlp:16",
+               "config": {"max_epochs": 3}})
+    };
+    let (_, card) = run_job(&app, job(&ds)).await;
+    let notes = card["notes"].to_string();
+    assert!(
+        notes.contains("as classes no labeled training row shows")
+            && notes.contains("to 'consonant'"),
+        "{notes}"
+    );
+    let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
+    let (_, card) = run_job(&app, job(&letters)).await;
+    assert!(
+        !card["notes"]
+            .to_string()
+            .contains("no labeled training row shows"),
+        "{card}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_job_requests_get_4xx_and_create_nothing() {
     let sb = Sandbox::new();

@@ -74,6 +74,68 @@ pub fn carry_other(
     }
 }
 
+/// A note for the card when the teacher reads rows the student learns from (at least 1% of them) as
+/// classes that are no labeled training row's top class: what those rows are taught is the label map's
+/// guess for classes no label speaks for. `None` for a teacher with the task's label names.
+pub fn unseen_classes_note(
+    teacher: &Teacher,
+    probs: &Array2<f32>,
+    ds: &Parsed,
+    split: &Split,
+) -> Option<String> {
+    if kd_permutation(teacher, ds).is_some() {
+        return None;
+    }
+    let top = |r: usize| super::argmax(probs.row(r).iter().copied());
+    let seen: std::collections::HashSet<usize> = split.train.iter().map(|&r| top(r)).collect();
+    let fit = split.fit_rows();
+    let mut counts = std::collections::BTreeMap::<usize, usize>::new();
+    for &r in &fit {
+        let t = top(r);
+        if !seen.contains(&t) {
+            *counts.entry(t).or_default() += 1;
+        }
+    }
+    let affected: usize = counts.values().sum();
+    if affected == 0 || affected * 100 < fit.len() {
+        return None;
+    }
+    let map = label_map(teacher, probs, ds, split);
+    let mut sent = vec![0usize; ds.classes()];
+    for &i in counts.keys() {
+        sent[metrics::argmax(map.row(i))] += 1;
+    }
+    let mut by_rows: Vec<(usize, usize)> = counts.into_iter().collect();
+    by_rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let name = |i: usize| {
+        teacher
+            .labels
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("class {i}"))
+    };
+    let mut names: Vec<String> = by_rows.iter().take(8).map(|&(i, _)| name(i)).collect();
+    if by_rows.len() > 8 {
+        names.push(format!("{} more", by_rows.len() - 8));
+    }
+    let sent: Vec<String> = sent
+        .iter()
+        .enumerate()
+        .filter(|&(_, &k)| k > 0)
+        .map(|(j, k)| format!("{k} to '{}'", ds.labels[j]))
+        .collect();
+    Some(format!(
+        "the teacher reads {affected} of the {} rows the student learns from ({:.0}%) as classes no labeled \
+         training row shows ({}): no label says what those are, so the label map guesses from the \
+         teacher's soft outputs and a Good-Turing lean (it sends {}); labeling a few of those rows pins \
+         them down",
+        fit.len(),
+        100.0 * affected as f64 / fit.len() as f64,
+        names.join(", "),
+        sent.join(", ")
+    ))
+}
+
 /// `kd`: the teacher's probabilities in the student's label order as soft targets.
 pub fn kd(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) -> Lesson {
     Lesson {

@@ -1225,6 +1225,9 @@ pub fn run(
                 if hit { "read from" } else { "computed into" }
             ));
             let carried = methods::carried(&t, &o.probs, ds, &split);
+            if matches!(req.method, Method::Kd | Method::Faculty) {
+                notes.extend(methods::unseen_classes_note(&t, &o.probs, ds, &split));
+            }
             let r = TeacherRef {
                 id: t.id.clone(),
                 name: t.name.clone(),
