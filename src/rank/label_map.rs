@@ -4,7 +4,8 @@
 //! plan[i, j] = sum over rows of class j of p_n[i] / N), the conditional P(task j | teacher i) that
 //! distillation carries the teacher's outputs through (`metrics::distillation_map`: the label-name prior,
 //! and a teacher class no labeled row shows leaning where Good-Turing says the unseen classes are;
-//! distillation estimates it on its training rows, this on all labeled rows), and the OT cost 1 - P(j | i). Served at `GET /v1/rankings/{id}/teachers/{teacher_id}/label_map`.
+//! distillation estimates it on its training rows, this on all labeled rows), and the OT cost
+//! 1 - P(j | i). Served at `GET /v1/rankings/{id}/teachers/{teacher_id}/label_map`.
 use serde::{Deserialize, Serialize};
 
 use super::metrics;

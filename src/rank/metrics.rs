@@ -69,7 +69,7 @@ fn conditional_spread(
 
 /// Pseudo-rows of every teacher class in the label map distillation carries a teacher through
 /// ([`distillation_map`]).
-pub const MAP_SMOOTH: f64 = 0.1;
+const MAP_SMOOTH: f64 = 0.1;
 
 /// The teacher-class -> student-class map distillation carries a teacher's outputs through (and the
 /// label-map endpoint shows): [`label_map_good_turing`] with [`MAP_SMOOTH`] pseudo-rows.
