@@ -68,11 +68,12 @@ fn conditional_spread(
 }
 
 /// Pseudo-rows of every teacher class in the label map distillation carries a teacher through
-/// ([`distillation_map`]).
+/// (`distillation_map`).
 const MAP_SMOOTH: f64 = 0.1;
 
 /// The teacher-class -> student-class map distillation carries a teacher's outputs through (and the
-/// label-map endpoint shows): [`label_map_good_turing`] with [`MAP_SMOOTH`] pseudo-rows.
+/// label-map endpoint shows): 0.1 pseudo-rows per teacher class spread by Good-Turing (see
+/// `label_map_good_turing`).
 pub fn distillation_map(
     p: ArrayView2<f64>,
     y: &[usize],
