@@ -8,8 +8,8 @@ use ndarray_linalg::{FactorizeC, InverseC, SolveC, UPLO};
 
 use crate::error::{Error, Result};
 
-/// Pseudo-count spread over the student classes of every teacher class, so an unseen teacher class maps
-/// uniformly instead of dividing by zero.
+/// Pseudo-count spread over the student classes of every teacher class in LEEP's, NCE's and `ot_pool`'s
+/// maps, so an unseen teacher class maps uniformly instead of dividing by zero.
 const SMOOTH: f64 = 1e-3;
 
 /// Per-class sums of the rows of `a` ([C_s, D]) and per-class row counts.
@@ -99,14 +99,7 @@ fn label_map_good_turing(
     prior: Option<&Array2<f64>>,
     smooth: f64,
 ) -> Array2<f64> {
-    let mut seen = vec![std::collections::HashMap::<usize, usize>::new(); c_s];
-    for (row, &c) in p.rows().into_iter().zip(y) {
-        *seen[c].entry(argmax(row)).or_default() += 1;
-    }
-    let ones = Array1::from_iter(
-        seen.iter()
-            .map(|m| 1.0 + m.values().filter(|&&k| k == 1).count() as f64),
-    );
+    let ones = Array1::from_iter(top_classes(p, y, c_s).iter().map(|m| 1.0 + singletons(m)));
     let pseudo = &ones * (smooth / ones.sum());
     conditional_spread(&joint_counts(p, y, c_s), prior, &pseudo)
 }
@@ -195,32 +188,82 @@ pub(crate) fn argmax(row: ArrayView1<f64>) -> usize {
         .0
 }
 
-/// Cross-fitted label maps in closed form: leaving row n out changes only column y_n of the joint counts,
-/// so P(j | i) without row n is (J[i, j] - [j = y_n] p_n[i] + prior[i, j] + s / C) / (R_i - p_n[i] + s + Pr_i)
-/// with R and Pr the row sums of J and of the prior. No per-row matrices are built.
+/// Cross-fitted label maps in closed form, the distiller's map ([`distillation_map`]) left one row out:
+/// leaving row n out changes only column y_n of the joint counts and, through its top teacher class, the
+/// singleton count of class y_n that spreads the pseudo-rows, so P(j | i) without row n is
+/// (J[i, j] - [j = y_n] p_n[i] + prior[i, j] + g_n[j]) / (R_i - p_n[i] + s + Pr_i), with R and Pr the
+/// row sums of J and of the prior, s = [`MAP_SMOOTH`] and g_n the Good-Turing spread of s without row n.
+/// No per-row matrices are built.
 struct LooMap {
+    /// J + prior.
     joint: Array2<f64>,
+    /// Row sums of J + prior, plus s.
     row_sums: Array1<f64>,
+    /// Per student class, how many labeled rows have each teacher class as their top class.
+    seen: Vec<std::collections::HashMap<usize, usize>>,
 }
 
 impl LooMap {
     fn new(p: ArrayView2<f64>, y: &[usize], c_s: usize, prior: Option<&Array2<f64>>) -> Self {
         let mut joint = joint_counts(p, y, c_s);
-        joint.mapv_inplace(|v| v + SMOOTH / c_s as f64);
         if let Some(pr) = prior {
             joint += pr;
         }
-        let row_sums = joint.sum_axis(Axis(1));
-        Self { joint, row_sums }
+        let row_sums = joint.sum_axis(Axis(1)) + MAP_SMOOTH;
+        Self {
+            joint,
+            row_sums,
+            seen: top_classes(p, y, c_s),
+        }
     }
 
-    /// P(j | i) with row n (probabilities `pn`, label `yn`) left out.
+    /// The pseudo-rows per student class with row n (top teacher class `top`, label `yn`) left out.
+    fn pseudo(&self, top: usize, yn: usize) -> Vec<f64> {
+        let w: Vec<f64> = self
+            .seen
+            .iter()
+            .enumerate()
+            .map(|(c, m)| {
+                let mut ones = singletons(m);
+                if c == yn {
+                    match m.get(&top) {
+                        Some(1) => ones -= 1.0,
+                        Some(2) => ones += 1.0,
+                        _ => {}
+                    }
+                }
+                1.0 + ones
+            })
+            .collect();
+        let total: f64 = w.iter().sum();
+        w.iter().map(|v| v * MAP_SMOOTH / total).collect()
+    }
+
+    /// P(j | i) with row n (probabilities `pn`, label `yn`, its [`Self::pseudo`] rows) left out.
     #[inline]
-    fn cond(&self, i: usize, j: usize, pn: &ArrayView1<f64>, yn: usize) -> f64 {
+    fn cond(&self, i: usize, j: usize, pn: &ArrayView1<f64>, yn: usize, pseudo: &[f64]) -> f64 {
         let own = if j == yn { pn[i] } else { 0.0 };
-        let num = (self.joint[[i, j]] - own).max(0.0);
+        let num = (self.joint[[i, j]] - own).max(0.0) + pseudo[j];
         num / (self.row_sums[i] - pn[i]).max(1e-300)
     }
+}
+
+/// Per student class, how many of its rows have each teacher class as their top class.
+fn top_classes(
+    p: ArrayView2<f64>,
+    y: &[usize],
+    c_s: usize,
+) -> Vec<std::collections::HashMap<usize, usize>> {
+    let mut seen = vec![std::collections::HashMap::<usize, usize>::new(); c_s];
+    for (row, &c) in p.rows().into_iter().zip(y) {
+        *seen[c].entry(argmax(row)).or_default() += 1;
+    }
+    seen
+}
+
+/// How many teacher classes are the top class of exactly one of a student class's rows.
+fn singletons(m: &std::collections::HashMap<usize, usize>) -> f64 {
+    m.values().filter(|&&k| k == 1).count() as f64
 }
 
 /// A prior pseudo-count matrix from label names: `strength` on (i, j) when teacher class i and student
@@ -241,7 +284,8 @@ pub fn name_prior(teacher: &[String], student: &[String], strength: f64) -> Opti
 }
 
 /// The OT relatedness score with the data-driven cost of ALGORITHMS.md 2a (M[i, j] = 1 - P(j | i)),
-/// cross-fitted leave-one-out, optionally with a label-name prior (2c) in P(j | i). With a one-hot target
+/// cross-fitted leave-one-out, optionally with a label-name prior (2c) in P(j | i), P(j | i) being the map
+/// distillation trains with ([`distillation_map`], left one row out). With a one-hot target
 /// the only feasible plan is P[:, y] = p, so W = sum_i p_i M[i, y] exactly. Returns the mean transport
 /// cost: LOWER is better; 1 - cost is the expected probability the mapped teacher gives the true label.
 pub fn ot_data(p: ArrayView2<f64>, y: &[usize], c_s: usize, prior: Option<&Array2<f64>>) -> f64 {
@@ -260,8 +304,9 @@ pub fn ot_data_rows(
         .enumerate()
         .map(|(n, &yn)| {
             let pn = p.row(n);
+            let ps = map.pseudo(argmax(pn), yn);
             (0..p.ncols())
-                .map(|i| pn[i] * (1.0 - map.cond(i, yn, &pn, yn)))
+                .map(|i| pn[i] * (1.0 - map.cond(i, yn, &pn, yn, &ps)))
                 .sum::<f64>()
         })
         .collect()
@@ -292,13 +337,14 @@ pub fn mapped_hits(
     let mut hits = Vec::with_capacity(y.len());
     for (n, &yn) in y.iter().enumerate() {
         let pn = p.row(n);
+        let ps = map.pseudo(argmax(pn), yn);
         q.fill(0.0);
         for i in 0..p.ncols() {
             if pn[i] == 0.0 {
                 continue;
             }
             for (j, qj) in q.iter_mut().enumerate() {
-                *qj += pn[i] * map.cond(i, j, &pn, yn);
+                *qj += pn[i] * map.cond(i, j, &pn, yn, &ps);
             }
         }
         hits.push(f64::from(u8::from(
