@@ -263,14 +263,14 @@ pub async fn predict(
     let (teacher, probs, standardised) = st
         .blocking(move || {
             let teacher = zoo.get(&id2)?;
-            let standardised = !req.raw && outputs::standardisation(&teacher, d).is_some();
+            // `adapt` copies the rows exactly when it standardises them
             let x = if req.raw {
                 x.view().into()
             } else {
                 outputs::adapt(&teacher, x.view())
             };
             let probs = zoo.predict(&id2, x.view())?;
-            Ok((teacher, probs, standardised))
+            Ok((teacher, probs, x.is_owned()))
         })
         .await?;
     let predictions = probs

@@ -201,6 +201,8 @@ struct LooMap {
     row_sums: Array1<f64>,
     /// Per student class, how many labeled rows have each teacher class as their top class.
     seen: Vec<std::collections::HashMap<usize, usize>>,
+    /// Per student class, its singletons among `seen` (with all rows in).
+    ones: Vec<f64>,
 }
 
 impl LooMap {
@@ -210,31 +212,26 @@ impl LooMap {
             joint += pr;
         }
         let row_sums = joint.sum_axis(Axis(1)) + MAP_SMOOTH;
+        let seen = top_classes(p, y, c_s);
+        let ones = seen.iter().map(singletons).collect();
         Self {
             joint,
             row_sums,
-            seen: top_classes(p, y, c_s),
+            seen,
+            ones,
         }
     }
 
-    /// The pseudo-rows per student class with row n (top teacher class `top`, label `yn`) left out.
+    /// The pseudo-rows per student class with row n (top teacher class `top`, label `yn`) left out: only
+    /// class `yn`'s singleton count moves (its teacher class seen once is gone, or seen twice becomes a
+    /// singleton).
     fn pseudo(&self, top: usize, yn: usize) -> Vec<f64> {
-        let w: Vec<f64> = self
-            .seen
-            .iter()
-            .enumerate()
-            .map(|(c, m)| {
-                let mut ones = singletons(m);
-                if c == yn {
-                    match m.get(&top) {
-                        Some(1) => ones -= 1.0,
-                        Some(2) => ones += 1.0,
-                        _ => {}
-                    }
-                }
-                1.0 + ones
-            })
-            .collect();
+        let mut w: Vec<f64> = self.ones.iter().map(|k| 1.0 + k).collect();
+        match self.seen[yn].get(&top) {
+            Some(1) => w[yn] -= 1.0,
+            Some(2) => w[yn] += 1.0,
+            _ => {}
+        }
         let total: f64 = w.iter().sum();
         w.iter().map(|v| v * MAP_SMOOTH / total).collect()
     }
