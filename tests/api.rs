@@ -1,4 +1,5 @@
-//! The REST API through the router (no socket), plus one test over a real loopback socket.
+//! The REST API over real HTTP on loopback (each call serves the app on a fresh port), plus one request
+//! written byte by byte, as a client without an HTTP library would send it.
 mod common;
 
 use axum::body::Body;
@@ -509,7 +510,7 @@ async fn openapi_is_served_and_matches_the_checked_in_copy() {
 }
 
 #[tokio::test]
-async fn real_socket() {
+async fn a_hand_written_request_is_answered() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sb = Sandbox::new();
     let app = sb.app();

@@ -1,5 +1,5 @@
 //! Shared test helpers: a private copy of the bundled zoo, an app over a temporary state directory, HTTP
-//! calls through the router, multipart bodies, hostile model fixtures, and state snapshots.
+//! calls to it over a loopback socket, multipart bodies, hostile model fixtures, and state snapshots.
 #![allow(dead_code)]
 
 pub mod server;
@@ -14,7 +14,7 @@ use faculty::Config;
 use faculty::api::{AppState, router};
 use http_body_util::BodyExt;
 use prost::Message;
-use tower::ServiceExt;
+use std::future::IntoFuture;
 
 pub const BOUNDARY: &str = "faculty-test-boundary-7f3a";
 
@@ -180,11 +180,32 @@ impl Reply {
     }
 }
 
-pub async fn call(app: &axum::Router, req: Request<Body>) -> Reply {
-    let res = app.clone().oneshot(req).await.unwrap();
+/// Sends `req` (a path-only URI) to `app` over a real HTTP/1.1 connection on loopback: the app is served on
+/// a fresh port for this one request, as `faculty serve` serves it, and is shut down (its copy of the
+/// state released) before the reply returns, so a test may drop its app and reopen the same state.
+pub async fn call(app: &axum::Router, mut req: Request<Body>) -> Reply {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, app.clone())
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    *req.uri_mut() = format!("http://{addr}{}", req.uri()).parse().unwrap();
+    req.headers_mut()
+        .insert("connection", "close".parse().unwrap());
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
+    let res = client.request(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    drop(client);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
     Reply {
         status,
         headers,
