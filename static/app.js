@@ -669,6 +669,7 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
     h("p", { id: "verdict-text" }, h("span", { class: "badge " + (v.teacher_helps ? "good" : "bad") }, v.teacher_helps ? "the teacher should help" : "train from scratch"), " ",
       h("span", { class: "badge " + (v.confident ? "good" : "warn") }, v.confident ? "confident" : "a lean, not a finding"), " ", v.reason),
     h("dl", { class: "kv" }, h("dt", {}, "teacher estimate"), h("dd", {}, pct(v.teacher_estimate)), h("dt", {}, "scratch estimate"), h("dd", {}, pct(v.scratch_estimate)),
+      h("dt", {}, "expected gain over scratch"), h("dd", { id: "expected-gain", title: "a rule fitted on the ground-truth tasks: how much better students taught by teachers with these two estimates came out than scratch students" }, v.expected_gain == null ? "–" : `${v.expected_gain >= 0 ? "+" : ""}${(100 * v.expected_gain).toFixed(1)} points`),
       h("dt", {}, "z"), h("dd", {}, num(v.z, 2)), h("dt", {}, "tied with the top"), h("dd", {}, v.tied.join(", ") || "none"),
       h("dt", {}, "labeled rows"), h("dd", { id: "ranked-rows" }, rankedRows(r))),
     top ? h("a", { class: "button primary", id: "distill-top", href: `#/jobs?dataset=${r.dataset_id}&teacher=${encodeURIComponent(top.teacher_id)}` }, "Distill from " + top.teacher_id) : null);

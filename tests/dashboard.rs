@@ -402,6 +402,8 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     let rec = text(&c, "#recommendation").await;
     assert!(rec.contains("Recommended teacher: fashion_"), "{rec}");
     assert!(!text(&c, "#verdict-text").await.is_empty());
+    let gain = text(&c, "#expected-gain").await;
+    assert!(gain.ends_with(" points"), "{gain}");
     let ranked = c
         .execute(
             "return document.querySelectorAll('#score-chart rect').length",

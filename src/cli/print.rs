@@ -339,12 +339,16 @@ pub fn print_ranking(r: &faculty::rank::Ranking) {
         );
     }
     println!(
-        "verdict: {}{}",
+        "verdict: {}{}{}",
         if r.verdict.teacher_helps {
             "a teacher helps"
         } else {
             "no teacher is likely to help"
         },
+        r.verdict
+            .expected_gain
+            .map(|g| format!(" (expected gain over scratch {:+.1} points)", 100.0 * g))
+            .unwrap_or_default(),
         if r.verdict.confident {
             ""
         } else {

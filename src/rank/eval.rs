@@ -11,6 +11,7 @@ use std::path::Path;
 use ndarray::Axis;
 use serde::{Deserialize, Serialize};
 
+use super::gain::{self, GainSample};
 use super::{
     Direction, Entry, METRICS, TeacherOutputs, TeacherResult, direction, finish, metrics, outputs,
 };
@@ -224,6 +225,11 @@ pub struct EvalReport {
     /// The expected-accuracy calibration, held out by task (when the ground truth has per-draw accuracies).
     #[serde(default)]
     pub expected: Option<super::expected::CalibrationReport>,
+    /// The verdict's gain rule, its error held out by task and its fit on every task (when the ground
+    /// truth has per-draw accuracies). The verdict columns are held out: each task's verdicts come from
+    /// the rule fitted on the other tasks.
+    #[serde(default)]
+    pub gain: Option<gain::GainReport>,
     /// Every draw's raw scores (JSON only): what a new combination or rule can be tried on offline.
     #[serde(default)]
     pub draws: Vec<DrawScores>,
@@ -421,6 +427,41 @@ pub fn tasks(gt_json: &Path) -> Result<Vec<TaskHeader>> {
 
 /// One draw's ranking, as the consensus needs it: the top pick, the verdict, every teacher's signed score
 /// (higher is better).
+/// A task's draws, scored, waiting for the verdicts of a gain rule fitted without it.
+struct Pending {
+    task: String,
+    kind: String,
+    teachers: usize,
+    best_teacher: String,
+    best_accuracy: f64,
+    scratch_accuracy: f64,
+    teacher_helps: bool,
+    teacher_mean: BTreeMap<String, f64>,
+    per_metric: BTreeMap<String, Vec<[f64; 10]>>,
+    picks: BTreeMap<String, Vec<DrawPick>>,
+    evidence: BTreeMap<String, Vec<Option<super::VerdictEvidence>>>,
+    truth_noise: Option<TruthNoise>,
+}
+
+impl Pending {
+    /// Fills every draw's verdict columns (right, confident, confident and wrong) and pick under `rule`.
+    fn call_verdicts(&mut self, rule: &gain::GainFit) {
+        for (m, rows) in &mut self.per_metric {
+            let picks = self.picks.get_mut(m).expect("a pick per row");
+            for ((row, pick), ev) in rows.iter_mut().zip(picks).zip(&self.evidence[m]) {
+                let call = ev.as_ref().map(|e| e.call(rule));
+                let helps = call.is_some_and(|c| c.helps);
+                let confident = call.is_none_or(|c| c.confident);
+                let right = helps == self.teacher_helps;
+                pick.helps = helps;
+                row[5] = f64::from(u8::from(right));
+                row[8] = f64::from(u8::from(confident));
+                row[9] = f64::from(u8::from(confident && !right));
+            }
+        }
+    }
+}
+
 struct DrawPick {
     top: String,
     helps: bool,
@@ -470,7 +511,9 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
     let metric_names: Vec<String> = METRICS.iter().map(|m| m.0.to_string()).collect();
     let all = zoo.all()?;
     let mut tasks = Vec::new();
+    let mut pending = Vec::new();
     let mut pairs = Vec::new();
+    let mut gains = Vec::new();
     let mut draw_scores = Vec::new();
     for task in &gt.tasks {
         progress(&task.name);
@@ -503,6 +546,9 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         let helps = best > task.scratch_mean;
         let mut per_metric: BTreeMap<String, Vec<[f64; 10]>> = BTreeMap::new();
         let mut picks: BTreeMap<String, Vec<DrawPick>> = BTreeMap::new();
+        // per metric and draw: what the verdict rests on (called once the gain rule is fitted without
+        // this task)
+        let mut evidence: BTreeMap<String, Vec<Option<super::VerdictEvidence>>> = BTreeMap::new();
         for (d, (lab, unl)) in draw_rows.iter().enumerate() {
             let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
             let ds = pool.subset(&rows, lab.len());
@@ -580,6 +626,14 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                                 scratch: scratch.accuracy(),
                                 measured,
                             });
+                            if let Some(&s) = task.scratch.get(d) {
+                                gains.push(GainSample {
+                                    task: task.name.clone(),
+                                    mapped,
+                                    scratch: scratch.accuracy(),
+                                    gain: measured - s,
+                                });
+                            }
                         }
                     }
                 }
@@ -592,31 +646,77 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                     .map(|r| truth_of(&r.teacher_id))
                     .collect();
                 let set_best = top_set.iter().copied().fold(f64::MIN, f64::max);
+                evidence
+                    .entry(m.clone())
+                    .or_default()
+                    .push(super::VerdictEvidence::of(&ranking.results, &scratch));
+                // the verdict columns and `helps` are filled in by `call_verdicts`
                 picks.entry(m.clone()).or_default().push(DrawPick {
                     top: scored[0].teacher_id.clone(),
-                    helps: ranking.verdict.teacher_helps,
+                    helps: false,
                     scores: scored
                         .iter()
                         .map(|r| r.teacher_id.clone())
                         .zip(s.iter().copied())
                         .collect(),
                 });
-                let right = ranking.verdict.teacher_helps == helps;
-                let confident = ranking.verdict.confident;
                 per_metric.entry(m.clone()).or_default().push([
                     f64::from(u8::from(best - top <= 0.01 + 1e-9)),
                     top,
                     spearman(&s, &t),
                     kendall(&s, &t),
                     weighted_tau(&s, &t),
-                    f64::from(u8::from(right)),
+                    0.0,
                     f64::from(u8::from(best - set_best <= 0.01 + 1e-9)),
                     top_set.len() as f64,
-                    f64::from(u8::from(confident)),
-                    f64::from(u8::from(confident && !right)),
+                    0.0,
+                    0.0,
                 ]);
             }
         }
+        pending.push(Pending {
+            task: task.name.clone(),
+            kind: task.kind.clone(),
+            teachers: full.len(),
+            best_teacher: best_id,
+            best_accuracy: best,
+            scratch_accuracy: task.scratch_mean,
+            teacher_helps: helps,
+            teacher_mean: task.teacher_mean.clone(),
+            per_metric,
+            picks,
+            evidence,
+            truth_noise: truth_noise(
+                &full
+                    .iter()
+                    .filter_map(|(r, _)| task.teachers.get(&r.teacher_id))
+                    .collect::<Vec<_>>(),
+                draw_rows.len(),
+            ),
+        });
+    }
+    // each task's verdicts under the gain rule fitted on the other tasks (the constant one without
+    // per-draw measurements to fit on)
+    for p in &mut pending {
+        let rule = gain::fit(&gains, Some(&p.task)).unwrap_or(gain::GAIN);
+        p.call_verdicts(&rule);
+    }
+    for p in pending {
+        let Pending {
+            task: name,
+            kind,
+            teachers,
+            best_teacher: best_id,
+            best_accuracy: best,
+            scratch_accuracy,
+            teacher_helps: helps,
+            teacher_mean,
+            per_metric,
+            picks,
+            truth_noise,
+            ..
+        } = p;
+        let truth_of = |id: &str| teacher_mean[id];
         let metrics = per_metric
             .into_iter()
             .map(|(m, v)| {
@@ -648,21 +748,15 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
             })
             .collect();
         tasks.push(TaskEval {
-            task: task.name.clone(),
-            kind: task.kind.clone(),
-            teachers: full.len(),
+            task: name,
+            kind,
+            teachers,
             best_teacher: best_id,
             best_accuracy: best,
-            scratch_accuracy: task.scratch_mean,
+            scratch_accuracy,
             teacher_helps: helps,
             metrics,
-            truth_noise: truth_noise(
-                &full
-                    .iter()
-                    .filter_map(|(r, _)| task.teachers.get(&r.teacher_id))
-                    .collect::<Vec<_>>(),
-                draw_rows.len(),
-            ),
+            truth_noise,
         });
     }
     let mut summary = BTreeMap::new();
@@ -678,6 +772,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         summary,
         held_out,
         expected: super::expected::evaluate(&pairs),
+        gain: gain::evaluate(&gains),
         draws: draw_scores,
     })
 }
@@ -950,6 +1045,19 @@ pub fn render(r: &EvalReport) -> String {
             e.fit.coef.map(|c| (c * 1e4).round() / 1e4),
             e.fit.low,
             e.fit.high
+        );
+    }
+    if let Some(g) = &r.gain {
+        let _ = writeln!(
+            s,
+            "\n### The verdict's gain rule\n\nThe verdict says a teacher helps when the gain it expects from the \
+             recommended teacher, a least-squares fit of the measured gain (the teacher's student minus the \
+             scratch student, same draw) on [1, mapped, scratch] over {} (draw, teacher) pairs, is at least 0. \
+             Every verdict column above is held out: a task's verdicts come from the rule fitted on the other \
+             tasks. Held out, the expected gain is off by {:.1} pts. Fit on every task: coefficients {:?}.",
+            g.samples,
+            100.0 * g.held_out_mae,
+            g.fit.coef.map(|c| (c * 1e3).round() / 1e3),
         );
     }
     s

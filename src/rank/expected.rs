@@ -81,21 +81,11 @@ fn fit_in_sample(pairs: &[&Pair]) -> Option<Calibration> {
     if pairs.len() < 8 {
         return None;
     }
-    let mut a = [[0.0f64; 4]; 4];
-    let mut b = [0.0f64; 4];
-    for p in pairs {
-        let x = features(p.mapped, p.scratch);
-        for i in 0..4 {
-            for j in 0..4 {
-                a[i][j] += x[i] * x[j];
-            }
-            b[i] += x[i] * p.measured;
-        }
-    }
-    for (i, row) in a.iter_mut().enumerate() {
-        row[i] += 1e-6;
-    }
-    let coef = solve4(a, b)?;
+    let coef = least_squares(
+        pairs
+            .iter()
+            .map(|p| (features(p.mapped, p.scratch), p.measured)),
+    )?;
     let raw = Calibration {
         coef,
         low: 0.0,
@@ -141,16 +131,36 @@ pub fn fit(pairs: &[&Pair]) -> Option<Calibration> {
     })
 }
 
-/// Gaussian elimination with partial pivoting on a 4x4 system.
-fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
-    for c in 0..4 {
-        let p = (c..4).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+/// Least squares of `y` on `x` (ridge 1e-6 on the normal equations); `None` when they are singular.
+pub(crate) fn least_squares<const N: usize>(
+    samples: impl Iterator<Item = ([f64; N], f64)>,
+) -> Option<[f64; N]> {
+    let mut a = [[0.0f64; N]; N];
+    let mut b = [0.0f64; N];
+    for (x, y) in samples {
+        for i in 0..N {
+            for j in 0..N {
+                a[i][j] += x[i] * x[j];
+            }
+            b[i] += x[i] * y;
+        }
+    }
+    for (i, row) in a.iter_mut().enumerate() {
+        row[i] += 1e-6;
+    }
+    solve(a, b)
+}
+
+/// Gaussian elimination with partial pivoting.
+fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> Option<[f64; N]> {
+    for c in 0..N {
+        let p = (c..N).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
         if a[p][c].abs() < 1e-12 {
             return None;
         }
         a.swap(c, p);
         b.swap(c, p);
-        for r in c + 1..4 {
+        for r in c + 1..N {
             let (f, pivot) = (a[r][c] / a[c][c], a[c]);
             for (x, y) in a[r][c..].iter_mut().zip(&pivot[c..]) {
                 *x -= f * y;
@@ -158,9 +168,9 @@ fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
             b[r] -= f * b[c];
         }
     }
-    let mut x = [0.0; 4];
-    for r in (0..4).rev() {
-        let s: f64 = (r + 1..4).map(|k| a[r][k] * x[k]).sum();
+    let mut x = [0.0; N];
+    for r in (0..N).rev() {
+        let s: f64 = (r + 1..N).map(|k| a[r][k] * x[k]).sum();
         x[r] = (b[r] - s) / a[r][r];
     }
     Some(x)

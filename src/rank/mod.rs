@@ -4,6 +4,7 @@
 //! Rankings are stored in the sled tree `rankings`. `eval` judges the metrics against a measured ground truth.
 pub mod eval;
 pub mod expected;
+pub mod gain;
 pub mod label_map;
 pub mod metrics;
 pub mod outputs;
@@ -278,12 +279,12 @@ pub struct Verdict {
     pub teacher_estimate: Option<f64>,
     /// Leave-one-out accuracy of a ridge classifier on the labeled rows alone.
     pub scratch_estimate: Option<f64>,
-    /// How many standard errors the teacher estimate is above the scratch estimate, paired over the same
-    /// held-out labeled rows (negative: below).
+    /// How many standard errors `expected_gain` is above 0, paired over the same held-out labeled rows
+    /// (negative: below).
     #[serde(default)]
     pub z: Option<f64>,
-    /// The two estimates are at least 2 standard errors apart. When false the verdict is a lean, not a
-    /// finding: few labeled rows cannot separate them.
+    /// `expected_gain` is at least 2 standard errors from 0. When false the verdict is a lean, not a
+    /// finding: few labeled rows cannot tell.
     #[serde(default)]
     pub confident: bool,
     /// Teachers within noise of the recommended one (see `tied_with_top`).
@@ -293,6 +294,11 @@ pub struct Verdict {
     /// its 80% interval (see `TeacherResult::expected_accuracy`).
     #[serde(default)]
     pub expected_accuracy: Option<expected::ExpectedAccuracy>,
+    /// How much more accurate (0..1 scale, negative: less) a student taught by the recommended teacher is
+    /// expected to be than one trained on the labeled rows alone, from the two estimates above through a
+    /// rule fitted on the ground truth; `teacher_helps` is whether it is at least 0.
+    #[serde(default)]
+    pub expected_gain: Option<f64>,
 }
 
 /// A finished ranking.
@@ -691,7 +697,7 @@ pub fn finish(
             .map(|&m| expected::FIT.predict(m, scratch_accuracy));
     }
     // before the scores are cut to the wanted metrics: the verdict needs mapped_accuracy
-    let verdict = verdict(&results, &scratch);
+    let verdict = verdict(&results, &scratch, &gain::GAIN);
     for r in &mut results {
         r.scores.retain(|k, _| wanted.contains(k));
     }
@@ -842,9 +848,64 @@ fn mark_ties(results: &mut [TeacherResult], primary: &str, dir: Direction) {
     }
 }
 
-fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
+/// What the verdict's yes/no rests on: the top teacher's leave-one-out hits carried into the task's labels
+/// and the ridge scratch estimate's, row by row.
+#[derive(Debug, Clone)]
+pub struct VerdictEvidence {
+    pub teacher: Option<f64>,
+    pub teacher_hits: Option<Vec<f64>>,
+    pub scratch: f64,
+    pub scratch_hits: Vec<f64>,
+}
+
+/// The verdict's call under a gain rule: the expected gain, whether a teacher helps (a tie goes to the
+/// teacher: the distilled student learns from the labeled rows too), the paired z and whether it is
+/// confident.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    pub expected_gain: f64,
+    pub helps: bool,
+    pub z: Option<f64>,
+    pub confident: bool,
+}
+
+impl VerdictEvidence {
+    /// The evidence for the rank-1 teacher of `results` (`None` when nothing was ranked).
+    pub fn of(results: &[TeacherResult], scratch: &ScratchEstimate) -> Option<Self> {
+        let top = results.iter().find(|r| r.rank == Some(1))?;
+        Some(Self {
+            teacher: top.scores.get("mapped_accuracy").copied(),
+            teacher_hits: top
+                .rows
+                .as_ref()
+                .and_then(|r| r.get("mapped_accuracy"))
+                .map(|h| h.to_vec()),
+            scratch: scratch.accuracy(),
+            scratch_hits: scratch.hits(),
+        })
+    }
+
+    pub fn call(&self, gain: &gain::GainFit) -> Call {
+        let expected_gain = gain.predict(self.teacher.unwrap_or(0.0), self.scratch);
+        let z = self
+            .teacher_hits
+            .as_ref()
+            .and_then(|h| gain.z(h, &self.scratch_hits));
+        Call {
+            expected_gain,
+            helps: expected_gain >= 0.0,
+            z,
+            confident: z.is_some_and(|z| z.abs() >= TIE_Z),
+        }
+    }
+}
+
+fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, gain: &gain::GainFit) -> Verdict {
     let scratch_acc = scratch.accuracy();
-    let Some(top) = results.iter().find(|r| r.rank == Some(1)) else {
+    let (Some(top), Some(evidence)) = (
+        results.iter().find(|r| r.rank == Some(1)),
+        VerdictEvidence::of(results, scratch),
+    ) else {
         return Verdict {
             teacher_helps: false,
             reason: "no teacher in the zoo accepts this task's rows: train the student on your labeled rows".into(),
@@ -854,17 +915,18 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
             confident: true,
             tied: Vec::new(),
             expected_accuracy: None,
+            expected_gain: None,
         };
     };
-    let teacher = top.scores.get("mapped_accuracy").copied();
+    let teacher = evidence.teacher;
     let t = teacher.unwrap_or(0.0);
-    // a tie goes to the teacher: the distilled student learns from the labeled rows too, so a teacher as
-    // accurate as the labeled-rows-only classifier adds supervision on the unlabeled rows, not replaces it
-    let helps = t >= scratch_acc;
-    let hits = top.rows.as_ref().and_then(|r| r.get("mapped_accuracy"));
-    let s_hits = scratch.hits();
-    let z = hits.and_then(|h| metrics::paired_z(&h, &s_hits));
-    let confident = z.is_some_and(|z| z.abs() >= TIE_Z);
+    let Call {
+        expected_gain,
+        helps,
+        z,
+        confident,
+    } = evidence.call(gain);
+    let s_hits = &evidence.scratch_hits;
     let tied: Vec<String> = results
         .iter()
         .filter(|r| r.tied_with_top)
@@ -872,10 +934,13 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
         .collect();
     let mut reason = format!(
         "{} carried into this task's labels gets {:.1}% of the labeled rows right when each is held out \
-         (leave-one-out), against {:.1}% for a ridge classifier trained on the labeled rows alone: {}",
+         (leave-one-out), against {:.1}% for a ridge classifier trained on the labeled rows alone; on the \
+         ground-truth tasks, students taught by teachers with these two estimates came out {:+.1} points \
+         against scratch students on average: {}",
         top.teacher_id,
         100.0 * t,
         100.0 * scratch_acc,
+        100.0 * expected_gain,
         if helps {
             "learning from it is expected to beat training from scratch"
         } else {
@@ -922,6 +987,7 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate) -> Verdict {
         z,
         confident,
         tied,
+        expected_gain: Some(expected_gain),
     }
 }
 
