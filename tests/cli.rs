@@ -444,6 +444,10 @@ fn eval_ranking_judges_each_draw_and_the_task() {
     let s = &r["summary"]["ot"];
     assert_eq!(s["tasks"], 1);
     assert_eq!(s["tasks_consensus_within_1pt"], 1);
+    // the verdict's gain rule, fitted on every (draw, teacher) measured (a lone task's verdicts use the
+    // product's rule: there is no other task to fit one on)
+    assert_eq!(r["gain"]["samples"], 130, "{}", r["gain"]);
+    assert_eq!(r["gain"]["fit"]["coef"].as_array().unwrap().len(), 3);
     // the truth's own noise, and every draw's raw scores next to the measured students
     let noise = task["truth_noise"]["own_draw_spearman"].as_f64().unwrap();
     assert!(noise > 0.5 && noise <= 1.0, "{noise}");
