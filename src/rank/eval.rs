@@ -1054,9 +1054,13 @@ pub fn render(r: &EvalReport) -> String {
              recommended teacher, a least-squares fit of the measured gain (the teacher's student minus the \
              scratch student, same draw) on [1, mapped, scratch] over {} (draw, teacher) pairs, is at least 0. \
              Every verdict column above is held out: a task's verdicts come from the rule fitted on the other \
-             tasks. Held out, the expected gain is off by {:.1} pts. Fit on every task: coefficients {:?}.",
+             tasks. Held out, the expected gain is off by {} pts. Fit on every task: coefficients {:?}.",
             g.samples,
-            100.0 * g.held_out_mae,
+            g.held_out_mae
+                .map_or("(no other task to fit on)".into(), |e| format!(
+                    "{:.1}",
+                    100.0 * e
+                )),
             g.fit.coef.map(|c| (c * 1e3).round() / 1e3),
         );
     }

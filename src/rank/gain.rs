@@ -67,8 +67,9 @@ pub fn fit(samples: &[GainSample], without: Option<&str>) -> Option<GainFit> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GainReport {
     pub samples: usize,
-    /// Held out by task: mean |measured gain - expected gain| over the samples.
-    pub held_out_mae: f64,
+    /// Held out by task: mean |measured gain - expected gain| over the samples of the tasks the other
+    /// tasks could fit a rule for (`None` when none could: a lone task).
+    pub held_out_mae: Option<f64>,
     /// The fit on every task (what [`GAIN`] holds).
     pub fit: GainFit,
 }
@@ -78,18 +79,19 @@ pub fn evaluate(samples: &[GainSample]) -> Option<GainReport> {
     let mut tasks: Vec<&str> = samples.iter().map(|s| s.task.as_str()).collect();
     tasks.sort();
     tasks.dedup();
-    let mut err = 0.0;
+    let (mut err, mut n) = (0.0, 0usize);
     for t in &tasks {
-        let f = fit(samples, Some(t))?;
-        err += samples
-            .iter()
-            .filter(|s| s.task == *t)
-            .map(|s| (s.gain - f.predict(s.mapped, s.scratch)).abs())
-            .sum::<f64>();
+        let Some(f) = fit(samples, Some(t)) else {
+            continue;
+        };
+        for s in samples.iter().filter(|s| s.task == *t) {
+            err += (s.gain - f.predict(s.mapped, s.scratch)).abs();
+            n += 1;
+        }
     }
     Some(GainReport {
         samples: samples.len(),
-        held_out_mae: err / samples.len().max(1) as f64,
+        held_out_mae: (n > 0).then(|| err / n as f64),
         fit: fit(samples, None)?,
     })
 }
@@ -115,7 +117,11 @@ mod tests {
         for (got, want) in r.fit.coef.iter().zip([-0.1, 0.5, -0.2]) {
             assert!((got - want).abs() < 1e-4, "{:?}", r.fit);
         }
-        assert!(r.held_out_mae < 1e-4);
+        assert!(r.held_out_mae.unwrap() < 1e-4);
+        // one task: fitted, but nothing to hold it out against
+        let lone: Vec<GainSample> = samples.into_iter().filter(|s| s.task == "t0").collect();
+        let r = evaluate(&lone).unwrap();
+        assert_eq!((r.samples, r.held_out_mae), (10, None));
         assert!(fit(&samples[..7], None).is_none());
         // the rule mapped - scratch gives the plain paired z
         let (t, s) = ([1.0, 1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0, 1.0]);
