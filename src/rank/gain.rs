@@ -119,7 +119,7 @@ mod tests {
         }
         assert!(r.held_out_mae.unwrap() < 1e-4);
         // one task: fitted, but nothing to hold it out against
-        let lone: Vec<GainSample> = samples.into_iter().filter(|s| s.task == "t0").collect();
+        let lone: Vec<GainSample> = samples.iter().filter(|s| s.task == "t0").cloned().collect();
         let r = evaluate(&lone).unwrap();
         assert_eq!((r.samples, r.held_out_mae), (10, None));
         assert!(fit(&samples[..7], None).is_none());
