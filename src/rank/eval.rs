@@ -429,18 +429,12 @@ pub fn tasks(gt_json: &Path) -> Result<Vec<TaskHeader>> {
 /// (higher is better).
 /// A task's draws, scored, waiting for the verdicts of a gain rule fitted without it.
 struct Pending {
-    task: String,
-    kind: String,
-    teachers: usize,
-    best_teacher: String,
-    best_accuracy: f64,
-    scratch_accuracy: f64,
-    teacher_helps: bool,
+    /// Everything but the metrics, which wait for the verdicts.
+    eval: TaskEval,
     teacher_mean: BTreeMap<String, f64>,
     per_metric: BTreeMap<String, Vec<[f64; 10]>>,
     picks: BTreeMap<String, Vec<DrawPick>>,
     evidence: BTreeMap<String, Vec<Option<super::VerdictEvidence>>>,
-    truth_noise: Option<TruthNoise>,
 }
 
 impl Pending {
@@ -452,7 +446,7 @@ impl Pending {
                 let call = ev.as_ref().map(|e| e.call(rule));
                 let helps = call.is_some_and(|c| c.helps);
                 let confident = call.is_none_or(|c| c.confident);
-                let right = helps == self.teacher_helps;
+                let right = helps == self.eval.teacher_helps;
                 pick.helps = helps;
                 row[5] = f64::from(u8::from(right));
                 row[8] = f64::from(u8::from(confident));
@@ -675,49 +669,46 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
             }
         }
         pending.push(Pending {
-            task: task.name.clone(),
-            kind: task.kind.clone(),
-            teachers: full.len(),
-            best_teacher: best_id,
-            best_accuracy: best,
-            scratch_accuracy: task.scratch_mean,
-            teacher_helps: helps,
+            eval: TaskEval {
+                task: task.name.clone(),
+                kind: task.kind.clone(),
+                teachers: full.len(),
+                best_teacher: best_id,
+                best_accuracy: best,
+                scratch_accuracy: task.scratch_mean,
+                teacher_helps: helps,
+                metrics: BTreeMap::new(),
+                truth_noise: truth_noise(
+                    &full
+                        .iter()
+                        .filter_map(|(r, _)| task.teachers.get(&r.teacher_id))
+                        .collect::<Vec<_>>(),
+                    draw_rows.len(),
+                ),
+            },
             teacher_mean: task.teacher_mean.clone(),
             per_metric,
             picks,
             evidence,
-            truth_noise: truth_noise(
-                &full
-                    .iter()
-                    .filter_map(|(r, _)| task.teachers.get(&r.teacher_id))
-                    .collect::<Vec<_>>(),
-                draw_rows.len(),
-            ),
         });
     }
     // each task's verdicts under the gain rule fitted on the other tasks (the constant one without
     // per-draw measurements to fit on)
     for p in &mut pending {
-        let rule = gain::fit(&gains, Some(&p.task)).unwrap_or(gain::GAIN);
+        let rule = gain::fit(&gains, Some(&p.eval.task)).unwrap_or(gain::GAIN);
         p.call_verdicts(&rule);
     }
     for p in pending {
         let Pending {
-            task: name,
-            kind,
-            teachers,
-            best_teacher: best_id,
-            best_accuracy: best,
-            scratch_accuracy,
-            teacher_helps: helps,
+            mut eval,
             teacher_mean,
             per_metric,
             picks,
-            truth_noise,
             ..
         } = p;
+        let (best, helps) = (eval.best_accuracy, eval.teacher_helps);
         let truth_of = |id: &str| teacher_mean[id];
-        let metrics = per_metric
+        eval.metrics = per_metric
             .into_iter()
             .map(|(m, v)| {
                 let mean = |k: usize| v.iter().map(|r| r[k]).sum::<f64>() / v.len() as f64;
@@ -747,17 +738,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                 )
             })
             .collect();
-        tasks.push(TaskEval {
-            task: name,
-            kind,
-            teachers,
-            best_teacher: best_id,
-            best_accuracy: best,
-            scratch_accuracy,
-            teacher_helps: helps,
-            metrics,
-            truth_noise,
-        });
+        tasks.push(eval);
     }
     let mut summary = BTreeMap::new();
     for m in metric_names.iter().cloned() {
