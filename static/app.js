@@ -657,7 +657,7 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
       x.tied_with_top && x.rank !== 1 ? h("span", { class: "badge warn", title: `within noise of the top teacher (gap ${num(x.gap_z, 1)} standard errors)` }, " tied") : null) },
     ...metrics.map((m) => ({ key: "m_" + m, label: m + (m === primary ? " ★" : ""), num: true, value: (x) => x.scores[m], render: (x) => num(x.scores[m], 4) })),
     { key: "expected", label: "Expected student acc.", num: true, value: (x) => x.expected_accuracy && x.expected_accuracy.estimate,
-      render: (x) => (x.expected_accuracy ? h("span", { title: "80% interval; held out by task the estimate was off by 10 points on average" }, `${pct(x.expected_accuracy.estimate)} [${(100 * x.expected_accuracy.low).toFixed(0)}, ${(100 * x.expected_accuracy.high).toFixed(0)}]`) : "–") },
+      render: (x) => (x.expected_accuracy ? h("span", { title: "80% interval; held out by task the estimate was off by 7 points on average" }, `${pct(x.expected_accuracy.estimate)} [${(100 * x.expected_accuracy.low).toFixed(0)}, ${(100 * x.expected_accuracy.high).toFixed(0)}]`) : "–") },
     { key: "params", label: "Params", num: true, render: (x) => count(x.params) },
     { key: "notes", label: "Notes", sort: false, render: (x) => x.compatible ? (x.notes.join("; ") || "") : h("span", { class: "muted" }, x.reason) },
   ];
@@ -665,7 +665,7 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
     h("h2", { style: "margin-top:0" }, "Verdict"),
     top ? h("p", { id: "recommendation" }, "Recommended teacher: ", h("strong", {}, top.teacher_id), ` (${primary} ${num(top.score)})`) : h("p", {}, "No compatible teacher."),
     top && top.expected_accuracy ? h("p", { id: "expected" }, "Expected accuracy of a student taught by it: ", h("strong", {}, pct(top.expected_accuracy.estimate)),
-      h("span", { class: "muted" }, ` (80% interval ${pct(top.expected_accuracy.low)} to ${pct(top.expected_accuracy.high)}; the default student mlp:256; off by 10 points on average on tasks it was not fitted on)`)) : null,
+      h("span", { class: "muted" }, ` (80% interval ${pct(top.expected_accuracy.low)} to ${pct(top.expected_accuracy.high)}; the default student mlp:256; off by 7 points on average on tasks it was not fitted on)`)) : null,
     h("p", { id: "verdict-text" }, h("span", { class: "badge " + (v.teacher_helps ? "good" : "bad") }, v.teacher_helps ? "the teacher should help" : "train from scratch"), " ",
       h("span", { class: "badge " + (v.confident ? "good" : "warn") }, v.confident ? "confident" : "a lean, not a finding"), " ", v.reason),
     h("dl", { class: "kv" }, h("dt", {}, "teacher estimate"), h("dd", {}, pct(v.teacher_estimate)), h("dt", {}, "scratch estimate"), h("dd", {}, pct(v.scratch_estimate)),
@@ -681,7 +681,7 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
         compatible.length ? barChart("score-chart", compatible.map((x) => ({ name: x.teacher_id, value: x.score, tied: x.tied_with_top })), { label: primary, lowerBetter, highlight: top && top.teacher_id }) : empty("No compatible teacher."))),
     compatible.some((x) => x.expected_accuracy) ? h("div", { class: "card", style: "margin-top:16px" },
       h("h2", { style: "margin-top:0" }, "Expected student accuracy per teacher"),
-      h("p", { class: "muted" }, "The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line is the scratch estimate (labeled rows alone). Held out by task the estimate was off by 10 points on average."),
+      h("p", { class: "muted" }, "The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line is the scratch estimate (labeled rows alone). Held out by task the estimate was off by 7 points on average."),
       intervalChart("expected-chart", compatible.filter((x) => x.expected_accuracy).sort((a, b) => b.expected_accuracy.estimate - a.expected_accuracy.estimate).slice(0, 25)
         .map((x) => ({ name: x.teacher_id, value: x.expected_accuracy.estimate, low: x.expected_accuracy.low, high: x.expected_accuracy.high })),
         { label: "expected test accuracy", reference: v.scratch_estimate, referenceLabel: "scratch estimate", highlight: top && top.teacher_id })) : null,

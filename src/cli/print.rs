@@ -330,7 +330,7 @@ pub fn print_ranking(r: &faculty::rank::Ranking) {
         }
     }
     println!(
-        "  (expected: the default student's test accuracy from this teacher, 80% interval; off by 10 points \
+        "  (expected: the default student's test accuracy from this teacher, 80% interval; off by 7 points \
          on average on tasks it was not fitted on)"
     );
     if r.results.iter().any(|t| t.tied_with_top) {
