@@ -669,6 +669,7 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
     h("p", { id: "verdict-text" }, h("span", { class: "badge " + (v.teacher_helps ? "good" : "bad") }, v.teacher_helps ? "the teacher should help" : "train from scratch"), " ",
       h("span", { class: "badge " + (v.confident ? "good" : "warn") }, v.confident ? "confident" : "a lean, not a finding"), " ", v.reason),
     h("dl", { class: "kv" }, h("dt", {}, "teacher estimate"), h("dd", {}, pct(v.teacher_estimate)), h("dt", {}, "scratch estimate"), h("dd", {}, pct(v.scratch_estimate)),
+      h("dt", {}, "scratch student (expected)"), h("dd", { id: "expected-scratch" }, v.expected_scratch_accuracy ? `${pct(v.expected_scratch_accuracy.estimate)} (80% interval ${pct(v.expected_scratch_accuracy.low)} to ${pct(v.expected_scratch_accuracy.high)})` : "–"),
       h("dt", {}, "expected gain over scratch"), h("dd", { id: "expected-gain", title: "a rule fitted on the ground-truth tasks: how much better students taught by teachers with these two estimates came out than scratch students" }, v.expected_gain == null ? "–" : `${v.expected_gain >= 0 ? "+" : ""}${(100 * v.expected_gain).toFixed(1)} points`),
       h("dt", {}, "z"), h("dd", {}, num(v.z, 2)), h("dt", {}, "tied with the top"), h("dd", {}, v.tied.join(", ") || "none"),
       h("dt", {}, "labeled rows"), h("dd", { id: "ranked-rows" }, rankedRows(r))),
@@ -681,10 +682,12 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
         compatible.length ? barChart("score-chart", compatible.map((x) => ({ name: x.teacher_id, value: x.score, tied: x.tied_with_top })), { label: primary, lowerBetter, highlight: top && top.teacher_id }) : empty("No compatible teacher."))),
     compatible.some((x) => x.expected_accuracy) ? h("div", { class: "card", style: "margin-top:16px" },
       h("h2", { style: "margin-top:0" }, "Expected student accuracy per teacher"),
-      h("p", { class: "muted" }, "The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line is the scratch estimate (labeled rows alone). Held out by task the estimate was off by 7 points on average."),
+      h("p", { class: "muted" }, v.expected_scratch_accuracy
+        ? `The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line is the same student trained on the labeled rows alone (expected ${pct(v.expected_scratch_accuracy.estimate)}, 80% interval ${pct(v.expected_scratch_accuracy.low)} to ${pct(v.expected_scratch_accuracy.high)}). Held out by task the estimates were off by 7 and 9 points on average.`
+        : "The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line is the scratch estimate (labeled rows alone). Held out by task the estimate was off by 7 points on average."),
       intervalChart("expected-chart", compatible.filter((x) => x.expected_accuracy).sort((a, b) => b.expected_accuracy.estimate - a.expected_accuracy.estimate).slice(0, 25)
         .map((x) => ({ name: x.teacher_id, value: x.expected_accuracy.estimate, low: x.expected_accuracy.low, high: x.expected_accuracy.high })),
-        { label: "expected test accuracy", reference: v.scratch_estimate, referenceLabel: "scratch estimate", highlight: top && top.teacher_id })) : null,
+        { label: "expected test accuracy", reference: v.expected_scratch_accuracy ? v.expected_scratch_accuracy.estimate : v.scratch_estimate, referenceLabel: v.expected_scratch_accuracy ? "scratch student (expected)" : "scratch estimate", highlight: top && top.teacher_id })) : null,
     h("h2", {}, "Every metric"), h("p", { class: "muted" }, "★ orders the teachers. Click a row to see its label map. " + metrics.map((m) => `${m}: ${r.directions[m]} is better`).join("; ")),
     table("ranking-table", cols, r.results, { onRow: (x) => x.compatible && showMap(x.teacher_id), rowAttrs: (x) => ({ "data-id": x.teacher_id, class: x.compatible ? "" : "muted" }), sortKey: "rank" }),
     mapHolder);

@@ -404,6 +404,8 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     assert!(!text(&c, "#verdict-text").await.is_empty());
     let gain = text(&c, "#expected-gain").await;
     assert!(gain.ends_with(" points"), "{gain}");
+    let scratch = text(&c, "#expected-scratch").await;
+    assert!(scratch.contains("% (80% interval "), "{scratch}");
     let ranked = c
         .execute(
             "return document.querySelectorAll('#score-chart rect').length",

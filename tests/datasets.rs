@@ -494,6 +494,32 @@ async fn rankings_recommend_cache_and_survive_restart() {
             results[0]
         );
         assert_eq!(rk["verdict"]["teacher_helps"], true, "{}", rk["verdict"]);
+        // the verdict is the sign of the gain rule applied to its two estimates, and it shows the
+        // scratch student's expected accuracy on a student's scale
+        let v = &rk["verdict"];
+        let (t, sc) = (
+            v["teacher_estimate"].as_f64().unwrap(),
+            v["scratch_estimate"].as_f64().unwrap(),
+        );
+        let g = v["expected_gain"].as_f64().unwrap();
+        assert!(
+            (g - faculty::rank::gain::GAIN.predict(t, sc)).abs() < 1e-12,
+            "{v}"
+        );
+        assert!(g >= 0.0, "{v}");
+        let es = &v["expected_scratch_accuracy"];
+        let (e, lo, hi) = (
+            es["estimate"].as_f64().unwrap(),
+            es["low"].as_f64().unwrap(),
+            es["high"].as_f64().unwrap(),
+        );
+        assert!(lo < e && e < hi && (0.0..=1.0).contains(&e), "{es}");
+        assert_eq!(
+            e,
+            faculty::rank::expected::SCRATCH_FIT
+                .predict_scratch(sc)
+                .estimate
+        );
         // ties with the top teacher: paired over the labeled rows; rank 1 has no gap, another domain's
         // teacher is far behind, and `tied_with_top` is exactly a gap under 2 standard errors
         assert!(results[0]["gap_z"].is_null(), "{}", results[0]);

@@ -333,6 +333,14 @@ pub fn print_ranking(r: &faculty::rank::Ranking) {
         "  (expected: the default student's test accuracy from this teacher, 80% interval; off by 7 points \
          on average on tasks it was not fitted on)"
     );
+    if let Some(e) = r.verdict.expected_scratch_accuracy {
+        println!(
+            "  (the same student trained on the labeled rows alone: {:.0}% [{:.0}, {:.0}] expected)",
+            100.0 * e.estimate,
+            100.0 * e.low,
+            100.0 * e.high
+        );
+    }
     if r.results.iter().any(|t| t.tied_with_top) {
         println!(
             "  (= within noise of rank 1: under 2 standard errors behind on the labeled rows)"

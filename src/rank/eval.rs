@@ -225,6 +225,9 @@ pub struct EvalReport {
     /// The expected-accuracy calibration, held out by task (when the ground truth has per-draw accuracies).
     #[serde(default)]
     pub expected: Option<super::expected::CalibrationReport>,
+    /// The scratch student's calibration, held out by task (one pair per draw).
+    #[serde(default)]
+    pub expected_scratch: Option<super::expected::CalibrationReport>,
     /// The verdict's gain rule, its error held out by task and its fit on every task (when the ground
     /// truth has per-draw accuracies). The verdict columns are held out: each task's verdicts come from
     /// the rule fitted on the other tasks.
@@ -616,7 +619,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                             pairs.push(super::expected::Pair {
                                 task: task.name.clone(),
                                 teacher: r.teacher_id.clone(),
-                                mapped,
+                                mapped: Some(mapped),
                                 scratch: scratch.accuracy(),
                                 measured,
                             });
@@ -748,11 +751,24 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         }
     }
     let held_out = held_out_selection(&tasks);
+    let scratch_pairs: Vec<super::expected::Pair> = draw_scores
+        .iter()
+        .filter_map(|d| {
+            Some(super::expected::Pair {
+                task: d.task.clone(),
+                teacher: "scratch".into(),
+                mapped: None,
+                scratch: d.scratch_estimate,
+                measured: d.scratch_measured?,
+            })
+        })
+        .collect();
     Ok(EvalReport {
         tasks,
         summary,
         held_out,
         expected: super::expected::evaluate(&pairs),
+        expected_scratch: super::expected::evaluate(&scratch_pairs),
         gain: gain::evaluate(&gains),
         draws: draw_scores,
     })
@@ -1022,8 +1038,23 @@ pub fn render(r: &EvalReport) -> String {
             100.0 * e.held_out_mae,
             100.0 * e.held_out_coverage,
             100.0 * e.mae_scratch_estimate,
-            100.0 * e.mae_mapped_accuracy,
+            100.0 * e.mae_mapped_accuracy.unwrap_or(f64::NAN),
             e.fit.coef.map(|c| (c * 1e4).round() / 1e4),
+            e.fit.low,
+            e.fit.high
+        );
+    }
+    if let Some(e) = &r.expected_scratch {
+        let _ = writeln!(
+            s,
+            "\nThe scratch student, held out by task ({} draws): off by {:.1} pts, {:.0}% inside the 80% interval \
+             (the ridge estimate itself is off by {:.1} pts). Fit on every task: coefficients of [1, scratch] \
+             {:?}, residual 10th / 90th percentiles {:.3} / {:.3}.",
+            e.pairs,
+            100.0 * e.held_out_mae,
+            100.0 * e.held_out_coverage,
+            100.0 * e.mae_scratch_estimate,
+            [e.fit.coef[0], e.fit.coef[1]].map(|c| (c * 1e4).round() / 1e4),
             e.fit.low,
             e.fit.high
         );

@@ -299,6 +299,11 @@ pub struct Verdict {
     /// rule fitted on the ground truth; `teacher_helps` is whether it is at least 0.
     #[serde(default)]
     pub expected_gain: Option<f64>,
+    /// The test accuracy a default student trained on the labeled rows alone is expected to reach, with
+    /// its 80% interval: the scratch estimate through a fit on the ground truth's scratch students (the
+    /// ridge estimate is not on a student's scale: with one labeled row a class it is 0).
+    #[serde(default)]
+    pub expected_scratch_accuracy: Option<expected::ExpectedAccuracy>,
 }
 
 /// A finished ranking.
@@ -902,6 +907,7 @@ impl VerdictEvidence {
 
 fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, gain: &gain::GainFit) -> Verdict {
     let scratch_acc = scratch.accuracy();
+    let expected_scratch = expected::SCRATCH_FIT.predict_scratch(scratch_acc);
     let (Some(top), Some(evidence)) = (
         results.iter().find(|r| r.rank == Some(1)),
         VerdictEvidence::of(results, scratch),
@@ -916,6 +922,7 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, gain: &gain::Ga
             tied: Vec::new(),
             expected_accuracy: None,
             expected_gain: None,
+            expected_scratch_accuracy: Some(expected_scratch),
         };
     };
     let teacher = evidence.teacher;
@@ -970,13 +977,24 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, gain: &gain::Ga
             tied.join(", ")
         ));
     }
-    if let Some(e) = top.expected_accuracy.filter(|_| helps) {
-        reason.push_str(&format!(
-            ". A student taught by it is expected to reach {:.0}% on new rows (80% interval {:.0}-{:.0}%)",
+    let pct = |e: expected::ExpectedAccuracy| {
+        format!(
+            "{:.0}% on new rows (80% interval {:.0}-{:.0}%)",
             100.0 * e.estimate,
             100.0 * e.low,
             100.0 * e.high
-        ));
+        )
+    };
+    match top.expected_accuracy.filter(|_| helps) {
+        Some(e) => reason.push_str(&format!(
+            ". A student taught by it is expected to reach {}, one trained on the labeled rows alone {}",
+            pct(e),
+            pct(expected_scratch)
+        )),
+        None => reason.push_str(&format!(
+            ". A student trained on the labeled rows alone is expected to reach {}",
+            pct(expected_scratch)
+        )),
     }
     Verdict {
         expected_accuracy: top.expected_accuracy,
@@ -988,6 +1006,7 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, gain: &gain::Ga
         confident,
         tied,
         expected_gain: Some(expected_gain),
+        expected_scratch_accuracy: Some(expected_scratch),
     }
 }
 
