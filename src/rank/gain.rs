@@ -16,6 +16,10 @@ pub const GAIN: GainFit = GainFit {
     coef: [-0.165, 0.418, -0.179],
 };
 
+/// The most labeled rows of any ground-truth task the rule was fitted on (`letters_26way`, 10 a class):
+/// with more, the verdict says the rule extrapolates.
+pub const FITTED_UP_TO_ROWS: usize = 260;
+
 /// A fitted gain rule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GainFit {

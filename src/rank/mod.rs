@@ -954,6 +954,14 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, gain: &gain::Ga
             "no teacher is likely to help; train the student on your labeled rows"
         }
     );
+    if s_hits.len() > gain::FITTED_UP_TO_ROWS {
+        reason.push_str(&format!(
+            " (the rule was fitted on few-shot tasks of at most {} labeled rows; with {} it extrapolates, \
+             and the job's own comparison with a scratch student decides)",
+            gain::FITTED_UP_TO_ROWS,
+            s_hits.len()
+        ));
+    }
     if scratch.lone_rows > 0 {
         reason.push_str(&format!(
             " ({} of the {} labeled rows are their class's only one: held out, a classifier on the other \
