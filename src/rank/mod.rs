@@ -702,7 +702,7 @@ pub fn finish(
             .map(|&m| expected::FIT.predict(m, scratch_accuracy));
     }
     // before the scores are cut to the wanted metrics: the verdict needs mapped_accuracy
-    let verdict = verdict(&results, &scratch, &gain::GAIN);
+    let verdict = verdict(&results, &scratch, &gain::GAIN, labeled.len());
     for r in &mut results {
         r.scores.retain(|k, _| wanted.contains(k));
     }
@@ -905,7 +905,12 @@ impl VerdictEvidence {
     }
 }
 
-fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, gain: &gain::GainFit) -> Verdict {
+fn verdict(
+    results: &[TeacherResult],
+    scratch: &ScratchEstimate,
+    gain: &gain::GainFit,
+    labeled_rows: usize,
+) -> Verdict {
     let scratch_acc = scratch.accuracy();
     let expected_scratch = expected::SCRATCH_FIT.predict_scratch(scratch_acc);
     let (Some(top), Some(evidence)) = (
@@ -954,12 +959,11 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, gain: &gain::Ga
             "no teacher is likely to help; train the student on your labeled rows"
         }
     );
-    if s_hits.len() > gain::FITTED_UP_TO_ROWS {
+    if labeled_rows > gain::FITTED_UP_TO_ROWS {
         reason.push_str(&format!(
-            " (the rule was fitted on few-shot tasks of at most {} labeled rows; with {} it extrapolates, \
-             and the job's own comparison with a scratch student decides)",
+            " (the rule was fitted on few-shot tasks of at most {} labeled rows; with {labeled_rows} it \
+             extrapolates, and the job's own comparison with a scratch student decides)",
             gain::FITTED_UP_TO_ROWS,
-            s_hits.len()
         ));
     }
     if scratch.lone_rows > 0 {
