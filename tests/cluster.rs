@@ -38,22 +38,9 @@ fn two_servers_share_their_state_and_a_killed_servers_job_finishes_on_the_other(
     assert!(!rk["results"].as_array().unwrap().is_empty());
 
     // a long job submitted to A, watched from B, A killed after its first checkpoints
-    let (status, job) = http_json(
-        pa,
-        "POST",
-        "/v1/jobs",
-        serde_json::json!({"dataset_id": ds["id"], "method": "kd", "teacher": "mnist_mlp",
-                           "student": "mlp:32",
-                           "config": {"max_epochs": 400, "val_fraction": 0.0, "cv_folds": 0}}),
-    );
-    assert_eq!(status, 202, "{job}");
-    let id = job["id"].as_str().unwrap().to_string();
-    let before = wait_job(pb, &id, |j| {
-        j["phase"] == "training" && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
-    });
+    let (id, _) = long_job_mid_training(pa, pb, &ds["id"]);
     a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
-    assert!(before["checkpoint_epoch"].as_u64().unwrap() < 400);
 
     // B takes it over once A's lease runs out, and finishes it from the checkpoint
     let fin = wait_finished(pb, &id);
@@ -149,19 +136,7 @@ fn two_servers_and_three_workers_lose_nothing_when_workers_die_mid_shard_and_mid
     let slow: serde_json::Value = serde_json::from_slice(&slow).unwrap();
 
     // a long job submitted to A runs on a worker
-    let (status, job) = http_json(
-        pa,
-        "POST",
-        "/v1/jobs",
-        serde_json::json!({"dataset_id": ds["id"], "method": "kd", "teacher": "mnist_mlp",
-                           "student": "mlp:32",
-                           "config": {"max_epochs": 400, "val_fraction": 0.0, "cv_folds": 0}}),
-    );
-    assert_eq!(status, 202, "{job}");
-    let job_id = job["id"].as_str().unwrap().to_string();
-    let before = wait_job(pb, &job_id, |j| {
-        j["phase"] == "training" && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
-    });
+    let (job_id, before) = long_job_mid_training(pa, pb, &ds["id"]);
     let job_worker = worker_of(before["worker"].as_str().unwrap());
 
     // a ranking asked of A, watched on B: a worker other than the job's is killed while it scores a

@@ -208,6 +208,34 @@ pub fn wait_job(
     wait_until(port, &format!("/v1/jobs/{id}"), |_, j| until(j)).1
 }
 
+/// Submits a long KD job (400 epochs of `mlp:32` from `mnist_mlp`, no validation) on `dataset_id` to the
+/// server on `port`, and waits, watching from `watch`, until it trains past its second checkpoint: the
+/// job a kill test kills mid-training. Its id and the job as seen then.
+pub fn long_job_mid_training(
+    port: u16,
+    watch: u16,
+    dataset_id: &serde_json::Value,
+) -> (String, serde_json::Value) {
+    let (status, job) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        serde_json::json!({"dataset_id": dataset_id, "method": "kd", "teacher": "mnist_mlp",
+                           "student": "mlp:32",
+                           "config": {"max_epochs": 400, "val_fraction": 0.0, "cv_folds": 0}}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let before = wait_job(watch, &id, |j| {
+        j["phase"] == "training" && j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
+    });
+    assert!(
+        before["checkpoint_epoch"].as_u64().unwrap() < 400,
+        "the job finished before it could be killed"
+    );
+    (id, before)
+}
+
 /// Polls a job until it has ended (succeeded, failed or cancelled).
 pub fn wait_finished(port: u16, id: &str) -> serde_json::Value {
     wait_job(port, id, |j| {
