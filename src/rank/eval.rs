@@ -428,8 +428,6 @@ pub fn tasks(gt_json: &Path) -> Result<Vec<TaskHeader>> {
         .collect())
 }
 
-/// One draw's ranking, as the consensus needs it: the top pick, the verdict, every teacher's signed score
-/// (higher is better).
 /// A task's draws, scored, waiting for the verdicts of a gain rule fitted without it.
 struct Pending {
     /// Everything but the metrics, which wait for the verdicts.
@@ -459,6 +457,8 @@ impl Pending {
     }
 }
 
+/// One draw's ranking, as the consensus needs it: the top pick, the verdict, every teacher's signed score
+/// (higher is better).
 struct DrawPick {
     top: String,
     helps: bool,

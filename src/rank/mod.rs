@@ -890,6 +890,8 @@ impl VerdictEvidence {
         })
     }
 
+    /// The call under `gain` (the product's [`gain::GAIN`], or `eval-ranking`'s rule fitted without the
+    /// task being judged).
     pub fn call(&self, gain: &gain::GainFit) -> Call {
         let expected_gain = gain.predict(self.teacher.unwrap_or(0.0), self.scratch);
         let z = self
