@@ -274,13 +274,18 @@ function barChart(id, items, { label = "", lowerBetter = null, highlight, digits
   return h("div", { class: "bars" }, g);
 }
 // Intervals as horizontal lines with a dot at the estimate (items: [{name, value, low, high}]), on a 0..1
-// axis, with an optional dashed reference line (e.g. the scratch estimate).
-function intervalChart(id, items, { label = "", reference = null, referenceLabel = "", highlight } = {}) {
+// axis, with an optional dashed reference line (e.g. the scratch student) and a shaded band around it (its
+// interval, [low, high]).
+function intervalChart(id, items, { label = "", reference = null, referenceLabel = "", referenceBand = null, highlight } = {}) {
   const W = 640, row = 22, left = 190, right = 40, H = items.length * row + 44;
-  const lo = Math.max(0, Math.min(...items.map((i) => i.low), reference ?? 1) - 0.05);
-  const hi = Math.min(1, Math.max(...items.map((i) => i.high), reference ?? 0) + 0.05);
+  const lo = Math.max(0, Math.min(...items.map((i) => i.low), reference ?? 1, referenceBand ? referenceBand[0] : 1) - 0.05);
+  const hi = Math.min(1, Math.max(...items.map((i) => i.high), reference ?? 0, referenceBand ? referenceBand[1] : 0) + 0.05);
   const x = (v) => left + ((v - lo) / Math.max(1e-9, hi - lo)) * (W - left - right);
   const g = s("svg", { id, viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": label });
+  if (referenceBand) {
+    g.append(s("rect", { class: "reference-band", x: x(referenceBand[0]), y: 4, width: Math.max(0, x(referenceBand[1]) - x(referenceBand[0])), height: items.length * row + 4, fill: "var(--bad)", "fill-opacity": 0.08 },
+      s("title", {}, `${referenceLabel}: 80% interval ${pct(referenceBand[0])} to ${pct(referenceBand[1])}`)));
+  }
   items.forEach((it, k) => {
     const y = 14 + k * row;
     const color = it.name === highlight ? "var(--accent)" : "var(--muted)";
@@ -683,11 +688,12 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
     compatible.some((x) => x.expected_accuracy) ? h("div", { class: "card", style: "margin-top:16px" },
       h("h2", { style: "margin-top:0" }, "Expected student accuracy per teacher"),
       h("p", { class: "muted" }, v.expected_scratch_accuracy
-        ? `The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line is the same student trained on the labeled rows alone (expected ${pct(v.expected_scratch_accuracy.estimate)}, 80% interval ${pct(v.expected_scratch_accuracy.low)} to ${pct(v.expected_scratch_accuracy.high)}). Held out by task the estimates were off by 7 and 9 points on average.`
+        ? `The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line and the shaded band are the same student trained on the labeled rows alone (expected ${pct(v.expected_scratch_accuracy.estimate)}, 80% interval ${pct(v.expected_scratch_accuracy.low)} to ${pct(v.expected_scratch_accuracy.high)}). Held out by task the estimates were off by 7 and 9 points on average.`
         : "The default student (mlp:256, faculty) taught by each teacher: estimate and 80% interval; the dashed line is the scratch estimate (labeled rows alone). Held out by task the estimate was off by 7 points on average."),
       intervalChart("expected-chart", compatible.filter((x) => x.expected_accuracy).sort((a, b) => b.expected_accuracy.estimate - a.expected_accuracy.estimate).slice(0, 25)
         .map((x) => ({ name: x.teacher_id, value: x.expected_accuracy.estimate, low: x.expected_accuracy.low, high: x.expected_accuracy.high })),
-        { label: "expected test accuracy", reference: v.expected_scratch_accuracy ? v.expected_scratch_accuracy.estimate : v.scratch_estimate, referenceLabel: v.expected_scratch_accuracy ? "scratch student (expected)" : "scratch estimate", highlight: top && top.teacher_id })) : null,
+        { label: "expected test accuracy", reference: v.expected_scratch_accuracy ? v.expected_scratch_accuracy.estimate : v.scratch_estimate, referenceLabel: v.expected_scratch_accuracy ? "scratch student (expected)" : "scratch estimate",
+          referenceBand: v.expected_scratch_accuracy ? [v.expected_scratch_accuracy.low, v.expected_scratch_accuracy.high] : null, highlight: top && top.teacher_id })) : null,
     h("h2", {}, "Every metric"), h("p", { class: "muted" }, "★ orders the teachers. Click a row to see its label map. " + metrics.map((m) => `${m}: ${r.directions[m]} is better`).join("; ")),
     table("ranking-table", cols, r.results, { onRow: (x) => x.compatible && showMap(x.teacher_id), rowAttrs: (x) => ({ "data-id": x.teacher_id, class: x.compatible ? "" : "muted" }), sortKey: "rank" }),
     mapHolder);

@@ -406,6 +406,14 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     assert!(gain.ends_with(" points"), "{gain}");
     let scratch = text(&c, "#expected-scratch").await;
     assert!(scratch.contains("% (80% interval "), "{scratch}");
+    let band = c
+        .execute(
+            "return document.querySelectorAll('#expected-chart .reference-band').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(band, 1, "the expected scratch student's interval is drawn");
     let ranked = c
         .execute(
             "return document.querySelectorAll('#score-chart rect').length",
