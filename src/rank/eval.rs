@@ -643,10 +643,13 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                     .map(|r| truth_of(&r.teacher_id))
                     .collect();
                 let set_best = top_set.iter().copied().fold(f64::MIN, f64::max);
-                evidence
-                    .entry(m.clone())
-                    .or_default()
-                    .push(super::VerdictEvidence::of(&ranking.results, &scratch));
+                evidence.entry(m.clone()).or_default().push(
+                    ranking
+                        .results
+                        .iter()
+                        .find(|r| r.rank == Some(1))
+                        .map(|top| super::VerdictEvidence::of(top, &scratch)),
+                );
                 // the verdict columns and `helps` are filled in by `call_verdicts`
                 picks.entry(m.clone()).or_default().push(DrawPick {
                     top: scored[0].teacher_id.clone(),

@@ -134,9 +134,7 @@ fn fit_in_sample(pairs: &[&Pair]) -> Option<Calibration> {
 /// task (an 80% interval covered 60% of held-out pairs): most of the error is a task's own shift.
 pub fn fit(pairs: &[&Pair]) -> Option<Calibration> {
     let all = fit_in_sample(pairs)?;
-    let mut tasks: Vec<&str> = pairs.iter().map(|p| p.task.as_str()).collect();
-    tasks.sort();
-    tasks.dedup();
+    let tasks = distinct(pairs.iter().map(|p| p.task.as_str()));
     if tasks.len() < 3 {
         return Some(all);
     }
@@ -156,6 +154,14 @@ pub fn fit(pairs: &[&Pair]) -> Option<Calibration> {
         high: quantile(&mut res, 0.9),
         ..all
     })
+}
+
+/// The task names, sorted, each once (the folds of a leave-one-task-out evaluation).
+pub(crate) fn distinct<'a>(tasks: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut v: Vec<&str> = tasks.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Least squares of `y` on `x` (ridge 1e-6 on the normal equations); `None` when they are singular.
@@ -224,9 +230,7 @@ pub struct CalibrationReport {
 
 /// Leave-one-task-out evaluation, then the fit on all pairs.
 pub fn evaluate(pairs: &[Pair]) -> Option<CalibrationReport> {
-    let mut tasks: Vec<&str> = pairs.iter().map(|p| p.task.as_str()).collect();
-    tasks.sort();
-    tasks.dedup();
+    let tasks = distinct(pairs.iter().map(|p| p.task.as_str()));
     let mut per_task = Vec::new();
     let (mut err, mut inside, mut n) = (0.0, 0usize, 0usize);
     for t in &tasks {

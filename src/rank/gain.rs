@@ -8,7 +8,7 @@
 //! where a mediocre teacher beat a weak ridge estimate by more than its students beat scratch.
 use serde::{Deserialize, Serialize};
 
-use super::expected::least_squares;
+use super::expected::{distinct, least_squares};
 
 /// The fit on every ground-truth task (`faculty eval-ranking`, 2026-12-06, 3,050 (draw, teacher) pairs on
 /// 19 tasks): coefficients of [1, mapped, scratch].
@@ -80,9 +80,7 @@ pub struct GainReport {
 
 /// Leave-one-task-out error of the fit, then the fit on all samples.
 pub fn evaluate(samples: &[GainSample]) -> Option<GainReport> {
-    let mut tasks: Vec<&str> = samples.iter().map(|s| s.task.as_str()).collect();
-    tasks.sort();
-    tasks.dedup();
+    let tasks = distinct(samples.iter().map(|s| s.task.as_str()));
     let (mut err, mut n) = (0.0, 0usize);
     for t in &tasks {
         let Some(f) = fit(samples, Some(t)) else {

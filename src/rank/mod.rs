@@ -702,7 +702,7 @@ pub fn finish(
             .map(|&m| expected::FIT.predict(m, scratch_accuracy));
     }
     // before the scores are cut to the wanted metrics: the verdict needs mapped_accuracy
-    let verdict = verdict(&results, &scratch, &gain::GAIN, labeled.len());
+    let verdict = verdict(&results, &scratch, labeled.len());
     for r in &mut results {
         r.scores.retain(|k, _| wanted.contains(k));
     }
@@ -875,10 +875,9 @@ pub struct Call {
 }
 
 impl VerdictEvidence {
-    /// The evidence for the rank-1 teacher of `results` (`None` when nothing was ranked).
-    pub fn of(results: &[TeacherResult], scratch: &ScratchEstimate) -> Option<Self> {
-        let top = results.iter().find(|r| r.rank == Some(1))?;
-        Some(Self {
+    /// The evidence for `top`, the rank-1 teacher.
+    pub fn of(top: &TeacherResult, scratch: &ScratchEstimate) -> Self {
+        Self {
             teacher: top.scores.get("mapped_accuracy").copied(),
             teacher_hits: top
                 .rows
@@ -887,7 +886,7 @@ impl VerdictEvidence {
                 .map(|h| h.to_vec()),
             scratch: scratch.accuracy(),
             scratch_hits: scratch.hits(),
-        })
+        }
     }
 
     /// The call under `gain` (the product's [`gain::GAIN`], or `eval-ranking`'s rule fitted without the
@@ -907,18 +906,10 @@ impl VerdictEvidence {
     }
 }
 
-fn verdict(
-    results: &[TeacherResult],
-    scratch: &ScratchEstimate,
-    gain: &gain::GainFit,
-    labeled_rows: usize,
-) -> Verdict {
+fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, labeled_rows: usize) -> Verdict {
     let scratch_acc = scratch.accuracy();
     let expected_scratch = expected::SCRATCH_FIT.predict_scratch(scratch_acc);
-    let (Some(top), Some(evidence)) = (
-        results.iter().find(|r| r.rank == Some(1)),
-        VerdictEvidence::of(results, scratch),
-    ) else {
+    let Some(top) = results.iter().find(|r| r.rank == Some(1)) else {
         return Verdict {
             teacher_helps: false,
             reason: "no teacher in the zoo accepts this task's rows: train the student on your labeled rows".into(),
@@ -932,6 +923,7 @@ fn verdict(
             expected_scratch_accuracy: Some(expected_scratch),
         };
     };
+    let evidence = VerdictEvidence::of(top, scratch);
     let teacher = evidence.teacher;
     let t = teacher.unwrap_or(0.0);
     let Call {
@@ -939,7 +931,7 @@ fn verdict(
         helps,
         z,
         confident,
-    } = evidence.call(gain);
+    } = evidence.call(&gain::GAIN);
     let s_hits = &evidence.scratch_hits;
     let tied: Vec<String> = results
         .iter()
