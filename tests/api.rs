@@ -248,16 +248,9 @@ async fn upload_predict_delete_rescan() {
     );
     // a JSON body over the limit: 413 naming it, and the server still answers
     let big = serde_json::json!({"inputs": vec![vec![0.123_456_f32; 784]; 400]});
-    let r = post_json(&app, "/v1/teachers/mnist_cnn@2/predict", big).await;
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(
-        r.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("at most 2 MiB"),
-        "{}",
-        r.json()
-    );
+    post_json(&app, "/v1/teachers/mnist_cnn@2/predict", big)
+        .await
+        .expect_error(413, "at most 2 MiB");
     // and the standardisation matters: the same numbers fed raw give another answer
     let (_, unstd) = predict(&as_held, true).await;
     assert!(unstd.iter().zip(&a).any(|(x, y)| (x - y).abs() > 0.05));
