@@ -1003,6 +1003,13 @@ const delivered = (c) => {
   }
   return `scratch delivered (it beat the distilled student on ${on})`;
 };
+// What the delivered file learned from: a scratch student delivered over a distilled one learned from
+// none of the teachers it was compared with.
+const chainText = (c) => {
+  const ids = c.teacher_chain.map((t) => t.id).join(" → ");
+  if (c.delivered === "scratch" && ids) return `none: scratch delivered (compared with a student taught by ${ids})`;
+  return ids || "none (scratch)";
+};
 function studentCard(c, { compare } = {}) {
   const dl = h("span", { class: "download-status", id: "download-status-" + c.id });
   const acc = c.test ? [["test, student", c.test.student.accuracy], ["test, scratch", c.test.scratch && c.test.scratch.accuracy], ["test, teacher", c.test.teacher && c.test.teacher.accuracy]]
@@ -1014,7 +1021,7 @@ function studentCard(c, { compare } = {}) {
     barChart("acc-" + c.id, acc.filter((a) => a[1] != null).map(([n, v]) => ({ name: n, value: v })), { label: c.test ? "held-out test accuracy" : "validation accuracy", highlight: acc[0][0], width: 300 }),
     h("dl", { class: "kv" }, h("dt", {}, "parameters"), h("dd", {}, count(c.parameters)), h("dt", {}, "size"), h("dd", {}, bytes(c.file_size)),
       h("dt", {}, "latency"), h("dd", {}, `${num(c.latency_ms, 3)} ms / row`), h("dt", {}, "sha256"), h("dd", { class: "mono" }, c.sha256.slice(0, 16) + "…"),
-      h("dt", {}, "chain"), h("dd", {}, c.teacher_chain.map((t) => t.id).join(" → ") || "none (scratch)")),
+      h("dt", {}, "chain"), h("dd", { id: "chain-" + c.id }, chainText(c))),
     h("div", { class: "row", style: "margin-top:8px" },
       h("button", { class: "primary download-btn", id: "download-" + c.id, onclick: () => download(`/v1/students/${c.id}/model.onnx`, c.id + ".onnx", c.sha256, dl) }, "Download ONNX"), dl));
 }
@@ -1058,7 +1065,9 @@ route(/^\/students\/([^/]+)$/, async (id) => {
         h("dt", {}, "created"), h("dd", {}, when(c.created)), h("dt", {}, "faculty"), h("dd", {}, c.faculty_version),
         c.notes.length ? [h("dt", {}, "notes"), h("dd", {}, c.notes.join("; "))] : null),
         h("div", { class: "row", style: "margin-top:10px" }, del))),
-    c.teacher_chain.length ? [h("h2", {}, "Teacher chain"), chainView([...c.teacher_chain.map((t) => ({ name: t.id, kind: "teacher", detail: t.accuracy != null ? `accuracy ${pct(t.accuracy)}` : t.selected_by })), { name: c.student, kind: "student", detail: "this student" }])] : null,
+    c.teacher_chain.length ? [h("h2", {}, c.delivered === "scratch" ? "Teacher chain tried (not used: the scratch student was delivered)" : "Teacher chain"),
+      chainView([...c.teacher_chain.map((t) => ({ name: t.id, kind: "teacher", detail: t.accuracy != null ? `accuracy ${pct(t.accuracy)}` : t.selected_by })),
+        { name: c.student, kind: "student", detail: c.delivered === "scratch" ? "the distilled student, not delivered" : "this student" }])] : null,
     h("h2", {}, "Training"), h("div", { class: "grid2" }, lossEl, accEl));
   const ep = c.history, xs = ep.map((e, k) => k + 1), col = (k) => ep.map((e) => e[k] ?? null);
   if (ep.length) {
@@ -1074,7 +1083,7 @@ route(/^\/compare\/(.+)$/, async (ids) => {
     ["test, teacher", (c) => (c.test && c.test.teacher ? pct(c.test.teacher.accuracy) : "–")],
     ["val accuracy", (c) => pct(c.accuracy.student)], ["val, scratch", (c) => pct(c.accuracy.scratch)], ["val, teacher", (c) => pct(c.accuracy.teacher)],
     ["parameters", (c) => count(c.parameters)], ["size", (c) => bytes(c.file_size)], ["latency", (c) => num(c.latency_ms, 3) + " ms"],
-    ["teacher chain", (c) => c.teacher_chain.map((t) => t.id).join(" → ") || "–"], ["sha256", (c) => c.sha256.slice(0, 16) + "…"],
+    ["teacher chain", chainText], ["sha256", (c) => c.sha256.slice(0, 16) + "…"],
   ];
   show(h("p", {}, h("a", { href: "#/students" }, "← Students")), h("h1", {}, `Comparing ${cards.length} students`),
     h("div", { class: "table-wrap" }, h("table", { id: "compare-table" },

@@ -879,6 +879,12 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
             && (why.contains("short of the 2 standard errors asked") || why.contains("only tied")),
         "{why}"
     );
+    // the delivered file learned from no teacher: the page does not show merger as its teacher
+    let chain = text(&c, &format!("#chain-{st}")).await;
+    assert!(
+        chain.starts_with("none: scratch delivered") && chain.contains("merger"),
+        "{chain}"
+    );
     shot(&c, "student-no-teacher-helps").await;
     c.set_window_size(390, 844).await.unwrap();
     for page in ["zoo", &format!("tasks/{ds}")] {

@@ -1084,12 +1084,22 @@ async fn a_student_is_never_worse_than_scratch_on_validation() {
     )
     .await;
     let model = faculty::onnx::graph::decode(&dl.body).unwrap();
-    let method = model
-        .metadata_props
-        .iter()
-        .find(|p| p.key.as_deref() == Some("method"))
-        .unwrap();
-    assert_eq!(method.value.as_deref(), Some("scratch"));
+    let meta = |k: &str| {
+        model
+            .metadata_props
+            .iter()
+            .find(|p| p.key.as_deref() == Some(k))
+            .and_then(|p| p.value.clone())
+    };
+    // the file's lineage is the delivered student's: taught by no teacher, the one compared kept apart
+    assert_eq!(meta("method").as_deref(), Some("scratch"));
+    assert_eq!(meta("teachers").as_deref(), Some("[]"));
+    assert!(
+        meta("teachers_tried").unwrap().contains("\"liar\""),
+        "{:?}",
+        meta("teachers_tried")
+    );
+    assert_eq!(card["teacher_chain"][0]["id"], "liar");
     // on a task where the teacher helps, the distilled student stays
     let mnist = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
     let (_, card) = run_job(

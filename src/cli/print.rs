@@ -242,7 +242,16 @@ pub fn print_card(
                 );
             }
         } else if let Some(t) = c.teacher_chain.first() {
-            println!("teacher: {} ({})", t.id, t.selected_by);
+            match c.delivered {
+                faculty::distill::Delivered::Distilled => {
+                    println!("teacher: {} ({})", t.id, t.selected_by)
+                }
+                faculty::distill::Delivered::Scratch => println!(
+                    "teacher: none, the scratch student was delivered (compared with one taught by \
+                     {}, {})",
+                    t.id, t.selected_by
+                ),
+            }
         }
         println!(
             "latency: {:.3} ms per row (ONNX Runtime, 1 thread); card: {}",

@@ -226,6 +226,9 @@ pub struct StudentCard {
     pub parameters: usize,
     pub file_size: u64,
     pub sha256: String,
+    /// The teachers the job distilled from, first to last. When `delivered` is `scratch` the file learned
+    /// from none of them (they are the teachers it was compared with; the ONNX metadata's `teachers` is
+    /// then empty and `teachers_tried` lists them).
     pub teacher_chain: Vec<TeacherRef>,
     /// Which student the file holds: the distilled one, or the scratch baseline when distillation lost to
     /// it on the validation rows (the notes say by how much).
@@ -1862,7 +1865,12 @@ fn finish(
     let dataset_id = crate::data::dataset_id(ds_sha);
     let created = crate::store::now_unix();
     let labels_json = serde_json::to_string(&ds.labels)?;
-    let chain_json = serde_json::to_string(&chain)?;
+    // the file's lineage: a delivered scratch student learned from no teacher (the teachers tried are
+    // kept apart, so the file still says what was compared)
+    let (chain_json, tried_json) = match s.delivered {
+        Delivered::Distilled => (serde_json::to_string(&chain)?, String::new()),
+        Delivered::Scratch => ("[]".to_string(), serde_json::to_string(&chain)?),
+    };
     let acc_json = serde_json::to_string(&accuracy)?;
     let spec_s = s.spec.describe();
     let created_s = created.to_string();
@@ -1870,7 +1878,7 @@ fn finish(
         Delivered::Distilled => req.method.as_str(),
         Delivered::Scratch => "scratch",
     };
-    let meta: Vec<(&str, &str)> = vec![
+    let mut meta: Vec<(&str, &str)> = vec![
         ("labels", &labels_json),
         ("method", method),
         ("teachers", &chain_json),
@@ -1881,6 +1889,9 @@ fn finish(
         ("faculty_version", env!("CARGO_PKG_VERSION")),
         ("producer", "faculty"),
     ];
+    if !tried_json.is_empty() {
+        meta.push(("teachers_tried", &tried_json));
+    }
     let (onnx, rules) = match s.model {
         Model::Net { arch, params } => (export::to_onnx(arch, params, &meta), vec![]),
         Model::Tree(t) => (
