@@ -51,6 +51,12 @@ pub struct Config {
     /// inference. Training a student is not bounded by it.
     #[arg(long, env = "FACULTY_MEMORY_BUDGET_MB", default_value_t = 384)]
     pub memory_budget_mb: u64,
+    /// An uploaded teacher is first loaded and run in a child process (a 64-row batch, then the largest
+    /// batch the memory budget plans), killed and refused (422) past twice --memory-budget-mb of resident
+    /// memory, past this many seconds, or when ONNX Runtime crashes on it: a few hundred bytes of ONNX
+    /// can ask for gigabytes or hours. 0: no check.
+    #[arg(long, env = "FACULTY_MODEL_CHECK_TIMEOUT_S", default_value_t = 60)]
+    pub model_check_timeout_s: u64,
     /// Writes (uploads, jobs) are refused with 507 while the data or zoo directory's disk has less free,
     /// MiB: the state store never meets a full disk.
     #[arg(long, env = "FACULTY_MIN_FREE_DISK_MB", default_value_t = 64)]
@@ -123,6 +129,7 @@ impl Config {
             max_sessions: 32,
             session_memory_mb: 256,
             memory_budget_mb: 384,
+            model_check_timeout_s: 60,
             min_free_disk_mb: 64,
             upload_memory_mb: 1024,
             queue_wait_ms: 2000,

@@ -85,6 +85,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load and run an uploaded model apart from the server (the server starts this itself and watches
+    /// its memory and time; prints what it measured as JSON).
+    #[command(name = "check-model", hide = true)]
+    CheckModel {
+        model: PathBuf,
+        /// The model's card (JSON text).
+        #[arg(long)]
+        card: Option<String>,
+        /// The inference budget batches are planned under, bytes (0: none).
+        #[arg(long, default_value_t = 0)]
+        budget_bytes: u64,
+        #[arg(long, default_value_t = 1024)]
+        infer_batch: usize,
+    },
     /// Mutation-fuzz every parser of user bytes (npy, npz, csv, image zip, ONNX, cards); exits non-zero
     /// on a finding and writes each finding's input to --out.
     Fuzz {
@@ -668,6 +682,16 @@ fn run(cli: Cli) -> faculty::Result<()> {
             let card_path = out.with_extension("card.json");
             std::fs::write(&card_path, serde_json::to_vec_pretty(&outcome.card)?)?;
             print_card(&outcome.card, &out, &card_path, json)
+        }
+        Command::CheckModel {
+            model,
+            card,
+            budget_bytes,
+            infer_batch,
+        } => {
+            let report = zoo::check::child(&model, card.as_deref(), budget_bytes, infer_batch)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
         }
         Command::Fuzz {
             iterations,

@@ -473,6 +473,61 @@ async fn bad_uploads_are_refused_and_change_nothing() {
     assert_eq!(r.json()["kind"], "invalid_input");
 }
 
+/// A few hundred bytes of ONNX can ask for gigabytes or hours: an upload is loaded and run in a child
+/// process first, and refused when that process goes past twice the memory budget or the time limit.
+/// Loaded in the server's own process, the first two would take 1.6 GB (at session creation) and 4.8
+/// GB (on the 3-row probe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_models_are_refused_apart_from_the_server() {
+    let sb = Sandbox::new();
+    let mut config = sb.config();
+    config.model_check_timeout_s = 3;
+    let app = sb.app_with(config);
+    let files_before = snapshot_files(&sb.zoo());
+    let catalog_before = get(&app, "/v1/teachers").await.body;
+    for (kind, needle) in [
+        (
+            "memory",
+            "needs more than 768 MiB to load and run a probe batch",
+        ),
+        (
+            "memory_per_row",
+            "needs more than 768 MiB to load and run a probe batch",
+        ),
+        ("time", "did not load and run a probe batch within 3 s"),
+    ] {
+        let body = hostile_model(kind);
+        assert!(body.len() < 1000, "{kind}: {} bytes", body.len());
+        let started = std::time::Instant::now();
+        let r = upload(&app, multipart(&format!("{kind}.onnx"), &body, &[])).await;
+        assert_eq!(r.json()["kind"], "invalid_model", "{kind}");
+        r.expect_error(422, needle);
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{kind}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(snapshot_files(&sb.zoo()), files_before, "{kind}");
+        assert_eq!(
+            get(&app, "/v1/teachers").await.body,
+            catalog_before,
+            "{kind}"
+        );
+    }
+    // the server itself never held what the models asked for
+    let health = get(&app, "/healthz").await.json();
+    let peak = health["peak_resident_mb"].as_u64().unwrap();
+    assert!(peak < 1200, "this process's peak: {peak} MB");
+    // an honest model passes the same check
+    let r = upload(&app, multipart("honest.onnx", &tiny_classifier(), &[])).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
 #[tokio::test]
 async fn openapi_is_served_and_matches_the_checked_in_copy() {
     let sb = Sandbox::new();

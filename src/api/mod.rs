@@ -73,6 +73,24 @@ impl AppState {
         )?);
         tracing::info!(blobs = blobs.kind(), "blob store open");
         let mut zoo = Zoo::open(&config.zoo, &store, pool, config.infer_batch)?;
+        if config.model_check_timeout_s > 0 {
+            match crate::zoo::check::ModelCheck::find_exe() {
+                Some(exe) => {
+                    let budget = config.memory_budget_mb << 20;
+                    zoo = zoo.with_model_check(crate::zoo::check::ModelCheck::new(
+                        exe,
+                        budget,
+                        2 * budget,
+                        std::time::Duration::from_secs(config.model_check_timeout_s),
+                        config.infer_batch,
+                    ));
+                }
+                None => tracing::warn!(
+                    "no faculty executable found to check uploaded models apart from the server: \
+                     uploads are loaded in the server's own process"
+                ),
+            }
+        }
         if config.blob_url.is_some() {
             // teachers uploaded here, or pushed with `faculty zoo push`, live in the shared store
             zoo = zoo

@@ -269,6 +269,8 @@ pub struct Zoo {
     /// directory's, and whether the files hold the same teacher. A later rescan that finds both stamps
     /// as they were does not read the file again.
     compared: Mutex<std::collections::HashMap<String, (Fingerprint, Fingerprint, bool)>>,
+    /// How uploads are checked in a child process before the server loads them (none: loaded at once).
+    check: Option<super::check::ModelCheck>,
 }
 
 fn parse_shape(s: &str) -> Result<Vec<i64>> {
@@ -370,11 +372,18 @@ impl Zoo {
             trash_grace: std::time::Duration::from_secs(TRASH_GRACE_S),
             copies: Mutex::default(),
             compared: Mutex::default(),
+            check: None,
         })
     }
 
     /// Keeps uploaded teachers in `blobs` (an object store shared by every server) instead of the zoo
     /// directory, and reads stored teachers from it.
+    /// Checks every upload in a child process first (see [`super::check`]).
+    pub fn with_model_check(mut self, check: super::check::ModelCheck) -> Self {
+        self.check = Some(check);
+        self
+    }
+
     pub fn with_blobs(mut self, blobs: Arc<crate::store::Blobs>) -> Self {
         self.blobs = Some(blobs);
         self
@@ -899,6 +908,16 @@ impl Zoo {
             .as_ref()
             .map(|l| serde_json::to_string_pretty(&serde_json::json!({ "labels": l })))
             .transpose()?;
+        if let Some(check) = &self.check {
+            // before the zoo's lock: a slow check holds up no other write
+            let report = check.run(staged, card.as_deref())?;
+            tracing::info!(
+                teacher = %id,
+                peak_mb = report.peak_bytes >> 20,
+                rows = report.rows,
+                "upload checked apart from the server"
+            );
+        }
         let _guard = self.lock.lock().expect("zoo lock");
         let target = self.root.join(&rel);
         let existing = self.load_any(&id)?;

@@ -197,14 +197,20 @@ fn metadata_labels(meta: &BTreeMap<String, String>) -> Option<(String, Vec<Strin
 }
 
 /// Deterministic pseudo-random probe rows in [0, 1).
-fn probe_input(shape: &[usize]) -> ArrayD<f32> {
+/// Probe rows of `shape` (batch first): values in [0, 1), small whole numbers (valid byte or token ids
+/// for any vocabulary) for an integer input; the same every time.
+pub fn probe_input(input_type: InputType, shape: &[usize]) -> ArrayD<f32> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    ArrayD::from_shape_simple_fn(shape.to_vec(), || {
+    let mut x = ArrayD::from_shape_simple_fn(shape.to_vec(), || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         (state >> 40) as f32 / (1u64 << 24) as f32
-    })
+    });
+    if input_type.is_integer() {
+        x.mapv_inplace(|v| (v * 4.0).floor());
+    }
+    x
 }
 
 fn choose_output(outputs: &[TensorSig]) -> Option<(String, OutputKind)> {
@@ -241,6 +247,9 @@ fn choose_output(outputs: &[TensorSig]) -> Option<(String, OutputKind)> {
 pub struct Inspection {
     pub teacher: Teacher,
     pub session: Option<Session>,
+    /// The row shape the probe batch that succeeded had (a model with dynamic dimensions gets them
+    /// filled in); `None` for an unusable model.
+    pub probe_row: Option<Vec<usize>>,
 }
 
 /// Inspects model bytes. `card` is the sidecar card's text, if any.
@@ -270,11 +279,12 @@ pub fn inspect(bytes: &[u8], ident: Ident, card: Option<&str>, intra_threads: us
         indexed_at: now_unix(),
     };
     match inspect_into(&mut t, bytes, card, intra_threads) {
-        Ok(session) => {
+        Ok((session, row)) => {
             t.usable = true;
             Inspection {
                 teacher: t,
                 session: Some(session),
+                probe_row: Some(row),
             }
         }
         Err(e) => {
@@ -284,6 +294,7 @@ pub fn inspect(bytes: &[u8], ident: Ident, card: Option<&str>, intra_threads: us
             Inspection {
                 teacher: t,
                 session: None,
+                probe_row: None,
             }
         }
     }
@@ -294,7 +305,7 @@ fn inspect_into(
     bytes: &[u8],
     card: Option<&str>,
     threads: usize,
-) -> Result<Session> {
+) -> Result<(Session, Vec<usize>)> {
     use crate::error::Error;
     let model = graph::decode(bytes)?;
     if let Some(g) = model.graph.as_ref() {
@@ -449,23 +460,19 @@ fn inspect_into(
             .collect();
         let mut shape = vec![3usize];
         shape.extend(&row);
-        let mut x = probe_input(&shape);
-        if input_type.is_integer() {
-            // small whole numbers: valid byte or token ids for any vocabulary
-            x.mapv_inplace(|v| (v * 4.0).floor());
-        }
+        let x = probe_input(input_type, &shape);
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let flat = x.as_slice().expect("a new array is contiguous");
         let value = input_type.value(dims, flat)?;
         match session.run(ort::inputs![input.name.as_str() => value]) {
             Ok(outs) => {
-                probed = Some(extract_scores(&outs[output.as_str()], kind, 3)?);
+                probed = Some((extract_scores(&outs[output.as_str()], kind, 3)?, row));
                 break;
             }
             Err(e) => last_err = e.to_string(),
         }
     }
-    let scores = probed.ok_or_else(|| {
+    let (scores, probe_row) = probed.ok_or_else(|| {
         Error::invalid_model(format!(
             "the model fails on a probe batch{}: {last_err}",
             if dynamic {
@@ -548,7 +555,7 @@ fn inspect_into(
         kind,
         num_classes: k,
     });
-    Ok(session)
+    Ok((session, probe_row))
 }
 
 #[cfg(test)]

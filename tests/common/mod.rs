@@ -317,6 +317,115 @@ pub fn unknown_operator_model() -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Hostile models: the tiny classifier plus a term that is always 0 but costs what the kind asks for:
+/// `memory` 1.6 GB of ones folded when the session is created, `memory_per_row` 1.6 GB per input row,
+/// `time` a loop of 2^40 additions.
+pub fn hostile_model(kind: &str) -> Vec<u8> {
+    use faculty::onnx::build::*;
+    use faculty::onnx::proto::{
+        AttributeProto, GraphProto, ModelProto, attribute_proto::AttributeType,
+        tensor_proto::DataType,
+    };
+    let mut m = ModelProto::decode(tiny_classifier().as_slice()).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let ones = AttributeProto {
+        name: Some("value".into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(tensor_f32("one", &[1], &[1.0])),
+        ..Default::default()
+    };
+    let mut extra = match kind {
+        "memory" => {
+            g.initializer
+                .push(tensor_i64("big_shape", &[20_000, 20_000]));
+            vec![node("ConstantOfShape", &["big_shape"], "big", vec![ones])]
+        }
+        "memory_per_row" => {
+            g.initializer.push(tensor_i64("zero_i", &[0]));
+            g.initializer.push(tensor_i64("one_i", &[1]));
+            g.initializer.push(tensor_i64("side", &[20_000]));
+            vec![
+                node("Shape", &["input"], "in_shape", vec![]),
+                node("Slice", &["in_shape", "zero_i", "one_i"], "rows", vec![]),
+                node("Mul", &["rows", "side"], "tall", vec![]),
+                node(
+                    "Concat",
+                    &["tall", "side"],
+                    "big_shape",
+                    vec![attr_int("axis", 0)],
+                ),
+                node("ConstantOfShape", &["big_shape"], "big", vec![ones]),
+            ]
+        }
+        "time" => {
+            g.initializer.push(faculty::onnx::proto::TensorProto {
+                dims: vec![],
+                ..tensor_i64("trips", &[1 << 40])
+            });
+            g.initializer.push(faculty::onnx::proto::TensorProto {
+                name: Some("go".into()),
+                data_type: Some(DataType::Bool as i32),
+                raw_data: Some(vec![1]),
+                ..Default::default()
+            });
+            g.initializer.push(tensor_f32("start", &[], &[0.0]));
+            let body = GraphProto {
+                name: Some("body".into()),
+                node: vec![
+                    node("Identity", &["cond_in"], "cond_out", vec![]),
+                    node("Add", &["v_in", "step"], "v_out", vec![]),
+                ],
+                initializer: vec![tensor_f32("step", &[], &[1.0])],
+                input: vec![
+                    typed_value_info("i", &[], DataType::Int64),
+                    typed_value_info("cond_in", &[], DataType::Bool),
+                    value_info("v_in", &[]),
+                ],
+                output: vec![
+                    typed_value_info("cond_out", &[], DataType::Bool),
+                    value_info("v_out", &[]),
+                ],
+                ..Default::default()
+            };
+            let mut l = node(
+                "Loop",
+                &["trips", "go", "start"],
+                "big",
+                vec![AttributeProto {
+                    name: Some("body".into()),
+                    r#type: Some(AttributeType::Graph as i32),
+                    g: Some(body),
+                    ..Default::default()
+                }],
+            );
+            l.output = vec!["big".into()];
+            vec![l]
+        }
+        other => panic!("no hostile model {other}"),
+    };
+    g.initializer.push(tensor_f32("nothing", &[], &[0.0]));
+    extra.extend([
+        node(
+            "ReduceSum",
+            &["big"],
+            "total",
+            vec![attr_int("keepdims", 0)],
+        ),
+        node("Mul", &["total", "nothing"], "zero", vec![]),
+        node("Add", &["logits", "zero"], "logits_z", vec![]),
+    ]);
+    // softmax reads the sum plus 0
+    let softmax = g
+        .node
+        .iter_mut()
+        .find(|n| n.op_type.as_deref() == Some("Softmax"))
+        .unwrap();
+    softmax.input[0] = "logits_z".into();
+    let at = g.node.len() - 1;
+    g.node.splice(at..at, extra);
+    m.encode_to_vec()
+}
+
 /// A regression model: one float per row, nothing classifier-like.
 pub fn regression_model() -> Vec<u8> {
     use faculty::onnx::build::*;
