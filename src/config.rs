@@ -51,6 +51,11 @@ pub struct Config {
     /// inference. Training a student is not bounded by it.
     #[arg(long, env = "FACULTY_MEMORY_BUDGET_MB", default_value_t = 384)]
     pub memory_budget_mb: u64,
+    /// The most memory one job's training may be expected to take, MiB (0: no limit): a job whose
+    /// student (or multihop intermediate) is expected to need more is refused with a 400 naming the
+    /// estimate. The estimate: 64 bytes a parameter plus 4 an activation of the largest batch.
+    #[arg(long, env = "FACULTY_JOB_MEMORY_MB", default_value_t = 2048)]
+    pub job_memory_mb: u64,
     /// An uploaded teacher is first loaded and run in a child process (a 64-row batch, then the largest
     /// batch the memory budget plans), killed and refused (422) past twice --memory-budget-mb of resident
     /// memory, past this many seconds, or when ONNX Runtime crashes on it: a few hundred bytes of ONNX
@@ -130,6 +135,7 @@ impl Config {
             session_memory_mb: 256,
             memory_budget_mb: 384,
             model_check_timeout_s: 60,
+            job_memory_mb: 2048,
             min_free_disk_mb: 64,
             upload_memory_mb: 1024,
             queue_wait_ms: 2000,

@@ -263,6 +263,28 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             StatusCode::BAD_REQUEST,
             "blocks",
         ),
+        // a 120-byte request for a student whose training would take ~30 GB (it took a server past 9 GB
+        // before it was refused), a big batch of a big CNN, and a big multihop intermediate
+        (
+            json!({"dataset_id": letters, "method": "scratch",
+                   "student": "mlp:8192,8192,8192,8192,8192,8192,8192,8192"}),
+            StatusCode::BAD_REQUEST,
+            "has 470171674 parameters; training it on these rows (batch_size 128) is expected to take \
+             about 28889 MiB, more than this server allows a job (--job-memory-mb 2048)",
+        ),
+        (
+            // (about 900 MiB at the default batch size, 128)
+            json!({"dataset_id": mnist, "method": "scratch", "student": "cnn:256,256:256",
+                   "config": {"batch_size": 4096}}),
+            StatusCode::BAD_REQUEST,
+            "(batch_size 4096) is expected to take about",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "multihop", "teacher": "mnist_cnn@2",
+                   "student": "mlp:8", "multihop": {"candidates": ["mlp:8192,8192"]}}),
+            StatusCode::BAD_REQUEST,
+            "student 'mlp:8192,8192:relu' has",
+        ),
         (
             json!({"dataset_id": mnist, "student": "tree:0"}),
             StatusCode::BAD_REQUEST,

@@ -170,6 +170,7 @@ impl AppState {
             crate::jobs::Pace {
                 max_jobs: config.max_jobs,
                 checkpoint_every: std::time::Duration::from_millis(config.checkpoint_every_ms),
+                job_memory: config.job_memory_mb << 20,
             },
             config.blob_url.is_some().then(|| blobs.clone()),
         )?;

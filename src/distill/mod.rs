@@ -1640,6 +1640,49 @@ pub fn run(
 
 /// Checks that `eval` can measure students of `ds`: the same class names in the same order, the same row
 /// shape, every row labeled.
+/// Refuses a job whose networks (the student, and a multihop job's intermediates) are expected to take
+/// more than `limit` bytes to train ([`Arch::training_bytes`]; 0: no limit). A 120-byte request for
+/// `mlp:8192,8192,8192,8192,8192,8192,8192,8192` took a server past 9 GB before this check.
+pub fn check_training_memory(
+    ds: &Parsed,
+    req: &DistillRequest,
+    spec: &StudentSpec,
+    limit: u64,
+) -> Result<()> {
+    if limit == 0 {
+        return Ok(());
+    }
+    let mut specs = vec![spec.clone()];
+    if let Some(opts) = req
+        .multihop
+        .as_ref()
+        .filter(|_| req.method == Method::Multihop)
+    {
+        specs.extend(opts.candidates(ds)?.into_iter().map(|c| c.0));
+    }
+    for spec in specs
+        .iter()
+        .filter(|s| !matches!(s, StudentSpec::Tree { .. }))
+    {
+        let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))?;
+        let labeled = ds.class_counts().iter().sum();
+        let need = arch.training_bytes(req.config.batch_size, labeled, ds.rows());
+        if need > limit {
+            return Err(Error::invalid_input(format!(
+                "student '{}' has {} parameters; training it on these rows (batch_size {}) is expected \
+                 to take about {} MiB, more than this server allows a job (--job-memory-mb {}): choose \
+                 a smaller student or batch size",
+                spec.describe(),
+                arch.param_count(),
+                req.config.batch_size,
+                need >> 20,
+                limit >> 20
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn check_eval(ds: &Parsed, eval: &Parsed) -> Result<()> {
     if eval.labels != ds.labels {
         return Err(Error::invalid_input(format!(

@@ -183,6 +183,8 @@ struct Inner {
     max_jobs: usize,
     /// At most one checkpoint write per this interval.
     checkpoint_every: Duration,
+    /// See [`Pace::job_memory`].
+    job_memory: u64,
     zoo: Arc<Zoo>,
     datasets: Arc<DatasetStore>,
     outputs: OutputCache,
@@ -199,6 +201,9 @@ struct Inner {
 pub struct Pace {
     pub max_jobs: usize,
     pub checkpoint_every: Duration,
+    /// The most memory one job's training is expected to take, bytes (0: no limit); jobs past it are
+    /// refused when submitted.
+    pub job_memory: u64,
 }
 
 /// Runs and remembers jobs. Cheap to clone.
@@ -222,6 +227,7 @@ impl JobManager {
         let Pace {
             max_jobs,
             checkpoint_every,
+            job_memory,
         } = pace;
         let owner = format!(
             "{}:{}:{}",
@@ -247,6 +253,7 @@ impl JobManager {
                 runs_jobs: max_jobs > 0,
                 max_jobs,
                 checkpoint_every,
+                job_memory,
                 zoo,
                 datasets,
                 outputs,
@@ -560,7 +567,8 @@ impl JobManager {
     /// Checks a request (a bad one creates nothing) and queues it.
     pub fn submit(&self, req: DistillRequest) -> Result<Job> {
         let (info, ds) = self.inner.datasets.load_parsed(&req.dataset_id)?;
-        distill::validate(&self.inner.zoo, &ds, &req)?;
+        let v = distill::validate(&self.inner.zoo, &ds, &req)?;
+        distill::check_training_memory(&ds, &req, &v.spec, self.inner.job_memory)?;
         if let Some(eid) = &req.eval_dataset_id {
             let (_, eval) = self.inner.datasets.load_parsed(eid)?;
             distill::check_eval(&ds, &eval)?;
