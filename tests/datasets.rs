@@ -203,6 +203,10 @@ async fn bad_datasets_are_refused_and_change_nothing() {
     let loose = zip_of(&[("1.png", png(4, 4, 1)), ("b/1.png", png(4, 4, 1))]);
     let not_image = zip_of(&[("a/1.txt", b"hello".to_vec()), ("b/1.png", png(4, 4, 1))]);
     let huge = vec![b'1'; 400_000];
+    // a 20 KB CSV of 1,001 one-row classes (20,000 of them, 889 KB, took a ranking to 5.5 GB)
+    let many_classes: String = std::iter::once("a,b,label\n".to_string())
+        .chain((0..1001).map(|i| format!("{},{},c{i}\n", i % 7, i % 5)))
+        .collect();
     let labels_unused = ("labels", r#"["a","b","never seen"]"#);
     // (file name, bytes, form fields, status, text the error names)
     type Case<'a> = (
@@ -221,6 +225,13 @@ async fn bad_datasets_are_refused_and_change_nothing() {
             vec![],
             StatusCode::BAD_REQUEST,
             "2 rows but y has 3",
+        ),
+        (
+            "many.csv",
+            many_classes.into_bytes(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "the task has 1001 classes; faculty takes at most 1000",
         ),
         (
             "one.npz",

@@ -17,6 +17,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The row label of an unlabeled row.
 pub const UNLABELED: i64 = -1;
+
+/// The most classes a task may have: a ranking and a distillation hold matrices of rows x classes.
+pub const MAX_CLASSES: usize = 1000;
+
 /// The folder of a zip whose images carry no label.
 pub const UNLABELED_FOLDER: &str = "_unlabeled";
 
@@ -582,6 +586,13 @@ impl Parsed {
         if counts.len() < 2 {
             return Err(Error::invalid_input(format!(
                 "a task needs at least 2 classes with labeled rows, found {}",
+                counts.len()
+            )));
+        }
+        if counts.len() > MAX_CLASSES {
+            return Err(Error::invalid_input(format!(
+                "the task has {} classes; faculty takes at most {MAX_CLASSES} (rankings and students hold \
+                 rows x classes matrices: an 889 KB CSV of 20,000 one-row classes took a ranking to 5.5 GB)",
                 counts.len()
             )));
         }

@@ -3,7 +3,8 @@
 //! teacher, its cached outputs and their scoring: 200,000 labeled images took 6 minutes, 2.5 GB of memory
 //! and 3.3 GB of cache. A dataset with more than `MAX_LABELED` labeled rows or `super::POOL_MAX_ROWS`
 //! unlabeled ones is ranked on a sample: its labeled rows stratified (every class in proportion, at least
-//! `MIN_PER_CLASS` rows of each, evenly spaced within the class; all of them under the limit) and at most
+//! `MIN_PER_CLASS` rows of each, fewer past 200 classes, evenly spaced within the class; all of them
+//! under the limit) and at most
 //! `super::POOL_MAX_ROWS` of its unlabeled rows, evenly spaced (the ones the pool term looks at anyway). The sample depends only on the labels, so it is the same every time, and its outputs are
 //! cached under a key of their own (a job's teacher outputs on the whole dataset keep the dataset's).
 use std::borrow::Cow;
@@ -59,7 +60,7 @@ impl<'a> RankRows<'a> {
             None => self.sha256.clone(),
             Some(_) => crate::zoo::teacher::sha256_hex(
                 format!(
-                    "{}:ranking sample:{MAX_LABELED}:{MIN_PER_CLASS}:{}",
+                    "{}:ranking sample:{MAX_LABELED}:{MIN_PER_CLASS} scaled past 200 classes:{}",
                     self.sha256,
                     super::POOL_MAX_ROWS
                 )
@@ -158,10 +159,15 @@ pub fn pick(y: &[i64]) -> Option<Vec<usize>> {
             by_class[c].push(i);
         }
     }
+    // the per-class minimum shrinks past 200 classes, so that the sample stays near MAX_LABELED rows
+    // (a ranking holds matrices of rows x classes; with up to 1,000 classes of 50 rows that was 50,000)
+    let min_per_class = MIN_PER_CLASS
+        .min(MAX_LABELED / by_class.len().max(1))
+        .max(1);
     let mut rows = Vec::new();
     for class in by_class {
         let share = (MAX_LABELED * class.len()).div_ceil(labeled.max(1));
-        let keep = share.max(MIN_PER_CLASS);
+        let keep = share.max(min_per_class);
         rows.extend(super::spaced(class, keep));
     }
     // the same pool rows `super::pool` would take from the whole dataset
@@ -174,6 +180,23 @@ pub fn pick(y: &[i64]) -> Option<Vec<usize>> {
 mod tests {
     use super::*;
     use crate::data::{Dataset, Format, Parsed};
+
+    #[test]
+    fn many_classes_keep_the_sample_near_its_limit() {
+        // 1,000 classes of 60 rows: 50 a class would be 50,000 rows (a ranking holds rows x classes)
+        let y: Vec<i64> = (0..60_000).map(|r| r % 1000).collect();
+        let rows = pick(&y).unwrap();
+        assert!(rows.len() <= MAX_LABELED + 1000, "{}", rows.len());
+        let mut seen = vec![0usize; 1000];
+        for &r in &rows {
+            seen[y[r] as usize] += 1;
+        }
+        assert!(seen.iter().all(|&c| c >= 10), "every class keeps 10 rows");
+        // 100 classes keep 50 each, as before
+        let y: Vec<i64> = (0..60_000).map(|r| r % 100).collect();
+        let rows = pick(&y).unwrap();
+        assert_eq!(rows.len(), MAX_LABELED);
+    }
 
     #[test]
     fn a_stored_dataset_reads_the_same_sample_as_the_whole_one_gives() {
