@@ -1638,8 +1638,6 @@ pub fn run(
     Ok(Some(out))
 }
 
-/// Checks that `eval` can measure students of `ds`: the same class names in the same order, the same row
-/// shape, every row labeled.
 /// Refuses a job whose networks (the student, and a multihop job's intermediates) are expected to take
 /// more than `limit` bytes to train ([`Arch::training_bytes`]; 0: no limit). A 120-byte request for
 /// `mlp:8192,8192,8192,8192,8192,8192,8192,8192` took a server past 9 GB before this check.
@@ -1660,12 +1658,12 @@ pub fn check_training_memory(
     {
         specs.extend(opts.candidates(ds)?.into_iter().map(|c| c.0));
     }
+    let labeled = ds.class_counts().iter().sum();
     for spec in specs
         .iter()
         .filter(|s| !matches!(s, StudentSpec::Tree { .. }))
     {
         let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))?;
-        let labeled = ds.class_counts().iter().sum();
         let need = arch.training_bytes(req.config.batch_size, labeled, ds.rows());
         if need > limit {
             return Err(Error::invalid_input(format!(
@@ -1683,6 +1681,8 @@ pub fn check_training_memory(
     Ok(())
 }
 
+/// Checks that `eval` can measure students of `ds`: the same class names in the same order, the same row
+/// shape, every row labeled.
 pub fn check_eval(ds: &Parsed, eval: &Parsed) -> Result<()> {
     if eval.labels != ds.labels {
         return Err(Error::invalid_input(format!(

@@ -415,7 +415,7 @@ impl Arch {
     }
 
     /// Bytes training this network is expected to hold at its peak, from release-build measurements
-    /// (README "Memory"; within about 30%): 64 per parameter (weights, gradients, Adam's two moments, the
+    /// (README "Memory"; within 25%): 64 per parameter (weights, gradients, Adam's two moments, the
     /// best epoch's copy, the checkpoint, the export and its ONNX Runtime check) and 4 per activation of
     /// the largest batch it runs: up to 1,024 rows when it predicts, or a batch of labeled rows plus one
     /// of pool rows (each at most `batch_size`) three times over (forward values, their gradients, the

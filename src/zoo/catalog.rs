@@ -376,14 +376,14 @@ impl Zoo {
         })
     }
 
-    /// Keeps uploaded teachers in `blobs` (an object store shared by every server) instead of the zoo
-    /// directory, and reads stored teachers from it.
     /// Checks every upload in a child process first (see [`super::check`]).
     pub fn with_model_check(mut self, check: super::check::ModelCheck) -> Self {
         self.check = Some(check);
         self
     }
 
+    /// Keeps uploaded teachers in `blobs` (an object store shared by every server) instead of the zoo
+    /// directory, and reads stored teachers from it.
     pub fn with_blobs(mut self, blobs: Arc<crate::store::Blobs>) -> Self {
         self.blobs = Some(blobs);
         self

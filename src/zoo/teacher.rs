@@ -196,8 +196,7 @@ fn metadata_labels(meta: &BTreeMap<String, String>) -> Option<(String, Vec<Strin
         .find_map(|(k, v)| parse_labels(v).map(|l| (format!("metadata:{k}"), l)))
 }
 
-/// Deterministic pseudo-random probe rows in [0, 1).
-/// Probe rows of `shape` (batch first): values in [0, 1), small whole numbers (valid byte or token ids
+/// Deterministic pseudo-random probe rows of `shape` (batch first): values in [0, 1), small whole numbers (valid byte or token ids
 /// for any vocabulary) for an integer input; the same every time.
 pub fn probe_input(input_type: InputType, shape: &[usize]) -> ArrayD<f32> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
