@@ -514,6 +514,19 @@ async fn hostile_models_are_refused_apart_from_the_server() {
             "{kind}"
         );
     }
+    // a taken id is refused before the check runs (the time bomb would take 3 s)
+    let started = std::time::Instant::now();
+    upload(
+        &app,
+        multipart("mnist_mlp.onnx", &hostile_model("time"), &[]),
+    )
+    .await
+    .expect_error(409, "already exists");
+    assert!(
+        started.elapsed().as_secs_f64() < 2.5,
+        "{:?}",
+        started.elapsed()
+    );
     // the server itself never held what the models asked for
     let health = get(&app, "/healthz").await.json();
     let peak = health["peak_resident_mb"].as_u64().unwrap();

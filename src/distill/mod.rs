@@ -1639,7 +1639,8 @@ pub fn run(
 }
 
 /// Refuses a job whose networks (the student, and a multihop job's intermediates) are expected to take
-/// more than `limit` bytes to train ([`Arch::training_bytes`]; 0: no limit). A 120-byte request for
+/// more than `limit` bytes to train ([`Arch::training_bytes`], plus a teacher's soft targets on every
+/// row; 0: no limit). A 120-byte request for
 /// `mlp:8192,8192,8192,8192,8192,8192,8192,8192` took a server past 9 GB before this check.
 pub fn check_training_memory(
     ds: &Parsed,
@@ -1664,7 +1665,14 @@ pub fn check_training_memory(
         .filter(|s| !matches!(s, StudentSpec::Tree { .. }))
     {
         let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))?;
-        let need = arch.training_bytes(req.config.batch_size, labeled, ds.rows());
+        // a teacher's soft targets on every row, in the task's classes (f32, and the teacher's own
+        // outputs they are carried from): 16 MB for 200,000 rows of 10 classes, 1.6 GB at 1,000
+        let targets = if req.method == Method::Scratch {
+            0
+        } else {
+            8 * (ds.rows() * ds.classes()) as u64
+        };
+        let need = arch.training_bytes(req.config.batch_size, labeled, ds.rows()) + targets;
         if need > limit {
             return Err(Error::invalid_input(format!(
                 "student '{}' has {} parameters; training it on these rows (batch_size {}) is expected \

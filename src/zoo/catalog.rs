@@ -376,6 +376,22 @@ impl Zoo {
         })
     }
 
+    /// A 409 when teacher `id` (file `rel` under the zoo directory) exists already.
+    fn refuse_taken(&self, id: &str, rel: &str) -> Result<()> {
+        let existing = self.load_any(id)?;
+        if existing.is_some() || self.root.join(rel).exists() {
+            let whose = if existing.is_some_and(|e| self.foreign(&e)) {
+                " (in another server's zoo directory that shares this catalog)"
+            } else {
+                ""
+            };
+            return Err(Error::conflict(format!(
+                "a teacher with id '{id}' already exists{whose}; delete it first or pick another name/version"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks every upload in a child process first (see [`super::check`]).
     pub fn with_model_check(mut self, check: super::check::ModelCheck) -> Self {
         self.check = Some(check);
@@ -909,7 +925,9 @@ impl Zoo {
             .map(|l| serde_json::to_string_pretty(&serde_json::json!({ "labels": l })))
             .transpose()?;
         if let Some(check) = &self.check {
-            // before the zoo's lock: a slow check holds up no other write
+            // before the zoo's lock, so a slow check holds up no other write (and after the cheap
+            // refusal of a taken id, which the lock below confirms)
+            self.refuse_taken(&id, &rel)?;
             let report = check.run(staged, card.as_deref())?;
             tracing::info!(
                 teacher = %id,
@@ -920,17 +938,7 @@ impl Zoo {
         }
         let _guard = self.lock.lock().expect("zoo lock");
         let target = self.root.join(&rel);
-        let existing = self.load_any(&id)?;
-        if existing.is_some() || target.exists() {
-            let whose = if existing.is_some_and(|e| self.foreign(&e)) {
-                " (in another server's zoo directory that shares this catalog)"
-            } else {
-                ""
-            };
-            return Err(Error::conflict(format!(
-                "a teacher with id '{id}' already exists{whose}; delete it first or pick another name/version"
-            )));
-        }
+        self.refuse_taken(&id, &rel)?;
         let bytes = std::fs::read(staged)?;
         let ins = inspect(
             &bytes,
