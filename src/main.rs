@@ -609,8 +609,8 @@ fn run(cli: Cli) -> faculty::Result<()> {
             &id,
             out,
         ),
-        Command::Serve(config) => server_runtime()?.block_on(faculty::api::serve(config)),
-        Command::Worker(config) => server_runtime()?.block_on(faculty::api::work(config)),
+        Command::Serve(config) => until_signal(faculty::api::serve(config)),
+        Command::Worker(config) => until_signal(faculty::api::work(config)),
         Command::Openapi => {
             println!("{}", faculty::api::openapi::document());
             Ok(())
@@ -906,6 +906,20 @@ fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .thread_stack_size(8 << 20)
         .build()
+}
+
+/// Runs a server or worker until SIGINT / SIGTERM, then exits within seconds. Dropping the runtime would
+/// wait for every blocking task, and a running job is one: a SIGTERMed server went on training until its
+/// job ended (minutes to hours). A job stopped here is resumed from its last checkpoint by the next start
+/// (or, sharing a database, by another process once its lease lapses), as after a kill.
+fn until_signal(
+    serve: impl std::future::Future<Output = faculty::Result<()>>,
+) -> faculty::Result<()> {
+    let runtime = server_runtime()?;
+    let out = runtime.block_on(serve);
+    tracing::info!("shutting down: running jobs resume from their checkpoints on the next start");
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    out
 }
 
 fn main() -> ExitCode {

@@ -99,6 +99,60 @@ fn serve_process_answers_over_loopback() {
     );
 }
 
+/// SIGTERM (what a service manager or Kubernetes sends) stops a server within seconds even while it
+/// trains; the job resumes on the next start as after a kill. It used to train on until the job ended.
+#[test]
+fn a_sigtermed_server_exits_promptly_mid_job_and_the_job_resumes() {
+    let sb = common::Sandbox::new();
+    let (mut child, port) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
+    let ds = post_task(port, "mnist_10way_5shot.npz");
+    // a job of 10,000 epochs (minutes), signalled once it has checkpointed
+    let (status, job) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        serde_json::json!({"dataset_id": ds["id"], "method": "kd", "teacher": "mnist_mlp",
+                           "student": "mlp:32",
+                           "config": {"max_epochs": 10_000, "patience": 10_000,
+                                      "val_fraction": 0.0, "cv_folds": 0}}),
+    );
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    wait_job(port, &id, |j| {
+        j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
+    });
+    // SAFETY: signalling our own child process
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let asked = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            asked.elapsed().as_secs() < 15,
+            "still running 15 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let (_child, port) = spawn_server_with(&sb.zoo(), &sb.state(), &FAST_CHECKPOINTS);
+    let after = wait_job(port, &id, |j| j["restarts"] == 1 && j["state"] == "running");
+    assert!(
+        after["notes"]
+            .to_string()
+            .contains("resumed from the checkpoint after epoch"),
+        "{after}"
+    );
+    let (status, _) = http_json(
+        port,
+        "POST",
+        &format!("/v1/jobs/{id}/cancel"),
+        serde_json::Value::Null,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(wait_finished(port, &id)["state"], "cancelled");
+}
+
 #[test]
 fn a_killed_server_resumes_its_jobs_and_keeps_its_students() {
     let sb = common::Sandbox::new();
