@@ -1133,6 +1133,57 @@ async fn a_student_is_never_worse_than_scratch_on_validation() {
     assert_eq!(card["delivered"], "distilled", "{card}");
 }
 
+/// A runtime that shuts down (a server's at SIGTERM, a test's when it panics) stops its running jobs at
+/// their next step and leaves them to resume: dropping it used to wait for the training thread until the
+/// job ended, so a failing test hung instead of failing.
+#[test]
+fn a_runtime_shutting_down_stops_its_jobs_for_the_next_start_to_resume() {
+    let sb = Sandbox::new();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let id = first.block_on(async {
+        let app = sb.app();
+        let ds = upload_task(&app, "zoo/tasks/mnist_10way_5shot.npz").await;
+        let long = json!({"dataset_id": ds, "method": "scratch", "student": "mlp:32",
+                          "config": {"max_epochs": 10000, "patience": 10000}});
+        let id = post_json(&app, "/v1/jobs", long).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_for(&app, &id, |j| {
+            j["checkpoint_epoch"].as_u64().is_some_and(|e| e >= 2)
+        })
+        .await;
+        id
+    });
+    let dropped = std::time::Instant::now();
+    drop(first);
+    assert!(
+        dropped.elapsed().as_secs() < 10,
+        "the runtime took {:?} to drop",
+        dropped.elapsed()
+    );
+    // the same state opened again: the job resumes from its checkpoint, still running
+    runtime().block_on(async {
+        let app = sb.app();
+        let job = wait_for(&app, &id, |j| j["restarts"] == 1 && j["state"] == "running").await;
+        assert!(
+            job["notes"]
+                .to_string()
+                .contains("resumed from the checkpoint"),
+            "{job}"
+        );
+        let r = post_json(&app, &format!("/v1/jobs/{id}/cancel"), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK);
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_queue_and_cancel() {
     let sb = Sandbox::new();

@@ -667,11 +667,17 @@ impl JobManager {
             };
             let me2 = me.clone();
             let id2 = id.clone();
+            // set when this task is dropped unfinished, which only a runtime shutting down does: the
+            // training then stops at its next step and leaves the job to resume (dropping a runtime
+            // waits for its blocking threads, which would otherwise train on to the job's end)
+            let abandoned = Arc::new(AtomicBool::new(false));
+            let mut guard = SetOnDrop(Some(abandoned.clone()));
             let res = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                me2.execute(&id2, flag)
+                me2.execute(&id2, flag, abandoned)
             })
             .await;
+            guard.0 = None;
             let failure = match res {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e.message),
@@ -691,8 +697,9 @@ impl JobManager {
         });
     }
 
-    /// Runs one job to its end (on a blocking thread).
-    fn execute(&self, id: &str, flag: Arc<AtomicBool>) -> Result<()> {
+    /// Runs one job to its end (on a blocking thread), or until `abandoned` is set: then the job is left
+    /// running, with its checkpoint, for the next start (or another process) to resume.
+    fn execute(&self, id: &str, flag: Arc<AtomicBool>, abandoned: Arc<AtomicBool>) -> Result<()> {
         // another server may have taken the job over, finished or cancelled it while it waited here
         if !self.inner.leases.claim(id)? {
             self.inner.live.lock().expect("live lock").remove(id);
@@ -744,6 +751,7 @@ impl JobManager {
             m: self.clone(),
             job,
             flag,
+            abandoned: abandoned.clone(),
             last_persist: Instant::now(),
             last_checkpoint: None,
         };
@@ -756,6 +764,10 @@ impl JobManager {
             &mut p,
         );
         let mut job = p.job;
+        if abandoned.load(Ordering::Relaxed) {
+            tracing::info!(job = %id, "stopped with the process; it resumes from its checkpoint");
+            return Ok(());
+        }
         job.finished = Some(now_unix());
         match result {
             Ok(Some(outcome)) => {
@@ -890,6 +902,8 @@ struct JobProgress {
     m: JobManager,
     job: Job,
     flag: Arc<AtomicBool>,
+    /// See [`JobManager::execute`].
+    abandoned: Arc<AtomicBool>,
     last_persist: Instant,
     last_checkpoint: Option<Instant>,
 }
@@ -949,6 +963,17 @@ impl distill::Progress for JobProgress {
         Ok(())
     }
     fn cancelled(&self) -> bool {
-        self.flag.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Relaxed) || self.abandoned.load(Ordering::Relaxed)
+    }
+}
+
+/// Sets its flag when dropped (unless the flag was taken out first).
+struct SetOnDrop(Option<Arc<AtomicBool>>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            f.store(true, Ordering::Relaxed);
+        }
     }
 }
