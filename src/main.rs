@@ -87,7 +87,7 @@ enum Command {
     },
     /// Load and run an uploaded model apart from the server (the server starts this itself and watches
     /// its memory and time; prints what it measured as JSON).
-    #[command(name = "check-model", hide = true)]
+    #[command(name = faculty::zoo::check::SUBCOMMAND, hide = true)]
     CheckModel {
         model: PathBuf,
         /// The model's card (JSON text).

@@ -134,13 +134,15 @@ impl MultihopOptions {
         };
         let mut out = Vec::new();
         for spec in specs {
-            let arch = Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.view()).map_err(|e| {
-                Error::invalid_input(format!(
-                    "multihop candidate '{}' does not fit the rows: {}",
-                    spec.describe(),
-                    e.message
-                ))
-            })?;
+            // the parameter count needs the rows' shape, not their values (no pass over the dataset)
+            let arch = Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))
+                .map_err(|e| {
+                    Error::invalid_input(format!(
+                        "multihop candidate '{}' does not fit the rows: {}",
+                        spec.describe(),
+                        e.message
+                    ))
+                })?;
             out.push((spec, arch.param_count()));
         }
         out.sort_by_key(|c| std::cmp::Reverse(c.1));

@@ -47,8 +47,16 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// The kernel's high-water mark of resident memory since the last reset, bytes.
 fn high_water() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    status_bytes("self", "VmHWM")
+}
+
+/// A memory line (`VmRSS`, `VmHWM`, ...) of process `pid`'s `/proc/PID/status` (`self` for this one),
+/// bytes (Linux; `None` elsewhere or once the process is gone).
+pub fn status_bytes(pid: &str, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb << 10)
 }

@@ -123,7 +123,8 @@ impl ModelCheck {
             if let Some(status) = child.try_wait()? {
                 break status;
             }
-            let rss = child_rss(child.id()).unwrap_or(0);
+            let rss =
+                crate::onnx::memory::status_bytes(&child.id().to_string(), "VmRSS").unwrap_or(0);
             peak = peak.max(rss);
             if self.max_bytes > 0 && rss > self.max_bytes {
                 kill(&mut child);
@@ -221,21 +222,15 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Reads a pipe to its end on a thread of its own (at most 1 MiB kept).
+/// Reads a pipe to its end on a thread of its own (the first 1 MiB kept, the rest read and dropped, so
+/// the child never blocks on a full pipe).
 fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(r) = r {
-            let _ = r.take(1 << 20).read_to_string(&mut s);
+        let mut kept = Vec::new();
+        if let Some(mut r) = r {
+            let _ = (&mut r).take(1 << 20).read_to_end(&mut kept);
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
         }
-        s
+        String::from_utf8_lossy(&kept).into_owned()
     })
-}
-
-/// A process's resident memory, bytes (Linux; `None` elsewhere or once it is gone).
-fn child_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb << 10)
 }
