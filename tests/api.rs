@@ -395,6 +395,24 @@ async fn float64_and_int64_inputs_are_converted() {
             }
         }
     }
+    // a model exported with a fixed batch (of 1, or of 3 for these 2 rows) runs that many rows a time
+    for kind in ["batch1", "batch3"] {
+        let t = upload(
+            &app,
+            multipart(&format!("{kind}.onnx"), &exotic_model(kind), &[]),
+        )
+        .await
+        .expect(201)
+        .json();
+        assert_eq!(t["usable"], true, "{t}");
+        assert!(t["warnings"].to_string().contains("fixes the batch"), "{t}");
+        let got = post_json(&app, &format!("/v1/teachers/{kind}/predict"), rows.clone()).await;
+        assert_eq!(
+            got.expect(200).json()["probabilities"],
+            want["probabilities"],
+            "{kind}"
+        );
+    }
     // an integer input refuses rows that are not whole numbers, naming the problem
     let r = post_json(
         &app,
@@ -495,6 +513,15 @@ async fn hostile_models_are_refused_apart_from_the_server() {
             "needs more than 768 MiB to load and run a probe batch",
         ),
         ("time", "did not load and run a probe batch within 3 s"),
+        // these pass any probe in [0, 1): refused for what the rows' values would make them do
+        (
+            "value_memory",
+            "output size of its ConstantOfShape node 'big' (input 0) depends on the values of the model's input",
+        ),
+        (
+            "value_branch",
+            "the branch of its If node 'big' (input 0) depends on the values of the model's input",
+        ),
     ] {
         let body = hostile_model(kind);
         assert!(body.len() < 1000, "{kind}: {} bytes", body.len());

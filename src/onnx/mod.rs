@@ -14,6 +14,7 @@ pub mod memory;
 pub mod mlp;
 pub mod runtime;
 pub mod session;
+pub mod sizes;
 pub mod surgery;
 
 pub use graph::ModelInfo;

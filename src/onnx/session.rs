@@ -248,6 +248,25 @@ pub fn extract_pooled(value: &DynValue, n: usize) -> Result<Array2<f32>> {
     }))
 }
 
+/// How a dataset's rows reach a model's input ([`Predictor::fit_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFit {
+    /// The per-row shape the model receives.
+    pub shape: Vec<usize>,
+    /// Image rows whose channel axis moves: `Some(true)` from first to last ([C, H, W] rows to an
+    /// [H, W, C] input), `Some(false)` from last to first; `None` when the values keep their order.
+    pub channels_last: Option<bool>,
+}
+
+/// `m` image rows of shape `from` ([C, H, W], or [H, W, C] when `to_last` is false) with their channel
+/// axis moved to the other end.
+fn move_channels(rows: &[f32], m: usize, from: &[usize], to_last: bool) -> Vec<f32> {
+    let x = ndarray::ArrayView4::from_shape((m, from[0], from[1], from[2]), rows)
+        .expect("m rows of this shape");
+    let order = if to_last { [0, 2, 3, 1] } else { [0, 3, 1, 2] };
+    x.permuted_axes(order).iter().copied().collect()
+}
+
 impl Predictor {
     /// Elements in one input row (all dimensions after the batch), if every one is known.
     pub fn row_len(&self) -> Option<usize> {
@@ -256,21 +275,52 @@ impl Predictor {
             .try_fold(1usize, |acc, &d| (d > 0).then(|| acc * d as usize))
     }
 
-    /// Checks that rows of shape `row_shape` fit this input (exactly, or by a reshape with the same element
-    /// count) and returns the per-row shape the model will receive.
-    pub fn adapt_row_shape(&self, row_shape: &[usize]) -> Result<Vec<usize>> {
+    /// The batch size the model's input fixes (its first dimension, when that is a number, as in many
+    /// models exported for one image at a time): every run then gets exactly that many rows, the last
+    /// one padded with copies of its final row.
+    pub fn fixed_batch(&self) -> Option<usize> {
+        self.input_shape
+            .first()
+            .filter(|&&d| d > 0)
+            .map(|&d| d as usize)
+    }
+
+    /// Checks that rows of shape `row_shape` fit this input (exactly; as images whose channel axis
+    /// moves, [C, H, W] rows to an [H, W, C] input as TensorFlow exports have, or back; or by a reshape
+    /// with the same element count) and says how they reach it.
+    pub fn fit_rows(&self, row_shape: &[usize]) -> Result<RowFit> {
         let want = &self.input_shape[1..];
-        let exact = want.len() == row_shape.len()
-            && want
-                .iter()
-                .zip(row_shape)
-                .all(|(&w, &h)| w < 0 || w as usize == h);
+        let fits = |w: i64, h: usize| w < 0 || w as usize == h;
+        let exact =
+            want.len() == row_shape.len() && want.iter().zip(row_shape).all(|(&w, &h)| fits(w, h));
         if exact {
-            return Ok(row_shape.to_vec());
+            return Ok(RowFit {
+                shape: row_shape.to_vec(),
+                channels_last: None,
+            });
+        }
+        let channels = |c: usize| (2..=4).contains(&c);
+        if let (&[a, b, c], &[x, y, z]) = (row_shape, want) {
+            // channel-first rows to a channel-last input
+            if channels(a) && fits(x, b) && fits(y, c) && fits(z, a) {
+                return Ok(RowFit {
+                    shape: vec![b, c, a],
+                    channels_last: Some(true),
+                });
+            }
+            if channels(c) && fits(x, c) && fits(y, a) && fits(z, b) {
+                return Ok(RowFit {
+                    shape: vec![c, a, b],
+                    channels_last: Some(false),
+                });
+            }
         }
         let have: usize = row_shape.iter().product();
         match self.row_len() {
-            Some(n) if n == have => Ok(want.iter().map(|&d| d as usize).collect()),
+            Some(n) if n == have => Ok(RowFit {
+                shape: want.iter().map(|&d| d as usize).collect(),
+                channels_last: None,
+            }),
             _ => Err(Error::invalid_input(format!(
                 "rows of shape {row_shape:?} do not fit the model input {:?} (batch first)",
                 self.input_shape
@@ -302,7 +352,11 @@ impl Predictor {
         features: &[String],
     ) -> Result<(Array2<f32>, Vec<Array2<f32>>)> {
         let n = x.len_of(Axis(0));
-        let row_shape = self.adapt_row_shape(&x.shape()[1..])?;
+        let from_shape = x.shape()[1..].to_vec();
+        let RowFit {
+            shape: row_shape,
+            channels_last,
+        } = self.fit_rows(&from_shape)?;
         let x = x.as_standard_layout();
         let flat = x.as_slice().expect("standard layout is contiguous");
         // A branch-free fold over the contiguous slice vectorizes; an early-exit iterator over a
@@ -316,21 +370,54 @@ impl Predictor {
         let mut out = Array2::<f32>::zeros((n, self.num_classes));
         let mut feats: Vec<Array2<f32>> = Vec::with_capacity(features.len());
         let batch = batch.max(1);
+        let fixed = self.fixed_batch();
         let mut start = 0;
         while start < n {
-            // under the memory budget, a batch is as many rows as fit (see `onnx::memory`)
-            let m = super::memory::plan_rows(key, batch.min(n - start));
-            let mut shape = vec![m as i64];
+            // under the memory budget, a batch is as many rows as fit (see `onnx::memory`); a model
+            // with a fixed batch gets exactly its batch, padded
+            let m = match fixed {
+                Some(b) => b.min(n - start),
+                None => super::memory::plan_rows(key, batch.min(n - start)),
+            };
+            let run_rows = fixed.unwrap_or(m);
+            let mut shape = vec![run_rows as i64];
             shape.extend(row_shape.iter().map(|&d| d as i64));
-            let chunk = &flat[start * row_len..(start + m) * row_len];
+            let rows = &flat[start * row_len..(start + m) * row_len];
+            let moved;
+            let rows = match channels_last {
+                None => rows,
+                Some(to_last) => {
+                    moved = move_channels(rows, m, &from_shape, to_last);
+                    &moved[..]
+                }
+            };
+            let padded;
+            let chunk = if run_rows > m {
+                let mut v = Vec::with_capacity(run_rows * row_len);
+                v.extend_from_slice(rows);
+                for _ in m..run_rows {
+                    v.extend_from_slice(&rows[(m - 1) * row_len..]);
+                }
+                padded = v;
+                &padded[..]
+            } else {
+                rows
+            };
             let input = self.input_type.value(shape, chunk)?;
-            let outputs = super::memory::measured(key, m, || {
+            let outputs = super::memory::measured(key, run_rows, || {
                 session.run(ort::inputs![self.input.as_str() => input])
             })?;
             let value = outputs.get(&self.output).ok_or_else(|| {
                 Error::invalid_model(format!("model has no output named {}", self.output))
             })?;
-            let mut scores = extract_scores(value, self.kind, m)?;
+            let first = |a: Array2<f32>| {
+                if run_rows > m {
+                    a.slice(ndarray::s![..m, ..]).to_owned()
+                } else {
+                    a
+                }
+            };
+            let mut scores = first(extract_scores(value, self.kind, run_rows)?);
             if scores.ncols() != self.num_classes {
                 return Err(Error::invalid_model(format!(
                     "model returned {} classes, its signature says {}",
@@ -352,7 +439,7 @@ impl Predictor {
                 let value = outputs.get(name).ok_or_else(|| {
                     Error::invalid_model(format!("model has no output named {name}"))
                 })?;
-                let f = extract_pooled(value, m)?;
+                let f = first(extract_pooled(value, run_rows)?);
                 if feats.len() == k {
                     feats.push(Array2::zeros((n, f.ncols())));
                 }
@@ -525,6 +612,83 @@ mod tests {
             2,
             &["a", "b"],
         ))
+    }
+
+    /// A classifier of channel-last [2, 2, 3] images (flattened into a linear layer of 12 -> 2) whose
+    /// scores depend on where every value lands, with a fixed batch of `batch` rows (or a dynamic one).
+    fn channels_last_model(batch: i64) -> (Vec<u8>, Predictor) {
+        use crate::onnx::build::*;
+        let w: Vec<f32> = (0..24).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+        let m = model(
+            vec![
+                node("Flatten", &["input"], "flat", vec![attr_int("axis", 1)]),
+                node("Gemm", &["flat", "W", "b"], "logits", vec![]),
+                node("Softmax", &["logits"], "probs", vec![attr_int("axis", 1)]),
+            ],
+            vec![
+                tensor_f32("W", &[12, 2], &w),
+                tensor_f32("b", &[2], &[0.0, 0.1]),
+            ],
+            vec![value_info("input", &[batch, 2, 2, 3])],
+            vec![value_info("probs", &[batch, 2])],
+            &[],
+        );
+        let p = Predictor {
+            input: "input".into(),
+            input_type: InputType::Float32,
+            input_shape: vec![batch, 2, 2, 3],
+            output: "probs".into(),
+            kind: OutputKind::Probabilities,
+            num_classes: 2,
+        };
+        (prost::Message::encode_to_vec(&m), p)
+    }
+
+    #[test]
+    fn image_rows_reach_a_channel_last_input_transposed_and_a_fixed_batch_padded() {
+        let hwc = ndarray::Array4::from_shape_fn((5, 2, 2, 3), |(r, h, w, c)| {
+            ((r * 12 + h * 6 + w * 3 + c) as f32 * 0.37).sin()
+        });
+        let chw = hwc
+            .clone()
+            .permuted_axes([0, 3, 1, 2])
+            .as_standard_layout()
+            .into_owned();
+        for batch in [-1, 1, 3] {
+            let (bytes, p) = channels_last_model(batch);
+            let mut session = load_session(&bytes, 1).unwrap();
+            let want = p
+                .predict(&mut session, "t", hwc.view().into_dyn(), 64)
+                .unwrap();
+            let fit = p.fit_rows(&[3, 2, 2]).unwrap();
+            assert_eq!((fit.shape, fit.channels_last), (vec![2, 2, 3], Some(true)));
+            let got = p
+                .predict(&mut session, "t", chw.view().into_dyn(), 64)
+                .unwrap();
+            assert_eq!(got, want, "batch {batch}");
+            // the same values merely reshaped would score differently
+            let reshaped = chw.clone().into_shape_with_order((5, 2, 2, 3)).unwrap();
+            let wrong = p
+                .predict(&mut session, "t", reshaped.view().into_dyn(), 64)
+                .unwrap();
+            assert!((&wrong - &want).mapv(f32::abs).sum() > 1e-3);
+        }
+        // channel-last rows to a channel-first input, and shapes that only a reshape fits
+        let p = Predictor {
+            input_shape: vec![-1, 3, -1, -1],
+            ..channels_last_model(-1).1
+        };
+        let fit = p.fit_rows(&[32, 32, 3]).unwrap();
+        assert_eq!(
+            (fit.shape, fit.channels_last),
+            (vec![3, 32, 32], Some(false))
+        );
+        let p = Predictor {
+            input_shape: vec![-1, 12],
+            ..p
+        };
+        let fit = p.fit_rows(&[3, 2, 2]).unwrap();
+        assert_eq!((fit.shape, fit.channels_last), (vec![12], None));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn compatibility(
             teacher.reason.as_deref().unwrap_or("unknown")
         ));
     };
-    let to = pred.adapt_row_shape(row_shape).map_err(|e| e.message)?;
+    let fit = pred.fit_rows(row_shape).map_err(|e| e.message)?;
     let misfit = match ds.view() {
         _ if !pred.input_type.is_integer() => None,
         RowsView::F32(x) => x.as_slice().and_then(|x| pred.input_type.misfit(x)),
@@ -50,10 +50,16 @@ pub fn compatibility(
     if pred.input_type != crate::onnx::InputType::Float32 {
         notes.push(format!("rows converted to {}", pred.input_type.as_str()));
     }
-    if to != row_shape {
-        notes.push(format!(
+    let to = &fit.shape;
+    match fit.channels_last {
+        Some(last) => notes.push(format!(
+            "image rows {row_shape:?} transposed to {to:?} (channels {})",
+            if last { "last" } else { "first" }
+        )),
+        None if to != row_shape => notes.push(format!(
             "rows reshaped {row_shape:?} -> {to:?} (same element count)"
-        ));
+        )),
+        None => {}
     }
     if standardisation(teacher, row_shape.iter().product()).is_some() {
         notes.push("rows standardised with the teacher's input_mean / input_std metadata".into());

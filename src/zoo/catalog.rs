@@ -924,6 +924,7 @@ impl Zoo {
             .as_ref()
             .map(|l| serde_json::to_string_pretty(&serde_json::json!({ "labels": l })))
             .transpose()?;
+        refuse_value_sized(staged)?;
         if let Some(check) = &self.check {
             // before the zoo's lock, so a slow check holds up no other write (and after the cheap
             // refusal of a taken id, which the lock below confirms)
@@ -1146,6 +1147,22 @@ fn usable_predictor(t: &Teacher) -> Result<&crate::onnx::Predictor> {
             t.reason.as_deref().unwrap_or("unknown")
         ))
     })
+}
+
+/// Refuses an upload whose tensor sizes, branches or loops depend on the values of its input
+/// ([`crate::onnx::sizes`]): the model check's probe rows cannot bound what such a model costs on a
+/// dataset's rows. A file that is not a model passes, for the inspection to name its problem.
+fn refuse_value_sized(staged: &Path) -> Result<()> {
+    let Ok(model) = crate::onnx::graph::decode(&std::fs::read(staged)?) else {
+        return Ok(());
+    };
+    match crate::onnx::sizes::value_dependent(&model) {
+        None => Ok(()),
+        Some(why) => Err(Error::invalid_model(format!(
+            "{why}: the server bounds an uploaded model's memory and time by running it on probe \
+             rows, which cannot bound what the rows of a dataset would make it do; nothing was stored"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -202,6 +202,13 @@ pub fn child(
         p.predict(session, "check", x.view(), rows)?;
         Ok(())
     };
+    // a model with a fixed batch runs that batch every time: the inspection's probe already ran it
+    if let Some(b) = p.fixed_batch() {
+        return Ok(CheckReport {
+            peak_bytes: memory::peak_bytes().unwrap_or(0),
+            rows: b,
+        });
+    }
     // the first batch under a budget is a 64-row probe that measures a row's cost; the next is as many
     // rows as the budget then plans
     let mut rows = infer_batch.min(64);

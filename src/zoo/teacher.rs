@@ -96,6 +96,9 @@ const LABEL_KEYS: &[&str] = &[
 ];
 const PROB_NAMES: &[&str] = &["prob", "softmax", "score", "logit"];
 
+/// The largest batch a model's input may fix (larger, and a few rows would cost a whole batch's run).
+const MAX_FIXED_BATCH: usize = 1024;
+
 /// Hex sha256 of a byte string.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -449,6 +452,18 @@ fn inspect_into(
     // dimensions besides the batch get a few sizes in turn (the rows a dataset brings are checked against
     // the symbolic shape at ranking time).
     let dynamic = input.shape[1..].iter().any(|&d| d <= 0);
+    // a model exported for a fixed batch (often 1) is run that many rows at a time
+    let probe_rows = match input.shape[0] {
+        d if d > MAX_FIXED_BATCH as i64 => {
+            return Err(Error::invalid_model(format!(
+                "input '{}' fixes a batch of {d} rows; faculty runs a teacher on batches of up to \
+                 {MAX_FIXED_BATCH} rows: export it with a dynamic (or smaller) batch dimension",
+                input.name
+            )));
+        }
+        d if d > 0 => d as usize,
+        _ => 3,
+    };
     let sizes: &[usize] = if dynamic { &[32, 64, 224] } else { &[0] };
     let mut probed = None;
     let mut last_err = String::new();
@@ -457,7 +472,7 @@ fn inspect_into(
             .iter()
             .map(|&d| if d > 0 { d as usize } else { size })
             .collect();
-        let mut shape = vec![3usize];
+        let mut shape = vec![probe_rows];
         shape.extend(&row);
         let x = probe_input(input_type, &shape);
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
@@ -465,7 +480,10 @@ fn inspect_into(
         let value = input_type.value(dims, flat)?;
         match session.run(ort::inputs![input.name.as_str() => value]) {
             Ok(outs) => {
-                probed = Some((extract_scores(&outs[output.as_str()], kind, 3)?, row));
+                probed = Some((
+                    extract_scores(&outs[output.as_str()], kind, probe_rows)?,
+                    row,
+                ));
                 break;
             }
             Err(e) => last_err = e.to_string(),
@@ -485,6 +503,15 @@ fn inspect_into(
             }
         ))
     })?;
+    if input.shape[0] > 0 {
+        t.warnings.push(format!(
+            "input '{}' fixes the batch at {} row{}: faculty runs it that many rows at a time (export \
+             with a dynamic batch dimension for faster rankings)",
+            input.name,
+            input.shape[0],
+            if input.shape[0] == 1 { "" } else { "s" }
+        ));
+    }
     if dynamic {
         t.warnings.push(format!(
             "input '{}' has dynamic dimensions {:?}: rows of any shape that fits them are accepted, and \

@@ -299,6 +299,12 @@ pub fn exotic_model(kind: &str) -> Vec<u8> {
             );
         }
         "two_inputs" => g.input.push(value_info("mask", &[-1, 4])),
+        // exported for a fixed batch (1 as many image classifiers are, or 3)
+        "batch1" | "batch3" => {
+            let b = if kind == "batch1" { 1 } else { 3 };
+            g.input[0] = value_info("input", &[b, 4]);
+            g.output[0] = value_info(g.output[0].name.as_deref().unwrap(), &[b, 3]);
+        }
         other => panic!("no exotic model {other}"),
     }
     m.encode_to_vec()
@@ -319,7 +325,8 @@ pub fn unknown_operator_model() -> Vec<u8> {
 
 /// Hostile models: the tiny classifier plus a term that is always 0 but costs what the kind asks for:
 /// `memory` 1.6 GB of ones folded when the session is created, `memory_per_row` 1.6 GB per input row,
-/// `time` a loop of 2^40 additions.
+/// `time` a loop of 2^40 additions, `value_memory` 1.6 GB once an input value passes 2 (nothing on
+/// probe rows in [0, 1)), `value_branch` the same through an `If` on the input's values.
 pub fn hostile_model(kind: &str) -> Vec<u8> {
     use faculty::onnx::build::*;
     use faculty::onnx::proto::{
@@ -400,6 +407,58 @@ pub fn hostile_model(kind: &str) -> Vec<u8> {
             );
             l.output = vec!["big".into()];
             vec![l]
+        }
+        // sized by the rows' values: nothing on probe rows in [0, 1), 1.6 GB once a value passes 2
+        "value_memory" | "value_branch" => {
+            g.initializer.push(tensor_f32("two", &[], &[2.0]));
+            g.initializer.push(tensor_i64("side", &[20_000]));
+            let mut nodes = vec![
+                node("ReduceMax", &["input"], "mx", vec![attr_int("keepdims", 0)]),
+                node("Greater", &["mx", "two"], "high", vec![]),
+            ];
+            let bomb = |shape: &str| node("ConstantOfShape", &[shape], "big", vec![ones.clone()]);
+            if kind == "value_memory" {
+                nodes.extend([
+                    node("Cast", &["high"], "high_i", vec![attr_int("to", 7)]),
+                    node("Mul", &["high_i", "side"], "tall", vec![]),
+                    node(
+                        "Concat",
+                        &["tall", "side"],
+                        "big_shape",
+                        vec![attr_int("axis", 0)],
+                    ),
+                    bomb("big_shape"),
+                ]);
+            } else {
+                // the probe takes the small branch; a dataset's rows the other
+                let branch = |name: &str, side: i64| {
+                    let mut b = bomb("shape");
+                    b.output = vec![format!("{name}_out")];
+                    GraphProto {
+                        name: Some(name.into()),
+                        node: vec![b],
+                        initializer: vec![tensor_i64("shape", &[side, side])],
+                        output: vec![value_info(&format!("{name}_out"), &[-1, -1])],
+                        ..Default::default()
+                    }
+                };
+                let graph = |name: &str, g: GraphProto| AttributeProto {
+                    name: Some(name.into()),
+                    r#type: Some(AttributeType::Graph as i32),
+                    g: Some(g),
+                    ..Default::default()
+                };
+                nodes.push(node(
+                    "If",
+                    &["high"],
+                    "big",
+                    vec![
+                        graph("then_branch", branch("then", 20_000)),
+                        graph("else_branch", branch("else", 1)),
+                    ],
+                ));
+            }
+            nodes
         }
         other => panic!("no hostile model {other}"),
     };
