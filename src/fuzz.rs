@@ -209,6 +209,10 @@ pub fn targets(c: Corpus) -> Vec<Target> {
             name: "onnx",
             seeds: onnx_seeds,
             run: Box::new(move |b| {
+                // what an upload goes through: the graph read for value-sized tensors, then inspected
+                if let Ok(m) = crate::onnx::graph::decode(b) {
+                    let _ = crate::onnx::sizes::value_dependent(&m);
+                }
                 let _ = crate::zoo::teacher::inspect(b, ident(), None, 1);
             }),
         },
