@@ -354,9 +354,10 @@ async fn deleting_the_last_stored_teacher_of_a_blob_removes_the_blob() {
         .expect(200);
 }
 
-/// Every bad upload gets a clear 4xx JSON error, and the zoo directory and the catalog are unchanged.
+/// Models whose input is float64, int64, float16 or uint8 get converted rows; integer inputs whole
+/// numbers in range only, float16 values within its range.
 #[tokio::test]
-async fn float64_and_int64_inputs_are_converted() {
+async fn other_input_types_are_converted() {
     let sb = Sandbox::new();
     let app = sb.app();
     let rows = serde_json::json!({"inputs": [[1.0, 0.0, 2.0, 3.0], [0.0, 4.0, 1.0, 1.0]]});
@@ -365,7 +366,7 @@ async fn float64_and_int64_inputs_are_converted() {
     let want = post_json(&app, "/v1/teachers/tiny/predict", rows.clone())
         .await
         .json();
-    for ty in ["float64", "int64"] {
+    for ty in ["float64", "int64", "float16", "uint8"] {
         let r = upload(
             &app,
             multipart(&format!("{ty}.onnx"), &exotic_model(ty), &[]),
@@ -374,6 +375,8 @@ async fn float64_and_int64_inputs_are_converted() {
         let r = r.expect(201);
         let t = r.json();
         assert_eq!(t["predictor"]["input_type"], ty, "{t}");
+        // float16 probabilities are read as probabilities, not as logits to soften again
+        assert_eq!(t["softmax_applied"], false, "{t}");
         assert!(
             t["warnings"].to_string().contains("converted from float32"),
             "{t}"
@@ -389,7 +392,9 @@ async fn float64_and_int64_inputs_are_converted() {
         {
             for (a, b) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
                 assert!(
-                    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-5,
+                    // a float16 output keeps 3 significant digits
+                    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs()
+                        < if ty == "float16" { 1e-3 } else { 1e-5 },
                     "{ty}: {got} vs {want}"
                 );
             }
@@ -421,8 +426,29 @@ async fn float64_and_int64_inputs_are_converted() {
     )
     .await;
     r.expect_error(400, "whole numbers");
+    for (ty, row, why) in [
+        (
+            "uint8",
+            [256.0, 0.0, 1.0, 1.0],
+            "whole numbers in its range (found 256)",
+        ),
+        (
+            "float16",
+            [1e6, 0.0, 1.0, 1.0],
+            "within +-65504 (found 1000000)",
+        ),
+    ] {
+        post_json(
+            &app,
+            &format!("/v1/teachers/{ty}/predict"),
+            serde_json::json!({ "inputs": [row] }),
+        )
+        .await
+        .expect_error(400, why);
+    }
 }
 
+/// Every bad upload gets a clear 4xx JSON error, and the zoo directory and the catalog are unchanged.
 #[tokio::test]
 async fn bad_uploads_are_refused_and_change_nothing() {
     let sb = Sandbox::new();
@@ -440,7 +466,7 @@ async fn bad_uploads_are_refused_and_change_nothing() {
         ("unknown operator", multipart("op.onnx", &unknown_operator_model(), &[]), StatusCode::UNPROCESSABLE_ENTITY, "FacultyNoSuchOp"),
         ("no classifier output", multipart("reg.onnx", &regression_model(), &[]), StatusCode::UNPROCESSABLE_ENTITY, "no classifier-like output"),
         ("external data", multipart("ext.onnx", &exotic_model("external"), &[]), StatusCode::UNPROCESSABLE_ENTITY, "external data files (W in 'weights.bin')"),
-        ("float16 input", multipart("f16.onnx", &exotic_model("float16"), &[]), StatusCode::UNPROCESSABLE_ENTITY, "is float16; faculty feeds teachers float32, float64, int32 or int64"),
+        ("int8 input", multipart("i8.onnx", &exotic_model("int8"), &[]), StatusCode::UNPROCESSABLE_ENTITY, "is int8; faculty feeds teachers float32, float64, float16, int32, int64 or uint8"),
         ("two inputs", multipart("two.onnx", &exotic_model("two_inputs"), &[]), StatusCode::UNPROCESSABLE_ENTITY, "exactly one input"),
         ("../ in file name", multipart("../evil.onnx", &tiny, &[]), StatusCode::BAD_REQUEST, "single path component"),
         ("../ in name field", multipart("ok.onnx", &tiny, &[("name", "../evil")]), StatusCode::BAD_REQUEST, "not allowed"),

@@ -33,8 +33,10 @@ pub enum InputType {
     #[default]
     Float32,
     Float64,
+    Float16,
     Int32,
     Int64,
+    Uint8,
 }
 
 impl InputType {
@@ -43,8 +45,10 @@ impl InputType {
         Some(match elem_type {
             "float32" => Self::Float32,
             "float64" => Self::Float64,
+            "float16" => Self::Float16,
             "int32" => Self::Int32,
             "int64" => Self::Int64,
+            "uint8" => Self::Uint8,
             _ => return None,
         })
     }
@@ -53,22 +57,33 @@ impl InputType {
         match self {
             Self::Float32 => "float32",
             Self::Float64 => "float64",
+            Self::Float16 => "float16",
             Self::Int32 => "int32",
             Self::Int64 => "int64",
+            Self::Uint8 => "uint8",
         }
     }
 
     /// Whether the type holds whole numbers only.
     pub fn is_integer(self) -> bool {
-        matches!(self, Self::Int32 | Self::Int64)
+        matches!(self, Self::Int32 | Self::Int64 | Self::Uint8)
     }
 
-    /// Why `values` cannot be fed as this type (a value that is not a whole number in range), if so.
+    /// Why `values` cannot be fed as this type (a value out of its range, or not a whole number for an
+    /// integer type), if so.
     pub fn misfit(self, values: &[f32]) -> Option<String> {
+        if self == Self::Float16 {
+            let max = half::f16::MAX.to_f32();
+            let bad = values.iter().find(|v| v.abs() > max)?;
+            return Some(format!(
+                "the teacher's input is float16: rows must hold values within +-{max} (found {bad})"
+            ));
+        }
         let (lo, hi) = match self {
-            Self::Float32 | Self::Float64 => return None,
+            Self::Float32 | Self::Float64 | Self::Float16 => return None,
             Self::Int32 => (i32::MIN as f32, i32::MAX as f32),
             Self::Int64 => (i64::MIN as f32, i64::MAX as f32),
+            Self::Uint8 => (0.0, 256.0),
         };
         let ok = |v: f32| v.fract() == 0.0 && (lo..hi).contains(&v);
         if values.iter().fold(true, |all, &v| all & ok(v)) {
@@ -107,6 +122,14 @@ impl InputType {
             }
             Self::Int64 => {
                 let v: Vec<i64> = chunk.iter().map(|&x| x as i64).collect();
+                ort::value::Tensor::from_array((shape, v))?.into()
+            }
+            Self::Float16 => {
+                let v: Vec<half::f16> = chunk.iter().map(|&x| half::f16::from_f32(x)).collect();
+                ort::value::Tensor::from_array((shape, v))?.into()
+            }
+            Self::Uint8 => {
+                let v: Vec<u8> = chunk.iter().map(|&x| x as u8).collect();
                 ort::value::Tensor::from_array((shape, v))?.into()
             }
         })
@@ -211,6 +234,8 @@ pub fn extract_scores(value: &DynValue, kind: OutputKind, n: usize) -> Result<Ar
                     (s.to_vec(), d.to_vec())
                 } else if let Ok((s, d)) = value.try_extract_tensor::<f64>() {
                     (s.to_vec(), d.iter().map(|&v| v as f32).collect())
+                } else if let Ok((s, d)) = value.try_extract_tensor::<half::f16>() {
+                    (s.to_vec(), d.iter().map(|v| v.to_f32()).collect())
                 } else {
                     return Err(bad("not a float tensor"));
                 };

@@ -7,6 +7,7 @@ use ndarray::{Array2, ArrayViewD, CowArray, IxDyn};
 
 use crate::data::{Dataset, RowStore, RowsView};
 use crate::error::{Error, Result};
+use crate::onnx::InputType;
 use crate::store::Store;
 use crate::zoo::{Teacher, Zoo};
 
@@ -33,7 +34,7 @@ pub fn compatibility(
     };
     let fit = pred.fit_rows(row_shape).map_err(|e| e.message)?;
     let misfit = match ds.view() {
-        _ if !pred.input_type.is_integer() => None,
+        _ if matches!(pred.input_type, InputType::Float32 | InputType::Float64) => None,
         RowsView::F32(x) => x.as_slice().and_then(|x| pred.input_type.misfit(x)),
         // bytes: the values that occur, once each
         RowsView::Bytes(x, values) => {
@@ -47,7 +48,7 @@ pub fn compatibility(
         return Err(why);
     }
     let mut notes = Vec::new();
-    if pred.input_type != crate::onnx::InputType::Float32 {
+    if pred.input_type != InputType::Float32 {
         notes.push(format!("rows converted to {}", pred.input_type.as_str()));
     }
     let to = &fit.shape;

@@ -270,7 +270,9 @@ pub fn tiny_classifier() -> Vec<u8> {
 /// `external` (weights in an external data file), `float64` (a double input), `two_inputs`.
 pub fn exotic_model(kind: &str) -> Vec<u8> {
     use faculty::onnx::build::*;
-    use faculty::onnx::proto::{ModelProto, StringStringEntryProto, tensor_proto::DataType};
+    use faculty::onnx::proto::{
+        ModelProto, NodeProto, StringStringEntryProto, tensor_proto::DataType,
+    };
     let mut m = ModelProto::decode(tiny_classifier().as_slice()).unwrap();
     let g = m.graph.as_mut().unwrap();
     match kind {
@@ -284,11 +286,13 @@ pub fn exotic_model(kind: &str) -> Vec<u8> {
                 value: Some("weights.bin".into()),
             }];
         }
-        "float64" | "float16" | "int64" => {
+        "float64" | "float16" | "int64" | "uint8" | "int8" => {
             // an input of another type cast to float before the layer: a valid model ONNX Runtime loads
             let ty = match kind {
                 "float64" => DataType::Double,
                 "float16" => DataType::Float16,
+                "uint8" => DataType::Uint8,
+                "int8" => DataType::Int8,
                 _ => DataType::Int64,
             };
             g.input[0] = typed_value_info("input", &[-1, 4], ty);
@@ -297,6 +301,21 @@ pub fn exotic_model(kind: &str) -> Vec<u8> {
                 0,
                 node("Cast", &["input"], "input_f", vec![attr_int("to", 1)]),
             );
+            if kind == "float16" {
+                // and a float16 output, as a model converted to half precision has
+                let last = g.node.len() - 1;
+                g.node[last].output[0] = "probabilities_f".into();
+                g.node.push(NodeProto {
+                    name: Some("to_half".into()),
+                    ..node(
+                        "Cast",
+                        &["probabilities_f"],
+                        "probabilities",
+                        vec![attr_int("to", DataType::Float16 as i64)],
+                    )
+                });
+                g.output[0] = typed_value_info("probabilities", &[-1, 3], DataType::Float16);
+            }
         }
         "two_inputs" => g.input.push(value_info("mask", &[-1, 4])),
         // exported for a fixed batch (1 as many image classifiers are, or 3)
