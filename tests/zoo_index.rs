@@ -242,6 +242,27 @@ async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
     .await;
     assert_eq!(res["compatible"], true, "{res}");
     assert_eq!(res["rank"], 1, "{res}");
+    // grey images half the size reach it resized, grey copied to its three channels
+    let grey = common::zip_of(&[
+        (
+            "x.npy",
+            common::npy("<f4", &[n, 1, 24, 96], &x[..n * 24 * 96 * 4]),
+        ),
+        ("y.npy", common::npy("<i8", &[n], &y)),
+    ]);
+    let res = &rank_with_one(
+        &app,
+        common::multipart("grey.npz", &grey, &[]),
+        "text_direction@1",
+    )
+    .await;
+    assert_eq!(res["compatible"], true, "{res}");
+    assert!(
+        res["notes"].to_string().contains(
+            "image rows [1, 24, 96] resized to [3, 24, 96] (bilinear; grey copied to 3 channels)"
+        ),
+        "{res}"
+    );
     // rows that do not fit the symbolic shape are refused with the reason
     let flat = common::zip_of(&[
         ("x.npy", common::npy("<f4", &[n, 16], &x[..n * 16 * 4])),

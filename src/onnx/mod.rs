@@ -8,6 +8,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
+pub mod adapt;
 pub mod build;
 pub mod graph;
 pub mod memory;

@@ -10,6 +10,7 @@ use ort::session::Session;
 use ort::value::{DynMapValueType, DynSequenceValueType, DynValue, TensorRef, ValueType};
 use serde::{Deserialize, Serialize};
 
+use super::adapt::RowFit;
 use super::runtime::environment;
 use crate::error::{Error, Result};
 
@@ -273,25 +274,6 @@ pub fn extract_pooled(value: &DynValue, n: usize) -> Result<Array2<f32>> {
     }))
 }
 
-/// How a dataset's rows reach a model's input ([`Predictor::fit_rows`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowFit {
-    /// The per-row shape the model receives.
-    pub shape: Vec<usize>,
-    /// Image rows whose channel axis moves: `Some(true)` from first to last ([C, H, W] rows to an
-    /// [H, W, C] input), `Some(false)` from last to first; `None` when the values keep their order.
-    pub channels_last: Option<bool>,
-}
-
-/// `m` image rows of shape `from` ([C, H, W], or [H, W, C] when `to_last` is false) with their channel
-/// axis moved to the other end.
-fn move_channels(rows: &[f32], m: usize, from: &[usize], to_last: bool) -> Vec<f32> {
-    let x = ndarray::ArrayView4::from_shape((m, from[0], from[1], from[2]), rows)
-        .expect("m rows of this shape");
-    let order = if to_last { [0, 2, 3, 1] } else { [0, 3, 1, 2] };
-    x.permuted_axes(order).iter().copied().collect()
-}
-
 impl Predictor {
     /// Elements in one input row (all dimensions after the batch), if every one is known.
     pub fn row_len(&self) -> Option<usize> {
@@ -310,47 +292,9 @@ impl Predictor {
             .map(|&d| d as usize)
     }
 
-    /// Checks that rows of shape `row_shape` fit this input (exactly; as images whose channel axis
-    /// moves, [C, H, W] rows to an [H, W, C] input as TensorFlow exports have, or back; or by a reshape
-    /// with the same element count) and says how they reach it.
+    /// How rows of shape `row_shape` reach this input (see [`super::adapt::fit`]).
     pub fn fit_rows(&self, row_shape: &[usize]) -> Result<RowFit> {
-        let want = &self.input_shape[1..];
-        let fits = |w: i64, h: usize| w < 0 || w as usize == h;
-        let exact =
-            want.len() == row_shape.len() && want.iter().zip(row_shape).all(|(&w, &h)| fits(w, h));
-        if exact {
-            return Ok(RowFit {
-                shape: row_shape.to_vec(),
-                channels_last: None,
-            });
-        }
-        let channels = |c: usize| (2..=4).contains(&c);
-        if let (&[a, b, c], &[x, y, z]) = (row_shape, want) {
-            // channel-first rows to a channel-last input
-            if channels(a) && fits(x, b) && fits(y, c) && fits(z, a) {
-                return Ok(RowFit {
-                    shape: vec![b, c, a],
-                    channels_last: Some(true),
-                });
-            }
-            if channels(c) && fits(x, c) && fits(y, a) && fits(z, b) {
-                return Ok(RowFit {
-                    shape: vec![c, a, b],
-                    channels_last: Some(false),
-                });
-            }
-        }
-        let have: usize = row_shape.iter().product();
-        match self.row_len() {
-            Some(n) if n == have => Ok(RowFit {
-                shape: want.iter().map(|&d| d as usize).collect(),
-                channels_last: None,
-            }),
-            _ => Err(Error::invalid_input(format!(
-                "rows of shape {row_shape:?} do not fit the model input {:?} (batch first)",
-                self.input_shape
-            ))),
-        }
+        super::adapt::fit(&self.input_shape, row_shape)
     }
 
     /// Class probabilities [N, K] for the rows of `x` (first axis = rows), at most `batch` rows per call
@@ -378,10 +322,9 @@ impl Predictor {
     ) -> Result<(Array2<f32>, Vec<Array2<f32>>)> {
         let n = x.len_of(Axis(0));
         let from_shape = x.shape()[1..].to_vec();
-        let RowFit {
-            shape: row_shape,
-            channels_last,
-        } = self.fit_rows(&from_shape)?;
+        let fit = self.fit_rows(&from_shape)?;
+        let row_shape = fit.shape.clone();
+        let in_len: usize = from_shape.iter().product();
         let x = x.as_standard_layout();
         let flat = x.as_slice().expect("standard layout is contiguous");
         // A branch-free fold over the contiguous slice vectorizes; an early-exit iterator over a
@@ -407,15 +350,8 @@ impl Predictor {
             let run_rows = fixed.unwrap_or(m);
             let mut shape = vec![run_rows as i64];
             shape.extend(row_shape.iter().map(|&d| d as i64));
-            let rows = &flat[start * row_len..(start + m) * row_len];
-            let moved;
-            let rows = match channels_last {
-                None => rows,
-                Some(to_last) => {
-                    moved = move_channels(rows, m, &from_shape, to_last);
-                    &moved[..]
-                }
-            };
+            let rows = fit.apply(&flat[start * in_len..(start + m) * in_len], m, &from_shape);
+            let rows = &rows[..];
             let padded;
             let chunk = if run_rows > m {
                 let mut v = Vec::with_capacity(run_rows * row_len);
@@ -629,6 +565,7 @@ impl SessionPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::onnx::adapt::Adapt;
 
     fn tiny() -> Vec<u8> {
         prost::Message::encode_to_vec(&crate::onnx::build::linear_classifier(
@@ -686,7 +623,10 @@ mod tests {
                 .predict(&mut session, "t", hwc.view().into_dyn(), 64)
                 .unwrap();
             let fit = p.fit_rows(&[3, 2, 2]).unwrap();
-            assert_eq!((fit.shape, fit.channels_last), (vec![2, 2, 3], Some(true)));
+            assert_eq!(
+                (fit.shape, fit.adapt),
+                (vec![2, 2, 3], Adapt::MoveChannels { to_last: true })
+            );
             let got = p
                 .predict(&mut session, "t", chw.view().into_dyn(), 64)
                 .unwrap();
@@ -705,15 +645,15 @@ mod tests {
         };
         let fit = p.fit_rows(&[32, 32, 3]).unwrap();
         assert_eq!(
-            (fit.shape, fit.channels_last),
-            (vec![3, 32, 32], Some(false))
+            (fit.shape, fit.adapt),
+            (vec![3, 32, 32], Adapt::MoveChannels { to_last: false })
         );
         let p = Predictor {
             input_shape: vec![-1, 12],
             ..p
         };
         let fit = p.fit_rows(&[3, 2, 2]).unwrap();
-        assert_eq!((fit.shape, fit.channels_last), (vec![12], None));
+        assert_eq!((fit.shape, fit.adapt), (vec![12], Adapt::Keep));
     }
 
     #[test]

@@ -51,17 +51,7 @@ pub fn compatibility(
     if pred.input_type != InputType::Float32 {
         notes.push(format!("rows converted to {}", pred.input_type.as_str()));
     }
-    let to = &fit.shape;
-    match fit.channels_last {
-        Some(last) => notes.push(format!(
-            "image rows {row_shape:?} transposed to {to:?} (channels {})",
-            if last { "last" } else { "first" }
-        )),
-        None if to != row_shape => notes.push(format!(
-            "rows reshaped {row_shape:?} -> {to:?} (same element count)"
-        )),
-        None => {}
-    }
+    notes.extend(fit.describe(row_shape));
     if standardisation(teacher, row_shape.iter().product()).is_some() {
         notes.push("rows standardised with the teacher's input_mean / input_std metadata".into());
     }
