@@ -242,7 +242,7 @@ async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
     .await;
     assert_eq!(res["compatible"], true, "{res}");
     assert_eq!(res["rank"], 1, "{res}");
-    // grey images half the size reach it resized, grey copied to its three channels
+    // grey images (half the size: its sides are dynamic) reach it with grey copied to 3 channels
     let grey = common::zip_of(&[
         (
             "x.npy",
@@ -258,9 +258,9 @@ async fn a_model_with_dynamic_dimensions_is_usable_without_a_card() {
     .await;
     assert_eq!(res["compatible"], true, "{res}");
     assert!(
-        res["notes"].to_string().contains(
-            "image rows [1, 24, 96] resized to [3, 24, 96] (bilinear; grey copied to 3 channels)"
-        ),
+        res["notes"]
+            .to_string()
+            .contains("image rows [1, 24, 96] given as [3, 24, 96] (grey copied to 3 channels)"),
         "{res}"
     );
     // rows that do not fit the symbolic shape are refused with the reason

@@ -144,14 +144,20 @@ impl RowFit {
                 "image rows {from:?} transposed to {to:?} (channels {})",
                 if *to_last { "last" } else { "first" }
             )),
-            Adapt::Resize { from: f, to: t, .. } => Some(format!(
-                "image rows {from:?} resized to {to:?} (bilinear{})",
-                match (f[0], t[0]) {
-                    (1, 3) => "; grey copied to 3 channels",
-                    (3, 1) => "; colour averaged to grey",
-                    _ => "",
-                }
-            )),
+            Adapt::Resize { from: f, to: t, .. } => {
+                let channels = match (f[0], t[0]) {
+                    (1, 3) => Some("grey copied to 3 channels"),
+                    (3, 1) => Some("colour averaged to grey"),
+                    _ => None,
+                };
+                Some(match (f[1..] == t[1..], channels) {
+                    (true, Some(c)) => format!("image rows {from:?} given as {to:?} ({c})"),
+                    (_, Some(c)) => {
+                        format!("image rows {from:?} resized to {to:?} (bilinear; {c})")
+                    }
+                    (_, None) => format!("image rows {from:?} resized to {to:?} (bilinear)"),
+                })
+            }
         }
     }
 }
