@@ -448,6 +448,112 @@ async fn other_input_types_are_converted() {
     }
 }
 
+/// An image model's per-channel `input_mean` / `input_std` is applied to the rows as the model takes
+/// them: the same probabilities as a model with the standardisation in its graph, on [3, 4, 4] rows and
+/// on grey [1, 2, 2] rows resized and copied to its three channels; `raw` skips it.
+#[tokio::test]
+async fn an_image_models_per_channel_standardisation_is_applied() {
+    let sb = Sandbox::new();
+    let app = sb.app();
+    for kind in ["declared", "baked", "plain"] {
+        let t = upload(
+            &app,
+            multipart(&format!("{kind}.onnx"), &image_model(kind), &[]),
+        )
+        .await
+        .expect(201)
+        .json();
+        assert_eq!(
+            t["predictor"]["channel_norm"].is_object(),
+            kind == "declared",
+            "{t}"
+        );
+    }
+    let probs = |r: Reply| r.expect(200).json()["probabilities"].clone();
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        a.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .zip(
+                b.as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|r| r.as_array().unwrap()),
+            )
+            .all(|(a, b)| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-5)
+    };
+    let colour: Vec<f32> = (0..48).map(|i| (i as f32 * 0.29).sin().abs()).collect();
+    let rows = serde_json::json!({ "inputs": [colour] });
+    let declared = post_json(&app, "/v1/teachers/declared/predict", rows.clone()).await;
+    assert_eq!(declared.json()["standardised"], true);
+    let declared = probs(declared);
+    let baked = probs(post_json(&app, "/v1/teachers/baked/predict", rows.clone()).await);
+    assert!(close(&declared, &baked), "{declared} vs {baked}");
+    let raw = probs(
+        post_json(
+            &app,
+            "/v1/teachers/declared/predict",
+            serde_json::json!({ "inputs": [colour], "raw": true }),
+        )
+        .await,
+    );
+    let plain = probs(post_json(&app, "/v1/teachers/plain/predict", rows).await);
+    assert!(
+        close(&raw, &plain) && !close(&raw, &declared),
+        "{raw} vs {plain}"
+    );
+    // a grey dataset of [1, 2, 2] images, ranked: resized, copied to 3 channels, then standardised
+    let grey: Vec<u8> = (0..8 * 4)
+        .flat_map(|i| ((i % 7) as f32 / 7.0).to_le_bytes())
+        .collect();
+    let y: Vec<u8> = (0..8i64).flat_map(|i| (i % 2).to_le_bytes()).collect();
+    let npz = zip_of(&[
+        ("x.npy", npy("<f4", &[8, 1, 2, 2], &grey)),
+        ("y.npy", npy("<i8", &[8], &y)),
+    ]);
+    let r = post_multipart(&app, "/v1/datasets", multipart("grey.npz", &npz, &[])).await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let ds = r.json()["id"].clone();
+    let r = post_json(
+        &app,
+        "/v1/rankings",
+        serde_json::json!({"dataset_id": ds, "teachers": ["declared", "baked"]}),
+    )
+    .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let rk = r.json();
+    let results = rk["results"].as_array().unwrap();
+    let by = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["teacher_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let (d, b) = (by("declared"), by("baked"));
+    assert!(
+        d["notes"].to_string().contains("resized to [3, 4, 4]")
+            && d["notes"].to_string().contains("standardised per channel"),
+        "{d}"
+    );
+    for metric in ["leep", "nce", "mapped_accuracy"] {
+        let (x, z) = (
+            d["scores"][metric].as_f64().unwrap(),
+            b["scores"][metric].as_f64().unwrap(),
+        );
+        assert!((x - z).abs() < 1e-4, "{metric}: {x} vs {z}");
+    }
+}
+
 /// Every bad upload gets a clear 4xx JSON error, and the zoo directory and the catalog are unchanged.
 #[tokio::test]
 async fn bad_uploads_are_refused_and_change_nothing() {

@@ -239,7 +239,7 @@ fn the_ot_term_teaches_across_label_spaces() {
         .map(|i| if i < 12 { y_full[i] } else { -1 })
         .collect();
     let perm = [3usize, 5, 0, 1, 4, 2];
-    let mut probs = Array2::<f64>::from_elem((600, 6), 0.02);
+    let mut probs = Array2::<f32>::from_elem((600, 6), 0.02);
     for i in 0..600 {
         probs[[i, perm[y_full[i] as usize]]] = 0.9;
     }

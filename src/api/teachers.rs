@@ -212,8 +212,9 @@ pub async fn delete(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PredictRequest {
     /// One flat list of numbers per row, as a dataset holds them; reshaped to the teacher's input (e.g.
-    /// 784 -> 1x28x28) and standardised with the teacher's declared `input_mean` / `input_std` (the same
-    /// as rankings and distillation read a dataset's rows).
+    /// 784 -> 1x28x28) and standardised with the teacher's declared `input_mean` / `input_std` (one value
+    /// per feature, or per channel of an image input; the same as rankings and distillation read a
+    /// dataset's rows).
     pub inputs: Vec<Vec<f32>>,
     /// Feed the numbers to the model as they are, skipping the declared standardisation (for rows already
     /// standardised). Default false.
@@ -269,8 +270,12 @@ pub async fn predict(
             } else {
                 outputs::adapt(&teacher, x.view())
             };
-            let probs = zoo.predict(&id2, x.view())?;
-            Ok((teacher, probs, x.is_owned()))
+            let probs = zoo.predict_standardised(&id2, x.view(), !req.raw)?;
+            let per_channel = teacher
+                .predictor
+                .as_ref()
+                .is_some_and(|p| p.channel_norm.is_some());
+            Ok((teacher, probs, x.is_owned() || (per_channel && !req.raw)))
         })
         .await?;
     let predictions = probs

@@ -29,13 +29,16 @@ pub fn kd_permutation(teacher: &Teacher, ds: &Parsed) -> Option<Vec<usize>> {
 fn label_map(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) -> Array2<f64> {
     let yl: Vec<usize> = split.train.iter().map(|&r| ds.y[r] as usize).collect();
     let prior = metrics::name_prior(&teacher.labels, &ds.labels, rank::NAME_PRIOR);
-    metrics::distillation_map(
-        probs.select(Axis(0), &split.train).mapv(f64::from).view(),
-        &yl,
-        ds.classes(),
-        prior.as_ref(),
-    )
+    // the training rows in f64 at once, without an f32 copy of them first
+    let train = Array2::from_shape_fn((split.train.len(), probs.ncols()), |(i, k)| {
+        f64::from(probs[[split.train[i], k]])
+    });
+    metrics::distillation_map(train.view(), &yl, ds.classes(), prior.as_ref())
 }
+
+/// Rows carried a block at a time: an f64 copy of a 1,000-class teacher's outputs on every row would
+/// double what the job holds.
+const CARRY_ROWS: usize = 4096;
 
 /// The teacher's probabilities carried into the student's labels [N, C]: columns permuted for a teacher
 /// with the same label names, else through the label map.
@@ -49,10 +52,17 @@ pub fn carried(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Spli
             }
             target
         }
-        None => probs
-            .mapv(f64::from)
-            .dot(&label_map(teacher, probs, ds, split))
-            .mapv(|v| v as f32),
+        None => {
+            let map = label_map(teacher, probs, ds, split);
+            let mut out = Array2::<f32>::zeros((probs.nrows(), map.ncols()));
+            for (p, mut o) in probs
+                .axis_chunks_iter(Axis(0), CARRY_ROWS)
+                .zip(out.axis_chunks_iter_mut(Axis(0), CARRY_ROWS))
+            {
+                o.assign(&p.mapv(f64::from).dot(&map).mapv(|v| v as f32));
+            }
+            out
+        }
     }
 }
 
@@ -151,8 +161,8 @@ pub fn kd(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) ->
 pub fn faculty(teacher: &Teacher, probs: &Array2<f32>, ds: &Parsed, split: &Split) -> Lesson {
     Lesson {
         term: Term::Transport {
-            probs: probs.mapv(f64::from),
             cost: label_map(teacher, probs, ds, split).mapv(|v| 1.0 - v),
+            probs: probs.clone(),
         },
         ..Lesson::scratch(&ds.y, split)
     }

@@ -1638,14 +1638,47 @@ pub fn run(
     Ok(Some(out))
 }
 
+/// Classes of each teacher whose outputs a job holds on every row: the named teacher's; every teacher's
+/// of a multi-teacher set (`auto:K`: the K usable teachers with the most classes); for `auto`, the
+/// most any usable teacher has (the ranking may choose any); none for scratch.
+pub fn held_teacher_classes(zoo: &Zoo, req: &DistillRequest) -> Result<Vec<usize>> {
+    if req.method == Method::Scratch {
+        return Ok(Vec::new());
+    }
+    let classes = |t: &Teacher| t.num_classes.unwrap_or(0);
+    let mut usable: Vec<usize> = zoo
+        .all()?
+        .iter()
+        .filter(|t| t.usable)
+        .map(classes)
+        .collect();
+    usable.sort_unstable_by(|a, b| b.cmp(a));
+    if let Some(set) = &req.teachers {
+        return Ok(match set.parse()? {
+            fusion::Chosen::Ids(ids) => ids
+                .iter()
+                .map(|id| zoo.get(id).map(|t| classes(&t)))
+                .collect::<Result<_>>()?,
+            fusion::Chosen::Auto(k) => usable.into_iter().take(k).collect(),
+        });
+    }
+    Ok(if req.teacher == "auto" {
+        usable.into_iter().take(1).collect()
+    } else {
+        vec![classes(&zoo.get(&req.teacher)?)]
+    })
+}
+
 /// Refuses a job whose networks (the student, and a multihop job's intermediates) are expected to take
-/// more than `limit` bytes to train ([`Arch::training_bytes`], plus a teacher's soft targets on every
-/// row; 0: no limit). A 120-byte request for
-/// `mlp:8192,8192,8192,8192,8192,8192,8192,8192` took a server past 9 GB before this check.
+/// more than `limit` bytes to train ([`Arch::training_bytes`], plus the outputs of the teachers whose
+/// classes `teacher_classes` lists and their soft targets in the task's classes, on every row; 0: no
+/// limit). A 120-byte request for `mlp:8192,8192,8192,8192,8192,8192,8192,8192` took a server past
+/// 9 GB before this check.
 pub fn check_training_memory(
     ds: &Parsed,
     req: &DistillRequest,
     spec: &StudentSpec,
+    teacher_classes: &[usize],
     limit: u64,
 ) -> Result<()> {
     if limit == 0 {
@@ -1665,21 +1698,43 @@ pub fn check_training_memory(
         .filter(|s| !matches!(s, StudentSpec::Tree { .. }))
     {
         let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))?;
-        // a teacher's soft targets on every row, in the task's classes (f32, and the teacher's own
-        // outputs they are carried from): 16 MB for 200,000 rows of 10 classes, 1.6 GB at 1,000
-        let targets = if req.method == Method::Scratch {
-            0
-        } else {
-            8 * (ds.rows() * ds.classes()) as u64
-        };
+        // each teacher's outputs on every row: 16 bytes a value as measured (README "Memory": the
+        // outputs, the ranking cache's copy, the lesson's, the label map's f64 rows), and 8 a row and
+        // class of the task for what is carried into its classes: 48 MB for one 10-class teacher on
+        // 200,000 rows of a 10-class task, 3.2 GB for an ImageNet one
+        let targets: u64 = teacher_classes
+            .iter()
+            .map(|&k| (ds.rows() * (16 * k + 8 * ds.classes())) as u64)
+            .sum();
         let need = arch.training_bytes(req.config.batch_size, labeled, ds.rows()) + targets;
         if need > limit {
+            let (what, remedy) = if 2 * targets > need {
+                (
+                    format!(
+                        "the teachers' outputs on its {} rows ({} classes) take about {} MiB",
+                        ds.rows(),
+                        teacher_classes
+                            .iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" + "),
+                        targets >> 20
+                    ),
+                    "fewer rows or a teacher with fewer classes",
+                )
+            } else {
+                (
+                    format!(
+                        "student '{}' has {} parameters",
+                        spec.describe(),
+                        arch.param_count()
+                    ),
+                    "a smaller student or batch size",
+                )
+            };
             return Err(Error::invalid_input(format!(
-                "student '{}' has {} parameters; training it on these rows (batch_size {}) is expected \
-                 to take about {} MiB, more than this server allows a job (--job-memory-mb {}): choose \
-                 a smaller student or batch size",
-                spec.describe(),
-                arch.param_count(),
+                "{what}; training it on these rows (batch_size {}) is expected to take about {} MiB, \
+                 more than this server allows a job (--job-memory-mb {}): choose {remedy}",
                 req.config.batch_size,
                 need >> 20,
                 limit >> 20
@@ -2041,6 +2096,7 @@ pub fn student_predictor(row_shape: &[usize], classes: usize) -> crate::onnx::Pr
         output: "probabilities".into(),
         kind: crate::onnx::OutputKind::Probabilities,
         num_classes: classes,
+        channel_norm: None,
     }
 }
 

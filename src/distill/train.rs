@@ -156,7 +156,7 @@ pub enum Term {
     /// The teacher's probabilities [N, C_t] and the cost between its labels and the student's
     /// [C_t, C] (values in [0, 1]): CE + ot_weight * OT_eps(teacher, student; cost).
     Transport {
-        probs: Array2<f64>,
+        probs: Array2<f32>,
         cost: Array2<f64>,
     },
     /// Several teachers' terms at once (`loss_avg`): the mean of their losses, each in its own form.
@@ -656,7 +656,7 @@ enum Prepared<'a> {
     None,
     Soft(Array2<f32>),
     Transport {
-        probs: &'a Array2<f64>,
+        probs: &'a Array2<f32>,
         cost: &'a Array2<f64>,
     },
     Many(Vec<Prepared<'a>>),
@@ -760,7 +760,7 @@ fn teacher_loss(
                 .expect("floats");
             let q64 = Array2::from_shape_vec((n, c), qv.into_iter().map(f64::from).collect())
                 .expect("shape");
-            let p = probs.select(Axis(0), b.rows);
+            let p = probs.select(Axis(0), b.rows).mapv(f64::from);
             let (w, g) = faculty_potentials(p.view(), q64.view(), cost.view(), cfg.ot_epsilon)?;
             let gt = matrix(g.iter().map(|v| *v as f32).collect(), n, c, dev);
             // d/dq of sum(q * g) is g: the envelope gradient of W at the current q

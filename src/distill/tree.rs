@@ -96,7 +96,9 @@ fn row_target(term: &Term, r: usize, classes: usize) -> ndarray::Array1<f64> {
     match term {
         Term::None => ndarray::Array1::zeros(classes),
         Term::Soft { targets } => norm(targets.row(r).mapv(f64::from)),
-        Term::Transport { probs, cost } => norm(probs.row(r).dot(&cost.mapv(|c| 1.0 - c))),
+        Term::Transport { probs, cost } => {
+            norm(probs.row(r).mapv(f64::from).dot(&cost.mapv(|c| 1.0 - c)))
+        }
         Term::Many(terms) => mean(terms.iter().map(|t| row_target(t, r, classes)).collect()),
         Term::Heads(targets) => mean(
             targets

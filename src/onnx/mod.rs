@@ -21,4 +21,4 @@ pub mod surgery;
 pub use graph::ModelInfo;
 pub use memory::{release_freed_memory, resident_bytes};
 pub use runtime::environment;
-pub use session::{InputType, OutputKind, Predictor, SessionPool};
+pub use session::{ChannelNorm, InputType, OutputKind, Predictor, SessionPool};

@@ -151,6 +151,60 @@ pub struct Predictor {
     pub output: String,
     pub kind: OutputKind,
     pub num_classes: usize,
+    /// A per-channel standardisation the model declares, applied to the rows as the model takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_norm: Option<ChannelNorm>,
+}
+
+/// An image model's declared per-channel input standardisation (`input_mean` / `input_std` with one
+/// value per channel, as ImageNet classifiers expect of pixels in [0, 1]): each value minus its
+/// channel's mean, over its channel's std, after any resize or channel change ([`super::adapt`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChannelNorm {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    /// Whether the channel axis is the last of a row ([H, W, C]); else the first ([C, H, W]).
+    pub last: bool,
+}
+
+impl ChannelNorm {
+    /// The standardisation `mean` / `std` declares for an input of shape `input_shape` (batch first), if
+    /// they hold one value per channel of an image input ([C, H, W] or [H, W, C]) and not one per value
+    /// of the row (that standardisation is applied to the rows as they are).
+    pub fn declared(mean: Vec<f32>, std: Vec<f32>, input_shape: &[i64]) -> Option<Self> {
+        let c = mean.len() as i64;
+        if c == 0 || std.len() != mean.len() || std.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
+            return None;
+        }
+        let row = input_shape.get(1..)?;
+        if row.iter().product::<i64>() == c {
+            return None;
+        }
+        let last = match *row {
+            [first, _, _] if first == c => false,
+            [_, _, l] if l == c => true,
+            _ => return None,
+        };
+        Some(Self { mean, std, last })
+    }
+
+    /// `rows` (flat, each of shape `row_shape` as the model takes it) standardised.
+    fn apply(&self, rows: &[f32], row_shape: &[usize]) -> Vec<f32> {
+        let c = self.mean.len();
+        let row_len: usize = row_shape.iter().product();
+        let plane = row_len / c;
+        rows.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let k = if self.last {
+                    i % c
+                } else {
+                    (i % row_len) / plane
+                };
+                (v - self.mean[k]) / self.std[k]
+            })
+            .collect()
+    }
 }
 
 /// Creates a session for model bytes; failures are the model's fault (kind `invalid_model`).
@@ -350,7 +404,10 @@ impl Predictor {
             let run_rows = fixed.unwrap_or(m);
             let mut shape = vec![run_rows as i64];
             shape.extend(row_shape.iter().map(|&d| d as i64));
-            let rows = fit.apply(&flat[start * in_len..(start + m) * in_len], m, &from_shape);
+            let mut rows = fit.apply(&flat[start * in_len..(start + m) * in_len], m, &from_shape);
+            if let Some(norm) = &self.channel_norm {
+                rows = std::borrow::Cow::Owned(norm.apply(&rows, &row_shape));
+            }
             let rows = &rows[..];
             let padded;
             let chunk = if run_rows > m {
@@ -602,6 +659,7 @@ mod tests {
             output: "probs".into(),
             kind: OutputKind::Probabilities,
             num_classes: 2,
+            channel_norm: None,
         };
         (prost::Message::encode_to_vec(&m), p)
     }

@@ -55,6 +55,12 @@ pub fn compatibility(
     if standardisation(teacher, row_shape.iter().product()).is_some() {
         notes.push("rows standardised with the teacher's input_mean / input_std metadata".into());
     }
+    if let Some(n) = &pred.channel_norm {
+        notes.push(format!(
+            "rows standardised per channel with the teacher's input_mean {:?} / input_std {:?}",
+            n.mean, n.std
+        ));
+    }
     Ok(notes)
 }
 
@@ -64,6 +70,14 @@ pub(crate) fn standardisation(teacher: &Teacher, row_len: usize) -> Option<(Vec<
     let read = |k: &str| -> Option<Vec<f32>> {
         serde_json::from_str::<Vec<f32>>(teacher.provenance.get(k)?).ok()
     };
+    if teacher
+        .predictor
+        .as_ref()
+        .is_some_and(|p| p.channel_norm.is_some())
+    {
+        // one value per channel: applied by the predictor to the rows as the model takes them
+        return None;
+    }
     let (m, s) = (read("input_mean")?, read("input_std")?);
     (m.len() == row_len && s.len() == row_len && s.iter().all(|v| *v > 0.0)).then_some((m, s))
 }

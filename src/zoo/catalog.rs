@@ -64,7 +64,15 @@ struct Entry {
     /// and for entries written before origins were recorded (those count as the reading server's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     origin: Option<String>,
+    /// The [`INSPECTION`] that read the model (0: before they were counted).
+    #[serde(default)]
+    inspection: u32,
 }
+
+/// Which inspection of models this build does: bumped when a model it found unusable, or read
+/// differently, might now be read otherwise, so a rescan re-inspects a directory's unchanged files once
+/// (1: fixed-batch inputs, float16 and uint8, per-channel standardisation; 2026-12-06).
+const INSPECTION: u32 = 1;
 
 impl Entry {
     /// A directory teacher indexed from another zoo directory than `origin` (none: a catalog of one
@@ -468,6 +476,7 @@ impl Zoo {
                 },
                 stored: true,
                 origin: None,
+                inspection: INSPECTION,
             };
             self.tree
                 .insert(f.ident.id.as_bytes(), serde_json::to_vec(&entry)?)?;
@@ -561,6 +570,7 @@ impl Zoo {
             fingerprint,
             stored: false,
             origin: self.origin.clone(),
+            inspection: INSPECTION,
         })
     }
 
@@ -648,6 +658,7 @@ impl Zoo {
             if let Some(old) = &old
                 && old.fingerprint == fingerprint
                 && old.teacher.path == f.ident.path
+                && old.inspection == INSPECTION
             {
                 report.unchanged += 1;
                 if old.origin.is_none() && self.origin.is_some() {
@@ -814,8 +825,22 @@ impl Zoo {
 
     /// Class probabilities [N, K] of a usable teacher for the rows of `x`.
     pub fn predict(&self, id: &str, x: ArrayViewD<'_, f32>) -> Result<Array2<f32>> {
+        self.predict_standardised(id, x, true)
+    }
+
+    /// [`Zoo::predict`], with the teacher's declared per-channel standardisation applied or (`false`:
+    /// rows already standardised) not.
+    pub fn predict_standardised(
+        &self,
+        id: &str,
+        x: ArrayViewD<'_, f32>,
+        channel_norm: bool,
+    ) -> Result<Array2<f32>> {
         let (t, path) = self.model_file(id)?;
-        let predictor = usable_predictor(&t)?;
+        let mut predictor = usable_predictor(&t)?.clone();
+        if !channel_norm {
+            predictor.channel_norm = None;
+        }
         let session = self.pool.get(&t.sha256, &path)?;
         let mut session = session.lock().expect("session lock");
         predictor.predict(&mut session, &t.sha256, x, self.infer_batch)
@@ -1015,6 +1040,7 @@ impl Zoo {
                 fingerprint,
                 stored: false,
                 origin: self.origin.clone(),
+                inspection: INSPECTION,
             })?,
         )?;
         self.store.flush()?;
@@ -1045,6 +1071,7 @@ impl Zoo {
             teacher: teacher.clone(),
             stored: true,
             origin: None,
+            inspection: INSPECTION,
         };
         let _ = std::fs::remove_file(staged);
         if !self
@@ -1168,6 +1195,33 @@ fn refuse_value_sized(staged: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_an_older_inspection_read_is_read_again_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = crate::onnx::build::linear_classifier(&[1.0; 8], &[0.0, 0.0], 4, &["a", "b"]);
+        std::fs::write(
+            dir.path().join("m.onnx"),
+            prost::Message::encode_to_vec(&model),
+        )
+        .unwrap();
+        let store = crate::store::Store::temporary().unwrap();
+        let zoo = Zoo::open(dir.path(), &store, Arc::new(SessionPool::new(1)), 16).unwrap();
+        assert_eq!(zoo.rescan().unwrap().added, ["m"]);
+        assert_eq!(zoo.rescan().unwrap().unchanged, 1);
+        // as an older build left it: found unusable, its inspection not counted
+        let mut old = zoo.load_any("m").unwrap().unwrap();
+        old.inspection = 0;
+        old.teacher.usable = false;
+        old.teacher.reason = Some("the model fails on a probe batch".into());
+        zoo.tree
+            .insert(b"m", serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        let report = zoo.rescan().unwrap();
+        assert_eq!((report.hashed, report.unchanged), (1, 0), "{report:?}");
+        assert!(zoo.get("m").unwrap().usable);
+        assert_eq!(zoo.rescan().unwrap().unchanged, 1, "once");
+    }
 
     #[test]
     fn a_zoo_directory_keeps_one_id_and_another_directory_gets_its_own() {

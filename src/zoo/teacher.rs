@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::onnx::session::{InputType, Predictor, extract_scores, load_session};
+use crate::onnx::session::{ChannelNorm, InputType, Predictor, extract_scores, load_session};
 use crate::onnx::{OutputKind, graph};
 
 /// One graph input or output.
@@ -580,6 +580,10 @@ fn inspect_into(
             }
         ));
     }
+    let read = |k: &str| -> Option<Vec<f32>> { serde_json::from_str(t.provenance.get(k)?).ok() };
+    let channel_norm = read("input_mean")
+        .zip(read("input_std"))
+        .and_then(|(m, s)| ChannelNorm::declared(m, s, &input.shape));
     t.predictor = Some(Predictor {
         input: input.name.clone(),
         input_type,
@@ -587,6 +591,7 @@ fn inspect_into(
         output,
         kind,
         num_classes: k,
+        channel_norm,
     });
     Ok((session, probe_row))
 }

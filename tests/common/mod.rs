@@ -329,6 +329,60 @@ pub fn exotic_model(kind: &str) -> Vec<u8> {
     m.encode_to_vec()
 }
 
+/// A classifier of [3, 4, 4] images (channel-first; flattened into a linear layer to 3 classes):
+/// `declared` carries `input_mean` / `input_std` per channel in its metadata, `baked` subtracts and
+/// divides by the same numbers in its graph instead, `plain` has neither.
+pub fn image_model(kind: &str) -> Vec<u8> {
+    use faculty::onnx::build::*;
+    let (mean, std) = ([0.5f32, 0.1, 0.2], [0.5f32, 2.0, 1.0]);
+    let w: Vec<f32> = (0..48 * 3)
+        .map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0)
+        .collect();
+    let mut nodes = vec![
+        node("Flatten", &["x"], "flat", vec![attr_int("axis", 1)]),
+        node("Gemm", &["flat", "W", "b"], "logits", vec![]),
+        node(
+            "Softmax",
+            &["logits"],
+            "probabilities",
+            vec![attr_int("axis", 1)],
+        ),
+    ];
+    let mut inits = vec![
+        tensor_f32("W", &[48, 3], &w),
+        tensor_f32("b", &[3], &[0.0, 0.1, -0.1]),
+    ];
+    if kind == "baked" {
+        nodes.splice(
+            0..0,
+            [
+                node("Sub", &["input", "mean"], "centred", vec![]),
+                node("Div", &["centred", "std"], "x", vec![]),
+            ],
+        );
+        inits.push(tensor_f32("mean", &[1, 3, 1, 1], &mean));
+        inits.push(tensor_f32("std", &[1, 3, 1, 1], &std));
+    } else {
+        nodes[0].input[0] = "input".into();
+    }
+    let (m, s) = (
+        serde_json::to_string(&mean).unwrap(),
+        serde_json::to_string(&std).unwrap(),
+    );
+    let metadata: Vec<(&str, &str)> = match kind {
+        "declared" => vec![("input_mean", &m), ("input_std", &s)],
+        _ => vec![],
+    };
+    model(
+        nodes,
+        inits,
+        vec![value_info("input", &[-1, 3, 4, 4])],
+        vec![value_info("probabilities", &[-1, 3])],
+        &metadata,
+    )
+    .encode_to_vec()
+}
+
 /// A model that uses an operator ONNX Runtime does not have.
 pub fn unknown_operator_model() -> Vec<u8> {
     use faculty::onnx::build::*;
