@@ -104,6 +104,7 @@ impl AppState {
             changed = report.changed.len(),
             removed = report.removed.len(),
             unchanged = report.unchanged,
+            reinspected = report.reinspected.len(),
             stored = report.stored,
             missing = report.missing.len(),
             failed = report.failed.len(),

@@ -190,6 +190,10 @@ pub struct RescanReport {
     pub removed: Vec<String>,
     pub changed: Vec<String>,
     pub unchanged: usize,
+    /// Unchanged files read again because an older build's inspection read them (what it found, such as
+    /// "unusable", may now read otherwise).
+    #[serde(default)]
+    pub reinspected: Vec<String>,
     /// Teachers (added or changed in this scan) that are not usable.
     pub failed: Vec<Failed>,
     /// Files read and hashed in this scan (0 when nothing changed).
@@ -669,14 +673,18 @@ impl Zoo {
                 }
                 continue;
             }
-            let entry = self.index_one(f, fingerprint)?;
+            let entry = self.index_one(f, fingerprint.clone())?;
             report.hashed += 1;
             match &old {
                 Some(o) => {
                     if o.teacher.sha256 != entry.teacher.sha256 {
                         self.pool.evict(&o.teacher.sha256);
                     }
-                    report.changed.push(f.ident.id.clone());
+                    if o.fingerprint == fingerprint && o.teacher.sha256 == entry.teacher.sha256 {
+                        report.reinspected.push(f.ident.id.clone());
+                    } else {
+                        report.changed.push(f.ident.id.clone());
+                    }
                 }
                 None => report.added.push(f.ident.id.clone()),
             }
@@ -1219,6 +1227,10 @@ mod tests {
             .unwrap();
         let report = zoo.rescan().unwrap();
         assert_eq!((report.hashed, report.unchanged), (1, 0), "{report:?}");
+        assert_eq!(
+            (report.reinspected, report.changed.len()),
+            (vec!["m".to_string()], 0)
+        );
         assert!(zoo.get("m").unwrap().usable);
         assert_eq!(zoo.rescan().unwrap().unchanged, 1, "once");
     }
