@@ -24,10 +24,12 @@ pub enum Adapt {
     /// Image rows whose channel axis moves: from first to last (`[C, H, W]` rows to an `[H, W, C]`
     /// input) or from last to first.
     MoveChannels { to_last: bool },
-    /// Channel-first image rows `from` ([C, H, W]) resized to `to` ([C', H', W'], C and C' 1 or 3),
-    /// then given channel-last when `to_last`.
+    /// Image rows `from` ([C, H, W], channel-first; rows that are channel-last, [H, W, C], when
+    /// `from_last`) resized to `to` ([C', H', W'], C and C' 1 or 3), then given channel-last when
+    /// `to_last`.
     Resize {
         from: [usize; 3],
+        from_last: bool,
         to: [usize; 3],
         to_last: bool,
     },
@@ -81,13 +83,16 @@ pub fn fit(input_shape: &[i64], row_shape: &[usize]) -> Result<RowFit> {
     )))
 }
 
-/// Image rows ([C, H, W] with C 1 or 3, or [H, W]) resized for an image input ([C', H', W'] or
-/// [H', W', C'], C' 1 or 3; a dynamic side keeps the rows' own), if both are images.
+/// Image rows ([C, H, W] with C 1 or 3, [H, W, C] as NumPy images are, or [H, W]) resized for an
+/// image input ([C', H', W'] or [H', W', C'], C' 1 or 3; a dynamic side keeps the rows' own), if both are
+/// images.
 fn resize_fit(want: &[i64], row_shape: &[usize]) -> Option<RowFit> {
     let grey_or_colour = |c: i64| c == 1 || c == 3;
-    let from = match *row_shape {
-        [c, h, w] if (c == 1 || c == 3) && h >= 2 && w >= 2 => [c, h, w],
-        [h, w] if h >= 2 && w >= 2 => [1, h, w],
+    let side_ok = |h: usize, w: usize| h >= 2 && w >= 2;
+    let (from, from_last) = match *row_shape {
+        [c, h, w] if (c == 1 || c == 3) && side_ok(h, w) => ([c, h, w], false),
+        [h, w, c] if (c == 1 || c == 3) && side_ok(h, w) => ([c, h, w], true),
+        [h, w] if side_ok(h, w) => ([1, h, w], false),
         _ => return None,
     };
     let side = |d: i64, own: usize| if d > 0 { d as usize } else { own };
@@ -106,7 +111,12 @@ fn resize_fit(want: &[i64], row_shape: &[usize]) -> Option<RowFit> {
     };
     Some(RowFit {
         shape,
-        adapt: Adapt::Resize { from, to, to_last },
+        adapt: Adapt::Resize {
+            from,
+            from_last,
+            to,
+            to_last,
+        },
     })
 }
 
@@ -121,7 +131,20 @@ impl RowFit {
                 [from[0], from[1], from[2]],
                 *to_last,
             )),
-            Adapt::Resize { from, to, to_last } => {
+            Adapt::Resize {
+                from,
+                from_last,
+                to,
+                to_last,
+            } => {
+                let [c, h, w] = *from;
+                let first;
+                let rows = if *from_last {
+                    first = move_channels(rows, m, [h, w, c], false);
+                    &first[..]
+                } else {
+                    rows
+                };
                 let x = resize(rows, m, *from, *to);
                 Cow::Owned(if *to_last {
                     move_channels(&x, m, *to, true)
@@ -240,6 +263,7 @@ mod tests {
                 vec![3, 224, 224],
                 Adapt::Resize {
                     from: [1, 28, 28],
+                    from_last: false,
                     to: [3, 224, 224],
                     to_last: false
                 }
@@ -251,8 +275,22 @@ mod tests {
                 vec![96, 96, 3],
                 Adapt::Resize {
                     from: [1, 28, 28],
+                    from_last: false,
                     to: [3, 96, 96],
                     to_last: true
+                }
+            )
+        );
+        // channel-last colour rows (NumPy's layout) to a channel-first input of another size
+        assert_eq!(
+            f(&[-1, 3, 64, 64], &[32, 32, 3]).unwrap(),
+            (
+                vec![3, 64, 64],
+                Adapt::Resize {
+                    from: [3, 32, 32],
+                    from_last: true,
+                    to: [3, 64, 64],
+                    to_last: false
                 }
             )
         );
@@ -269,6 +307,15 @@ mod tests {
             fit(&[-1, 3, 4096, 4096], &[1, 28, 28]).is_err(),
             "too large to resize to"
         );
+    }
+
+    #[test]
+    fn channel_last_rows_resize_as_their_channel_first_twins() {
+        let chw: Vec<f32> = (0..2 * 3 * 4 * 5).map(|i| (i as f32 * 0.7).sin()).collect();
+        let hwc = move_channels(&chw, 2, [3, 4, 5], true);
+        let to = &[-1i64, 3, 8, 10];
+        let (a, b) = (fit(to, &[3, 4, 5]).unwrap(), fit(to, &[4, 5, 3]).unwrap());
+        assert_eq!(a.apply(&chw, 2, &[3, 4, 5]), b.apply(&hwc, 2, &[4, 5, 3]));
     }
 
     #[test]
