@@ -38,6 +38,9 @@ pub enum Adapt {
 /// The largest image a row is resized to (pixels): beyond it one row costs more than a batch should.
 const MAX_RESIZED: usize = 1024 * 1024;
 
+/// How much a resize may change a picture's height-to-width ratio (either way).
+const MAX_ASPECT_CHANGE: f64 = 1.25;
+
 /// How rows of shape `row_shape` fit a model input of shape `input_shape` (batch first, -1 where
 /// dynamic): exactly; as image rows whose channel axis moves; by a reshape with the same element count;
 /// or as image rows resized to the model's image size.
@@ -102,6 +105,12 @@ fn resize_fit(want: &[i64], row_shape: &[usize]) -> Option<RowFit> {
         _ => return None,
     };
     if to[1] * to[2] > MAX_RESIZED || to[1] < 2 || to[2] < 2 {
+        return None;
+    }
+    // the same shape of picture, larger or smaller: 28 x 28 digits to a 224 x 224 input, not to the
+    // 48 x 192 strip of a text-line model (a 4x stretch teaches nothing, and costs a ranking its time)
+    let aspect = |h: usize, w: usize| (h as f64 / w as f64).ln();
+    if (aspect(to[1], to[2]) - aspect(from[1], from[2])).abs() > MAX_ASPECT_CHANGE.ln() {
         return None;
     }
     let shape = if to_last {
@@ -307,6 +316,9 @@ mod tests {
             fit(&[-1, 3, 4096, 4096], &[1, 28, 28]).is_err(),
             "too large to resize to"
         );
+        // a picture is not stretched to another shape: 28 x 28 digits to a 48 x 192 text line
+        assert!(fit(&[-1, 3, 48, 192], &[1, 28, 28]).is_err());
+        assert!(fit(&[-1, 3, 224, 256], &[1, 28, 28]).is_ok(), "within 25%");
     }
 
     #[test]
