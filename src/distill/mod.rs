@@ -1646,24 +1646,29 @@ pub fn held_teacher_classes(zoo: &Zoo, req: &DistillRequest) -> Result<Vec<usize
         return Ok(Vec::new());
     }
     let classes = |t: &Teacher| t.num_classes.unwrap_or(0);
-    let mut usable: Vec<usize> = zoo
-        .all()?
-        .iter()
-        .filter(|t| t.usable)
-        .map(classes)
-        .collect();
-    usable.sort_unstable_by(|a, b| b.cmp(a));
+    // the usable teachers' class counts, most first: read from the catalog only where `auto` needs them
+    let largest = |k: usize| -> Result<Vec<usize>> {
+        let mut usable: Vec<usize> = zoo
+            .all()?
+            .iter()
+            .filter(|t| t.usable)
+            .map(classes)
+            .collect();
+        usable.sort_unstable_by(|a, b| b.cmp(a));
+        usable.truncate(k);
+        Ok(usable)
+    };
     if let Some(set) = &req.teachers {
-        return Ok(match set.parse()? {
+        return match set.parse()? {
             fusion::Chosen::Ids(ids) => ids
                 .iter()
                 .map(|id| zoo.get(id).map(|t| classes(&t)))
-                .collect::<Result<_>>()?,
-            fusion::Chosen::Auto(k) => usable.into_iter().take(k).collect(),
-        });
+                .collect(),
+            fusion::Chosen::Auto(k) => largest(k),
+        };
     }
     Ok(if req.teacher == "auto" {
-        usable.into_iter().take(1).collect()
+        largest(1)?
     } else {
         vec![classes(&zoo.get(&req.teacher)?)]
     })

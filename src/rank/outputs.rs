@@ -67,9 +67,6 @@ pub fn compatibility(
 /// The teacher's declared input standardisation (`input_mean` / `input_std` JSON lists in its metadata or
 /// card), when it has one per feature.
 pub(crate) fn standardisation(teacher: &Teacher, row_len: usize) -> Option<(Vec<f32>, Vec<f32>)> {
-    let read = |k: &str| -> Option<Vec<f32>> {
-        serde_json::from_str::<Vec<f32>>(teacher.provenance.get(k)?).ok()
-    };
     if teacher
         .predictor
         .as_ref()
@@ -78,7 +75,7 @@ pub(crate) fn standardisation(teacher: &Teacher, row_len: usize) -> Option<(Vec<
         // one value per channel: applied by the predictor to the rows as the model takes them
         return None;
     }
-    let (m, s) = (read("input_mean")?, read("input_std")?);
+    let (m, s) = teacher.declared_standardisation()?;
     (m.len() == row_len && s.len() == row_len && s.iter().all(|v| *v > 0.0)).then_some((m, s))
 }
 

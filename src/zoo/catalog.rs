@@ -957,7 +957,9 @@ impl Zoo {
             .as_ref()
             .map(|l| serde_json::to_string_pretty(&serde_json::json!({ "labels": l })))
             .transpose()?;
-        refuse_value_sized(staged)?;
+        // read once: graph-checked here, inspected below
+        let bytes = std::fs::read(staged)?;
+        refuse_value_sized(&bytes)?;
         if let Some(check) = &self.check {
             // before the zoo's lock, so a slow check holds up no other write (and after the cheap
             // refusal of a taken id, which the lock below confirms)
@@ -973,7 +975,6 @@ impl Zoo {
         let _guard = self.lock.lock().expect("zoo lock");
         let target = self.root.join(&rel);
         self.refuse_taken(&id, &rel)?;
-        let bytes = std::fs::read(staged)?;
         let ins = inspect(
             &bytes,
             Ident {
@@ -1187,8 +1188,8 @@ fn usable_predictor(t: &Teacher) -> Result<&crate::onnx::Predictor> {
 /// Refuses an upload whose tensor sizes, branches or loops depend on the values of its input
 /// ([`crate::onnx::sizes`]): the model check's probe rows cannot bound what such a model costs on a
 /// dataset's rows. A file that is not a model passes, for the inspection to name its problem.
-fn refuse_value_sized(staged: &Path) -> Result<()> {
-    let Ok(model) = crate::onnx::graph::decode(&std::fs::read(staged)?) else {
+fn refuse_value_sized(bytes: &[u8]) -> Result<()> {
+    let Ok(model) = crate::onnx::graph::decode(bytes) else {
         return Ok(());
     };
     match crate::onnx::sizes::value_dependent(&model) {

@@ -104,6 +104,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+impl Teacher {
+    /// The `input_mean` / `input_std` JSON lists its metadata or card declare, if both are there (one
+    /// value per feature, or per channel of an image input: see `rank::outputs::standardisation` and
+    /// [`ChannelNorm::declared`]).
+    pub fn declared_standardisation(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        let read = |k: &str| serde_json::from_str::<Vec<f32>>(self.provenance.get(k)?).ok();
+        Some((read("input_mean")?, read("input_std")?))
+    }
+}
+
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -580,9 +590,8 @@ fn inspect_into(
             }
         ));
     }
-    let read = |k: &str| -> Option<Vec<f32>> { serde_json::from_str(t.provenance.get(k)?).ok() };
-    let channel_norm = read("input_mean")
-        .zip(read("input_std"))
+    let channel_norm = t
+        .declared_standardisation()
         .and_then(|(m, s)| ChannelNorm::declared(m, s, &input.shape));
     t.predictor = Some(Predictor {
         input: input.name.clone(),
