@@ -400,8 +400,15 @@ async fn other_input_types_are_converted() {
             }
         }
     }
-    // a model exported with a fixed batch (of 1, or of 3 for these 2 rows) runs that many rows a time
-    for kind in ["batch1", "batch3"] {
+    // a model exported with a fixed batch (of 1, or of 3 for these 2 rows) runs with its batch freed
+    // where that gives the same outputs row for row (a Reshape to the fixed batch rewritten); one that
+    // mixes the rows of a batch runs its fixed batch, that many rows at a time
+    for (kind, freed) in [
+        ("batch1", Some(1)),
+        ("batch3", Some(3)),
+        ("batch1_reshape", Some(1)),
+        ("batch1_mixing", None),
+    ] {
         let t = upload(
             &app,
             multipart(&format!("{kind}.onnx"), &exotic_model(kind), &[]),
@@ -410,7 +417,21 @@ async fn other_input_types_are_converted() {
         .expect(201)
         .json();
         assert_eq!(t["usable"], true, "{t}");
-        assert!(t["warnings"].to_string().contains("fixes the batch"), "{t}");
+        let warnings = t["warnings"].to_string();
+        assert!(warnings.contains("fixes the batch"), "{t}");
+        let p = &t["predictor"];
+        match freed {
+            Some(b) => {
+                assert_eq!(p["freed_batch"], b, "{t}");
+                assert_eq!(p["input_shape"][0], -1, "{t}");
+                assert!(warnings.contains("with the batch freed"), "{t}");
+            }
+            None => {
+                assert!(p.get("freed_batch").is_none(), "{t}");
+                assert_eq!(p["input_shape"][0], 1, "{t}");
+                assert!(warnings.contains("of a batch of 2 differs"), "{t}");
+            }
+        }
         let got = post_json(&app, &format!("/v1/teachers/{kind}/predict"), rows.clone()).await;
         assert_eq!(
             got.expect(200).json()["probabilities"],

@@ -923,5 +923,15 @@ fn a_ranking_killed_midway_leaves_a_cache_that_ranks_correctly() {
     child.kill().unwrap(); // SIGKILL mid-ranking
     child.wait().unwrap();
     let (_s, port) = spawn_server(&big, &state);
-    assert_eq!(rank(port, &ds), reference);
+    let resumed = rank(port, &ds);
+    // the same teachers in the same places, and the same scores but for their last digits (batch sizes
+    // are chosen by measured speed, and a forest's probabilities change by ~1e-9 with them)
+    let json = |r: Vec<(serde_json::Value, serde_json::Value, serde_json::Value)>| {
+        serde_json::Value::Array(
+            r.into_iter()
+                .map(|(a, b, c)| serde_json::json!([a, b, c]))
+                .collect(),
+        )
+    };
+    common::assert_json_close(&json(resumed), &json(reference), "resumed ranking");
 }

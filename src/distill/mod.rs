@@ -2102,6 +2102,7 @@ pub fn student_predictor(row_shape: &[usize], classes: usize) -> crate::onnx::Pr
         kind: crate::onnx::OutputKind::Probabilities,
         num_classes: classes,
         channel_norm: None,
+        freed_batch: None,
     }
 }
 

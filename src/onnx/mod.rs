@@ -9,10 +9,12 @@ pub mod proto {
 }
 
 pub mod adapt;
+pub mod batch;
 pub mod build;
 pub mod graph;
 pub mod memory;
 pub mod mlp;
+pub mod pace;
 pub mod runtime;
 pub mod session;
 pub mod sizes;

@@ -154,6 +154,11 @@ pub struct Predictor {
     /// A per-channel standardisation the model declares, applied to the rows as the model takes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_norm: Option<ChannelNorm>,
+    /// The batch the model file fixes, where faculty runs the model with its batch freed (see
+    /// `onnx::batch`; checked when the model was inspected: the same outputs row for row on a batch of
+    /// another size). `input_shape` then shows a dynamic batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freed_batch: Option<usize>,
 }
 
 /// An image model's declared per-channel input standardisation (`input_mean` / `input_std` with one
@@ -395,11 +400,12 @@ impl Predictor {
         let fixed = self.fixed_batch();
         let mut start = 0;
         while start < n {
-            // under the memory budget, a batch is as many rows as fit (see `onnx::memory`); a model
-            // with a fixed batch gets exactly its batch, padded
+            // a batch is as many rows as the model runs fastest (see `onnx::pace`) and, under the
+            // memory budget, as fit (see `onnx::memory`); a model with a fixed batch gets exactly its
+            // batch, padded
             let m = match fixed {
                 Some(b) => b.min(n - start),
-                None => super::memory::plan_rows(key, batch.min(n - start)),
+                None => super::memory::plan_rows(key, super::pace::rows(key, batch).min(n - start)),
             };
             let run_rows = fixed.unwrap_or(m);
             let mut shape = vec![run_rows as i64];
@@ -423,7 +429,12 @@ impl Predictor {
             };
             let input = self.input_type.value(shape, chunk)?;
             let outputs = super::memory::measured(key, run_rows, || {
-                session.run(ort::inputs![self.input.as_str() => input])
+                let began = std::time::Instant::now();
+                let out = session.run(ort::inputs![self.input.as_str() => input]);
+                if fixed.is_none() {
+                    super::pace::record(key, run_rows, began.elapsed(), batch);
+                }
+                out
             })?;
             let value = outputs.get(&self.output).ok_or_else(|| {
                 Error::invalid_model(format!("model has no output named {}", self.output))
@@ -587,16 +598,16 @@ impl SessionPool {
     }
 
     /// The session stored under `key`, created from `bytes()` the first time (derived models, such as a
-    /// teacher with its penultimate layer exposed).
+    /// teacher with its penultimate layer exposed or its batch freed).
     pub fn get_or_load(
         &self,
         key: &str,
-        bytes: impl FnOnce() -> Vec<u8>,
+        bytes: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Arc<Mutex<Session>>> {
         if let Some(s) = self.lookup(key) {
             return Ok(s);
         }
-        let b = bytes();
+        let b = bytes()?;
         let session = load_session(&b, self.intra_threads)?;
         Ok(self.put(key, session, b.len()))
     }
@@ -616,6 +627,7 @@ impl SessionPool {
             }
         }
         super::memory::forget(sha256);
+        super::pace::forget(sha256);
     }
 }
 
@@ -660,6 +672,7 @@ mod tests {
             kind: OutputKind::Probabilities,
             num_classes: 2,
             channel_norm: None,
+            freed_batch: None,
         };
         (prost::Message::encode_to_vec(&m), p)
     }
@@ -720,7 +733,7 @@ mod tests {
         let loads = std::cell::Cell::new(0);
         let load = || {
             loads.set(loads.get() + 1);
-            tiny()
+            Ok(tiny())
         };
         pool.get_or_load("a", load).unwrap();
         pool.get_or_load("b", load).unwrap();
@@ -735,7 +748,7 @@ mod tests {
         // a byte bound: each tiny session is estimated at 2 MiB and change, so 5 MiB holds two
         let small = SessionPool::with_limits(1, 100, 5 << 20);
         for k in ["x", "y", "z", "w"] {
-            small.get_or_load(k, tiny).unwrap();
+            small.get_or_load(k, || Ok(tiny())).unwrap();
         }
         let (n, bytes) = small.usage();
         assert_eq!(n, 2);

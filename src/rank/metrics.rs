@@ -881,18 +881,39 @@ mod eigh_tests {
         let i = v.t().dot(&v) - Array2::<f64>::eye(n);
         assert!(i.mapv(f64::abs).fold(0.0f64, |m, &e| m.max(e)) < 1e-10);
     }
+
+    #[test]
+    fn scores_that_differ_in_their_last_digits_tie() {
+        // two copies of one teacher run in batches of other sizes, and a third teacher
+        let v = [-0.933571496705464, -0.5, -0.9335714972324664];
+        assert_eq!(ranks_tied(&v, 1e-6), vec![0.5, 2.0, 0.5]);
+        assert_eq!(average_ranks(&v), vec![1.0, 2.0, 0.0]);
+        assert_eq!(
+            average_ranks(&[1.0, 3.0, 2.0, 2.0]),
+            vec![0.0, 3.0, 1.5, 1.5]
+        );
+        // a real gap of 1e-5 does not tie
+        assert_eq!(ranks_tied(&[0.50001, 0.5], 1e-6), vec![1.0, 0.0]);
+    }
 }
 
 /// Average ranks (0-based, ties share the mean of their positions; ascending values get ascending
 /// ranks).
 pub fn average_ranks(v: &[f64]) -> Vec<f64> {
+    ranks_tied(v, 0.0)
+}
+
+/// [`average_ranks`] where values within `tie` (relative) of the first of a run of sorted values tie
+/// with it.
+pub fn ranks_tied(v: &[f64], tie: f64) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..v.len()).collect();
     idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let tie = |a: f64, b: f64| a == b || (a - b).abs() <= tie * a.abs().max(b.abs());
     let mut r = vec![0.0; v.len()];
     let mut i = 0;
     while i < idx.len() {
         let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+        while j + 1 < idx.len() && tie(v[idx[j + 1]], v[idx[i]]) {
             j += 1;
         }
         for k in i..=j {

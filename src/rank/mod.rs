@@ -107,6 +107,13 @@ fn parts(metric: &str) -> &'static [&'static str] {
     COMBINED.iter().find(|c| c.0 == metric).map_or(&[], |c| c.1)
 }
 
+/// Scores this close (relative) tie when a combined metric ranks its parts: the same model run in
+/// batches of other sizes gives scores that differ in their last digits (ONNX Runtime sums in another
+/// order; a forest's by ~1e-9, LogME's up to ~1e-7; batch sizes follow measured speed, `onnx::pace`), and
+/// a metric built on ranks must not turn that noise into a visible gap between two copies of one
+/// teacher. Distinct teachers' scores differ by far more.
+const SCORE_TIE: f64 = 1e-6;
+
 /// Adds each wanted combined metric to the scores of the teachers every part scored.
 fn add_combined(results: &mut [TeacherResult], wanted: &[String]) {
     for (name, parts) in COMBINED.iter().filter(|c| wanted.iter().any(|w| w == c.0)) {
@@ -123,7 +130,7 @@ fn add_combined(results: &mut [TeacherResult], wanted: &[String]) {
                 1.0
             };
             let v: Vec<f64> = idx.iter().map(|&k| sign * results[k].scores[*p]).collect();
-            for (t, r) in total.iter_mut().zip(metrics::average_ranks(&v)) {
+            for (t, r) in total.iter_mut().zip(metrics::ranks_tied(&v, SCORE_TIE)) {
                 *t += r / scale / k;
             }
         }

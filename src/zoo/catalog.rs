@@ -71,8 +71,9 @@ struct Entry {
 
 /// Which inspection of models this build does: bumped when a model it found unusable, or read
 /// differently, might now be read otherwise, so a rescan re-inspects a directory's unchanged files once
-/// (1: fixed-batch inputs, float16 and uint8, per-channel standardisation; 2026-12-06).
-const INSPECTION: u32 = 1;
+/// (1: fixed-batch inputs, float16 and uint8, per-channel standardisation; 2: fixed batches freed;
+/// 2026-12-06).
+const INSPECTION: u32 = 2;
 
 impl Entry {
     /// A directory teacher indexed from another zoo directory than `origin` (none: a catalog of one
@@ -849,7 +850,14 @@ impl Zoo {
         if !channel_norm {
             predictor.channel_norm = None;
         }
-        let session = self.pool.get(&t.sha256, &path)?;
+        let session = match predictor.freed_batch {
+            None => self.pool.get(&t.sha256, &path)?,
+            Some(_) => self.pool.get_or_load(&t.sha256, || {
+                Ok(prost::Message::encode_to_vec(&runnable_model(
+                    &predictor, &path,
+                )?))
+            })?,
+        };
         let mut session = session.lock().expect("session lock");
         predictor.predict(&mut session, &t.sha256, x, self.infer_batch)
     }
@@ -864,13 +872,14 @@ impl Zoo {
     ) -> Result<(Array2<f32>, Option<Penultimate>)> {
         let (t, path) = self.model_file(id)?;
         let predictor = usable_predictor(&t)?;
-        let bytes = std::fs::read(&path)?;
-        let model = crate::onnx::graph::decode(&bytes)?;
+        let model = runnable_model(predictor, &path)?;
         let Some(pen) = crate::onnx::surgery::expose_penultimate(&model, &predictor.output) else {
             return Ok((self.predict(id, x)?, None));
         };
         let key = format!("{}#penultimate", t.sha256);
-        let session = self.pool.get_or_load(&key, || pen.model_bytes.clone())?;
+        let session = self
+            .pool
+            .get_or_load(&key, || Ok(pen.model_bytes.clone()))?;
         let mut session = session.lock().expect("session lock");
         let (p, mut f) = predictor.predict_with_features(
             &mut session,
@@ -892,7 +901,7 @@ impl Zoo {
     ) -> Result<Vec<Array2<f32>>> {
         let (t, path) = self.model_file(id)?;
         let predictor = usable_predictor(&t)?;
-        let model = crate::onnx::graph::decode(&std::fs::read(&path)?)?;
+        let model = runnable_model(predictor, &path)?;
         let key = format!(
             "{}#inner:{}",
             t.sha256,
@@ -900,7 +909,7 @@ impl Zoo {
         );
         let session = self
             .pool
-            .get_or_load(&key, || crate::onnx::surgery::expose(&model, names))?;
+            .get_or_load(&key, || Ok(crate::onnx::surgery::expose(&model, names)))?;
         let mut session = session.lock().expect("session lock");
         Ok(predictor
             .predict_with_features(&mut session, &key, x, self.infer_batch, names)?
@@ -1175,6 +1184,24 @@ impl Zoo {
 }
 
 /// How to read a teacher's probabilities, or why it cannot be used.
+/// A teacher's graph as faculty runs it: the file's, with its batch freed where the inspection checked
+/// that safe ([`crate::onnx::Predictor::freed_batch`]).
+fn runnable_model(
+    p: &crate::onnx::Predictor,
+    path: &Path,
+) -> Result<crate::onnx::proto::ModelProto> {
+    let model = crate::onnx::graph::decode(&std::fs::read(path)?)?;
+    match p.freed_batch {
+        None => Ok(model),
+        Some(b) => crate::onnx::batch::free_batch(&model, &p.input, b as i64).ok_or_else(|| {
+            Error::conflict(format!(
+                "the model at {} no longer fixes a batch of {b} rows; rescan the zoo",
+                path.display()
+            ))
+        }),
+    }
+}
+
 fn usable_predictor(t: &Teacher) -> Result<&crate::onnx::Predictor> {
     t.predictor.as_ref().filter(|_| t.usable).ok_or_else(|| {
         Error::invalid_input(format!(

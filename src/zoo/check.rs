@@ -178,6 +178,8 @@ pub fn child(
 ) -> Result<CheckReport> {
     use crate::onnx::memory;
     memory::set_budget(budget);
+    // the largest batch the server could run, not the one that would be fastest
+    crate::onnx::pace::set_enabled(false);
     let bytes = std::fs::read(model)?;
     let ident = super::teacher::Ident {
         id: "check".into(),

@@ -312,6 +312,93 @@ pub fn inspect(bytes: &[u8], ident: Ident, card: Option<&str>, intra_threads: us
     }
 }
 
+/// How the probe ran a model with a fixed batch: what checking a freed batch against it needs.
+struct FixedRun<'a> {
+    input: &'a TensorSig,
+    input_type: InputType,
+    output: &'a str,
+    kind: OutputKind,
+    /// The shape of one probe row.
+    row: &'a [usize],
+}
+
+impl FixedRun<'_> {
+    /// Scores [m, K] of one run of `session` on `rows` (m rows of the probe row's shape).
+    fn run(
+        &self,
+        session: &mut Session,
+        rows: &[f32],
+        m: usize,
+    ) -> std::result::Result<ndarray::Array2<f32>, String> {
+        let mut dims = vec![m as i64];
+        dims.extend(self.row.iter().map(|&d| d as i64));
+        let value = self.input_type.value(dims, rows).map_err(|e| e.message)?;
+        let outs = session
+            .run(ort::inputs![self.input.name.as_str() => value])
+            .map_err(|e| e.to_string())?;
+        let out = outs
+            .get(self.output)
+            .ok_or_else(|| format!("no output named {}", self.output))?;
+        extract_scores(out, self.kind, m).map_err(|e| e.message)
+    }
+
+    /// A session of `model` with its fixed batch of `b` rows freed (`onnx::batch`), if on `b + 1` probe
+    /// rows at once it gives the scores that `fixed` gives `b` rows at a time (the last run padded);
+    /// else why not.
+    fn freed(
+        &self,
+        model: &crate::onnx::proto::ModelProto,
+        fixed: &mut Session,
+        b: usize,
+        threads: usize,
+    ) -> std::result::Result<Session, String> {
+        let freed = crate::onnx::batch::free_batch(model, &self.input.name, b as i64)
+            .ok_or("its batch is not the first dimension of a graph input")?;
+        let mut session =
+            load_session(&prost::Message::encode_to_vec(&freed), threads).map_err(|e| e.message)?;
+        let n = b + 1;
+        let mut shape = vec![n];
+        shape.extend(self.row);
+        let x = probe_input(self.input_type, &shape);
+        let flat = x.as_slice().expect("a new array is contiguous");
+        let len = flat.len() / n;
+        let all = self
+            .run(&mut session, flat, n)
+            .map_err(|e| format!("a batch of {n} fails: {e}"))?;
+        // float16 outputs keep 3 significant digits
+        let half = matches!(
+            session
+                .outputs()
+                .iter()
+                .find(|o| o.name() == self.output)
+                .map(|o| o.dtype()),
+            Some(ValueType::Tensor {
+                ty: TensorElementType::Float16,
+                ..
+            })
+        );
+        let tol = if half { 1e-2 } else { 1e-4 };
+        for start in (0..n).step_by(b) {
+            let m = b.min(n - start);
+            let mut chunk = flat[start * len..(start + m) * len].to_vec();
+            for _ in m..b {
+                chunk.extend_from_slice(&flat[(n - 1) * len..]);
+            }
+            let want = self.run(fixed, &chunk, b)?;
+            for i in 0..m {
+                let (w, g) = (want.row(i), all.row(start + i));
+                if w.iter()
+                    .zip(g)
+                    .any(|(w, g)| (w - g).abs() > tol * (1.0 + w.abs()))
+                {
+                    return Err(format!("row {} of a batch of {n} differs", start + i));
+                }
+            }
+        }
+        Ok(session)
+    }
+}
+
 fn inspect_into(
     t: &mut Teacher,
     bytes: &[u8],
@@ -514,14 +601,37 @@ fn inspect_into(
             }
         ))
     })?;
+    let mut freed_batch = None;
     if input.shape[0] > 0 {
-        t.warnings.push(format!(
-            "input '{}' fixes the batch at {} row{}: faculty runs it that many rows at a time (export \
-             with a dynamic batch dimension for faster rankings)",
-            input.name,
-            input.shape[0],
-            if input.shape[0] == 1 { "" } else { "s" }
-        ));
+        let b = input.shape[0] as usize;
+        let rows = if b == 1 { "" } else { "s" };
+        let freed = FixedRun {
+            input: &input,
+            input_type,
+            output: &output,
+            kind,
+            row: &probe_row,
+        }
+        .freed(&model, &mut session, b, threads);
+        match freed {
+            Ok(s) => {
+                session = s;
+                freed_batch = Some(b);
+                input.shape[0] = -1;
+                t.warnings.push(format!(
+                    "input '{}' fixes the batch at {b} row{rows}: faculty runs it with the batch freed \
+                     (checked: the same outputs row for row on a batch of {})",
+                    input.name,
+                    b + 1
+                ));
+            }
+            Err(why) => t.warnings.push(format!(
+                "input '{}' fixes the batch at {b} row{rows}: faculty runs it that many rows at a time, as \
+                 freeing the batch did not give the same outputs ({why}); export it with a dynamic \
+                 batch dimension to let faculty size its batches",
+                input.name
+            )),
+        }
     }
     if dynamic {
         t.warnings.push(format!(
@@ -601,6 +711,7 @@ fn inspect_into(
         kind,
         num_classes: k,
         channel_norm,
+        freed_batch,
     });
     Ok((session, probe_row))
 }
