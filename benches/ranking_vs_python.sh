@@ -17,7 +17,7 @@ import json, sys
 target, py = sys.argv[1], json.loads(sys.argv[2])
 def rust(name):
     return json.load(open(f"{target}/criterion/{name}/new/estimates.json"))["median"]["point_estimate"] * 1e-9
-rows = [("ranking cold (16 teachers, 2,000 rows)", "ranking/cold", "ranking_cold", "faculty <= 0.8x Python"),
+rows = [("ranking cold (the bundled zoo, 2,000 rows)", "ranking/cold", "ranking_cold", "faculty <= 0.8x Python"),
         ("ranking warm (outputs and scores cached)", "ranking/warm", None, "<= 50 ms"),
         ("ranking warm, every metric recomputed from cached outputs", "ranking/warm_rescore", None, "<= 50 ms"),
         ("Sinkhorn 100x100", "sinkhorn/100x100", "sinkhorn/100x100", ">= 3x faster"),

@@ -138,31 +138,26 @@ mod tests {
     use super::*;
     use crate::onnx::build::*;
 
-    /// [1, 4] rows through a Reshape to [1, 4] (shape shared with a weight's Reshape), a linear layer and
-    /// a softmax, the batch fixed at 1.
+    /// [1, 4] rows through a Reshape to [1, 4] and a linear softmax classifier whose weights come out of a
+    /// Reshape too (of a constant: not the batch), the batch fixed at 1.
     fn fixed_model() -> ModelProto {
-        model(
-            vec![
+        let w = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0];
+        let mut m = linear_classifier(&w, &[0.0, 0.0], 4, &["a", "b"]);
+        let g = m.graph.as_mut().unwrap();
+        g.input[0] = value_info("input", &[1, 4]);
+        g.output[0] = value_info("probabilities", &[1, 2]);
+        g.node[0].input[0] = "flat".into();
+        g.initializer[0] = tensor_f32("W0", &[8], &w);
+        g.initializer.push(tensor_i64("shape", &[1, 4]));
+        g.initializer.push(tensor_i64("shape_w", &[4, 2]));
+        g.node.splice(
+            0..0,
+            [
                 node("Reshape", &["input", "shape"], "flat", vec![]),
                 node("Reshape", &["W0", "shape_w"], "W", vec![]),
-                node("Gemm", &["flat", "W", "b"], "logits", vec![]),
-                node(
-                    "Softmax",
-                    &["logits"],
-                    "probabilities",
-                    vec![attr_int("axis", 1)],
-                ),
             ],
-            vec![
-                tensor_i64("shape", &[1, 4]),
-                tensor_i64("shape_w", &[4, 2]),
-                tensor_f32("W0", &[8], &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]),
-                tensor_f32("b", &[2], &[0.0, 0.0]),
-            ],
-            vec![value_info("input", &[1, 4])],
-            vec![value_info("probabilities", &[1, 2])],
-            &[],
-        )
+        );
+        m
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! cache), for ShuffleNet at 224x224 1.4 ms at 1 to 4 rows and 4.2 ms at 64, while a small MLP is 15 times
 //! faster at 64 rows than at 1 (the per-call cost; `python3` with the same session options, 2 cores). So
 //! each model starts at one row a call and climbs a ladder of sizes four times apart (1, 4, 16, 64, ...)
-//! while a step is at least 10% faster a row (a step that is not gets a second call, against a one-off
-//! delay), then keeps the fastest for the process's life. Starting small costs a small model microseconds
+//! until two steps in a row are not at least 10% faster a row (a step that is not gets a second call,
+//! against a one-off delay), then keeps the fastest for the process's life. Starting small costs a small model microseconds
 //! and spares a large one its slowest sizes. The memory budget (`onnx::memory`) still caps every batch;
 //! only calls of the size being tried are timed, the first call of a model not at all (it pays the
 //! session's one-time set-up).
@@ -18,8 +18,11 @@ use std::time::Duration;
 const BETTER: f64 = 0.9;
 /// Sizes on the ladder are this many times apart.
 const STEP: usize = 4;
-/// Calls a size that is not faster gets before the climb stops.
+/// Calls a size that is not faster gets before it counts as not faster.
 const TRIES: u32 = 2;
+/// Steps in a row that are not faster before the climb stops: a forest is no faster a row at 64 rows than
+/// at 16, then 1.4 times faster at 256 and 1.6 times at 1,024.
+const MISSES: u32 = 2;
 
 /// Whether batches are sized by speed (else as large as allowed: the model check measures the largest).
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -34,6 +37,8 @@ struct Pace {
     fastest: f64,
     /// Whether a call was seen before (the first one of the model is not timed).
     warm: bool,
+    /// Steps in a row that were not faster.
+    misses: u32,
     /// The fastest size measured and its seconds a row.
     best: Option<(usize, f64)>,
     /// The climb is over: `best` is kept.
@@ -76,9 +81,12 @@ impl Pace {
         }
         if faster {
             self.best = Some((rows, self.fastest));
+            self.misses = 0;
+        } else {
+            self.misses += 1;
         }
         let next = rows * STEP;
-        if !faster || next > max {
+        if self.misses >= MISSES || next > max {
             self.settled = true;
         } else {
             self.trying = next;
@@ -172,6 +180,11 @@ mod tests {
         assert_eq!(
             settle(curve([18520.0, 17230.0, 19000.0, 20390.0, 2e4, 2e4]), 1024).0,
             1
+        );
+        // the bundled random forest: flat from 16 to 64 rows, faster again at 256 and 1,024
+        assert_eq!(
+            settle(curve([5.67, 2.41, 1.57, 1.55, 1.14, 0.98]), 1024).0,
+            1024
         );
         // per-call overhead only: as large as allowed, and no larger
         let overhead = |r: usize| 1e-3 + 1e-6 * r as f64;
