@@ -320,6 +320,8 @@ struct FixedRun<'a> {
     kind: OutputKind,
     /// The shape of one probe row.
     row: &'a [usize],
+    /// How far (relative) a freed run's score may stray from the fixed run's.
+    tol: f32,
 }
 
 impl FixedRun<'_> {
@@ -365,19 +367,6 @@ impl FixedRun<'_> {
         let all = self
             .run(&mut session, flat, n)
             .map_err(|e| format!("a batch of {n} fails: {e}"))?;
-        // float16 outputs keep 3 significant digits
-        let half = matches!(
-            session
-                .outputs()
-                .iter()
-                .find(|o| o.name() == self.output)
-                .map(|o| o.dtype()),
-            Some(ValueType::Tensor {
-                ty: TensorElementType::Float16,
-                ..
-            })
-        );
-        let tol = if half { 1e-2 } else { 1e-4 };
         for start in (0..n).step_by(b) {
             let m = b.min(n - start);
             let mut chunk = flat[start * len..(start + m) * len].to_vec();
@@ -389,7 +378,7 @@ impl FixedRun<'_> {
                 let (w, g) = (want.row(i), all.row(start + i));
                 if w.iter()
                     .zip(g)
-                    .any(|(w, g)| (w - g).abs() > tol * (1.0 + w.abs()))
+                    .any(|(w, g)| (w - g).abs() > self.tol * (1.0 + w.abs()))
                 {
                     return Err(format!("row {} of a batch of {n} differs", start + i));
                 }
@@ -601,6 +590,11 @@ fn inspect_into(
             }
         ))
     })?;
+    // a float16 output keeps 3 significant digits a value
+    let half = t
+        .outputs
+        .iter()
+        .any(|o| o.name == output && o.elem_type == "float16");
     let mut freed_batch = None;
     if input.shape[0] > 0 {
         let b = input.shape[0] as usize;
@@ -611,6 +605,7 @@ fn inspect_into(
             output: &output,
             kind,
             row: &probe_row,
+            tol: if half { 1e-2 } else { 1e-4 },
         }
         .freed(&model, &mut session, b, threads);
         match freed {
@@ -652,11 +647,7 @@ fn inspect_into(
         )));
     }
     if kind == OutputKind::Probabilities {
-        // a float16 output's rows add up to 1 within its rounding (3 significant digits a class)
-        let half = t
-            .outputs
-            .iter()
-            .any(|o| o.name == output && o.elem_type == "float16");
+        // a float16 output's rows add up to 1 within its rounding
         let tol = if half { 1e-2 } else { 1e-3 };
         let probs = scores.iter().all(|&v| (-1e-6..=1.0 + 1e-6).contains(&v))
             && scores
