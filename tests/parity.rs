@@ -54,3 +54,36 @@ fn every_bundled_teacher_matches_python_onnxruntime() {
     }
     assert_eq!(checked, teachers.len());
 }
+
+/// A row's probabilities do not depend on the batch it lands in: ONNX Runtime sums a lone row's matrix
+/// product in another order (Magika's row 14 moves by 8e-4 alone), so faculty never runs one row alone
+/// where the model takes more.
+#[test]
+fn a_row_scores_the_same_alone_and_in_a_batch() {
+    let sb = common::Sandbox::new();
+    let store = Store::open(&sb.state()).unwrap();
+    let zoo = Zoo::open(sb.zoo(), &store, Arc::new(SessionPool::new(1)), 64).unwrap();
+    zoo.rescan().unwrap();
+    let path = common::repo().join("zoo/reference/file_type@1.npz");
+    let arrays = read_npz(&std::fs::read(&path).unwrap(), 1 << 30).unwrap();
+    let x = arrays["x"].to_f32().unwrap();
+    let all = zoo.predict("file_type@1", x.view()).unwrap();
+    for i in 0..x.shape()[0] {
+        let alone = zoo
+            .predict(
+                "file_type@1",
+                x.slice_axis(ndarray::Axis(0), (i..i + 1).into()),
+            )
+            .unwrap();
+        let diff = alone
+            .row(0)
+            .iter()
+            .zip(all.row(i))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff <= 1e-5,
+            "row {i}: alone vs in a batch differ by {diff:e}"
+        );
+    }
+}

@@ -3,12 +3,15 @@
 //! bundled 28x28 CNNs is 4.6 us at 64 rows a call and 20 us at 1,024 (the batch's activations leave the
 //! cache), for ShuffleNet at 224x224 1.4 ms at 1 to 4 rows and 4.2 ms at 64, while a small MLP is 15 times
 //! faster at 64 rows than at 1 (the per-call cost; `python3` with the same session options, 2 cores). So
-//! each model starts at one row a call and climbs a ladder of sizes four times apart (1, 4, 16, 64, ...)
-//! until two steps in a row are not at least 10% faster a row (a step that is not gets a second call,
-//! against a one-off delay), then keeps the fastest for the process's life. Starting small costs a small model microseconds
-//! and spares a large one its slowest sizes. The memory budget (`onnx::memory`) still caps every batch;
-//! only calls of the size being tried are timed, the first call of a model not at all (it pays the
-//! session's one-time set-up).
+//! each model starts at two rows a call (never one: ONNX Runtime sums a single row's matrix product in
+//! another order, which moves Magika's probabilities by up to 8e-4, and a row's output must not depend
+//! on the batch it landed in; `Predictor::predict` pads a lone row) and climbs a ladder of sizes four
+//! times apart (2, 8, 32, 128, ..., the allowance itself last) until two steps in a row are not at
+//! least 10% faster a row (a step that is not gets a second call, against a one-off delay), then keeps
+//! the fastest for the process's life. Starting small costs a small model microseconds and spares a
+//! large one its slowest sizes. The memory budget (`onnx::memory`) still caps every batch; only calls of
+//! the size being tried are timed, the first call of a model not at all (it pays the session's one-time
+//! set-up).
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +19,8 @@ use std::time::Duration;
 
 /// A step up the ladder is taken when its time a row is below this share of the best so far.
 const BETTER: f64 = 0.9;
+/// The first size on the ladder.
+const FIRST: usize = 2;
 /// Sizes on the ladder are this many times apart.
 const STEP: usize = 4;
 /// Calls a size that is not faster gets before it counts as not faster.
@@ -49,7 +54,7 @@ impl Pace {
     /// Rows of the next call, with at most `max` rows allowed.
     fn rows(&mut self, max: usize) -> usize {
         if self.trying == 0 {
-            self.trying = 1;
+            self.trying = FIRST;
         }
         let rows = match (self.settled, self.best) {
             (true, Some((b, _))) => b,
@@ -85,11 +90,11 @@ impl Pace {
         } else {
             self.misses += 1;
         }
-        let next = rows * STEP;
-        if self.misses >= MISSES || next > max {
+        // the last step is the allowance itself, when the ladder would pass it
+        if self.misses >= MISSES || rows >= max {
             self.settled = true;
         } else {
-            self.trying = next;
+            self.trying = (rows * STEP).min(max);
             self.tries = 0;
         }
         self.settled
@@ -158,7 +163,8 @@ mod tests {
         (p.rows(max), calls)
     }
 
-    /// A cost curve from measured microseconds a row at 1, 4, 16, 64, 256 and 1024 rows.
+    /// A cost curve from measured microseconds a row at 1, 4, 16, 64, 256 and 1024 rows (a size between
+    /// them costs what the nearest measured size below it does).
     fn curve(us: [f64; 6]) -> impl Fn(usize) -> f64 {
         move |r: usize| us[(r.trailing_zeros() / 2).min(5) as usize] * 1e-6 * r as f64
     }
@@ -167,19 +173,19 @@ mod tests {
     fn the_fastest_size_a_row_is_kept() {
         // the measured curves: a small MLP, the bundled CNNs, ShuffleNet and ResNet-50 at 224x224
         let mlp = curve([8.9, 2.2, 1.2, 0.7, 0.6, 0.6]);
-        assert_eq!(settle(&mlp, 1024).0, 256);
-        assert_eq!(settle(curve([21.6, 8.1, 5.7, 4.6, 5.6, 20.5]), 1024).0, 64);
+        assert_eq!(settle(&mlp, 1024).0, 512);
+        assert_eq!(settle(curve([21.6, 8.1, 5.7, 4.6, 5.6, 20.5]), 1024).0, 128);
         assert_eq!(
             settle(
                 curve([1420.0, 1450.0, 1850.0, 4240.0, 6000.0, 6000.0]),
                 1024
             )
             .0,
-            1
+            2
         );
         assert_eq!(
             settle(curve([18520.0, 17230.0, 19000.0, 20390.0, 2e4, 2e4]), 1024).0,
-            1
+            2
         );
         // the bundled random forest: flat from 16 to 64 rows, faster again at 256 and 1,024
         assert_eq!(
@@ -189,12 +195,8 @@ mod tests {
         // per-call overhead only: as large as allowed, and no larger
         let overhead = |r: usize| 1e-3 + 1e-6 * r as f64;
         assert_eq!(settle(overhead, 1024), (1024, 7));
-        assert_eq!(settle(overhead, 300).0, 256);
-        assert_eq!(
-            settle(&mlp, 3).0,
-            1,
-            "a cap below the next step ends the climb"
-        );
+        assert_eq!(settle(overhead, 300).0, 300);
+        assert_eq!(settle(&mlp, 3).0, 2, "the allowance is the last step");
     }
 
     #[test]
@@ -204,8 +206,8 @@ mod tests {
         while !p.settled {
             let r = p.rows(1024);
             calls += 1;
-            // the first timed call at 16 rows is slowed down 10x
-            let slow = if r == 16 && p.tries == 0 && p.trying == 16 {
+            // the first timed call at 32 rows is slowed down 10x
+            let slow = if r == 32 && p.tries == 0 && p.trying == 32 {
                 10.0
             } else {
                 1.0
@@ -222,13 +224,13 @@ mod tests {
     #[test]
     fn calls_of_another_size_teach_nothing() {
         let mut p = Pace::default();
-        assert_eq!(p.rows(1000), 1);
-        p.record(1, Duration::from_secs(1), 1000); // warm-up
+        assert_eq!(p.rows(1000), 2);
+        p.record(2, Duration::from_secs(1), 1000); // warm-up
         p.record(10, Duration::from_secs(100), 1000); // a last partial batch
         assert!(p.best.is_none());
-        p.record(1, Duration::from_millis(1), 1000);
-        assert_eq!(p.best, Some((1, 1e-3)));
-        assert_eq!(p.rows(1000), 4);
+        p.record(2, Duration::from_millis(2), 1000);
+        assert_eq!(p.best, Some((2, 1e-3)));
+        assert_eq!(p.rows(1000), 8);
         // a small allowance caps the size without ending the climb
         assert_eq!(p.rows(2), 2);
         assert!(!p.settled);

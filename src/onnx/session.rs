@@ -403,11 +403,18 @@ impl Predictor {
             // a batch is as many rows as the model runs fastest (see `onnx::pace`) and, under the
             // memory budget, as fit (see `onnx::memory`); a model with a fixed batch gets exactly its
             // batch, padded
-            let m = match fixed {
-                Some(b) => b.min(n - start),
-                None => super::memory::plan_rows(key, super::pace::rows(key, batch).min(n - start)),
+            let (m, run_rows) = match fixed {
+                Some(b) => (b.min(n - start), b),
+                None => {
+                    let want = super::pace::rows(key, batch).min(n - start);
+                    let allowed = super::memory::plan_rows(key, want.max(2.min(batch)));
+                    let m = allowed.min(want);
+                    // one row runs as two (the second a copy): ONNX Runtime's matrix product takes
+                    // another path for a single row, whose sums differ (Magika's probabilities by up to
+                    // 8e-4), and a row's output must not depend on the batch it landed in
+                    (m, if m == 1 && allowed >= 2 { 2 } else { m })
+                }
             };
-            let run_rows = fixed.unwrap_or(m);
             let mut shape = vec![run_rows as i64];
             shape.extend(row_shape.iter().map(|&d| d as i64));
             let mut rows = fit.apply(&flat[start * in_len..(start + m) * in_len], m, &from_shape);
