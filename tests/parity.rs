@@ -2,20 +2,13 @@
 //! (committed by the zoo builder in zoo/reference) to 1e-5.
 mod common;
 
-use std::sync::Arc;
-
 use faculty::data::npz::read_npz;
-use faculty::onnx::SessionPool;
-use faculty::store::Store;
-use faculty::zoo::Zoo;
 
 #[test]
 fn every_bundled_teacher_matches_python_onnxruntime() {
     let sb = common::Sandbox::new();
-    let store = Store::open(&sb.state()).unwrap();
     // Batch 5 forces several ONNX Runtime calls per reference batch of 16 rows.
-    let zoo = Zoo::open(sb.zoo(), &store, Arc::new(SessionPool::new(1)), 5).unwrap();
-    zoo.rescan().unwrap();
+    let (_store, zoo) = common::scanned_zoo(&sb, 5);
     let teachers = zoo.all().unwrap();
     assert!(
         teachers.len() >= 14,
@@ -61,9 +54,7 @@ fn every_bundled_teacher_matches_python_onnxruntime() {
 #[test]
 fn a_row_scores_the_same_alone_and_in_a_batch() {
     let sb = common::Sandbox::new();
-    let store = Store::open(&sb.state()).unwrap();
-    let zoo = Zoo::open(sb.zoo(), &store, Arc::new(SessionPool::new(1)), 64).unwrap();
-    zoo.rescan().unwrap();
+    let (_store, zoo) = common::scanned_zoo(&sb, 64);
     let path = common::repo().join("zoo/reference/file_type@1.npz");
     let arrays = read_npz(&std::fs::read(&path).unwrap(), 1 << 30).unwrap();
     let x = arrays["x"].to_f32().unwrap();

@@ -2082,12 +2082,23 @@ fn ort_check(
     let mut session = crate::onnx::session::load_session(onnx, 1)?;
     let pred = student_predictor(&ds.row_shape(), classes);
     let x = ds.select_rows(rows);
-    let p = pred.predict(&mut session, "student-check", x.view(), 1024)?;
+    let p = with_student_key(onnx, |key| pred.predict(&mut session, key, x.view(), 1024))?;
     let one = ds.select_rows(&rows[..1]);
     Ok((
         p,
         budget::median_latency_ms(&mut session, &pred, one.view())?,
     ))
+}
+
+/// Runs `f` with a key of the exported student `onnx`'s own for the memory budget and the batch-size
+/// climb (what one student's calls teach them is not another's: jobs check students of every size, at
+/// once), forgotten after.
+fn with_student_key<T>(onnx: &[u8], f: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+    let key = format!("student-check#{}", crate::zoo::teacher::sha256_hex(onnx));
+    let out = f(&key);
+    crate::onnx::memory::forget(&key);
+    crate::onnx::pace::forget(&key);
+    out
 }
 
 /// How to run an exported student (input `input` [N, ..row_shape], output `probabilities`).
@@ -2115,7 +2126,7 @@ pub fn onnx_accuracy(
 ) -> Result<f64> {
     let mut session = crate::onnx::session::load_session(onnx, 0)?;
     let pred = student_predictor(&x.shape()[1..], classes);
-    let p = pred.predict(&mut session, "student-check", x, 1024)?;
+    let p = with_student_key(onnx, |key| pred.predict(&mut session, key, x, 1024))?;
     let rows: Vec<usize> = (0..y.len()).collect();
     Ok(accuracy_of(&p, y, &rows).unwrap_or(0.0))
 }

@@ -79,17 +79,23 @@ pub fn library_zoo(
     faculty::zoo::Zoo,
     faculty::rank::OutputCache,
 ) {
+    let (store, zoo) = scanned_zoo(sb, 64);
+    let cache = faculty::rank::OutputCache::open(&store).unwrap();
+    (store, zoo, cache)
+}
+
+/// The sandbox's zoo, scanned, in a temporary store of its own, running at most `batch` rows a call.
+pub fn scanned_zoo(sb: &Sandbox, batch: usize) -> (faculty::store::Store, faculty::zoo::Zoo) {
     let store = faculty::store::Store::temporary().unwrap();
     let zoo = faculty::zoo::Zoo::open(
         sb.zoo(),
         &store,
         std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
-        64,
+        batch,
     )
     .unwrap();
     zoo.rescan().unwrap();
-    let cache = faculty::rank::OutputCache::open(&store).unwrap();
-    (store, zoo, cache)
+    (store, zoo)
 }
 
 /// With `FACULTY_TEST_DATABASE_URL` set (`make test` sets it for its second pass, over the servers of
