@@ -237,6 +237,12 @@ mod tests {
         drop(one);
         rx.recv().unwrap();
         assert_eq!(waiting.join().unwrap().1, 1);
+        let one = MEASURING.lock().unwrap();
+        let mut ran = false;
+        measured(NEW, 2, || ran = true);
+        assert!(ran);
+        assert_eq!(learned(NEW).1, 1, "measured beside another's measurement");
+        drop(one);
         forget(NEW);
         set_budget(0);
     }
