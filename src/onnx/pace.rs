@@ -9,7 +9,8 @@
 //! times apart (2, 8, 32, 128, ..., the allowance itself last) until two steps in a row are not at
 //! least 10% faster a row (a step that is not gets a second call, against a one-off delay), then keeps
 //! the fastest for the process's life. Starting small costs a small model microseconds and spares a
-//! large one its slowest sizes. The memory budget (`onnx::memory`) still caps every batch; only calls of
+//! large one its slowest sizes. The memory budget (`onnx::memory`) is the climb's ceiling (a size it
+//! would cut is never tried: the ceiling is the last step) and still caps every batch; only calls of
 //! the size being tried are timed, the first call of a model not at all (it pays the session's one-time
 //! set-up).
 use std::collections::HashMap;
@@ -55,6 +56,12 @@ impl Pace {
     fn rows(&mut self, max: usize) -> usize {
         if self.trying == 0 {
             self.trying = FIRST;
+        }
+        // the ceiling (the memory budget's) moved below the size being tried: the ceiling is tried
+        // instead, and is the climb's last step
+        if !self.settled && self.trying > max.max(1) {
+            self.trying = max.max(1);
+            self.tries = 0;
         }
         let rows = match (self.settled, self.best) {
             (true, Some((b, _))) => b,
@@ -231,8 +238,23 @@ mod tests {
         p.record(2, Duration::from_millis(2), 1000);
         assert_eq!(p.best, Some((2, 1e-3)));
         assert_eq!(p.rows(1000), 8);
-        // a small allowance caps the size without ending the climb
-        assert_eq!(p.rows(2), 2);
-        assert!(!p.settled);
+    }
+
+    #[test]
+    fn a_ceiling_below_the_size_tried_is_the_last_step() {
+        let mut p = Pace::default();
+        let cost = |r: usize| Duration::from_secs_f64(1e-3 + 1e-6 * r as f64);
+        for _ in 0..2 {
+            let r = p.rows(1000);
+            p.record(r, cost(r), 1000);
+        }
+        assert_eq!(p.rows(1000), 8);
+        // the memory budget now allows 5 rows: 5 is tried (not 8, cut to 5 every call and never timed)
+        assert_eq!(p.rows(5), 5);
+        p.record(5, cost(5), 5);
+        assert!(p.settled);
+        assert_eq!(p.rows(1000), 5);
+        // a size settled on is still cut by a lower ceiling
+        assert_eq!(p.rows(3), 3);
     }
 }

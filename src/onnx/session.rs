@@ -403,16 +403,18 @@ impl Predictor {
             // a batch is as many rows as the model runs fastest (see `onnx::pace`) and, under the
             // memory budget, as fit (see `onnx::memory`); a model with a fixed batch gets exactly its
             // batch, padded
-            let (m, run_rows) = match fixed {
-                Some(b) => (b.min(n - start), b),
+            let (m, run_rows, cap) = match fixed {
+                Some(b) => (b.min(n - start), b, b),
                 None => {
-                    let want = super::pace::rows(key, batch).min(n - start);
+                    // the climb's ceiling is what the budget allows, so that it settles there
+                    let cap = super::memory::cap_rows(key, batch);
+                    let want = super::pace::rows(key, cap).min(n - start);
                     let allowed = super::memory::plan_rows(key, want.max(2.min(batch)));
                     let m = allowed.min(want);
                     // one row runs as two (the second a copy): ONNX Runtime's matrix product takes
                     // another path for a single row, whose sums differ (Magika's probabilities by up to
                     // 8e-4), and a row's output must not depend on the batch it landed in
-                    (m, if m == 1 && allowed >= 2 { 2 } else { m })
+                    (m, if m == 1 && allowed >= 2 { 2 } else { m }, cap)
                 }
             };
             let mut shape = vec![run_rows as i64];
@@ -443,7 +445,7 @@ impl Predictor {
                 let began = std::time::Instant::now();
                 let out = session.run(ort::inputs![self.input.as_str() => input]);
                 if fixed.is_none() {
-                    super::pace::record(key, run_rows, began.elapsed(), batch);
+                    super::pace::record(key, run_rows, began.elapsed(), cap);
                 }
                 Ok(out?)
             })?;

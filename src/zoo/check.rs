@@ -211,11 +211,11 @@ pub fn child(
             rows: b,
         });
     }
-    // the first batch under a budget is a 64-row probe that measures a row's cost; the next is as many
-    // rows as the budget then plans
+    // the first batch under a budget is a 64-row probe that measures a row's cost; the next is the
+    // largest the server's inference would then run (the ceiling of its batch-size climb)
     let mut rows = infer_batch.min(64);
     run(&mut session, rows)?;
-    let next = memory::plan_rows("check", infer_batch);
+    let next = memory::cap_rows("check", infer_batch);
     if next > rows {
         rows = next;
         run(&mut session, rows)?;
