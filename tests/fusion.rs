@@ -309,7 +309,7 @@ async fn a_mimic_all_student_predicts_the_mean_of_its_heads() {
             64,
         )
         .unwrap();
-    let diff = (&got - &expected).iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = common::max_abs_diff(&got, &expected);
     assert!(
         diff < 1e-5,
         "ONNX output differs from the mean of the heads by {diff}"

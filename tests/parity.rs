@@ -24,11 +24,7 @@ fn every_bundled_teacher_matches_python_onnxruntime() {
         let want = arrays["probs"].to_f32().unwrap();
         let got = zoo.predict(&t.id, x.view()).unwrap();
         assert_eq!(got.shape(), want.shape(), "{}", t.id);
-        let max_diff = got
-            .iter()
-            .zip(want.iter())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_diff = common::max_abs_diff(&got, &want);
         assert!(
             max_diff <= 1e-5,
             "{}: max |faculty - python| = {max_diff:e}",
@@ -66,12 +62,7 @@ fn a_row_scores_the_same_alone_and_in_a_batch() {
                 x.slice_axis(ndarray::Axis(0), (i..i + 1).into()),
             )
             .unwrap();
-        let diff = alone
-            .row(0)
-            .iter()
-            .zip(all.row(i))
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = common::max_abs_diff(alone.row(0), all.row(i));
         assert!(
             diff <= 1e-5,
             "row {i}: alone vs in a batch differ by {diff:e}"

@@ -100,7 +100,7 @@ fn export_roundtrip(spec: &str, row_shape: &[usize]) {
     let ort_p = student_predictor(row_shape, 3)
         .predict(&mut session, "student", raw.view(), 64)
         .unwrap();
-    let diff = (&ort_p - &burn_p).iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = common::max_abs_diff(&ort_p, &burn_p);
     assert!(diff < 1e-4, "{spec:?}: ORT and burn differ by {diff}");
     // the probabilities are not trivially equal: the model learned something
     let acc = onnx_accuracy(&onnx, raw.view(), &y, 3).unwrap();
@@ -151,7 +151,7 @@ fn tree_parity(
     let ort = student_predictor(row_shape, classes)
         .predict(&mut session, "student", raw.view(), 64)
         .unwrap();
-    (&ort - &own).iter().fold(0f32, |m, v| m.max(v.abs()))
+    common::max_abs_diff(&ort, &own)
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn tree_student_exports_and_matches() {
     let ort = student_predictor(&[1, 4, 4], 3)
         .predict(&mut session, "student", raw.view(), 64)
         .unwrap();
-    let diff = (&ort - &own).iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = common::max_abs_diff(&ort, &own);
     assert!(diff < 1e-6, "ONNX Runtime vs the tree: {diff}");
     let acc = onnx_accuracy(&onnx, raw.view(), &y, 3).unwrap();
     assert!(
@@ -357,10 +357,7 @@ fn rows_held_as_bytes_teach_the_students_their_floats_teach() {
     let blocks = faculty::rank::outputs::compute_in_blocks(&zoo, &t, &px, 100 * 784 * 4).unwrap();
     let gap = |a: &Array2<f32>, b: &Array2<f32>| {
         assert_eq!(a.dim(), b.dim());
-        a.iter()
-            .zip(b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max)
+        common::max_abs_diff(a, b)
     };
     assert!(gap(&whole.probs, &blocks.probs) <= 1e-6);
     let (wf, ww) = whole.penultimate.as_ref().unwrap();

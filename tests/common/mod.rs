@@ -268,6 +268,17 @@ pub async fn post_multipart(app: &axum::Router, uri: &str, body: Vec<u8>) -> Rep
 /// `a` and `b` are the same JSON but for numbers' last digits (within 1e-5, relative): rankings of one
 /// dataset by one zoo, whose scores change by ~1e-9 (up to ~1e-7 for LogME) with the batch sizes
 /// inference chose by measured speed (`onnx::pace`). `what` names the comparison in a failure.
+/// The largest absolute difference between two arrays (or rows) of as many values, in the same order.
+pub fn max_abs_diff<'a, A, B>(a: A, b: B) -> f32
+where
+    A: IntoIterator<Item = &'a f32, IntoIter: ExactSizeIterator>,
+    B: IntoIterator<Item = &'a f32, IntoIter: ExactSizeIterator>,
+{
+    let (a, b) = (a.into_iter(), b.into_iter());
+    assert_eq!(a.len(), b.len(), "arrays of different sizes");
+    a.zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
 pub fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
     use serde_json::Value as V;
     match (a, b) {
