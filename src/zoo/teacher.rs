@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::onnx::session::{ChannelNorm, InputType, Predictor, extract_scores, load_session};
+use crate::onnx::session::{
+    ChannelNorm, InputType, Predictor, extract_scores, load_session, load_session_sized,
+};
 use crate::onnx::{OutputKind, graph};
 
 /// One graph input or output.
@@ -259,6 +261,8 @@ fn choose_output(outputs: &[TensorSig]) -> Option<(String, OutputKind)> {
 pub struct Inspection {
     pub teacher: Teacher,
     pub session: Option<Session>,
+    /// What the session pool should count that session at (`onnx::session::session_estimate`).
+    pub session_bytes: u64,
     /// The row shape the probe batch that succeeded had (a model with dynamic dimensions gets them
     /// filled in); `None` for an unusable model.
     pub probe_row: Option<Vec<usize>>,
@@ -291,11 +295,12 @@ pub fn inspect(bytes: &[u8], ident: Ident, card: Option<&str>, intra_threads: us
         indexed_at: now_unix(),
     };
     match inspect_into(&mut t, bytes, card, intra_threads) {
-        Ok((session, row)) => {
+        Ok((session, session_bytes, row)) => {
             t.usable = true;
             Inspection {
                 teacher: t,
                 session: Some(session),
+                session_bytes,
                 probe_row: Some(row),
             }
         }
@@ -306,6 +311,7 @@ pub fn inspect(bytes: &[u8], ident: Ident, card: Option<&str>, intra_threads: us
             Inspection {
                 teacher: t,
                 session: None,
+                session_bytes: 0,
                 probe_row: None,
             }
         }
@@ -393,7 +399,7 @@ fn inspect_into(
     bytes: &[u8],
     card: Option<&str>,
     threads: usize,
-) -> Result<(Session, Vec<usize>)> {
+) -> Result<(Session, u64, Vec<usize>)> {
     use crate::error::Error;
     let model = graph::decode(bytes)?;
     if let Some(g) = model.graph.as_ref() {
@@ -477,7 +483,7 @@ fn inspect_into(
             .map(|l| ("classlabels".to_string(), l));
     }
 
-    let mut session = load_session(bytes, threads)?;
+    let (mut session, session_bytes) = load_session_sized(bytes, threads)?;
     t.inputs = session
         .inputs()
         .iter()
@@ -704,7 +710,7 @@ fn inspect_into(
         channel_norm,
         freed_batch,
     });
-    Ok((session, probe_row))
+    Ok((session, session_bytes, probe_row))
 }
 
 #[cfg(test)]
