@@ -230,9 +230,8 @@ pub fn load_session_sized(bytes: &[u8], intra_threads: usize) -> Result<(Session
 
 /// What the pool counts a session at: twice its model's `model_len` bytes plus a fixed overhead, or what
 /// creating it was measured to add (`grew`) where that is at least [`UNFOLDED`] and more. Smaller
-/// growth is mostly other threads' work (a ranking loads sessions while other teachers run): counted,
-/// it made a 200-teacher zoo's pool hold fewer of the sessions its startup created, and its cold
-/// ranking ~20% slower.
+/// growth is mostly other threads' work (a ranking loads sessions while other teachers run), and
+/// counted it would make a large zoo's pool keep fewer of the sessions its startup created.
 pub fn session_estimate(model_len: usize, grew: u64) -> u64 {
     let file = 2 * model_len as u64 + SESSION_OVERHEAD;
     if grew >= UNFOLDED {
@@ -536,7 +535,7 @@ impl Predictor {
 /// Sessions by key (a model's sha256, or a derived model's key), created on first use and reused; `run`
 /// needs `&mut`, so each sits behind a mutex. The pool is bounded by a count and by estimated bytes
 /// ([`session_estimate`]: twice the model's size plus a fixed overhead, or what creating the session
-/// added to resident memory, whichever is more): past either, the least recently used sessions are dropped
+/// added to resident memory where that is large and more): past either, the least recently used sessions are dropped
 /// (a caller still holding one keeps it until it is done) and reloaded on demand.
 pub struct SessionPool {
     intra_threads: usize,
@@ -631,8 +630,7 @@ impl SessionPool {
         drop(p);
         // a large session dropped here (no caller still holds it) hands its memory back to the system:
         // the allocator would keep it, and the pool's bound would bound nothing resident. Small ones do
-        // not: a cold ranking of 200 small teachers evicts one at almost every load, and trimming each
-        // time made it ~12% slower
+        // not: a cold ranking of 200 small teachers evicts one at almost every load
         let freed: u64 = evicted.iter().map(|e| e.1).sum();
         drop(evicted);
         if freed >= TRIM_AFTER_EVICTING {
