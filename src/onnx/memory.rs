@@ -48,6 +48,12 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * page.max(1) as u64)
 }
 
+/// Whether this process can read its resident memory (checked once).
+fn resident_readable() -> bool {
+    static READABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READABLE.get_or_init(|| resident_bytes().is_some())
+}
+
 /// The kernel's high-water mark of resident memory since the last reset, bytes.
 fn high_water() -> Option<u64> {
     status_bytes("self", "VmHWM")
@@ -77,16 +83,19 @@ pub fn peak_bytes() -> Option<u64> {
     Some(high_water()?.max(PEAK.load(Ordering::Relaxed)))
 }
 
-/// Hands memory that the allocator keeps after frees back to the system (a no-op off glibc).
-pub fn trim() {
+/// Hands memory that the allocator keeps after frees back to the system (a no-op off glibc); resident
+/// memory after it.
+pub fn trim() -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists
     unsafe {
         libc::malloc_trim(0);
     }
-    if let Some(rss) = resident_bytes() {
+    let rss = resident_bytes();
+    if let Some(rss) = rss {
         TRIMMED.store(rss, Ordering::Relaxed);
     }
+    rss
 }
 
 /// Bytes the allocator holds free (in its heaps, resident or not), 0 off glibc.
@@ -124,48 +133,68 @@ fn learned(key: &str) -> (u64, u32) {
         .unwrap_or((0, 0))
 }
 
-/// How many of `want` rows the next batch of model `key` may take: all of them with no budget; else as
-/// many as fit under it at the cost per row measured so far (a first run probes a few rows), handing
-/// freed memory back first when they would not fit. At least one row.
-pub fn plan_rows(key: &str, want: usize) -> usize {
-    let b = budget();
-    let Some(rss) = (b > 0).then(resident_bytes).flatten() else {
-        return want;
-    };
-    let (per_row, runs) = learned(key);
-    if runs == 0 {
-        trim_above_two_thirds(rss);
-        return want.min(PROBE_ROWS);
-    }
-    let fits = |rss: u64| (b.saturating_sub(rss) / per_row.max(1)) as usize;
-    if fits(rss) >= want {
-        return want;
-    }
-    trim();
-    let rss = resident_bytes().unwrap_or(rss);
-    fits(rss).clamp(1, want)
+/// What the budget leaves for the next batch of a model, from one reading of resident memory (the hot
+/// path sizes every batch with it: [`Room::cap_rows`] for the batch-size climb's ceiling, then
+/// [`Room::plan_rows`] for the rows the climb picked under it).
+pub struct Room {
+    /// The budget, bytes (0: none).
+    budget: u64,
+    /// Resident memory when read (`None` with no budget, or off Linux: nothing is bounded then).
+    rss: Option<u64>,
 }
 
-/// The most rows a batch of model `key` should take, of `max`: half of what fits between the memory the
-/// process holds for itself (its resident memory after the latest hand-back of freed memory) and the
-/// budget, at the cost per row measured so far (`max` with no budget or before the first measurement),
-/// at least two. The batch-size climb (`onnx::pace`) takes it as its ceiling, so that it settles on a
-/// size the budget allows instead of asking for one that [`plan_rows`] cuts every time; half, so that
-/// the memory a batch leaves in the allocator's heaps (reused by the next batch of the same size) leaves
-/// room for that next batch without handing it back first.
-pub fn cap_rows(key: &str, max: usize) -> usize {
-    let b = budget();
-    let (per_row, runs) = learned(key);
-    if b == 0 || runs == 0 {
-        return max;
+/// Reads what the budget leaves now.
+pub fn room() -> Room {
+    let budget = budget();
+    Room {
+        budget,
+        rss: (budget > 0).then(resident_bytes).flatten(),
     }
-    let Some(rss) = resident_bytes() else {
-        return max;
-    };
-    let trimmed = TRIMMED.load(Ordering::Relaxed);
-    let held = if trimmed > 0 { rss.min(trimmed) } else { rss };
-    let rows = (b.saturating_sub(held) / 2 / per_row.max(1)) as usize;
-    rows.clamp(2.min(max), max.max(1))
+}
+
+impl Room {
+    /// The most rows a batch of model `key` should take, of `max`: half of what fits between the
+    /// memory the process holds for itself (its resident memory after the latest hand-back of freed
+    /// memory) and the budget, at the cost per row measured so far (`max` with no budget or before the
+    /// first measurement), at least two. The batch-size climb (`onnx::pace`) takes it as its ceiling,
+    /// so that it settles on a size the budget allows instead of asking for one that
+    /// [`Room::plan_rows`] cuts every time; half, so that the memory a batch leaves in the allocator's
+    /// heaps (reused by the next batch of the same size) leaves room for that next batch without
+    /// handing it back first.
+    pub fn cap_rows(&self, key: &str, max: usize) -> usize {
+        let Some(rss) = self.rss else {
+            return max;
+        };
+        let (per_row, runs) = learned(key);
+        if runs == 0 {
+            return max;
+        }
+        let trimmed = TRIMMED.load(Ordering::Relaxed);
+        let held = if trimmed > 0 { rss.min(trimmed) } else { rss };
+        let rows = (self.budget.saturating_sub(held) / 2 / per_row.max(1)) as usize;
+        rows.clamp(2.min(max), max.max(1))
+    }
+
+    /// How many of `want` rows the next batch of model `key` may take: all of them with no budget;
+    /// else as many as fit under it at the cost per row measured so far (a first run probes a few
+    /// rows), handing freed memory back first when they would not fit. At least one row.
+    pub fn plan_rows(&mut self, key: &str, want: usize) -> usize {
+        let Some(rss) = self.rss else {
+            return want;
+        };
+        let (per_row, runs) = learned(key);
+        if runs == 0 {
+            trim_above_two_thirds(rss);
+            return want.min(PROBE_ROWS);
+        }
+        let fits = |rss: u64| (self.budget.saturating_sub(rss) / per_row.max(1)) as usize;
+        if fits(rss) >= want {
+            return want;
+        }
+        let rss = trim().unwrap_or(rss);
+        self.rss = Some(rss);
+        fits(rss).clamp(1, want)
+    }
 }
 
 /// Runs one batch of `rows` rows of model `key`, measuring its peak while the model is still being
@@ -174,7 +203,7 @@ pub fn cap_rows(key: &str, max: usize) -> usize {
 pub fn measured<T>(key: &str, rows: usize, run: impl FnOnce() -> T) -> T {
     let runs = learned(key).1;
     // nothing to measure with (no budget, or off Linux): no waiting either
-    if budget() == 0 || runs >= MEASURED_RUNS || resident_bytes().is_none() {
+    if budget() == 0 || runs >= MEASURED_RUNS || !resident_readable() {
         return run();
     }
     // a model not measured yet waits for its turn: run unmeasured, it would be planned a probe's rows
@@ -195,15 +224,12 @@ pub fn measured<T>(key: &str, rows: usize, run: impl FnOnce() -> T) -> T {
     // ranking the bundled zoo keeps 50-60 MB free against ~240 MB of room, and trimming before every
     // model's first run made its cold rankings ~25% slower (0.46-0.57 s against 0.35-0.46 s). Later
     // runs can only raise what the first learned. (`free_held` costs ~60 us.)
-    if runs == 0 {
-        let room = budget().saturating_sub(resident_bytes().unwrap_or(0));
-        if free_held() > room / 2 {
-            trim();
-        }
-    }
-    let Some(before) = resident_bytes() else {
+    let Some(mut before) = resident_bytes() else {
         return run();
     };
+    if runs == 0 && free_held() > budget().saturating_sub(before) / 2 {
+        before = trim().unwrap_or(before);
+    }
     // where the high-water mark cannot be reset (no write access to clear_refs), the resident memory
     // after the run is the measure: a lower bound, as what was unmapped inside the run is missed
     let reset = reset_high_water();
@@ -241,11 +267,11 @@ mod tests {
     fn a_batch_is_sized_from_the_measured_peak_per_row() {
         const KEY: &str = "memory-unit-test";
         // no budget: every row at once, nothing measured
-        assert_eq!(plan_rows(KEY, 1000), 1000);
+        assert_eq!(room().plan_rows(KEY, 1000), 1000);
         let rss = resident_bytes().unwrap();
         set_budget(rss + (256 << 20));
         // unknown model: a probe
-        assert_eq!(plan_rows(KEY, 1000), PROBE_ROWS);
+        assert_eq!(room().plan_rows(KEY, 1000), PROBE_ROWS);
         // a run that touches 64 MiB for 64 rows: about 1 MiB per row. Freed memory is handed back first,
         // so the pages are new; a run is retried while another test's inference holds the measurement.
         for _ in 0..100 {
@@ -268,13 +294,13 @@ mod tests {
         // at least half of it (other threads of the test process may free memory meanwhile)
         assert!(per_row >= (32 << 20) / 64, "{per_row}");
         // ~256 MiB of room at >= 512 KiB a row: at most ~512 rows (some slack), and at least one
-        let n = plan_rows(KEY, 100_000);
+        let n = room().plan_rows(KEY, 100_000);
         assert!((1..=1024).contains(&n), "{n}");
         // the batch-size climb's ceiling: half the room, at least two rows, at most what is asked
-        let c = cap_rows(KEY, 100_000);
+        let c = room().cap_rows(KEY, 100_000);
         assert!((2..=512).contains(&c), "{c}");
-        assert_eq!(cap_rows(KEY, 3), 3.min(c));
-        assert_eq!(cap_rows("memory-unit-test-unknown", 777), 777);
+        assert_eq!(room().cap_rows(KEY, 3), 3.min(c));
+        assert_eq!(room().cap_rows("memory-unit-test-unknown", 777), 777);
         assert!(peak_bytes().unwrap() >= rss);
         forget(KEY);
         assert_eq!(learned(KEY), (0, 0));
