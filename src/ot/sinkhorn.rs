@@ -382,35 +382,37 @@ pub fn sinkhorn_batch(
     }
     check(a.row(0), b.row(0), m, opts.eps)
         .or_else(|e| if a.nrows() == 0 { Ok(()) } else { Err(e) })?;
-    let kern = m.mapv(|x| (-x / opts.eps).exp());
-    let km: Array2<f64> = &kern * &m;
+    // the kernel and kernel * cost as contiguous rows: the iterations below are dot products and
+    // row updates over slices, which vectorize (a batch of 26-class problems, the faculty loss of a
+    // letters job, spent ~90% of the job here at 2.4 us an iteration over ndarray row iterators)
+    let kern: Vec<f64> = m.iter().map(|x| (-x / opts.eps).exp()).collect();
+    let km: Vec<f64> = kern.iter().zip(m.iter()).map(|(x, c)| x * c).collect();
     let mut costs = Array1::zeros(a.nrows());
     let mut gs = Array2::zeros((a.nrows(), k));
     let mut u = vec![1.0; n];
     let mut v = vec![1.0; k];
-    let mut kv = vec![0.0; n];
     let mut ktu = vec![0.0; k];
+    let (mut ap, mut bp) = (vec![0.0; n], vec![0.0; k]);
     for p in 0..a.nrows() {
-        let (ap, bp) = (a.row(p), b.row(p));
+        ap.iter_mut().zip(a.row(p)).for_each(|(x, y)| *x = *y);
+        bp.iter_mut().zip(b.row(p)).for_each(|(x, y)| *x = *y);
         u.fill(1.0);
         v.fill(1.0);
         let mut ok = true;
         for it in 1..=opts.max_iter {
-            for i in 0..n {
-                let row = kern.row(i);
-                kv[i] = row.iter().zip(&v).map(|(x, y)| x * y).sum();
-                u[i] = if ap[i] > 0.0 { ap[i] / kv[i] } else { 0.0 };
+            for ((ui, &ai), row) in u.iter_mut().zip(&ap).zip(kern.chunks_exact(k)) {
+                *ui = if ai > 0.0 { ai / dot(row, &v) } else { 0.0 };
             }
             ktu.fill(0.0);
-            for (i, &ui) in u.iter().enumerate() {
-                for (t, x) in ktu.iter_mut().zip(kern.row(i)) {
+            for (&ui, row) in u.iter().zip(kern.chunks_exact(k)) {
+                for (t, x) in ktu.iter_mut().zip(row) {
                     *t += x * ui;
                 }
             }
             let mut err = 0.0;
-            for j in 0..k {
-                err += (v[j] * ktu[j] - bp[j]).powi(2);
-                v[j] = if bp[j] > 0.0 { bp[j] / ktu[j] } else { 0.0 };
+            for ((vj, &tj), &bj) in v.iter_mut().zip(&ktu).zip(&bp) {
+                err += (*vj * tj - bj).powi(2);
+                *vj = if bj > 0.0 { bj / tj } else { 0.0 };
             }
             if !u.iter().chain(v.iter()).all(|x| x.is_finite()) {
                 ok = false;
@@ -421,22 +423,40 @@ pub fn sinkhorn_batch(
             }
         }
         if ok {
-            let mut c = 0.0;
-            for (i, &ui) in u.iter().enumerate() {
-                let row = km.row(i);
-                c += ui * row.iter().zip(&v).map(|(x, y)| x * y).sum::<f64>();
-            }
-            costs[p] = c;
+            costs[p] = u
+                .iter()
+                .zip(km.chunks_exact(k))
+                .map(|(&ui, row)| ui * dot(row, &v))
+                .sum();
             for j in 0..k {
                 gs[[p, j]] = opts.eps * ln(v[j]);
             }
         } else {
-            let s = sinkhorn_log(ap, bp, m, opts)?;
+            let s = sinkhorn_log(a.row(p), b.row(p), m, opts)?;
             costs[p] = s.cost;
             gs.row_mut(p).assign(&s.g);
         }
     }
     Ok((costs, gs))
+}
+
+/// The dot product of two equally long slices, in four running sums (one sum is a chain of dependent
+/// additions that cannot vectorize).
+fn dot(x: &[f64], y: &[f64]) -> f64 {
+    let mut acc = [0.0; 4];
+    let (xs, ys) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail: f64 = xs
+        .remainder()
+        .iter()
+        .zip(ys.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xs.zip(ys) {
+        for l in 0..4 {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Scales M to [0, 1] (by its range) so one eps means the same for every cost matrix.
