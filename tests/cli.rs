@@ -349,7 +349,7 @@ fn distill_without_a_server() {
             "--student",
             "mlp:64",
             "--config",
-            r#"{"max_epochs": 8}"#,
+            r#"{"max_epochs": 8, "cv_folds": 2}"#,
             "--out",
         ])
         .arg(&out_path)

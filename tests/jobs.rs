@@ -714,7 +714,7 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
     let (j, card) = run_job(
         &app,
         json!({"dataset_id": letters, "method": "auto", "teacher": "letters_mlp", "student": "mlp:16",
-               "config": {"max_epochs": 10}}),
+               "config": {"max_epochs": 10, "cv_folds": 2}}),
     )
     .await;
     let m = &card["multihop"];
