@@ -229,20 +229,22 @@ pub fn load_session_sized(bytes: &[u8], intra_threads: usize) -> Result<(Session
 }
 
 /// What the pool counts a session at: twice its model's `model_len` bytes plus a fixed overhead, or what
-/// creating it was measured to add (`grew`) where that is at least [`UNFOLDED`] and more. Smaller
+/// creating it was measured to add (`grew`) where that is at least [`LARGE_SESSION`] and more. Smaller
 /// growth is mostly other threads' work (a ranking loads sessions while other teachers run), and
 /// counted it would make a large zoo's pool keep fewer of the sessions its startup created.
 pub fn session_estimate(model_len: usize, grew: u64) -> u64 {
     let file = 2 * model_len as u64 + SESSION_OVERHEAD;
-    if grew >= UNFOLDED {
+    if grew >= LARGE_SESSION {
         file.max(grew)
     } else {
         file
     }
 }
 
-/// Growth at a session's creation from this much up counts in the pool's estimate.
-const UNFOLDED: u64 = 16 << 20;
+/// A session this large matters to resident memory: growth at a session's creation from this much up
+/// counts in the pool's estimate, and evicting sessions estimated at this much hands memory back to
+/// the system at once.
+const LARGE_SESSION: u64 = 16 << 20;
 
 /// Creates a session for model bytes; failures are the model's fault (kind `invalid_model`).
 // the builder's closures return ONNX Runtime's own error type, large or not
@@ -554,8 +556,6 @@ struct Pooled {
 
 /// A session's estimated memory beside its model bytes.
 const SESSION_OVERHEAD: u64 = 2 << 20;
-/// Evicted sessions estimated at this much or more are handed back to the system at once.
-const TRIM_AFTER_EVICTING: u64 = 16 << 20;
 
 impl Default for SessionPool {
     fn default() -> Self {
@@ -634,7 +634,7 @@ impl SessionPool {
         // not: a cold ranking of 200 small teachers evicts one at almost every load
         let freed: u64 = evicted.iter().map(|e| e.1).sum();
         drop(evicted);
-        if freed >= TRIM_AFTER_EVICTING {
+        if freed >= LARGE_SESSION {
             tracing::debug!(model = key, freed, "session pool full");
             super::memory::trim();
         }
