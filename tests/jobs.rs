@@ -655,7 +655,7 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
     let letters = upload_task(&app, "zoo/tasks/letters_26way.npz").await;
     let (j, card) = run_job(
         &app,
-        json!({"dataset_id": letters, "method": "multihop", "teacher": "letters_rf", "student": "tree:10",
+        json!({"dataset_id": letters, "method": "multihop", "teacher": "letters_rf", "student": "tree:3",
                "multihop": {"candidates": ["mlp:256", "mlp:8"], "hop_methods": ["kd"], "min_gain": 0,
                             "max_time_factor": 0, "one_se": false},
                "config": {"max_epochs": 25}}),
@@ -688,7 +688,10 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
     assert!(chain_acc >= one, "{m}");
     let chain = m["chain"].as_array().unwrap();
     assert_eq!(chain.is_empty(), chain_acc == one, "{m}");
-    // here a depth-10 tree learns more from an MLP than from the forest itself (6 validation rows)
+    // here a depth-3 tree learns more from an MLP than from the forest itself: +0.8 to +4.2 points on
+    // validation with each of the seeds 0-6 (`faculty distill` with this job's settings); a depth-10 tree
+    // gained on seed 0 only, so this test once hung on one seed's luck
+    assert!(!chain.is_empty(), "no chain kept: {m}");
     assert_eq!(chain[0]["model"], "mlp:256:relu", "{m}");
     for (k, hop) in chain.iter().enumerate() {
         assert_eq!(hop["kept"], true);
@@ -704,7 +707,7 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
         let dl = get(&app, &format!("/v1/students/{sid}/model.onnx")).await;
         assert_eq!(dl.status, StatusCode::OK);
     }
-    assert_eq!(card["student"], "tree:10");
+    assert_eq!(card["student"], "tree:3");
     let stopped = m["stopped"].as_str().unwrap();
     assert!(
         !stopped.is_empty() && !stopped.contains("time budget"),
