@@ -37,9 +37,9 @@ fn checker(bytes: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("student.onnx");
     std::fs::write(&path, bytes).unwrap();
-    let repo = env!("CARGO_MANIFEST_DIR");
+    let py = common::repo().join(".ort/py");
     let out = std::process::Command::new("python3")
-        .env("PYTHONPATH", format!("{repo}/.ort/py"))
+        .env("PYTHONPATH", py)
         .args([
             "-c",
             "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True); print('ok')",

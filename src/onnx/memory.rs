@@ -133,61 +133,65 @@ fn learned(key: &str) -> (u64, u32) {
         .unwrap_or((0, 0))
 }
 
-/// What the budget leaves for the next batch of a model, from one reading of resident memory (the hot
-/// path sizes every batch with it: [`Room::cap_rows`] for the batch-size climb's ceiling, then
-/// [`Room::plan_rows`] for the rows the climb picked under it).
+/// What the budget leaves for the next batch of a model, from one reading of resident memory and of the
+/// model's measured cost (the hot path sizes every batch with it: [`Room::cap_rows`] for the batch-size
+/// climb's ceiling, then [`Room::plan_rows`] for the rows the climb picked under it).
 pub struct Room {
     /// The budget, bytes (0: none).
     budget: u64,
     /// Resident memory when read (`None` with no budget, or off Linux: nothing is bounded then).
     rss: Option<u64>,
+    /// The model's cost per row at its peak, bytes, and how many runs measured it (0: none yet).
+    per_row: u64,
+    runs: u32,
 }
 
-/// Reads what the budget leaves now.
-pub fn room() -> Room {
+/// Reads what the budget leaves now for a batch of model `key`.
+pub fn room(key: &str) -> Room {
     let budget = budget();
+    let rss = (budget > 0).then(resident_bytes).flatten();
+    let (per_row, runs) = if rss.is_some() { learned(key) } else { (0, 0) };
     Room {
         budget,
-        rss: (budget > 0).then(resident_bytes).flatten(),
+        rss,
+        per_row,
+        runs,
     }
 }
 
 impl Room {
-    /// The most rows a batch of model `key` should take, of `max`: half of what fits between the
-    /// memory the process holds for itself (its resident memory after the latest hand-back of freed
-    /// memory) and the budget, at the cost per row measured so far (`max` with no budget or before the
-    /// first measurement), at least two. The batch-size climb (`onnx::pace`) takes it as its ceiling,
-    /// so that it settles on a size the budget allows instead of asking for one that
-    /// [`Room::plan_rows`] cuts every time; half, so that the memory a batch leaves in the allocator's
-    /// heaps (reused by the next batch of the same size) leaves room for that next batch without
-    /// handing it back first.
-    pub fn cap_rows(&self, key: &str, max: usize) -> usize {
+    /// The most rows a batch should take, of `max`: half of what fits between the memory the process
+    /// holds for itself (its resident memory after the latest hand-back of freed memory) and the
+    /// budget, at the cost per row measured so far (`max` with no budget or before the first
+    /// measurement), at least two. The batch-size climb (`onnx::pace`) takes it as its ceiling, so that
+    /// it settles on a size the budget allows instead of asking for one that [`Room::plan_rows`] cuts
+    /// every time; half, so that the memory a batch leaves in the allocator's heaps (reused by the next
+    /// batch of the same size) leaves room for that next batch without handing it back first.
+    pub fn cap_rows(&self, max: usize) -> usize {
         let Some(rss) = self.rss else {
             return max;
         };
-        let (per_row, runs) = learned(key);
-        if runs == 0 {
+        if self.runs == 0 {
             return max;
         }
         let trimmed = TRIMMED.load(Ordering::Relaxed);
         let held = if trimmed > 0 { rss.min(trimmed) } else { rss };
-        let rows = (self.budget.saturating_sub(held) / 2 / per_row.max(1)) as usize;
+        let rows = (self.budget.saturating_sub(held) / 2 / self.per_row.max(1)) as usize;
         rows.clamp(2.min(max), max.max(1))
     }
 
-    /// How many of `want` rows the next batch of model `key` may take: all of them with no budget;
-    /// else as many as fit under it at the cost per row measured so far (a first run probes a few
-    /// rows), handing freed memory back first when they would not fit. At least one row.
-    pub fn plan_rows(&mut self, key: &str, want: usize) -> usize {
+    /// How many of `want` rows the next batch may take: all of them with no budget; else as many as fit
+    /// under it at the cost per row measured so far (a first run probes a few rows), handing freed
+    /// memory back first when they would not fit. At least one row.
+    pub fn plan_rows(&mut self, want: usize) -> usize {
         let Some(rss) = self.rss else {
             return want;
         };
-        let (per_row, runs) = learned(key);
-        if runs == 0 {
+        if self.runs == 0 {
             trim_above_two_thirds(rss);
             return want.min(PROBE_ROWS);
         }
-        let fits = |rss: u64| (self.budget.saturating_sub(rss) / per_row.max(1)) as usize;
+        let fits = |rss: u64| (self.budget.saturating_sub(rss) / self.per_row.max(1)) as usize;
         if fits(rss) >= want {
             return want;
         }
@@ -267,11 +271,11 @@ mod tests {
     fn a_batch_is_sized_from_the_measured_peak_per_row() {
         const KEY: &str = "memory-unit-test";
         // no budget: every row at once, nothing measured
-        assert_eq!(room().plan_rows(KEY, 1000), 1000);
+        assert_eq!(room(KEY).plan_rows(1000), 1000);
         let rss = resident_bytes().unwrap();
         set_budget(rss + (256 << 20));
         // unknown model: a probe
-        assert_eq!(room().plan_rows(KEY, 1000), PROBE_ROWS);
+        assert_eq!(room(KEY).plan_rows(1000), PROBE_ROWS);
         // a run that touches 64 MiB for 64 rows: about 1 MiB per row. Freed memory is handed back first,
         // so the pages are new; a run is retried while another test's inference holds the measurement.
         for _ in 0..100 {
@@ -294,13 +298,13 @@ mod tests {
         // at least half of it (other threads of the test process may free memory meanwhile)
         assert!(per_row >= (32 << 20) / 64, "{per_row}");
         // ~256 MiB of room at >= 512 KiB a row: at most ~512 rows (some slack), and at least one
-        let n = room().plan_rows(KEY, 100_000);
+        let n = room(KEY).plan_rows(100_000);
         assert!((1..=1024).contains(&n), "{n}");
         // the batch-size climb's ceiling: half the room, at least two rows, at most what is asked
-        let c = room().cap_rows(KEY, 100_000);
+        let c = room(KEY).cap_rows(100_000);
         assert!((2..=512).contains(&c), "{c}");
-        assert_eq!(room().cap_rows(KEY, 3), 3.min(c));
-        assert_eq!(room().cap_rows("memory-unit-test-unknown", 777), 777);
+        assert_eq!(room(KEY).cap_rows(3), 3.min(c));
+        assert_eq!(room("memory-unit-test-unknown").cap_rows(777), 777);
         assert!(peak_bytes().unwrap() >= rss);
         forget(KEY);
         assert_eq!(learned(KEY), (0, 0));

@@ -441,10 +441,10 @@ impl Predictor {
                 Some(b) => (b.min(n - start), b, b),
                 None => {
                     // the climb's ceiling is what the budget allows, so that it settles there
-                    let mut room = super::memory::room();
-                    let cap = room.cap_rows(key, batch);
+                    let mut room = super::memory::room(key);
+                    let cap = room.cap_rows(batch);
                     let want = super::pace::rows(key, cap).min(n - start);
-                    let allowed = room.plan_rows(key, want.max(2.min(batch)));
+                    let allowed = room.plan_rows(want.max(2.min(batch)));
                     let m = allowed.min(want);
                     // one row runs as two (the second a copy): ONNX Runtime's matrix product takes
                     // another path for a single row, whose sums differ (Magika's probabilities by up to

@@ -215,7 +215,7 @@ pub fn child(
     // largest the server's inference would then run (the ceiling of its batch-size climb)
     let mut rows = infer_batch.min(64);
     run(&mut session, rows)?;
-    let next = memory::room().cap_rows("check", infer_batch);
+    let next = memory::room("check").cap_rows(infer_batch);
     if next > rows {
         rows = next;
         run(&mut session, rows)?;

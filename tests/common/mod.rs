@@ -18,8 +18,13 @@ use std::future::IntoFuture;
 
 pub const BOUNDARY: &str = "faculty-test-boundary-7f3a";
 
+/// The repository root: cargo's `CARGO_MANIFEST_DIR` when the test runs under `cargo test`, else the
+/// directory the binary was built from. Read at run time first, so that a test binary from a shared build
+/// cache built in another checkout (which cargo may judge fresh) reads this checkout's files.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
