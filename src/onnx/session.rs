@@ -260,7 +260,7 @@ pub fn load_session(bytes: &[u8], intra_threads: usize) -> Result<Session> {
     // CNN is tens of MB) for the session's life; with a pool of sessions that was most of the server's
     // memory after a ranking (measured: /proc/PID/status VmRSS, README "Memory").
     let mut builder = builder
-        .with_intra_threads(intra_threads)
+        .with_intra_threads(threads_for(bytes, intra_threads))
         .and_then(|b| b.with_config_entry("session.force_spinning_stop", "1"))
         .and_then(|b| {
             b.with_execution_providers([ort::ep::CPU::default()
@@ -272,6 +272,21 @@ pub fn load_session(bytes: &[u8], intra_threads: usize) -> Result<Session> {
     builder
         .commit_from_memory(bytes)
         .map_err(|e| Error::invalid_model(format!("ONNX Runtime cannot load this model: {e}")))
+}
+
+/// The intra-op threads a model's session runs with: one for a model with tree-ensemble operators,
+/// `intra_threads` (0: ONNX Runtime's default) for any other. With more than one thread ONNX Runtime
+/// sums a forest's trees in another order for batches of 64 rows and more than for smaller ones (parallel
+/// over rows, or over trees), so a row's probabilities moved in their last bits with the batch it landed
+/// in (letters_rf: up to 1.8e-7), and the batch sizes the climb picks vary with the machine's load: two
+/// identical jobs on a forest could train different students. With one thread every batch sums the same
+/// way; forests are cheap to run (a 1,024-row batch of the bundled ones takes 2-4 ms either way).
+fn threads_for(bytes: &[u8], intra_threads: usize) -> usize {
+    if memchr::memmem::find(bytes, b"TreeEnsemble").is_some() {
+        1
+    } else {
+        intra_threads
+    }
 }
 
 /// Row-wise numerically stable softmax, in place.
