@@ -85,7 +85,7 @@ fn solvers_agree_with_pot() {
         // the batched solver, fed the same problem twice
         let ab = ndarray::stack![ndarray::Axis(0), a, a];
         let bb = ndarray::stack![ndarray::Axis(0), b, b];
-        let (costs, _) = ot::sinkhorn_batch(ab.view(), bb.view(), m.view(), &opts).unwrap();
+        let (costs, g) = ot::sinkhorn_batch(ab.view(), bb.view(), m.view(), &opts).unwrap();
         for cst in costs {
             assert!(
                 (cst - s.cost).abs() < 1e-7,
@@ -93,6 +93,38 @@ fn solvers_agree_with_pot() {
                 s.cost
             );
         }
+        // started from potentials (its own answer shifted, or unusable numbers) it reaches the same
+        // answer; starting potentials of the wrong shape are refused
+        let mut starts = g.clone() + 3.0;
+        starts.row_mut(1).fill(f64::NAN);
+        starts[[1, 0]] = 1e6;
+        let (costs, g2) =
+            ot::sinkhorn_batch_from(ab.view(), bb.view(), m.view(), &opts, Some(starts.view()))
+                .unwrap();
+        for cst in costs {
+            assert!(
+                (cst - s.cost).abs() < 1e-7,
+                "case {k}: batched cost from potentials {cst} vs {}",
+                s.cost
+            );
+        }
+        let centred = |g: &ndarray::Array2<f64>| {
+            let mean = g
+                .mean_axis(ndarray::Axis(1))
+                .unwrap()
+                .insert_axis(ndarray::Axis(1));
+            g - &mean
+        };
+        let moved = max_abs(&centred(&g2), &centred(&g));
+        assert!(
+            moved < 1e-5,
+            "case {k}: potentials from a start moved by {moved}"
+        );
+        let wrong = ndarray::Array2::<f64>::zeros((3, m.ncols()));
+        assert!(
+            ot::sinkhorn_batch_from(ab.view(), bb.view(), m.view(), &opts, Some(wrong.view()))
+                .is_err()
+        );
     }
 }
 

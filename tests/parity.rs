@@ -73,7 +73,7 @@ fn a_row_scores_the_same_alone_and_in_a_batch() {
 /// A forest's probabilities are the same to the last bit whatever batch a row lands in, with several
 /// intra-op threads too: ONNX Runtime parallelises a tree ensemble over trees for small batches and over
 /// rows from 64 rows up, and the two sum a row's trees in different orders; faculty runs forests on one
-/// thread. (Two identical jobs must teach the same student; training amplifies last-bit differences.)
+/// thread (a row's outputs must not depend on the batch it landed in; see `onnx::session::threads_for`).
 #[test]
 fn a_forest_scores_the_same_in_small_and_large_batches() {
     // batches as large as each zoo allows (32 rows, then one of 512), not sized by speed

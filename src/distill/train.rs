@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::student::{Arch, Net, Params, SplitMix};
 use crate::data::RowsView;
 use crate::error::{Error, Result};
-use crate::ot::{SinkhornOptions, sinkhorn_batch};
+use crate::ot::{SinkhornOptions, sinkhorn_batch_from};
 
 /// Training settings (every field has a default; the job request may override any).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -539,12 +539,14 @@ pub fn lr_at(peak: f64, step: usize, total: usize) -> f64 {
 
 /// The envelope gradient of the entropic OT cost W(p, q; M) with respect to the student marginal q:
 /// the student-side dual potential g, centred per row (only its component tangent to the simplex
-/// matters). Returns (mean cost, centred potentials [B, C]).
+/// matters). Returns (mean cost, centred potentials [B, C]). `start`: each row's potentials from the
+/// row's previous visit (the student moved a little since), where Sinkhorn starts instead of from zero.
 pub fn faculty_potentials(
     p: ArrayView2<'_, f64>,
     q: ArrayView2<'_, f64>,
     cost: ArrayView2<'_, f64>,
     eps: f64,
+    start: Option<ArrayView2<'_, f64>>,
 ) -> Result<(f64, Array2<f64>)> {
     // keep every student class reachable: a zero marginal entry has an unbounded potential
     let mut q = q.mapv(|v| v.max(1e-9));
@@ -558,7 +560,7 @@ pub fn faculty_potentials(
         tol: 1e-6,
         eps_scaling: None,
     };
-    let (costs, mut g) = sinkhorn_batch(p, q.view(), cost, &opts)?;
+    let (costs, mut g) = sinkhorn_batch_from(p, q.view(), cost, &opts, start)?;
     let mean = g
         .mean_axis(Axis(1))
         .expect("non-empty")
@@ -658,6 +660,9 @@ enum Prepared<'a> {
     Transport {
         probs: &'a Array2<f32>,
         cost: &'a Array2<f64>,
+        /// Each pool row's potentials at its latest visit (zeros before the first): the next epoch's
+        /// Sinkhorn starts there (a letters job's solves: 52.2 iterations on average from zero, 22.8 so).
+        warm: std::sync::Mutex<Array2<f64>>,
     },
     Many(Vec<Prepared<'a>>),
     Heads(Vec<Array2<f32>>),
@@ -667,7 +672,11 @@ fn prepare(term: &Term, t: f32) -> Prepared<'_> {
     match term {
         Term::None => Prepared::None,
         Term::Soft { targets } => Prepared::Soft(soften(targets, t)),
-        Term::Transport { probs, cost } => Prepared::Transport { probs, cost },
+        Term::Transport { probs, cost } => Prepared::Transport {
+            probs,
+            cost,
+            warm: std::sync::Mutex::new(Array2::zeros((probs.nrows(), cost.ncols()))),
+        },
         Term::Many(terms) => Prepared::Many(terms.iter().map(|x| prepare(x, t)).collect()),
         Term::Heads(targets) => Prepared::Heads(targets.iter().map(|x| soften(x, t)).collect()),
     }
@@ -749,7 +758,7 @@ fn teacher_loss(
                 objective: v * f64::from(kd_scale),
             })
         }
-        Prepared::Transport { probs, cost } => {
+        Prepared::Transport { probs, cost, warm } => {
             let n = b.rows.len();
             let q = softmax(b.logits, 1);
             let qv = q
@@ -761,7 +770,19 @@ fn teacher_loss(
             let q64 = Array2::from_shape_vec((n, c), qv.into_iter().map(f64::from).collect())
                 .expect("shape");
             let p = probs.select(Axis(0), b.rows).mapv(f64::from);
-            let (w, g) = faculty_potentials(p.view(), q64.view(), cost.view(), cfg.ot_epsilon)?;
+            let mut warm = warm.lock().expect("warm start");
+            let start = warm.select(Axis(0), b.rows);
+            let (w, g) = faculty_potentials(
+                p.view(),
+                q64.view(),
+                cost.view(),
+                cfg.ot_epsilon,
+                Some(start.view()),
+            )?;
+            for (&r, row) in b.rows.iter().zip(g.rows()) {
+                warm.row_mut(r).assign(&row);
+            }
+            drop(warm);
             let gt = matrix(g.iter().map(|v| *v as f32).collect(), n, c, dev);
             // d/dq of sum(q * g) is g: the envelope gradient of W at the current q
             let surrogate = row_mean((q * gt).sum_dim(1).squeeze_dim::<1>(1), b.weights);
@@ -1011,7 +1032,7 @@ mod tests {
         let q = array![[0.2, 0.5, 0.3]];
         let m = array![[0.0, 0.9, 0.4], [0.7, 0.1, 0.8], [0.5, 0.6, 0.2]];
         let eps = 0.1;
-        let (_, g) = faculty_potentials(p.view(), q.view(), m.view(), eps).unwrap();
+        let (_, g) = faculty_potentials(p.view(), q.view(), m.view(), eps, None).unwrap();
         let opts = SinkhornOptions {
             eps,
             max_iter: 10_000,

@@ -6,6 +6,6 @@ pub mod sinkhorn;
 
 pub use exact::{ExactSolution, emd};
 pub use sinkhorn::{
-    SinkhornOptions, Solution, marginals, normalize_cost, sinkhorn_batch, sinkhorn_log,
-    sinkhorn_unbalanced,
+    SinkhornOptions, Solution, marginals, normalize_cost, sinkhorn_batch, sinkhorn_batch_from,
+    sinkhorn_log, sinkhorn_unbalanced,
 };
