@@ -79,24 +79,12 @@ fn a_forest_scores_the_same_in_small_and_large_batches() {
     // batches as large as each zoo allows (32 rows, then one of 512), not sized by speed
     faculty::onnx::pace::set_enabled(false);
     let sb = common::Sandbox::new();
-    let zoo_at = |batch: usize| {
-        let store = faculty::store::Store::temporary().unwrap();
-        let zoo = faculty::zoo::Zoo::open(
-            sb.zoo(),
-            &store,
-            std::sync::Arc::new(faculty::onnx::SessionPool::new(2)),
-            batch,
-        )
-        .unwrap();
-        zoo.rescan().unwrap();
-        (store, zoo)
-    };
     let path = common::repo().join("zoo/tasks/letters_26way.npz");
     let arrays = read_npz(&std::fs::read(&path).unwrap(), 1 << 30).unwrap();
     let x = arrays["x"].to_f32().unwrap();
     let x = x.slice_axis(ndarray::Axis(0), (0..512).into());
-    let (_s, small) = zoo_at(32);
-    let (_l, large) = zoo_at(512);
+    let (_s, small) = common::scanned_zoo_threads(&sb, 32, 2);
+    let (_l, large) = common::scanned_zoo_threads(&sb, 512, 2);
     let a = small.predict("letters_rf", x.view()).unwrap();
     let b = large.predict("letters_rf", x.view()).unwrap();
     let differ = a.iter().zip(b.iter()).filter(|(p, q)| p != q).count();

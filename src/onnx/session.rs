@@ -278,9 +278,9 @@ pub fn load_session(bytes: &[u8], intra_threads: usize) -> Result<Session> {
 /// `intra_threads` (0: ONNX Runtime's default) for any other. With more than one thread ONNX Runtime
 /// sums a forest's trees in another order for batches of 64 rows and more than for smaller ones (parallel
 /// over rows, or over trees), so a row's probabilities moved in their last bits with the batch it landed
-/// in (letters_rf: up to 1.8e-7), and the batch sizes the climb picks vary with the machine's load: two
-/// identical jobs on a forest could train different students. With one thread every batch sums the same
-/// way; forests are cheap to run (a 1,024-row batch of the bundled ones takes 2-4 ms either way).
+/// in (letters_rf: up to 1.8e-7), and the batch sizes the climb picks vary with the machine's load. With
+/// one thread every batch sums the same way; forests are cheap to run (a 1,024-row batch of the bundled
+/// ones takes 2-4 ms either way).
 fn threads_for(bytes: &[u8], intra_threads: usize) -> usize {
     if memchr::memmem::find(bytes, b"TreeEnsemble").is_some() {
         1

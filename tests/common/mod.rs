@@ -91,11 +91,20 @@ pub fn library_zoo(
 
 /// The sandbox's zoo, scanned, in a temporary store of its own, running at most `batch` rows a call.
 pub fn scanned_zoo(sb: &Sandbox, batch: usize) -> (faculty::store::Store, faculty::zoo::Zoo) {
+    scanned_zoo_threads(sb, batch, 1)
+}
+
+/// [`scanned_zoo`] whose sessions run on `threads` intra-op threads.
+pub fn scanned_zoo_threads(
+    sb: &Sandbox,
+    batch: usize,
+    threads: usize,
+) -> (faculty::store::Store, faculty::zoo::Zoo) {
     let store = faculty::store::Store::temporary().unwrap();
     let zoo = faculty::zoo::Zoo::open(
         sb.zoo(),
         &store,
-        std::sync::Arc::new(faculty::onnx::SessionPool::new(1)),
+        std::sync::Arc::new(faculty::onnx::SessionPool::new(threads)),
         batch,
     )
     .unwrap();
