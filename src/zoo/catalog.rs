@@ -67,6 +67,11 @@ struct Entry {
     /// The [`INSPECTION`] that read the model (0: before they were counted).
     #[serde(default)]
     inspection: u32,
+    /// A stored teacher's sidecar card as it was given (its labels, input shape, provenance), so that a
+    /// later build's inspection reads the blob with it; none for directory teachers (the card is a file
+    /// beside the model) and for entries stored before cards were kept (see [`Entry::card_text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    card: Option<String>,
 }
 
 /// Which inspection of models this build does: bumped when a model it found unusable, or read
@@ -76,6 +81,40 @@ struct Entry {
 const INSPECTION: u32 = 2;
 
 impl Entry {
+    /// The card a stored teacher is read again with: the one it was given, or for an entry stored before
+    /// cards were kept, what the last inspection took from one (card labels, description, provenance, a
+    /// row shape that names every dimension).
+    fn card_text(&self) -> String {
+        if let Some(c) = &self.card {
+            return c.clone();
+        }
+        let t = &self.teacher;
+        let mut card = serde_json::Map::new();
+        for (k, v) in &t.provenance {
+            // `labels` and `input_shape` are not strings in a card (the model's metadata, where a
+            // provenance entry of those names came from, is read again anyway)
+            if k != "labels" && k != "input_shape" {
+                card.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+        if t.label_source == "card" {
+            card.insert("labels".into(), serde_json::json!(t.labels));
+        }
+        if let Some(d) = &t.description {
+            card.insert("description".into(), serde_json::json!(d));
+        }
+        if let Some(row) = t
+            .predictor
+            .as_ref()
+            .map(|p| &p.input_shape[1.min(p.input_shape.len())..])
+            && !row.is_empty()
+            && row.iter().all(|&d| d > 0)
+        {
+            card.insert("input_shape".into(), serde_json::json!(row));
+        }
+        serde_json::Value::Object(card).to_string()
+    }
+
     /// A directory teacher indexed from another zoo directory than `origin` (none: a catalog of one
     /// server, where every directory teacher is its own).
     fn foreign_to(&self, origin: Option<&str>) -> bool {
@@ -482,6 +521,7 @@ impl Zoo {
                 stored: true,
                 origin: None,
                 inspection: INSPECTION,
+                card,
             };
             self.tree
                 .insert(f.ident.id.as_bytes(), serde_json::to_vec(&entry)?)?;
@@ -576,6 +616,7 @@ impl Zoo {
             stored: false,
             origin: self.origin.clone(),
             inspection: INSPECTION,
+            card: None,
         })
     }
 
@@ -697,6 +738,7 @@ impl Zoo {
             }
             batch.insert(f.ident.id.as_bytes(), serde_json::to_vec(&entry)?);
         }
+        let mut stale = Vec::new();
         for (k, v) in self.tree.iter()? {
             let id = String::from_utf8_lossy(&k).into_owned();
             let entry = serde_json::from_slice::<Entry>(&v).ok();
@@ -710,6 +752,11 @@ impl Zoo {
                         self.pool.evict(&e.teacher.sha256);
                         batch.remove(k);
                         report.missing.push(id);
+                    }
+                    // (not a newer build's: servers of two builds would take turns)
+                    Some(_) if e.inspection < INSPECTION => {
+                        report.stored += 1;
+                        stale.push((v.clone(), e.clone()));
                     }
                     _ => report.stored += 1,
                 }
@@ -734,6 +781,11 @@ impl Zoo {
             }
         }
         self.tree.apply_batch(batch)?;
+        if let Some(b) = &self.blobs {
+            for (was, e) in stale {
+                self.reinspect_stored(b, &was, e, &mut report);
+            }
+        }
         self.store.flush()?;
         *self.copies.lock().expect("copies lock") = copies;
         if let Some(b) = &self.blobs {
@@ -746,6 +798,91 @@ impl Zoo {
             crate::onnx::memory::trim();
         }
         Ok(report)
+    }
+
+    /// Reads a stored teacher again that an older build's inspection read (what it found, such as
+    /// "unusable", may now read otherwise), with the card it was given, and replaces its entry `was` unless
+    /// another server changed it meanwhile (then that server's entry stands). A blob that cannot be read
+    /// now is left for the next rescan.
+    fn reinspect_stored(
+        &self,
+        blobs: &crate::store::Blobs,
+        was: &[u8],
+        old: Entry,
+        report: &mut RescanReport,
+    ) {
+        let t = &old.teacher;
+        let card = old.card_text();
+        let read = blobs.path(&t.path, Some(&t.sha256)).and_then(|path| {
+            if let Some(check) = &self.check {
+                // as an upload is: the new reading may run the model otherwise than the old one did
+                check.run(&path, Some(&card))?;
+            }
+            Ok(std::fs::read(path)?)
+        });
+        let (teacher, session) = match read {
+            Ok(bytes) => {
+                let ins = inspect(
+                    &bytes,
+                    Ident {
+                        id: t.id.clone(),
+                        name: t.name.clone(),
+                        version: t.version.clone(),
+                        path: t.path.clone(),
+                    },
+                    Some(&card),
+                    self.pool.intra_threads(),
+                );
+                (ins.teacher, ins.session.map(|s| (s, ins.session_bytes)))
+            }
+            Err(err) if err.kind == crate::error::ErrorKind::InvalidModel => {
+                // refused by the model check: kept, unusable, with the reason
+                let mut refused = t.clone();
+                refused.usable = false;
+                refused.reason = Some(
+                    err.message
+                        .trim_end_matches("; nothing was stored")
+                        .to_string(),
+                );
+                refused.predictor = None;
+                (refused, None)
+            }
+            Err(err) => {
+                tracing::warn!(id = %t.id, error = %err, "stored teacher not read again: its blob could not be read or checked");
+                return;
+            }
+        };
+        let entry = Entry {
+            teacher,
+            inspection: INSPECTION,
+            card: Some(card),
+            ..old
+        };
+        let swapped = serde_json::to_vec(&entry)
+            .map_err(Error::from)
+            .and_then(|now| {
+                self.tree
+                    .compare_and_swap(entry.teacher.id.as_bytes(), Some(was), Some(&now))
+            });
+        match swapped {
+            Ok(true) => {
+                self.pool.evict(&entry.teacher.sha256);
+                if let Some((s, bytes)) = session {
+                    self.pool.insert(&entry.teacher.sha256, s, bytes);
+                }
+                if let Some(reason) = &entry.teacher.reason {
+                    report.failed.push(Failed {
+                        id: entry.teacher.id.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                report.reinspected.push(entry.teacher.id);
+            }
+            Ok(false) => {} // another server's rescan or upload got there first
+            Err(err) => {
+                tracing::warn!(id = %entry.teacher.id, error = %err, "stored teacher read again but not saved");
+            }
+        }
     }
 
     /// Removes the blobs interrupted deletions left aside (`trash/teachers/`) once they are older than the
@@ -1024,7 +1161,7 @@ impl Zoo {
             )));
         }
         if let Some(blobs) = &self.blobs {
-            return self.add_stored(blobs, staged, &bytes, ins);
+            return self.add_stored(blobs, staged, &bytes, ins, card);
         }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
@@ -1065,6 +1202,7 @@ impl Zoo {
                 stored: false,
                 origin: self.origin.clone(),
                 inspection: INSPECTION,
+                card: None,
             })?,
         )?;
         self.store.flush()?;
@@ -1083,6 +1221,7 @@ impl Zoo {
         staged: &Path,
         bytes: &[u8],
         ins: super::teacher::Inspection,
+        card: Option<String>,
     ) -> Result<Teacher> {
         let mut teacher = ins.teacher;
         teacher.path = stored_key(&teacher.sha256);
@@ -1096,6 +1235,7 @@ impl Zoo {
             stored: true,
             origin: None,
             inspection: INSPECTION,
+            card,
         };
         let _ = std::fs::remove_file(staged);
         if !self
@@ -1267,6 +1407,132 @@ mod tests {
         );
         assert!(zoo.get("m").unwrap().usable);
         assert_eq!(zoo.rescan().unwrap().unchanged, 1, "once");
+    }
+
+    #[test]
+    fn a_stored_teacher_an_older_inspection_read_is_read_again_with_its_card() {
+        let (zoo_dir, src, data) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let model = crate::onnx::build::linear_classifier(&[1.0; 8], &[0.0, 0.0], 4, &["a", "b"]);
+        std::fs::write(
+            src.path().join("m.onnx"),
+            prost::Message::encode_to_vec(&model),
+        )
+        .unwrap();
+        std::fs::write(
+            src.path().join("m.card.json"),
+            r#"{"labels": ["cat", "dog"], "licence": "CC-BY"}"#,
+        )
+        .unwrap();
+        let store = crate::store::Store::temporary().unwrap();
+        let blobs = Arc::new(crate::store::Blobs::open(None, data.path(), 16).unwrap());
+        let zoo = Zoo::open(zoo_dir.path(), &store, Arc::new(SessionPool::new(1)), 16)
+            .unwrap()
+            .with_blobs(blobs);
+        assert_eq!(zoo.push(src.path()).unwrap().added, ["m"]);
+        let pushed = zoo.get("m").unwrap();
+        assert_eq!(
+            (pushed.labels.as_slice(), pushed.label_source.as_str()),
+            (["cat".to_string(), "dog".to_string()].as_slice(), "card")
+        );
+        let report = zoo.rescan().unwrap();
+        assert_eq!(
+            (report.stored, report.reinspected.len()),
+            (1, 0),
+            "{report:?}"
+        );
+        // as an older build left it: found unusable, its inspection not counted; the second time also
+        // without the card, as entries were stored before cards were kept
+        for keep_card in [true, false] {
+            let mut old = zoo.load_any("m").unwrap().unwrap();
+            old.inspection = 0;
+            old.teacher.usable = false;
+            old.teacher.reason = Some("the model fails on a probe batch".into());
+            if !keep_card {
+                assert!(old.card.is_some());
+                old.card = None;
+            }
+            zoo.tree
+                .insert(b"m", serde_json::to_vec(&old).unwrap())
+                .unwrap();
+            assert!(!zoo.get("m").unwrap().usable);
+            let report = zoo.rescan().unwrap();
+            assert_eq!(report.reinspected, ["m"], "{report:?}");
+            assert!(report.failed.is_empty(), "{report:?}");
+            let again = zoo.get("m").unwrap();
+            assert!(again.usable, "{again:?}");
+            assert_eq!(
+                (
+                    &again.labels,
+                    &again.label_source,
+                    again.provenance.get("licence")
+                ),
+                (
+                    &pushed.labels,
+                    &pushed.label_source,
+                    Some(&"CC-BY".to_string())
+                ),
+                "read again with its card (kept: {keep_card})"
+            );
+            assert_eq!(zoo.load_any("m").unwrap().unwrap().inspection, INSPECTION);
+            assert!(zoo.rescan().unwrap().reinspected.is_empty(), "once");
+        }
+    }
+
+    #[test]
+    fn a_stored_teacher_the_model_check_refuses_when_read_again_stays_unusable_with_the_reason() {
+        let (zoo_dir, src, data) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let model = crate::onnx::build::linear_classifier(&[1.0; 8], &[0.0, 0.0], 4, &["a", "b"]);
+        std::fs::write(
+            src.path().join("m.onnx"),
+            prost::Message::encode_to_vec(&model),
+        )
+        .unwrap();
+        // a check that never answers: refused at its time limit, as a model that runs for hours is
+        let exe = data.path().join("slow-check");
+        std::fs::write(&exe, "#!/bin/sh\nsleep 30\n").unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let check = super::super::check::ModelCheck::new(
+            exe,
+            1 << 30,
+            0,
+            std::time::Duration::from_millis(300),
+            64,
+        );
+        let store = crate::store::Store::temporary().unwrap();
+        let blobs = Arc::new(crate::store::Blobs::open(None, data.path(), 16).unwrap());
+        let zoo = Zoo::open(zoo_dir.path(), &store, Arc::new(SessionPool::new(1)), 16)
+            .unwrap()
+            .with_blobs(blobs)
+            .with_model_check(check);
+        assert_eq!(zoo.push(src.path()).unwrap().added, ["m"]);
+        let mut old = zoo.load_any("m").unwrap().unwrap();
+        old.inspection = 0;
+        zoo.tree
+            .insert(b"m", serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        let mut report = zoo.rescan().unwrap();
+        if report.reinspected.is_empty() {
+            // a script just written can fail to start (ETXTBSY) while another test's thread forks; a
+            // check that could not run leaves the teacher for the next rescan
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            report = zoo.rescan().unwrap();
+        }
+        assert_eq!(report.reinspected, ["m"], "{report:?}");
+        let t = zoo.get("m").unwrap();
+        assert!(!t.usable, "{t:?}");
+        let reason = t.reason.unwrap_or_default();
+        assert!(reason.contains("within 0.3 s"), "{reason}");
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        assert_eq!(zoo.rescan().unwrap().stored, 1);
     }
 
     #[test]
