@@ -157,6 +157,9 @@ enum Command {
         /// `eval-ranking --ground-truth`.
         #[arg(long)]
         truth: Option<PathBuf>,
+        /// Write every draw's card into this folder (`TASK.METHOD.DRAW.card.json`).
+        #[arg(long)]
+        cards: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -766,6 +769,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             labeled,
             pool,
             truth,
+            cards,
             json,
         } => {
             let z = open_zoo(&dir)?;
@@ -787,7 +791,11 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 methods,
                 labeled,
                 pool,
+                cards,
             };
+            if let Some(d) = &scope.cards {
+                std::fs::create_dir_all(d)?;
+            }
             let config = parse_config(config)?;
             if let Some(out) = truth {
                 // the task data stays where it is; the new file names that folder relative to itself

@@ -61,6 +61,8 @@ pub struct Scope {
     /// The unlabeled pool of every draw: up to this many of the task's rows that are not the draw's
     /// labeled ones (a seeded sample), instead of the draw's own pool (or [`POOL_WITH_LABELED`]).
     pub pool: Option<usize>,
+    /// Where to write every draw's card (`TASK.METHOD.DRAW.card.json`), to see what a job chose and why.
+    pub cards: Option<std::path::PathBuf>,
 }
 
 /// The unlabeled pool beside `--labeled` rows.
@@ -156,7 +158,11 @@ pub fn evaluate(
             let mut req = DistillRequest::new("", method, &teacher, student);
             req.config = config.clone();
             req.weighting = weighting;
-            let draws = match distill_draws(zoo, &cache, &task, &req) {
+            let cards = scope
+                .cards
+                .as_ref()
+                .map(|d| d.join(format!("{name}.{}", label.replace(['+', ':'], "_"))));
+            let draws = match distill_draws(zoo, &cache, &task, &req, cards.as_deref()) {
                 // a method that does not apply to the task (kd without a teacher naming its classes)
                 Err(e)
                     if e.kind == crate::error::ErrorKind::InvalidInput
@@ -212,6 +218,7 @@ fn distill_draws(
     cache: &OutputCache,
     task: &GroundTruthTask,
     template: &DistillRequest,
+    cards: Option<&Path>,
 ) -> Result<Vec<Draw>> {
     let c = task.pool.classes();
     let test = crate::data::Parsed {
@@ -220,7 +227,7 @@ fn distill_draws(
         labels: task.pool.labels.clone(),
     };
     let mut out = Vec::new();
-    for (lab, unl) in &task.draws {
+    for (draw, (lab, unl)) in task.draws.iter().enumerate() {
         let rows: Vec<usize> = lab.iter().chain(unl).copied().collect();
         let ds = crate::data::Parsed::from(task.pool.subset(&rows, lab.len()));
         let sha = ds.sha256();
@@ -239,6 +246,11 @@ fn distill_draws(
         let out_ = run(zoo, cache, &data, &req, None, &mut Quiet)?
             .ok_or_else(|| Error::internal("evaluation run was cancelled"))?;
         let card = &out_.card;
+        if let Some(stem) = cards {
+            let mut path = stem.as_os_str().to_owned();
+            path.push(format!(".{draw}.card.json"));
+            std::fs::write(path, serde_json::to_vec_pretty(card)?)?;
+        }
         let accuracy = onnx_accuracy(&out_.onnx, task.x_test.view(), &task.y_test, c)?;
         let picked = match (card.delivered, &card.multihop) {
             (super::Delivered::Scratch, _) => "scratch".to_string(),
@@ -318,7 +330,7 @@ pub fn truth(
             ..DistillRequest::new("", method, teacher, student)
         };
         let accuracies = |req: &DistillRequest| -> Result<Vec<f64>> {
-            Ok(distill_draws(zoo, &cache, &task, req)?
+            Ok(distill_draws(zoo, &cache, &task, req, None)?
                 .iter()
                 .map(|d| d.accuracy)
                 .collect())
