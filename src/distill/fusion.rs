@@ -521,6 +521,8 @@ pub(super) fn teach(
             student_val_accuracy: acc,
             kept: false,
             student_id: None,
+            gain: None,
+            gain_se: None,
         });
         trials.push(trial);
         let loss = f

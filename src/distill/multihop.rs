@@ -32,7 +32,9 @@ pub struct MultihopOptions {
     /// rows (and, with `one_se`, more than one standard error of that gain).
     pub min_gain: f64,
     /// The one-standard-error rule: a hop must also gain more than one standard error of the
-    /// difference, paired by held-out row (within noise, the shorter chain is kept).
+    /// difference, paired by held-out row (within noise, the shorter chain is kept); as the hop is the
+    /// best of the candidates tried, more than that for several (1.62 standard errors for the best of
+    /// three: the rule's level shared among them).
     pub one_se: bool,
     /// Intermediate students to try: `"auto"` (one-hidden-layer MLPs whose size lies between the
     /// student's and the teacher's, at most three) or a list of student specs.
@@ -172,6 +174,12 @@ pub struct HopTrial {
     pub student_val_accuracy: Option<f64>,
     /// Kept in the chain.
     pub kept: bool,
+    /// For the best candidate of a hop, the one the rule judged: its student's estimated accuracy
+    /// minus the shorter chain's, paired by held-out row, and that difference's standard error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gain: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gain_se: Option<f64>,
     /// A kept intermediate's own student id (it is stored and downloadable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub student_id: Option<String>,
@@ -332,6 +340,8 @@ pub(super) fn search(
             student_val_accuracy: score.accuracy(),
             kept: false,
             student_id: None,
+            gain: None,
+            gain_se: None,
         };
         tr.progress.trial(&t);
         trials.push(t);
@@ -354,6 +364,7 @@ pub(super) fn search(
     let mut current_params = teacher_params;
     for hop in 1..=opts.max_hops {
         let mut round: Option<RoundBest> = None;
+        let mut tried = 0;
         // smallest first: the cheapest candidates are the ones a tight budget still tries
         let todo: Vec<&(StudentSpec, usize)> = pool
             .iter()
@@ -406,6 +417,8 @@ pub(super) fn search(
                         student_val_accuracy: score.accuracy(),
                         kept: false,
                         student_id: None,
+                        gain: None,
+                        gain_se: None,
                     };
                     let retrain = inter_time.div_f64(sel.folds.len() as f64);
                     (trial, inters, students, score, retrain)
@@ -427,6 +440,7 @@ pub(super) fn search(
             };
             tr.progress.trial(&trial);
             trials.push(trial.clone());
+            tried += 1;
             if round
                 .as_ref()
                 .is_none_or(|r| score.accuracy() > r.score.accuracy())
@@ -453,14 +467,27 @@ pub(super) fn search(
             kept.score.accuracy().unwrap_or(0.0) - best_score.accuracy().unwrap_or(0.0),
             0.0,
         ));
+        kept.trial.gain = Some(gain);
+        kept.trial.gain_se = Some(se);
+        if let Some(t) = trials
+            .iter_mut()
+            .rev()
+            .find(|t| t.hop == hop + 1 && t.model == kept.trial.model)
+        {
+            (t.gain, t.gain_se) = (Some(gain), Some(se));
+        }
+        // the best of `tried` candidates: the rule asks for more than one standard error then (and a
+        // tie goes to the shorter chain)
+        let z = super::select::one_se_for_best_of(tried);
         let too_small = gain * 100.0 < opts.min_gain || gain <= 0.0;
-        if too_small || (opts.one_se && gain < se) {
+        if too_small || (opts.one_se && gain <= z * se) {
             stopped.get_or_insert_with(|| {
                 let why = if too_small {
                     format!("less than min_gain {}", opts.min_gain)
                 } else {
                     format!(
-                        "within one standard error of the paired difference ({:.1} points): the \
+                        "not more than {z:.2} standard errors of the paired difference ({:.1} points \
+                         each; the one-standard-error rule for the best of {tried} candidates): the \
                          shorter chain is kept",
                         100.0 * se
                     )

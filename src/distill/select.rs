@@ -141,6 +141,36 @@ impl Score {
     }
 }
 
+/// The gain, in standard errors, that the best of `k` candidates must show over what it would replace
+/// under the one-standard-error rule: the rule's one-sided level for one candidate, 1 - Phi(1) = 0.159,
+/// shared among the `k` (Bonferroni), because picking the largest of several noisy gains is itself a
+/// source of gain. 1 for one candidate; 1.62 for three, 1.94 for six.
+pub fn one_se_for_best_of(k: usize) -> f64 {
+    let level = upper_tail(1.0) / k.max(1) as f64;
+    let (mut lo, mut hi) = (0.0_f64, 40.0_f64);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if upper_tail(mid) > level {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The standard normal's upper tail, 1 - Phi(z), for z >= 0 (Abramowitz and Stegun 7.1.26 for erfc,
+/// absolute error under 1e-7).
+fn upper_tail(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    0.5 * poly * (-x * x).exp()
+}
+
 /// How the job's choices were made, on the card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SelectionReport {
@@ -224,6 +254,28 @@ pub struct SelectionCandidate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_se_rule_asks_more_of_the_best_of_several() {
+        // the normal's tail against known values
+        for (z, tail) in [
+            (0.0, 0.5),
+            (1.0, 0.158_655),
+            (1.959_964, 0.025),
+            (3.0, 0.001_350),
+        ] {
+            assert!(
+                (upper_tail(z) - tail).abs() < 1e-6,
+                "{z}: {}",
+                upper_tail(z)
+            );
+        }
+        assert!((one_se_for_best_of(1) - 1.0).abs() < 1e-6);
+        assert!((one_se_for_best_of(0) - 1.0).abs() < 1e-6);
+        let (three, six) = (one_se_for_best_of(3), one_se_for_best_of(6));
+        assert!((three - 1.617).abs() < 0.002, "{three}");
+        assert!((six - 1.936).abs() < 0.002, "{six}");
+    }
 
     #[test]
     fn a_gain_is_paired_by_row_with_its_standard_error() {
