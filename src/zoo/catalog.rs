@@ -1409,13 +1409,14 @@ mod tests {
         assert_eq!(zoo.rescan().unwrap().unchanged, 1, "once");
     }
 
-    #[test]
-    fn a_stored_teacher_an_older_inspection_read_is_read_again_with_its_card() {
-        let (zoo_dir, src, data) = (
-            tempfile::tempdir().unwrap(),
-            tempfile::tempdir().unwrap(),
-            tempfile::tempdir().unwrap(),
-        );
+    /// A zoo whose one teacher `m` (a linear model with a card naming its labels and a licence) was
+    /// pushed into a blob directory, with the model check `check` makes in a directory of its own; the
+    /// temporary directories go with the second value.
+    fn pushed(
+        check: impl FnOnce(&Path) -> Option<super::super::check::ModelCheck>,
+    ) -> (Zoo, [tempfile::TempDir; 3]) {
+        let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+        let [zoo_dir, src, data] = &dirs;
         let model = crate::onnx::build::linear_classifier(&[1.0; 8], &[0.0, 0.0], 4, &["a", "b"]);
         std::fs::write(
             src.path().join("m.onnx"),
@@ -1429,13 +1430,22 @@ mod tests {
         .unwrap();
         let store = crate::store::Store::temporary().unwrap();
         let blobs = Arc::new(crate::store::Blobs::open(None, data.path(), 16).unwrap());
-        let zoo = Zoo::open(zoo_dir.path(), &store, Arc::new(SessionPool::new(1)), 16)
+        let mut zoo = Zoo::open(zoo_dir.path(), &store, Arc::new(SessionPool::new(1)), 16)
             .unwrap()
             .with_blobs(blobs);
+        if let Some(c) = check(data.path()) {
+            zoo = zoo.with_model_check(c);
+        }
         assert_eq!(zoo.push(src.path()).unwrap().added, ["m"]);
-        let pushed = zoo.get("m").unwrap();
+        (zoo, dirs)
+    }
+
+    #[test]
+    fn a_stored_teacher_an_older_inspection_read_is_read_again_with_its_card() {
+        let (zoo, _dirs) = pushed(|_| None);
+        let first = zoo.get("m").unwrap();
         assert_eq!(
-            (pushed.labels.as_slice(), pushed.label_source.as_str()),
+            (first.labels.as_slice(), first.label_source.as_str()),
             (["cat".to_string(), "dog".to_string()].as_slice(), "card")
         );
         let report = zoo.rescan().unwrap();
@@ -1471,8 +1481,8 @@ mod tests {
                     again.provenance.get("licence")
                 ),
                 (
-                    &pushed.labels,
-                    &pushed.label_source,
+                    &first.labels,
+                    &first.label_source,
                     Some(&"CC-BY".to_string())
                 ),
                 "read again with its card (kept: {keep_card})"
@@ -1484,36 +1494,20 @@ mod tests {
 
     #[test]
     fn a_stored_teacher_the_model_check_refuses_when_read_again_stays_unusable_with_the_reason() {
-        let (zoo_dir, src, data) = (
-            tempfile::tempdir().unwrap(),
-            tempfile::tempdir().unwrap(),
-            tempfile::tempdir().unwrap(),
-        );
-        let model = crate::onnx::build::linear_classifier(&[1.0; 8], &[0.0, 0.0], 4, &["a", "b"]);
-        std::fs::write(
-            src.path().join("m.onnx"),
-            prost::Message::encode_to_vec(&model),
-        )
-        .unwrap();
         // a check that never answers: refused at its time limit, as a model that runs for hours is
-        let exe = data.path().join("slow-check");
-        std::fs::write(&exe, "#!/bin/sh\nsleep 30\n").unwrap();
-        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let check = super::super::check::ModelCheck::new(
-            exe,
-            1 << 30,
-            0,
-            std::time::Duration::from_millis(300),
-            64,
-        );
-        let store = crate::store::Store::temporary().unwrap();
-        let blobs = Arc::new(crate::store::Blobs::open(None, data.path(), 16).unwrap());
-        let zoo = Zoo::open(zoo_dir.path(), &store, Arc::new(SessionPool::new(1)), 16)
-            .unwrap()
-            .with_blobs(blobs)
-            .with_model_check(check);
-        assert_eq!(zoo.push(src.path()).unwrap().added, ["m"]);
+        let (zoo, _dirs) = pushed(|dir| {
+            let exe = dir.join("slow-check");
+            std::fs::write(&exe, "#!/bin/sh\nsleep 30\n").unwrap();
+            std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            Some(super::super::check::ModelCheck::new(
+                exe,
+                1 << 30,
+                0,
+                std::time::Duration::from_millis(300),
+                64,
+            ))
+        });
         let mut old = zoo.load_any("m").unwrap().unwrap();
         old.inspection = 0;
         zoo.tree
