@@ -866,6 +866,12 @@ impl Zoo {
             });
         match swapped {
             Ok(true) => {
+                tracing::info!(
+                    id = %entry.teacher.id,
+                    usable = entry.teacher.usable,
+                    checked = self.check.is_some(),
+                    "stored teacher read again (an older build's inspection had read it)"
+                );
                 self.pool.evict(&entry.teacher.sha256);
                 if let Some((s, bytes)) = session {
                     self.pool.insert(&entry.teacher.sha256, s, bytes);
