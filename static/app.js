@@ -231,7 +231,7 @@ function table(id, cols, rows, { onRow, rowAttrs, sortKey, sortDir = 1 } = {}) {
         })
       : rows;
     const head = h("tr", {}, cols.map((c) =>
-      h("th", { class: c.num ? "num" : "", scope: "col", "aria-sort": c.key === state.key ? (state.dir > 0 ? "ascending" : "descending") : null },
+      h("th", { class: c.num ? "num" : "", scope: "col", title: c.title || null, "aria-sort": c.key === state.key ? (state.dir > 0 ? "ascending" : "descending") : null },
         c.sort === false ? c.label : h("button", { class: "sort", type: "button", onclick: () => {
           state.dir = state.key === c.key ? -state.dir : c.num ? -1 : 1;
           state.key = c.key;
@@ -947,6 +947,8 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
           { key: "parameters", label: "Params", num: true, render: (t) => count(t.parameters) },
           { key: "val_accuracy", label: "Estimated acc", num: true, render: (t) => pct(t.val_accuracy) },
           { key: "student_val_accuracy", label: "Student, estimated", num: true, render: (t) => pct(t.student_val_accuracy) },
+          { key: "gain", label: "Gain ± SE (pts)", num: true, title: "the student's estimated gain over the shorter chain, paired by held-out row, and its standard error (judged for each hop's best candidate)",
+            render: (t) => (t.gain == null ? "" : `${t.gain >= 0 ? "+" : ""}${(100 * t.gain).toFixed(1)} ± ${(100 * t.gain_se).toFixed(1)}`) },
           { key: "kept", label: "Kept", value: (t) => (t.kept ? 1 : 0), render: (t) => (t.kept ? "yes" : "") }], j.search, {}) : null);
     }
     if (j.state === "succeeded" && j.student_id) result.replaceChildren(h("p", { class: "ok" }, "Done: ", h("a", { id: "job-student-link", href: "#/students/" + j.student_id }, "student " + j.student_id)));

@@ -907,6 +907,35 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         );
     }
     shot(&c, "narrow").await;
+
+    // --- a multihop job's page: the search, with the gain and standard error its rule judged
+    let (_, j) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        json!({"dataset_id": ds, "method": "multihop", "student": "mlp:2",
+               "multihop": {"candidates": ["mlp:16"], "max_time_factor": 0},
+               "config": {"max_epochs": 5, "cv_folds": 2}}),
+    );
+    let mh = j["id"].as_str().unwrap().to_string();
+    common::server::wait_job(port, &mh, |j| j["state"] == "succeeded");
+    open(
+        &c,
+        &format!("{origin}/#/jobs/{mh}"),
+        "document.querySelector('#job-search')",
+        "the multihop search",
+    )
+    .await;
+    let search = text(&c, "#job-search").await;
+    // a cell such as "+1.7 ± 2.4" beside the header's "Gain ± SE"
+    let judged = search
+        .match_indices(" ± ")
+        .any(|(i, _)| search[..i].ends_with(|ch: char| ch.is_ascii_digit()));
+    assert!(
+        search.contains("Gain ± SE") && search.contains("mlp:16") && judged,
+        "{search}"
+    );
+    shot(&c, "job-multihop").await;
     only_the_server(&c, &origin).await;
     c.close().await.unwrap();
 }
