@@ -891,23 +891,6 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         "{chain}"
     );
     shot(&c, "student-no-teacher-helps").await;
-    c.set_window_size(390, 844).await.unwrap();
-    for page in ["zoo", &format!("tasks/{ds}")] {
-        open(&c, &format!("{origin}/#/{page}"), "document.querySelector('main').dataset.page && !document.querySelector('main .loading')", "the narrow page").await;
-        let overflow = c
-            .execute(
-                "return document.documentElement.scrollWidth - window.innerWidth",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert!(
-            overflow.as_i64().unwrap() <= 0,
-            "{page}: wider than a phone by {overflow} px"
-        );
-    }
-    shot(&c, "narrow").await;
-
     // --- a multihop job's page: the search, with the gain and standard error its rule judged
     let (_, j) = http_json(
         port,
@@ -936,6 +919,23 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         "{search}"
     );
     shot(&c, "job-multihop").await;
+    c.set_window_size(390, 844).await.unwrap();
+    for page in ["zoo", &format!("tasks/{ds}")] {
+        open(&c, &format!("{origin}/#/{page}"), "document.querySelector('main').dataset.page && !document.querySelector('main .loading')", "the narrow page").await;
+        let overflow = c
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{page}: wider than a phone by {overflow} px"
+        );
+    }
+    shot(&c, "narrow").await;
+
     only_the_server(&c, &origin).await;
     c.close().await.unwrap();
 }
