@@ -261,6 +261,8 @@ impl Spans {
 struct RoundBest {
     spec: StudentSpec,
     trial: HopTrial,
+    /// Where `trial` stands in the search's list of trials.
+    at: usize,
     inters: Vec<Fitted>,
     students: Vec<Fitted>,
     score: Score,
@@ -448,6 +450,7 @@ pub(super) fn search(
                 round = Some(RoundBest {
                     spec: spec.clone(),
                     trial,
+                    at: trials.len() - 1,
                     inters,
                     students,
                     score,
@@ -467,15 +470,8 @@ pub(super) fn search(
             kept.score.accuracy().unwrap_or(0.0) - best_score.accuracy().unwrap_or(0.0),
             0.0,
         ));
-        kept.trial.gain = Some(gain);
-        kept.trial.gain_se = Some(se);
-        if let Some(t) = trials
-            .iter_mut()
-            .rev()
-            .find(|t| t.hop == hop + 1 && t.model == kept.trial.model)
-        {
-            (t.gain, t.gain_se) = (Some(gain), Some(se));
-        }
+        (kept.trial.gain, kept.trial.gain_se) = (Some(gain), Some(se));
+        trials[kept.at] = kept.trial.clone();
         // the best of `tried` candidates: the rule asks for more than one standard error then (and a
         // tie goes to the shorter chain)
         let z = super::select::one_se_for_best_of(tried);
@@ -501,13 +497,7 @@ pub(super) fn search(
             break;
         }
         kept.trial.kept = true;
-        if let Some(t) = trials
-            .iter_mut()
-            .rev()
-            .find(|t| t.hop == hop + 1 && t.model == kept.trial.model)
-        {
-            t.kept = true;
-        }
+        trials[kept.at].kept = true;
         current_params = kept.trial.parameters;
         best_students = std::mem::take(&mut kept.students);
         best_score = kept.score.clone();
