@@ -279,7 +279,7 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
     let id = job["id"].as_str().unwrap().to_string();
     // killed inside the hop's training on the second cross-validation fold (after the 1-hop answer and
     // the first fold), after a checkpoint of it
-    let stage = "hop 1 mlp:256:relu via kd (fold 2/2)";
+    let stage = "intermediate 1 mlp:256:relu via kd (fold 2/2)";
     let hop = format!("training: {stage}");
     // a checkpoint of this fold's training (the job names the training its checkpoint belongs to: until
     // this fold writes its own, the last one is the first fold's)
@@ -313,7 +313,7 @@ fn a_killed_server_resumes_a_multihop_chain_inside_its_hop() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["stage"] == "hop 1 mlp:256:relu via kd (fold 2/2)")
+        .filter(|e| e["stage"] == "intermediate 1 mlp:256:relu via kd (fold 2/2)")
         .map(|e| e["epoch"].as_u64().unwrap())
         .collect();
     assert_eq!(epochs, (1..=300).collect::<Vec<_>>());

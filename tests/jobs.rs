@@ -810,7 +810,7 @@ async fn a_multihop_search_stops_at_its_time_budget() {
     assert_eq!(m["time_budget_s"], 0.0, "{m}");
     let stopped = m["stopped"].as_str().unwrap();
     assert!(
-        stopped.contains("time budget ran out in hop 1")
+        stopped.contains("time budget ran out while trying intermediate 1")
             && stopped.contains("mlp:8:relu, mlp:256:relu")
             && stopped.contains("1x the 1-hop answer's time: multihop.max_time_factor"),
         "{m}"

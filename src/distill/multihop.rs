@@ -389,7 +389,7 @@ pub(super) fn search(
                 let mut inter_time = Duration::ZERO;
                 tr.judge(sel, &ds.y, |tr, fold, k| {
                     tr.tag = Some(format!(
-                        "hop {hop} {} via {}",
+                        "intermediate {hop} {} via {}",
                         spec.describe(),
                         method.as_str()
                     ));
@@ -433,8 +433,9 @@ pub(super) fn search(
                 }
                 let left: Vec<String> = todo[i..].iter().map(|c| c.0.describe()).collect();
                 stopped = Some(format!(
-                    "the time budget ran out in hop {hop} ({} not tried or not finished; the budget is \
-                     {}x the 1-hop answer's time: multihop.max_time_factor, 0 for no limit)",
+                    "the time budget ran out while trying intermediate {hop} ({} not tried or not \
+                     finished; the budget is {}x the 1-hop answer's time: multihop.max_time_factor, 0 \
+                     for no limit)",
                     left.join(", "),
                     opts.max_time_factor
                 ));
@@ -460,7 +461,7 @@ pub(super) fn search(
         }
         let Some(mut kept) = round else {
             stopped.get_or_insert_with(|| {
-                format!("hop {hop}: no candidate is smaller than the model before it")
+                format!("intermediate {hop}: no candidate is smaller than the model before it")
             });
             break;
         };
@@ -489,7 +490,8 @@ pub(super) fn search(
                     )
                 };
                 format!(
-                    "hop {hop}: the best candidate ({}) gained {:+.1} points, {why}",
+                    "intermediate {hop} (hop {}): the best candidate ({}) gained {:+.1} points, {why}",
+                    hop + 1,
                     kept.trial.model,
                     100.0 * gain,
                 )
