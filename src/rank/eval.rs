@@ -934,22 +934,28 @@ pub fn render(r: &EvalReport) -> String {
         );
         let _ = writeln!(
             s,
-            "| left-out task | chosen | Spearman | its score averaged over draws | top pick within 1 pt (draws) | consensus pick within 1 pt | verdict right (draws) | majority verdict right | the truth vs its expectation (split-half) | one draw's own students |"
+            "| left-out task | chosen | Spearman | its score averaged over draws | top pick within 1 pt (draws) | top pick: points below the best teacher (mean over draws) | consensus pick within 1 pt | verdict right (draws) | majority verdict right | the truth vs its expectation (split-half) | one draw's own students |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---|---:|---|---:|---:|");
-        let noise = |t: &str| {
-            r.tasks
-                .iter()
-                .find(|x| x.task == t)
-                .and_then(|x| x.truth_noise.as_ref())
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|");
+        let task = |t: &str| r.tasks.iter().find(|x| x.task == t);
+        let noise = |t: &str| task(t).and_then(|x| x.truth_noise.as_ref());
+        // what the top pick costs against the best teacher, in points (the goal's "within 1 pt" as a size)
+        let below = |t: &str, v: &MetricOnTask| {
+            task(t).map(|x| {
+                (
+                    x.teacher_helps,
+                    100.0 * (x.best_accuracy - v.top_pick_accuracy),
+                )
+            })
         };
         for (t, m, v) in &h.per_task {
             let _ = writeln!(
                 s,
-                "| {t} | {m} | {:.3} | {:.3} | {:.2} | {} | {:.2} | {} | {} | {} |",
+                "| {t} | {m} | {:.3} | {:.3} | {:.2} | {} | {} | {:.2} | {} | {} | {} |",
                 v.spearman,
                 v.spearman_of_mean_score,
                 v.top_within_1pt,
+                below(t, v).map_or("-".into(), |b| format!("{:.1}", b.1)),
                 yes_no(v.consensus_within_1pt),
                 v.verdict_right,
                 yes_no(v.consensus_verdict_right),
@@ -981,9 +987,16 @@ pub fn render(r: &EvalReport) -> String {
                 Some(m.spearman - l.spearman)
             })
             .collect();
+        let belows: Vec<(bool, f64)> = h
+            .per_task
+            .iter()
+            .filter_map(|(t, _, m)| below(t, m))
+            .collect();
+        let helps: Vec<f64> = belows.iter().filter(|b| b.0).map(|b| b.1).collect();
+        let all: Vec<f64> = belows.iter().map(|b| b.1).collect();
         let _ = writeln!(
             s,
-            "| **held out** | | {:.3} ± {:.3} ({:+.3} ± {:.3} vs leep's {:.3}, paired by task) | {:.3} | {}/{} tasks every draw | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks | {} | {} |",
+            "| **held out** | | {:.3} ± {:.3} ({:+.3} ± {:.3} vs leep's {:.3}, paired by task) | {:.3} | {}/{} tasks every draw | {:.2} (the {} tasks where a teacher helps: {:.2}, at most {:.1}) | {}/{} tasks | {}/{} tasks every draw | {}/{} tasks | {} | {} |",
             v.mean_spearman,
             metrics::standard_error(&held),
             metrics::mean(&diff),
@@ -992,6 +1005,10 @@ pub fn render(r: &EvalReport) -> String {
             v.mean_spearman_of_mean_score,
             v.tasks_top_within_1pt,
             v.tasks,
+            metrics::mean(&all),
+            helps.len(),
+            metrics::mean(&helps),
+            helps.iter().cloned().fold(0.0, f64::max),
             v.tasks_consensus_within_1pt,
             v.tasks,
             v.tasks_verdict_right,
