@@ -9,6 +9,8 @@
 # rows, 500 others as the pool (tasks with too few rows are left out), into .bench/multihop/labeled_1200.
 # POOL=5000 gives every draw up to 5,000 of its task's other rows as its unlabeled pool (instead of the
 # draw's own, or 500 with LABELED), into .bench/multihop/pool_5000.
+# MULTIHOP='{"max_time_factor": 0}' gives the multihop runs these settings (JSON, as `distill --multihop`)
+# instead of the defaults, into .bench/multihop/.../custom.
 # The six original ground-truth tasks (the README's table); TASKS=all (or a comma list) for others: the
 # ground truth has 19 tasks since ranking v2, about three times as long.
 set -euo pipefail
@@ -25,6 +27,10 @@ fi
 if [ -n "${POOL:-}" ]; then
   out="$out/pool_$POOL"
   extra+=(--pool "$POOL")
+fi
+if [ -n "${MULTIHOP:-}" ]; then
+  out="$out/custom"
+  extra+=(--multihop "$MULTIHOP")
 fi
 mkdir -p "$out"
 bin="${CARGO_TARGET_DIR:-target}/release/faculty"

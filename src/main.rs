@@ -160,6 +160,10 @@ enum Command {
         /// Write every draw's card into this folder (`TASK.METHOD.DRAW.card.json`).
         #[arg(long)]
         cards: Option<PathBuf>,
+        /// Multihop settings as JSON for the multihop runs, e.g. '{"max_time_factor": 0}' (default: the
+        /// product's).
+        #[arg(long)]
+        multihop: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -520,14 +524,7 @@ fn distill_request(
             })
         })
         .transpose()?;
-    req.multihop = how
-        .multihop
-        .as_ref()
-        .map(|m| {
-            serde_json::from_str(m)
-                .map_err(|e| faculty::Error::invalid_input(format!("--multihop is not valid: {e}")))
-        })
-        .transpose()?;
+    req.multihop = parse_multihop(how.multihop.as_deref())?;
     req.name = task
         .dataset
         .file_stem()
@@ -537,6 +534,17 @@ fn distill_request(
 }
 
 /// Training settings from a `--config` JSON string (defaults when absent).
+/// `--multihop JSON` (distill and eval-distill).
+fn parse_multihop(
+    json: Option<&str>,
+) -> faculty::Result<Option<faculty::distill::MultihopOptions>> {
+    json.map(|m| {
+        serde_json::from_str(m)
+            .map_err(|e| faculty::Error::invalid_input(format!("--multihop is not valid: {e}")))
+    })
+    .transpose()
+}
+
 fn parse_config(config: Option<String>) -> faculty::Result<faculty::distill::TrainConfig> {
     match config {
         Some(c) => serde_json::from_str(&c)
@@ -770,6 +778,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
             pool,
             truth,
             cards,
+            multihop,
             json,
         } => {
             let z = open_zoo(&dir)?;
@@ -792,6 +801,7 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 labeled,
                 pool,
                 cards,
+                multihop: parse_multihop(multihop.as_deref())?,
             };
             if let Some(d) = &scope.cards {
                 std::fs::create_dir_all(d)?;

@@ -516,6 +516,77 @@ fn eval_ranking_judges_each_draw_and_the_task() {
     }
 }
 
+#[test]
+fn eval_distill_runs_multihop_with_the_settings_given_and_keeps_the_cards() {
+    // one draw of the binary letters task, a depth-2 tree, multihop with one teaching method and one
+    // candidate, no time limit
+    let dir = tempfile::tempdir().unwrap();
+    let cards = dir.path().join("cards");
+    let lines = json_of(faculty().args(["eval-distill", "--json", "--student", "tree:2"]).args([
+        "--methods",
+        "multihop",
+        "--draws",
+        "1",
+        "--tasks",
+        "letters_vowel_2way",
+        "--multihop",
+        r#"{"max_hops": 1, "hop_methods": ["faculty"], "candidates": ["mlp:4"], "max_time_factor": 0}"#,
+        "--cards",
+        cards.to_str().unwrap(),
+    ]));
+    let methods: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["scratch", "multihop"], "{lines}");
+    let card: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cards.join("letters_vowel_2way.multihop.0.card.json")).unwrap(),
+    )
+    .unwrap();
+    let m = &card["multihop"];
+    assert_eq!(
+        m["options"]["hop_methods"],
+        serde_json::json!(["faculty"]),
+        "{m}"
+    );
+    assert_eq!(m["options"]["max_time_factor"], 0.0, "{m}");
+    // the 1-hop answer by faculty alone, then the one candidate (the default would try kd, faculty and
+    // transfer, then up to three automatic candidates within 4x the time)
+    let trials: Vec<(u64, &str, &str)> = m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["hop"].as_u64().unwrap(),
+                t["model"].as_str().unwrap(),
+                t["method"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trials,
+        [(1, "tree:2", "faculty"), (2, "mlp:4:relu", "faculty")],
+        "{m}"
+    );
+    // settings that do not parse: a clear error, nothing run
+    let out = faculty()
+        .args([
+            "eval-distill",
+            "--methods",
+            "multihop",
+            "--multihop",
+            "{\"max_hops\": \"two\"}",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--multihop is not valid"), "{err}");
+}
+
 /// The stderr lines of a `faculty serve` process, as they come (a thread reads them).
 fn log_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();

@@ -63,6 +63,8 @@ pub struct Scope {
     pub pool: Option<usize>,
     /// Where to write every draw's card (`TASK.METHOD.DRAW.card.json`), to see what a job chose and why.
     pub cards: Option<std::path::PathBuf>,
+    /// The multihop runs' settings (`None`: the product's defaults).
+    pub multihop: Option<super::MultihopOptions>,
 }
 
 /// The unlabeled pool beside `--labeled` rows.
@@ -158,6 +160,9 @@ pub fn evaluate(
             let mut req = DistillRequest::new("", method, &teacher, student);
             req.config = config.clone();
             req.weighting = weighting;
+            if method == Method::Multihop {
+                req.multihop = scope.multihop.clone();
+            }
             let cards = scope
                 .cards
                 .as_ref()
