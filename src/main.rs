@@ -533,7 +533,6 @@ fn distill_request(
     Ok(req)
 }
 
-/// Training settings from a `--config` JSON string (defaults when absent).
 /// `--multihop JSON` (distill and eval-distill).
 fn parse_multihop(
     json: Option<&str>,
@@ -545,6 +544,7 @@ fn parse_multihop(
     .transpose()
 }
 
+/// Training settings from a `--config` JSON string (defaults when absent).
 fn parse_config(config: Option<String>) -> faculty::Result<faculty::distill::TrainConfig> {
     match config {
         Some(c) => serde_json::from_str(&c)
@@ -803,6 +803,16 @@ fn run(cli: Cli) -> faculty::Result<()> {
                 cards,
                 multihop: parse_multihop(multihop.as_deref())?,
             };
+            if scope.multihop.is_some()
+                && !scope
+                    .methods
+                    .iter()
+                    .any(|m| m.0 == faculty::distill::Method::Multihop)
+            {
+                return Err(faculty::Error::invalid_input(
+                    "--multihop sets the multihop runs' settings: add multihop to --methods",
+                ));
+            }
             if let Some(d) = &scope.cards {
                 std::fs::create_dir_all(d)?;
             }

@@ -585,6 +585,14 @@ fn eval_distill_runs_multihop_with_the_settings_given_and_keeps_the_cards() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--multihop is not valid"), "{err}");
+    // settings for runs that are not asked for
+    let out = faculty()
+        .args(["eval-distill", "--methods", "faculty", "--multihop", "{}"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("add multihop to --methods"), "{err}");
 }
 
 /// The stderr lines of a `faculty serve` process, as they come (a thread reads them).
