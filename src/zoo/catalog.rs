@@ -704,7 +704,9 @@ impl Zoo {
             if let Some(old) = &old
                 && old.fingerprint == fingerprint
                 && old.teacher.path == f.ident.path
-                && old.inspection == INSPECTION
+                // a newer build's reading is kept too: servers of two builds sharing the directory
+                // would otherwise take turns reading it again, as for stored teachers
+                && old.inspection >= INSPECTION
             {
                 report.unchanged += 1;
                 if old.origin.is_none() && self.origin.is_some() {
@@ -1413,6 +1415,19 @@ mod tests {
         );
         assert!(zoo.get("m").unwrap().usable);
         assert_eq!(zoo.rescan().unwrap().unchanged, 1, "once");
+        // as a newer build left it: its reading stands, not read again by this older one
+        let mut newer = zoo.load_any("m").unwrap().unwrap();
+        newer.inspection = INSPECTION + 1;
+        newer.teacher.description = Some("read by a newer build".into());
+        zoo.tree
+            .insert(b"m", serde_json::to_vec(&newer).unwrap())
+            .unwrap();
+        let report = zoo.rescan().unwrap();
+        assert_eq!((report.hashed, report.unchanged), (0, 1), "{report:?}");
+        assert_eq!(
+            zoo.get("m").unwrap().description.as_deref(),
+            Some("read by a newer build")
+        );
     }
 
     /// A zoo whose one teacher `m` (a linear model with a card naming its labels and a licence) was
