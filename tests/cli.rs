@@ -407,6 +407,19 @@ fn rank_without_a_server() {
         .find(|t| t["teacher_id"] == "letters_mlp")
         .unwrap();
     assert!(mlp["notes"].to_string().contains("input_mean"), "{mlp}");
+    // a teacher of the task's own 26 letters is said to be one; the a-m teacher (13 of them) is not
+    assert!(
+        mlp["notes"]
+            .to_string()
+            .contains("names exactly the task's 26 classes"),
+        "{mlp}"
+    );
+    let am = results
+        .iter()
+        .find(|t| t["teacher_id"] == "letters_am_logreg")
+        .unwrap();
+    assert_eq!(am["compatible"], true, "{am}");
+    assert!(!am["notes"].to_string().contains("names exactly"), "{am}");
     assert!(
         results
             .iter()
@@ -427,6 +440,13 @@ fn rank_without_a_server() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("primary metric: ot (lower is better)") && text.contains("verdict:"),
+        "{text}"
+    );
+    // the teachers' notes are listed under the table
+    assert!(
+        text.lines().any(|l| l.starts_with("  letters_mlp: ")
+            && l.contains("input_mean")
+            && l.contains("names exactly the task's 26 classes")),
         "{text}"
     );
     // a bad dataset file is exit code 2 with a message

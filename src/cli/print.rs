@@ -355,6 +355,17 @@ pub fn print_ranking(r: &faculty::rank::Ranking) {
             "  (= within noise of rank 1: under 2 standard errors behind on the labeled rows)"
         );
     }
+    let noted: Vec<_> = r
+        .results
+        .iter()
+        .filter(|t| t.compatible && !t.notes.is_empty())
+        .collect();
+    if !noted.is_empty() {
+        println!("notes:");
+        for t in noted {
+            println!("  {}: {}", t.teacher_id, t.notes.join("; "));
+        }
+    }
     println!(
         "verdict: {}{}{}",
         if r.verdict.teacher_helps {

@@ -15,14 +15,7 @@ use crate::zoo::Teacher;
 /// For `kd`: position of each student class in the teacher's output, when the teacher names the same
 /// classes (in any order).
 pub fn kd_permutation(teacher: &Teacher, ds: &Parsed) -> Option<Vec<usize>> {
-    let norm = |s: &str| s.trim().to_lowercase();
-    if teacher.labels.len() != ds.labels.len() {
-        return None;
-    }
-    ds.labels
-        .iter()
-        .map(|l| teacher.labels.iter().position(|t| norm(t) == norm(l)))
-        .collect()
+    metrics::same_classes(&teacher.labels, &ds.labels)
 }
 
 /// P(student class | teacher class) [C_t, C], estimated from the training rows with the label-name prior.

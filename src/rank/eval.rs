@@ -258,6 +258,10 @@ pub struct TeacherScores {
     pub truth: f64,
     /// Its student's accuracy on this draw (when the file has it).
     pub measured: Option<f64>,
+    /// Within noise of the default's rank 1 on this draw (see `TeacherResult::tied_with_top`); false
+    /// for rank 1 itself.
+    #[serde(default)]
+    pub tied_with_top: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -525,11 +529,12 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
         // every teacher's outputs on the whole pool, once
         let mut full: Vec<Entry> = Vec::new();
         for t in all.iter().filter(|t| task.teacher_mean.contains_key(&t.id)) {
-            let r = TeacherResult {
-                compatible: true,
-                notes: outputs::compatibility(t, &pool).map_err(Error::invalid_input)?,
-                ..TeacherResult::unscored(t)
-            };
+            let mut r = TeacherResult::unscored(t);
+            r.mark_compatible(
+                outputs::compatibility(t, &pool).map_err(Error::invalid_input)?,
+                &t.labels,
+                &pool.labels,
+            );
             let o = outputs::compute(zoo, t, &pool)?;
             full.push((r, Some((o, t.labels.clone()))));
         }
@@ -608,6 +613,7 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                                     .get(&r.teacher_id)
                                     .and_then(|v| v.get(d))
                                     .copied(),
+                                tied_with_top: r.tied_with_top,
                             })
                             .collect(),
                     });
@@ -634,7 +640,12 @@ pub fn evaluate(zoo: &Zoo, gt_json: &Path, progress: impl Fn(&str)) -> Result<Ev
                         }
                     }
                 }
-                let s: Vec<f64> = scored.iter().map(|r| sign * r.score.unwrap()).collect();
+                let mut s: Vec<f64> = scored.iter().map(|r| sign * r.score.unwrap()).collect();
+                // the ranking's order: its rank 1 first even where it was moved up from the top set
+                let high = s.iter().copied().fold(f64::MIN, f64::max);
+                if s[0] < high {
+                    s[0] = high + 1.0;
+                }
                 let t: Vec<f64> = scored.iter().map(|r| truth_of(&r.teacher_id)).collect();
                 let top = truth_of(&scored[0].teacher_id);
                 let top_set: Vec<f64> = scored
@@ -944,7 +955,8 @@ pub fn render(r: &EvalReport) -> String {
             task(t).map(|x| {
                 (
                     x.teacher_helps,
-                    100.0 * (x.best_accuracy - v.top_pick_accuracy),
+                    // (the mean of picks that are all the best one can fall a rounding error above it)
+                    (100.0 * (x.best_accuracy - v.top_pick_accuracy)).max(0.0),
                 )
             })
         };

@@ -263,6 +263,18 @@ fn singletons(m: &std::collections::HashMap<usize, usize>) -> f64 {
     m.values().filter(|&&k| k == 1).count() as f64
 }
 
+/// Where each of the task's classes is in the teacher's output when the teacher names exactly the task's
+/// classes, in any order (case and surrounding space ignored); `None` otherwise.
+pub fn same_classes(teacher: &[String], task: &[String]) -> Option<Vec<usize>> {
+    let norm = |s: &str| s.trim().to_lowercase();
+    if teacher.len() != task.len() {
+        return None;
+    }
+    task.iter()
+        .map(|l| teacher.iter().position(|t| norm(t) == norm(l)))
+        .collect()
+}
+
 /// A prior pseudo-count matrix from label names: `strength` on (i, j) when teacher class i and student
 /// class j have the same name (case and surrounding space ignored). `None` when no names match.
 pub fn name_prior(teacher: &[String], student: &[String], strength: f64) -> Option<Array2<f64>> {
@@ -816,6 +828,20 @@ mod tests {
         // names that do not match give no prior
         let other: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
         assert!(name_prior(&other, &names, 2.0).is_none());
+    }
+
+    #[test]
+    fn same_classes_maps_a_reordered_label_space_and_nothing_else() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let task = v(&["even", "odd"]);
+        assert_eq!(
+            same_classes(&v(&[" Odd", "EVEN "]), &task),
+            Some(vec![1, 0])
+        );
+        // a superset, a subset and another label space are not the task's classes
+        assert_eq!(same_classes(&v(&["even", "odd", "zero"]), &task), None);
+        assert_eq!(same_classes(&v(&["even"]), &task), None);
+        assert_eq!(same_classes(&v(&["even", "prime"]), &task), None);
     }
 
     #[test]
