@@ -894,7 +894,7 @@ fn order(results: &mut [TeacherResult], primary: &str, dir: Direction) {
 /// Ranks first, among the teachers within noise of the top one (`tied_with_top`, sorted by score), the
 /// best-scored one whose labels are exactly the task's when the top one's are not: the labeled rows
 /// cannot tell them apart, and such a teacher needs no label map learned from those few rows. Ranks
-/// after it keep their order. True when it moved a teacher (ties are then relative to the old top).
+/// after it keep their order. True when it moved a teacher (the caller then marks ties from the new top).
 ///
 /// Measured on the ground truth (README "Ranking", "Own label space first, among ties"): it fixes the pick
 /// on one task (`mnist_parity_2way`, where the parity teacher is within noise of the 10-digit networks)
@@ -918,7 +918,7 @@ fn prefer_own_label_space(results: &mut [TeacherResult]) -> bool {
         r.rank = Some(i + 1);
     }
     results[0].notes.push(format!(
-        "ranked first: within noise of {above}, which scores higher, and of the task's own label space"
+        "ranked first: the labeled rows cannot tell it from {above}, which scores higher, and its labels are the task's own"
     ));
     true
 }
@@ -1224,7 +1224,7 @@ mod tests {
         );
         order(&mut lines, "ot", Direction::Lower);
         assert!(
-            lines[0].notes[0].contains("within noise of top"),
+            lines[0].notes[0].contains("cannot tell it from top"),
             "{:?}",
             lines[0].notes
         );
