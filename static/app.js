@@ -659,7 +659,8 @@ route(/^\/rankings\/([^/]+)$/, async (id) => {
   const cols = [
     { key: "rank", label: "Rank", num: true, value: (x) => x.rank ?? 1e9, render: (x) => x.rank ?? "–" },
     { key: "teacher_id", label: "Teacher", render: (x) => h("span", {}, h("a", { href: "#/teachers/" + encodeURIComponent(x.teacher_id), onclick: (e) => e.stopPropagation() }, x.teacher_id),
-      x.tied_with_top && x.rank !== 1 ? h("span", { class: "badge warn", title: `within noise of the top teacher (gap ${num(x.gap_z, 1)} standard errors)` }, " tied") : null) },
+      x.tied_with_top && x.rank !== 1 ? h("span", { class: "badge warn", title: `within noise of the top teacher (gap ${num(x.gap_z, 1)} standard errors)` }, " tied") : null,
+      x.same_classes ? h("span", { class: "badge good", title: "its labels are exactly the task's classes: kd can use its outputs directly, and among teachers within noise of the top it is ranked first" }, "own labels") : null) },
     ...metrics.map((m) => ({ key: "m_" + m, label: m + (m === primary ? " ★" : ""), num: true, value: (x) => x.scores[m], render: (x) => num(x.scores[m], 4) })),
     { key: "expected", label: "Expected student acc.", num: true, value: (x) => x.expected_accuracy && x.expected_accuracy.estimate,
       render: (x) => (x.expected_accuracy ? h("span", { title: "80% interval; held out by task the estimate was off by 7 points on average" }, `${pct(x.expected_accuracy.estimate)} [${(100 * x.expected_accuracy.low).toFixed(0)}, ${(100 * x.expected_accuracy.high).toFixed(0)}]`) : "–") },

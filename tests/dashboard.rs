@@ -859,6 +859,23 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     let (status, blobs) = common::server::http(port, "POST", "/v1/datasets", &ct, &body);
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&blobs));
     let blobs: Value = serde_json::from_slice(&blobs).unwrap();
+    // merger names exactly the task's classes: its line in the ranking says so
+    let (status, rk) = http_json(
+        port,
+        "POST",
+        "/v1/rankings",
+        json!({"dataset_id": blobs["id"]}),
+    );
+    assert_eq!(status, 201, "{rk}");
+    let row = "#ranking-table tr[data-id=\"merger\"]";
+    open(
+        &c,
+        &format!("{origin}/#/rankings/{}", rk["id"].as_str().unwrap()),
+        &format!("document.querySelector('{row}')"),
+        "merger's line in the ranking",
+    )
+    .await;
+    assert_eq!(text(&c, &format!("{row} .badge.good")).await, "own labels");
     let (_, j) = http_json(
         port,
         "POST",
