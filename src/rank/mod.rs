@@ -840,8 +840,11 @@ pub fn scratch_estimate(ds: &Dataset<impl RowStore>) -> Result<ScratchEstimate> 
 }
 
 /// Sets `gap_z` and `tied_with_top` on every scored teacher below rank 1, when the primary metric is a
-/// mean of per-row terms both teachers kept.
+/// mean of per-row terms both teachers kept; what an earlier marking set (from another top) is cleared.
 fn mark_ties(results: &mut [TeacherResult], primary: &str, dir: Direction) {
+    for r in results.iter_mut() {
+        (r.gap_z, r.tied_with_top) = (None, false);
+    }
     // a combined metric: tested on its first part with per-row terms
     let (primary, dir) = match parts(primary).iter().find(|p| ROW_METRICS.contains(p)) {
         Some(p) => (*p, direction(p).unwrap_or(dir)),
@@ -884,9 +887,6 @@ fn order(results: &mut [TeacherResult], primary: &str, dir: Direction) {
     }
     mark_ties(results, primary, dir);
     if prefer_own_label_space(results) {
-        for r in results.iter_mut() {
-            (r.gap_z, r.tied_with_top) = (None, false);
-        }
         mark_ties(results, primary, dir);
     }
 }
