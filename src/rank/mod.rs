@@ -891,6 +891,9 @@ fn order(results: &mut [TeacherResult], primary: &str, dir: Direction) {
     }
 }
 
+/// How the note of a teacher [`prefer_own_label_space`] moved to rank 1 begins (the verdict repeats it).
+const RANKED_FIRST: &str = "ranked first: ";
+
 /// Ranks first, among the teachers within noise of the top one (`tied_with_top`, sorted by score), the
 /// best-scored one whose labels are exactly the task's when the top one's are not: the labeled rows
 /// cannot tell them apart, and such a teacher needs no label map learned from those few rows. Ranks
@@ -918,7 +921,7 @@ fn prefer_own_label_space(results: &mut [TeacherResult]) -> bool {
         r.rank = Some(i + 1);
     }
     results[0].notes.push(format!(
-        "ranked first: the labeled rows cannot tell it from {above}, which scores higher, and its labels are the task's own"
+        "{RANKED_FIRST}the labeled rows cannot tell it from {above}, which scores higher, and its labels are the task's own"
     ));
     true
 }
@@ -1052,6 +1055,10 @@ fn verdict(results: &[TeacherResult], scratch: &ScratchEstimate, labeled_rows: u
             top.teacher_id,
             tied.join(", ")
         ));
+    }
+    if let Some(moved) = top.notes.iter().find(|n| n.starts_with(RANKED_FIRST)) {
+        // the recommendation is not the highest score: say why where the recommendation is read
+        reason.push_str(&format!(". {} is {moved}", top.teacher_id));
     }
     let pct = |e: expected::ExpectedAccuracy| {
         format!(
@@ -1228,6 +1235,16 @@ mod tests {
             "{:?}",
             lines[0].notes
         );
+        // the verdict, which names the recommended teacher, says why it is not the highest score
+        let scratch = ScratchEstimate {
+            hits: vec![1.0; 6],
+            lone_rows: 0,
+        };
+        let why = verdict(&lines, &scratch, 6).reason;
+        assert!(
+            why.contains("near is ranked first: the labeled rows cannot tell it from top"),
+            "{why}"
+        );
         // the far one does: too far to move
         assert_eq!(
             ordered(vec![f(true), n(false), t(false)]),
@@ -1238,5 +1255,6 @@ mod tests {
         order(&mut lines, "ot", Direction::Lower);
         assert_eq!(lines[0].teacher_id, "top");
         assert!(lines[0].notes.is_empty());
+        assert!(!verdict(&lines, &scratch, 6).reason.contains("ranked first"));
     }
 }
