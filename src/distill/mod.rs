@@ -424,7 +424,7 @@ pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validate
     if req.method == Method::Multihop {
         let opts = req.multihop.clone().unwrap_or_default();
         opts.check()?;
-        opts.candidates(ds)?;
+        opts.candidates(ds, zoo)?;
     } else if req.multihop.is_some() {
         return Err(Error::invalid_input(format!(
             "multihop settings are for method multihop, not {}",
@@ -483,6 +483,20 @@ pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validate
     usable_for(zoo, &t, ds, req).map_err(|r| {
         Error::invalid_input(format!("teacher '{}' cannot teach this dataset: {r}", t.id))
     })?;
+    if req.method == Method::Multihop {
+        let opts = req.multihop.clone().unwrap_or_default();
+        if multihop::first_hop_methods(&opts, &t, ds, &spec).is_empty() {
+            let asked: Vec<&str> = opts.hop_methods.iter().map(|m| m.as_str()).collect();
+            return Err(Error::invalid_input(format!(
+                "multihop: none of hop_methods [{}] applies to teacher '{}' and student '{}' (kd needs \
+                 a teacher with the dataset's label names, transfer a network student with a hidden \
+                 layer; faculty always applies)",
+                asked.join(", "),
+                t.id,
+                spec.describe()
+            )));
+        }
+    }
     Ok(Validated {
         spec,
         budget,
@@ -528,7 +542,7 @@ fn validate_multi(
     }
     if req.fusion == Some(Fusion::MimicAll) && matches!(spec, StudentSpec::Tree { .. }) {
         return refuse(
-            "fusion mimic_all gives a network one head per teacher; a tree student has no heads: use              mean, weighted, plurality, borda or loss_avg"
+            "fusion mimic_all gives a network one head per teacher; a tree student has no heads: use mean, weighted, plurality, borda or loss_avg"
                 .into(),
         );
     }
@@ -846,10 +860,24 @@ impl Trainer<'_> {
         phase: &str,
         span: (f64, f64),
     ) -> Result<Option<Fitted>> {
+        self.learn_from(kind, None, lesson, phase, span)
+    }
+
+    /// `learn`, a network started from `start` when given (a zoo model's weights) instead of a seeded
+    /// initialisation.
+    fn learn_from(
+        &mut self,
+        kind: &Kind,
+        start: Option<&student::Params>,
+        lesson: &Lesson,
+        phase: &str,
+        span: (f64, f64),
+    ) -> Result<Option<Fitted>> {
         match kind {
             Kind::Net(arch) => {
                 let cfg = self.cfg;
-                let t = self.stage(phase, arch, lesson, Start::Fresh, cfg, span)?;
+                let start = start.map_or(Start::Fresh, |p| Start::From(p.clone()));
+                let t = self.stage(phase, arch, lesson, start, cfg, span)?;
                 Ok(t.map(|t| Fitted::net(arch, t)))
             }
             Kind::Tree(depth) => {
@@ -1135,26 +1163,33 @@ fn teach(
     kind: &Kind,
     span: (f64, f64),
 ) -> Result<Option<Fitted>> {
-    let mut lesson = match (method, taught) {
-        (Method::Kd, Some(t)) => methods::kd(&t.teacher, &t.probs, ds, split),
-        (Method::Faculty, Some(t)) => methods::faculty(&t.teacher, &t.probs, ds, split),
-        (Method::Transfer, Some(t)) => {
-            let Kind::Net(arch) = kind else {
-                return Err(Error::invalid_input(
-                    "method transfer needs a network student",
-                ));
-            };
-            let trained = transfer(tr, t, ds, split, arch, span)?;
-            return Ok(trained.map(|t| Fitted::net(arch, t)));
-        }
-        _ => Lesson::scratch(&ds.y, split),
-    };
-    lesson.weights = taught.and_then(|t| t.weights.clone());
+    if let (Method::Transfer, Some(t)) = (method, taught) {
+        let Kind::Net(arch) = kind else {
+            return Err(Error::invalid_input(
+                "method transfer needs a network student",
+            ));
+        };
+        let trained = transfer(tr, t, ds, split, arch, span)?;
+        return Ok(trained.map(|t| Fitted::net(arch, t)));
+    }
+    let lesson = lesson_of(method, taught, ds, split);
     let phase = tr
         .tag
         .as_ref()
         .map_or("training".to_string(), |t| format!("training: {t}"));
     tr.learn(kind, &lesson, &phase, span)
+}
+
+/// The lesson of a one-training method (`kd`, `faculty`; scratch without a teacher), with the job's
+/// sample weights. `transfer` trains in stages and has none: it is taught as scratch here.
+fn lesson_of(method: Method, taught: Option<&Taught>, ds: &Parsed, split: &Split) -> Lesson {
+    let mut lesson = match (method, taught) {
+        (Method::Kd, Some(t)) => methods::kd(&t.teacher, &t.probs, ds, split),
+        (Method::Faculty, Some(t)) => methods::faculty(&t.teacher, &t.probs, ds, split),
+        _ => Lesson::scratch(&ds.y, split),
+    };
+    lesson.weights = taught.and_then(|t| t.weights.clone());
+    lesson
 }
 
 /// Trains, evaluates and exports a student. Returns `None` when cancelled. `resume` continues the
@@ -1379,6 +1414,7 @@ pub fn run(
                 Kind::Net(a) => a.param_count(),
                 Kind::Tree(_) => 0,
             };
+            let cands = opts.candidates(ds, zoo)?;
             let found = multihop::search(
                 &mut tr,
                 t,
@@ -1387,7 +1423,7 @@ pub fn run(
                 &sel,
                 &kind,
                 target_params,
-                &opts,
+                (&opts, cands),
                 span,
             )?;
             let Some((f, report, chain, score)) = found else {
@@ -1680,6 +1716,7 @@ pub fn held_teacher_classes(zoo: &Zoo, req: &DistillRequest) -> Result<Vec<usize
 /// limit). A 120-byte request for `mlp:8192,8192,8192,8192,8192,8192,8192,8192` took a server past
 /// 9 GB before this check.
 pub fn check_training_memory(
+    zoo: &Zoo,
     ds: &Parsed,
     req: &DistillRequest,
     spec: &StudentSpec,
@@ -1695,7 +1732,7 @@ pub fn check_training_memory(
         .as_ref()
         .filter(|_| req.method == Method::Multihop)
     {
-        specs.extend(opts.candidates(ds)?.into_iter().map(|c| c.0));
+        specs.extend(opts.candidates(ds, zoo)?.into_iter().map(|c| c.spec));
     }
     let labeled = ds.class_counts().iter().sum();
     for spec in specs
@@ -1902,6 +1939,7 @@ fn export_intermediate(
 ) -> Result<Outcome> {
     let multihop::Intermediate {
         spec,
+        zoo,
         fitted: Fitted { model, training },
         trial,
     } = inter;
@@ -1928,11 +1966,14 @@ fn export_intermediate(
         scratch: None,
         ..job.clone()
     };
-    let from = if k == 1 {
+    let mut from = if k == 1 {
         format!("the teacher with {}", trial.method.as_str())
     } else {
         format!("intermediate {} with kd", k - 1)
     };
+    if let Some(id) = zoo {
+        from = format!("{from}, starting from the weights of zoo model '{id}'");
+    }
     let report = Report {
         chain: chain.to_vec(),
         accuracy,

@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::select::{Score, Selector};
-use super::student::{Arch, StudentSpec};
+use super::student::{Arch, Params, StudentSpec};
+use super::weight_fusion::{self, ZooNet};
 use super::{Fitted, Kind, Method, StudentArg, Taught, Trainer, methods};
 use crate::data::Parsed;
 use crate::error::{Error, Result};
+use crate::zoo::Zoo;
 
 /// The multihop search's settings (`multihop` in a job request).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -36,8 +38,12 @@ pub struct MultihopOptions {
     /// best of the candidates tried, more than that for several (1.62 standard errors for the best of
     /// three: the rule's level shared among them).
     pub one_se: bool,
-    /// Intermediate students to try: `"auto"` (one-hidden-layer MLPs whose size lies between the
-    /// student's and the teacher's, at most three) or a list of student specs.
+    /// Intermediate models to try: `"auto"` (one-hidden-layer MLPs whose size lies between the
+    /// student's and the teacher's, at most three), `"zoo"` (the zoo's models that can be one and
+    /// whose size lies between, at most three), or a list of student specs and zoo model ids. A zoo
+    /// model can be one when it is a plain MLP or linear model that fits the rows, in any label space:
+    /// it starts from its own weights, with a new output layer unless it names the task's labels, and
+    /// is taught like the others.
     pub candidates: Candidates,
     /// Methods tried for the teacher's own hop (kd only where the label names match; transfer only for
     /// students with a hidden layer).
@@ -62,7 +68,7 @@ impl Default for MultihopOptions {
     }
 }
 
-/// `"auto"` or a list of student specs.
+/// `"auto"` or a list of student specs and zoo model ids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Candidates {
@@ -102,13 +108,20 @@ impl MultihopOptions {
             ));
         }
         match &self.candidates {
-            Candidates::Word(w) if w == "auto" => Ok(()),
+            Candidates::Word(w) if w == "auto" || w == "zoo" => Ok(()),
             Candidates::Word(w) => Err(Error::invalid_input(format!(
-                "multihop: candidates must be \"auto\" or a list of student specs, not '{w}'"
+                "multihop: candidates must be \"auto\", \"zoo\" or a list of student specs and zoo \
+                 model ids, not '{w}'"
             ))),
             Candidates::List(l) => {
                 for c in l {
-                    let spec = c.spec()?;
+                    // a text that is not a student spec may be a zoo model's id (bound with the zoo)
+                    let Ok(spec) = c.spec() else {
+                        if matches!(c, StudentArg::Text(_)) {
+                            continue;
+                        }
+                        return c.spec().map(|_| ());
+                    };
                     if matches!(spec, StudentSpec::Tree { .. }) {
                         return Err(Error::invalid_input(
                             "multihop: an intermediate must be a network (a tree cannot teach the \
@@ -121,40 +134,135 @@ impl MultihopOptions {
         }
     }
 
-    /// The candidate intermediates bound to the dataset, with their parameter counts, largest first;
+    /// The candidate intermediates bound to the dataset (and, for zoo ids, to the zoo), largest first;
     /// each must fit the rows.
-    pub fn candidates(&self, ds: &Parsed) -> Result<Vec<(StudentSpec, usize)>> {
-        let specs: Vec<StudentSpec> = match &self.candidates {
-            Candidates::List(l) => l.iter().map(StudentArg::spec).collect::<Result<_>>()?,
+    pub fn candidates(&self, ds: &Parsed, zoo: &Zoo) -> Result<Vec<Candidate>> {
+        let args: Vec<StudentArg> = match &self.candidates {
+            Candidates::List(l) => l.clone(),
+            Candidates::Word(w) if w == "zoo" => {
+                // every zoo model that can be one, in any label space
+                let mut out: Vec<Candidate> = zoo
+                    .all()?
+                    .iter()
+                    .filter_map(|t| {
+                        let not_spec = Error::invalid_input("");
+                        Candidate::from_zoo(zoo, &t.id, ds, not_spec).ok()
+                    })
+                    .collect();
+                out.sort_by(|a, b| {
+                    b.params
+                        .cmp(&a.params)
+                        .then_with(|| a.describe().cmp(&b.describe()))
+                });
+                return Ok(out);
+            }
             Candidates::Word(_) => AUTO_WIDTHS
                 .iter()
-                .map(|&w| StudentSpec::Mlp {
-                    hidden: vec![w],
-                    activation: Default::default(),
+                .map(|&w| {
+                    StudentArg::Spec(StudentSpec::Mlp {
+                        hidden: vec![w],
+                        activation: Default::default(),
+                    })
                 })
                 .collect(),
         };
         let mut out = Vec::new();
-        for spec in specs {
-            // the parameter count needs the rows' shape, not their values (no pass over the dataset)
-            let arch = Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))
-                .map_err(|e| {
-                    Error::invalid_input(format!(
-                        "multihop candidate '{}' does not fit the rows: {}",
-                        spec.describe(),
-                        e.message
-                    ))
-                })?;
-            out.push((spec, arch.param_count()));
+        for arg in args {
+            let cand = match (arg.spec(), &arg) {
+                (Ok(spec), _) => {
+                    // the parameter count needs the rows' shape, not their values (no pass over the
+                    // dataset)
+                    let arch =
+                        Arch::new(&spec, &ds.row_shape(), ds.classes(), ds.view().range(0..0))
+                            .map_err(|e| {
+                                Error::invalid_input(format!(
+                                    "multihop candidate '{}' does not fit the rows: {}",
+                                    spec.describe(),
+                                    e.message
+                                ))
+                            })?;
+                    Candidate {
+                        params: arch.param_count(),
+                        spec,
+                        zoo: None,
+                    }
+                }
+                (Err(e), StudentArg::Text(id)) => Candidate::from_zoo(zoo, id, ds, e)?,
+                (Err(e), _) => return Err(e),
+            };
+            out.push(cand);
         }
-        out.sort_by_key(|c| std::cmp::Reverse(c.1));
+        out.sort_by_key(|c| std::cmp::Reverse(c.params));
         Ok(out)
+    }
+}
+
+/// A candidate intermediate: a constructed student, or a zoo model started from its own weights.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub spec: StudentSpec,
+    pub params: usize,
+    /// The zoo model it starts from (its id and weights).
+    pub zoo: Option<(String, ZooNet)>,
+}
+
+impl Candidate {
+    /// Binds a zoo id; `not_spec` is why the text is not a student spec, said when it is no model either.
+    fn from_zoo(zoo: &Zoo, id: &str, ds: &Parsed, not_spec: Error) -> Result<Self> {
+        let t = zoo.get(id).map_err(|_| {
+            Error::invalid_input(format!(
+                "multihop candidate '{id}' is neither a student spec nor a zoo model ({})",
+                not_spec.message
+            ))
+        })?;
+        let refuse = |why: String| {
+            Error::invalid_input(format!(
+                "multihop candidate '{id}' cannot be an intermediate: {why}"
+            ))
+        };
+        crate::rank::outputs::compatibility(&t, ds).map_err(|why| refuse(why))?;
+        let net = weight_fusion::read_net(zoo, &t, ds).map_err(|why| {
+            refuse(format!(
+                "{why} (a zoo intermediate is trained further, starting from its weights, so it must be a plain MLP or \
+                 linear model)"
+            ))
+        })?;
+        Ok(Self {
+            spec: net.spec.clone(),
+            params: net.arch(ds).param_count(),
+            zoo: Some((t.id.clone(), net)),
+        })
+    }
+
+    /// How the card and the job name it: the spec, or the zoo id with its spec.
+    pub fn describe(&self) -> String {
+        match &self.zoo {
+            Some((id, _)) => format!("{id} ({})", self.spec.describe()),
+            None => self.spec.describe(),
+        }
+    }
+
+    /// The architecture it is trained as (a zoo model keeps its own input standardisation) and the
+    /// parameters it starts from (`None`: a seeded initialisation).
+    fn kind(&self, ds: &Parsed, seed: u64) -> Result<(Kind, Option<Params>)> {
+        Ok(match &self.zoo {
+            Some((_, net)) => (Kind::Net(net.arch(ds)), Some(net.start(ds, seed))),
+            None => (
+                Kind::Net(Arch::new(
+                    &self.spec,
+                    &ds.row_shape(),
+                    ds.classes(),
+                    ds.view(),
+                )?),
+                None,
+            ),
+        })
     }
 }
 
 /// Hidden widths of the automatic candidates (those between the student and the teacher are used).
 const AUTO_WIDTHS: &[usize] = &[1024, 512, 256, 128, 64, 32, 16, 8];
-/// At most this many automatic candidates per hop (the largest, the smallest and one between).
+/// At most this many automatic (or zoo) candidates per hop (the largest, the smallest and one between).
 const AUTO_MAX: usize = 3;
 
 /// One trained candidate of the search, as the job and the card show it.
@@ -217,26 +325,26 @@ fn default_method() -> Method {
 /// An intermediate kept in the chain, to be stored as a student of its own.
 pub(super) struct Intermediate {
     pub(super) spec: StudentSpec,
+    /// The zoo model it started from.
+    pub(super) zoo: Option<String>,
     pub(super) fitted: Fitted,
     pub(super) trial: HopTrial,
 }
 
-/// The methods the teacher's hop to `target` can use.
-fn first_hop_methods(
+/// The methods the teacher's hop to a `target` student can use: kd where the teacher names the
+/// dataset's labels, transfer for a network with a hidden layer, faculty always.
+pub(super) fn first_hop_methods(
     opts: &MultihopOptions,
-    taught: &Taught,
+    teacher: &crate::zoo::Teacher,
     ds: &Parsed,
-    target: &Kind,
+    target: &StudentSpec,
 ) -> Vec<Method> {
     opts.hop_methods
         .iter()
         .copied()
         .filter(|m| match m {
-            Method::Kd => methods::kd_permutation(&taught.teacher, ds).is_some(),
-            Method::Transfer => match target {
-                Kind::Net(a) => !matches!(a.spec, StudentSpec::Linear),
-                Kind::Tree(_) => false,
-            },
+            Method::Kd => methods::kd_permutation(teacher, ds).is_some(),
+            Method::Transfer => !matches!(target, StudentSpec::Linear | StudentSpec::Tree { .. }),
             _ => true,
         })
         .collect()
@@ -259,7 +367,7 @@ impl Spans {
 /// The best candidate of a round: what it is, its models on every fold, the student each taught, and
 /// the student's score.
 struct RoundBest {
-    spec: StudentSpec,
+    cand: Candidate,
     trial: HopTrial,
     /// Where `trial` stands in the search's list of trials.
     at: usize,
@@ -287,22 +395,26 @@ pub(super) fn search(
     sel: &Selector,
     target: &Kind,
     target_params: usize,
-    opts: &MultihopOptions,
+    (opts, cands): (&MultihopOptions, Vec<Candidate>),
     (from, to): (f64, f64),
 ) -> Result<Option<Found>> {
-    let one_hop = first_hop_methods(opts, taught, ds, target);
+    let target_spec = match target {
+        Kind::Net(a) => a.spec.clone(),
+        Kind::Tree(d) => StudentSpec::Tree { depth: *d },
+    };
+    let one_hop = first_hop_methods(opts, &taught.teacher, ds, &target_spec);
     if one_hop.is_empty() {
         return Err(Error::invalid_input(
             "multihop: none of hop_methods applies to this teacher and student",
         ));
     }
     let teacher_params = taught.teacher.params as usize;
-    let all: Vec<(StudentSpec, usize)> = opts
-        .candidates(ds)?
+    let all: Vec<Candidate> = cands
         .into_iter()
-        .filter(|(_, p)| *p > target_params && *p < teacher_params)
+        .filter(|c| c.params > target_params && c.params < teacher_params)
         .collect();
     let pool = match opts.candidates {
+        // the largest, the smallest and one between
         Candidates::Word(_) if all.len() > AUTO_MAX => {
             vec![
                 all[0].clone(),
@@ -368,20 +480,19 @@ pub(super) fn search(
         let mut round: Option<RoundBest> = None;
         let mut tried = 0;
         // smallest first: the cheapest candidates are the ones a tight budget still tries
-        let todo: Vec<&(StudentSpec, usize)> = pool
+        let todo: Vec<&Candidate> = pool
             .iter()
             .rev()
-            .filter(|(_, p)| *p < current_params)
+            .filter(|c| c.params < current_params)
             .collect();
-        for (i, (spec, params)) in todo.iter().enumerate() {
+        for (i, cand) in todo.iter().enumerate() {
             tr.deadline = deadline;
             let judged = if tr.out_of_time() {
                 None
             } else {
-                let arch = Arch::new(spec, &ds.row_shape(), ds.classes(), ds.view())?;
-                let kind = Kind::Net(arch);
+                let (kind, start) = cand.kind(ds, tr.cfg.seed)?;
                 let method = if chain.is_empty() {
-                    first_method
+                    start_method(first_method, start.is_some(), taught, ds)
                 } else {
                     Method::Kd
                 };
@@ -390,21 +501,36 @@ pub(super) fn search(
                 tr.judge(sel, &ds.y, |tr, fold, k| {
                     tr.tag = Some(format!(
                         "intermediate {hop} {} via {}",
-                        spec.describe(),
+                        cand.describe(),
                         method.as_str()
                     ));
                     let prev = chain.last().map(|c| &c.inters[k]);
-                    let from = (first_method, taught);
                     let t0 = Instant::now();
-                    let inter = taught_by(tr, prev, from, ds, fold, &kind, spans.next())?;
+                    let inter = taught_by(
+                        tr,
+                        prev,
+                        (method, taught),
+                        ds,
+                        fold,
+                        (&kind, start.as_ref()),
+                        spans.next(),
+                    )?;
                     inter_time += t0.elapsed();
                     let Some(inter) = inter else {
                         return Ok(None);
                     };
                     inter_score.add(&tr.predict(&inter.model, &fold.val), &ds.y, &fold.val);
-                    tr.tag = Some(format!("look-ahead from {}", spec.describe()));
+                    tr.tag = Some(format!("look-ahead from {}", cand.describe()));
                     let student = tr.restarted(target, sel.restarts(), spans.next(), |tr, span| {
-                        taught_by(tr, Some(&inter), from, ds, fold, target, span)
+                        taught_by(
+                            tr,
+                            Some(&inter),
+                            (method, taught),
+                            ds,
+                            fold,
+                            (target, None),
+                            span,
+                        )
                     });
                     inters.push(inter);
                     student
@@ -412,8 +538,8 @@ pub(super) fn search(
                 .map(|(students, score)| {
                     let trial = HopTrial {
                         hop: hop + 1,
-                        model: spec.describe(),
-                        parameters: *params,
+                        model: cand.describe(),
+                        parameters: cand.params,
                         method,
                         val_accuracy: inter_score.accuracy(),
                         student_val_accuracy: score.accuracy(),
@@ -431,7 +557,7 @@ pub(super) fn search(
                 if tr.progress.cancelled() {
                     return Ok(None);
                 }
-                let left: Vec<String> = todo[i..].iter().map(|c| c.0.describe()).collect();
+                let left: Vec<String> = todo[i..].iter().map(|c| c.describe()).collect();
                 stopped = Some(format!(
                     "the time budget ran out while trying intermediate {hop} ({} not tried or not \
                      finished; the budget is {}x the 1-hop answer's time: multihop.max_time_factor, 0 \
@@ -449,7 +575,7 @@ pub(super) fn search(
                 .is_none_or(|r| score.accuracy() > r.score.accuracy())
             {
                 round = Some(RoundBest {
-                    spec: spec.clone(),
+                    cand: (*cand).clone(),
                     trial,
                     at: trials.len() - 1,
                     inters,
@@ -533,7 +659,8 @@ pub(super) fn search(
         let kept = chain
             .into_iter()
             .map(|c| Intermediate {
-                spec: c.spec,
+                spec: c.cand.spec,
+                zoo: c.cand.zoo.map(|z| z.0),
                 fitted: c.inters.into_iter().next().expect("one fold"),
                 trial: c.trial,
             })
@@ -570,20 +697,24 @@ fn retrain(
 ) -> Result<Option<(Fitted, Vec<Intermediate>)>> {
     let mut kept: Vec<Intermediate> = Vec::new();
     for (k, c) in chain.iter().enumerate() {
-        let kind = Kind::Net(Arch::new(
-            &c.spec,
-            &ds.row_shape(),
-            ds.classes(),
-            ds.view(),
-        )?);
-        tr.tag = Some(format!("chain {} {}", k + 1, c.spec.describe()));
+        let (kind, start) = c.cand.kind(ds, tr.cfg.seed)?;
+        tr.tag = Some(format!("chain {} {}", k + 1, c.cand.describe()));
         let prev = kept.last().map(|i| &i.fitted);
-        let Some(fitted) = taught_by(tr, prev, (first, taught), ds, split, &kind, spans.next())?
+        let Some(fitted) = taught_by(
+            tr,
+            prev,
+            (c.trial.method, taught),
+            ds,
+            split,
+            (&kind, start.as_ref()),
+            spans.next(),
+        )?
         else {
             return Ok(None);
         };
         kept.push(Intermediate {
-            spec: c.spec.clone(),
+            spec: c.cand.spec.clone(),
+            zoo: c.cand.zoo.as_ref().map(|z| z.0.clone()),
             fitted,
             trial: c.trial.clone(),
         });
@@ -594,30 +725,48 @@ fn retrain(
     });
     let prev = kept.last().map(|i| &i.fitted);
     let student = tr.restarted(target, restarts, spans.next(), |tr, span| {
-        taught_by(tr, prev, (first, taught), ds, split, target, span)
+        taught_by(tr, prev, (first, taught), ds, split, (target, None), span)
     })?;
     Ok(student.map(|s| (s, kept)))
 }
 
 /// Teaches a student of `kind` on `split` from the model before it in a chain: the teacher with the
-/// 1-hop method `from.0` when there is none, else KD on that model's predictions. The phase is
-/// `training: ` and the trainer's tag. `None` when cancelled.
+/// method `from.0` when there is none, else KD on that model's predictions; a network starts from
+/// `start` when given (a zoo intermediate's own weights). The phase is `training: ` and the trainer's
+/// tag. `None` when cancelled.
 fn taught_by(
     tr: &mut Trainer<'_>,
     prev: Option<&Fitted>,
-    (first, taught): (Method, &Taught),
+    (method, taught): (Method, &Taught),
     ds: &Parsed,
     split: &super::Split,
-    kind: &Kind,
+    (kind, start): (&Kind, Option<&Params>),
     span: (f64, f64),
 ) -> Result<Option<Fitted>> {
-    match prev {
-        None => super::teach(tr, first, Some(taught), ds, split, kind, span),
-        Some(p) => {
-            let lesson = lesson_from(tr, p, taught, ds, split);
-            let phase = format!("training: {}", tr.tag.clone().unwrap_or_default());
-            tr.learn(kind, &lesson, &phase, span)
+    if prev.is_none() && start.is_none() {
+        return super::teach(tr, method, Some(taught), ds, split, kind, span);
+    }
+    let lesson = match prev {
+        None => super::lesson_of(method, Some(taught), ds, split),
+        Some(p) => lesson_from(tr, p, taught, ds, split),
+    };
+    let phase = format!("training: {}", tr.tag.clone().unwrap_or_default());
+    tr.learn_from(kind, start, &lesson, &phase, span)
+}
+
+/// How the teacher teaches a first intermediate: the 1-hop answer's method, except that a zoo model
+/// started from its own weights is taught with a one-training lesson (`transfer` would relearn its
+/// trunk from scratch): kd where the teacher names the task's labels, faculty otherwise.
+fn start_method(first: Method, from_zoo: bool, taught: &Taught, ds: &Parsed) -> Method {
+    match first {
+        Method::Transfer if from_zoo => {
+            if methods::kd_permutation(&taught.teacher, ds).is_some() {
+                Method::Kd
+            } else {
+                Method::Faculty
+            }
         }
+        m => m,
     }
 }
 

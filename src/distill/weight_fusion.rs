@@ -120,45 +120,64 @@ fn activation_of(op: &str) -> Activation {
     }
 }
 
-/// Reads every teacher's MLP and checks they share an architecture, an input standardisation and the
-/// dataset's label names; the last layer's columns are put in the dataset's label order.
-pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Parsed) -> Result<Family> {
-    let mut nets = Vec::new();
-    // the first teacher's (layer widths, activation, input mean, input std), which the others must share
-    #[allow(clippy::type_complexity)]
-    let mut first: Option<(Vec<usize>, String, Vec<f32>, Vec<f32>)> = None;
-    for t in teachers {
-        let refuse = |why: String| {
-            Err(Error::invalid_input(format!(
-                "weight_fusion cannot use teacher '{}': {why}",
-                t.id
-            )))
-        };
-        let Some(pred) = t.predictor.as_ref() else {
-            return refuse("it is not usable".into());
-        };
-        let mut net = match mlp::read(&zoo.graph(&t.id)?, &pred.output) {
-            Ok(n) => n,
-            Err(why) => return refuse(why),
-        };
-        let Some(perm) = methods::kd_permutation(t, ds) else {
-            return refuse(format!(
-                "its labels {:?} are not the dataset's {:?} (weight fusion keeps the teachers' output \
-                 layer; method multi_teacher fuses across label spaces)",
-                t.labels, ds.labels
-            ));
-        };
-        let d = ds.view().ncols();
-        if net.layers[0].inputs != d {
-            return refuse(format!(
-                "it takes {} features, the dataset's rows have {d}",
-                net.layers[0].inputs
-            ));
+/// A zoo teacher read as a plain MLP faculty can train further: its weights with the last layer's
+/// columns in the dataset's label order when it names the dataset's labels (`in_task_labels`), as
+/// stored otherwise; the student spec that holds it, and its input standardisation.
+#[derive(Debug, Clone)]
+pub struct ZooNet {
+    pub net: Mlp,
+    pub spec: StudentSpec,
+    pub in_task_labels: bool,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl ZooNet {
+    /// The student architecture that holds it, in the dataset's labels (a new head when it names others).
+    pub fn arch(&self, ds: &Parsed) -> Arch {
+        Arch {
+            spec: self.spec.clone(),
+            row_shape: ds.row_shape(),
+            image: None,
+            classes: ds.classes(),
+            heads: 1,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
         }
+    }
+
+    /// Its weights as a student's parameters: its own head when it names the dataset's labels,
+    /// otherwise its trunk with a new seeded head for the dataset's classes.
+    pub fn start(&self, ds: &Parsed, seed: u64) -> Params {
+        let own = to_params(&self.net);
+        if self.in_task_labels {
+            own
+        } else {
+            methods::with_new_head(&own, &self.arch(ds), seed)
+        }
+    }
+}
+
+/// Reads teacher `t` as a plain MLP over the dataset's rows; the reason when it is not one.
+pub fn read_net(zoo: &Zoo, t: &Teacher, ds: &Parsed) -> std::result::Result<ZooNet, String> {
+    let Some(pred) = t.predictor.as_ref() else {
+        return Err("it is not usable".into());
+    };
+    let graph = zoo.graph(&t.id).map_err(|e| e.message)?;
+    let mut net = mlp::read(&graph, &pred.output)?;
+    let d = ds.view().ncols();
+    if net.layers[0].inputs != d {
+        return Err(format!(
+            "it takes {} features, the dataset's rows have {d}",
+            net.layers[0].inputs
+        ));
+    }
+    let perm = methods::kd_permutation(t, ds);
+    if let Some(perm) = &perm {
         let last = net.layers.last_mut().expect("at least one layer");
         let (i, o) = (last.inputs, last.outputs);
         if o != perm.len() {
-            return refuse(format!(
+            return Err(format!(
                 "its last layer has {o} outputs for {} labels",
                 perm.len()
             ));
@@ -171,44 +190,79 @@ pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Parsed) -> Result<Family> {
         }
         last.weight = w;
         last.bias = perm.iter().map(|&p| last.bias[p]).collect();
-        let (mean, std) =
-            crate::rank::outputs::standardisation(t, d).unwrap_or_else(|| (vec![0.0], vec![1.0]));
-        let key = (net.widths(), net.activation.clone(), mean, std);
-        match &first {
-            None => first = Some(key),
-            Some(f) if f.0 != key.0 || f.1 != key.1 => {
-                return refuse(format!(
-                    "its architecture (widths {:?}, {}) differs from the first teacher's (widths {:?}, \
-                     {}); weight fusion needs one shared architecture",
-                    key.0, key.1, f.0, f.1
-                ));
-            }
-            Some(f) if f.2 != key.2 || f.3 != key.3 => {
-                return refuse(
-                    "its input standardisation (input_mean / input_std) differs from the first \
-                     teacher's"
-                        .into(),
-                );
-            }
-            _ => {}
-        }
-        nets.push(net);
     }
-    let (widths, act, mean, std) = first.ok_or_else(|| Error::invalid_input("no teachers"))?;
+    let (mean, std) =
+        crate::rank::outputs::standardisation(t, d).unwrap_or_else(|| (vec![0.0], vec![1.0]));
+    let widths = net.widths();
     let hidden = widths[1..widths.len() - 1].to_vec();
     let spec = if hidden.is_empty() {
         StudentSpec::Linear
     } else {
         StudentSpec::Mlp {
             hidden,
-            activation: activation_of(&act),
+            activation: activation_of(&net.activation),
         }
     };
-    Ok(Family {
+    Ok(ZooNet {
+        net,
         spec,
+        in_task_labels: perm.is_some(),
         mean,
         std,
-        nets,
+    })
+}
+
+/// Reads every teacher's MLP and checks they share an architecture, an input standardisation and the
+/// dataset's label names; the last layer's columns are put in the dataset's label order.
+pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Parsed) -> Result<Family> {
+    let mut nets: Vec<ZooNet> = Vec::new();
+    for t in teachers {
+        let refuse = |why: String| {
+            Err(Error::invalid_input(format!(
+                "weight_fusion cannot use teacher '{}': {why}",
+                t.id
+            )))
+        };
+        let z = match read_net(zoo, t, ds) {
+            Ok(z) => z,
+            Err(why) => return refuse(why),
+        };
+        if !z.in_task_labels {
+            return refuse(format!(
+                "its labels {:?} are not the dataset's {:?} (weight fusion keeps the teachers' output \
+                 layer; method multi_teacher fuses across label spaces)",
+                t.labels, ds.labels
+            ));
+        }
+        if let Some(f) = nets.first() {
+            if f.net.widths() != z.net.widths() || f.net.activation != z.net.activation {
+                return refuse(format!(
+                    "its architecture (widths {:?}, {}) differs from the first teacher's (widths {:?}, \
+                     {}); weight fusion needs one shared architecture",
+                    z.net.widths(),
+                    z.net.activation,
+                    f.net.widths(),
+                    f.net.activation
+                ));
+            }
+            if f.mean != z.mean || f.std != z.std {
+                return refuse(
+                    "its input standardisation (input_mean / input_std) differs from the first \
+                     teacher's"
+                        .into(),
+                );
+            }
+        }
+        nets.push(z);
+    }
+    let first = nets
+        .first()
+        .ok_or_else(|| Error::invalid_input("no teachers"))?;
+    Ok(Family {
+        spec: first.spec.clone(),
+        mean: first.mean.clone(),
+        std: first.std.clone(),
+        nets: nets.into_iter().map(|z| z.net).collect(),
     })
 }
 

@@ -83,7 +83,7 @@ pub fn read(model: &ModelProto, output: &str) -> std::result::Result<Mlp, String
         .collect();
     let not_mlp = |op: &str| {
         format!(
-            "its graph has a {op} node; weight fusion reads plain MLPs (Gemm or MatMul + Add layers \
+            "its graph has a {op} node; faculty reads weights only from plain MLPs (Gemm or MatMul + Add layers \
              with Relu, Tanh or Sigmoid between them)"
         )
     };
@@ -122,7 +122,7 @@ pub fn read(model: &ModelProto, output: &str) -> std::result::Result<Mlp, String
                 match &activation {
                     Some(a) if a != op => {
                         return Err(format!(
-                            "its hidden layers mix activations ({a} and {op}); weight fusion needs one"
+                            "its hidden layers mix activations ({a} and {op}); faculty reads weights only from MLPs with one"
                         ));
                     }
                     _ => activation = Some(op.to_string()),
@@ -132,7 +132,7 @@ pub fn read(model: &ModelProto, output: &str) -> std::result::Result<Mlp, String
             }
             "Gemm" | "Add" if need_act => {
                 return Err(
-                    "two of its dense layers have no activation between them; weight fusion reads \
+                    "two of its dense layers have no activation between them; faculty reads weights only from \
                      MLPs with one activation between layers"
                         .into(),
                 );
