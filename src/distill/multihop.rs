@@ -220,7 +220,7 @@ impl Candidate {
                 "multihop candidate '{id}' cannot be an intermediate: {why}"
             ))
         };
-        crate::rank::outputs::compatibility(&t, ds).map_err(|why| refuse(why))?;
+        crate::rank::outputs::compatibility(&t, ds).map_err(&refuse)?;
         let net = weight_fusion::read_net(zoo, &t, ds).map_err(|why| {
             refuse(format!(
                 "{why} (a zoo intermediate is trained further, starting from its weights, so it must be a plain MLP or \

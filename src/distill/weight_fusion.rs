@@ -135,15 +135,7 @@ pub struct ZooNet {
 impl ZooNet {
     /// The student architecture that holds it, in the dataset's labels (a new head when it names others).
     pub fn arch(&self, ds: &Parsed) -> Arch {
-        Arch {
-            spec: self.spec.clone(),
-            row_shape: ds.row_shape(),
-            image: None,
-            classes: ds.classes(),
-            heads: 1,
-            mean: self.mean.clone(),
-            std: self.std.clone(),
-        }
+        holding(&self.spec, (&self.mean, &self.std), ds)
     }
 
     /// Its weights as a student's parameters: its own head when it names the dataset's labels,
@@ -269,15 +261,21 @@ pub fn family(zoo: &Zoo, teachers: &[Teacher], ds: &Parsed) -> Result<Family> {
 impl Family {
     /// The student architecture that holds one of the teachers.
     pub fn arch(&self, ds: &Parsed) -> Arch {
-        Arch {
-            spec: self.spec.clone(),
-            row_shape: ds.row_shape(),
-            image: None,
-            classes: ds.classes(),
-            heads: 1,
-            mean: self.mean.clone(),
-            std: self.std.clone(),
-        }
+        holding(&self.spec, (&self.mean, &self.std), ds)
+    }
+}
+
+/// The one-head student architecture of `spec` over the dataset's rows and classes, with a zoo model's
+/// input standardisation.
+fn holding(spec: &StudentSpec, (mean, std): (&[f32], &[f32]), ds: &Parsed) -> Arch {
+    Arch {
+        spec: spec.clone(),
+        row_shape: ds.row_shape(),
+        image: None,
+        classes: ds.classes(),
+        heads: 1,
+        mean: mean.to_vec(),
+        std: std.to_vec(),
     }
 }
 
