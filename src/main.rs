@@ -203,7 +203,8 @@ struct DistillArgs {
     /// Sample weights from probes on the teacher's layers: none, profweight or sratio.
     #[arg(long, default_value = "none")]
     weighting: String,
-    /// Multihop settings as JSON, e.g. '{"max_hops": 2, "candidates": ["mlp:64", "mlp:16"]}'.
+    /// Multihop settings as JSON, e.g. '{"max_hops": 2, "candidates": ["mlp:64", "mlp:16"]}';
+    /// candidates may name zoo models ('["letters_mlp", "mlp:16"]') or be "zoo".
     #[arg(long)]
     multihop: Option<String>,
     /// A teacher id, or auto (the ranking's recommendation).

@@ -786,7 +786,7 @@ route(/^\/jobs(?:\?(.*))?$/, async (query) => {
     ot_epsilon: input("job-ot-epsilon", { type: "number", step: "any", min: 0, placeholder: "0.02" }),
     sratio_beta: input("job-sratio-beta", { type: "number", step: "any", min: 0, placeholder: "3" }),
     scratch_fallback: h("input", { id: "job-scratch-fallback", type: "checkbox", checked: true }),
-    multihop: h("textarea", { id: "job-multihop", rows: 2, placeholder: '{"max_hops": 2, "candidates": "auto"}' }),
+    multihop: h("textarea", { id: "job-multihop", rows: 2, placeholder: '{"max_hops": 2, "candidates": "auto"} (or "zoo", or ["mlp:64", "a_zoo_id"])' }),
     weight_fusion: h("textarea", { id: "job-weight-fusion", rows: 2, placeholder: '{"align": "activations", "fine_tune_epochs": 20}' }),
     name: input("job-name", { placeholder: "default: dataset, method, student" }),
   };
