@@ -1181,8 +1181,10 @@ fn teach(
 }
 
 /// The lesson of a one-training method (`kd`, `faculty`; scratch without a teacher), with the job's
-/// sample weights. `transfer` trains in stages and has none: it is taught as scratch here.
+/// sample weights. Not for `transfer`, which trains in stages (`teach` runs it; a zoo intermediate's
+/// first hop turns it into kd or faculty).
 fn lesson_of(method: Method, taught: Option<&Taught>, ds: &Parsed, split: &Split) -> Lesson {
+    debug_assert!(method != Method::Transfer, "transfer has no single lesson");
     let mut lesson = match (method, taught) {
         (Method::Kd, Some(t)) => methods::kd(&t.teacher, &t.probs, ds, split),
         (Method::Faculty, Some(t)) => methods::faculty(&t.teacher, &t.probs, ds, split),
