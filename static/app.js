@@ -215,6 +215,9 @@ function confirmDialog(text, okLabel = "Delete") {
 
 // ---------- tables you can sort ----------
 // cols: [{key, label, num, render(row), value(row)}]; rows clicked call onRow(row)
+// A search trial's method, with the sample weighting of the teacher's lesson when there is one.
+const hopMethod = (t) => (t.weighting ? `${t.method}+${t.weighting}` : t.method);
+
 function table(id, cols, rows, { onRow, rowAttrs, sortKey, sortDir = 1 } = {}) {
   const state = { key: sortKey, dir: sortDir };
   const wrap = h("div", { class: "table-wrap" });
@@ -940,11 +943,11 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     if (j.request.method === "multihop" || j.search.length) {
       const kept = j.search.filter((t) => t.kept);
       const nodes = [{ name: j.teacher ? j.teacher.id : j.request.teacher, kind: "teacher", detail: "teacher" },
-        ...kept.map((t) => ({ name: t.model, detail: `hop ${t.hop}, ${count(t.parameters)} params, ${t.method}, estimate ${pct(t.val_accuracy)}` })),
+        ...kept.map((t) => ({ name: t.model, detail: `hop ${t.hop}, ${count(t.parameters)} params, ${hopMethod(t)}, estimate ${pct(t.val_accuracy)}` })),
         { name: (j.request.student && (j.request.student.kind || j.request.student)) || "student", kind: "student", detail: "student" }];
       chainEl.replaceChildren(h("h2", {}, "Chain"), chainView(nodes),
         j.search.length ? table("job-search", [
-          { key: "hop", label: "Hop", num: true }, { key: "model", label: "Model" }, { key: "method", label: "Method" },
+          { key: "hop", label: "Hop", num: true }, { key: "model", label: "Model" }, { key: "method", label: "Method", value: hopMethod, render: hopMethod },
           { key: "parameters", label: "Params", num: true, render: (t) => count(t.parameters) },
           { key: "val_accuracy", label: "Estimated acc", num: true, render: (t) => pct(t.val_accuracy) },
           { key: "student_val_accuracy", label: "Student, estimated", num: true, render: (t) => pct(t.student_val_accuracy) },

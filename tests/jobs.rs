@@ -461,6 +461,27 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             StatusCode::BAD_REQUEST,
             "'no_such_model' is neither a student spec nor a zoo model",
         ),
+        // multihop's hop_weightings: not beside the job's weighting, each at most once, and only for a
+        // teacher with layers a probe can read
+        (
+            json!({"dataset_id": mnist, "method": "multihop", "teacher": "mnist_cnn@2",
+                   "student": "mlp:8", "weighting": "profweight",
+                   "multihop": {"hop_weightings": ["none", "sratio"]}}),
+            StatusCode::BAD_REQUEST,
+            "weighting profweight and multihop.hop_weightings both",
+        ),
+        (
+            json!({"dataset_id": mnist, "method": "multihop", "teacher": "mnist_cnn@2",
+                   "student": "mlp:8", "multihop": {"hop_weightings": ["none", "none"]}}),
+            StatusCode::BAD_REQUEST,
+            "each at most once",
+        ),
+        (
+            json!({"dataset_id": letters, "method": "multihop", "teacher": "letters_rf",
+                   "student": "mlp:8", "multihop": {"hop_weightings": ["none", "profweight"]}}),
+            StatusCode::BAD_REQUEST,
+            "no inner layers a probe can read",
+        ),
         // the teacher names 10 classes, the task 6 of them: kd cannot be its first hop (refused at
         // once: it was a job that failed when it started)
         (
@@ -674,6 +695,46 @@ async fn profweight_and_sratio_weight_rows_by_probes_on_the_teachers_layers() {
     let dropped = w["dropped"].as_u64().unwrap();
     assert!(dropped > 0 && dropped < 540, "{w}");
     assert!(w["weight_max"].as_f64().unwrap() <= 1.5 + 1e-6, "{w}");
+    // multihop tries each listed weighting with each hop method for the teacher's hop; the best pair is
+    // the 1-hop answer, its weights stay on the chain, and the card's weighting is the chosen one's
+    let (j, card) = run_job(
+        &app,
+        json!({"dataset_id": mnist, "method": "multihop", "teacher": "mnist_cnn@2", "student": "mlp:8",
+               "multihop": {"hop_weightings": ["none", "profweight"], "hop_methods": ["kd"],
+                            "candidates": ["mlp:32"], "max_hops": 1, "max_time_factor": 0},
+               "config": {"max_epochs": 2, "cv_folds": 2}}),
+    )
+    .await;
+    let m = &card["multihop"];
+    let trials = m["trials"].as_array().unwrap();
+    let hop1: Vec<(&str, Option<&str>)> = trials
+        .iter()
+        .filter(|t| t["hop"] == 1)
+        .map(|t| (t["method"].as_str().unwrap(), t["weighting"].as_str()))
+        .collect();
+    assert_eq!(hop1, [("kd", None), ("kd", Some("profweight"))], "{m}");
+    assert_eq!(&j["search"], &m["trials"]);
+    let (plain, weighted) = (
+        trials[0]["val_accuracy"].as_f64().unwrap(),
+        trials[1]["val_accuracy"].as_f64().unwrap(),
+    );
+    // a tie goes to the first tried (unweighted)
+    let chosen = if weighted > plain {
+        Some("profweight")
+    } else {
+        None
+    };
+    assert_eq!(m["one_hop_weighting"].as_str(), chosen, "{m}");
+    assert_eq!(
+        trials[2]["weighting"].as_str(),
+        chosen,
+        "the intermediate learned from it: {m}"
+    );
+    assert_eq!(
+        card["weighting"]["kind"].as_str(),
+        chosen,
+        "the card's weighting is the chosen one's: {card}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,7 +111,10 @@ impl faculty::distill::Progress for Bar {
             t.hop,
             t.model,
             t.parameters,
-            t.method.as_str(),
+            match t.weighting {
+                faculty::distill::Weighting::None => t.method.as_str().to_string(),
+                w => format!("{}+{}", t.method.as_str(), w.as_str()),
+            },
             pct(t.val_accuracy),
             pct(t.student_val_accuracy),
             ""

@@ -517,6 +517,7 @@ pub(super) fn teach(
             model: format!("fusion {}", r.as_str()),
             parameters: f.model.parameters(),
             method: Method::MultiTeacher,
+            weighting: Default::default(),
             val_accuracy: acc,
             student_val_accuracy: acc,
             kept: false,

@@ -338,7 +338,7 @@ fn usable_for(
     req: &DistillRequest,
 ) -> std::result::Result<(), String> {
     outputs::compatibility(t, ds)?;
-    if req.weighting != Weighting::None {
+    if weightings(req).iter().any(|w| *w != Weighting::None) {
         weighting::probe_layers(zoo, t, req.probes.as_deref()).map_err(|e| e.message)?;
     }
     if req.method == Method::Multihop
@@ -365,6 +365,16 @@ fn usable_for(
         ));
     }
     Ok(())
+}
+
+/// The sample weightings a job's teacher hop uses: multihop's `hop_weightings` (each tried), else the
+/// job's `weighting`.
+fn weightings(req: &DistillRequest) -> Vec<Weighting> {
+    req.multihop
+        .as_ref()
+        .filter(|_| req.method == Method::Multihop)
+        .and_then(|o| o.hop_weightings.clone())
+        .unwrap_or_else(|| vec![req.weighting])
 }
 
 /// The parameter count of the requested network student on this dataset (`None` for a tree or a bad
@@ -425,6 +435,13 @@ pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validate
         let opts = req.multihop.clone().unwrap_or_default();
         opts.check()?;
         opts.candidates(ds, zoo)?;
+        if opts.hop_weightings.is_some() && req.weighting != Weighting::None {
+            return Err(Error::invalid_input(format!(
+                "weighting {} and multihop.hop_weightings both choose the teacher hop's weights; give \
+                 one (hop_weightings tries each it lists)",
+                req.weighting.as_str()
+            )));
+        }
     } else if req.multihop.is_some() {
         return Err(Error::invalid_input(format!(
             "multihop settings are for method multihop, not {}",
@@ -1058,6 +1075,7 @@ fn transfer(
 }
 
 /// The teacher a job learns from, with its outputs on the dataset's rows.
+#[derive(Clone)]
 struct Taught {
     teacher: Teacher,
     /// Its probabilities in its own labels [N, C_t], and carried into the student's labels [N, C].
@@ -1073,6 +1091,7 @@ fn sample_weights(
     zoo: &Zoo,
     ds: &Parsed,
     req: &DistillRequest,
+    kind: Weighting,
     taught: &Taught,
     simple: &Array2<f32>,
     split: &Split,
@@ -1082,7 +1101,7 @@ fn sample_weights(
     let rows = split.fit_rows();
     let y = weighting::probe_labels(&taught.carried, &ds.y);
     weighting::weights(weighting::WeightingInput {
-        kind: req.weighting,
+        kind,
         layers: names.into_iter().zip(feats).collect(),
         rows: &rows,
         y: &y,
@@ -1346,20 +1365,25 @@ pub fn run(
         };
         base = Some(b);
     }
-    if let (Some(t), Some(b)) = (taught.as_mut(), &base)
-        && req.weighting != Weighting::None
-    {
-        tr.progress.phase("probes", 0.15);
-        let (w, r) = sample_weights(
-            zoo,
-            ds,
-            req,
-            t,
-            &tr.predict(&b.model, &split.fit_rows()),
-            &split,
-        )?;
-        t.weights = Some(w);
-        weighting_report = Some(r);
+    // every weighting the teacher's hop may use (one but for a multihop search over several), with its
+    // weights and report
+    let mut weighted: Vec<(Weighting, Option<Vec<f32>>, Option<WeightingReport>)> = Vec::new();
+    if let (Some(t), Some(b)) = (taught.as_mut(), &base) {
+        let simple = tr.predict(&b.model, &split.fit_rows());
+        for w in weightings(req) {
+            if w == Weighting::None {
+                weighted.push((w, None, None));
+                continue;
+            }
+            tr.progress.phase(&format!("probes: {}", w.as_str()), 0.15);
+            let (ws, r) = sample_weights(zoo, ds, req, w, t, &simple, &split)?;
+            weighted.push((w, Some(ws), Some(r)));
+        }
+        // the job's own weighting (the only one unless a multihop search tries several)
+        if let Some((_, ws, r)) = weighted.first() {
+            t.weights = ws.clone();
+            weighting_report = r.clone();
+        }
     }
     let span = (if base.is_some() { 0.2 } else { 0.05 }, 0.95);
     let mut search = None;
@@ -1417,6 +1441,8 @@ pub fn run(
                 Kind::Tree(_) => 0,
             };
             let cands = opts.candidates(ds, zoo)?;
+            let weights: Vec<(Weighting, Option<Vec<f32>>)> =
+                weighted.iter().map(|(w, ws, _)| (*w, ws.clone())).collect();
             let found = multihop::search(
                 &mut tr,
                 t,
@@ -1425,12 +1451,17 @@ pub fn run(
                 &sel,
                 &kind,
                 target_params,
-                (&opts, cands),
+                (&opts, cands, &weights),
                 span,
             )?;
             let Some((f, report, chain, score)) = found else {
                 return Ok(None);
             };
+            // the card's weighting is the one the search chose for the teacher's hop
+            weighting_report = weighted
+                .iter()
+                .find(|w| w.0 == report.one_hop_weighting)
+                .and_then(|w| w.2.clone());
             search = Some(report);
             kept = chain;
             // on the split alone the score is the delivered student's validation accuracy

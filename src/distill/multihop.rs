@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::select::{Score, Selector};
 use super::student::{Arch, Params, StudentSpec};
 use super::weight_fusion::{self, ZooNet};
+use super::weighting::Weighting;
 use super::{Fitted, Kind, Method, StudentArg, Taught, Trainer, methods};
 use crate::data::Parsed;
 use crate::error::{Error, Result};
@@ -48,6 +49,12 @@ pub struct MultihopOptions {
     /// Methods tried for the teacher's own hop (kd only where the label names match; transfer only for
     /// students with a hidden layer).
     pub hop_methods: Vec<Method>,
+    /// Sample weightings tried with each of `hop_methods` for the teacher's own hop (none, profweight,
+    /// sratio: the teacher's probes, as the job's `weighting`); the best pair is the 1-hop answer and
+    /// teaches the first intermediate, and its weights stay on the later hops. Default: the job's
+    /// `weighting` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop_weightings: Option<Vec<Weighting>>,
     /// Time budget: the search through intermediates (with the chain's retraining) may take at most
     /// this many times as long as the job took up to the end of its 1-hop answer, so that the whole
     /// job costs about this many times a 1-hop job. A candidate still training when the time runs out
@@ -63,6 +70,7 @@ impl Default for MultihopOptions {
             one_se: true,
             candidates: Candidates::Word("auto".into()),
             hop_methods: vec![Method::Kd, Method::Faculty, Method::Transfer],
+            hop_weightings: None,
             max_time_factor: 4.0,
         }
     }
@@ -106,6 +114,17 @@ impl MultihopOptions {
             return Err(Error::invalid_input(
                 "multihop: hop_methods must be a non-empty list of kd, faculty and transfer",
             ));
+        }
+        if let Some(ws) = &self.hop_weightings {
+            let mut seen = ws.clone();
+            seen.sort_by_key(|w| w.as_str());
+            seen.dedup();
+            if ws.is_empty() || seen.len() != ws.len() {
+                return Err(Error::invalid_input(
+                    "multihop: hop_weightings must be a non-empty list of none, profweight and sratio, \
+                     each at most once",
+                ));
+            }
         }
         match &self.candidates {
             Candidates::Word(w) if w == "auto" || w == "zoo" => Ok(()),
@@ -275,6 +294,9 @@ pub struct HopTrial {
     pub parameters: usize,
     /// How it was taught by the model before it.
     pub method: Method,
+    /// The sample weighting of the teacher's lesson it learned from (absent: none).
+    #[serde(default, skip_serializing_if = "is_none_weighting")]
+    pub weighting: Weighting,
     /// Its own estimated accuracy (cross-validated, or on the validation split: see `selection`).
     pub val_accuracy: Option<f64>,
     /// The student's estimated accuracy when taught by it (look-ahead; the same as `val_accuracy` for
@@ -307,6 +329,9 @@ pub struct MultihopReport {
     /// The method of the best 1-hop answer (it also teaches the first intermediate).
     #[serde(default = "default_method")]
     pub one_hop_method: Method,
+    /// The sample weighting of the best 1-hop answer (`hop_weightings`; it stays on every hop).
+    #[serde(default, skip_serializing_if = "is_none_weighting")]
+    pub one_hop_weighting: Weighting,
     /// Why the search ended (no candidate gained `min_gain`, `max_hops` reached, no smaller candidate,
     /// or the time budget ran out, with the candidates it left untried).
     #[serde(default)]
@@ -320,6 +345,10 @@ pub struct MultihopReport {
 
 fn default_method() -> Method {
     Method::Faculty
+}
+
+fn is_none_weighting(w: &Weighting) -> bool {
+    *w == Weighting::None
 }
 
 /// An intermediate kept in the chain, to be stored as a student of its own.
@@ -378,6 +407,9 @@ struct RoundBest {
     retrain: Duration,
 }
 
+/// A weighting of the teacher's lesson and its per-row weights (`None` for unweighted).
+pub(super) type Weighted = (Weighting, Option<Vec<f32>>);
+
 /// What the search found: the delivered student, the report, the kept intermediates and the delivered
 /// student's estimate.
 pub(super) type Found = (Fitted, MultihopReport, Vec<Intermediate>, Score);
@@ -395,9 +427,26 @@ pub(super) fn search(
     sel: &Selector,
     target: &Kind,
     target_params: usize,
-    (opts, cands): (&MultihopOptions, Vec<Candidate>),
+    (opts, cands, weights): (&MultihopOptions, Vec<Candidate>, &[Weighted]),
     (from, to): (f64, f64),
 ) -> Result<Option<Found>> {
+    // the teacher's lesson under each weighting tried (one, the job's, unless `hop_weightings` lists more)
+    let none = [(Weighting::None, taught.weights.clone())];
+    let weights = if weights.is_empty() {
+        &none[..]
+    } else {
+        weights
+    };
+    let variants: Vec<(Weighting, Taught)> = weights
+        .iter()
+        .map(|(w, ws)| {
+            let t = Taught {
+                weights: ws.clone(),
+                ..taught.clone()
+            };
+            (*w, t)
+        })
+        .collect();
     let target_spec = match target {
         Kind::Net(a) => a.spec.clone(),
         Kind::Tree(d) => StudentSpec::Tree { depth: *d },
@@ -426,47 +475,56 @@ pub(super) fn search(
     };
     let folds = sel.folds.len();
     let hops = opts.max_hops.min(pool.len());
-    let planned =
-        (one_hop.len() + 2 * pool.len() * hops) * folds + if sel.cv { hops + 1 } else { 0 };
+    let planned = (one_hop.len() * variants.len() + 2 * pool.len() * hops) * folds
+        + if sel.cv { hops + 1 } else { 0 };
     let mut spans = Spans {
         at: from,
         step: (to - from) / planned.max(1) as f64,
     };
     let mut trials = Vec::new();
-    // 1. the 1-hop answer
-    let mut best: Option<(Vec<Fitted>, Score, Method)> = None;
+    // 1. the 1-hop answer: every method under every weighting
+    let mut best: Option<(Vec<Fitted>, Score, Method, usize)> = None;
     for &m in &one_hop {
-        let Some((models, score)) = tr.judge(sel, &ds.y, |tr, fold, _| {
-            tr.tag = Some(format!("1-hop {}", m.as_str()));
-            tr.restarted(target, sel.restarts(), spans.next(), |tr, span| {
-                super::teach(tr, m, Some(taught), ds, fold, target, span)
-            })
-        })?
-        else {
-            return Ok(None);
-        };
-        let t = HopTrial {
-            hop: 1,
-            model: target_describe(target),
-            parameters: models[0].model.parameters(),
-            method: m,
-            val_accuracy: score.accuracy(),
-            student_val_accuracy: score.accuracy(),
-            kept: false,
-            student_id: None,
-            gain: None,
-            gain_se: None,
-        };
-        tr.progress.trial(&t);
-        trials.push(t);
-        if best
-            .as_ref()
-            .is_none_or(|b| score.accuracy() > b.1.accuracy())
-        {
-            best = Some((models, score, m));
+        for (v, (w, taught)) in variants.iter().enumerate() {
+            let name = match w {
+                Weighting::None => m.as_str().to_string(),
+                w => format!("{}+{}", m.as_str(), w.as_str()),
+            };
+            let Some((models, score)) = tr.judge(sel, &ds.y, |tr, fold, _| {
+                tr.tag = Some(format!("1-hop {name}"));
+                tr.restarted(target, sel.restarts(), spans.next(), |tr, span| {
+                    super::teach(tr, m, Some(taught), ds, fold, target, span)
+                })
+            })?
+            else {
+                return Ok(None);
+            };
+            let t = HopTrial {
+                hop: 1,
+                model: target_describe(target),
+                parameters: models[0].model.parameters(),
+                method: m,
+                weighting: *w,
+                val_accuracy: score.accuracy(),
+                student_val_accuracy: score.accuracy(),
+                kept: false,
+                student_id: None,
+                gain: None,
+                gain_se: None,
+            };
+            tr.progress.trial(&t);
+            trials.push(t);
+            if best
+                .as_ref()
+                .is_none_or(|b| score.accuracy() > b.1.accuracy())
+            {
+                best = Some((models, score, m, v));
+            }
         }
     }
-    let (mut best_students, one_hop_score, first_method) = best.expect("at least one method");
+    let (mut best_students, one_hop_score, first_method, chosen) =
+        best.expect("at least one method");
+    let (first_weighting, taught) = (variants[chosen].0, &variants[chosen].1);
     let mut best_score = one_hop_score.clone();
     // 2. hops through intermediates: each fold's chain so far (empty: the teacher teaches), within
     //    the time budget (the chosen chain's retraining reserved as its links are kept)
@@ -541,6 +599,7 @@ pub(super) fn search(
                         model: cand.describe(),
                         parameters: cand.params,
                         method,
+                        weighting: first_weighting,
                         val_accuracy: inter_score.accuracy(),
                         student_val_accuracy: score.accuracy(),
                         kept: false,
@@ -674,6 +733,7 @@ pub(super) fn search(
         one_hop_accuracy: one_hop_score.accuracy(),
         chain_accuracy: best_score.accuracy(),
         one_hop_method: first_method,
+        one_hop_weighting: first_weighting,
         stopped,
         time_budget_s: budget.map(|b| b.as_secs_f64()),
         options: opts.clone(),
