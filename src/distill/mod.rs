@@ -329,6 +329,8 @@ pub struct Validated {
     pub teacher: Option<Teacher>,
     /// Weight fusion: the teachers' shared MLP, read once here.
     pub family: Option<weight_fusion::Family>,
+    /// Multihop: the candidate intermediates' architectures, bound here (for the memory check).
+    pub intermediates: Vec<StudentSpec>,
 }
 
 fn usable_for(
@@ -431,10 +433,15 @@ pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validate
             spec.describe()
         )));
     }
+    let mut intermediates = Vec::new();
     if req.method == Method::Multihop {
         let opts = req.multihop.clone().unwrap_or_default();
         opts.check()?;
-        opts.candidates(ds, zoo)?;
+        intermediates = opts
+            .candidates(ds, zoo)?
+            .into_iter()
+            .map(|c| c.spec)
+            .collect();
         if opts.hop_weightings.is_some() && req.weighting != Weighting::None {
             return Err(Error::invalid_input(format!(
                 "weighting {} and multihop.hop_weightings both choose the teacher hop's weights; give \
@@ -475,6 +482,7 @@ pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validate
             budget,
             teacher: None,
             family: None,
+            intermediates,
         });
     }
     if req.teacher == "auto" {
@@ -494,6 +502,7 @@ pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validate
             budget,
             teacher: None,
             family: None,
+            intermediates,
         });
     }
     let t = zoo.get(&req.teacher)?;
@@ -519,6 +528,7 @@ pub fn validate(zoo: &Zoo, ds: &Parsed, req: &DistillRequest) -> Result<Validate
         budget,
         teacher: Some(t),
         family: None,
+        intermediates,
     })
 }
 
@@ -597,6 +607,7 @@ fn validate_multi(
             budget: None,
             teacher: None,
             family: Some(fam),
+            intermediates: Vec::new(),
         });
     }
     Ok(Validated {
@@ -604,6 +615,7 @@ fn validate_multi(
         budget,
         teacher: None,
         family: None,
+        intermediates: Vec::new(),
     })
 }
 
@@ -1075,12 +1087,13 @@ fn transfer(
 }
 
 /// The teacher a job learns from, with its outputs on the dataset's rows.
+/// A clone shares the outputs (a multihop search holds one per sample weighting it tries).
 #[derive(Clone)]
 struct Taught {
     teacher: Teacher,
     /// Its probabilities in its own labels [N, C_t], and carried into the student's labels [N, C].
-    probs: Array2<f32>,
-    carried: Array2<f32>,
+    probs: std::sync::Arc<Array2<f32>>,
+    carried: std::sync::Arc<Array2<f32>>,
     /// ProfWeight / SRatio sample weights per dataset row, when asked for.
     weights: Option<Vec<f32>>,
 }
@@ -1298,8 +1311,8 @@ pub fn run(
             chain.push(r);
             Some(Taught {
                 teacher: t,
-                probs: o.probs,
-                carried,
+                probs: o.probs.into(),
+                carried: carried.into(),
                 weights: None,
             })
         }
@@ -1316,10 +1329,11 @@ pub fn run(
             let n = synth.rows();
             let o = outputs::compute(zoo, &t.teacher, &synth)?;
             t.probs = ndarray::concatenate(Axis(0), &[t.probs.view(), o.probs.view()])
-                .map_err(|e| Error::internal(format!("teacher outputs: {e}")))?;
+                .map_err(|e| Error::internal(format!("teacher outputs: {e}")))?
+                .into();
             augmented = augment::joined(ds, &synth);
             let split = Split::stratified(&augmented.y, c_s, cfg.val_fraction, cfg.seed);
-            t.carried = methods::carried(&t.teacher, &t.probs, &augmented, &split);
+            t.carried = methods::carried(&t.teacher, &t.probs, &augmented, &split).into();
             tr.raw = augmented.view();
             mixup_rows = n;
             notes.push(format!(
@@ -1749,24 +1763,17 @@ pub fn held_teacher_classes(zoo: &Zoo, req: &DistillRequest) -> Result<Vec<usize
 /// limit). A 120-byte request for `mlp:8192,8192,8192,8192,8192,8192,8192,8192` took a server past
 /// 9 GB before this check.
 pub fn check_training_memory(
-    zoo: &Zoo,
     ds: &Parsed,
     req: &DistillRequest,
-    spec: &StudentSpec,
+    v: &Validated,
     teacher_classes: &[usize],
     limit: u64,
 ) -> Result<()> {
     if limit == 0 {
         return Ok(());
     }
-    let mut specs = vec![spec.clone()];
-    if let Some(opts) = req
-        .multihop
-        .as_ref()
-        .filter(|_| req.method == Method::Multihop)
-    {
-        specs.extend(opts.candidates(ds, zoo)?.into_iter().map(|c| c.spec));
-    }
+    let mut specs = vec![v.spec.clone()];
+    specs.extend(v.intermediates.iter().cloned());
     let labeled = ds.class_counts().iter().sum();
     for spec in specs
         .iter()

@@ -569,14 +569,7 @@ impl JobManager {
         let (info, ds) = self.inner.datasets.load_parsed(&req.dataset_id)?;
         let v = distill::validate(&self.inner.zoo, &ds, &req)?;
         let held = distill::held_teacher_classes(&self.inner.zoo, &req)?;
-        distill::check_training_memory(
-            &self.inner.zoo,
-            &ds,
-            &req,
-            &v.spec,
-            &held,
-            self.inner.job_memory,
-        )?;
+        distill::check_training_memory(&ds, &req, &v, &held, self.inner.job_memory)?;
         if let Some(eid) = &req.eval_dataset_id {
             let (_, eval) = self.inner.datasets.load_parsed(eid)?;
             distill::check_eval(&ds, &eval)?;
