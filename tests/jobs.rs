@@ -735,6 +735,31 @@ async fn profweight_and_sratio_weight_rows_by_probes_on_the_teachers_layers() {
         chosen,
         "the card's weighting is the chosen one's: {card}"
     );
+    // a weighting that cannot weigh the rows (sratio dropping every one) is left out of the search, and
+    // the card says why; the job goes on with the others
+    let (_, card) = run_job(
+        &app,
+        json!({"dataset_id": mnist, "method": "multihop", "teacher": "mnist_cnn@2", "student": "mlp:8",
+               "multihop": {"hop_weightings": ["sratio", "none"], "hop_methods": ["kd"],
+                            "candidates": ["mlp:32"], "max_hops": 1, "max_time_factor": 0},
+               "config": {"max_epochs": 1, "cv_folds": 2, "sratio_beta": 1e-9}}),
+    )
+    .await;
+    let m = &card["multihop"];
+    let tried: Vec<Option<&str>> = m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["hop"] == 1)
+        .map(|t| t["weighting"].as_str())
+        .collect();
+    assert_eq!(tried, [None], "{m}");
+    assert!(card["weighting"].is_null(), "{card}");
+    let notes = card["notes"].to_string();
+    assert!(
+        notes.contains("weighting sratio was not tried: sratio dropped every row"),
+        "{notes}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

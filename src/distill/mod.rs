@@ -20,7 +20,7 @@ use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Parsed, RowsView};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::rank::{self, OutputCache, RankRequest, outputs};
 use crate::zoo::{Teacher, Zoo};
 pub use budget::{Budget, BudgetCandidate, BudgetReport};
@@ -1384,15 +1384,31 @@ pub fn run(
     let mut weighted: Vec<(Weighting, Option<Vec<f32>>, Option<WeightingReport>)> = Vec::new();
     if let (Some(t), Some(b)) = (taught.as_mut(), &base) {
         let simple = tr.predict(&b.model, &split.fit_rows());
-        for w in weightings(req) {
+        let listed = weightings(req);
+        let mut left_out = Vec::new();
+        for &w in &listed {
             if w == Weighting::None {
                 weighted.push((w, None, None));
                 continue;
             }
             tr.progress.phase(&format!("probes: {}", w.as_str()), 0.15);
-            let (ws, r) = sample_weights(zoo, ds, req, w, t, &simple, &split)?;
-            weighted.push((w, Some(ws), Some(r)));
+            match sample_weights(zoo, ds, req, w, t, &simple, &split) {
+                Ok((ws, r)) => weighted.push((w, Some(ws), Some(r))),
+                // one of several weightings a search tries: a weighting that cannot weigh these rows
+                // (SRatio dropping every row) is left out of the search, and the card says why
+                Err(e) if listed.len() > 1 && e.kind == ErrorKind::InvalidInput => {
+                    left_out.push(format!("weighting {} was not tried: {}", w.as_str(), e.message))
+                }
+                Err(e) => return Err(e),
+            }
         }
+        if weighted.is_empty() {
+            return Err(Error::invalid_input(format!(
+                "multihop: no weighting of hop_weightings can weigh this dataset's rows ({})",
+                left_out.join("; ")
+            )));
+        }
+        notes.extend(left_out.into_iter().map(|m| format!("multihop: {m}")));
         // the job's own weighting (the only one unless a multihop search tries several)
         if let Some((_, ws, r)) = weighted.first() {
             t.weights = ws.clone();
