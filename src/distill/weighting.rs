@@ -92,7 +92,8 @@ pub fn probe_layers(
     if all.is_empty() {
         return Err(Error::invalid_input(format!(
             "teacher '{}' has no inner layers a probe can read (ProfWeight and SRatio need a neural \
-             teacher with activation layers; a linear model or a forest has none): use weighting none",
+             teacher with activation layers; a linear model or a forest has none): use weighting none \
+             (with multihop, leave profweight and sratio out of hop_weightings)",
             teacher.id
         )));
     }
