@@ -200,7 +200,8 @@ struct DistillArgs {
     /// weight_fusion settings as JSON, e.g. '{"align": "weights", "fine_tune_epochs": 0}'.
     #[arg(long)]
     weight_fusion: Option<String>,
-    /// Sample weights from probes on the teacher's layers: none, profweight or sratio.
+    /// Sample weights from probes on the teacher's layers: none, profweight, sratio, or auto (each
+    /// tried for the teacher's hop, the best on validation kept).
     #[arg(long, default_value = "none")]
     weighting: String,
     /// Multihop settings as JSON, e.g. '{"max_hops": 2, "candidates": ["mlp:64", "mlp:16"]}';
@@ -493,7 +494,7 @@ fn distill_request(
     req.weighting = serde_json::from_value(serde_json::Value::String(how.weighting.clone()))
         .map_err(|_| {
             faculty::Error::invalid_input(format!(
-                "unknown weighting '{}'; use none, profweight or sratio",
+                "unknown weighting '{}'; use none, profweight, sratio or auto",
                 how.weighting
             ))
         })?;

@@ -770,7 +770,7 @@ route(/^\/jobs(?:\?(.*))?$/, async (query) => {
     teacher: sel("job-teacher", [["auto", "auto (the ranking's recommendation)"], ...usable.map((t) => [t.id, t.id])], params.get("teacher") || "auto"),
     teachers: input("job-teachers", { placeholder: "auto:3 or id1, id2", value: "auto:3" }),
     fusion: sel("job-fusion", ["auto", "mean", "weighted", "plurality", "borda", "loss_avg", "mimic_all"].map((x) => [x, x])),
-    weighting: sel("job-weighting", [["none", "none"], ["profweight", "ProfWeight"], ["sratio", "SRatio"]]),
+    weighting: sel("job-weighting", [["none", "none"], ["profweight", "ProfWeight"], ["sratio", "SRatio"], ["auto", "auto (try each)"]]),
     student: input("job-student", { placeholder: "mlp:256", list: "student-specs" }),
     max_epochs: input("job-max-epochs", { type: "number", min: 1, placeholder: "100" }),
     seed: input("job-seed", { type: "number", min: 0, placeholder: "0" }),

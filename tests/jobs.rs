@@ -461,6 +461,12 @@ async fn bad_job_requests_get_4xx_and_create_nothing() {
             StatusCode::BAD_REQUEST,
             "'no_such_model' is neither a student spec nor a zoo model",
         ),
+        // weighting auto needs one teacher's hop to choose for
+        (
+            json!({"dataset_id": mnist, "method": "scratch", "weighting": "auto"}),
+            StatusCode::BAD_REQUEST,
+            "weighting auto needs a teacher",
+        ),
         // multihop's hop_weightings: not beside the job's weighting, each at most once, and only for a
         // teacher with layers a probe can read
         (
@@ -758,6 +764,49 @@ async fn profweight_and_sratio_weight_rows_by_probes_on_the_teachers_layers() {
     let notes = card["notes"].to_string();
     assert!(
         notes.contains("weighting sratio was not tried: sratio dropped every row"),
+        "{notes}"
+    );
+    // weighting auto: a fixed method's teacher hop is taught under each weighting, the best kept
+    let auto = |teacher: &str| {
+        json!({"dataset_id": mnist, "method": "kd", "teacher": teacher, "student": "mlp:8",
+               "weighting": "auto", "config": {"max_epochs": 1, "cv_folds": 2}})
+    };
+    let (_, card) = run_job(&app, auto("mnist_cnn@2")).await;
+    let m = &card["multihop"];
+    let tried: Vec<(&str, Option<&str>)> = m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["method"].as_str().unwrap(), t["weighting"].as_str()))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("kd", None),
+            ("kd", Some("profweight")),
+            ("kd", Some("sratio"))
+        ],
+        "{m}"
+    );
+    // the best on validation, the first tried on a tie
+    let acc = |t: &serde_json::Value| t["val_accuracy"].as_f64().unwrap();
+    let best = m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .reduce(|a, b| if acc(b) > acc(a) { b } else { a })
+        .unwrap();
+    assert_eq!(m["one_hop_weighting"], best["weighting"], "{m}");
+    assert_eq!(card["weighting"]["kind"], best["weighting"], "{card}");
+    // ... and a teacher without probe layers is taught unweighted, the card saying why
+    let (_, card) = run_job(&app, auto("mnist_logreg")).await;
+    let tried = card["multihop"]["trials"].as_array().unwrap().len();
+    assert_eq!(tried, 1, "{card}");
+    let notes = card["notes"].to_string();
+    assert!(
+        notes.contains(
+            "weighting profweight was not tried: teacher 'mnist_logreg' has no inner layers"
+        ),
         "{notes}"
     );
 }

@@ -111,10 +111,7 @@ impl faculty::distill::Progress for Bar {
             t.hop,
             t.model,
             t.parameters,
-            match t.weighting {
-                faculty::distill::Weighting::None => t.method.as_str().to_string(),
-                w => format!("{}+{}", t.method.as_str(), w.as_str()),
-            },
+            faculty::distill::multihop::method_label(t.method, t.weighting),
             pct(t.val_accuracy),
             pct(t.student_val_accuracy),
             ""

@@ -151,10 +151,7 @@ pub fn evaluate(
         );
         let mut scratch_mean = f64::NAN;
         for (method, weighting, teacher) in runs {
-            let label = match weighting {
-                super::Weighting::None => method.as_str().to_string(),
-                w => format!("{}+{}", method.as_str(), w.as_str()),
-            };
+            let label = super::multihop::method_label(method, weighting);
             progress(&format!("{name}: {label} teacher {teacher}"));
             let start = std::time::Instant::now();
             let mut req = DistillRequest::new("", method, &teacher, student);

@@ -67,6 +67,11 @@ impl Method {
         matches!(self, Self::Kd | Self::Faculty)
     }
 
+    /// Whether the method searches among trainings (of methods, or chains) and judges each.
+    pub fn searches(self) -> bool {
+        matches!(self, Self::Auto | Self::Multihop)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scratch => "scratch",
@@ -125,7 +130,9 @@ pub struct DistillRequest {
     #[serde(default)]
     pub config: TrainConfig,
     /// Sample weights from probes on the teacher's inner layers: `none` (default), `profweight` or
-    /// `sratio` (needs a neural teacher).
+    /// `sratio` (needs a neural teacher), or `auto`: the teacher's hop is taught under each of the three
+    /// the teacher allows and the best on validation is kept (with `method: auto`, every method under
+    /// every weighting; with `multihop`, as `hop_weightings` listing all three).
     #[serde(default)]
     pub weighting: Weighting,
     /// The teacher's tensors the probes read (default: its deepest activation layers, up to 4).
@@ -340,7 +347,8 @@ fn usable_for(
     req: &DistillRequest,
 ) -> std::result::Result<(), String> {
     outputs::compatibility(t, ds)?;
-    if weightings(req).iter().any(|w| *w != Weighting::None) {
+    // `auto` leaves out a weighting the teacher cannot give (the card says so)
+    if req.weighting != Weighting::Auto && weightings(req).iter().any(|w| *w != Weighting::None) {
         weighting::probe_layers(zoo, t, req.probes.as_deref()).map_err(|e| e.message)?;
     }
     if req.method == Method::Multihop
@@ -369,9 +377,12 @@ fn usable_for(
     Ok(())
 }
 
-/// The sample weightings a job's teacher hop uses: multihop's `hop_weightings` (each tried), else the
-/// job's `weighting`.
+/// The sample weightings a job's teacher hop uses: multihop's `hop_weightings` (each tried), all of them
+/// for `weighting: auto`, else the job's `weighting`.
 fn weightings(req: &DistillRequest) -> Vec<Weighting> {
+    if req.weighting == Weighting::Auto {
+        return Weighting::CHOICES.to_vec();
+    }
     req.multihop
         .as_ref()
         .filter(|_| req.method == Method::Multihop)
@@ -1395,20 +1406,21 @@ pub fn run(
             match sample_weights(zoo, ds, req, w, t, &simple, &split) {
                 Ok((ws, r)) => weighted.push((w, Some(ws), Some(r))),
                 // one of several weightings a search tries: a weighting that cannot weigh these rows
-                // (SRatio dropping every row) is left out of the search, and the card says why
-                Err(e) if listed.len() > 1 && e.kind == ErrorKind::InvalidInput => {
-                    left_out.push(format!("weighting {} was not tried: {}", w.as_str(), e.message))
-                }
+                // (SRatio dropping every row, a teacher without probe layers under `auto`) is left out
+                // of the search, and the card says why
+                Err(e) if listed.len() > 1 && e.kind == ErrorKind::InvalidInput => left_out.push(
+                    format!("weighting {} was not tried: {}", w.as_str(), e.message),
+                ),
                 Err(e) => return Err(e),
             }
         }
         if weighted.is_empty() {
             return Err(Error::invalid_input(format!(
-                "multihop: no weighting of hop_weightings can weigh this dataset's rows ({})",
+                "no weighting tried can weigh this dataset's rows ({})",
                 left_out.join("; ")
             )));
         }
-        notes.extend(left_out.into_iter().map(|m| format!("multihop: {m}")));
+        notes.extend(left_out);
         // the job's own weighting (the only one unless a multihop search tries several)
         if let Some((_, ws, r)) = weighted.first() {
             t.weights = ws.clone();
@@ -1458,13 +1470,19 @@ pub fn run(
             fusion_report = Some(r);
             f
         }
-        (Method::Auto | Method::Multihop, Some(t)) => {
-            let opts = match req.method {
+        // a search: over methods (auto), chains (multihop), or a fixed method's weightings (auto)
+        (m, Some(t)) if m.searches() || req.weighting == Weighting::Auto => {
+            let opts = match m {
+                Method::Multihop => req.multihop.clone().unwrap_or_default(),
                 Method::Auto => MultihopOptions {
                     max_hops: 0,
                     ..Default::default()
                 },
-                _ => req.multihop.clone().unwrap_or_default(),
+                m => MultihopOptions {
+                    max_hops: 0,
+                    hop_methods: vec![m],
+                    ..Default::default()
+                },
             };
             let target_params = match &kind {
                 Kind::Net(a) => a.param_count(),
@@ -1578,7 +1596,11 @@ pub fn run(
             Some(r) if !r.chain.is_empty() => {
                 format!("{} (a chain of {})", req.method.as_str(), r.chain.len() + 1)
             }
-            Some(r) => format!("{} ({})", req.method.as_str(), r.one_hop_method.as_str()),
+            Some(r) => format!(
+                "{} ({})",
+                req.method.as_str(),
+                multihop::method_label(r.one_hop_method, r.one_hop_weighting)
+            ),
             None => req.method.as_str().to_string(),
         };
         report.restarts = restarts_for(&kind, report.restarts);

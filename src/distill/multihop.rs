@@ -360,6 +360,14 @@ pub(super) struct Intermediate {
     pub(super) trial: HopTrial,
 }
 
+/// A hop method with its weighting as the CLI, the logs and the card name it: `kd`, `kd+profweight`.
+pub fn method_label(m: Method, w: Weighting) -> String {
+    match w {
+        Weighting::None => m.as_str().to_string(),
+        w => format!("{}+{}", m.as_str(), w.as_str()),
+    }
+}
+
 /// The methods the teacher's hop to a `target` student can use: kd where the teacher names the
 /// dataset's labels, transfer for a network with a hidden layer, faculty always.
 pub(super) fn first_hop_methods(
@@ -486,10 +494,7 @@ pub(super) fn search(
     let mut best: Option<(Vec<Fitted>, Score, Method, usize)> = None;
     for &m in &one_hop {
         for (v, (w, taught)) in variants.iter().enumerate() {
-            let name = match w {
-                Weighting::None => m.as_str().to_string(),
-                w => format!("{}+{}", m.as_str(), w.as_str()),
-            };
+            let name = method_label(m, *w);
             let Some((models, score)) = tr.judge(sel, &ds.y, |tr, fold, _| {
                 tr.tag = Some(format!("1-hop {name}"));
                 tr.restarted(target, sel.restarts(), spans.next(), |tr, span| {

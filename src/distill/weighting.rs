@@ -9,6 +9,10 @@
 //! - SRatio: that confidence divided by the simple model's own probability of the label; rows whose ratio
 //!   is above `sratio_beta` are dropped (weight 0), the rest keep the ratio as weight.
 //!
+//! - `auto` (a request's choice, never a lesson's): the teacher's hop is taught under each of none,
+//!   ProfWeight and SRatio, and the best on validation is delivered (`distill::run`, through the method
+//!   search).
+//!
 //! The simple model is the job's scratch baseline (labeled rows only).
 use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
@@ -30,6 +34,9 @@ pub enum Weighting {
     Profweight,
     /// SRatio: probe confidence over the simple model's confidence, hard rows dropped.
     Sratio,
+    /// Try none, ProfWeight and SRatio (those the teacher allows) for the teacher's hop and keep the best
+    /// on validation.
+    Auto,
 }
 
 impl Weighting {
@@ -38,8 +45,12 @@ impl Weighting {
             Self::None => "none",
             Self::Profweight => "profweight",
             Self::Sratio => "sratio",
+            Self::Auto => "auto",
         }
     }
+
+    /// The weightings a lesson can carry (what `auto` tries).
+    pub const CHOICES: [Weighting; 3] = [Self::None, Self::Profweight, Self::Sratio];
 }
 
 /// Probes read at most this many layers by default (the deepest ones).
@@ -188,6 +199,11 @@ pub struct WeightingInput<'a> {
 
 /// Per-row weights (index = dataset row; 1 outside `rows`) and the report.
 pub fn weights(w: WeightingInput<'_>) -> Result<(Vec<f32>, WeightingReport)> {
+    if w.kind == Weighting::Auto {
+        return Err(Error::internal(
+            "weighting auto chooses among weightings; a lesson carries one",
+        ));
+    }
     let n_rows = w.y.len();
     let labels: Vec<usize> = w.rows.iter().map(|&r| w.y[r] as usize).collect();
     let simple_conf: Vec<f32> = labels
@@ -227,7 +243,7 @@ pub fn weights(w: WeightingInput<'_>) -> Result<(Vec<f32>, WeightingReport)> {
     let mut dropped = 0;
     for (i, &r) in w.rows.iter().enumerate() {
         out[r] = match w.kind {
-            Weighting::None => 1.0,
+            Weighting::None | Weighting::Auto => 1.0,
             Weighting::Profweight => mean_conf[i],
             Weighting::Sratio => {
                 let ratio = mean_conf[i] / simple_conf[i].max(1e-6);
