@@ -805,7 +805,7 @@ async fn profweight_and_sratio_weight_rows_by_probes_on_the_teachers_layers() {
     let notes = card["notes"].to_string();
     assert!(
         notes.contains(
-            "weighting profweight was not tried: teacher 'mnist_logreg' has no inner layers"
+            "weighting auto: teacher 'mnist_logreg' has no inner layers a probe can read"
         ),
         "{notes}"
     );

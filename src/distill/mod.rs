@@ -1395,7 +1395,17 @@ pub fn run(
     let mut weighted: Vec<(Weighting, Option<Vec<f32>>, Option<WeightingReport>)> = Vec::new();
     if let (Some(t), Some(b)) = (taught.as_mut(), &base) {
         let simple = tr.predict(&b.model, &split.fit_rows());
-        let listed = weightings(req);
+        let mut listed = weightings(req);
+        if req.weighting == Weighting::Auto
+            && weighting::probe_layers(zoo, &t.teacher, req.probes.as_deref()).is_err()
+        {
+            notes.push(format!(
+                "weighting auto: teacher '{}' has no inner layers a probe can read (a forest or a \
+                 linear model), so its hop was taught unweighted",
+                t.teacher.id
+            ));
+            listed = vec![Weighting::None];
+        }
         let mut left_out = Vec::new();
         for &w in &listed {
             if w == Weighting::None {
@@ -1406,8 +1416,7 @@ pub fn run(
             match sample_weights(zoo, ds, req, w, t, &simple, &split) {
                 Ok((ws, r)) => weighted.push((w, Some(ws), Some(r))),
                 // one of several weightings a search tries: a weighting that cannot weigh these rows
-                // (SRatio dropping every row, a teacher without probe layers under `auto`) is left out
-                // of the search, and the card says why
+                // (SRatio dropping every row) is left out of the search, and the card says why
                 Err(e) if listed.len() > 1 && e.kind == ErrorKind::InvalidInput => left_out.push(
                     format!("weighting {} was not tried: {}", w.as_str(), e.message),
                 ),
