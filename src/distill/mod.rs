@@ -14,13 +14,14 @@ pub mod student;
 pub mod train;
 pub mod tree;
 pub mod weight_fusion;
+mod weighted;
 pub mod weighting;
 
 use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Parsed, RowsView};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::rank::{self, OutputCache, RankRequest, outputs};
 use crate::zoo::{Teacher, Zoo};
 pub use budget::{Budget, BudgetCandidate, BudgetReport};
@@ -1109,33 +1110,6 @@ struct Taught {
     weights: Option<Vec<f32>>,
 }
 
-/// ProfWeight / SRatio weights from probes on the teacher's inner layers; `simple` holds the scratch
-/// student's probabilities on `split.fit_rows()`.
-fn sample_weights(
-    zoo: &Zoo,
-    ds: &Parsed,
-    req: &DistillRequest,
-    kind: Weighting,
-    taught: &Taught,
-    simple: &Array2<f32>,
-    split: &Split,
-) -> Result<(Vec<f32>, WeightingReport)> {
-    let names = weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref())?;
-    let feats = outputs::inner(zoo, &taught.teacher, ds, &names)?;
-    let rows = split.fit_rows();
-    let y = weighting::probe_labels(&taught.carried, &ds.y);
-    weighting::weights(weighting::WeightingInput {
-        kind,
-        layers: names.into_iter().zip(feats).collect(),
-        rows: &rows,
-        y: &y,
-        classes: ds.classes(),
-        simple: simple.clone(),
-        beta: req.config.sratio_beta,
-        seed: req.config.seed,
-    })
-}
-
 /// The default ranking of `teachers` (the whole zoo for `None`) on the dataset, through the cache.
 fn rank_for(
     zoo: &Zoo,
@@ -1390,51 +1364,29 @@ pub fn run(
         };
         base = Some(b);
     }
-    // every weighting the teacher's hop may use (one but for a multihop search over several), with its
-    // weights and report
-    let mut weighted: Vec<(Weighting, Option<Vec<f32>>, Option<WeightingReport>)> = Vec::new();
+    // every weighting the teacher's hop may use (one but for a search over several), on the split and
+    // on every fold
+    let mut variants = Vec::new();
+    let mut fold_base = None;
     if let (Some(t), Some(b)) = (taught.as_mut(), &base) {
-        let simple = tr.predict(&b.model, &split.fit_rows());
-        let mut listed = weightings(req);
-        if req.weighting == Weighting::Auto
-            && weighting::probe_layers(zoo, &t.teacher, req.probes.as_deref()).is_err()
-        {
-            notes.push(format!(
-                "weighting auto: teacher '{}' has no inner layers a probe can read (a forest or a \
-                 linear model), so its hop was taught unweighted",
-                t.teacher.id
-            ));
-            listed = vec![Weighting::None];
-        }
-        let mut left_out = Vec::new();
-        for &w in &listed {
-            if w == Weighting::None {
-                weighted.push((w, None, None));
-                continue;
-            }
-            tr.progress.phase(&format!("probes: {}", w.as_str()), 0.15);
-            match sample_weights(zoo, ds, req, w, t, &simple, &split) {
-                Ok((ws, r)) => weighted.push((w, Some(ws), Some(r))),
-                // one of several weightings a search tries: a weighting that cannot weigh these rows
-                // (SRatio dropping every row) is left out of the search, and the card says why
-                Err(e) if listed.len() > 1 && e.kind == ErrorKind::InvalidInput => left_out.push(
-                    format!("weighting {} was not tried: {}", w.as_str(), e.message),
-                ),
-                Err(e) => return Err(e),
-            }
-        }
-        if weighted.is_empty() {
-            return Err(Error::invalid_input(format!(
-                "no weighting tried can weigh this dataset's rows ({})",
-                left_out.join("; ")
-            )));
-        }
-        notes.extend(left_out);
-        // the job's own weighting (the only one unless a multihop search tries several)
-        if let Some((_, ws, r)) = weighted.first() {
-            t.weights = ws.clone();
-            weighting_report = r.clone();
-        }
+        let Some(p) = weighted::prepare(
+            &mut tr,
+            zoo,
+            ds,
+            req,
+            t,
+            (b, &kind),
+            (&split, &sel),
+            &mut notes,
+        )?
+        else {
+            return Ok(None);
+        };
+        // the job's own weighting (the only one unless a search tries several)
+        t.weights = p.variants[0].split.weights.clone();
+        weighting_report = p.variants[0].report.clone();
+        variants = p.variants;
+        fold_base = p.fold_base;
     }
     let span = (if base.is_some() { 0.2 } else { 0.05 }, 0.95);
     let mut search = None;
@@ -1480,7 +1432,7 @@ pub fn run(
             f
         }
         // a search: over methods (auto), chains (multihop), or a fixed method's weightings (auto)
-        (m, Some(t)) if m.searches() || req.weighting == Weighting::Auto => {
+        (m, Some(_)) if m.searches() || req.weighting == Weighting::Auto => {
             let opts = match m {
                 Method::Multihop => req.multihop.clone().unwrap_or_default(),
                 Method::Auto => MultihopOptions {
@@ -1498,27 +1450,24 @@ pub fn run(
                 Kind::Tree(_) => 0,
             };
             let cands = opts.candidates(ds, zoo)?;
-            let weights: Vec<(Weighting, Option<Vec<f32>>)> =
-                weighted.iter().map(|(w, ws, _)| (*w, ws.clone())).collect();
             let found = multihop::search(
                 &mut tr,
-                t,
                 ds,
                 &split,
                 &sel,
                 &kind,
                 target_params,
-                (&opts, cands, &weights),
+                (&opts, cands, &variants),
                 span,
             )?;
             let Some((f, report, chain, score)) = found else {
                 return Ok(None);
             };
             // the card's weighting is the one the search chose for the teacher's hop
-            weighting_report = weighted
+            weighting_report = variants
                 .iter()
-                .find(|w| w.0 == report.one_hop_weighting)
-                .and_then(|w| w.2.clone());
+                .find(|v| v.weighting == report.one_hop_weighting)
+                .and_then(|v| v.report.clone());
             search = Some(report);
             kept = chain;
             // on the split alone the score is the delivered student's validation accuracy
@@ -1532,6 +1481,7 @@ pub fn run(
             tr.tag = Some(req.method.as_str().to_string());
             let Some((_, score)) = tr.judge(&sel, &ds.y, |tr, fold, k| {
                 let at = 0.2 + step * k as f64;
+                let t = variants[0].on(k);
                 tr.restarted(&kind, sel.restarts(), (at, at + step), |tr, span| {
                     teach(tr, req.method, Some(t), ds, fold, &kind, span)
                 })
@@ -1583,14 +1533,21 @@ pub fn run(
     if base.is_some() {
         let (mut report, d_score, b_score) = match judged {
             Some(d) => {
-                let Some((_, b)) = tr.judge(&sel, &ds.y, |tr, fold, _| {
-                    let lesson = Lesson::scratch(&ds.y, fold);
-                    tr.restarted(&kind, sel.restarts(), (0.95, 0.95), |tr, span| {
-                        tr.learn(&kind, &lesson, BASELINE, span)
-                    })
-                })?
-                else {
-                    return Ok(None);
+                // the baseline on the folds (already trained where fold weights needed it)
+                let b = match fold_base.take() {
+                    Some((_, b)) => b,
+                    None => {
+                        let Some((_, b)) = tr.judge(&sel, &ds.y, |tr, fold, _| {
+                            let lesson = Lesson::scratch(&ds.y, fold);
+                            tr.restarted(&kind, sel.restarts(), (0.95, 0.95), |tr, span| {
+                                tr.learn(&kind, &lesson, BASELINE, span)
+                            })
+                        })?
+                        else {
+                            return Ok(None);
+                        };
+                        b
+                    }
                 };
                 (sel.report(), d, b)
             }

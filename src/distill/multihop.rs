@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::select::{Score, Selector};
 use super::student::{Arch, Params, StudentSpec};
 use super::weight_fusion::{self, ZooNet};
+use super::weighted::Variant;
 use super::weighting::Weighting;
 use super::{Fitted, Kind, Method, StudentArg, Taught, Trainer, methods};
 use crate::data::Parsed;
@@ -415,9 +416,6 @@ struct RoundBest {
     retrain: Duration,
 }
 
-/// A weighting of the teacher's lesson and its per-row weights (`None` for unweighted).
-pub(super) type Weighted = (Weighting, Option<Vec<f32>>);
-
 /// What the search found: the delivered student, the report, the kept intermediates and the delivered
 /// student's estimate.
 pub(super) type Found = (Fitted, MultihopReport, Vec<Intermediate>, Score);
@@ -429,32 +427,18 @@ pub(super) type Found = (Fitted, MultihopReport, Vec<Intermediate>, Score);
 #[allow(clippy::too_many_arguments)]
 pub(super) fn search(
     tr: &mut Trainer<'_>,
-    taught: &Taught,
     ds: &Parsed,
     split: &super::Split,
     sel: &Selector,
     target: &Kind,
     target_params: usize,
-    (opts, cands, weights): (&MultihopOptions, Vec<Candidate>, &[Weighted]),
+    (opts, cands, variants): (&MultihopOptions, Vec<Candidate>, &[Variant]),
     (from, to): (f64, f64),
 ) -> Result<Option<Found>> {
-    // the teacher's lesson under each weighting tried (one, the job's, unless `hop_weightings` lists more)
-    let none = [(Weighting::None, taught.weights.clone())];
-    let weights = if weights.is_empty() {
-        &none[..]
-    } else {
-        weights
+    // the teacher's lesson under each weighting tried (one, the job's, unless several are asked for)
+    let Some(taught) = variants.first().map(|v| &v.split) else {
+        return Err(Error::internal("a search needs the teacher's lesson"));
     };
-    let variants: Vec<(Weighting, Taught)> = weights
-        .iter()
-        .map(|(w, ws)| {
-            let t = Taught {
-                weights: ws.clone(),
-                ..taught.clone()
-            };
-            (*w, t)
-        })
-        .collect();
     let target_spec = match target {
         Kind::Net(a) => a.spec.clone(),
         Kind::Tree(d) => StudentSpec::Tree { depth: *d },
@@ -493,10 +477,12 @@ pub(super) fn search(
     // 1. the 1-hop answer: every method under every weighting
     let mut best: Option<(Vec<Fitted>, Score, Method, usize)> = None;
     for &m in &one_hop {
-        for (v, (w, taught)) in variants.iter().enumerate() {
-            let name = method_label(m, *w);
-            let Some((models, score)) = tr.judge(sel, &ds.y, |tr, fold, _| {
+        for (v, variant) in variants.iter().enumerate() {
+            let w = variant.weighting;
+            let name = method_label(m, w);
+            let Some((models, score)) = tr.judge(sel, &ds.y, |tr, fold, k| {
                 tr.tag = Some(format!("1-hop {name}"));
+                let taught = variant.on(k);
                 tr.restarted(target, sel.restarts(), spans.next(), |tr, span| {
                     super::teach(tr, m, Some(taught), ds, fold, target, span)
                 })
@@ -509,7 +495,7 @@ pub(super) fn search(
                 model: target_describe(target),
                 parameters: models[0].model.parameters(),
                 method: m,
-                weighting: *w,
+                weighting: w,
                 val_accuracy: score.accuracy(),
                 student_val_accuracy: score.accuracy(),
                 kept: false,
@@ -529,7 +515,8 @@ pub(super) fn search(
     }
     let (mut best_students, one_hop_score, first_method, chosen) =
         best.expect("at least one method");
-    let (first_weighting, taught) = (variants[chosen].0, &variants[chosen].1);
+    let first = &variants[chosen];
+    let (first_weighting, taught) = (first.weighting, &first.split);
     let mut best_score = one_hop_score.clone();
     // 2. hops through intermediates: each fold's chain so far (empty: the teacher teaches), within
     //    the time budget (the chosen chain's retraining reserved as its links are kept)
@@ -568,6 +555,7 @@ pub(super) fn search(
                         method.as_str()
                     ));
                     let prev = chain.last().map(|c| &c.inters[k]);
+                    let taught = first.on(k);
                     let t0 = Instant::now();
                     let inter = taught_by(
                         tr,

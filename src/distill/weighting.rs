@@ -182,53 +182,75 @@ fn probe(
     Ok((conf, hits as f64 / rows.len().max(1) as f64))
 }
 
-/// The inputs of [`weights`].
-pub struct WeightingInput<'a> {
-    pub kind: Weighting,
-    /// The probes' features, one matrix per layer (rows = dataset rows), with the layers' names.
-    pub layers: Vec<(String, Array2<f32>)>,
-    /// The rows to weight and each dataset row's label (true on labeled rows, the teacher's elsewhere).
-    pub rows: &'a [usize],
-    pub y: &'a [i64],
-    pub classes: usize,
-    /// The simple model's probabilities on `rows` (row k for `rows[k]`).
-    pub simple: Array2<f32>,
-    pub beta: f32,
-    pub seed: u64,
+/// Cross-fitted probe confidences in each row's label, one probe per layer: what both ProfWeight and
+/// SRatio weights are made of, so one probing serves every weighting of the same rows.
+pub struct Probed {
+    /// The probed rows (dataset rows).
+    rows: Vec<usize>,
+    /// Per layer: its name, features, the confidence per entry of `rows` and the probe's accuracy.
+    layers: Vec<(String, usize, Vec<f32>, f64)>,
 }
 
-/// Per-row weights (index = dataset row; 1 outside `rows`) and the report.
-pub fn weights(w: WeightingInput<'_>) -> Result<(Vec<f32>, WeightingReport)> {
-    if w.kind == Weighting::Auto {
+/// Probes every layer (`layers`: one feature matrix per layer, rows = dataset rows, with its name) on
+/// `rows` with labels `y` (per dataset row: true on labeled rows, the teacher's elsewhere).
+pub fn probe_all(
+    layers: &[(String, Array2<f32>)],
+    rows: &[usize],
+    y: &[i64],
+    classes: usize,
+    seed: u64,
+) -> Result<Probed> {
+    let mut out = Vec::new();
+    for (k, (name, feats)) in layers.iter().enumerate() {
+        let (conf, accuracy) = probe(feats, rows, y, classes, seed.wrapping_add(k as u64))?;
+        out.push((name.clone(), feats.ncols(), conf, accuracy));
+    }
+    Ok(Probed {
+        rows: rows.to_vec(),
+        layers: out,
+    })
+}
+
+/// Per-row weights (index = dataset row; 1 outside the probed rows) of `kind` and the report, from the
+/// probes and the simple model's probabilities on the probed rows (`simple`, row k for the k-th), with
+/// the SRatio threshold `beta`.
+pub fn weights(
+    kind: Weighting,
+    probed: &Probed,
+    y: &[i64],
+    simple: &Array2<f32>,
+    beta: f32,
+) -> Result<(Vec<f32>, WeightingReport)> {
+    if kind == Weighting::Auto {
         return Err(Error::internal(
             "weighting auto chooses among weightings; a lesson carries one",
         ));
     }
-    let n_rows = w.y.len();
-    let labels: Vec<usize> = w.rows.iter().map(|&r| w.y[r] as usize).collect();
+    let rows = &probed.rows;
+    let n_rows = y.len();
+    let labels: Vec<usize> = rows.iter().map(|&r| y[r] as usize).collect();
     let simple_conf: Vec<f32> = labels
         .iter()
         .enumerate()
-        .map(|(k, &l)| w.simple[[k, l]])
+        .map(|(k, &l)| simple[[k, l]])
         .collect();
     let simple_hits = labels
         .iter()
         .enumerate()
-        .filter(|(k, l)| super::argmax(w.simple.row(*k).iter().copied()) == **l)
+        .filter(|(k, l)| super::argmax(simple.row(*k).iter().copied()) == **l)
         .count();
     let simple_accuracy = simple_hits as f64 / labels.len().max(1) as f64;
-    let mut probes = Vec::new();
-    let mut confs = Vec::new();
-    for (k, (name, feats)) in w.layers.iter().enumerate() {
-        let (conf, accuracy) = probe(feats, w.rows, w.y, w.classes, w.seed.wrapping_add(k as u64))?;
-        probes.push(ProbeReport {
+    let mut probes: Vec<ProbeReport> = probed
+        .layers
+        .iter()
+        .map(|(name, features, _, accuracy)| ProbeReport {
             tensor: name.clone(),
-            features: feats.ncols(),
-            accuracy,
-            used: accuracy >= simple_accuracy,
-        });
-        confs.push(conf);
-    }
+            features: *features,
+            accuracy: *accuracy,
+            used: *accuracy >= simple_accuracy,
+        })
+        .collect();
+    let confs: Vec<&Vec<f32>> = probed.layers.iter().map(|l| &l.2).collect();
     if !probes.iter().any(|p| p.used)
         && let Some(best) =
             (0..probes.len()).max_by(|a, b| probes[*a].accuracy.total_cmp(&probes[*b].accuracy))
@@ -236,18 +258,18 @@ pub fn weights(w: WeightingInput<'_>) -> Result<(Vec<f32>, WeightingReport)> {
         probes[best].used = true;
     }
     let used: Vec<usize> = (0..probes.len()).filter(|&k| probes[k].used).collect();
-    let mean_conf: Vec<f32> = (0..w.rows.len())
+    let mean_conf: Vec<f32> = (0..rows.len())
         .map(|i| used.iter().map(|&k| confs[k][i]).sum::<f32>() / used.len().max(1) as f32)
         .collect();
     let mut out = vec![1f32; n_rows];
     let mut dropped = 0;
-    for (i, &r) in w.rows.iter().enumerate() {
-        out[r] = match w.kind {
+    for (i, &r) in rows.iter().enumerate() {
+        out[r] = match kind {
             Weighting::None | Weighting::Auto => 1.0,
             Weighting::Profweight => mean_conf[i],
             Weighting::Sratio => {
                 let ratio = mean_conf[i] / simple_conf[i].max(1e-6);
-                if ratio > w.beta {
+                if ratio > beta {
                     dropped += 1;
                     0.0
                 } else {
@@ -256,31 +278,31 @@ pub fn weights(w: WeightingInput<'_>) -> Result<(Vec<f32>, WeightingReport)> {
             }
         };
     }
-    let kept: Vec<f64> = w
-        .rows
+    let kept: Vec<f64> = rows
         .iter()
         .map(|&r| f64::from(out[r]))
         .filter(|v| *v > 0.0)
         .collect();
     let stat = |f: fn(f64, f64) -> f64, init: f64| kept.iter().copied().fold(init, f);
     let report = WeightingReport {
-        kind: w.kind,
+        kind,
         probes,
         simple_accuracy,
-        rows: w.rows.len(),
+        rows: rows.len(),
         dropped,
         weight_min: if kept.is_empty() { 0.0 } else { stat(f64::min, f64::INFINITY) },
         weight_mean: kept.iter().sum::<f64>() / kept.len().max(1) as f64,
         weight_max: stat(f64::max, 0.0),
         note: "probes are trained and weights computed on the labeled training rows (true labels) and \
                the unlabeled pool (the teacher's top class carried into the task's labels); probes are \
-               cross-fitted over two folds"
+               cross-fitted over two folds; where cross-validation judges the student, each fold's \
+               weights come from probes and a scratch model trained without that fold's held-out rows"
             .into(),
     };
     if kept.is_empty() {
         return Err(Error::invalid_input(format!(
             "sratio dropped every row (all ratios above sratio_beta {}); raise it",
-            w.beta
+            beta
         )));
     }
     Ok((out, report))

@@ -1,0 +1,183 @@
+//! The teacher's lesson under each sample weighting a job tries (its `weighting`, every one for `auto`,
+//! multihop's `hop_weightings`): ProfWeight / SRatio weights on the job's split and, where
+//! cross-validation judges, on every fold from probes and a simple model that never saw that fold's
+//! held-out labels. Weights made once from all the labeled rows let each fold's judgement see its own
+//! answers: SRatio keeps the pool rows that a scratch model trained on those very labels agrees with,
+//! and on `tree:4` students it was chosen on folds where it looked 3-17 points better and lost up to 33
+//! points on the test rows.
+use super::select::{Score, Selector};
+use super::weighting::{self, Weighting, WeightingReport};
+use super::{BASELINE, DistillRequest, Fitted, Kind, Lesson, Split, Taught, Trainer};
+use crate::data::Parsed;
+use crate::error::{Error, ErrorKind, Result};
+use crate::rank::outputs;
+use crate::zoo::Zoo;
+
+/// The teacher's lesson under one weighting.
+pub(super) struct Variant {
+    pub weighting: Weighting,
+    /// On the job's split (what a delivered student learns from), with the card's report (`None`
+    /// unweighted).
+    pub split: Taught,
+    pub report: Option<WeightingReport>,
+    /// On each of the selector's folds, weighted without that fold's held-out labels (`[split]` when
+    /// the split alone judges).
+    pub folds: Vec<Taught>,
+}
+
+impl Variant {
+    /// The lesson on fold `k` of the selector.
+    pub fn on(&self, k: usize) -> &Taught {
+        &self.folds[k]
+    }
+}
+
+/// Every weighting's lesson, and the scratch baseline on the folds when weighting needed it (the
+/// fallback's judgement reuses it).
+pub(super) struct Prepared {
+    pub variants: Vec<Variant>,
+    pub fold_base: Option<(Vec<Fitted>, Score)>,
+}
+
+/// The weightings the job tries, the first being the job's own, each on the split (`base`: the scratch
+/// baseline trained on it) and on the selector's folds. A weighting that cannot weigh the rows (SRatio
+/// dropping every row) is left out when the job tries several, with a note; an error otherwise. `None`
+/// when cancelled.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn prepare(
+    tr: &mut Trainer<'_>,
+    zoo: &Zoo,
+    ds: &Parsed,
+    req: &DistillRequest,
+    taught: &Taught,
+    (base, kind): (&Fitted, &Kind),
+    (split, sel): (&Split, &Selector),
+    notes: &mut Vec<String>,
+) -> Result<Option<Prepared>> {
+    let mut listed = super::weightings(req);
+    if req.weighting == Weighting::Auto
+        && weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref()).is_err()
+    {
+        notes.push(format!(
+            "weighting auto: teacher '{}' has no inner layers a probe can read (a forest or a linear \
+             model), so its hop was taught unweighted",
+            taught.teacher.id
+        ));
+        listed = vec![Weighting::None];
+    }
+    let unweighted = |w: Weighting| Variant {
+        weighting: w,
+        split: taught.clone(),
+        report: None,
+        folds: vec![taught.clone(); sel.folds.len()],
+    };
+    if listed.iter().all(|w| *w == Weighting::None) {
+        return Ok(Some(Prepared {
+            variants: listed.into_iter().map(unweighted).collect(),
+            fold_base: None,
+        }));
+    }
+    // the probes' features and labels, read once for every weighting and fold
+    tr.progress.phase("probes", 0.15);
+    let names = weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref())?;
+    let feats = outputs::inner(zoo, &taught.teacher, ds, &names)?;
+    let layers: Vec<_> = names.into_iter().zip(feats).collect();
+    let y = weighting::probe_labels(&taught.carried, &ds.y);
+    let (classes, seed, beta) = (ds.classes(), req.config.seed, req.config.sratio_beta);
+    // the probes and the simple model's probabilities on the rows a split or fold trains on
+    let probe = |tr: &Trainer<'_>, model: &Fitted, on: &Split| -> Result<_> {
+        let rows = on.fit_rows();
+        let probed = weighting::probe_all(&layers, &rows, &y, classes, seed)?;
+        Ok((probed, tr.predict(&model.model, &rows)))
+    };
+    let several = listed.len() > 1;
+    let mut left_out = Vec::new();
+    // a weighting that fails on the split or on a fold is left out (when there are others)
+    let mut keep = |w: Weighting, r: Result<(Vec<f32>, WeightingReport)>, fold: Option<usize>| {
+        match r {
+            Ok(x) => Ok(Some(x)),
+            Err(e) if several && e.kind == ErrorKind::InvalidInput => {
+                left_out.push(format!(
+                    "weighting {} was not tried: {}{}",
+                    w.as_str(),
+                    e.message,
+                    fold.map(|k| format!(" (on fold {} of the cross-validation)", k + 1))
+                        .unwrap_or_default()
+                ));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let (probed, simple) = probe(tr, base, split)?;
+    let mut found: Vec<(Weighting, Option<(Vec<f32>, WeightingReport)>, Vec<Vec<f32>>)> = Vec::new();
+    for &w in &listed {
+        if w == Weighting::None {
+            found.push((w, None, Vec::new()));
+        } else if let Some(x) = keep(w, weighting::weights(w, &probed, &y, &simple, beta), None)? {
+            found.push((w, Some(x), Vec::new()));
+        }
+    }
+    let mut fold_base = None;
+    if sel.cv && found.iter().any(|f| f.1.is_some()) {
+        // the scratch baseline on every fold: the simple model of that fold's weights
+        let Some(b) = tr.judge(sel, &ds.y, |tr, fold, _| {
+            let lesson = Lesson::scratch(&ds.y, fold);
+            tr.restarted(kind, sel.restarts(), (0.15, 0.15), |tr, span| {
+                tr.learn(kind, &lesson, BASELINE, span)
+            })
+        })?
+        else {
+            return Ok(None);
+        };
+        for (k, (fold, model)) in sel.folds.iter().zip(&b.0).enumerate() {
+            tr.progress
+                .phase(&format!("probes (fold {}/{})", k + 1, sel.folds.len()), 0.15);
+            let (probed, simple) = probe(tr, model, fold)?;
+            let mut failed = Vec::new();
+            for f in found.iter_mut().filter(|f| f.1.is_some()) {
+                let r = weighting::weights(f.0, &probed, &y, &simple, beta);
+                match keep(f.0, r, Some(k))? {
+                    Some((ws, _)) => f.2.push(ws),
+                    None => failed.push(f.0),
+                }
+            }
+            found.retain(|f| !failed.contains(&f.0));
+        }
+        fold_base = Some(b);
+    }
+    if found.is_empty() {
+        return Err(Error::invalid_input(format!(
+            "no weighting tried can weigh this dataset's rows ({})",
+            left_out.join("; ")
+        )));
+    }
+    notes.extend(left_out);
+    let with = |ws: Vec<f32>| Taught {
+        weights: Some(ws),
+        ..taught.clone()
+    };
+    let variants = found
+        .into_iter()
+        .map(|(w, on_split, on_folds)| match on_split {
+            None => unweighted(w),
+            Some((ws, report)) => {
+                let split_taught = with(ws);
+                Variant {
+                    weighting: w,
+                    folds: if sel.cv {
+                        on_folds.into_iter().map(with).collect()
+                    } else {
+                        vec![split_taught.clone()]
+                    },
+                    split: split_taught,
+                    report: Some(report),
+                }
+            }
+        })
+        .collect();
+    Ok(Some(Prepared {
+        variants,
+        fold_base,
+    }))
+}
