@@ -1,7 +1,8 @@
 """Summarises eval-distill --json runs (benches/multihop.sh) as markdown: per task and student, mean test
 accuracy and its spread over draws for every method, the paired differences that matter (multihop vs the
 best 1-hop `auto`, ProfWeight / SRatio vs unweighted faculty, transfer vs faculty) with their standard
-deviation over draws, and the time multihop costs against the 1-hop auto job. Standard library only."""
+deviation over draws, and the time multihop costs against the 1-hop auto job (multihop+auto against
+auto+auto where the runs tried every weighting). Standard library only."""
 import json
 import re
 import statistics as st
@@ -14,8 +15,11 @@ def mean_sd(v):
 
 
 def main(paths):
-    pairs = [("multihop", "auto"), ("faculty+profweight", "faculty"), ("faculty+sratio", "faculty"),
-             ("transfer", "faculty"), ("auto", "faculty")]
+    # multihop+auto vs auto+auto: every weighting tried on both sides, the issue's 1-hop "best of kd /
+    # faculty / transfer / profweight / sratio" against multihop with the same choices for its first hop
+    pairs = [("multihop", "auto"), ("multihop+auto", "auto+auto"), ("auto+auto", "auto"),
+             ("faculty+profweight", "faculty"), ("faculty+sratio", "faculty"), ("transfer", "faculty"),
+             ("auto", "faculty")]
     overall = defaultdict(list)
     for path in paths:
         lines = json.load(open(path))
@@ -38,8 +42,9 @@ def main(paths):
                 else:
                     cells.append("—")
             ratio = ""
-            if "multihop" in ms and "auto" in ms:
-                ratio = f"{ms['multihop']['seconds'] / max(ms['auto']['seconds'], 1e-9):.1f}x"
+            for a, b in (("multihop", "auto"), ("multihop+auto", "auto+auto")):
+                if a in ms and b in ms:
+                    ratio = f"{ms[a]['seconds'] / max(ms[b]['seconds'], 1e-9):.1f}x"
             print(f"| {task} | " + " | ".join(cells) + f" | {ratio} |")
         print("\n| paired difference (points, mean ± sd over draws) | " + " | ".join(by) + " | mean |")
         print("|---|" + "---:|" * (len(by) + 1))

@@ -32,6 +32,13 @@ impl Variant {
     }
 }
 
+/// One weighting's weights on the split (with the card's report; `None` unweighted) and on each fold.
+struct Weighed {
+    weighting: Weighting,
+    on_split: Option<(Vec<f32>, WeightingReport)>,
+    on_folds: Vec<Vec<f32>>,
+}
+
 /// Every weighting's lesson, and the scratch baseline on the folds when weighting needed it (the
 /// fallback's judgement reuses it).
 pub(super) struct Prepared {
@@ -93,8 +100,8 @@ pub(super) fn prepare(
     let several = listed.len() > 1;
     let mut left_out = Vec::new();
     // a weighting that fails on the split or on a fold is left out (when there are others)
-    let mut keep = |w: Weighting, r: Result<(Vec<f32>, WeightingReport)>, fold: Option<usize>| {
-        match r {
+    let mut keep =
+        |w: Weighting, r: Result<(Vec<f32>, WeightingReport)>, fold: Option<usize>| match r {
             Ok(x) => Ok(Some(x)),
             Err(e) if several && e.kind == ErrorKind::InvalidInput => {
                 left_out.push(format!(
@@ -107,19 +114,26 @@ pub(super) fn prepare(
                 Ok(None)
             }
             Err(e) => Err(e),
-        }
-    };
+        };
     let (probed, simple) = probe(tr, base, split)?;
-    let mut found: Vec<(Weighting, Option<(Vec<f32>, WeightingReport)>, Vec<Vec<f32>>)> = Vec::new();
+    let mut found: Vec<Weighed> = Vec::new();
     for &w in &listed {
-        if w == Weighting::None {
-            found.push((w, None, Vec::new()));
-        } else if let Some(x) = keep(w, weighting::weights(w, &probed, &y, &simple, beta), None)? {
-            found.push((w, Some(x), Vec::new()));
-        }
+        let on_split = if w == Weighting::None {
+            None
+        } else {
+            match keep(w, weighting::weights(w, &probed, &y, &simple, beta), None)? {
+                Some(x) => Some(x),
+                None => continue,
+            }
+        };
+        found.push(Weighed {
+            weighting: w,
+            on_split,
+            on_folds: Vec::new(),
+        });
     }
     let mut fold_base = None;
-    if sel.cv && found.iter().any(|f| f.1.is_some()) {
+    if sel.cv && found.iter().any(|f| f.on_split.is_some()) {
         // the scratch baseline on every fold: the simple model of that fold's weights
         let Some(b) = tr.judge(sel, &ds.y, |tr, fold, _| {
             let lesson = Lesson::scratch(&ds.y, fold);
@@ -131,18 +145,20 @@ pub(super) fn prepare(
             return Ok(None);
         };
         for (k, (fold, model)) in sel.folds.iter().zip(&b.0).enumerate() {
-            tr.progress
-                .phase(&format!("probes (fold {}/{})", k + 1, sel.folds.len()), 0.15);
+            tr.progress.phase(
+                &format!("probes (fold {}/{})", k + 1, sel.folds.len()),
+                0.15,
+            );
             let (probed, simple) = probe(tr, model, fold)?;
             let mut failed = Vec::new();
-            for f in found.iter_mut().filter(|f| f.1.is_some()) {
-                let r = weighting::weights(f.0, &probed, &y, &simple, beta);
-                match keep(f.0, r, Some(k))? {
-                    Some((ws, _)) => f.2.push(ws),
-                    None => failed.push(f.0),
+            for f in found.iter_mut().filter(|f| f.on_split.is_some()) {
+                let r = weighting::weights(f.weighting, &probed, &y, &simple, beta);
+                match keep(f.weighting, r, Some(k))? {
+                    Some((ws, _)) => f.on_folds.push(ws),
+                    None => failed.push(f.weighting),
                 }
             }
-            found.retain(|f| !failed.contains(&f.0));
+            found.retain(|f| !failed.contains(&f.weighting));
         }
         fold_base = Some(b);
     }
@@ -159,14 +175,14 @@ pub(super) fn prepare(
     };
     let variants = found
         .into_iter()
-        .map(|(w, on_split, on_folds)| match on_split {
-            None => unweighted(w),
+        .map(|f| match f.on_split {
+            None => unweighted(f.weighting),
             Some((ws, report)) => {
                 let split_taught = with(ws);
                 Variant {
-                    weighting: w,
+                    weighting: f.weighting,
                     folds: if sel.cv {
-                        on_folds.into_iter().map(with).collect()
+                        f.on_folds.into_iter().map(with).collect()
                     } else {
                         vec![split_taught.clone()]
                     },
