@@ -965,7 +965,7 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     h("div", { class: "card" },
       h("p", { class: "row" }, h("strong", {}, "Phase: "), phase, epochsEl, cancel),
       bar,
-      h("dl", { class: "kv", style: "margin-top:10px" }, h("dt", {}, "method"), h("dd", {}, job.request.method), h("dt", {}, "dataset"), h("dd", {}, h("a", { href: "#/tasks/" + job.dataset_id }, job.dataset_id)),
+      h("dl", { class: "kv", style: "margin-top:10px" }, h("dt", {}, "method"), h("dd", {}, job.request.method), job.request.weighting && job.request.weighting !== "none" ? [h("dt", {}, "weighting"), h("dd", { id: "job-weighting-shown" }, job.request.weighting)] : null, h("dt", {}, "dataset"), h("dd", {}, h("a", { href: "#/tasks/" + job.dataset_id }, job.dataset_id)),
         h("dt", {}, "teacher"), h("dd", { id: "job-teacher-id" }, job.teacher ? job.teacher.id : job.request.teacher),
         h("dt", {}, "created"), h("dd", {}, when(job.created)), job.notes.length ? [h("dt", {}, "notes"), h("dd", {}, job.notes.join("; "))] : null),
       result),
