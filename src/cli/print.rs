@@ -258,7 +258,15 @@ pub fn print_card(
             c.latency_ms,
             card_path.display()
         );
-        if let Some(m) = &c.multihop {
+        if let Some(m) = c.multihop.as_ref().filter(|m| m.options.max_hops == 0) {
+            // a 1-hop search (method auto, weighting auto): which of its trials was delivered
+            println!(
+                "1-hop search: {} chosen of {} trials, validation {}",
+                faculty::distill::multihop::method_label(m.one_hop_method, m.one_hop_weighting),
+                m.trials.len(),
+                pct(m.one_hop_accuracy)
+            );
+        } else if let Some(m) = &c.multihop {
             let chain: Vec<String> = m
                 .chain
                 .iter()

@@ -1562,11 +1562,15 @@ pub fn run(
             Some(r) if !r.chain.is_empty() => {
                 format!("{} (a chain of {})", req.method.as_str(), r.chain.len() + 1)
             }
-            Some(r) => format!(
-                "{} ({})",
-                req.method.as_str(),
-                multihop::method_label(r.one_hop_method, r.one_hop_weighting)
-            ),
+            Some(r) => {
+                let chosen = multihop::method_label(r.one_hop_method, r.one_hop_weighting);
+                if req.method.searches() {
+                    format!("{} ({chosen})", req.method.as_str())
+                } else {
+                    // a fixed method searched over weightings (`weighting: auto`)
+                    chosen
+                }
+            }
             None => req.method.as_str().to_string(),
         };
         report.restarts = restarts_for(&kind, report.restarts);
