@@ -7,7 +7,7 @@
 //! points on the test rows.
 use super::select::{Score, Selector};
 use super::weighting::{self, Weighting, WeightingReport};
-use super::{BASELINE, DistillRequest, Fitted, Kind, Lesson, Split, Taught, Trainer};
+use super::{BASELINE, DistillRequest, Fitted, Kind, Lesson, Split, Taught, Trainer, methods};
 use crate::data::Parsed;
 use crate::error::{Error, ErrorKind, Result};
 use crate::rank::outputs;
@@ -89,13 +89,15 @@ pub(super) fn prepare(
     let names = weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref())?;
     let feats = outputs::inner(zoo, &taught.teacher, ds, &names)?;
     let layers: Vec<_> = names.into_iter().zip(feats).collect();
-    let y = weighting::probe_labels(&taught.carried, &ds.y);
     let (classes, seed, beta) = (ds.classes(), req.config.seed, req.config.sratio_beta);
-    // the probes and the simple model's probabilities on the rows a split or fold trains on
+    // the probes' labels (the teacher's on the pool, carried by the label map of the rows a split or
+    // fold trains on), the probes, and the simple model's probabilities on those rows
     let probe = |tr: &Trainer<'_>, model: &Fitted, on: &Split| -> Result<_> {
+        let carried = methods::carried(&taught.teacher, &taught.probs, ds, on);
+        let y = weighting::probe_labels(&carried, &ds.y);
         let rows = on.fit_rows();
         let probed = weighting::probe_all(&layers, &rows, &y, classes, seed)?;
-        Ok((probed, tr.predict(&model.model, &rows)))
+        Ok((probed, tr.predict(&model.model, &rows), y))
     };
     let several = listed.len() > 1;
     let mut left_out = Vec::new();
@@ -115,7 +117,7 @@ pub(super) fn prepare(
             }
             Err(e) => Err(e),
         };
-    let (probed, simple) = probe(tr, base, split)?;
+    let (probed, simple, y) = probe(tr, base, split)?;
     let mut found: Vec<Weighed> = Vec::new();
     for &w in &listed {
         let on_split = if w == Weighting::None {
@@ -149,7 +151,7 @@ pub(super) fn prepare(
                 &format!("probes (fold {}/{})", k + 1, sel.folds.len()),
                 0.15,
             );
-            let (probed, simple) = probe(tr, model, fold)?;
+            let (probed, simple, y) = probe(tr, model, fold)?;
             let mut failed = Vec::new();
             for f in found.iter_mut().filter(|f| f.on_split.is_some()) {
                 let r = weighting::weights(f.weighting, &probed, &y, &simple, beta);
@@ -196,4 +198,134 @@ pub(super) fn prepare(
         variants,
         fold_base,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::data::{Format, ParseOptions, parse};
+    use crate::distill::student::Arch;
+    use crate::distill::{Method, Quiet, TrainConfig};
+    use crate::onnx::SessionPool;
+    use crate::store::Store;
+
+    fn repo(p: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    /// A fold's weights are made from the rows it trains on alone: relabelling the rows one fold holds
+    /// out changes the weights on the job's split (those rows are on its training side) but not that
+    /// fold's, so the fold's judgement of a weighted student never saw the labels it is judged on.
+    #[test]
+    fn a_folds_weights_never_see_the_labels_it_is_judged_on() {
+        crate::onnx::environment().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            repo("zoo/teachers/mnist_mlp.onnx"),
+            dir.path().join("mnist_mlp.onnx"),
+        )
+        .unwrap();
+        let store = Store::temporary().unwrap();
+        let zoo = Zoo::open(dir.path(), &store, Arc::new(SessionPool::new(1)), 256).unwrap();
+        zoo.rescan().unwrap();
+        let bytes = std::fs::read(repo("zoo/tasks/mnist_10way_5shot.npz")).unwrap();
+        let opts = ParseOptions {
+            max_bytes: 1 << 30,
+            ..ParseOptions::default()
+        };
+        let ds: Parsed = parse(Format::Npz, bytes, &opts).unwrap().into();
+        let teacher = zoo.get("mnist_mlp").unwrap();
+        let (o, _) = outputs::cached(&zoo, None, &teacher, &ds, "").unwrap();
+        let cfg = TrainConfig {
+            max_epochs: 3,
+            restarts: 1,
+            ..TrainConfig::default()
+        };
+        let c = ds.classes();
+        let split = Split::stratified(&ds.y, c, cfg.val_fraction, cfg.seed);
+        let sel = Selector::new(&split, &ds.y, c, &cfg);
+        assert!(sel.cv && sel.folds.len() == 5);
+        let mut req = DistillRequest::new("", Method::Kd, "mnist_mlp", "mlp:8");
+        req.config = cfg.clone();
+        req.weighting = Weighting::Auto;
+        // the job's profweight and sratio weights on the split and on fold 1, with the labels `y`
+        let weights_with = |y: Vec<i64>| {
+            let ds = Parsed { y, ..ds.clone() };
+            let spec = req.student.as_ref().unwrap().spec().unwrap();
+            let kind = Kind::Net(Arch::new(&spec, &ds.row_shape(), c, ds.view()).unwrap());
+            let taught = Taught {
+                teacher: teacher.clone(),
+                carried: methods::carried(&teacher, &o.probs, &ds, &split).into(),
+                probs: Arc::new(o.probs.clone()),
+                weights: None,
+            };
+            let mut quiet = Quiet;
+            let mut tr = Trainer {
+                raw: ds.view(),
+                cfg: &cfg,
+                resume: None,
+                progress: &mut quiet,
+                next: 0,
+                tag: None,
+                fold: None,
+                restart: None,
+                started: std::time::Instant::now(),
+                deadline: None,
+            };
+            let base = tr
+                .learn(&kind, &Lesson::scratch(&ds.y, &split), BASELINE, (0.0, 0.1))
+                .unwrap()
+                .unwrap();
+            let mut notes = Vec::new();
+            let p = prepare(
+                &mut tr,
+                &zoo,
+                &ds,
+                &req,
+                &taught,
+                (&base, &kind),
+                (&split, &sel),
+                &mut notes,
+            )
+            .unwrap()
+            .unwrap();
+            assert!(p.fold_base.is_some());
+            p.variants
+                .iter()
+                .filter(|v| v.weighting != Weighting::None)
+                .map(|v| {
+                    (
+                        v.split.weights.clone().unwrap(),
+                        v.on(0).weights.clone().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let before = weights_with(ds.y.clone());
+        let mut y = ds.y.clone();
+        for &r in &sel.folds[0].val {
+            y[r] = (y[r] + 1) % c as i64;
+        }
+        let after = weights_with(y);
+        assert_eq!(before.len(), 2, "profweight and sratio");
+        let most = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        };
+        for ((split_a, fold_a), (split_b, fold_b)) in before.iter().zip(&after) {
+            assert!(
+                most(split_a, split_b) > 0.1,
+                "the split's weights read those labels"
+            );
+            assert!(
+                most(fold_a, fold_b) < 1e-4,
+                "the fold's weights did not: {}",
+                most(fold_a, fold_b)
+            );
+        }
+    }
 }
