@@ -1468,6 +1468,7 @@ pub fn run(
                 .iter()
                 .find(|v| v.weighting == report.one_hop_weighting)
                 .and_then(|v| v.report.clone());
+            notes.extend(report.weighting_note.clone());
             search = Some(report);
             kept = chain;
             // on the split alone the score is the delivered student's validation accuracy

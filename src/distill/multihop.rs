@@ -38,7 +38,9 @@ pub struct MultihopOptions {
     /// The one-standard-error rule: a hop must also gain more than one standard error of the
     /// difference, paired by held-out row (within noise, the shorter chain is kept); as the hop is the
     /// best of the candidates tried, more than that for several (1.62 standard errors for the best of
-    /// three: the rule's level shared among them).
+    /// three: the rule's level shared among them). The same rule keeps the best unweighted 1-hop answer
+    /// unless a weighted one (`hop_weightings`, `weighting: auto`) beats it by more than that for the
+    /// best of the weighted trials.
     pub one_se: bool,
     /// Intermediate models to try: `"auto"` (one-hidden-layer MLPs whose size lies between the
     /// student's and the teacher's, at most three), `"zoo"` (the zoo's models that can be one and
@@ -333,6 +335,10 @@ pub struct MultihopReport {
     /// The sample weighting of the best 1-hop answer (`hop_weightings`; it stays on every hop).
     #[serde(default, skip_serializing_if = "is_none_weighting")]
     pub one_hop_weighting: Weighting,
+    /// Why the 1-hop answer is unweighted although a weighted trial scored higher: its gain was within
+    /// the one-standard-error rule for the best of the weighted trials (`one_se`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighting_note: Option<String>,
     /// Why the search ended (no candidate gained `min_gain`, `max_hops` reached, no smaller candidate,
     /// or the time budget ran out, with the candidates it left untried).
     #[serde(default)]
@@ -474,8 +480,11 @@ pub(super) fn search(
         step: (to - from) / planned.max(1) as f64,
     };
     let mut trials = Vec::new();
-    // 1. the 1-hop answer: every method under every weighting
-    let mut best: Option<(Vec<Fitted>, Score, Method, usize)> = None;
+    // 1. the 1-hop answer: every method under every weighting. Only the best trial and the best
+    //    unweighted one stay in memory (the rule below may choose between them).
+    let mut judged: Vec<Option<(Vec<Fitted>, Score)>> = Vec::new();
+    let mut tried: Vec<(Method, usize)> = Vec::new();
+    let (mut best, mut best_plain): (Option<usize>, Option<usize>) = (None, None);
     for &m in &one_hop {
         for (v, variant) in variants.iter().enumerate() {
             let w = variant.weighting;
@@ -505,16 +514,64 @@ pub(super) fn search(
             };
             tr.progress.trial(&t);
             trials.push(t);
-            if best
-                .as_ref()
-                .is_none_or(|b| score.accuracy() > b.1.accuracy())
-            {
-                best = Some((models, score, m, v));
+            let i = judged.len();
+            let acc = score.accuracy();
+            judged.push(Some((models, score)));
+            tried.push((m, v));
+            let beats = |b: Option<usize>| b.is_none_or(|b| acc > trials[b].val_accuracy);
+            if beats(best) {
+                best = Some(i);
+            }
+            if w == Weighting::None && beats(best_plain) {
+                best_plain = Some(i);
+            }
+            for (j, e) in judged.iter_mut().enumerate() {
+                if Some(j) != best && Some(j) != best_plain {
+                    *e = None;
+                }
             }
         }
     }
-    let (mut best_students, one_hop_score, first_method, chosen) =
-        best.expect("at least one method");
+    let mut chosen_trial = best.expect("at least one method");
+    // a weighted answer replaces the best unweighted one only when it is ahead by more than the noise of
+    // picking the best of the weighted trials (the one-standard-error rule, as for a hop)
+    let mut weighting_note = None;
+    let weighted = trials
+        .iter()
+        .filter(|t| t.weighting != Weighting::None)
+        .count();
+    if let Some(p) = best_plain.filter(|&p| opts.one_se && p != chosen_trial) {
+        let score = |i: usize| &judged[i].as_ref().expect("kept above").1;
+        let (gain, se) = score(chosen_trial).gain_over(score(p)).unwrap_or((
+            trials[chosen_trial].val_accuracy.unwrap_or(0.0)
+                - trials[p].val_accuracy.unwrap_or(0.0),
+            0.0,
+        ));
+        let z = super::select::one_se_for_best_of(weighted);
+        let t = &trials[chosen_trial];
+        let (label, plain) = (
+            method_label(t.method, t.weighting),
+            trials[p].method.as_str(),
+        );
+        if gain <= z * se {
+            weighting_note = Some(format!(
+                "{label} was estimated {:+.1} points over {plain} ({:.1} points standard error of \
+                 the paired difference), not more than {z:.2} standard errors (the \
+                 one-standard-error rule for the best of {weighted} weighted trials): the \
+                 unweighted {plain} was kept",
+                100.0 * gain,
+                100.0 * se
+            ));
+        }
+        let t = &mut trials[chosen_trial];
+        (t.gain, t.gain_se) = (Some(gain), Some(se));
+        if weighting_note.is_some() {
+            chosen_trial = p;
+        }
+    }
+    let (best_students, one_hop_score) = judged[chosen_trial].take().expect("kept above");
+    let (first_method, chosen) = tried[chosen_trial];
+    let mut best_students = best_students;
     let first = &variants[chosen];
     let (first_weighting, taught) = (first.weighting, &first.split);
     let mut best_score = one_hop_score.clone();
@@ -727,6 +784,7 @@ pub(super) fn search(
         chain_accuracy: best_score.accuracy(),
         one_hop_method: first_method,
         one_hop_weighting: first_weighting,
+        weighting_note,
         stopped,
         time_budget_s: budget.map(|b| b.as_secs_f64()),
         options: opts.clone(),
