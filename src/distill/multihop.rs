@@ -308,7 +308,8 @@ pub struct HopTrial {
     /// Kept in the chain.
     pub kept: bool,
     /// For the best candidate of a hop, the one the rule judged: its student's estimated accuracy
-    /// minus the shorter chain's, paired by held-out row, and that difference's standard error.
+    /// minus the shorter chain's, paired by held-out row, and that difference's standard error. For the
+    /// best 1-hop trial when it is weighted: its estimate minus the best unweighted trial's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gain: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
