@@ -137,7 +137,8 @@ enum Command {
         #[arg(long = "with")]
         with: Vec<String>,
         /// Methods run with teacher auto beside scratch (comma-separated: kd, faculty, transfer, auto,
-        /// multihop; `METHOD+profweight` or `METHOD+sratio` adds sample weights).
+        /// multihop; `METHOD+profweight` or `METHOD+sratio` adds sample weights, `METHOD+auto` tries
+        /// each weighting and keeps the best, as `weighting: auto`).
         #[arg(long, value_delimiter = ',', default_value = "faculty")]
         methods: Vec<String>,
         /// Training settings as JSON for every run, e.g. '{"ot_epsilon": 0.1}'.
