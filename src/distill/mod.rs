@@ -727,6 +727,29 @@ struct Trainer<'a> {
     deadline: Option<std::time::Instant>,
 }
 
+impl<'a> Trainer<'a> {
+    /// A trainer over `raw` starting a job (or resuming it from `resume`): nothing trained yet.
+    fn new(
+        raw: RowsView<'a>,
+        cfg: &'a TrainConfig,
+        resume: Option<Checkpoint>,
+        progress: &'a mut dyn Progress,
+    ) -> Self {
+        Self {
+            raw,
+            cfg,
+            resume,
+            progress,
+            next: 0,
+            tag: None,
+            fold: None,
+            restart: None,
+            started: std::time::Instant::now(),
+            deadline: None,
+        }
+    }
+}
+
 impl Trainer<'_> {
     /// How many trainings ahead of the next one the checkpoint to resume is (0 without one): a method
     /// whose trainings each start from the previous one's result may skip that many.
@@ -1255,18 +1278,7 @@ pub fn run(
     // the dataset with the teacher's mixup rows, when they are asked for (declared before the trainer
     // that reads it)
     let augmented: Parsed;
-    let mut tr = Trainer {
-        raw: ds.view(),
-        cfg,
-        resume,
-        progress,
-        next: 0,
-        tag: None,
-        fold: None,
-        restart: None,
-        started: std::time::Instant::now(),
-        deadline: None,
-    };
+    let mut tr = Trainer::new(ds.view(), cfg, resume, progress);
     // 3. the teacher's outputs, and its accuracy in the student's labels
     let mut chain = Vec::new();
     let mut taught = match teacher {

@@ -262,18 +262,7 @@ mod tests {
                 weights: None,
             };
             let mut quiet = Quiet;
-            let mut tr = Trainer {
-                raw: ds.view(),
-                cfg: &cfg,
-                resume: None,
-                progress: &mut quiet,
-                next: 0,
-                tag: None,
-                fold: None,
-                restart: None,
-                started: std::time::Instant::now(),
-                deadline: None,
-            };
+            let mut tr = Trainer::new(ds.view(), &cfg, None, &mut quiet);
             let base = tr
                 .learn(&kind, &Lesson::scratch(&ds.y, &split), BASELINE, (0.0, 0.1))
                 .unwrap()
