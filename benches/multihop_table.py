@@ -18,7 +18,8 @@ def main(paths):
     # multihop+auto vs auto+auto: every weighting tried on both sides, the issue's 1-hop "best of kd /
     # faculty / transfer / profweight / sratio" against multihop with the same choices for its first hop
     pairs = [("multihop", "auto"), ("multihop+auto", "auto+auto"), ("auto+auto", "auto"),
-             ("faculty+profweight", "faculty"), ("faculty+sratio", "faculty"), ("transfer", "faculty"),
+             ("faculty+profweight", "faculty"), ("faculty+sratio", "faculty"),
+             ("transfer+profweight", "transfer"), ("kd+profweight", "kd"), ("transfer", "faculty"),
              ("auto", "faculty")]
     overall = defaultdict(list)
     for path in paths:

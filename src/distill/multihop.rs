@@ -61,7 +61,9 @@ pub struct MultihopOptions {
     /// Time budget: the search through intermediates (with the chain's retraining) may take at most
     /// this many times as long as the job took up to the end of its 1-hop answer, so that the whole
     /// job costs about this many times a 1-hop job. A candidate still training when the time runs out
-    /// is dropped; those finished still count. 0: no limit.
+    /// is dropped; those finished still count. Where it cuts the search, how far the search got
+    /// depends on the machine's speed and load (two runs of a seeded job can differ). 0: no limit (a
+    /// reproducible search).
     pub max_time_factor: f64,
 }
 

@@ -62,31 +62,38 @@ pub(super) fn prepare(
     notes: &mut Vec<String>,
 ) -> Result<Option<Prepared>> {
     let mut listed = super::weightings(req);
-    if req.weighting == Weighting::Auto
-        && weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref()).is_err()
-    {
-        notes.push(format!(
-            "weighting auto: teacher '{}' has no inner layers a probe can read (a forest or a linear \
-             model), so its hop was taught unweighted",
-            taught.teacher.id
-        ));
-        listed = vec![Weighting::None];
-    }
+    // the probe layers, read from the teacher's graph once (none needed unweighted)
+    let names = if listed.iter().all(|w| *w == Weighting::None) {
+        None
+    } else {
+        match weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref()) {
+            Ok(names) => Some(names),
+            Err(_) if req.weighting == Weighting::Auto => {
+                notes.push(format!(
+                    "weighting auto: teacher '{}' has no inner layers a probe can read (a forest or \
+                     a linear model), so its hop was taught unweighted",
+                    taught.teacher.id
+                ));
+                listed = vec![Weighting::None];
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let unweighted = |w: Weighting| Variant {
         weighting: w,
         split: taught.clone(),
         report: None,
         folds: vec![taught.clone(); sel.folds.len()],
     };
-    if listed.iter().all(|w| *w == Weighting::None) {
+    let Some(names) = names else {
         return Ok(Some(Prepared {
             variants: listed.into_iter().map(unweighted).collect(),
             fold_base: None,
         }));
-    }
+    };
     // the probes' features and labels, read once for every weighting and fold
     tr.progress.phase("probes", 0.15);
-    let names = weighting::probe_layers(zoo, &taught.teacher, req.probes.as_deref())?;
     let feats = outputs::inner(zoo, &taught.teacher, ds, &names)?;
     let layers: Vec<_> = names.into_iter().zip(feats).collect();
     let (classes, seed, beta) = (ds.classes(), req.config.seed, req.config.sratio_beta);
