@@ -935,6 +935,15 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         search.contains("Gain ± SE") && search.contains("mlp:16") && judged,
         "{search}"
     );
+    // ... and why the search ended (from the student's card)
+    wait_js(
+        &c,
+        "document.querySelector('#job-search-stopped')",
+        "why the search stopped",
+    )
+    .await;
+    let why = text(&c, "#job-search-stopped").await;
+    assert!(why.starts_with("Search stopped: ") && why.len() > 20, "{why}");
     shot(&c, "job-multihop").await;
     c.set_window_size(390, 844).await.unwrap();
     for page in ["zoo", &format!("tasks/{ds}")] {
