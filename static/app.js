@@ -928,8 +928,6 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     if (loss) loss.setData(ld); else loss = curves(lossEl, "loss", [{ label: "train", color: "#2a5bd7" }, { label: "validation", color: "#c0392b" }, { label: "distill term", color: "#b7791f" }], ld);
     if (acc) acc.setData(ad); else acc = curves(accEl, "validation accuracy", [{ label: "validation accuracy", color: "#1e8a4c" }], ad);
   };
-  // why a finished multihop search ended, read once from the student's card
-  let stopped = null, askedWhy = false;
   const update = (j) => {
     job = j;
     stateEl.replaceChildren(jobStateBadge(j));
@@ -955,20 +953,11 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
           { key: "student_val_accuracy", label: "Student, estimated", num: true, render: (t) => pct(t.student_val_accuracy) },
           { key: "gain", label: "Gain ± SE (pts)", num: true, title: "the student's estimated gain over the shorter chain, paired by held-out row, and its standard error (judged for each hop's best candidate)",
             render: (t) => (t.gain == null ? "" : `${t.gain >= 0 ? "+" : ""}${(100 * t.gain).toFixed(1)} ± ${(100 * t.gain_se).toFixed(1)}`) },
-          { key: "kept", label: "Kept", value: (t) => (t.kept ? 1 : 0), render: (t) => (t.kept ? "yes" : "") }], j.search, {}) : null, stopped].filter(Boolean));
+          { key: "kept", label: "Kept", value: (t) => (t.kept ? 1 : 0), render: (t) => (t.kept ? "yes" : "") }], j.search, {}) : null,
+        // why a finished search ended (the rule, max_hops or the time budget)
+        j.search_stopped ? h("p", { class: "muted", id: "job-search-stopped" }, "Search stopped: " + j.search_stopped) : null].filter(Boolean));
     }
-    if (j.state === "succeeded" && j.student_id) {
-      result.replaceChildren(h("p", { class: "ok" }, "Done: ", h("a", { id: "job-student-link", href: "#/students/" + j.student_id }, "student " + j.student_id)));
-      // why the search ended (the time budget, the rule, max_hops) is on the student's card
-      if (j.request.method === "multihop" && !askedWhy) {
-        askedWhy = true;
-        api("/v1/students/" + encodeURIComponent(j.student_id)).then((c) => {
-          if (!c.multihop || !c.multihop.stopped) return;
-          stopped = h("p", { class: "muted", id: "job-search-stopped" }, "Search " + searchStopped(c.multihop));
-          chainEl.append(stopped);
-        }).catch(() => {});
-      }
-    }
+    if (j.state === "succeeded" && j.student_id) result.replaceChildren(h("p", { class: "ok" }, "Done: ", h("a", { id: "job-student-link", href: "#/students/" + j.student_id }, "student " + j.student_id)));
     else if (j.state === "failed") result.replaceChildren(errorBox("job-failed", j.error || "failed"));
     else if (j.state === "cancelled") result.replaceChildren(h("p", { class: "muted" }, "Cancelled."));
   };
@@ -1001,11 +990,6 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     follow(`/v1/jobs/${job.id}/events?epochs=new`, merge, ctl.signal).catch((e) => { if (e.name !== "AbortError") result.replaceChildren(errorBox("job-events-error", "live updates stopped: " + e.message)); });
   }
 });
-
-// Why a multihop search ended (a card's `multihop`), with its time budget.
-function searchStopped(m) {
-  return `stopped: ${m.stopped}${m.time_budget_s != null ? ` (time budget ${num(m.time_budget_s, 1)} s)` : ""}`;
-}
 
 // ---------- students ----------
 // How many rows a ranking looked at: all of the dataset's, or a stratified sample of a big one.
@@ -1083,7 +1067,7 @@ route(/^\/students\/([^/]+)$/, async (id) => {
         h("dt", {}, "epochs"), h("dd", {}, `${c.epochs_run}${c.best_epoch != null ? `, best ${c.best_epoch}` : ""}${c.stopped_early ? ", stopped early" : ""}`),
         h("dt", {}, "rows"), h("dd", {}, `${c.accuracy.train_rows} train, ${c.accuracy.validation_rows} validation, ${c.accuracy.unlabeled_rows} unlabeled` + (c.accuracy.mixup_rows ? `, ${c.accuracy.mixup_rows} mixup rows labeled by the teacher` : "")),
         c.selection ? [h("dt", {}, "chosen by"), h("dd", { id: "student-selection" }, `${c.selection.estimator} (${c.selection.rows} held-out rows): ${c.selection.candidates.map((k) => `${k.name} ${pct(k.accuracy)}`).join(", ")}; delivered ${c.selection.picked}${c.selection.restarts > 1 ? ` (the lowest-loss of ${c.selection.restarts} seeded trainings)` : ""}${c.selection.fallback ? `; distilled − scratch ${(100 * c.selection.fallback.gain).toFixed(1)} ± ${(100 * c.selection.fallback.gain_se).toFixed(1)} points` : ""}`)] : null,
-        c.multihop && c.multihop.stopped ? [h("dt", {}, "search"), h("dd", { id: "student-search-stopped" }, searchStopped(c.multihop))] : null,
+        c.multihop && c.multihop.stopped ? [h("dt", {}, "search"), h("dd", { id: "student-search-stopped" }, `stopped: ${c.multihop.stopped}${c.multihop.time_budget_s != null ? ` (time budget ${num(c.multihop.time_budget_s, 1)} s)` : ""}`)] : null,
         c.test ? [h("dt", {}, "test"), h("dd", {}, `${c.test.rows} rows of ${c.test.dataset_id}: student ${pct(c.test.student.accuracy)} [${pct(c.test.student.low)}, ${pct(c.test.student.high)}]`)] : null,
         h("dt", {}, "ONNX vs trained"), h("dd", {}, `max |diff| ${num(c.onnx_max_abs_diff, 6)}`),
         h("dt", {}, "created"), h("dd", {}, when(c.created)), h("dt", {}, "faculty"), h("dd", {}, c.faculty_version),

@@ -869,8 +869,10 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
         .collect();
     assert_eq!(hop2, ["mlp:8:relu", "mlp:256:relu"], "smallest first: {m}");
     assert_eq!(trials[2]["parameters"], 16 * 256 + 256 + 256 * 26 + 26);
-    // the job showed the same search as it went
+    // the job showed the same search as it went, and says why it ended
     assert_eq!(&j["search"], &m["trials"], "{j}");
+    assert!(m["stopped"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
+    assert_eq!(&j["search_stopped"], &m["stopped"], "{j}");
     // never worse than 1-hop on validation; a kept hop gained at least min_gain (0 here) and is a student
     let (one, chain_acc) = (
         m["one_hop_accuracy"].as_f64().unwrap(),

@@ -83,6 +83,10 @@ pub struct Job {
     /// accuracy and the student's when taught by it.
     #[serde(default)]
     pub search: Vec<distill::HopTrial>,
+    /// Why a finished multihop search ended (the student card's `multihop.stopped`: the rule, `max_hops`
+    /// or the time budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_stopped: Option<String>,
     pub notes: Vec<String>,
     /// The process that runs (or ran) it: `host:pid:tag` of a server or a `faculty worker`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -593,6 +597,7 @@ impl JobManager {
             checkpoint_stage: None,
             restarts: 0,
             search: Vec::new(),
+            search_stopped: None,
             notes: Vec::new(),
             worker: None,
         };
@@ -779,6 +784,9 @@ impl JobManager {
                 let card = self.inner.students.put(&outcome)?;
                 if let Some(m) = &card.multihop {
                     job.search = m.trials.clone(); // with the kept hops marked
+                    if job.request.method == distill::Method::Multihop {
+                        job.search_stopped = Some(m.stopped.clone());
+                    }
                 }
                 job.state = JobState::Succeeded;
                 job.phase = "done".into();
