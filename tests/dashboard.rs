@@ -943,7 +943,10 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
     )
     .await;
     let why = text(&c, "#job-search-stopped").await;
-    assert!(why.starts_with("Search stopped: ") && why.len() > 20, "{why}");
+    assert!(
+        why.starts_with("Search stopped: ") && why.len() > 20,
+        "{why}"
+    );
     shot(&c, "job-multihop").await;
     c.set_window_size(390, 844).await.unwrap();
     for page in ["zoo", &format!("tasks/{ds}")] {
