@@ -545,11 +545,7 @@ pub(super) fn search(
         .count();
     if let Some(p) = best_plain.filter(|&p| opts.one_se && p != chosen_trial) {
         let score = |i: usize| &judged[i].as_ref().expect("kept above").1;
-        let (gain, se) = score(chosen_trial).gain_over(score(p)).unwrap_or((
-            trials[chosen_trial].val_accuracy.unwrap_or(0.0)
-                - trials[p].val_accuracy.unwrap_or(0.0),
-            0.0,
-        ));
+        let (gain, se) = score(chosen_trial).gain_or_difference(score(p));
         let z = super::select::one_se_for_best_of(weighted);
         let t = &trials[chosen_trial];
         let (label, plain) = (
@@ -572,9 +568,8 @@ pub(super) fn search(
             chosen_trial = p;
         }
     }
-    let (best_students, one_hop_score) = judged[chosen_trial].take().expect("kept above");
+    let (mut best_students, one_hop_score) = judged[chosen_trial].take().expect("kept above");
     let (first_method, chosen) = tried[chosen_trial];
-    let mut best_students = best_students;
     let first = &variants[chosen];
     let (first_weighting, taught) = (first.weighting, &first.split);
     let mut best_score = one_hop_score.clone();
@@ -705,10 +700,7 @@ pub(super) fn search(
         };
         // the one-standard-error rule: a hop is kept only when its gain is also larger than the noise
         // of the difference on these held-out rows (with 60 rows one row is 1.7 points)
-        let (gain, se) = kept.score.gain_over(&best_score).unwrap_or((
-            kept.score.accuracy().unwrap_or(0.0) - best_score.accuracy().unwrap_or(0.0),
-            0.0,
-        ));
+        let (gain, se) = kept.score.gain_or_difference(&best_score);
         (kept.trial.gain, kept.trial.gain_se) = (Some(gain), Some(se));
         trials[kept.at] = kept.trial.clone();
         // the best of `tried` candidates: the rule asks for more than one standard error then (and a

@@ -139,6 +139,15 @@ impl Score {
         let mean = d.iter().sum::<f64>() / n as f64;
         Some((mean, crate::rank::metrics::standard_error(&d)))
     }
+
+    /// `gain_over`, or where the two were not judged on the same rows the difference of their
+    /// accuracies with no standard error.
+    pub fn gain_or_difference(&self, other: &Score) -> (f64, f64) {
+        self.gain_over(other).unwrap_or((
+            self.accuracy().unwrap_or(0.0) - other.accuracy().unwrap_or(0.0),
+            0.0,
+        ))
+    }
 }
 
 /// The gain, in standard errors, that the best of `k` candidates must show over what it would replace
