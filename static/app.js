@@ -319,7 +319,8 @@ function curves(el, title, series, data) {
   return new uPlot({
     title, width, height: 220,
     scales: { x: { time: false } },
-    axes: [{ label: "epoch" }, {}],
+    // whole epochs only on the x axis (uPlot would otherwise tick at 1.5, 2.5 on short trainings)
+    axes: [{ label: "epoch", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, {}],
     series: [{ label: "epoch" }, ...series.map((x) => ({ label: x.label, stroke: x.color, width: 2, spanGaps: true }))],
   }, data, el);
 }
@@ -911,14 +912,21 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
     const all = job.epochs;
     const stages = [...new Set(all.map(stageOf))];
     const stage = picked && stages.includes(picked) ? picked : stages.at(-1);
-    const key = `${(job.epochs_dropped || 0) + all.length}/${stage}`;
+    const key = `${(job.epochs_dropped || 0) + all.length}/${stage}/${job.state}`;
     if (key === shown) return;
     shown = key;
     stageSel.hidden = stages.length < 2;
     $("#job-stage-label") && ($("#job-stage-label").hidden = stages.length < 2);
     stageSel.replaceChildren(...stages.map((st) => h("option", { value: st, selected: st === stage }, `${st} (${all.filter((e) => stageOf(e) === st).length} epochs)`)));
     const ep = all.filter((e) => stageOf(e) === stage);
-    if (!ep.length) { lossEl.replaceChildren(h("p", { class: "muted" }, "Curves appear with the first epoch.")); return; }
+    if (!ep.length) {
+      // a finished job without epochs grew a tree (or stopped before its first epoch)
+      const over = !["queued", "running"].includes(job.state);
+      const tree = String(job.request.student || "").startsWith("tree");
+      lossEl.replaceChildren(h("p", { class: "muted", id: "job-no-curves" }, !over ? "Curves appear with the first epoch."
+        : tree ? "No training curves: a tree student is grown in one pass, not trained by epochs." : "No epochs were recorded."));
+      return;
+    }
     const xs = ep.map((e, k) => k + 1);
     const col = (k) => ep.map((e) => (e[k] == null ? null : e[k]));
     lossEl.setAttribute("aria-label", `loss curves: ${ep.length} epochs of ${stage}`);
@@ -957,7 +965,9 @@ route(/^\/jobs\/([^/?]+)$/, async (id) => {
         // why a finished search ended (the rule, max_hops or the time budget)
         j.search_stopped ? h("p", { class: "muted", id: "job-search-stopped" }, "Search stopped: " + j.search_stopped) : null].filter(Boolean));
     }
-    if (j.state === "succeeded" && j.student_id) result.replaceChildren(h("p", { class: "ok" }, "Done: ", h("a", { id: "job-student-link", href: "#/students/" + j.student_id }, "student " + j.student_id)));
+    // what was delivered: the method's (or search's) answer, or the scratch baseline when it won
+    if (j.state === "succeeded" && j.student_id) result.replaceChildren(h("p", { class: "ok" }, "Done: ", h("a", { id: "job-student-link", href: "#/students/" + j.student_id }, "student " + j.student_id),
+      j.picked ? h("span", { id: "job-picked" }, " · delivered: ", j.picked === "scratch" && j.request.method !== "scratch" ? "the scratch baseline, which beat the distilled student (the student's notes say why)" : j.picked) : null));
     else if (j.state === "failed") result.replaceChildren(errorBox("job-failed", j.error || "failed"));
     else if (j.state === "cancelled") result.replaceChildren(h("p", { class: "muted" }, "Cancelled."));
   };

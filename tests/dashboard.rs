@@ -654,6 +654,8 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         "cancelled"
     );
 
+    // what the job delivered, beside the link to its student
+    let picked = text(&c, "#job-picked").await;
     // --- the student: card, download with the sha256 checked in the page and here
     click(&c, "#job-student-link").await;
     let student = wait_js(&c, "location.hash.startsWith('#/students/st_') && document.querySelector('#student-sha') && location.hash.slice(11)", "the student page").await;
@@ -664,6 +666,10 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         card["sha256"].as_str().unwrap()
     );
     // how it was chosen: the estimator and every candidate's estimate
+    assert!(
+        picked.contains(card["selection"]["picked"].as_str().unwrap()),
+        "{picked}"
+    );
     let chosen = text(&c, "#student-selection").await;
     assert!(
         chosen.contains("cross-validation")
@@ -948,6 +954,24 @@ async fn a_user_shops_the_zoo_ranks_distills_and_downloads_in_a_browser() {
         "{why}"
     );
     shot(&c, "job-multihop").await;
+    // --- a tree student's job: no epochs, and the page says why there are no curves
+    let (_, j) = http_json(
+        port,
+        "POST",
+        "/v1/jobs",
+        json!({"dataset_id": ds, "method": "scratch", "student": "tree:3"}),
+    );
+    let tree = j["id"].as_str().unwrap().to_string();
+    common::server::wait_job(port, &tree, |j| j["state"] == "succeeded");
+    open(
+        &c,
+        &format!("{origin}/#/jobs/{tree}"),
+        "document.querySelector('#job-no-curves')",
+        "the tree job",
+    )
+    .await;
+    let none = text(&c, "#job-no-curves").await;
+    assert!(none.contains("a tree student is grown"), "{none}");
     c.set_window_size(390, 844).await.unwrap();
     for page in ["zoo", &format!("tasks/{ds}")] {
         open(&c, &format!("{origin}/#/{page}"), "document.querySelector('main').dataset.page && !document.querySelector('main .loading')", "the narrow page").await;

@@ -949,6 +949,8 @@ async fn multihop_searches_a_chain_and_keeps_its_intermediates() {
         format!("auto ({picked})"),
         "{sel}"
     );
+    // the job says what it delivered, as the card does
+    assert_eq!(&j["picked"], &sel["picked"], "{j}");
     // the delivered student is the lowest-loss of three seeded trainings on the split; the job showed them
     assert_eq!(sel["restarts"], 3, "{sel}");
     let stages: Vec<&str> = j["epochs"]
@@ -1332,7 +1334,8 @@ async fn where_no_teacher_helps_the_distilled_student_needs_a_margin_over_scratc
     assert_eq!(plain["delivered"], "distilled", "{plain}");
     // the default asks it to clear two standard errors, which it does not: scratch is delivered, the
     // card says why with the numbers, and on the 150 test rows no training saw it is the better one
-    let (_, card) = run_job(&app, job("auto", None)).await;
+    let (j, card) = run_job(&app, job("auto", None)).await;
+    assert_eq!(j["picked"], "scratch", "{j}");
     let f = &card["selection"]["fallback"];
     assert_eq!(f["gain"].as_f64().unwrap(), gain, "same seed, same folds");
     assert!(

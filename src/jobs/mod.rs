@@ -87,6 +87,11 @@ pub struct Job {
     /// or the time budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_stopped: Option<String>,
+    /// What a finished job delivered, as its student card's `selection.picked` says: the method (with a
+    /// search's answer, e.g. `auto (faculty)`, `multihop (a chain of 2)`), or `scratch` when the
+    /// scratch baseline won. Absent for `scratch` jobs (nothing to choose) and unfinished ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picked: Option<String>,
     pub notes: Vec<String>,
     /// The process that runs (or ran) it: `host:pid:tag` of a server or a `faculty worker`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -598,6 +603,7 @@ impl JobManager {
             restarts: 0,
             search: Vec::new(),
             search_stopped: None,
+            picked: None,
             notes: Vec::new(),
             worker: None,
         };
@@ -788,6 +794,7 @@ impl JobManager {
                         job.search_stopped = Some(m.stopped.clone());
                     }
                 }
+                job.picked = card.selection.as_ref().map(|s| s.picked.clone());
                 job.state = JobState::Succeeded;
                 job.phase = "done".into();
                 job.progress = 1.0;
