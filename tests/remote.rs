@@ -219,6 +219,15 @@ fn the_cli_talks_to_a_server_with_server_url() {
     )
     .unwrap();
     assert_eq!(job["state"], "succeeded");
+    // the plain status says what the job delivered
+    let picked = job["picked"]
+        .as_str()
+        .expect("a job with a baseline says what it delivered");
+    let status = stdout(&ok(remote()
+        .args(["jobs", "status", &job_id])
+        .output()
+        .unwrap()));
+    assert!(status.contains(&format!("delivered: {picked}")), "{status}");
     let students = stdout(&ok(remote().args(["students", "list"]).output().unwrap()));
     assert!(students.contains(&student), "{students}");
     let again = tmp.path().join("again.onnx");

@@ -394,6 +394,13 @@ pub fn jobs(c: &Client, cmd: JobsCommand) -> Result<()> {
             } else {
                 job_header();
                 job_line(&job);
+                // a finished job: what it delivered, and why its search ended
+                if let Some(p) = &job.picked {
+                    println!("delivered: {p}");
+                }
+                if let Some(s) = &job.search_stopped {
+                    println!("search stopped: {s}");
+                }
             }
             if follow { outcome(&job) } else { Ok(()) }
         }
