@@ -897,6 +897,35 @@ impl Trainer<'_> {
         accuracy_of(&self.predict(m, rows), y, rows)
     }
 
+    /// The scratch baseline (a student of the labeled rows alone) on `split`, the lowest-loss of
+    /// `restarts` trainings over `span`. `None` when cancelled.
+    fn baseline(
+        &mut self,
+        kind: &Kind,
+        (y, split): (&[i64], &Split),
+        restarts: usize,
+        span: (f64, f64),
+    ) -> Result<Option<Fitted>> {
+        let lesson = Lesson::scratch(y, split);
+        self.restarted(kind, restarts, span, |tr, span| {
+            tr.learn(kind, &lesson, BASELINE, span)
+        })
+    }
+
+    /// The scratch baseline on every fold of `sel` (progress held at `at`), judged like any student
+    /// there. `None` when cancelled.
+    fn baseline_on_folds(
+        &mut self,
+        sel: &select::Selector,
+        y: &[i64],
+        kind: &Kind,
+        at: f64,
+    ) -> Result<Option<(Vec<Fitted>, select::Score)>> {
+        self.judge(sel, y, |tr, fold, _| {
+            tr.baseline(kind, (y, fold), sel.restarts(), (at, at))
+        })
+    }
+
     /// Trains `fit` once per fold of `sel` (it gets the fold and its number) and pools the folds'
     /// held-out accuracy. Returns the fold models with the score; `None` when cancelled.
     fn judge(

@@ -12,11 +12,11 @@ use super::select::{self, Score, Selector};
 use super::weight_fusion::{self, Family};
 use super::weighted::{self, Variant};
 use super::{
-    Accuracy, Arch, BASELINE, Checkpoint, Delivered, DistillRequest, Fitted, FusionReport, Kind,
-    Lesson, Method, Model, MultihopReport, Outcome, Progress, Report, SelectionReport, Split,
-    Student, StudentSpec, TaskData, Taught, TeacherRef, TestReport, Trainer, Validated,
-    WeightFusionReport, Weighting, WeightingReport, accuracy_of, augment, export_intermediate,
-    finish, methods, pick_teacher, restarts_for, teach, test_report, validate,
+    Accuracy, Arch, Checkpoint, Delivered, DistillRequest, Fitted, FusionReport, Kind, Method,
+    Model, MultihopReport, Outcome, Progress, Report, SelectionReport, Split, Student, StudentSpec,
+    TaskData, Taught, TeacherRef, TestReport, Trainer, Validated, WeightFusionReport, Weighting,
+    WeightingReport, accuracy_of, augment, export_intermediate, finish, methods, pick_teacher,
+    restarts_for, teach, test_report, validate,
 };
 use crate::data::Parsed;
 use crate::error::{Error, Result};
@@ -399,10 +399,13 @@ fn baseline_and_weights(
     if !has_ensemble && taught.is_none() {
         return Ok(Some(out));
     }
-    let (kind, lesson) = (job.kind, Lesson::scratch(&job.ds.y, job.split));
-    let Some(base) = tr.restarted(kind, job.sel.restarts(), (0.05, 0.15), |tr, span| {
-        tr.learn(kind, &lesson, BASELINE, span)
-    })?
+    let kind = job.kind;
+    let Some(base) = tr.baseline(
+        kind,
+        (&job.ds.y, job.split),
+        job.sel.restarts(),
+        (0.05, 0.15),
+    )?
     else {
         return Ok(None);
     };
@@ -645,13 +648,7 @@ fn fall_back(
             let b = match fold_base {
                 Some((_, b)) => b,
                 None => {
-                    let Some((_, b)) = tr.judge(sel, &ds.y, |tr, fold, _| {
-                        let lesson = Lesson::scratch(&ds.y, fold);
-                        tr.restarted(kind, sel.restarts(), (0.95, 0.95), |tr, span| {
-                            tr.learn(kind, &lesson, BASELINE, span)
-                        })
-                    })?
-                    else {
+                    let Some((_, b)) = tr.baseline_on_folds(sel, &ds.y, kind, 0.95)? else {
                         return Ok(None);
                     };
                     b

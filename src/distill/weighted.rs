@@ -7,7 +7,7 @@
 //! points on the test rows.
 use super::select::{Score, Selector};
 use super::weighting::{self, Weighting, WeightingReport};
-use super::{BASELINE, DistillRequest, Fitted, Kind, Lesson, Split, Taught, Trainer, methods};
+use super::{DistillRequest, Fitted, Kind, Split, Taught, Trainer, methods};
 use crate::data::Parsed;
 use crate::error::{Error, ErrorKind, Result};
 use crate::rank::outputs;
@@ -144,13 +144,7 @@ pub(super) fn prepare(
     let mut fold_base = None;
     if sel.cv && found.iter().any(|f| f.on_split.is_some()) {
         // the scratch baseline on every fold: the simple model of that fold's weights
-        let Some(b) = tr.judge(sel, &ds.y, |tr, fold, _| {
-            let lesson = Lesson::scratch(&ds.y, fold);
-            tr.restarted(kind, sel.restarts(), (0.15, 0.15), |tr, span| {
-                tr.learn(kind, &lesson, BASELINE, span)
-            })
-        })?
-        else {
+        let Some(b) = tr.baseline_on_folds(sel, &ds.y, kind, 0.15)? else {
             return Ok(None);
         };
         for (k, (fold, model)) in sel.folds.iter().zip(&b.0).enumerate() {
@@ -271,7 +265,7 @@ mod tests {
             let mut quiet = Quiet;
             let mut tr = Trainer::new(ds.view(), &cfg, None, &mut quiet);
             let base = tr
-                .learn(&kind, &Lesson::scratch(&ds.y, &split), BASELINE, (0.0, 0.1))
+                .baseline(&kind, (&ds.y, &split), 1, (0.0, 0.1))
                 .unwrap()
                 .unwrap();
             let mut notes = Vec::new();
